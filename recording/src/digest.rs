@@ -1,0 +1,240 @@
+//! The canonical result digest: one function for capture and replay.
+//!
+//! Capture decodes wire rows and replay reads driver rows into the same value model
+//! ([`ValueRef`]), and both feed it here, so equal rows give equal digests. Three values come
+//! out: an ordered digest (row order matters), an unordered multiset digest (row order ignored,
+//! duplicates counted) and, separately, a digest of the column names and types
+//! ([`columns_digest`]). Together they tell "same rows, other order" and "other columns" apart
+//! from "other values".
+
+use bincode::{Decode, Encode};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::event::{Column, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Encode, Decode)]
+pub struct ResultDigest {
+    pub ordered: u64,
+    pub unordered: u64,
+}
+
+/// A borrowed value, as it comes off a wire row or out of a driver row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    Bytes(&'a [u8]),
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+impl<'a> From<&'a Value> for ValueRef<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Null => ValueRef::Null,
+            Value::Bytes(b) => ValueRef::Bytes(b),
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::UInt(u) => ValueRef::UInt(*u),
+            Value::Float(f) => ValueRef::Float(*f),
+            Value::Double(d) => ValueRef::Double(*d),
+            Value::Date(y, mo, d, h, mi, s, us) => ValueRef::Date(*y, *mo, *d, *h, *mi, *s, *us),
+            Value::Time(n, d, h, m, s, us) => ValueRef::Time(*n, *d, *h, *m, *s, *us),
+        }
+    }
+}
+
+impl ValueRef<'_> {
+    pub fn to_owned_value(&self) -> Value {
+        match *self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::UInt(u) => Value::UInt(u),
+            ValueRef::Float(f) => Value::Float(f),
+            ValueRef::Double(d) => Value::Double(d),
+            ValueRef::Date(y, mo, d, h, mi, s, us) => Value::Date(y, mo, d, h, mi, s, us),
+            ValueRef::Time(n, d, h, m, s, us) => Value::Time(n, d, h, m, s, us),
+        }
+    }
+}
+
+/// Builds a [`ResultDigest`] one value at a time, without holding rows.
+#[derive(Debug, Clone, Default)]
+pub struct RowDigester {
+    row: Vec<u8>,
+    ordered: u64,
+    unordered: u64,
+    rows: u64,
+}
+
+impl RowDigester {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the next value of the current row.
+    pub fn value(&mut self, v: ValueRef<'_>) {
+        let buf = &mut self.row;
+        match v {
+            ValueRef::Null => buf.push(0),
+            ValueRef::Bytes(b) => {
+                buf.push(1);
+                buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                buf.extend_from_slice(b);
+            }
+            ValueRef::Int(i) => {
+                buf.push(2);
+                buf.extend_from_slice(&i.to_le_bytes());
+            }
+            ValueRef::UInt(u) => {
+                buf.push(3);
+                buf.extend_from_slice(&u.to_le_bytes());
+            }
+            ValueRef::Float(f) => {
+                buf.push(4);
+                buf.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            ValueRef::Double(d) => {
+                buf.push(5);
+                buf.extend_from_slice(&d.to_bits().to_le_bytes());
+            }
+            ValueRef::Date(y, mo, d, h, mi, s, us) => {
+                buf.push(6);
+                buf.extend_from_slice(&y.to_le_bytes());
+                buf.extend_from_slice(&[mo, d, h, mi, s]);
+                buf.extend_from_slice(&us.to_le_bytes());
+            }
+            ValueRef::Time(neg, d, h, m, s, us) => {
+                buf.push(7);
+                buf.push(neg as u8);
+                buf.extend_from_slice(&d.to_le_bytes());
+                buf.extend_from_slice(&[h, m, s]);
+                buf.extend_from_slice(&us.to_le_bytes());
+            }
+        }
+    }
+
+    /// Closes the current row.
+    pub fn end_row(&mut self) {
+        let h = xxh3_64(&self.row);
+        self.row.clear();
+        self.ordered = xxh3_64_with_seed(&h.to_le_bytes(), self.ordered ^ 0x9e37_79b9_7f4a_7c15);
+        self.unordered = self.unordered.wrapping_add(mix(h));
+        self.rows += 1;
+    }
+
+    /// Adds a whole row.
+    pub fn row<'a>(&mut self, values: impl IntoIterator<Item = ValueRef<'a>>) {
+        for v in values {
+            self.value(v);
+        }
+        self.end_row();
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn finish(&self) -> ResultDigest {
+        ResultDigest {
+            ordered: self.ordered,
+            unordered: self.unordered,
+        }
+    }
+}
+
+/// splitmix64 finaliser: spreads a row hash before it is summed into the multiset digest.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Digest of column names and types: differs when the result's shape differs.
+pub fn columns_digest(columns: &[Column]) -> u64 {
+    let mut buf = Vec::with_capacity(columns.len() * 16);
+    for c in columns {
+        buf.extend_from_slice(&(c.name.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&c.name);
+        buf.push(c.column_type);
+        // Only the flag that changes how a value reads: UNSIGNED.
+        buf.push((c.flags & 0x20 != 0) as u8);
+    }
+    xxh3_64(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(rows: &[&[ValueRef<'_>]]) -> ResultDigest {
+        let mut d = RowDigester::new();
+        for r in rows {
+            d.row(r.iter().copied());
+        }
+        d.finish()
+    }
+
+    #[test]
+    fn order_changes_ordered_digest_only() {
+        let a = digest(&[&[ValueRef::Int(1)], &[ValueRef::Int(2)]]);
+        let b = digest(&[&[ValueRef::Int(2)], &[ValueRef::Int(1)]]);
+        assert_ne!(a.ordered, b.ordered);
+        assert_eq!(a.unordered, b.unordered);
+    }
+
+    #[test]
+    fn value_boundaries_and_types_matter() {
+        let a = digest(&[&[ValueRef::Bytes(b"ab"), ValueRef::Bytes(b"c")]]);
+        let b = digest(&[&[ValueRef::Bytes(b"a"), ValueRef::Bytes(b"bc")]]);
+        assert_ne!(a, b);
+        let n = digest(&[&[ValueRef::Null]]);
+        let e = digest(&[&[ValueRef::Bytes(b"")]]);
+        assert_ne!(n, e);
+        assert_ne!(
+            digest(&[&[ValueRef::Int(1)]]),
+            digest(&[&[ValueRef::UInt(1)]])
+        );
+    }
+
+    #[test]
+    fn duplicates_count_in_multiset() {
+        let one = digest(&[&[ValueRef::Int(7)]]);
+        let two = digest(&[&[ValueRef::Int(7)], &[ValueRef::Int(7)]]);
+        assert_ne!(one.unordered, two.unordered);
+        assert_ne!(
+            digest(&[]).unordered,
+            digest(&[&[ValueRef::Int(7)], &[ValueRef::Int(7)]]).unordered
+        );
+    }
+
+    #[test]
+    fn owned_and_borrowed_values_agree() {
+        let owned = [
+            Value::Bytes(b"x".to_vec()),
+            Value::Date(2024, 1, 2, 3, 4, 5, 6),
+        ];
+        let a = digest(&[&[
+            ValueRef::Bytes(b"x"),
+            ValueRef::Date(2024, 1, 2, 3, 4, 5, 6),
+        ]]);
+        let mut d = RowDigester::new();
+        d.row(owned.iter().map(ValueRef::from));
+        assert_eq!(a, d.finish());
+    }
+
+    #[test]
+    fn columns_digest_sees_names_and_types() {
+        let c = |n: &str, t| Column {
+            name: n.into(),
+            column_type: t,
+            ..Default::default()
+        };
+        assert_ne!(columns_digest(&[c("a", 3)]), columns_digest(&[c("b", 3)]));
+        assert_ne!(columns_digest(&[c("a", 3)]), columns_digest(&[c("a", 8)]));
+        assert_eq!(columns_digest(&[c("a", 3)]), columns_digest(&[c("a", 3)]));
+    }
+}

@@ -1,0 +1,415 @@
+//! The event model: what one run of a workload against one server looked like.
+//!
+//! A capture and a replay produce the same events, so every consumer (inspect, replay, analyze)
+//! reads one model. Strings that come off the wire (SQL, names, messages) are kept as bytes: the
+//! wire does not promise UTF-8, and a faithful replay must send back exactly what was sent.
+
+use bincode::{Decode, Encode};
+
+/// Identifies a session within one run. Captures number sessions in the order they were seen.
+pub type SessionId = u64;
+
+/// One thing that happened in a run.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Event {
+    SessionStart(SessionStart),
+    Exchange(Exchange),
+    Gap(Gap),
+    SessionEnd(SessionEnd),
+}
+
+impl Event {
+    pub fn session(&self) -> SessionId {
+        match self {
+            Event::SessionStart(s) => s.session,
+            Event::Exchange(e) => e.session,
+            Event::Gap(g) => g.session,
+            Event::SessionEnd(e) => e.session,
+        }
+    }
+
+    /// Short name used by `inspect` and the JSON output.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Event::SessionStart(_) => "session_start",
+            Event::Exchange(_) => "exchange",
+            Event::Gap(_) => "gap",
+            Event::SessionEnd(_) => "session_end",
+        }
+    }
+}
+
+/// A client connection, as far as the run knows it.
+#[derive(Debug, Clone, PartialEq, Default, Encode, Decode)]
+pub struct SessionStart {
+    pub session: SessionId,
+    /// `ip:port` of the client and the server.
+    pub client: String,
+    pub server: String,
+    /// Wall clock, µs since the Unix epoch, of the first packet of the session seen.
+    pub start_us: u64,
+    pub user: Option<Vec<u8>>,
+    pub db: Option<Vec<u8>>,
+    pub server_version: Option<Vec<u8>>,
+    pub connection_id: Option<u32>,
+    /// Capability flags in force (client ∩ server), when the handshake was seen.
+    pub capabilities: Option<u32>,
+    /// No handshake in the capture: attached at the first plausible command.
+    pub mid_stream: bool,
+    /// The client switched to TLS (SSLRequest); nothing after that can be decoded.
+    pub encrypted: bool,
+    /// The compressed protocol is in use.
+    pub compressed: bool,
+    /// Replay only: which clone of the recorded session this is (0 for captures).
+    pub clone: u32,
+}
+
+/// One command and the server's answer to it.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Exchange {
+    pub session: SessionId,
+    /// Position of this exchange in its session, from 0.
+    pub seq: u64,
+    /// Replay only: clone number (0 for captures and the first clone).
+    pub clone: u32,
+    /// Replay only: when the scheduler meant to send it (µs since the epoch).
+    pub scheduled_us: Option<u64>,
+    /// First byte of the request (µs since the epoch).
+    pub start_us: u64,
+    /// Last byte of the response, or `start_us` when there is none.
+    pub end_us: u64,
+    pub command: Command,
+    pub response: Response,
+    /// Further results of the same command (MORE_RESULTS_EXISTS: multi-statements, CALL).
+    pub more: Vec<Response>,
+}
+
+impl Exchange {
+    /// Rows over all result sets of this exchange.
+    pub fn total_rows(&self) -> u64 {
+        std::iter::once(&self.response)
+            .chain(&self.more)
+            .map(|r| match r {
+                Response::Rows(rs) => rs.rows,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Bytes lost in one direction of a session (a segment missing from the capture).
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Gap {
+    pub session: SessionId,
+    pub direction: Direction,
+    pub at_us: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct SessionEnd {
+    pub session: SessionId,
+    pub end_us: u64,
+    pub reason: EndReason,
+    pub login: Login,
+    pub exchanges: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum EndReason {
+    /// The client sent COM_QUIT.
+    Quit,
+    /// A FIN was seen.
+    Closed,
+    /// A RST was seen.
+    Reset,
+    /// No packet for longer than the idle timeout.
+    Idle,
+    /// The capture (or replay) ended with the session still open.
+    EndOfRun,
+    /// Replay: the server went away and the session could not go on.
+    Lost,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Login {
+    /// Not seen (mid-stream session).
+    Unknown,
+    Ok,
+    Failed {
+        code: u16,
+        message: Vec<u8>,
+    },
+    /// The session switched to TLS before authenticating.
+    Encrypted,
+}
+
+/// A MySQL command, with what is needed to send it again.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Command {
+    Query {
+        sql: Vec<u8>,
+        /// Query attributes sent with the query (CLIENT_QUERY_ATTRIBUTES).
+        attrs: Vec<(Vec<u8>, Value)>,
+    },
+    InitDb {
+        db: Vec<u8>,
+    },
+    FieldList {
+        table: Vec<u8>,
+        wildcard: Vec<u8>,
+    },
+    Prepare {
+        sql: Vec<u8>,
+    },
+    Execute {
+        stmt_id: u32,
+        flags: u8,
+        /// Typed parameters, when the statement's PREPARE was seen.
+        params: Vec<Param>,
+        /// The PREPARE of this statement was not in the capture: `raw_params` holds the undecoded
+        /// parameter block and `params` is empty.
+        prepare_seen: bool,
+        raw_params: Vec<u8>,
+    },
+    SendLongData {
+        stmt_id: u32,
+        param: u16,
+        data: Vec<u8>,
+    },
+    CloseStmt {
+        stmt_id: u32,
+    },
+    ResetStmt {
+        stmt_id: u32,
+    },
+    Fetch {
+        stmt_id: u32,
+        rows: u32,
+    },
+    ChangeUser {
+        user: Vec<u8>,
+        db: Option<Vec<u8>>,
+    },
+    Ping,
+    Quit,
+    Statistics,
+    ProcessInfo,
+    ProcessKill {
+        id: u32,
+    },
+    Debug,
+    SetOption {
+        option: u16,
+    },
+    ResetConnection,
+    /// Any other command byte, with the payload length.
+    Other {
+        code: u8,
+        len: u32,
+    },
+}
+
+impl Command {
+    /// snake_case name as used by `inspect` and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Query { .. } => "query",
+            Command::InitDb { .. } => "init_db",
+            Command::FieldList { .. } => "field_list",
+            Command::Prepare { .. } => "prepare",
+            Command::Execute { .. } => "execute",
+            Command::SendLongData { .. } => "send_long_data",
+            Command::CloseStmt { .. } => "close_stmt",
+            Command::ResetStmt { .. } => "reset_stmt",
+            Command::Fetch { .. } => "fetch",
+            Command::ChangeUser { .. } => "change_user",
+            Command::Ping => "ping",
+            Command::Quit => "quit",
+            Command::Statistics => "statistics",
+            Command::ProcessInfo => "process_info",
+            Command::ProcessKill { .. } => "process_kill",
+            Command::Debug => "debug",
+            Command::SetOption { .. } => "set_option",
+            Command::ResetConnection => "reset_connection",
+            Command::Other { .. } => "other",
+        }
+    }
+
+    /// SQL text for query and prepare.
+    pub fn sql(&self) -> Option<&[u8]> {
+        match self {
+            Command::Query { sql, .. } | Command::Prepare { sql } => Some(sql),
+            _ => None,
+        }
+    }
+
+    /// Statement id for the commands that name one.
+    pub fn stmt_id(&self) -> Option<u32> {
+        match self {
+            Command::Execute { stmt_id, .. }
+            | Command::SendLongData { stmt_id, .. }
+            | Command::CloseStmt { stmt_id }
+            | Command::ResetStmt { stmt_id }
+            | Command::Fetch { stmt_id, .. } => Some(*stmt_id),
+            _ => None,
+        }
+    }
+
+    /// Whether the server answers this command at all.
+    pub fn expects_response(&self) -> bool {
+        !matches!(
+            self,
+            Command::Quit | Command::CloseStmt { .. } | Command::SendLongData { .. }
+        )
+    }
+}
+
+/// A bound parameter of COM_STMT_EXECUTE.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Param {
+    /// MySQL column type code (MYSQL_TYPE_*).
+    pub column_type: u8,
+    pub unsigned: bool,
+    pub value: Value,
+}
+
+/// A MySQL value; the same model as `mysql_common::value::Value`, so capture and replay agree.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Value {
+    Null,
+    Bytes(Vec<u8>),
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// year, month, day, hour, minute, second, µs
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    /// negative, days, hours, minutes, seconds, µs
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+/// The server's answer to one command (one result of it, for multi-result commands).
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Response {
+    Ok(OkInfo),
+    Err(ErrInfo),
+    Rows(ResultSet),
+    Prepared(Prepared),
+    /// A plain string answer (COM_STATISTICS).
+    Text(Vec<u8>),
+    /// LOAD DATA LOCAL INFILE: the server asked for a file; `then` is what followed the upload.
+    LocalInfile {
+        filename: Vec<u8>,
+        then: Option<Box<Response>>,
+    },
+    /// The command has no answer (quit, close, send_long_data).
+    None,
+    /// An answer was due but is not in the run (lost, session ended, capture ended).
+    Missing(MissingReason),
+    /// Replay only: the command was not sent.
+    Skipped(SkipReason),
+}
+
+impl Response {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Response::Ok(_) => "ok",
+            Response::Err(_) => "err",
+            Response::Rows(_) => "rows",
+            Response::Prepared(_) => "prepared",
+            Response::Text(_) => "text",
+            Response::LocalInfile { .. } => "local_infile",
+            Response::None => "none",
+            Response::Missing(_) => "missing",
+            Response::Skipped(_) => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct OkInfo {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
+    pub status: u16,
+    pub warnings: u16,
+    pub info: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ErrInfo {
+    pub code: u16,
+    pub state: Vec<u8>,
+    pub message: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum MissingReason {
+    /// Bytes of the response were lost (a gap).
+    Gap,
+    /// The connection closed before the answer came.
+    Closed,
+    /// The capture ended before the answer came.
+    EndOfCapture,
+    /// The response could not be decoded.
+    Undecodable,
+    /// Replay: the server went away while the command was in flight.
+    ConnectionLost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum SkipReason {
+    /// EXECUTE (or close/reset) of a statement whose PREPARE was never seen.
+    UnknownStatement,
+    /// Filtered out by --read-only, --include or --exclude.
+    Filtered,
+    /// A command myrr cannot send again (with its name).
+    Unsupported(String),
+    /// The session's connection could not be opened.
+    NotConnected,
+}
+
+/// A result set, summarised: its shape, its size and a digest of its rows.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct ResultSet {
+    pub columns: Vec<Column>,
+    pub rows: u64,
+    /// Bytes of row data on the wire.
+    pub bytes: u64,
+    pub digest: crate::digest::ResultDigest,
+    /// Status flags of the terminating EOF/OK packet.
+    pub status: u16,
+    pub warnings: u16,
+    /// False when rows were lost or the result ended early (a gap, an error mid-result).
+    pub complete: bool,
+    /// An error that ended the result set early.
+    pub error: Option<ErrInfo>,
+}
+
+/// A column definition (ColumnDefinition41), without the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct Column {
+    pub name: Vec<u8>,
+    pub table: Vec<u8>,
+    pub column_type: u8,
+    pub flags: u16,
+    pub charset: u16,
+    pub decimals: u8,
+    pub length: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Prepared {
+    pub stmt_id: u32,
+    pub params: u16,
+    pub columns: u16,
+    pub warnings: u16,
+    pub param_defs: Vec<Column>,
+    pub column_defs: Vec<Column>,
+}

@@ -1,0 +1,460 @@
+//! The `.myrr` file format.
+//!
+//! ```text
+//! file   := MAGIC(8) version(u16 le) header_len(u32 le) header_crc(u32 le) header(bincode)
+//!           block*
+//! block  := len(u32 le) crc32(u32 le) zstd( count(u32 le) event(bincode)* )
+//! ```
+//!
+//! Blocks are independent: a reader that meets a torn or corrupt block reports where and keeps
+//! every event before it. The codec (bincode 2, varint integers) stays behind this module.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bincode::{Decode, Encode};
+
+use crate::event::Event;
+
+pub const MAGIC: &[u8; 8] = b"MYRR\x00REC";
+/// Bumped on any incompatible change; readers refuse newer versions with a clear message.
+pub const FORMAT_VERSION: u16 = 1;
+/// Uncompressed size at which a block is sealed.
+pub const BLOCK_TARGET: usize = 128 * 1024;
+/// Largest block a reader accepts (compressed), so a corrupt length cannot make it allocate
+/// without bound.
+pub const MAX_BLOCK: u32 = 64 * 1024 * 1024;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum RunKind {
+    Capture,
+    Replay,
+}
+
+impl RunKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::Capture => "capture",
+            RunKind::Replay => "replay",
+        }
+    }
+}
+
+/// What a run is: written once at the start of a file.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Header {
+    pub kind: RunKind,
+    pub tool_version: String,
+    /// Where the events came from: pcap file names, an interface, or a target `host:port`
+    /// (never a password).
+    pub source: String,
+    /// µs since the Unix epoch when the run started.
+    pub started_us: u64,
+    /// Options the run was made with, as `name=value` pairs.
+    pub options: Vec<(String, String)>,
+}
+
+/// What went wrong reading a recording, and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    #[error("{path}: cannot open: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{path}: not a myrr recording (bad magic at byte 0)")]
+    BadMagic { path: PathBuf },
+    #[error("{path}: format version {found} is newer than this myrr understands ({supported}); upgrade myrr")]
+    NewerVersion {
+        path: PathBuf,
+        found: u16,
+        supported: u16,
+    },
+    #[error(
+        "{path}: truncated at byte {offset}: {what} needs {needed} bytes, {available} present"
+    )]
+    Truncated {
+        path: PathBuf,
+        offset: u64,
+        what: &'static str,
+        needed: u64,
+        available: u64,
+    },
+    #[error("{path}: corrupt {what} at byte {offset}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("{path}: read error at byte {offset}: {source}")]
+    Io {
+        path: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
+}
+
+impl FormatError {
+    /// Byte offset of the damage, where there is one.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            FormatError::Truncated { offset, .. }
+            | FormatError::Corrupt { offset, .. }
+            | FormatError::Io { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    #[error("cannot write recording: {0}")]
+    Io(#[from] io::Error),
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+}
+
+/// Streaming writer: memory stays at one block whatever the run's length.
+pub struct RecordingWriter<W: Write> {
+    out: W,
+    block: Vec<u8>,
+    count: u32,
+    zstd_level: i32,
+    last_flush: Instant,
+    events: u64,
+}
+
+impl RecordingWriter<BufWriter<File>> {
+    pub fn create(path: &Path, header: &Header) -> Result<Self, WriteError> {
+        let f = File::create(path)?;
+        Self::new(BufWriter::new(f), header)
+    }
+}
+
+impl<W: Write> RecordingWriter<W> {
+    pub fn new(mut out: W, header: &Header) -> Result<Self, WriteError> {
+        let h = bincode::encode_to_vec(header, config())?;
+        out.write_all(MAGIC)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        out.write_all(&(h.len() as u32).to_le_bytes())?;
+        out.write_all(&crc32fast::hash(&h).to_le_bytes())?;
+        out.write_all(&h)?;
+        let mut block = Vec::with_capacity(BLOCK_TARGET + 4096);
+        block.extend_from_slice(&0u32.to_le_bytes());
+        Ok(Self {
+            out,
+            block,
+            count: 0,
+            zstd_level: 3,
+            last_flush: Instant::now(),
+            events: 0,
+        })
+    }
+
+    pub fn push(&mut self, event: &Event) -> Result<(), WriteError> {
+        bincode::encode_into_std_write(event, &mut self.block, config())?;
+        self.count += 1;
+        self.events += 1;
+        if self.block.len() >= BLOCK_TARGET {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the pending block if it is older than `max_age`; a live writer calls this at least
+    /// once a second so a crash loses at most that much.
+    pub fn flush_if_older(&mut self, max_age: Duration) -> Result<(), WriteError> {
+        if self.last_flush.elapsed() >= max_age {
+            self.seal()?;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn events_written(&self) -> u64 {
+        self.events
+    }
+
+    fn seal(&mut self) -> Result<(), WriteError> {
+        self.last_flush = Instant::now();
+        if self.count == 0 {
+            return Ok(());
+        }
+        self.block[..4].copy_from_slice(&self.count.to_le_bytes());
+        let z = zstd::bulk::compress(&self.block, self.zstd_level)?;
+        self.out.write_all(&(z.len() as u32).to_le_bytes())?;
+        self.out.write_all(&crc32fast::hash(&z).to_le_bytes())?;
+        self.out.write_all(&z)?;
+        self.block.truncate(4);
+        self.count = 0;
+        Ok(())
+    }
+
+    /// Seals the last block, flushes and returns the inner writer.
+    pub fn finish(mut self) -> Result<W, WriteError> {
+        self.seal()?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Streaming reader: one block in memory at a time. Yields events, then at most one error
+/// (the damage that stopped it), then nothing.
+pub struct RecordingReader<R: Read> {
+    input: R,
+    path: PathBuf,
+    header: Header,
+    offset: u64,
+    block: Vec<u8>,
+    pos: usize,
+    left_in_block: u32,
+    block_offset: u64,
+    done: bool,
+}
+
+impl RecordingReader<BufReader<File>> {
+    pub fn open(path: &Path) -> Result<Self, FormatError> {
+        let f = File::open(path).map_err(|source| FormatError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::new(BufReader::with_capacity(256 * 1024, f), path)
+    }
+}
+
+/// Reads up to `buf.len()` bytes; returns how many (short only at end of input).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl<R: Read> RecordingReader<R> {
+    /// `path` is only used to name the file in errors.
+    pub fn new(mut input: R, path: &Path) -> Result<Self, FormatError> {
+        let path = path.to_owned();
+        let io_err = |offset, source| FormatError::Io {
+            path: path.clone(),
+            offset,
+            source,
+        };
+        let mut fixed = [0u8; 18];
+        let n = read_full(&mut input, &mut fixed).map_err(|e| io_err(0, e))?;
+        let magic_ok = if n >= 8 {
+            &fixed[..8] == MAGIC
+        } else {
+            n > 0 && MAGIC.starts_with(&fixed[..n])
+        };
+        if !magic_ok {
+            return Err(FormatError::BadMagic { path });
+        }
+        if n < 18 {
+            return Err(FormatError::Truncated {
+                path,
+                offset: n as u64,
+                what: "file header",
+                needed: 18,
+                available: n as u64,
+            });
+        }
+        let version = u16::from_le_bytes([fixed[8], fixed[9]]);
+        if version > FORMAT_VERSION {
+            return Err(FormatError::NewerVersion {
+                path,
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let hlen = u32::from_le_bytes(fixed[10..14].try_into().unwrap());
+        let hcrc = u32::from_le_bytes(fixed[14..18].try_into().unwrap());
+        if hlen > 1024 * 1024 {
+            return Err(FormatError::Corrupt {
+                path,
+                offset: 10,
+                what: "header length",
+                detail: format!("{hlen} bytes is more than any header"),
+            });
+        }
+        let mut h = vec![0u8; hlen as usize];
+        let got = read_full(&mut input, &mut h).map_err(|e| io_err(18, e))?;
+        if got < h.len() {
+            return Err(FormatError::Truncated {
+                path,
+                offset: 18 + got as u64,
+                what: "run header",
+                needed: hlen as u64,
+                available: got as u64,
+            });
+        }
+        if crc32fast::hash(&h) != hcrc {
+            return Err(FormatError::Corrupt {
+                path,
+                offset: 18,
+                what: "run header",
+                detail: "checksum mismatch".into(),
+            });
+        }
+        let (header, _): (Header, usize) =
+            bincode::decode_from_slice(&h, config()).map_err(|e| FormatError::Corrupt {
+                path: path.clone(),
+                offset: 18,
+                what: "run header",
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
+            input,
+            path,
+            header,
+            offset: 18 + hlen as u64,
+            block: Vec::new(),
+            pos: 0,
+            left_in_block: 0,
+            block_offset: 0,
+            done: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn next_block(&mut self) -> Result<bool, FormatError> {
+        let at = self.offset;
+        let mut fixed = [0u8; 8];
+        let n = read_full(&mut self.input, &mut fixed).map_err(|source| FormatError::Io {
+            path: self.path.clone(),
+            offset: at,
+            source,
+        })?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if n < 8 {
+            return Err(FormatError::Truncated {
+                path: self.path.clone(),
+                offset: at,
+                what: "block header",
+                needed: 8,
+                available: n as u64,
+            });
+        }
+        let len = u32::from_le_bytes(fixed[..4].try_into().unwrap());
+        let crc = u32::from_le_bytes(fixed[4..].try_into().unwrap());
+        if len == 0 || len > MAX_BLOCK {
+            return Err(FormatError::Corrupt {
+                path: self.path.clone(),
+                offset: at,
+                what: "block length",
+                detail: format!("{len} bytes is outside 1..={MAX_BLOCK}"),
+            });
+        }
+        let mut z = vec![0u8; len as usize];
+        let got = read_full(&mut self.input, &mut z).map_err(|source| FormatError::Io {
+            path: self.path.clone(),
+            offset: at + 8,
+            source,
+        })?;
+        if got < z.len() {
+            return Err(FormatError::Truncated {
+                path: self.path.clone(),
+                offset: at,
+                what: "block",
+                needed: len as u64 + 8,
+                available: got as u64 + 8,
+            });
+        }
+        if crc32fast::hash(&z) != crc {
+            return Err(FormatError::Corrupt {
+                path: self.path.clone(),
+                offset: at,
+                what: "block",
+                detail: "checksum mismatch".into(),
+            });
+        }
+        let corrupt = |detail: String| FormatError::Corrupt {
+            path: self.path.clone(),
+            offset: at,
+            what: "block",
+            detail,
+        };
+        // A block decompresses to at most BLOCK_TARGET plus one event; cap well above that.
+        self.block = zstd::bulk::decompress(&z, MAX_BLOCK as usize)
+            .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+        if self.block.len() < 4 {
+            return Err(corrupt("block shorter than its event count".into()));
+        }
+        self.left_in_block = u32::from_le_bytes(self.block[..4].try_into().unwrap());
+        self.pos = 4;
+        self.block_offset = at;
+        self.offset = at + 8 + len as u64;
+        Ok(true)
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>, FormatError> {
+        while self.left_in_block == 0 {
+            if self.pos != self.block.len() && !self.block.is_empty() {
+                return Err(FormatError::Corrupt {
+                    path: self.path.clone(),
+                    offset: self.block_offset,
+                    what: "block",
+                    detail: format!("{} bytes after its last event", self.block.len() - self.pos),
+                });
+            }
+            self.block.clear();
+            self.pos = 0;
+            if !self.next_block()? {
+                return Ok(None);
+            }
+        }
+        let (ev, used): (Event, usize) =
+            bincode::decode_from_slice(&self.block[self.pos..], config()).map_err(|e| {
+                FormatError::Corrupt {
+                    path: self.path.clone(),
+                    offset: self.block_offset,
+                    what: "event",
+                    detail: format!("at byte {} of the block: {e}", self.pos),
+                }
+            })?;
+        self.pos += used;
+        self.left_in_block -= 1;
+        Ok(Some(ev))
+    }
+}
+
+impl<R: Read> Iterator for RecordingReader<R> {
+    type Item = Result<Event, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_event() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

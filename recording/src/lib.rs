@@ -1,0 +1,20 @@
+//! myrr-recording: the event model, the `.myrr` file format and the canonical result digest.
+//!
+//! - [`event`]: [`Event`] and what it holds — [`SessionStart`], [`Exchange`] ([`Command`] +
+//!   [`Response`]), [`Gap`], [`SessionEnd`].
+//! - [`format`]: [`RecordingWriter`] and [`RecordingReader`], streaming, block-checksummed,
+//!   zstd-compressed; damage is reported with the file and byte offset.
+//! - [`digest`]: [`RowDigester`], the one function capture and replay use to digest result rows.
+//!
+//! This crate depends on no other workspace crate.
+
+pub mod digest;
+pub mod event;
+pub mod format;
+
+pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
+pub use event::*;
+pub use format::{FormatError, Header, RecordingReader, RecordingWriter, RunKind, WriteError};
+
+#[cfg(test)]
+mod tests;

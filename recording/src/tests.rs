@@ -1,0 +1,177 @@
+//! Round trips and damage handling of the file format.
+
+use std::path::Path;
+
+use crate::digest::RowDigester;
+use crate::event::*;
+use crate::format::*;
+
+fn header() -> Header {
+    Header {
+        kind: RunKind::Capture,
+        tool_version: "test".into(),
+        source: "unit".into(),
+        started_us: 1,
+        options: vec![("port".into(), "3306".into())],
+    }
+}
+
+fn exchange(session: u64, seq: u64) -> Event {
+    let mut d = RowDigester::new();
+    d.row([crate::ValueRef::Int(seq as i64)]);
+    Event::Exchange(Exchange {
+        session,
+        seq,
+        clone: 0,
+        scheduled_us: None,
+        start_us: 1_000 + seq,
+        end_us: 2_000 + seq,
+        command: Command::Query {
+            sql: format!("SELECT {seq} /* padding to make blocks fill up a bit faster */")
+                .into_bytes(),
+            attrs: vec![],
+        },
+        response: Response::Rows(ResultSet {
+            columns: vec![Column {
+                name: b"x".to_vec(),
+                column_type: 8,
+                ..Default::default()
+            }],
+            rows: 1,
+            bytes: 3,
+            digest: d.finish(),
+            status: 2,
+            warnings: 0,
+            complete: true,
+            error: None,
+        }),
+        more: vec![],
+    })
+}
+
+fn events(n: u64) -> Vec<Event> {
+    let mut v = vec![Event::SessionStart(SessionStart {
+        session: 1,
+        ..Default::default()
+    })];
+    v.extend((0..n).map(|i| exchange(1, i)));
+    v.push(Event::SessionEnd(SessionEnd {
+        session: 1,
+        end_us: 9,
+        reason: EndReason::Quit,
+        login: Login::Ok,
+        exchanges: n,
+    }));
+    v
+}
+
+fn write(evs: &[Event]) -> Vec<u8> {
+    let mut w = RecordingWriter::new(Vec::new(), &header()).unwrap();
+    for e in evs {
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+fn read(bytes: &[u8]) -> (Vec<Event>, Option<FormatError>) {
+    let r = match RecordingReader::new(bytes, Path::new("t.myrr")) {
+        Ok(r) => r,
+        Err(e) => return (vec![], Some(e)),
+    };
+    let mut out = vec![];
+    for item in r {
+        match item {
+            Ok(e) => out.push(e),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+#[test]
+fn round_trip_many_blocks() {
+    let evs = events(20_000);
+    let bytes = write(&evs);
+    let r = RecordingReader::new(&bytes[..], Path::new("t.myrr")).unwrap();
+    assert_eq!(r.header(), &header());
+    let (back, err) = read(&bytes);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(back, evs);
+    // Repetitive events compress well: far less than the uncompressed encoding.
+    assert!(bytes.len() < 20_000 * 40, "{} bytes", bytes.len());
+}
+
+#[test]
+fn every_truncation_keeps_a_prefix_and_names_the_offset() {
+    let evs = events(3000);
+    let bytes = write(&evs);
+    let step = (bytes.len() / 200).max(1);
+    for cut in (0..bytes.len()).step_by(step) {
+        let (got, err) = read(&bytes[..cut]);
+        assert!(got.len() <= evs.len());
+        assert_eq!(
+            &evs[..got.len()],
+            &got[..],
+            "cut {cut}: events read must be a prefix"
+        );
+        let err = err.unwrap_or_else(|| panic!("cut at {cut} of {} gave no error", bytes.len()));
+        let msg = err.to_string();
+        assert!(msg.starts_with("t.myrr"), "{msg}");
+        if cut >= 18 + 8 {
+            assert!(err.offset().unwrap() <= cut as u64, "{msg}");
+        }
+    }
+}
+
+#[test]
+fn flipped_byte_is_reported_as_corrupt() {
+    let evs = events(3000);
+    let bytes = write(&evs);
+    let mut seen_prefix = false;
+    for at in (40..bytes.len()).step_by(997) {
+        let mut b = bytes.clone();
+        b[at] ^= 0x55;
+        let (got, err) = read(&b);
+        let err = err.expect("corruption must be reported");
+        assert!(
+            matches!(
+                err,
+                FormatError::Corrupt { .. } | FormatError::Truncated { .. }
+            ),
+            "{err}"
+        );
+        assert_eq!(&evs[..got.len()], &got[..]);
+        seen_prefix |= !got.is_empty();
+    }
+    assert!(
+        seen_prefix,
+        "damage in a later block keeps the earlier ones"
+    );
+}
+
+#[test]
+fn newer_version_and_bad_magic_are_refused() {
+    let mut bytes = write(&events(1));
+    bytes[8] = 0xff;
+    let (_, err) = read(&bytes);
+    assert!(
+        matches!(err, Some(FormatError::NewerVersion { found: 255, .. })),
+        "{err:?}"
+    );
+    let (_, err) = read(b"PCAP\xd4\xc3\xb2\xa1 not a recording");
+    assert!(matches!(err, Some(FormatError::BadMagic { .. })));
+    let (_, err) = read(b"");
+    assert!(matches!(err, Some(FormatError::BadMagic { .. })));
+}
+
+#[test]
+fn live_flush_seals_small_blocks() {
+    let mut w = RecordingWriter::new(Vec::new(), &header()).unwrap();
+    w.push(&exchange(1, 0)).unwrap();
+    w.flush_if_older(std::time::Duration::ZERO).unwrap();
+    w.push(&exchange(1, 1)).unwrap();
+    let bytes = w.finish().unwrap();
+    let (got, err) = read(&bytes);
+    assert!(err.is_none());
+    assert_eq!(got.len(), 2);
+}
