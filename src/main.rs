@@ -1,1 +1,40 @@
-fn main() {}
+//! `myrr`: MySQL record & replay. This binary only turns arguments into library calls, prints,
+//! and maps outcomes to exit codes.
+
+mod capture_cmd;
+mod inspect;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "myrr", version, about = "MySQL record & replay: capture traffic off the wire, replay it against a candidate server, and compare")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Record MySQL traffic from pcap/pcapng files or a live interface into a .myrr recording.
+    Capture(capture_cmd::Args),
+    /// Print every event of a recording (table for people, jsonl for tools).
+    Inspect(inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Capture(a) => capture_cmd::run(a),
+        Cmd::Inspect(a) => inspect::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("myrr: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

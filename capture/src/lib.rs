@@ -1,1 +1,353 @@
-//! placeholder
+//! myrr-capture: from packets to [`Event`]s.
+//!
+//! - [`source`]: packet sources — pcap/pcapng files and live interfaces through libpcap — and
+//!   the link layers they carry ([`LinkType`]).
+//! - [`tcp`]: per-direction TCP reassembly ([`tcp::Reassembler`], [`tcp::SeqNum`]).
+//! - [`framing`] and [`conn`]: the MySQL wire protocol, from bytes to exchanges.
+//! - [`Capture`]: the pipeline that ties them together: feed it packets, take events out.
+//!
+//! Direction comes from the server ports the user names, never from addresses: client and
+//! server may share an IP. Memory is bounded per flow (reassembly queue, largest packet) and in
+//! the number of flows.
+
+pub mod conn;
+pub mod framing;
+pub mod source;
+pub mod tcp;
+pub mod values;
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use myrr_recording::{Direction, EndReason, Event, SessionId};
+
+use conn::{Conn, Ctx};
+pub use source::LinkType;
+use tcp::{Delivery, Reassembler, SeqNum};
+
+/// What a capture counted; printed at the end of `myrr capture`.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub non_tcp_packets: u64,
+    pub other_port_packets: u64,
+    pub undecodable_packets: u64,
+    pub flows: u64,
+    pub flows_evicted: u64,
+    pub sessions_full: u64,
+    pub sessions_mid_stream: u64,
+    pub sessions_encrypted: u64,
+    pub compression_detected: u64,
+    pub logins_failed: u64,
+    pub exchanges: u64,
+    pub commands: BTreeMap<&'static str, u64>,
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    pub retransmitted_bytes: u64,
+    pub skipped_client_bytes: u64,
+    pub skipped_server_bytes: u64,
+    pub unsolicited_packets: u64,
+    pub responses_missing: u64,
+    pub undecodable: BTreeMap<String, u64>,
+    /// Live capture: packets the kernel or the interface dropped.
+    pub kernel_drops: u64,
+    pub interface_drops: u64,
+}
+
+/// Limits and choices of a capture.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Server ports: a packet to or from one of them is MySQL traffic.
+    pub server_ports: Vec<u16>,
+    /// Out-of-order bytes queued per flow direction before the missing ones count as lost.
+    pub reorder_limit: usize,
+    /// Largest logical MySQL packet kept (bigger ones are skipped and counted).
+    pub max_packet: usize,
+    /// Flows tracked at once; the longest idle are ended beyond it.
+    pub max_flows: usize,
+    /// A flow with no packet for this long (capture time) is ended.
+    pub idle_timeout_us: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            server_ports: vec![3306],
+            reorder_limit: 4 << 20,
+            max_packet: 64 << 20,
+            max_flows: 100_000,
+            idle_timeout_us: 15 * 60 * 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    client: SocketAddr,
+    server: SocketAddr,
+}
+
+struct Flow {
+    conn: Conn,
+    c2s: Reassembler,
+    s2c: Reassembler,
+    last_us: u64,
+    fin_c2s: bool,
+    fin_s2c: bool,
+    client_isn: Option<u32>,
+}
+
+/// The capture pipeline: packets in, events out.
+pub struct Capture {
+    config: CaptureConfig,
+    flows: HashMap<FlowKey, Flow>,
+    stats: Stats,
+    events: Vec<Event>,
+    next_session: SessionId,
+    last_sweep_us: u64,
+    now_us: u64,
+    deliveries: Vec<(Direction, DeliveryOwned)>,
+}
+
+enum DeliveryOwned {
+    Data(Vec<u8>),
+    Gap(u64),
+}
+
+impl Capture {
+    pub fn new(config: CaptureConfig) -> Self {
+        Self {
+            config,
+            flows: HashMap::new(),
+            stats: Stats::default(),
+            events: Vec::new(),
+            next_session: 1,
+            last_sweep_us: 0,
+            now_us: 0,
+            deliveries: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Events produced so far, in order; the caller writes them out.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Feeds one captured frame.
+    pub fn packet(&mut self, ts_us: u64, link: LinkType, frame: &[u8]) {
+        self.stats.packets += 1;
+        self.stats.bytes += frame.len() as u64;
+        self.now_us = self.now_us.max(ts_us);
+        let Some(pkt) = source::slice(link, frame) else {
+            self.stats.undecodable_packets += 1;
+            return;
+        };
+        self.ip_packet(ts_us, &pkt);
+        if self.now_us.saturating_sub(self.last_sweep_us) > 1_000_000 {
+            self.last_sweep_us = self.now_us;
+            self.sweep_idle();
+        }
+    }
+
+    fn ip_packet(&mut self, ts_us: u64, pkt: &LaxSlicedPacket<'_>) {
+        let (src_ip, dst_ip): (IpAddr, IpAddr) = match &pkt.net {
+            Some(LaxNetSlice::Ipv4(v4)) => (v4.header().source_addr().into(), v4.header().destination_addr().into()),
+            Some(LaxNetSlice::Ipv6(v6)) => (v6.header().source_addr().into(), v6.header().destination_addr().into()),
+            _ => {
+                self.stats.non_tcp_packets += 1;
+                return;
+            }
+        };
+        let Some(TransportSlice::Tcp(tcp)) = &pkt.transport else {
+            self.stats.non_tcp_packets += 1;
+            return;
+        };
+        let src = SocketAddr::new(src_ip, tcp.source_port());
+        let dst = SocketAddr::new(dst_ip, tcp.destination_port());
+        let dir = if self.config.server_ports.contains(&dst.port()) {
+            Direction::ClientToServer
+        } else if self.config.server_ports.contains(&src.port()) {
+            Direction::ServerToClient
+        } else {
+            self.stats.other_port_packets += 1;
+            return;
+        };
+        let key = match dir {
+            Direction::ClientToServer => FlowKey { client: src, server: dst },
+            Direction::ServerToClient => FlowKey { client: dst, server: src },
+        };
+        let syn = tcp.syn();
+        let seq = SeqNum(tcp.sequence_number());
+        let payload = tcp.payload();
+
+        // A new SYN on a known flow with another ISN: the client port was reused.
+        if syn && !tcp.ack() && dir == Direction::ClientToServer {
+            if let Some(f) = self.flows.get(&key) {
+                if f.client_isn != Some(seq.0) {
+                    self.end_flow(key, EndReason::Closed, ts_us);
+                }
+            }
+        }
+        if !self.flows.contains_key(&key) {
+            if payload.is_empty() && !syn {
+                return; // a stray ACK/FIN/RST of a connection we never saw
+            }
+            if self.flows.len() >= self.config.max_flows {
+                self.evict_oldest(ts_us);
+            }
+            self.stats.flows += 1;
+            let conn = Conn::new(key.client.to_string(), key.server.to_string(), ts_us, syn, self.config.max_packet);
+            self.flows.insert(
+                key,
+                Flow {
+                    conn,
+                    c2s: Reassembler::new(self.config.reorder_limit),
+                    s2c: Reassembler::new(self.config.reorder_limit),
+                    last_us: ts_us,
+                    fin_c2s: false,
+                    fin_s2c: false,
+                    client_isn: None,
+                },
+            );
+        }
+        let Some(flow) = self.flows.get_mut(&key) else { return };
+        flow.last_us = ts_us;
+        let (this, other) = match dir {
+            Direction::ClientToServer => (&mut flow.c2s, &mut flow.s2c),
+            Direction::ServerToClient => (&mut flow.s2c, &mut flow.c2s),
+        };
+        if syn {
+            this.syn(seq);
+            if dir == Direction::ClientToServer && !tcp.ack() {
+                flow.client_isn = Some(seq.0);
+            }
+        }
+        let mut out: Vec<Delivery<'_>> = Vec::new();
+        // The peer's acknowledgement first: it speaks of bytes sent before this segment.
+        if tcp.ack() {
+            other.acked(SeqNum(tcp.acknowledgment_number()), &mut out);
+        }
+        let other_dir = match dir {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        };
+        self.deliveries.clear();
+        for d in out.drain(..) {
+            self.deliveries.push((other_dir, own(d)));
+        }
+        let before = this.retransmitted_bytes;
+        this.segment(seq.add(syn as usize), payload, &mut out);
+        self.stats.retransmitted_bytes += this.retransmitted_bytes - before;
+        if tcp.fin() {
+            this.fin(seq.add(syn as usize + payload.len()));
+        }
+        let fin = tcp.fin();
+        let rst = tcp.rst();
+        let mut ctx = Ctx {
+            events: &mut self.events,
+            stats: &mut self.stats,
+            next_session: &mut self.next_session,
+        };
+        for (d, del) in self.deliveries.drain(..) {
+            match del {
+                DeliveryOwned::Data(b) => flow.conn.data(d, &b, ts_us, &mut ctx),
+                DeliveryOwned::Gap(n) => flow.conn.gap(d, n, ts_us, &mut ctx),
+            }
+        }
+        for del in out {
+            match del {
+                Delivery::Data(b) => flow.conn.data(dir, b, ts_us, &mut ctx),
+                Delivery::Queued(b) => flow.conn.data(dir, &b, ts_us, &mut ctx),
+                Delivery::Gap(n) => flow.conn.gap(dir, n, ts_us, &mut ctx),
+            }
+        }
+        match dir {
+            Direction::ClientToServer => flow.fin_c2s |= fin,
+            Direction::ServerToClient => flow.fin_s2c |= fin,
+        }
+        if rst {
+            self.end_flow(key, EndReason::Reset, ts_us);
+        } else if flow.fin_c2s && flow.fin_s2c {
+            self.end_flow(key, EndReason::Closed, ts_us);
+        }
+    }
+
+    fn end_flow(&mut self, key: FlowKey, reason: EndReason, now: u64) {
+        let Some(mut flow) = self.flows.remove(&key) else { return };
+        let mut ctx = Ctx {
+            events: &mut self.events,
+            stats: &mut self.stats,
+            next_session: &mut self.next_session,
+        };
+        for (dir, r) in [
+            (Direction::ClientToServer, &mut flow.c2s),
+            (Direction::ServerToClient, &mut flow.s2c),
+        ] {
+            let mut out = Vec::new();
+            r.finish(&mut out);
+            for del in out {
+                match del {
+                    Delivery::Data(b) => flow.conn.data(dir, b, now, &mut ctx),
+                    Delivery::Queued(b) => flow.conn.data(dir, &b, now, &mut ctx),
+                    Delivery::Gap(n) => flow.conn.gap(dir, n, now, &mut ctx),
+                }
+            }
+        }
+        flow.conn.end(reason, now, &mut ctx);
+    }
+
+    fn sweep_idle(&mut self) {
+        let limit = self.config.idle_timeout_us;
+        let now = self.now_us;
+        let idle: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.saturating_sub(f.last_us) > limit)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in idle {
+            self.end_flow(k, EndReason::Idle, now);
+        }
+    }
+
+    fn evict_oldest(&mut self, now: u64) {
+        if let Some(k) = self.flows.iter().min_by_key(|(_, f)| f.last_us).map(|(k, _)| *k) {
+            self.stats.flows_evicted += 1;
+            self.end_flow(k, EndReason::Idle, now);
+        }
+    }
+
+    /// Ends every open flow (the capture is over).
+    pub fn finish(&mut self) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        let mut keys = keys;
+        keys.sort_by_key(|k| self.flows.get(k).map(|f| f.conn.session.unwrap_or(u64::MAX)));
+        let now = self.now_us;
+        for k in keys {
+            self.end_flow(k, EndReason::EndOfRun, now);
+        }
+    }
+}
+
+fn own(d: Delivery<'_>) -> DeliveryOwned {
+    match d {
+        Delivery::Data(b) => DeliveryOwned::Data(b.to_vec()),
+        Delivery::Queued(b) => DeliveryOwned::Data(b),
+        Delivery::Gap(n) => DeliveryOwned::Gap(n),
+    }
+}

@@ -1,0 +1,1476 @@
+//! The MySQL side of one TCP connection: handshake, commands and responses → events.
+//!
+//! Bytes arrive per direction, already in order (see [`crate::tcp`]); gaps arrive as gaps.
+//! The decoder follows the connection through its phases (greeting, login, authentication,
+//! commands, or TLS after an SSLRequest) and turns each command and its answer into one
+//! [`Exchange`]. A connection whose start is not in the capture is attached at the first
+//! packet that is plausibly a command; after a gap, decoding resumes at the next trustworthy
+//! packet boundary (the next command) rather than guessing inside a response.
+
+use std::collections::{HashMap, VecDeque};
+
+use myrr_recording::{
+    Column, Command, Direction, EndReason, ErrInfo, Event, Exchange, Gap, Login, MissingReason,
+    OkInfo, Param, Prepared, Response, ResultSet, RowDigester, SessionEnd, SessionId,
+    SessionStart, Value, ValueRef,
+};
+
+use crate::framing::{FrameError, Framer};
+use crate::values::{read_binary, UNSIGNED_FLAG};
+use crate::wire::Reader;
+use crate::Stats;
+
+/// Capability flags (the ones the decoder looks at).
+pub mod caps {
+    pub const LONG_PASSWORD: u32 = 1;
+    pub const CONNECT_WITH_DB: u32 = 8;
+    pub const COMPRESS: u32 = 0x20;
+    pub const PROTOCOL_41: u32 = 0x200;
+    pub const SSL: u32 = 0x800;
+    pub const SECURE_CONNECTION: u32 = 0x8000;
+    pub const MULTI_STATEMENTS: u32 = 1 << 16;
+    pub const PLUGIN_AUTH: u32 = 1 << 19;
+    pub const CONNECT_ATTRS: u32 = 1 << 20;
+    pub const PLUGIN_AUTH_LENENC: u32 = 1 << 21;
+    pub const SESSION_TRACK: u32 = 1 << 23;
+    pub const DEPRECATE_EOF: u32 = 1 << 24;
+    pub const ZSTD: u32 = 1 << 26;
+    pub const QUERY_ATTRIBUTES: u32 = 1 << 27;
+    /// MariaDB extended capability (upper 32 bits): column count followed by metadata_follows.
+    pub const MARIADB_CACHE_METADATA: u32 = 1 << 4;
+}
+
+const STATUS_MORE_RESULTS: u16 = 0x0008;
+const STATUS_CURSOR_EXISTS: u16 = 0x0040;
+/// Largest payload that can be a terminator rather than a row starting with 0xfe.
+const MAX_TERMINATOR: usize = 0xff_fffe;
+
+/// Shared output and counters for all connections of a capture.
+pub struct Ctx<'a> {
+    pub events: &'a mut Vec<Event>,
+    pub stats: &'a mut Stats,
+    pub next_session: &'a mut SessionId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No handshake seen; waiting for a plausible greeting or command.
+    Unattached,
+    /// SYN seen: the server greets next.
+    AwaitGreeting,
+    AwaitLogin,
+    Auth,
+    Command,
+    Encrypted,
+    /// Login failed or the connection is otherwise finished.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RState {
+    First,
+    Cols { left: u64 },
+    ColsEof,
+    Rows,
+    PrepFirst,
+    PrepParams { left: u16 },
+    PrepParamsEof,
+    PrepCols { left: u16 },
+    PrepColsEof,
+    FieldList,
+    ChangeUser,
+    Simple,
+    Text,
+    Infile,
+    Done,
+}
+
+impl RState {
+    /// The response may be complete here, if no optional EOF follows (DEPRECATE_EOF unknown).
+    fn may_end(self) -> bool {
+        matches!(self, RState::PrepColsEof | RState::PrepParamsEof)
+    }
+}
+
+#[derive(Debug)]
+struct ResultBuild {
+    columns: Vec<Column>,
+    rows: u64,
+    bytes: u64,
+    digest: RowDigester,
+    binary: bool,
+    complete: bool,
+}
+
+impl ResultBuild {
+    fn new(binary: bool, columns: Vec<Column>) -> Self {
+        Self {
+            columns,
+            rows: 0,
+            bytes: 0,
+            digest: RowDigester::new(),
+            binary,
+            complete: true,
+        }
+    }
+
+    /// Digests one row; false when the row does not parse against the columns.
+    fn row(&mut self, payload: &[u8]) -> bool {
+        self.rows += 1;
+        self.bytes += payload.len() as u64;
+        let ok = if self.binary {
+            self.binary_row(payload)
+        } else {
+            self.text_row(payload)
+        };
+        if !ok {
+            self.complete = false;
+        }
+        ok
+    }
+
+    fn text_row(&mut self, payload: &[u8]) -> bool {
+        let mut r = Reader::new(payload);
+        for _ in 0..self.columns.len() {
+            if r.rest().first() == Some(&0xfb) {
+                r.skip(1);
+                self.digest.value(ValueRef::Null);
+            } else {
+                match r.lenenc_bytes() {
+                    Some(b) => self.digest.value(ValueRef::Bytes(b)),
+                    None => {
+                        self.digest.end_row();
+                        return false;
+                    }
+                }
+            }
+        }
+        self.digest.end_row();
+        r.is_empty()
+    }
+
+    fn binary_row(&mut self, payload: &[u8]) -> bool {
+        let mut r = Reader::new(payload);
+        let n = self.columns.len();
+        let ok = (|| {
+            if r.u8()? != 0 {
+                return None;
+            }
+            let bitmap = r.take((n + 7 + 2) / 8)?;
+            for (i, c) in self.columns.iter().enumerate() {
+                let bit = i + 2;
+                if bitmap[bit / 8] & (1 << (bit % 8)) != 0 {
+                    self.digest.value(ValueRef::Null);
+                } else {
+                    let v = read_binary(&mut r, c.column_type, c.flags & UNSIGNED_FLAG != 0)?;
+                    self.digest.value(v);
+                }
+            }
+            Some(())
+        })()
+        .is_some();
+        self.digest.end_row();
+        ok && r.is_empty()
+    }
+
+    fn finish(self, status: u16, warnings: u16, error: Option<ErrInfo>) -> ResultSet {
+        ResultSet {
+            complete: self.complete && error.is_none(),
+            digest: self.digest.finish(),
+            columns: self.columns,
+            rows: self.rows,
+            bytes: self.bytes,
+            status,
+            warnings,
+            error,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inflight {
+    seq: u64,
+    start_us: u64,
+    last_us: u64,
+    command: Command,
+    state: RState,
+    cur: Option<ResultBuild>,
+    results: Vec<Response>,
+    prep: Option<Prepared>,
+    infile: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Stmt {
+    params: u16,
+    /// (type, unsigned) of each parameter, from the last EXECUTE that bound them.
+    types: Vec<(u8, bool)>,
+    columns: Vec<Column>,
+}
+
+/// Decoder state for one connection.
+pub struct Conn {
+    pub session: Option<SessionId>,
+    client_addr: String,
+    server_addr: String,
+    first_us: u64,
+    phase: Phase,
+    client: Framer,
+    server: Framer,
+    client_resync: bool,
+    server_resync: bool,
+    server_caps: Option<u32>,
+    server_ext_caps: u32,
+    caps: Option<u32>,
+    ext_caps: u32,
+    server_version: Option<Vec<u8>>,
+    connection_id: Option<u32>,
+    deprecate_eof: Option<bool>,
+    query_attrs: Option<bool>,
+    compressed: bool,
+    stmts: HashMap<u32, Stmt>,
+    last_prepared: Option<u32>,
+    inflight: VecDeque<Inflight>,
+    next_seq: u64,
+    login: Login,
+    quit_sent: bool,
+    last_us: u64,
+    ended: bool,
+}
+
+impl Conn {
+    /// `syn_seen`: the connection's start is in the capture, so the greeting comes first.
+    pub fn new(client: String, server: String, first_us: u64, syn_seen: bool, limit: usize) -> Self {
+        Self {
+            session: None,
+            client_addr: client,
+            server_addr: server,
+            first_us,
+            phase: if syn_seen {
+                Phase::AwaitGreeting
+            } else {
+                Phase::Unattached
+            },
+            client: Framer::new(limit),
+            server: Framer::new(limit),
+            client_resync: !syn_seen,
+            server_resync: !syn_seen,
+            server_caps: None,
+            server_ext_caps: 0,
+            caps: None,
+            ext_caps: 0,
+            server_version: None,
+            connection_id: None,
+            deprecate_eof: None,
+            query_attrs: None,
+            compressed: false,
+            stmts: HashMap::new(),
+            last_prepared: None,
+            inflight: VecDeque::new(),
+            next_seq: 0,
+            login: Login::Unknown,
+            quit_sent: false,
+            last_us: first_us,
+            ended: false,
+        }
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.phase == Phase::Encrypted
+    }
+
+    /// Bytes held in framing buffers.
+    pub fn buffered(&self) -> usize {
+        self.client.buffered() + self.server.buffered()
+    }
+
+    pub fn data(&mut self, dir: Direction, data: &[u8], now: u64, ctx: &mut Ctx<'_>) {
+        self.last_us = now;
+        if self.ended || data.is_empty() {
+            return;
+        }
+        match self.phase {
+            Phase::Encrypted | Phase::Done => return,
+            _ => {}
+        }
+        match dir {
+            Direction::ClientToServer => self.client_data(data, now, ctx),
+            Direction::ServerToClient => self.server_data(data, now, ctx),
+        }
+    }
+
+    pub fn gap(&mut self, dir: Direction, bytes: u64, now: u64, ctx: &mut Ctx<'_>) {
+        ctx.stats.gaps += 1;
+        ctx.stats.gap_bytes += bytes;
+        if let Some(session) = self.session {
+            ctx.events.push(Event::Gap(Gap {
+                session,
+                direction: dir,
+                at_us: now,
+                bytes,
+            }));
+        }
+        match dir {
+            Direction::ClientToServer => {
+                self.client.reset();
+                self.client_resync = true;
+            }
+            Direction::ServerToClient => {
+                self.server.reset();
+                self.server_resync = true;
+                for f in self.inflight.iter_mut() {
+                    if let Some(c) = f.cur.as_mut() {
+                        c.complete = false;
+                    }
+                }
+            }
+        }
+        if self.phase == Phase::AwaitGreeting || self.phase == Phase::AwaitLogin {
+            // The handshake is damaged; treat the connection as mid-stream from here.
+            self.phase = Phase::Unattached;
+            self.client_resync = true;
+            self.server_resync = true;
+        }
+    }
+
+    /// The connection is over (FIN, RST, idle, or end of capture).
+    pub fn end(&mut self, reason: EndReason, now: u64, ctx: &mut Ctx<'_>) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let missing = match reason {
+            EndReason::EndOfRun => MissingReason::EndOfCapture,
+            _ => MissingReason::Closed,
+        };
+        while let Some(f) = self.inflight.pop_front() {
+            self.emit_partial(f, missing.clone(), ctx);
+        }
+        if let Some(session) = self.session {
+            let reason = if self.quit_sent { EndReason::Quit } else { reason };
+            ctx.events.push(Event::SessionEnd(SessionEnd {
+                session,
+                end_us: now.max(self.last_us),
+                reason,
+                login: self.login.clone(),
+                exchanges: self.next_seq,
+            }));
+        }
+    }
+
+    fn attach(&mut self, user: Option<Vec<u8>>, db: Option<Vec<u8>>, mid_stream: bool, ctx: &mut Ctx<'_>) {
+        if self.session.is_some() {
+            return;
+        }
+        let id = *ctx.next_session;
+        *ctx.next_session += 1;
+        self.session = Some(id);
+        let encrypted = self.phase == Phase::Encrypted;
+        if mid_stream {
+            ctx.stats.sessions_mid_stream += 1;
+        } else {
+            ctx.stats.sessions_full += 1;
+        }
+        if encrypted {
+            ctx.stats.sessions_encrypted += 1;
+        }
+        ctx.events.push(Event::SessionStart(SessionStart {
+            session: id,
+            client: self.client_addr.clone(),
+            server: self.server_addr.clone(),
+            start_us: self.first_us,
+            user,
+            db,
+            server_version: self.server_version.clone(),
+            connection_id: self.connection_id,
+            capabilities: self.caps,
+            mid_stream,
+            encrypted,
+            compressed: self.compressed,
+            clone: 0,
+        }));
+    }
+
+    // ---- client side -------------------------------------------------------------------
+
+    fn client_data(&mut self, data: &[u8], now: u64, ctx: &mut Ctx<'_>) {
+        if self.client_resync {
+            // Only a segment that starts with a plausible command is a trustworthy boundary.
+            match plausible_command(data, self.compressed) {
+                Some(Framing::Plain) => {}
+                Some(Framing::Compressed) if !self.client.is_compressed() => {
+                    self.compressed = true;
+                    let _ = self.client.set_compressed();
+                    let _ = self.server.set_compressed();
+                    ctx.stats.compression_detected += 1;
+                }
+                Some(Framing::Compressed) => {}
+                None => {
+                    ctx.stats.skipped_client_bytes += data.len() as u64;
+                    return;
+                }
+            }
+            self.client.reset();
+            self.client_resync = false;
+        }
+        if let Err(e) = self.client.push(data, now) {
+            self.frame_error(Direction::ClientToServer, e, now, ctx);
+            return;
+        }
+        loop {
+            let pkt = match self.client.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    self.frame_error(Direction::ClientToServer, e, now, ctx);
+                    break;
+                }
+            };
+            let seq = pkt.seq;
+            let payload = pkt.payload.to_vec();
+            let start = self.client.first_byte_us.min(now);
+            self.client_packet(seq, &payload, start, now, ctx);
+            if self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
+                break;
+            }
+        }
+    }
+
+    fn frame_error(&mut self, dir: Direction, e: FrameError, now: u64, ctx: &mut Ctx<'_>) {
+        *ctx.stats.undecodable.entry(format!("framing: {e}")).or_default() += 1;
+        self.gap(dir, 0, now, ctx);
+    }
+
+    fn client_packet(&mut self, seq: u8, p: &[u8], start: u64, now: u64, ctx: &mut Ctx<'_>) {
+        match self.phase {
+            Phase::AwaitLogin => self.login_request(p, ctx),
+            Phase::Unattached => {
+                if seq == 0 && !p.is_empty() {
+                    self.phase = Phase::Command;
+                    self.attach(None, None, true, ctx);
+                    self.command(p, start, now, ctx);
+                }
+            }
+            Phase::Command => {
+                if seq == 0 {
+                    self.command(p, start, now, ctx);
+                } else if let Some(f) = self.inflight.front_mut() {
+                    // LOCAL INFILE upload or change_user authentication: not recorded.
+                    f.last_us = now;
+                }
+            }
+            Phase::AwaitGreeting | Phase::Auth | Phase::Encrypted | Phase::Done => {}
+        }
+    }
+
+    fn login_request(&mut self, p: &[u8], ctx: &mut Ctx<'_>) {
+        let mut r = Reader::new(p);
+        let parsed = (|| {
+            let low = r.u16()? as u32;
+            if low & caps::PROTOCOL_41 == 0 {
+                // HandshakeResponse320.
+                r.u24()?;
+                let user = r.cstr_or_rest().to_vec();
+                return Some((low, 0u32, Some(user), None, p.len() <= 5));
+            }
+            let c = low | ((r.u16()? as u32) << 16);
+            r.u32()?;
+            r.u8()?;
+            let filler = r.take(23)?;
+            let ext = u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]]);
+            if p.len() == 32 && c & caps::SSL != 0 {
+                return Some((c, ext, None, None, true));
+            }
+            let user = r.cstr()?.to_vec();
+            if c & caps::PLUGIN_AUTH_LENENC != 0 {
+                r.lenenc_bytes()?;
+            } else if c & caps::SECURE_CONNECTION != 0 {
+                let n = r.u8()? as usize;
+                r.skip(n)?;
+            } else {
+                r.cstr()?;
+            }
+            let db = if c & caps::CONNECT_WITH_DB != 0 {
+                Some(r.cstr_or_rest().to_vec()).filter(|d| !d.is_empty())
+            } else {
+                None
+            };
+            Some((c, ext, Some(user), db, false))
+        })();
+        let Some((client_caps, ext, user, db, ssl)) = parsed else {
+            *ctx.stats.undecodable.entry("malformed login request".into()).or_default() += 1;
+            self.phase = Phase::Unattached;
+            self.client_resync = true;
+            self.server_resync = true;
+            return;
+        };
+        let effective = client_caps & self.server_caps.unwrap_or(u32::MAX);
+        self.caps = Some(effective);
+        // MariaDB puts extended capabilities where MySQL has filler, when CLIENT_MYSQL is off.
+        if effective & caps::LONG_PASSWORD == 0 {
+            self.ext_caps = ext & self.server_ext_caps;
+        }
+        self.deprecate_eof = Some(effective & caps::DEPRECATE_EOF != 0);
+        self.query_attrs = Some(effective & caps::QUERY_ATTRIBUTES != 0);
+        if ssl && client_caps & caps::SSL != 0 {
+            self.phase = Phase::Encrypted;
+            self.login = Login::Encrypted;
+            self.attach(None, None, false, ctx);
+            return;
+        }
+        self.phase = Phase::Auth;
+        self.attach(user, db, false, ctx);
+    }
+
+    fn command(&mut self, p: &[u8], start: u64, now: u64, ctx: &mut Ctx<'_>) {
+        if self.server_resync {
+            // The answers to earlier commands were damaged; this command is the boundary.
+            while let Some(f) = self.inflight.pop_front() {
+                self.emit_partial(f, MissingReason::Gap, ctx);
+            }
+            self.server.reset();
+            self.server_resync = false;
+        }
+        // Responses that could have ended without an optional EOF have ended.
+        while self.inflight.front().is_some_and(|f| f.state.may_end()) {
+            if let Some(f) = self.inflight.pop_front() {
+                self.finish(f, ctx);
+            }
+        }
+        let command = self.parse_command(p, ctx);
+        *ctx.stats.commands.entry(command.name()).or_default() += 1;
+        if matches!(command, Command::Quit) {
+            self.quit_sent = true;
+        }
+        let state = match &command {
+            Command::Query { .. } | Command::Execute { .. } | Command::ProcessInfo => RState::First,
+            Command::Other { .. } => RState::First,
+            Command::Fetch { stmt_id, .. } => {
+                let cols = self.stmts.get(stmt_id).map(|s| s.columns.clone()).unwrap_or_default();
+                let f = self.push_inflight(command, start, now, RState::Rows);
+                f.cur = Some(ResultBuild::new(true, cols));
+                return;
+            }
+            Command::Prepare { .. } => RState::PrepFirst,
+            Command::FieldList { .. } => RState::FieldList,
+            Command::ChangeUser { .. } => RState::ChangeUser,
+            Command::Statistics => RState::Text,
+            Command::Quit | Command::CloseStmt { .. } | Command::SendLongData { .. } => RState::Done,
+            _ => RState::Simple,
+        };
+        if let Command::CloseStmt { stmt_id } = &command {
+            self.stmts.remove(stmt_id);
+        }
+        if state == RState::Done {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let f = Inflight {
+                seq,
+                start_us: start,
+                last_us: start,
+                command,
+                state,
+                cur: None,
+                results: vec![Response::None],
+                prep: None,
+                infile: None,
+            };
+            self.emit(f, ctx);
+            return;
+        }
+        self.push_inflight(command, start, now, state);
+    }
+
+    fn push_inflight(&mut self, command: Command, start: u64, now: u64, state: RState) -> &mut Inflight {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.inflight.push_back(Inflight {
+            seq,
+            start_us: start,
+            last_us: now,
+            command,
+            state,
+            cur: None,
+            results: vec![],
+            prep: None,
+            infile: None,
+        });
+        self.inflight.back_mut().expect("just pushed")
+    }
+
+    fn parse_command(&mut self, p: &[u8], ctx: &mut Ctx<'_>) -> Command {
+        let code = p[0];
+        let body = &p[1..];
+        let mut r = Reader::new(body);
+        let parsed = match code {
+            0x01 => Some(Command::Quit),
+            0x02 => Some(Command::InitDb { db: body.to_vec() }),
+            0x03 => Some(self.parse_query(body)),
+            0x04 => {
+                let table = r.cstr_or_rest().to_vec();
+                Some(Command::FieldList {
+                    table,
+                    wildcard: r.rest().to_vec(),
+                })
+            }
+            0x09 => Some(Command::Statistics),
+            0x0a => Some(Command::ProcessInfo),
+            0x0c => r.u32().map(|id| Command::ProcessKill { id }),
+            0x0d => Some(Command::Debug),
+            0x0e => Some(Command::Ping),
+            0x11 => {
+                let user = r.cstr_or_rest().to_vec();
+                let secure = self.caps.is_none_or(|c| c & caps::SECURE_CONNECTION != 0);
+                let db = (|| {
+                    if secure {
+                        let n = r.u8()? as usize;
+                        r.skip(n)?;
+                    } else {
+                        r.cstr()?;
+                    }
+                    Some(r.cstr_or_rest().to_vec())
+                })()
+                .filter(|d| !d.is_empty());
+                Some(Command::ChangeUser { user, db })
+            }
+            0x16 => Some(Command::Prepare { sql: body.to_vec() }),
+            0x17 => self.parse_execute(body),
+            0x18 => (|| {
+                Some(Command::SendLongData {
+                    stmt_id: r.u32()?,
+                    param: r.u16()?,
+                    data: r.rest().to_vec(),
+                })
+            })(),
+            0x19 => r.u32().map(|stmt_id| Command::CloseStmt { stmt_id }),
+            0x1a => r.u32().map(|stmt_id| Command::ResetStmt { stmt_id }),
+            0x1b => r.u16().map(|option| Command::SetOption { option }),
+            0x1c => (|| {
+                Some(Command::Fetch {
+                    stmt_id: r.u32()?,
+                    rows: r.u32()?,
+                })
+            })(),
+            0x1f => Some(Command::ResetConnection),
+            _ => None,
+        };
+        parsed.unwrap_or_else(|| {
+            if !(0x01..=0x1f).contains(&code) || matches!(code, 0x0c | 0x18 | 0x19 | 0x1a | 0x1b | 0x1c) {
+                *ctx.stats.undecodable.entry(format!("command 0x{code:02x}")).or_default() += 1;
+            }
+            Command::Other {
+                code,
+                len: p.len() as u32,
+            }
+        })
+    }
+
+    fn parse_query(&mut self, body: &[u8]) -> Command {
+        let use_attrs = match self.query_attrs {
+            Some(known) => known,
+            // Mid-stream: the prefix is there when its bytes parse as one and the rest reads
+            // as SQL text.
+            None => {
+                let guess = parse_query_attributes(body)
+                    .is_some_and(|(_, sql)| looks_like_sql(sql) && !looks_like_sql(body));
+                if guess {
+                    self.query_attrs = Some(true);
+                } else if looks_like_sql(body) {
+                    self.query_attrs = Some(false);
+                }
+                guess
+            }
+        };
+        if use_attrs {
+            if let Some((attrs, sql)) = parse_query_attributes(body) {
+                return Command::Query {
+                    sql: sql.to_vec(),
+                    attrs,
+                };
+            }
+        }
+        Command::Query {
+            sql: body.to_vec(),
+            attrs: vec![],
+        }
+    }
+
+    fn parse_execute(&mut self, body: &[u8]) -> Option<Command> {
+        let mut r = Reader::new(body);
+        let mut stmt_id = r.u32()?;
+        let flags = r.u8()?;
+        r.u32()?;
+        if stmt_id == u32::MAX {
+            // MariaDB: "the statement prepared last".
+            stmt_id = self.last_prepared.unwrap_or(stmt_id);
+        }
+        let raw = r.rest().to_vec();
+        let qa = self.query_attrs.unwrap_or(false);
+        let Some(stmt) = self.stmts.get_mut(&stmt_id) else {
+            return Some(Command::Execute {
+                stmt_id,
+                flags,
+                params: vec![],
+                prepare_seen: false,
+                raw_params: raw,
+            });
+        };
+        let params = (|| {
+            let mut n = stmt.params as usize;
+            if n == 0 && !(qa && flags & 0x08 != 0) {
+                return Some(vec![]);
+            }
+            if qa && flags & 0x08 != 0 {
+                n = r.lenenc()? as usize;
+            }
+            if n == 0 {
+                return Some(vec![]);
+            }
+            let bitmap = r.take(n.div_ceil(8))?.to_vec();
+            let bound = r.u8()?;
+            if bound == 1 {
+                let mut types = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let t = r.u8()?;
+                    let f = r.u8()?;
+                    types.push((t, f & 0x80 != 0));
+                    if qa {
+                        r.lenenc_bytes()?;
+                    }
+                }
+                stmt.types = types;
+            }
+            if stmt.types.len() != n {
+                return None;
+            }
+            let mut out = Vec::with_capacity(n);
+            for (i, &(t, unsigned)) in stmt.types.iter().enumerate() {
+                let value = if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+                    Value::Null
+                } else {
+                    read_binary(&mut r, t, unsigned)?.to_owned_value()
+                };
+                out.push(Param {
+                    column_type: t,
+                    unsigned,
+                    value,
+                });
+            }
+            Some(out)
+        })();
+        Some(match params {
+            Some(params) => Command::Execute {
+                stmt_id,
+                flags,
+                params,
+                prepare_seen: true,
+                raw_params: vec![],
+            },
+            None => Command::Execute {
+                stmt_id,
+                flags,
+                params: vec![],
+                prepare_seen: true,
+                raw_params: raw,
+            },
+        })
+    }
+
+    // ---- server side -------------------------------------------------------------------
+
+    fn server_data(&mut self, data: &[u8], now: u64, ctx: &mut Ctx<'_>) {
+        if self.server_resync {
+            if self.phase == Phase::Unattached && looks_like_greeting(data) {
+                // The SYN is missing but the handshake is here.
+                self.phase = Phase::AwaitGreeting;
+                self.server_resync = false;
+                self.client_resync = false;
+                self.server.reset();
+                self.client.reset();
+            } else {
+                ctx.stats.skipped_server_bytes += data.len() as u64;
+                return;
+            }
+        }
+        if let Err(e) = self.server.push(data, now) {
+            self.frame_error(Direction::ServerToClient, e, now, ctx);
+            return;
+        }
+        loop {
+            let pkt = match self.server.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    self.frame_error(Direction::ServerToClient, e, now, ctx);
+                    break;
+                }
+            };
+            let seq = pkt.seq;
+            // Rows are digested in place; only non-row packets need the payload after this.
+            let payload: Vec<u8> = pkt.payload.to_vec();
+            self.server_packet(seq, &payload, now, ctx);
+            if self.server_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
+                break;
+            }
+        }
+    }
+
+    fn server_packet(&mut self, _seq: u8, p: &[u8], now: u64, ctx: &mut Ctx<'_>) {
+        match self.phase {
+            Phase::AwaitGreeting => self.greeting(p, ctx),
+            Phase::Auth => match p.first() {
+                Some(0x00) => {
+                    self.login = Login::Ok;
+                    self.phase = Phase::Command;
+                    if self.caps.unwrap_or(0) & caps::COMPRESS != 0 {
+                        self.compressed = true;
+                        let _ = self.server.set_compressed();
+                        let _ = self.client.set_compressed();
+                    }
+                    if self.caps.unwrap_or(0) & caps::ZSTD != 0 {
+                        *ctx.stats.undecodable.entry("zstd-compressed protocol".into()).or_default() += 1;
+                        self.phase = Phase::Done;
+                    }
+                }
+                Some(0xff) => {
+                    let e = parse_err(p);
+                    ctx.stats.logins_failed += 1;
+                    self.login = Login::Failed {
+                        code: e.code,
+                        message: e.message,
+                    };
+                    self.phase = Phase::Done;
+                }
+                _ => {}
+            },
+            Phase::Command => self.response(p, now, ctx),
+            _ => {}
+        }
+    }
+
+    fn greeting(&mut self, p: &[u8], ctx: &mut Ctx<'_>) {
+        match p.first() {
+            Some(0xff) => {
+                let e = parse_err(p);
+                ctx.stats.logins_failed += 1;
+                self.login = Login::Failed {
+                    code: e.code,
+                    message: e.message,
+                };
+                self.phase = Phase::Done;
+                self.attach(None, None, false, ctx);
+            }
+            Some(0x0a) => {
+                let mut r = Reader::new(&p[1..]);
+                self.server_version = Some(r.cstr_or_rest().to_vec());
+                self.connection_id = r.u32();
+                let rest = (|| {
+                    r.skip(9)?;
+                    let low = r.u16()? as u32;
+                    let mut c = low;
+                    let mut ext = 0;
+                    if !r.is_empty() {
+                        r.u8()?;
+                        r.u16()?;
+                        c |= (r.u16()? as u32) << 16;
+                        r.u8()?;
+                        let reserved = r.take(10)?;
+                        ext = u32::from_le_bytes([reserved[6], reserved[7], reserved[8], reserved[9]]);
+                    }
+                    Some((c, ext))
+                })();
+                let (c, ext) = rest.unwrap_or((0, 0));
+                self.server_caps = Some(c);
+                self.server_ext_caps = if c & caps::LONG_PASSWORD == 0 { ext } else { 0 };
+                self.phase = Phase::AwaitLogin;
+            }
+            Some(0x09) => {
+                let mut r = Reader::new(&p[1..]);
+                self.server_version = Some(r.cstr_or_rest().to_vec());
+                self.connection_id = r.u32();
+                self.server_caps = Some(0);
+                self.phase = Phase::AwaitLogin;
+            }
+            _ => {
+                *ctx.stats.undecodable.entry("not a MySQL greeting".into()).or_default() += 1;
+                self.phase = Phase::Unattached;
+                self.client_resync = true;
+                self.server_resync = true;
+            }
+        }
+    }
+
+    fn response(&mut self, p: &[u8], now: u64, ctx: &mut Ctx<'_>) {
+        // Responses that may have ended without an EOF: this packet decides.
+        while self.inflight.len() > 1 && self.inflight.front().is_some_and(|f| f.state.may_end()) {
+            let ends = !(p.first() == Some(&0xfe) && p.len() <= 5);
+            if ends {
+                if let Some(f) = self.inflight.pop_front() {
+                    self.finish(f, ctx);
+                }
+            } else {
+                break;
+            }
+        }
+        let sess_track = self.caps.unwrap_or(0) & caps::SESSION_TRACK != 0;
+        let ext_caps = self.ext_caps;
+        let Some(f) = self.inflight.front_mut() else {
+            ctx.stats.unsolicited_packets += 1;
+            return;
+        };
+        f.last_us = now;
+        let first = p.first().copied();
+        let is_eof = first == Some(0xfe) && p.len() <= 5;
+        let is_err = first == Some(0xff);
+        let mut learned_eof: Option<bool> = None;
+        let mut prepared: Option<(u32, Stmt)> = None;
+        match f.state {
+            RState::First => match first {
+                Some(0xff) => {
+                    let e = parse_err(p);
+                    if e.code == 0xffff {
+                        return; // MariaDB progress report
+                    }
+                    f.results.push(Response::Err(e));
+                    f.state = RState::Done;
+                }
+                Some(0x00) if !p.is_empty() => {
+                    let ok = parse_ok(p, sess_track);
+                    let more = ok.status & STATUS_MORE_RESULTS != 0;
+                    f.results.push(Response::Ok(ok));
+                    f.state = if more { RState::First } else { RState::Done };
+                }
+                Some(0xfb) => {
+                    f.infile = Some(p[1..].to_vec());
+                    f.state = RState::Infile;
+                }
+                _ => {
+                    let mut r = Reader::new(p);
+                    match r.lenenc() {
+                        Some(n) if n > 0 && n <= 4096 => {
+                            let binary = matches!(f.command, Command::Execute { .. });
+                            let metadata_follows = if binary && ext_caps & caps::MARIADB_CACHE_METADATA != 0 {
+                                r.u8().unwrap_or(1) != 0
+                            } else {
+                                true
+                            };
+                            if metadata_follows {
+                                f.cur = Some(ResultBuild::new(binary, Vec::with_capacity(n as usize)));
+                                f.state = RState::Cols { left: n };
+                            } else {
+                                let cols = match &f.command {
+                                    Command::Execute { stmt_id, .. } => {
+                                        self.stmts.get(stmt_id).map(|s| s.columns.clone()).unwrap_or_default()
+                                    }
+                                    _ => vec![],
+                                };
+                                f.cur = Some(ResultBuild::new(binary, cols));
+                                f.state = RState::ColsEof;
+                            }
+                        }
+                        _ => {
+                            *ctx.stats.undecodable.entry("unexpected response packet".into()).or_default() += 1;
+                            f.state = RState::Done;
+                            f.results.push(Response::Missing(MissingReason::Undecodable));
+                        }
+                    }
+                }
+            },
+            RState::Cols { left } => {
+                if is_err {
+                    let e = parse_err(p);
+                    let cur = f.cur.take().map(|c| c.finish(0, 0, Some(e.clone())));
+                    f.results.push(cur.map(Response::Rows).unwrap_or(Response::Err(e)));
+                    f.state = RState::Done;
+                } else {
+                    let col = parse_column(p).unwrap_or_else(|| {
+                        *ctx.stats.undecodable.entry("malformed column definition".into()).or_default() += 1;
+                        Column::default()
+                    });
+                    if let Some(c) = f.cur.as_mut() {
+                        c.columns.push(col);
+                    }
+                    f.state = if left <= 1 { RState::ColsEof } else { RState::Cols { left: left - 1 } };
+                }
+            }
+            RState::ColsEof => {
+                if is_eof {
+                    learned_eof = Some(false);
+                    let (warnings, status) = parse_eof(p);
+                    if status & STATUS_CURSOR_EXISTS != 0 {
+                        // Rows come later, through COM_STMT_FETCH.
+                        if let Some(c) = f.cur.take() {
+                            if let Command::Execute { stmt_id, .. } = f.command {
+                                prepared = Some((
+                                    stmt_id,
+                                    Stmt {
+                                        columns: c.columns.clone(),
+                                        ..Default::default()
+                                    },
+                                ));
+                            }
+                            f.results.push(Response::Rows(c.finish(status, warnings, None)));
+                        }
+                        f.state = RState::Done;
+                    } else {
+                        f.state = RState::Rows;
+                    }
+                } else {
+                    learned_eof = Some(true);
+                    f.state = RState::Rows;
+                    Self::rows_packet(f, p, sess_track);
+                }
+            }
+            RState::Rows => Self::rows_packet(f, p, sess_track),
+            RState::PrepFirst => {
+                if is_err {
+                    f.results.push(Response::Err(parse_err(p)));
+                    f.state = RState::Done;
+                } else {
+                    let mut r = Reader::new(p);
+                    let parsed = (|| {
+                        r.u8()?;
+                        let id = r.u32()?;
+                        let cols = r.u16()?;
+                        let params = r.u16()?;
+                        r.u8();
+                        let warnings = r.u16().unwrap_or(0);
+                        Some(Prepared {
+                            stmt_id: id,
+                            params,
+                            columns: cols,
+                            warnings,
+                            param_defs: vec![],
+                            column_defs: vec![],
+                        })
+                    })();
+                    match parsed {
+                        Some(prep) => {
+                            f.state = if prep.params > 0 {
+                                RState::PrepParams { left: prep.params }
+                            } else if prep.columns > 0 {
+                                RState::PrepCols { left: prep.columns }
+                            } else {
+                                RState::Done
+                            };
+                            f.prep = Some(prep);
+                        }
+                        None => {
+                            f.results.push(Response::Missing(MissingReason::Undecodable));
+                            f.state = RState::Done;
+                        }
+                    }
+                }
+            }
+            RState::PrepParams { left } => {
+                let col = parse_column(p).unwrap_or_default();
+                if let Some(prep) = f.prep.as_mut() {
+                    prep.param_defs.push(col);
+                }
+                f.state = if left > 1 {
+                    RState::PrepParams { left: left - 1 }
+                } else {
+                    match self.deprecate_eof {
+                        Some(true) => Self::after_params(f),
+                        Some(false) => RState::PrepParamsEof,
+                        None => RState::PrepParamsEof,
+                    }
+                };
+            }
+            RState::PrepParamsEof => {
+                if is_eof {
+                    learned_eof = Some(false);
+                    f.state = Self::after_params(f);
+                } else {
+                    learned_eof = Some(true);
+                    f.state = Self::after_params(f);
+                    if let RState::PrepCols { left } = f.state {
+                        if let Some(prep) = f.prep.as_mut() {
+                            prep.column_defs.push(parse_column(p).unwrap_or_default());
+                        }
+                        f.state = if left > 1 { RState::PrepCols { left: left - 1 } } else { RState::PrepColsEof };
+                    }
+                }
+            }
+            RState::PrepCols { left } => {
+                if let Some(prep) = f.prep.as_mut() {
+                    prep.column_defs.push(parse_column(p).unwrap_or_default());
+                }
+                f.state = if left > 1 {
+                    RState::PrepCols { left: left - 1 }
+                } else if self.deprecate_eof == Some(true) {
+                    RState::Done
+                } else {
+                    RState::PrepColsEof
+                };
+            }
+            RState::PrepColsEof => {
+                if is_eof {
+                    learned_eof = Some(false);
+                }
+                f.state = RState::Done;
+            }
+            RState::FieldList => {
+                if f.cur.is_none() {
+                    f.cur = Some(ResultBuild::new(false, vec![]));
+                }
+                if is_err {
+                    let e = parse_err(p);
+                    f.cur = None;
+                    f.results.push(Response::Err(e));
+                    f.state = RState::Done;
+                } else if first == Some(0xfe) {
+                    let (warnings, status) = parse_eof(p);
+                    if let Some(c) = f.cur.take() {
+                        f.results.push(Response::Rows(c.finish(status, warnings, None)));
+                    }
+                    f.state = RState::Done;
+                } else if let Some(c) = f.cur.as_mut() {
+                    c.columns.push(parse_column(p).unwrap_or_default());
+                }
+            }
+            RState::ChangeUser => match first {
+                Some(0x00) => {
+                    f.results.push(Response::Ok(parse_ok(p, sess_track)));
+                    f.state = RState::Done;
+                }
+                Some(0xff) => {
+                    f.results.push(Response::Err(parse_err(p)));
+                    f.state = RState::Done;
+                }
+                _ => {} // auth switch / more data
+            },
+            RState::Simple => {
+                match first {
+                    Some(0xff) => f.results.push(Response::Err(parse_err(p))),
+                    Some(0xfe) if p.len() <= 5 => {
+                        let (warnings, status) = parse_eof(p);
+                        f.results.push(Response::Ok(OkInfo {
+                            status,
+                            warnings,
+                            ..Default::default()
+                        }));
+                    }
+                    _ => f.results.push(Response::Ok(parse_ok(p, sess_track))),
+                }
+                f.state = RState::Done;
+            }
+            RState::Text => {
+                f.results.push(if is_err { Response::Err(parse_err(p)) } else { Response::Text(p.to_vec()) });
+                f.state = RState::Done;
+            }
+            RState::Infile => {
+                let then = if is_err { Response::Err(parse_err(p)) } else { Response::Ok(parse_ok(p, sess_track)) };
+                let more = matches!(&then, Response::Ok(ok) if ok.status & STATUS_MORE_RESULTS != 0);
+                f.results.push(Response::LocalInfile {
+                    filename: f.infile.take().unwrap_or_default(),
+                    then: Some(Box::new(then)),
+                });
+                f.state = if more { RState::First } else { RState::Done };
+            }
+            RState::Done => {
+                ctx.stats.unsolicited_packets += 1;
+            }
+        }
+        if let Some(l) = learned_eof {
+            if self.caps.is_none() {
+                self.deprecate_eof = Some(l);
+            }
+        }
+        let done = self.inflight.front().is_some_and(|f| f.state == RState::Done);
+        if done {
+            if let Some(f) = self.inflight.pop_front() {
+                if let (Command::Prepare { .. }, Some(prep)) = (&f.command, &f.prep) {
+                    prepared = Some((
+                        prep.stmt_id,
+                        Stmt {
+                            params: prep.params,
+                            types: vec![],
+                            columns: prep.column_defs.clone(),
+                        },
+                    ));
+                    self.last_prepared = Some(prep.stmt_id);
+                }
+                if let Some((id, stmt)) = prepared.take() {
+                    match self.stmts.get_mut(&id) {
+                        // A cursor's columns, for the FETCHes that follow.
+                        Some(s) if matches!(f.command, Command::Execute { .. }) => s.columns = stmt.columns,
+                        _ => {
+                            self.stmts.insert(id, stmt);
+                        }
+                    }
+                }
+                self.finish(f, ctx);
+            }
+        }
+    }
+
+    fn after_params(f: &Inflight) -> RState {
+        match f.prep.as_ref() {
+            Some(p) if p.columns > 0 => RState::PrepCols { left: p.columns },
+            _ => RState::Done,
+        }
+    }
+
+    fn rows_packet(f: &mut Inflight, p: &[u8], sess_track: bool) {
+        let first = p.first().copied();
+        if first == Some(0xfe) && p.len() <= MAX_TERMINATOR {
+            let (warnings, status) = if p.len() <= 5 {
+                parse_eof(p)
+            } else {
+                let ok = parse_ok(p, sess_track);
+                (ok.warnings, ok.status)
+            };
+            let cur = f.cur.take().unwrap_or_else(|| ResultBuild::new(false, vec![]));
+            f.results.push(Response::Rows(cur.finish(status, warnings, None)));
+            f.state = if status & STATUS_MORE_RESULTS != 0 && !matches!(f.command, Command::Fetch { .. }) {
+                RState::First
+            } else {
+                RState::Done
+            };
+        } else if first == Some(0xff) {
+            let e = parse_err(p);
+            let cur = f.cur.take().unwrap_or_else(|| ResultBuild::new(false, vec![]));
+            f.results.push(Response::Rows(cur.finish(0, 0, Some(e))));
+            f.state = RState::Done;
+        } else if let Some(c) = f.cur.as_mut() {
+            c.row(p);
+        }
+    }
+
+    fn finish(&mut self, mut f: Inflight, ctx: &mut Ctx<'_>) {
+        if let Some(prep) = f.prep.take() {
+            if f.results.is_empty() {
+                f.results.push(Response::Prepared(prep));
+            }
+        }
+        if f.results.is_empty() {
+            f.results.push(Response::Missing(MissingReason::Undecodable));
+        }
+        self.emit(f, ctx);
+    }
+
+    /// Emits an exchange whose answer is incomplete.
+    fn emit_partial(&mut self, mut f: Inflight, reason: MissingReason, ctx: &mut Ctx<'_>) {
+        if f.state.may_end() {
+            return self.finish(f, ctx);
+        }
+        if let Some(c) = f.cur.take() {
+            let mut rs = c.finish(0, 0, None);
+            rs.complete = false;
+            f.results.push(Response::Rows(rs));
+        } else if let Some(mut prep) = f.prep.take() {
+            if prep.param_defs.len() < prep.params as usize || prep.column_defs.len() < prep.columns as usize {
+                prep.column_defs.clear();
+            }
+            f.results.push(Response::Prepared(prep));
+        }
+        if f.results.is_empty() {
+            ctx.stats.responses_missing += 1;
+            f.results.push(Response::Missing(reason));
+        }
+        self.emit(f, ctx);
+    }
+
+    fn emit(&mut self, f: Inflight, ctx: &mut Ctx<'_>) {
+        let Some(session) = self.session else { return };
+        ctx.stats.exchanges += 1;
+        let mut results = f.results.into_iter();
+        let response = results.next().unwrap_or(Response::Missing(MissingReason::Undecodable));
+        let end_us = if matches!(response, Response::None) { f.start_us } else { f.last_us.max(f.start_us) };
+        ctx.events.push(Event::Exchange(Exchange {
+            session,
+            seq: f.seq,
+            clone: 0,
+            scheduled_us: None,
+            start_us: f.start_us,
+            end_us,
+            command: f.command,
+            response,
+            more: results.collect(),
+        }));
+    }
+}
+
+enum Framing {
+    Plain,
+    Compressed,
+}
+
+/// Whether `data` starts with a command packet a client could have sent, and in which framing.
+fn plausible_command(data: &[u8], compressed_known: bool) -> Option<Framing> {
+    if data.len() < 5 {
+        return None;
+    }
+    let len = u32::from_le_bytes([data[0], data[1], data[2], 0]) as usize;
+    let seq = data[3];
+    let cmd = data[4];
+    if !compressed_known && seq == 0 && len >= 1 && plausible_payload(cmd, len, &data[4..]) {
+        return Some(Framing::Plain);
+    }
+    // Compressed: clen(3) seq(1) ulen(3), then either raw packets or zlib.
+    if data.len() >= 8 {
+        let ulen = u32::from_le_bytes([data[4], data[5], data[6], 0]) as usize;
+        if ulen == 0 {
+            let inner = &data[7..];
+            if inner.len() >= 5 {
+                let ilen = u32::from_le_bytes([inner[0], inner[1], inner[2], 0]) as usize;
+                if inner[3] == 0 && ilen + 4 <= len && plausible_payload(inner[4], ilen, &inner[4..]) {
+                    return Some(Framing::Compressed);
+                }
+            }
+        } else if data[7] == 0x78 && ulen >= len.saturating_sub(16) && seq == 0 {
+            return Some(Framing::Compressed);
+        }
+    }
+    None
+}
+
+fn plausible_payload(cmd: u8, len: usize, payload: &[u8]) -> bool {
+    match cmd {
+        0x01 | 0x09 | 0x0a | 0x0d | 0x0e | 0x1f => len == 1,
+        0x02 | 0x03 | 0x16 => {
+            let text = &payload[1..payload.len().min(len)];
+            len > 1 && (looks_like_sql(text) || parse_query_attributes(text).is_some_and(|(_, s)| looks_like_sql(s)))
+        }
+        0x04 | 0x11 => len > 1,
+        0x0c | 0x19 | 0x1a => len == 5,
+        0x17 => len >= 10,
+        0x18 => len >= 7,
+        0x1b => len == 3,
+        0x1c => len == 9,
+        _ => false,
+    }
+}
+
+/// Text that could be the start of an SQL statement (allowing for a cut-off end).
+fn looks_like_sql(b: &[u8]) -> bool {
+    let head = &b[..b.len().min(64)];
+    !head.is_empty()
+        && head
+            .iter()
+            .all(|&c| c >= 0x20 || c == b'\n' || c == b'\r' || c == b'\t')
+        && head.iter().any(|c| c.is_ascii_alphabetic() || *c == b'(' || *c == b'/' || *c == b'-' || *c == b'#')
+}
+
+fn looks_like_greeting(data: &[u8]) -> bool {
+    if data.len() < 10 {
+        return false;
+    }
+    let len = u32::from_le_bytes([data[0], data[1], data[2], 0]) as usize;
+    let proto = data[4];
+    data[3] == 0
+        && (proto == 0x0a || proto == 0x09)
+        && len + 4 <= data.len() + 64
+        && data[5].is_ascii_digit()
+        && data[5..].iter().take(64).position(|&b| b == 0).is_some()
+}
+
+/// The query-attributes prefix of COM_QUERY: (attributes, SQL).
+fn parse_query_attributes(body: &[u8]) -> Option<(Vec<(Vec<u8>, Value)>, &[u8])> {
+    let mut r = Reader::new(body);
+    let count = r.lenenc()? as usize;
+    let sets = r.lenenc()?;
+    if sets != 1 || count > 1024 {
+        return None;
+    }
+    let mut attrs = Vec::new();
+    if count > 0 {
+        let bitmap = r.take(count.div_ceil(8))?;
+        if r.u8()? != 1 {
+            return None;
+        }
+        let mut types = Vec::with_capacity(count);
+        for _ in 0..count {
+            let t = r.u8()?;
+            let f = r.u8()?;
+            let name = r.lenenc_bytes()?.to_vec();
+            types.push((t, f & 0x80 != 0, name));
+        }
+        for (i, (t, unsigned, name)) in types.into_iter().enumerate() {
+            let v = if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+                Value::Null
+            } else {
+                read_binary(&mut r, t, unsigned)?.to_owned_value()
+            };
+            attrs.push((name, v));
+        }
+    }
+    Some((attrs, r.rest()))
+}
+
+fn parse_err(p: &[u8]) -> ErrInfo {
+    let mut r = Reader::new(p.get(1..).unwrap_or_default());
+    let code = r.u16().unwrap_or(0);
+    let state = if r.rest().first() == Some(&b'#') {
+        r.skip(1);
+        r.take(5).unwrap_or_default().to_vec()
+    } else {
+        Vec::new()
+    };
+    ErrInfo {
+        code,
+        state,
+        message: r.rest().to_vec(),
+    }
+}
+
+fn parse_ok(p: &[u8], session_track: bool) -> OkInfo {
+    let mut r = Reader::new(p.get(1..).unwrap_or_default());
+    let mut ok = OkInfo {
+        affected_rows: r.lenenc().unwrap_or(0),
+        last_insert_id: r.lenenc().unwrap_or(0),
+        status: r.u16().unwrap_or(0),
+        warnings: r.u16().unwrap_or(0),
+        info: Vec::new(),
+    };
+    ok.info = if session_track {
+        r.lenenc_bytes().unwrap_or_default().to_vec()
+    } else {
+        r.rest().to_vec()
+    };
+    ok
+}
+
+/// (warnings, status) of an EOF packet.
+fn parse_eof(p: &[u8]) -> (u16, u16) {
+    let mut r = Reader::new(p.get(1..).unwrap_or_default());
+    (r.u16().unwrap_or(0), r.u16().unwrap_or(0))
+}
+
+/// ColumnDefinition41 (with MariaDB's optional extended metadata).
+fn parse_column(p: &[u8]) -> Option<Column> {
+    let mut r = Reader::new(p);
+    r.lenenc_bytes()?; // catalog
+    r.lenenc_bytes()?; // schema
+    let table = r.lenenc_bytes()?.to_vec();
+    r.lenenc_bytes()?; // org_table
+    let name = r.lenenc_bytes()?.to_vec();
+    r.lenenc_bytes()?; // org_name
+    let mut fixed = r.lenenc()?;
+    if fixed != 0x0c || r.remaining() < 12 {
+        // MariaDB extended metadata precedes the fixed-length fields.
+        r.skip(fixed as usize)?;
+        fixed = r.lenenc()?;
+    }
+    if fixed < 12 {
+        return None;
+    }
+    let charset = r.u16()?;
+    let length = r.u32()?;
+    let column_type = r.u8()?;
+    let flags = r.u16()?;
+    let decimals = r.u8()?;
+    Some(Column {
+        name,
+        table,
+        column_type,
+        flags,
+        charset,
+        decimals,
+        length,
+    })
+}
+
+#[cfg(test)]
+mod tests;

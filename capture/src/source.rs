@@ -1,0 +1,194 @@
+//! Packet sources (pcap/pcapng files, live interfaces) and the link layers they carry.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use etherparse::{EtherType, LaxSlicedPacket};
+
+/// Link-layer framing of captured frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkType {
+    Ethernet,
+    /// Linux "cooked" capture v1 (any interface).
+    LinuxSll,
+    /// Linux "cooked" capture v2.
+    LinuxSll2,
+    /// BSD loopback: a 4-byte address family in host byte order.
+    Null,
+    /// OpenBSD loopback: the family in network byte order.
+    Loop,
+    /// Raw IPv4 or IPv6.
+    Raw,
+}
+
+impl LinkType {
+    /// From a libpcap DLT/LINKTYPE value.
+    pub fn from_dlt(dlt: i32) -> Option<Self> {
+        Some(match dlt {
+            1 => LinkType::Ethernet,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            0 => LinkType::Null,
+            108 => LinkType::Loop,
+            12 | 14 | 101 | 228 | 229 => LinkType::Raw,
+            _ => return None,
+        })
+    }
+}
+
+/// Slices a frame down to its IP and TCP layers; `None` when it is not IP.
+pub fn slice(link: LinkType, frame: &[u8]) -> Option<LaxSlicedPacket<'_>> {
+    match link {
+        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(frame).ok(),
+        LinkType::LinuxSll => {
+            let proto = u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]);
+            Some(LaxSlicedPacket::from_ether_type(EtherType(proto), frame.get(16..)?))
+        }
+        LinkType::LinuxSll2 => {
+            let proto = u16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
+            Some(LaxSlicedPacket::from_ether_type(EtherType(proto), frame.get(20..)?))
+        }
+        LinkType::Null | LinkType::Loop | LinkType::Raw => {
+            let ip = if link == LinkType::Raw { frame } else { frame.get(4..)? };
+            LaxSlicedPacket::from_ip(ip).ok()
+        }
+    }
+}
+
+/// What stopped a packet source, and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    #[error("{path}: cannot open capture file: {msg}")]
+    Open { path: PathBuf, msg: String },
+    #[error("{path}: link type {dlt} ({name}) is not supported; supported: Ethernet, Linux SLL v1/v2, BSD NULL/loopback, raw IP")]
+    LinkType { path: PathBuf, dlt: i32, name: String },
+    #[error("{path}: damaged after packet {packet} (byte {offset} of {size}): {msg}; the {packet} packets before it were decoded")]
+    Damaged {
+        path: PathBuf,
+        packet: u64,
+        offset: u64,
+        size: u64,
+        msg: String,
+    },
+    #[error("cannot capture on interface {iface}: {msg}{hint}")]
+    Live { iface: String, msg: String, hint: &'static str },
+}
+
+const PERMISSION_HINT: &str = "\n  live capture needs root or the capabilities to open raw sockets; grant them with\n  sudo setcap cap_net_raw,cap_net_admin=eip $(command -v myrr)\n  or run myrr capture as root";
+
+/// Reads a pcap or pcapng file and hands every frame to `each(ts_us, link, frame)`.
+/// Returns the number of packets read; a damaged file reports where, after every packet before
+/// the damage was handed on.
+pub fn read_file(path: &Path, filter: Option<&str>, mut each: impl FnMut(u64, LinkType, &[u8])) -> Result<u64, SourceError> {
+    let mut cap = pcap::Capture::from_file(path).map_err(|e| SourceError::Open {
+        path: path.to_owned(),
+        msg: e.to_string(),
+    })?;
+    let dlt = cap.get_datalink();
+    let link = LinkType::from_dlt(dlt.0).ok_or_else(|| SourceError::LinkType {
+        path: path.to_owned(),
+        dlt: dlt.0,
+        name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
+    })?;
+    if let Some(f) = filter {
+        cap.filter(f, true).map_err(|e| SourceError::Open {
+            path: path.to_owned(),
+            msg: format!("bad filter {f:?}: {e}"),
+        })?;
+    }
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut n = 0u64;
+    let mut offset = 24u64;
+    loop {
+        match cap.next_packet() {
+            Ok(p) => {
+                n += 1;
+                offset += 16 + p.header.caplen as u64;
+                let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
+                each(ts.max(0) as u64, link, p.data);
+            }
+            Err(pcap::Error::NoMorePackets) => return Ok(n),
+            Err(e) => {
+                return Err(SourceError::Damaged {
+                    path: path.to_owned(),
+                    packet: n,
+                    offset,
+                    size,
+                    msg: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Live capture settings.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub iface: String,
+    pub filter: String,
+    /// Kernel buffer in bytes.
+    pub buffer: i32,
+    pub duration: Option<Duration>,
+}
+
+/// Live counters reported at the end.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveStats {
+    pub received: u64,
+    pub dropped: u64,
+    pub if_dropped: u64,
+}
+
+/// Captures on a live interface until `stop` is set or the duration is over. `each` gets every
+/// frame; `tick` runs at least every 100 ms (to flush output).
+pub fn capture_live(
+    opts: &LiveOptions,
+    stop: &AtomicBool,
+    mut each: impl FnMut(u64, LinkType, &[u8]),
+    mut tick: impl FnMut(),
+) -> Result<LiveStats, SourceError> {
+    let live_err = |msg: String| {
+        let denied = msg.contains("ermission") || msg.contains("not permitted");
+        SourceError::Live {
+            iface: opts.iface.clone(),
+            msg,
+            hint: if denied { PERMISSION_HINT } else { "" },
+        }
+    };
+    let inactive = pcap::Capture::from_device(opts.iface.as_str()).map_err(|e| live_err(e.to_string()))?;
+    let mut cap = inactive
+        .immediate_mode(true)
+        .snaplen(262_144)
+        .buffer_size(opts.buffer)
+        .promisc(false)
+        .timeout(100)
+        .open()
+        .map_err(|e| live_err(e.to_string()))?;
+    cap.filter(&opts.filter, true)
+        .map_err(|e| live_err(format!("bad filter {:?}: {e}", opts.filter)))?;
+    let dlt = cap.get_datalink();
+    let link = LinkType::from_dlt(dlt.0).ok_or_else(|| live_err(format!("link type {} is not supported", dlt.0)))?;
+    let started = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        match cap.next_packet() {
+            Ok(p) => {
+                let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
+                each(ts.max(0) as u64, link, p.data);
+            }
+            Err(pcap::Error::TimeoutExpired) => {}
+            Err(e) => return Err(live_err(e.to_string())),
+        }
+        tick();
+    }
+    let s = cap.stats().map_err(|e| live_err(e.to_string()))?;
+    Ok(LiveStats {
+        received: s.received as u64,
+        dropped: s.dropped as u64,
+        if_dropped: s.if_dropped as u64,
+    })
+}

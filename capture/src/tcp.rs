@@ -1,0 +1,329 @@
+//! TCP stream reassembly, one direction at a time.
+//!
+//! In-order data is handed on without copying; out-of-order segments wait in a bounded queue.
+//! Bytes that never arrive (the capture missed them: the peer acknowledged them, the queue
+//! overflowed, or the flow ended) become a reported gap, and delivery resumes after it — the
+//! reassembler never guesses at missing bytes.
+
+use std::collections::BTreeMap;
+
+/// A TCP sequence number: arithmetic and comparison wrap at 2^32 (RFC 1982).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeqNum(pub u32);
+
+impl SeqNum {
+    /// Signed distance from `other` to `self`.
+    pub fn diff(self, other: SeqNum) -> i32 {
+        self.0.wrapping_sub(other.0) as i32
+    }
+
+    pub fn add(self, n: usize) -> SeqNum {
+        SeqNum(self.0.wrapping_add(n as u32))
+    }
+
+    pub fn after(self, other: SeqNum) -> bool {
+        self.diff(other) > 0
+    }
+}
+
+/// What reassembly produced for one segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery<'a> {
+    /// In-order bytes.
+    Data(&'a [u8]),
+    /// Bytes that will never come; delivery goes on after them.
+    Gap(u64),
+    /// Previously queued bytes, now in order.
+    Queued(Vec<u8>),
+}
+
+/// Reassembly state for one direction of one flow.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    /// Next byte expected; `None` until the first segment (or SYN) is seen.
+    next: Option<SeqNum>,
+    /// Out-of-order segments keyed by distance from `next` at insertion... kept by sequence
+    /// number and re-examined whenever `next` moves.
+    pending: BTreeMap<u32, Vec<u8>>,
+    pending_bytes: usize,
+    limit: usize,
+    /// Counters.
+    pub retransmitted_bytes: u64,
+    pub gap_bytes: u64,
+}
+
+impl Reassembler {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Default::default()
+        }
+    }
+
+    /// The SYN carries the initial sequence number; data starts one after it.
+    pub fn syn(&mut self, isn: SeqNum) {
+        if self.next.is_none() {
+            self.next = Some(isn.add(1));
+        }
+    }
+
+    pub fn next_seq(&self) -> Option<SeqNum> {
+        self.next
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Feeds one segment; `out` receives what can now be delivered, in order.
+    pub fn segment<'a>(&mut self, seq: SeqNum, payload: &'a [u8], out: &mut Vec<Delivery<'a>>) {
+        if payload.is_empty() {
+            return;
+        }
+        let next = *self.next.get_or_insert(seq);
+        let off = seq.diff(next);
+        if off <= 0 {
+            let skip = (-(off as i64)) as usize;
+            if skip >= payload.len() {
+                self.retransmitted_bytes += payload.len() as u64;
+                return;
+            }
+            self.retransmitted_bytes += skip as u64;
+            let fresh = &payload[skip..];
+            self.next = Some(next.add(fresh.len()));
+            out.push(Delivery::Data(fresh));
+            self.drain_pending(out);
+        } else {
+            self.queue(seq, payload);
+            if self.pending_bytes > self.limit {
+                self.skip_to_first_pending(out);
+            }
+        }
+    }
+
+    fn queue(&mut self, seq: SeqNum, payload: &[u8]) {
+        match self.pending.get(&seq.0) {
+            Some(old) if old.len() >= payload.len() => {
+                self.retransmitted_bytes += payload.len() as u64;
+            }
+            _ => {
+                if let Some(old) = self.pending.insert(seq.0, payload.to_vec()) {
+                    self.pending_bytes -= old.len();
+                    self.retransmitted_bytes += old.len() as u64;
+                }
+                self.pending_bytes += payload.len();
+            }
+        }
+    }
+
+    /// Delivers queued segments that have become in order.
+    fn drain_pending(&mut self, out: &mut Vec<Delivery<'_>>) {
+        while let Some(next) = self.next {
+            // The pending segment closest after (or overlapping) `next`.
+            let Some(key) = self
+                .pending
+                .keys()
+                .copied()
+                .min_by_key(|&k| SeqNum(k).diff(next) as i64)
+            else {
+                return;
+            };
+            let off = SeqNum(key).diff(next);
+            if off > 0 {
+                return;
+            }
+            let seg = self.pending.remove(&key).unwrap_or_default();
+            self.pending_bytes -= seg.len();
+            let skip = (-(off as i64)) as usize;
+            if skip >= seg.len() {
+                self.retransmitted_bytes += seg.len() as u64;
+                continue;
+            }
+            self.retransmitted_bytes += skip as u64;
+            self.next = Some(next.add(seg.len() - skip));
+            if skip == 0 {
+                out.push(Delivery::Queued(seg));
+            } else {
+                out.push(Delivery::Queued(seg[skip..].to_vec()));
+            }
+        }
+    }
+
+    /// Declares everything before the first queued segment lost.
+    pub fn skip_to_first_pending(&mut self, out: &mut Vec<Delivery<'_>>) {
+        let Some(next) = self.next else { return };
+        let Some(first) = self
+            .pending
+            .keys()
+            .copied()
+            .min_by_key(|&k| SeqNum(k).diff(next) as i64)
+        else {
+            return;
+        };
+        let lost = SeqNum(first).diff(next);
+        if lost > 0 {
+            self.gap_bytes += lost as u64;
+            out.push(Delivery::Gap(lost as u64));
+            self.next = Some(SeqNum(first));
+        }
+        self.drain_pending(out);
+    }
+
+    /// The peer acknowledged up to `ack`: bytes before it that we have not seen were sent and
+    /// received, so the capture lost them. Declares that gap (and delivers what follows).
+    pub fn acked(&mut self, ack: SeqNum, out: &mut Vec<Delivery<'_>>) {
+        let Some(next) = self.next else { return };
+        let ahead = ack.diff(next);
+        if ahead <= 0 {
+            return;
+        }
+        // Deliver queued data below the ack first; what is still missing below it is lost.
+        loop {
+            let Some(next) = self.next else { return };
+            if ack.diff(next) <= 0 {
+                return;
+            }
+            let first = self
+                .pending
+                .keys()
+                .copied()
+                .min_by_key(|&k| SeqNum(k).diff(next) as i64);
+            match first {
+                Some(k) if SeqNum(k).diff(ack) < 0 => self.skip_to_first_pending(out),
+                _ => {
+                    let lost = ack.diff(next) as u64;
+                    self.gap_bytes += lost;
+                    out.push(Delivery::Gap(lost));
+                    self.next = Some(ack);
+                    self.drain_pending(out);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A FIN at `seq` takes one sequence number; count it once everything before it arrived.
+    pub fn fin(&mut self, seq: SeqNum) {
+        if self.next == Some(seq) {
+            self.next = Some(seq.add(1));
+        }
+    }
+
+    /// The flow ends: whatever is queued is delivered after a gap.
+    pub fn finish(&mut self, out: &mut Vec<Delivery<'_>>) {
+        while !self.pending.is_empty() {
+            self.skip_to_first_pending(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(d: &[Delivery<'_>]) -> (Vec<u8>, u64) {
+        let mut data = vec![];
+        let mut gap = 0;
+        for x in d {
+            match x {
+                Delivery::Data(b) => data.extend_from_slice(b),
+                Delivery::Queued(b) => data.extend_from_slice(b),
+                Delivery::Gap(n) => gap += n,
+            }
+        }
+        (data, gap)
+    }
+
+    #[test]
+    fn seq_wraps() {
+        let a = SeqNum(u32::MAX - 1);
+        let b = a.add(4);
+        assert_eq!(b, SeqNum(2));
+        assert_eq!(b.diff(a), 4);
+        assert!(b.after(a));
+    }
+
+    #[test]
+    fn reorders_dedups_and_trims_overlap_across_wrap() {
+        let base = SeqNum(u32::MAX - 5);
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = vec![];
+        r.syn(SeqNum(base.0.wrapping_sub(1)));
+        r.segment(base.add(10), b"klmno", &mut out);
+        r.segment(base.add(4), b"efghij", &mut out);
+        r.segment(base, b"abcdef", &mut out); // overlaps "ef"
+        r.segment(base, b"abcd", &mut out); // retransmission
+        let (data, gap) = flat(&out);
+        assert_eq!(data, b"abcdefghijklmno");
+        assert_eq!(gap, 0);
+        assert_eq!(r.next_seq(), Some(base.add(15)));
+        assert!(r.retransmitted_bytes >= 6);
+    }
+
+    #[test]
+    fn ack_beyond_seen_data_reports_gap() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = vec![];
+        r.segment(SeqNum(100), b"abc", &mut out);
+        r.segment(SeqNum(110), b"xyz", &mut out);
+        r.acked(SeqNum(113), &mut out);
+        let (data, gap) = flat(&out);
+        assert_eq!(data, b"abcxyz");
+        assert_eq!(gap, 7);
+    }
+
+    #[test]
+    fn queue_limit_forces_gap() {
+        let mut r = Reassembler::new(8);
+        let mut out = vec![];
+        r.segment(SeqNum(0), b"a", &mut out);
+        r.segment(SeqNum(10), b"0123456789", &mut out);
+        let (data, gap) = flat(&out);
+        assert_eq!(data, b"a0123456789");
+        assert_eq!(gap, 9);
+        assert_eq!(r.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn finish_flushes_queue() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = vec![];
+        r.segment(SeqNum(0), b"a", &mut out);
+        r.segment(SeqNum(5), b"b", &mut out);
+        r.finish(&mut out);
+        assert_eq!(flat(&out), (b"ab".to_vec(), 4));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_segmentation_and_order_reassembles(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 1..400),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+            order in proptest::collection::vec(0usize..64, 0..12),
+            isn in proptest::num::u32::ANY,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % data.len()).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort();
+            cuts.dedup();
+            let mut segs: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+            // Shuffle the segments after the first, deterministically from `order`.
+            for (i, o) in order.iter().enumerate() {
+                let n = segs.len();
+                if n > 2 { segs.swap(1 + i % (n - 1), 1 + o % (n - 1)); }
+            }
+            let mut r = Reassembler::new(1 << 20);
+            r.syn(SeqNum(isn));
+            let start = SeqNum(isn).add(1);
+            let mut out = vec![];
+            for &(a, b) in &segs {
+                r.segment(start.add(a), &data[a..b], &mut out);
+            }
+            r.finish(&mut out);
+            let (got, gap) = flat(&out);
+            proptest::prop_assert_eq!(gap, 0);
+            proptest::prop_assert_eq!(got, data);
+        }
+    }
+}

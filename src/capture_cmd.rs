@@ -1,0 +1,214 @@
+//! `myrr capture`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use myrr_capture::source::{self, LiveOptions};
+use myrr_capture::{Capture, CaptureConfig, Stats};
+use myrr_recording::{Header, RecordingWriter, RunKind};
+
+use crate::util::parse_duration;
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  myrr capture -r traffic.pcap -o prod.myrr\n  myrr capture -r a.pcapng -r b.pcap --port 3306 --port 3307 -o prod.myrr\n  sudo myrr capture -i eth0 --port 3306 --duration 10m -o prod.myrr")]
+pub struct Args {
+    /// Read packets from this pcap or pcapng file (repeat for several, read in order).
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with = "interface", required_unless_present = "interface")]
+    files: Vec<PathBuf>,
+    /// Capture live on this interface (needs root or cap_net_raw,cap_net_admin).
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    interface: Option<String>,
+    /// MySQL server port (repeat for several); traffic to or from it is decoded.
+    #[arg(short = 'p', long = "port", value_name = "N", default_value = "3306")]
+    ports: Vec<u16>,
+    /// BPF filter (default: tcp and the server ports).
+    #[arg(long, value_name = "BPF")]
+    filter: Option<String>,
+    /// Stop a live capture after this long (e.g. 30s, 10m, 2h); Ctrl-C also stops it cleanly.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Kernel capture buffer for live capture, in MiB.
+    #[arg(long, value_name = "MIB", default_value = "256")]
+    buffer_mib: i32,
+    /// Largest MySQL packet kept, in MiB (bigger ones are counted and skipped).
+    #[arg(long, value_name = "MIB", default_value = "64")]
+    max_packet_mib: usize,
+    /// Write the recording here.
+    #[arg(short = 'o', long = "output", value_name = "OUT.myrr")]
+    output: PathBuf,
+    /// Print the summary as JSON on stderr instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.ports.is_empty() {
+        bail!("give at least one --port");
+    }
+    let filter = a.filter.clone().unwrap_or_else(|| {
+        let ports: Vec<String> = a.ports.iter().map(|p| format!("port {p}")).collect();
+        format!("tcp and ({})", ports.join(" or "))
+    });
+    let source_desc = match &a.interface {
+        Some(i) => format!("interface {i}"),
+        None => a.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(","),
+    };
+    let header = Header {
+        kind: RunKind::Capture,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        source: source_desc,
+        started_us: now_us(),
+        options: vec![
+            ("ports".into(), a.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")),
+            ("filter".into(), filter.clone()),
+        ],
+    };
+    let mut writer = RecordingWriter::create(&a.output, &header)
+        .with_context(|| format!("cannot create {}", a.output.display()))?;
+    let mut cap = Capture::new(CaptureConfig {
+        server_ports: a.ports.clone(),
+        max_packet: a.max_packet_mib << 20,
+        ..CaptureConfig::default()
+    });
+    let mut write_err: Option<anyhow::Error> = None;
+    let mut damaged = false;
+    let mut flush = |cap: &mut Capture, writer: &mut RecordingWriter<_>, live: bool| {
+        for e in cap.drain_events() {
+            if write_err.is_none() {
+                if let Err(err) = writer.push(&e) {
+                    write_err = Some(err.into());
+                }
+            }
+        }
+        if live && write_err.is_none() {
+            if let Err(err) = writer.flush_if_older(Duration::from_secs(1)) {
+                write_err = Some(err.into());
+            }
+        }
+    };
+    if let Some(iface) = &a.interface {
+        let stop = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+        let opts = LiveOptions {
+            iface: iface.clone(),
+            filter,
+            buffer: a.buffer_mib.saturating_mul(1 << 20),
+            duration: a.duration,
+        };
+        eprintln!("myrr: capturing on {iface} ({}); Ctrl-C to stop", opts.filter);
+        let cap_cell = std::cell::RefCell::new(&mut cap);
+        let writer_cell = std::cell::RefCell::new(&mut writer);
+        let res = source::capture_live(
+            &opts,
+            &stop,
+            |ts, link, frame| cap_cell.borrow_mut().packet(ts, link, frame),
+            || flush(&mut cap_cell.borrow_mut(), &mut writer_cell.borrow_mut(), true),
+        );
+        match res {
+            Ok(s) => {
+                let st = cap.stats_mut();
+                st.kernel_drops = s.dropped;
+                st.interface_drops = s.if_dropped;
+            }
+            Err(e) => {
+                eprintln!("myrr: {e}");
+                damaged = true;
+            }
+        }
+    } else {
+        for f in &a.files {
+            let res = source::read_file(f, a.filter.as_deref(), |ts, link, frame| {
+                cap.packet(ts, link, frame);
+                if cap.has_events() {
+                    flush(&mut cap, &mut writer, false);
+                }
+            });
+            if let Err(e) = res {
+                eprintln!("myrr: {e}");
+                damaged = true;
+            }
+        }
+    }
+    cap.finish();
+    flush(&mut cap, &mut writer, false);
+    if let Some(e) = write_err {
+        return Err(e.context(format!("writing {}", a.output.display())));
+    }
+    let events = writer.events_written();
+    writer.finish().with_context(|| format!("writing {}", a.output.display()))?;
+    print_summary(cap.stats(), events, &a.output, a.json);
+    Ok(if damaged { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "output": out.display().to_string(),
+            "events": events,
+            "packets": s.packets,
+            "bytes": s.bytes,
+            "flows": s.flows,
+            "sessions": {
+                "full": s.sessions_full,
+                "mid_stream": s.sessions_mid_stream,
+                "encrypted": s.sessions_encrypted,
+                "compressed_detected": s.compression_detected,
+                "logins_failed": s.logins_failed,
+            },
+            "exchanges": s.exchanges,
+            "commands": s.commands,
+            "gaps": s.gaps,
+            "gap_bytes": s.gap_bytes,
+            "retransmitted_bytes": s.retransmitted_bytes,
+            "responses_missing": s.responses_missing,
+            "kernel_drops": s.kernel_drops,
+            "interface_drops": s.interface_drops,
+            "undecodable": s.undecodable,
+            "undecodable_packets": s.undecodable_packets,
+            "non_tcp_packets": s.non_tcp_packets,
+            "other_port_packets": s.other_port_packets,
+            "unsolicited_packets": s.unsolicited_packets,
+        });
+        eprintln!("{v}");
+        return;
+    }
+    eprintln!("myrr: wrote {} ({events} events)", out.display());
+    eprintln!("  packets {}  bytes {}  flows {}", s.packets, s.bytes, s.flows);
+    eprintln!(
+        "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
+        s.sessions_full, s.sessions_mid_stream, s.sessions_encrypted, s.logins_failed
+    );
+    let cmds: Vec<String> = s.commands.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    eprintln!("  exchanges {}: {}", s.exchanges, if cmds.is_empty() { "-".into() } else { cmds.join(", ") });
+    eprintln!(
+        "  gaps {} ({} bytes lost), retransmitted {} bytes, responses missing {}",
+        s.gaps, s.gap_bytes, s.retransmitted_bytes, s.responses_missing
+    );
+    if s.kernel_drops + s.interface_drops > 0 {
+        eprintln!("  DROPPED by kernel {} / interface {}", s.kernel_drops, s.interface_drops);
+    } else {
+        eprintln!("  drops 0");
+    }
+    let other = s.non_tcp_packets + s.other_port_packets + s.undecodable_packets;
+    if other > 0 {
+        eprintln!(
+            "  ignored packets: {} not TCP/IP, {} other ports, {} unparsable frames",
+            s.non_tcp_packets, s.other_port_packets, s.undecodable_packets
+        );
+    }
+    for (what, n) in &s.undecodable {
+        eprintln!("  could not decode: {what} ×{n}");
+    }
+    if s.unsolicited_packets > 0 {
+        eprintln!("  server packets with no command waiting: {}", s.unsolicited_packets);
+    }
+}
