@@ -14,10 +14,18 @@ use myrr_recording::{Header, RecordingWriter, RunKind};
 use crate::util::parse_duration;
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  myrr capture -r traffic.pcap -o prod.myrr\n  myrr capture -r a.pcapng -r b.pcap --port 3306 --port 3307 -o prod.myrr\n  sudo myrr capture -i eth0 --port 3306 --duration 10m -o prod.myrr")]
+#[command(
+    after_help = "Examples:\n  myrr capture -r traffic.pcap -o prod.myrr\n  myrr capture -r a.pcapng -r b.pcap --port 3306 --port 3307 -o prod.myrr\n  sudo myrr capture -i eth0 --port 3306 --duration 10m -o prod.myrr"
+)]
 pub struct Args {
     /// Read packets from this pcap or pcapng file (repeat for several, read in order).
-    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with = "interface", required_unless_present = "interface")]
+    #[arg(
+        short = 'r',
+        long = "read",
+        value_name = "FILE",
+        conflicts_with = "interface",
+        required_unless_present = "interface"
+    )]
     files: Vec<PathBuf>,
     /// Capture live on this interface (needs root or cap_net_raw,cap_net_admin).
     #[arg(short = 'i', long, value_name = "IFACE")]
@@ -46,7 +54,10 @@ pub struct Args {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -59,7 +70,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     });
     let source_desc = match &a.interface {
         Some(i) => format!("interface {i}"),
-        None => a.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(","),
+        None => a
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     };
     let header = Header {
         kind: RunKind::Capture,
@@ -67,7 +83,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         source: source_desc,
         started_us: now_us(),
         options: vec![
-            ("ports".into(), a.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")),
+            (
+                "ports".into(),
+                a.ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("filter".into(), filter.clone()),
         ],
     };
@@ -104,14 +127,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             buffer: a.buffer_mib.saturating_mul(1 << 20),
             duration: a.duration,
         };
-        eprintln!("myrr: capturing on {iface} ({}); Ctrl-C to stop", opts.filter);
+        eprintln!(
+            "myrr: capturing on {iface} ({}); Ctrl-C to stop",
+            opts.filter
+        );
         let cap_cell = std::cell::RefCell::new(&mut cap);
         let writer_cell = std::cell::RefCell::new(&mut writer);
         let res = source::capture_live(
             &opts,
             &stop,
             |ts, link, frame| cap_cell.borrow_mut().packet(ts, link, frame),
-            || flush(&mut cap_cell.borrow_mut(), &mut writer_cell.borrow_mut(), true),
+            || {
+                flush(
+                    &mut cap_cell.borrow_mut(),
+                    &mut writer_cell.borrow_mut(),
+                    true,
+                )
+            },
         );
         match res {
             Ok(s) => {
@@ -144,9 +176,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Err(e.context(format!("writing {}", a.output.display())));
     }
     let events = writer.events_written();
-    writer.finish().with_context(|| format!("writing {}", a.output.display()))?;
+    writer
+        .finish()
+        .with_context(|| format!("writing {}", a.output.display()))?;
     print_summary(cap.stats(), events, &a.output, a.json);
-    Ok(if damaged { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if damaged {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
@@ -182,19 +220,33 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
         return;
     }
     eprintln!("myrr: wrote {} ({events} events)", out.display());
-    eprintln!("  packets {}  bytes {}  flows {}", s.packets, s.bytes, s.flows);
+    eprintln!(
+        "  packets {}  bytes {}  flows {}",
+        s.packets, s.bytes, s.flows
+    );
     eprintln!(
         "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
         s.sessions_full, s.sessions_mid_stream, s.sessions_encrypted, s.logins_failed
     );
     let cmds: Vec<String> = s.commands.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    eprintln!("  exchanges {}: {}", s.exchanges, if cmds.is_empty() { "-".into() } else { cmds.join(", ") });
+    eprintln!(
+        "  exchanges {}: {}",
+        s.exchanges,
+        if cmds.is_empty() {
+            "-".into()
+        } else {
+            cmds.join(", ")
+        }
+    );
     eprintln!(
         "  gaps {} ({} bytes lost), retransmitted {} bytes, responses missing {}",
         s.gaps, s.gap_bytes, s.retransmitted_bytes, s.responses_missing
     );
     if s.kernel_drops + s.interface_drops > 0 {
-        eprintln!("  DROPPED by kernel {} / interface {}", s.kernel_drops, s.interface_drops);
+        eprintln!(
+            "  DROPPED by kernel {} / interface {}",
+            s.kernel_drops, s.interface_drops
+        );
     } else {
         eprintln!("  drops 0");
     }
@@ -209,6 +261,9 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
         eprintln!("  could not decode: {what} ×{n}");
     }
     if s.unsolicited_packets > 0 {
-        eprintln!("  server packets with no command waiting: {}", s.unsolicited_packets);
+        eprintln!(
+            "  server packets with no command waiting: {}",
+            s.unsolicited_packets
+        );
     }
 }

@@ -38,7 +38,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut commands: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut damage = None;
     if matches!(a.format, Format::Table) {
-        writeln!(out, "# {} run from {} (myrr {})", h.kind.name(), h.source, h.tool_version)?;
+        writeln!(
+            out,
+            "# {} run from {} (myrr {})",
+            h.kind.name(),
+            h.source,
+            h.tool_version
+        )?;
     }
     for item in reader {
         let ev = match item {
@@ -85,9 +91,9 @@ fn value_json(v: &Value) -> Json {
         Value::UInt(u) => json!(u),
         Value::Float(f) => json!(f),
         Value::Double(d) => json!(d),
-        Value::Date(y, mo, d, h, mi, s, us) => {
-            Json::String(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"))
-        }
+        Value::Date(y, mo, d, h, mi, s, us) => Json::String(format!(
+            "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
+        )),
         Value::Time(neg, d, h, m, s, us) => Json::String(format!(
             "{}{:02}:{m:02}:{s:02}.{us:06}",
             if *neg { "-" } else { "" },
@@ -107,7 +113,10 @@ pub fn to_json(ev: &Event) -> Json {
             m.insert("start_us".into(), s.start_us.into());
             m.insert("user".into(), s.user.as_deref().map(text).into());
             m.insert("db".into(), s.db.as_deref().map(text).into());
-            m.insert("server_version".into(), s.server_version.as_deref().map(text).into());
+            m.insert(
+                "server_version".into(),
+                s.server_version.as_deref().map(text).into(),
+            );
             m.insert("connection_id".into(), s.connection_id.into());
             m.insert("capabilities".into(), s.capabilities.into());
             m.insert("mid_stream".into(), s.mid_stream.into());
@@ -130,7 +139,10 @@ pub fn to_json(ev: &Event) -> Json {
         }
         Event::SessionEnd(e) => {
             m.insert("end_us".into(), e.end_us.into());
-            m.insert("reason".into(), format!("{:?}", e.reason).to_lowercase().into());
+            m.insert(
+                "reason".into(),
+                format!("{:?}", e.reason).to_lowercase().into(),
+            );
             let (login, code) = match &e.login {
                 Login::Unknown => ("unknown", None),
                 Login::Ok => ("ok", None),
@@ -162,16 +174,28 @@ fn exchange_json(x: &Exchange, m: &mut Map<String, Json>) {
         Command::Query { sql, attrs } => {
             m.insert("sql".into(), text(sql).into());
             if !attrs.is_empty() {
-                let a: Map<String, Json> = attrs.iter().map(|(k, v)| (text(k), value_json(v))).collect();
+                let a: Map<String, Json> = attrs
+                    .iter()
+                    .map(|(k, v)| (text(k), value_json(v)))
+                    .collect();
                 m.insert("attrs".into(), Json::Object(a));
             }
         }
         Command::Prepare { sql } => {
             m.insert("sql".into(), text(sql).into());
         }
-        Command::Execute { stmt_id, params, prepare_seen, raw_params, .. } => {
+        Command::Execute {
+            stmt_id,
+            params,
+            prepare_seen,
+            raw_params,
+            ..
+        } => {
             m.insert("stmt_id".into(), (*stmt_id).into());
-            m.insert("params".into(), Json::Array(params.iter().map(|p| value_json(&p.value)).collect()));
+            m.insert(
+                "params".into(),
+                Json::Array(params.iter().map(|p| value_json(&p.value)).collect()),
+            );
             if !prepare_seen {
                 m.insert("prepare_seen".into(), false.into());
             }
@@ -235,8 +259,14 @@ fn response_fields(r: &Response, m: &mut Map<String, Json>) {
         }
         Response::Rows(rs) => {
             m.insert("rows".into(), rs.rows.into());
-            m.insert("columns".into(), Json::Array(rs.columns.iter().map(|c| text(&c.name).into()).collect()));
-            m.insert("digest".into(), format!("{:016x}", rs.digest.ordered).into());
+            m.insert(
+                "columns".into(),
+                Json::Array(rs.columns.iter().map(|c| text(&c.name).into()).collect()),
+            );
+            m.insert(
+                "digest".into(),
+                format!("{:016x}", rs.digest.ordered).into(),
+            );
             m.insert("warnings".into(), rs.warnings.into());
             if !rs.complete {
                 m.insert("complete".into(), false.into());
@@ -287,7 +317,11 @@ fn to_row(ev: &Event) -> String {
             let resp = match &x.response {
                 Response::Ok(ok) => format!("ok affected={}", ok.affected_rows),
                 Response::Err(e) => format!("err {} {}", e.code, one_line(&text(&e.message), 60)),
-                Response::Rows(rs) => format!("rows={}{}", x.total_rows(), if rs.complete { "" } else { " (incomplete)" }),
+                Response::Rows(rs) => format!(
+                    "rows={}{}",
+                    x.total_rows(),
+                    if rs.complete { "" } else { " (incomplete)" }
+                ),
                 r => r.kind_name().to_string(),
             };
             format!(
@@ -300,8 +334,14 @@ fn to_row(ev: &Event) -> String {
                 resp
             )
         }
-        Event::Gap(g) => format!("session {} GAP {} bytes lost ({:?})", g.session, g.bytes, g.direction),
-        Event::SessionEnd(e) => format!("session {} end  {:?} login={:?} exchanges={}", e.session, e.reason, e.login, e.exchanges),
+        Event::Gap(g) => format!(
+            "session {} GAP {} bytes lost ({:?})",
+            g.session, g.bytes, g.direction
+        ),
+        Event::SessionEnd(e) => format!(
+            "session {} end  {:?} login={:?} exchanges={}",
+            e.session, e.reason, e.login, e.exchanges
+        ),
     }
 }
 

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "myrr", version, about = "MySQL record & replay: capture traffic off the wire, replay it against a candidate server, and compare")]
+#[command(
+    name = "myrr",
+    version,
+    about = "MySQL record & replay: capture traffic off the wire, replay it against a candidate server, and compare"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

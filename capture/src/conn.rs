@@ -11,8 +11,8 @@ use std::collections::{HashMap, VecDeque};
 
 use myrr_recording::{
     Column, Command, Direction, EndReason, ErrInfo, Event, Exchange, Gap, Login, MissingReason,
-    OkInfo, Param, Prepared, Response, ResultSet, RowDigester, SessionEnd, SessionId,
-    SessionStart, Value, ValueRef,
+    OkInfo, Param, Prepared, Response, ResultSet, RowDigester, SessionEnd, SessionId, SessionStart,
+    Value, ValueRef,
 };
 
 use crate::framing::{FrameError, Framer};
@@ -240,7 +240,13 @@ pub struct Conn {
 
 impl Conn {
     /// `syn_seen`: the connection's start is in the capture, so the greeting comes first.
-    pub fn new(client: String, server: String, first_us: u64, syn_seen: bool, limit: usize) -> Self {
+    pub fn new(
+        client: String,
+        server: String,
+        first_us: u64,
+        syn_seen: bool,
+        limit: usize,
+    ) -> Self {
         Self {
             session: None,
             client_addr: client,
@@ -347,7 +353,11 @@ impl Conn {
             self.emit_partial(f, missing.clone(), ctx);
         }
         if let Some(session) = self.session {
-            let reason = if self.quit_sent { EndReason::Quit } else { reason };
+            let reason = if self.quit_sent {
+                EndReason::Quit
+            } else {
+                reason
+            };
             ctx.events.push(Event::SessionEnd(SessionEnd {
                 session,
                 end_us: now.max(self.last_us),
@@ -358,7 +368,13 @@ impl Conn {
         }
     }
 
-    fn attach(&mut self, user: Option<Vec<u8>>, db: Option<Vec<u8>>, mid_stream: bool, ctx: &mut Ctx<'_>) {
+    fn attach(
+        &mut self,
+        user: Option<Vec<u8>>,
+        db: Option<Vec<u8>>,
+        mid_stream: bool,
+        ctx: &mut Ctx<'_>,
+    ) {
         if self.session.is_some() {
             return;
         }
@@ -437,7 +453,10 @@ impl Conn {
     }
 
     fn frame_error(&mut self, dir: Direction, e: FrameError, now: u64, ctx: &mut Ctx<'_>) {
-        *ctx.stats.undecodable.entry(format!("framing: {e}")).or_default() += 1;
+        *ctx.stats
+            .undecodable
+            .entry(format!("framing: {e}"))
+            .or_default() += 1;
         self.gap(dir, 0, now, ctx);
     }
 
@@ -498,7 +517,10 @@ impl Conn {
             Some((c, ext, Some(user), db, false))
         })();
         let Some((client_caps, ext, user, db, ssl)) = parsed else {
-            *ctx.stats.undecodable.entry("malformed login request".into()).or_default() += 1;
+            *ctx.stats
+                .undecodable
+                .entry("malformed login request".into())
+                .or_default() += 1;
             self.phase = Phase::Unattached;
             self.client_resync = true;
             self.server_resync = true;
@@ -511,6 +533,8 @@ impl Conn {
             self.ext_caps = ext & self.server_ext_caps;
         }
         self.deprecate_eof = Some(effective & caps::DEPRECATE_EOF != 0);
+        // The session starts compressed once authentication succeeds.
+        self.compressed = effective & caps::COMPRESS != 0;
         self.query_attrs = Some(effective & caps::QUERY_ATTRIBUTES != 0);
         if ssl && client_caps & caps::SSL != 0 {
             self.phase = Phase::Encrypted;
@@ -546,7 +570,11 @@ impl Conn {
             Command::Query { .. } | Command::Execute { .. } | Command::ProcessInfo => RState::First,
             Command::Other { .. } => RState::First,
             Command::Fetch { stmt_id, .. } => {
-                let cols = self.stmts.get(stmt_id).map(|s| s.columns.clone()).unwrap_or_default();
+                let cols = self
+                    .stmts
+                    .get(stmt_id)
+                    .map(|s| s.columns.clone())
+                    .unwrap_or_default();
                 let f = self.push_inflight(command, start, now, RState::Rows);
                 f.cur = Some(ResultBuild::new(true, cols));
                 return;
@@ -555,7 +583,9 @@ impl Conn {
             Command::FieldList { .. } => RState::FieldList,
             Command::ChangeUser { .. } => RState::ChangeUser,
             Command::Statistics => RState::Text,
-            Command::Quit | Command::CloseStmt { .. } | Command::SendLongData { .. } => RState::Done,
+            Command::Quit | Command::CloseStmt { .. } | Command::SendLongData { .. } => {
+                RState::Done
+            }
             _ => RState::Simple,
         };
         if let Command::CloseStmt { stmt_id } = &command {
@@ -581,7 +611,13 @@ impl Conn {
         self.push_inflight(command, start, now, state);
     }
 
-    fn push_inflight(&mut self, command: Command, start: u64, now: u64, state: RState) -> &mut Inflight {
+    fn push_inflight(
+        &mut self,
+        command: Command,
+        start: u64,
+        now: u64,
+        state: RState,
+    ) -> &mut Inflight {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.inflight.push_back(Inflight {
@@ -655,8 +691,13 @@ impl Conn {
             _ => None,
         };
         parsed.unwrap_or_else(|| {
-            if !(0x01..=0x1f).contains(&code) || matches!(code, 0x0c | 0x18 | 0x19 | 0x1a | 0x1b | 0x1c) {
-                *ctx.stats.undecodable.entry(format!("command 0x{code:02x}")).or_default() += 1;
+            if !(0x01..=0x1f).contains(&code)
+                || matches!(code, 0x0c | 0x18 | 0x19 | 0x1a | 0x1b | 0x1c)
+            {
+                *ctx.stats
+                    .undecodable
+                    .entry(format!("command 0x{code:02x}"))
+                    .or_default() += 1;
             }
             Command::Other {
                 code,
@@ -828,7 +869,10 @@ impl Conn {
                         let _ = self.client.set_compressed();
                     }
                     if self.caps.unwrap_or(0) & caps::ZSTD != 0 {
-                        *ctx.stats.undecodable.entry("zstd-compressed protocol".into()).or_default() += 1;
+                        *ctx.stats
+                            .undecodable
+                            .entry("zstd-compressed protocol".into())
+                            .or_default() += 1;
                         self.phase = Phase::Done;
                     }
                 }
@@ -875,7 +919,12 @@ impl Conn {
                         c |= (r.u16()? as u32) << 16;
                         r.u8()?;
                         let reserved = r.take(10)?;
-                        ext = u32::from_le_bytes([reserved[6], reserved[7], reserved[8], reserved[9]]);
+                        ext = u32::from_le_bytes([
+                            reserved[6],
+                            reserved[7],
+                            reserved[8],
+                            reserved[9],
+                        ]);
                     }
                     Some((c, ext))
                 })();
@@ -892,7 +941,10 @@ impl Conn {
                 self.phase = Phase::AwaitLogin;
             }
             _ => {
-                *ctx.stats.undecodable.entry("not a MySQL greeting".into()).or_default() += 1;
+                *ctx.stats
+                    .undecodable
+                    .entry("not a MySQL greeting".into())
+                    .or_default() += 1;
                 self.phase = Phase::Unattached;
                 self.client_resync = true;
                 self.server_resync = true;
@@ -949,19 +1001,23 @@ impl Conn {
                     match r.lenenc() {
                         Some(n) if n > 0 && n <= 4096 => {
                             let binary = matches!(f.command, Command::Execute { .. });
-                            let metadata_follows = if binary && ext_caps & caps::MARIADB_CACHE_METADATA != 0 {
-                                r.u8().unwrap_or(1) != 0
-                            } else {
-                                true
-                            };
+                            let metadata_follows =
+                                if binary && ext_caps & caps::MARIADB_CACHE_METADATA != 0 {
+                                    r.u8().unwrap_or(1) != 0
+                                } else {
+                                    true
+                                };
                             if metadata_follows {
-                                f.cur = Some(ResultBuild::new(binary, Vec::with_capacity(n as usize)));
+                                f.cur =
+                                    Some(ResultBuild::new(binary, Vec::with_capacity(n as usize)));
                                 f.state = RState::Cols { left: n };
                             } else {
                                 let cols = match &f.command {
-                                    Command::Execute { stmt_id, .. } => {
-                                        self.stmts.get(stmt_id).map(|s| s.columns.clone()).unwrap_or_default()
-                                    }
+                                    Command::Execute { stmt_id, .. } => self
+                                        .stmts
+                                        .get(stmt_id)
+                                        .map(|s| s.columns.clone())
+                                        .unwrap_or_default(),
                                     _ => vec![],
                                 };
                                 f.cur = Some(ResultBuild::new(binary, cols));
@@ -969,9 +1025,13 @@ impl Conn {
                             }
                         }
                         _ => {
-                            *ctx.stats.undecodable.entry("unexpected response packet".into()).or_default() += 1;
+                            *ctx.stats
+                                .undecodable
+                                .entry("unexpected response packet".into())
+                                .or_default() += 1;
                             f.state = RState::Done;
-                            f.results.push(Response::Missing(MissingReason::Undecodable));
+                            f.results
+                                .push(Response::Missing(MissingReason::Undecodable));
                         }
                     }
                 }
@@ -980,17 +1040,25 @@ impl Conn {
                 if is_err {
                     let e = parse_err(p);
                     let cur = f.cur.take().map(|c| c.finish(0, 0, Some(e.clone())));
-                    f.results.push(cur.map(Response::Rows).unwrap_or(Response::Err(e)));
+                    f.results
+                        .push(cur.map(Response::Rows).unwrap_or(Response::Err(e)));
                     f.state = RState::Done;
                 } else {
                     let col = parse_column(p).unwrap_or_else(|| {
-                        *ctx.stats.undecodable.entry("malformed column definition".into()).or_default() += 1;
+                        *ctx.stats
+                            .undecodable
+                            .entry("malformed column definition".into())
+                            .or_default() += 1;
                         Column::default()
                     });
                     if let Some(c) = f.cur.as_mut() {
                         c.columns.push(col);
                     }
-                    f.state = if left <= 1 { RState::ColsEof } else { RState::Cols { left: left - 1 } };
+                    f.state = if left <= 1 {
+                        RState::ColsEof
+                    } else {
+                        RState::Cols { left: left - 1 }
+                    };
                 }
             }
             RState::ColsEof => {
@@ -1009,7 +1077,8 @@ impl Conn {
                                     },
                                 ));
                             }
-                            f.results.push(Response::Rows(c.finish(status, warnings, None)));
+                            f.results
+                                .push(Response::Rows(c.finish(status, warnings, None)));
                         }
                         f.state = RState::Done;
                     } else {
@@ -1056,7 +1125,8 @@ impl Conn {
                             f.prep = Some(prep);
                         }
                         None => {
-                            f.results.push(Response::Missing(MissingReason::Undecodable));
+                            f.results
+                                .push(Response::Missing(MissingReason::Undecodable));
                             f.state = RState::Done;
                         }
                     }
@@ -1088,7 +1158,11 @@ impl Conn {
                         if let Some(prep) = f.prep.as_mut() {
                             prep.column_defs.push(parse_column(p).unwrap_or_default());
                         }
-                        f.state = if left > 1 { RState::PrepCols { left: left - 1 } } else { RState::PrepColsEof };
+                        f.state = if left > 1 {
+                            RState::PrepCols { left: left - 1 }
+                        } else {
+                            RState::PrepColsEof
+                        };
                     }
                 }
             }
@@ -1122,7 +1196,8 @@ impl Conn {
                 } else if first == Some(0xfe) {
                     let (warnings, status) = parse_eof(p);
                     if let Some(c) = f.cur.take() {
-                        f.results.push(Response::Rows(c.finish(status, warnings, None)));
+                        f.results
+                            .push(Response::Rows(c.finish(status, warnings, None)));
                     }
                     f.state = RState::Done;
                 } else if let Some(c) = f.cur.as_mut() {
@@ -1156,12 +1231,21 @@ impl Conn {
                 f.state = RState::Done;
             }
             RState::Text => {
-                f.results.push(if is_err { Response::Err(parse_err(p)) } else { Response::Text(p.to_vec()) });
+                f.results.push(if is_err {
+                    Response::Err(parse_err(p))
+                } else {
+                    Response::Text(p.to_vec())
+                });
                 f.state = RState::Done;
             }
             RState::Infile => {
-                let then = if is_err { Response::Err(parse_err(p)) } else { Response::Ok(parse_ok(p, sess_track)) };
-                let more = matches!(&then, Response::Ok(ok) if ok.status & STATUS_MORE_RESULTS != 0);
+                let then = if is_err {
+                    Response::Err(parse_err(p))
+                } else {
+                    Response::Ok(parse_ok(p, sess_track))
+                };
+                let more =
+                    matches!(&then, Response::Ok(ok) if ok.status & STATUS_MORE_RESULTS != 0);
                 f.results.push(Response::LocalInfile {
                     filename: f.infile.take().unwrap_or_default(),
                     then: Some(Box::new(then)),
@@ -1177,7 +1261,10 @@ impl Conn {
                 self.deprecate_eof = Some(l);
             }
         }
-        let done = self.inflight.front().is_some_and(|f| f.state == RState::Done);
+        let done = self
+            .inflight
+            .front()
+            .is_some_and(|f| f.state == RState::Done);
         if done {
             if let Some(f) = self.inflight.pop_front() {
                 if let (Command::Prepare { .. }, Some(prep)) = (&f.command, &f.prep) {
@@ -1194,7 +1281,9 @@ impl Conn {
                 if let Some((id, stmt)) = prepared.take() {
                     match self.stmts.get_mut(&id) {
                         // A cursor's columns, for the FETCHes that follow.
-                        Some(s) if matches!(f.command, Command::Execute { .. }) => s.columns = stmt.columns,
+                        Some(s) if matches!(f.command, Command::Execute { .. }) => {
+                            s.columns = stmt.columns
+                        }
                         _ => {
                             self.stmts.insert(id, stmt);
                         }
@@ -1221,16 +1310,25 @@ impl Conn {
                 let ok = parse_ok(p, sess_track);
                 (ok.warnings, ok.status)
             };
-            let cur = f.cur.take().unwrap_or_else(|| ResultBuild::new(false, vec![]));
-            f.results.push(Response::Rows(cur.finish(status, warnings, None)));
-            f.state = if status & STATUS_MORE_RESULTS != 0 && !matches!(f.command, Command::Fetch { .. }) {
+            let cur = f
+                .cur
+                .take()
+                .unwrap_or_else(|| ResultBuild::new(false, vec![]));
+            f.results
+                .push(Response::Rows(cur.finish(status, warnings, None)));
+            f.state = if status & STATUS_MORE_RESULTS != 0
+                && !matches!(f.command, Command::Fetch { .. })
+            {
                 RState::First
             } else {
                 RState::Done
             };
         } else if first == Some(0xff) {
             let e = parse_err(p);
-            let cur = f.cur.take().unwrap_or_else(|| ResultBuild::new(false, vec![]));
+            let cur = f
+                .cur
+                .take()
+                .unwrap_or_else(|| ResultBuild::new(false, vec![]));
             f.results.push(Response::Rows(cur.finish(0, 0, Some(e))));
             f.state = RState::Done;
         } else if let Some(c) = f.cur.as_mut() {
@@ -1245,7 +1343,8 @@ impl Conn {
             }
         }
         if f.results.is_empty() {
-            f.results.push(Response::Missing(MissingReason::Undecodable));
+            f.results
+                .push(Response::Missing(MissingReason::Undecodable));
         }
         self.emit(f, ctx);
     }
@@ -1260,7 +1359,9 @@ impl Conn {
             rs.complete = false;
             f.results.push(Response::Rows(rs));
         } else if let Some(mut prep) = f.prep.take() {
-            if prep.param_defs.len() < prep.params as usize || prep.column_defs.len() < prep.columns as usize {
+            if prep.param_defs.len() < prep.params as usize
+                || prep.column_defs.len() < prep.columns as usize
+            {
                 prep.column_defs.clear();
             }
             f.results.push(Response::Prepared(prep));
@@ -1276,8 +1377,14 @@ impl Conn {
         let Some(session) = self.session else { return };
         ctx.stats.exchanges += 1;
         let mut results = f.results.into_iter();
-        let response = results.next().unwrap_or(Response::Missing(MissingReason::Undecodable));
-        let end_us = if matches!(response, Response::None) { f.start_us } else { f.last_us.max(f.start_us) };
+        let response = results
+            .next()
+            .unwrap_or(Response::Missing(MissingReason::Undecodable));
+        let end_us = if matches!(response, Response::None) {
+            f.start_us
+        } else {
+            f.last_us.max(f.start_us)
+        };
         ctx.events.push(Event::Exchange(Exchange {
             session,
             seq: f.seq,
@@ -1315,7 +1422,10 @@ fn plausible_command(data: &[u8], compressed_known: bool) -> Option<Framing> {
             let inner = &data[7..];
             if inner.len() >= 5 {
                 let ilen = u32::from_le_bytes([inner[0], inner[1], inner[2], 0]) as usize;
-                if inner[3] == 0 && ilen + 4 <= len && plausible_payload(inner[4], ilen, &inner[4..]) {
+                if inner[3] == 0
+                    && ilen + 4 <= len
+                    && plausible_payload(inner[4], ilen, &inner[4..])
+                {
                     return Some(Framing::Compressed);
                 }
             }
@@ -1331,7 +1441,9 @@ fn plausible_payload(cmd: u8, len: usize, payload: &[u8]) -> bool {
         0x01 | 0x09 | 0x0a | 0x0d | 0x0e | 0x1f => len == 1,
         0x02 | 0x03 | 0x16 => {
             let text = &payload[1..payload.len().min(len)];
-            len > 1 && (looks_like_sql(text) || parse_query_attributes(text).is_some_and(|(_, s)| looks_like_sql(s)))
+            len > 1
+                && (looks_like_sql(text)
+                    || parse_query_attributes(text).is_some_and(|(_, s)| looks_like_sql(s)))
         }
         0x04 | 0x11 => len > 1,
         0x0c | 0x19 | 0x1a => len == 5,
@@ -1350,7 +1462,9 @@ fn looks_like_sql(b: &[u8]) -> bool {
         && head
             .iter()
             .all(|&c| c >= 0x20 || c == b'\n' || c == b'\r' || c == b'\t')
-        && head.iter().any(|c| c.is_ascii_alphabetic() || *c == b'(' || *c == b'/' || *c == b'-' || *c == b'#')
+        && head.iter().any(|c| {
+            c.is_ascii_alphabetic() || *c == b'(' || *c == b'/' || *c == b'-' || *c == b'#'
+        })
 }
 
 fn looks_like_greeting(data: &[u8]) -> bool {
@@ -1366,8 +1480,11 @@ fn looks_like_greeting(data: &[u8]) -> bool {
         && data[5..].iter().take(64).position(|&b| b == 0).is_some()
 }
 
+/// Query attributes: (name, value) pairs.
+type QueryAttrs = Vec<(Vec<u8>, Value)>;
+
 /// The query-attributes prefix of COM_QUERY: (attributes, SQL).
-fn parse_query_attributes(body: &[u8]) -> Option<(Vec<(Vec<u8>, Value)>, &[u8])> {
+fn parse_query_attributes(body: &[u8]) -> Option<(QueryAttrs, &[u8])> {
     let mut r = Reader::new(body);
     let count = r.lenenc()? as usize;
     let sets = r.lenenc()?;

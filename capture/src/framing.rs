@@ -319,7 +319,10 @@ mod tests {
 
     #[test]
     fn compressed_frames_every_split() {
-        let mut inner = plain(0, b"\x03SELECT * FROM t WHERE a = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'");
+        let mut inner = plain(
+            0,
+            b"\x03SELECT * FROM t WHERE a = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'",
+        );
         inner.extend(plain(0, b"\x0e"));
         // One packet split across two compressed frames, one deflated, one raw.
         let (a, b) = inner.split_at(20);
@@ -363,8 +366,16 @@ mod tests {
 
         let mut f = Framer::new(1 << 20);
         f.set_compressed().unwrap();
-        let err = f.push(&[5, 0, 0, 0, 50, 0, 0, 1, 2, 3, 4, 5], 0).unwrap_err();
-        assert!(matches!(err, FrameError::Inflate(_) | FrameError::InflatedLength { .. }), "{err}");
+        let err = f
+            .push(&[5, 0, 0, 0, 50, 0, 0, 1, 2, 3, 4, 5], 0)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::Inflate(_) | FrameError::InflatedLength { .. }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -166,8 +166,14 @@ impl Capture {
 
     fn ip_packet(&mut self, ts_us: u64, pkt: &LaxSlicedPacket<'_>) {
         let (src_ip, dst_ip): (IpAddr, IpAddr) = match &pkt.net {
-            Some(LaxNetSlice::Ipv4(v4)) => (v4.header().source_addr().into(), v4.header().destination_addr().into()),
-            Some(LaxNetSlice::Ipv6(v6)) => (v6.header().source_addr().into(), v6.header().destination_addr().into()),
+            Some(LaxNetSlice::Ipv4(v4)) => (
+                v4.header().source_addr().into(),
+                v4.header().destination_addr().into(),
+            ),
+            Some(LaxNetSlice::Ipv6(v6)) => (
+                v6.header().source_addr().into(),
+                v6.header().destination_addr().into(),
+            ),
             _ => {
                 self.stats.non_tcp_packets += 1;
                 return;
@@ -188,8 +194,14 @@ impl Capture {
             return;
         };
         let key = match dir {
-            Direction::ClientToServer => FlowKey { client: src, server: dst },
-            Direction::ServerToClient => FlowKey { client: dst, server: src },
+            Direction::ClientToServer => FlowKey {
+                client: src,
+                server: dst,
+            },
+            Direction::ServerToClient => FlowKey {
+                client: dst,
+                server: src,
+            },
         };
         let syn = tcp.syn();
         let seq = SeqNum(tcp.sequence_number());
@@ -211,7 +223,13 @@ impl Capture {
                 self.evict_oldest(ts_us);
             }
             self.stats.flows += 1;
-            let conn = Conn::new(key.client.to_string(), key.server.to_string(), ts_us, syn, self.config.max_packet);
+            let conn = Conn::new(
+                key.client.to_string(),
+                key.server.to_string(),
+                ts_us,
+                syn,
+                self.config.max_packet,
+            );
             self.flows.insert(
                 key,
                 Flow {
@@ -225,7 +243,9 @@ impl Capture {
                 },
             );
         }
-        let Some(flow) = self.flows.get_mut(&key) else { return };
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
         flow.last_us = ts_us;
         let (this, other) = match dir {
             Direction::ClientToServer => (&mut flow.c2s, &mut flow.s2c),
@@ -251,10 +271,10 @@ impl Capture {
             self.deliveries.push((other_dir, own(d)));
         }
         let before = this.retransmitted_bytes;
-        this.segment(seq.add(syn as usize), payload, &mut out);
+        this.segment(seq.advance(syn as usize), payload, &mut out);
         self.stats.retransmitted_bytes += this.retransmitted_bytes - before;
         if tcp.fin() {
-            this.fin(seq.add(syn as usize + payload.len()));
+            this.fin(seq.advance(syn as usize + payload.len()));
         }
         let fin = tcp.fin();
         let rst = tcp.rst();
@@ -288,7 +308,9 @@ impl Capture {
     }
 
     fn end_flow(&mut self, key: FlowKey, reason: EndReason, now: u64) {
-        let Some(mut flow) = self.flows.remove(&key) else { return };
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
         let mut ctx = Ctx {
             events: &mut self.events,
             stats: &mut self.stats,
@@ -326,7 +348,12 @@ impl Capture {
     }
 
     fn evict_oldest(&mut self, now: u64) {
-        if let Some(k) = self.flows.iter().min_by_key(|(_, f)| f.last_us).map(|(k, _)| *k) {
+        if let Some(k) = self
+            .flows
+            .iter()
+            .min_by_key(|(_, f)| f.last_us)
+            .map(|(k, _)| *k)
+        {
             self.stats.flows_evicted += 1;
             self.end_flow(k, EndReason::Idle, now);
         }
@@ -336,7 +363,11 @@ impl Capture {
     pub fn finish(&mut self) {
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         let mut keys = keys;
-        keys.sort_by_key(|k| self.flows.get(k).map(|f| f.conn.session.unwrap_or(u64::MAX)));
+        keys.sort_by_key(|k| {
+            self.flows
+                .get(k)
+                .map(|f| f.conn.session.unwrap_or(u64::MAX))
+        });
         let now = self.now_us;
         for k in keys {
             self.end_flow(k, EndReason::EndOfRun, now);

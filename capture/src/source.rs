@@ -43,14 +43,24 @@ pub fn slice(link: LinkType, frame: &[u8]) -> Option<LaxSlicedPacket<'_>> {
         LinkType::Ethernet => LaxSlicedPacket::from_ethernet(frame).ok(),
         LinkType::LinuxSll => {
             let proto = u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]);
-            Some(LaxSlicedPacket::from_ether_type(EtherType(proto), frame.get(16..)?))
+            Some(LaxSlicedPacket::from_ether_type(
+                EtherType(proto),
+                frame.get(16..)?,
+            ))
         }
         LinkType::LinuxSll2 => {
             let proto = u16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
-            Some(LaxSlicedPacket::from_ether_type(EtherType(proto), frame.get(20..)?))
+            Some(LaxSlicedPacket::from_ether_type(
+                EtherType(proto),
+                frame.get(20..)?,
+            ))
         }
         LinkType::Null | LinkType::Loop | LinkType::Raw => {
-            let ip = if link == LinkType::Raw { frame } else { frame.get(4..)? };
+            let ip = if link == LinkType::Raw {
+                frame
+            } else {
+                frame.get(4..)?
+            };
             LaxSlicedPacket::from_ip(ip).ok()
         }
     }
@@ -63,7 +73,11 @@ pub enum SourceError {
     #[error("{path}: cannot open capture file: {msg}")]
     Open { path: PathBuf, msg: String },
     #[error("{path}: link type {dlt} ({name}) is not supported; supported: Ethernet, Linux SLL v1/v2, BSD NULL/loopback, raw IP")]
-    LinkType { path: PathBuf, dlt: i32, name: String },
+    LinkType {
+        path: PathBuf,
+        dlt: i32,
+        name: String,
+    },
     #[error("{path}: damaged after packet {packet} (byte {offset} of {size}): {msg}; the {packet} packets before it were decoded")]
     Damaged {
         path: PathBuf,
@@ -73,7 +87,11 @@ pub enum SourceError {
         msg: String,
     },
     #[error("cannot capture on interface {iface}: {msg}{hint}")]
-    Live { iface: String, msg: String, hint: &'static str },
+    Live {
+        iface: String,
+        msg: String,
+        hint: &'static str,
+    },
 }
 
 const PERMISSION_HINT: &str = "\n  live capture needs root or the capabilities to open raw sockets; grant them with\n  sudo setcap cap_net_raw,cap_net_admin=eip $(command -v myrr)\n  or run myrr capture as root";
@@ -81,7 +99,11 @@ const PERMISSION_HINT: &str = "\n  live capture needs root or the capabilities t
 /// Reads a pcap or pcapng file and hands every frame to `each(ts_us, link, frame)`.
 /// Returns the number of packets read; a damaged file reports where, after every packet before
 /// the damage was handed on.
-pub fn read_file(path: &Path, filter: Option<&str>, mut each: impl FnMut(u64, LinkType, &[u8])) -> Result<u64, SourceError> {
+pub fn read_file(
+    path: &Path,
+    filter: Option<&str>,
+    mut each: impl FnMut(u64, LinkType, &[u8]),
+) -> Result<u64, SourceError> {
     let mut cap = pcap::Capture::from_file(path).map_err(|e| SourceError::Open {
         path: path.to_owned(),
         msg: e.to_string(),
@@ -106,8 +128,7 @@ pub fn read_file(path: &Path, filter: Option<&str>, mut each: impl FnMut(u64, Li
             Ok(p) => {
                 n += 1;
                 offset += 16 + p.header.caplen as u64;
-                let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
-                each(ts.max(0) as u64, link, p.data);
+                each(ts_us(p.header), link, p.data);
             }
             Err(pcap::Error::NoMorePackets) => return Ok(n),
             Err(e) => {
@@ -121,6 +142,13 @@ pub fn read_file(path: &Path, filter: Option<&str>, mut each: impl FnMut(u64, Li
             }
         }
     }
+}
+
+/// Capture timestamp in µs since the epoch (`time_t` is not i64 everywhere).
+#[allow(clippy::unnecessary_cast)]
+fn ts_us(h: &pcap::PacketHeader) -> u64 {
+    let us = h.ts.tv_sec as i64 * 1_000_000 + h.ts.tv_usec as i64;
+    us.max(0) as u64
 }
 
 /// Live capture settings.
@@ -157,7 +185,8 @@ pub fn capture_live(
             hint: if denied { PERMISSION_HINT } else { "" },
         }
     };
-    let inactive = pcap::Capture::from_device(opts.iface.as_str()).map_err(|e| live_err(e.to_string()))?;
+    let inactive =
+        pcap::Capture::from_device(opts.iface.as_str()).map_err(|e| live_err(e.to_string()))?;
     let mut cap = inactive
         .immediate_mode(true)
         .snaplen(262_144)
@@ -169,7 +198,8 @@ pub fn capture_live(
     cap.filter(&opts.filter, true)
         .map_err(|e| live_err(format!("bad filter {:?}: {e}", opts.filter)))?;
     let dlt = cap.get_datalink();
-    let link = LinkType::from_dlt(dlt.0).ok_or_else(|| live_err(format!("link type {} is not supported", dlt.0)))?;
+    let link = LinkType::from_dlt(dlt.0)
+        .ok_or_else(|| live_err(format!("link type {} is not supported", dlt.0)))?;
     let started = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -177,8 +207,7 @@ pub fn capture_live(
         }
         match cap.next_packet() {
             Ok(p) => {
-                let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
-                each(ts.max(0) as u64, link, p.data);
+                each(ts_us(p.header), link, p.data);
             }
             Err(pcap::Error::TimeoutExpired) => {}
             Err(e) => return Err(live_err(e.to_string())),

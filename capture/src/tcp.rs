@@ -17,7 +17,7 @@ impl SeqNum {
         self.0.wrapping_sub(other.0) as i32
     }
 
-    pub fn add(self, n: usize) -> SeqNum {
+    pub fn advance(self, n: usize) -> SeqNum {
         SeqNum(self.0.wrapping_add(n as u32))
     }
 
@@ -63,7 +63,7 @@ impl Reassembler {
     /// The SYN carries the initial sequence number; data starts one after it.
     pub fn syn(&mut self, isn: SeqNum) {
         if self.next.is_none() {
-            self.next = Some(isn.add(1));
+            self.next = Some(isn.advance(1));
         }
     }
 
@@ -90,7 +90,7 @@ impl Reassembler {
             }
             self.retransmitted_bytes += skip as u64;
             let fresh = &payload[skip..];
-            self.next = Some(next.add(fresh.len()));
+            self.next = Some(next.advance(fresh.len()));
             out.push(Delivery::Data(fresh));
             self.drain_pending(out);
         } else {
@@ -140,7 +140,7 @@ impl Reassembler {
                 continue;
             }
             self.retransmitted_bytes += skip as u64;
-            self.next = Some(next.add(seg.len() - skip));
+            self.next = Some(next.advance(seg.len() - skip));
             if skip == 0 {
                 out.push(Delivery::Queued(seg));
             } else {
@@ -189,8 +189,9 @@ impl Reassembler {
                 .copied()
                 .min_by_key(|&k| SeqNum(k).diff(next) as i64);
             match first {
-                Some(k) if SeqNum(k).diff(ack) < 0 => self.skip_to_first_pending(out),
-                _ => {
+                // Bytes up to the first queued segment were sent before it: lost with the rest.
+                Some(_) => self.skip_to_first_pending(out),
+                None => {
                     let lost = ack.diff(next) as u64;
                     self.gap_bytes += lost;
                     out.push(Delivery::Gap(lost));
@@ -205,7 +206,7 @@ impl Reassembler {
     /// A FIN at `seq` takes one sequence number; count it once everything before it arrived.
     pub fn fin(&mut self, seq: SeqNum) {
         if self.next == Some(seq) {
-            self.next = Some(seq.add(1));
+            self.next = Some(seq.advance(1));
         }
     }
 
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn seq_wraps() {
         let a = SeqNum(u32::MAX - 1);
-        let b = a.add(4);
+        let b = a.advance(4);
         assert_eq!(b, SeqNum(2));
         assert_eq!(b.diff(a), 4);
         assert!(b.after(a));
@@ -249,14 +250,14 @@ mod tests {
         let mut r = Reassembler::new(1 << 20);
         let mut out = vec![];
         r.syn(SeqNum(base.0.wrapping_sub(1)));
-        r.segment(base.add(10), b"klmno", &mut out);
-        r.segment(base.add(4), b"efghij", &mut out);
+        r.segment(base.advance(10), b"klmno", &mut out);
+        r.segment(base.advance(4), b"efghij", &mut out);
         r.segment(base, b"abcdef", &mut out); // overlaps "ef"
         r.segment(base, b"abcd", &mut out); // retransmission
         let (data, gap) = flat(&out);
         assert_eq!(data, b"abcdefghijklmno");
         assert_eq!(gap, 0);
-        assert_eq!(r.next_seq(), Some(base.add(15)));
+        assert_eq!(r.next_seq(), Some(base.advance(15)));
         assert!(r.retransmitted_bytes >= 6);
     }
 
@@ -315,10 +316,10 @@ mod tests {
             }
             let mut r = Reassembler::new(1 << 20);
             r.syn(SeqNum(isn));
-            let start = SeqNum(isn).add(1);
+            let start = SeqNum(isn).advance(1);
             let mut out = vec![];
             for &(a, b) in &segs {
-                r.segment(start.add(a), &data[a..b], &mut out);
+                r.segment(start.advance(a), &data[a..b], &mut out);
             }
             r.finish(&mut out);
             let (got, gap) = flat(&out);

@@ -28,7 +28,11 @@ pub const TYPE_NEWDATE: u8 = 0x0e;
 pub const UNSIGNED_FLAG: u16 = 0x20;
 
 /// Reads one non-NULL binary value of `column_type`. `None` when the input is short.
-pub fn read_binary<'a>(r: &mut Reader<'a>, column_type: u8, unsigned: bool) -> Option<ValueRef<'a>> {
+pub fn read_binary<'a>(
+    r: &mut Reader<'a>,
+    column_type: u8,
+    unsigned: bool,
+) -> Option<ValueRef<'a>> {
     Some(match column_type {
         TYPE_TINY => ValueRef::Int(if unsigned {
             r.u8()? as i64
@@ -48,7 +52,9 @@ pub fn read_binary<'a>(r: &mut Reader<'a>, column_type: u8, unsigned: bool) -> O
         TYPE_LONGLONG => {
             let v = r.u64()?;
             if unsigned {
-                i64::try_from(v).map(ValueRef::Int).unwrap_or(ValueRef::UInt(v))
+                i64::try_from(v)
+                    .map(ValueRef::Int)
+                    .unwrap_or(ValueRef::UInt(v))
             } else {
                 ValueRef::Int(v as i64)
             }
@@ -107,9 +113,15 @@ mod tests {
 
     fn theirs(bytes: &[u8], t: u8, unsigned: bool) -> Option<mysql_common::Value> {
         let ct = ColumnType::try_from(t).ok()?;
-        let flags = if unsigned { ColumnFlags::UNSIGNED_FLAG } else { ColumnFlags::empty() };
+        let flags = if unsigned {
+            ColumnFlags::UNSIGNED_FLAG
+        } else {
+            ColumnFlags::empty()
+        };
         let mut buf = ParseBuf(bytes);
-        ValueDeserializer::<BinValue>::deserialize((ct, flags), &mut buf).ok().map(|v| v.0)
+        ValueDeserializer::<BinValue>::deserialize((ct, flags), &mut buf)
+            .ok()
+            .map(|v| v.0)
     }
 
     fn same(ours: ValueRef<'_>, theirs: &mysql_common::Value) -> bool {
@@ -159,8 +171,14 @@ mod tests {
                     let ours = read_binary(&mut Reader::new(&f), t, unsigned);
                     let theirs = theirs(&f, t, unsigned);
                     match (ours, &theirs) {
-                        (Some(o), Some(th)) => assert!(same(o, th), "type {t:#x} {f:?}: {o:?} vs {th:?}"),
+                        (Some(o), Some(th)) => {
+                            assert!(same(o, th), "type {t:#x} {f:?}: {o:?} vs {th:?}")
+                        }
                         (None, None) => {}
+                        // A length byte of 0xfb/0xff is malformed: mysql_common reads an empty
+                        // string, we refuse the row. Only malformed input differs.
+                        (None, Some(mysql_common::Value::Bytes(b)))
+                            if b.is_empty() && matches!(f[0], 0xfb | 0xff) => {}
                         (o, th) => panic!("type {t:#x} {f:?}: ours {o:?}, mysql_common {th:?}"),
                     }
                 }

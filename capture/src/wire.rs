@@ -46,15 +46,18 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u24(&mut self) -> Option<u32> {
-        self.take(3).map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+        self.take(3)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
     }
 
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     pub fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
     }
 
     /// Length-encoded integer. `0xfb` (NULL) and `0xff` are not integers: `None`.
@@ -106,7 +109,10 @@ mod tests {
         assert_eq!(Reader::new(&[0xfa]).lenenc(), Some(250));
         assert_eq!(Reader::new(&[0xfc, 0x34, 0x12]).lenenc(), Some(0x1234));
         assert_eq!(Reader::new(&[0xfd, 1, 2, 3]).lenenc(), Some(0x030201));
-        assert_eq!(Reader::new(&[0xfe, 1, 0, 0, 0, 0, 0, 0, 0]).lenenc(), Some(1));
+        assert_eq!(
+            Reader::new(&[0xfe, 1, 0, 0, 0, 0, 0, 0, 0]).lenenc(),
+            Some(1)
+        );
         assert_eq!(Reader::new(&[0xfb]).lenenc(), None);
         assert_eq!(Reader::new(&[0xfc, 0x34]).lenenc(), None, "truncated");
         assert_eq!(Reader::new(&[0xfe, 1, 0]).lenenc(), None, "truncated");
@@ -114,7 +120,10 @@ mod tests {
 
     #[test]
     fn impossible_lengths_do_not_panic() {
-        assert_eq!(Reader::new(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).lenenc_bytes(), None);
+        assert_eq!(
+            Reader::new(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).lenenc_bytes(),
+            None
+        );
         assert_eq!(Reader::new(&[5, b'a']).lenenc_bytes(), None);
         assert_eq!(Reader::new(b"abc").cstr(), None);
         let mut r = Reader::new(b"abc");
