@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     duration: Option<Duration>,
     /// Kernel capture buffer for live capture, in MiB.
-    #[arg(long, value_name = "MIB", default_value = "256")]
+    #[arg(long, value_name = "MIB", default_value = "64")]
     buffer_mib: i32,
     /// Largest MySQL packet kept, in MiB (bigger ones are counted and skipped).
     #[arg(long, value_name = "MIB", default_value = "64")]

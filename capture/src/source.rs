@@ -169,8 +169,26 @@ pub struct LiveStats {
     pub if_dropped: u64,
 }
 
+/// Frames read together by the capture thread, handed to the decoding thread at once.
+struct Batch {
+    data: Vec<u8>,
+    frames: Vec<(u64, usize, usize)>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            data: Vec::with_capacity(1 << 20),
+            frames: Vec::with_capacity(1024),
+        }
+    }
+}
+
 /// Captures on a live interface until `stop` is set or the duration is over. `each` gets every
 /// frame; `tick` runs at least every 100 ms (to flush output).
+///
+/// A dedicated thread only moves frames out of the kernel ring into batches, so decoding
+/// (on the calling thread) never makes the kernel drop packets; the batch queue is bounded.
 pub fn capture_live(
     opts: &LiveOptions,
     stop: &AtomicBool,
@@ -187,13 +205,20 @@ pub fn capture_live(
     };
     let inactive =
         pcap::Capture::from_device(opts.iface.as_str()).map_err(|e| live_err(e.to_string()))?;
+    // Not immediate mode: on Linux, libpcap then uses TPACKET_V2, whose ring has one
+    // snaplen-sized slot per packet (a 64 MiB buffer holds only 256 frames of 256 KiB), and
+    // loopback bursts overflow it. TPACKET_V3 packs frames into blocks handed over at least
+    // every `timeout` ms: the same buffer holds tens of thousands of packets, and 100 ms of
+    // delivery latency does not matter here since timestamps come from the kernel.
+    // Non-blocking: libpcap's read timeout does not wake a reader that sees no packets at
+    // all, and we must notice Ctrl-C and the duration limit on an idle link.
     let mut cap = inactive
-        .immediate_mode(true)
         .snaplen(262_144)
         .buffer_size(opts.buffer)
         .promisc(false)
         .timeout(100)
         .open()
+        .and_then(|c| c.setnonblock())
         .map_err(|e| live_err(e.to_string()))?;
     cap.filter(&opts.filter, true)
         .map_err(|e| live_err(format!("bad filter {:?}: {e}", opts.filter)))?;
@@ -201,23 +226,69 @@ pub fn capture_live(
     let link = LinkType::from_dlt(dlt.0)
         .ok_or_else(|| live_err(format!("link type {} is not supported", dlt.0)))?;
     let started = Instant::now();
-    loop {
-        if stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
-        match cap.next_packet() {
-            Ok(p) => {
-                each(ts_us(p.header), link, p.data);
+    let duration = opts.duration;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(256);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<pcap::Stat, pcap::Error> {
+            let mut batch = Batch::new();
+            let mut last_send = Instant::now();
+            loop {
+                if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d)
+                {
+                    break;
+                }
+                let idle = match cap.next_packet() {
+                    Ok(p) => {
+                        let at = batch.data.len();
+                        batch.data.extend_from_slice(p.data);
+                        batch.frames.push((ts_us(p.header), at, p.data.len()));
+                        false
+                    }
+                    Err(pcap::Error::TimeoutExpired) => true,
+                    Err(e) => return Err(e),
+                };
+                let full = batch.frames.len() >= 1024 || batch.data.len() >= (1 << 20);
+                if full
+                    || (!batch.frames.is_empty()
+                        && (idle || last_send.elapsed() >= Duration::from_millis(50)))
+                {
+                    if tx
+                        .send(std::mem::replace(&mut batch, Batch::new()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    last_send = Instant::now();
+                }
+                if idle {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
-            Err(pcap::Error::TimeoutExpired) => {}
-            Err(e) => return Err(live_err(e.to_string())),
+            if !batch.frames.is_empty() {
+                let _ = tx.send(batch);
+            }
+            cap.stats()
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(b) => {
+                    for &(ts, at, len) in &b.frames {
+                        each(ts, link, &b.data[at..at + len]);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            tick();
         }
-        tick();
-    }
-    let s = cap.stats().map_err(|e| live_err(e.to_string()))?;
-    Ok(LiveStats {
-        received: s.received as u64,
-        dropped: s.dropped as u64,
-        if_dropped: s.if_dropped as u64,
+        let s = reader
+            .join()
+            .map_err(|_| live_err("capture thread failed".into()))?
+            .map_err(|e| live_err(e.to_string()))?;
+        Ok(LiveStats {
+            received: s.received as u64,
+            dropped: s.dropped as u64,
+            if_dropped: s.if_dropped as u64,
+        })
     })
 }
