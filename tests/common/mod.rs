@@ -1,0 +1,207 @@
+//! Shared helpers for the end-to-end tests: the project's own MariaDB pair (started by
+//! `scripts/db.sh`, idempotent), the `myrr` binary, and reading recordings.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use myrr_recording::{Event, RecordingReader};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Db {
+    pub source_port: u16,
+    pub candidate_port: u16,
+    pub source_url: String,
+    pub candidate_url: String,
+    pub env: HashMap<String, String>,
+}
+
+/// The MariaDB pair: started by scripts/db.sh if it is not up yet.
+pub fn db() -> &'static Db {
+    static DB: OnceLock<Db> = OnceLock::new();
+    DB.get_or_init(|| {
+        let script = root().join("scripts/db.sh");
+        let st = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .status()
+            .expect("run scripts/db.sh start");
+        assert!(st.success(), "scripts/db.sh start failed");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("env")
+            .output()
+            .expect("run scripts/db.sh env");
+        assert!(out.status.success());
+        let env: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.trim_matches('\'').trim_matches('"').to_string(),
+                )
+            })
+            .collect();
+        Db {
+            source_port: env["MYRR_SOURCE_PORT"].parse().unwrap(),
+            candidate_port: env["MYRR_CANDIDATE_PORT"].parse().unwrap(),
+            source_url: env["MYRR_SOURCE_URL"].clone(),
+            candidate_url: env["MYRR_CANDIDATE_URL"].clone(),
+            env,
+        }
+    })
+}
+
+/// Runs SQL with the mariadb CLI over TCP; returns tab-separated rows.
+pub fn sql(port: u16, statements: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            "--protocol=tcp",
+            "-umyrr",
+            "-pmyrr",
+            "-N",
+            "-B",
+        ])
+        .arg(format!("-P{port}"))
+        .arg("-e")
+        .arg(statements)
+        .output()
+        .expect("run mariadb");
+    assert!(
+        out.status.success(),
+        "mariadb -e {statements:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn myrr() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_myrr"))
+}
+
+pub fn tempdir() -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = root()
+        .join("target/test-tmp")
+        .join(format!("{}-{}", std::process::id(), n));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn read_events(path: &Path) -> Vec<Event> {
+    RecordingReader::open(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|e| e.unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// A background `myrr capture -i lo`, ready once it says it is capturing.
+pub struct LiveCapture {
+    child: Child,
+    stderr: Receiver<String>,
+    pub output: PathBuf,
+}
+
+impl LiveCapture {
+    pub fn start(port: u16, output: &Path) -> Self {
+        let mut child = myrr()
+            .args([
+                "capture",
+                "-i",
+                "lo",
+                "--port",
+                &port.to_string(),
+                "--duration",
+                "300s",
+                "-o",
+            ])
+            .arg(output)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start myrr capture");
+        let (tx, rx) = channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) if l.contains("capturing on") => break,
+                Ok(l) => eprintln!("capture: {l}"),
+                Err(_) if Instant::now() > deadline => panic!("myrr capture did not start"),
+                Err(_) => {
+                    if let Ok(Some(st)) = child.try_wait() {
+                        panic!("myrr capture exited early: {st}");
+                    }
+                }
+            }
+        }
+        // The kernel ring is set up before the message; give the reader thread a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        Self {
+            child,
+            stderr: rx,
+            output: output.to_owned(),
+        }
+    }
+
+    /// Stops it with SIGINT (as Ctrl-C would) and returns its stderr.
+    pub fn stop(mut self) -> String {
+        std::thread::sleep(Duration::from_millis(300));
+        let st = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            err.push_str(&l);
+            err.push('\n');
+        }
+        assert!(status.success(), "myrr capture failed ({status}):\n{err}");
+        err
+    }
+}
+
+/// Runs a command to completion, failing the test with its output if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn sysbench(port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new("sysbench");
+    c.arg("oltp_read_write")
+        .args([
+            "--db-driver=mysql",
+            "--mysql-host=127.0.0.1",
+            "--mysql-user=myrr",
+            "--mysql-password=myrr",
+        ])
+        .arg(format!("--mysql-port={port}"))
+        .args(args);
+    c
+}

@@ -1,0 +1,323 @@
+//! Live capture on loopback while real clients (the mariadb CLI, sysbench in text and
+//! prepared-statement mode, mysqlslap) run against the project's source MariaDB. The server's
+//! general log is the ground truth: every command it received on a captured connection must
+//! be in the recording, in order, with its SQL (and for EXECUTE, typed parameters that expand
+//! to the same statement the server logged).
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::*;
+use myrr_recording::{Command as Cmd, Event, Exchange, Response, Value};
+
+struct Logged {
+    kind: String,
+    argument: String,
+}
+
+/// The general log, per connection id, in order.
+fn general_log(port: u16) -> HashMap<u32, Vec<Logged>> {
+    let out = sql(
+        port,
+        "SELECT thread_id, command_type, argument FROM mysql.general_log",
+    );
+    let mut m: HashMap<u32, Vec<Logged>> = HashMap::new();
+    for line in out.lines() {
+        let mut f = line.splitn(3, '\t');
+        let (Some(id), Some(kind), arg) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        // `mariadb -B` escapes NUL, newline, tab and backslash.
+        let unescape = |s: &str| {
+            let mut out = String::new();
+            let mut it = s.chars();
+            while let Some(c) = it.next() {
+                if c != '\\' {
+                    out.push(c);
+                    continue;
+                }
+                match it.next() {
+                    Some('0') => out.push('\0'),
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(o) => out.push(o),
+                    None => out.push('\\'),
+                }
+            }
+            out
+        };
+        m.entry(id.parse().unwrap()).or_default().push(Logged {
+            kind: kind.to_string(),
+            argument: unescape(arg.unwrap_or("")),
+        });
+    }
+    m
+}
+
+/// The statement the server logs for an EXECUTE: the PREPARE text with each `?` replaced.
+fn expand(sql: &str, params: &[Value]) -> String {
+    let mut out = String::new();
+    let mut it = params.iter();
+    for c in sql.chars() {
+        if c == '?' {
+            match it.next() {
+                Some(Value::Int(i)) => out.push_str(&i.to_string()),
+                Some(Value::UInt(u)) => out.push_str(&u.to_string()),
+                Some(Value::Bytes(b)) => {
+                    out.push('\'');
+                    out.push_str(&String::from_utf8_lossy(b));
+                    out.push('\'');
+                }
+                Some(Value::Null) => out.push_str("NULL"),
+                Some(v) => out.push_str(&format!("{v:?}")),
+                None => out.push('?'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn logged_kind(x: &Exchange) -> &'static str {
+    match x.command {
+        Cmd::Query { .. } => "Query",
+        Cmd::InitDb { .. } => "Init DB",
+        Cmd::Prepare { .. } => "Prepare",
+        Cmd::Execute { .. } => "Execute",
+        Cmd::CloseStmt { .. } => "Close stmt",
+        Cmd::ResetStmt { .. } => "Reset stmt",
+        Cmd::Quit => "Quit",
+        Cmd::Ping => "Ping",
+        Cmd::FieldList { .. } => "Field List",
+        Cmd::ChangeUser { .. } => "Change user",
+        _ => "?",
+    }
+}
+
+#[test]
+fn live_capture_of_real_clients_matches_the_server_general_log() {
+    let db = db();
+    let port = db.source_port;
+    let dir = tempdir();
+    let sb = |mode: &str, threads: &str| {
+        sysbench(
+            port,
+            &[
+                "--mysql-db=sbtest",
+                "--tables=2",
+                "--table-size=500",
+                &format!("--threads={threads}"),
+                "--time=3",
+                &format!("--db-ps-mode={mode}"),
+                "run",
+            ],
+        )
+    };
+    // Fresh sysbench tables (outside the capture).
+    let _ = sysbench(port, &["--mysql-db=sbtest", "--tables=2", "cleanup"]).output();
+    run(&mut sysbench(
+        port,
+        &[
+            "--mysql-db=sbtest",
+            "--tables=2",
+            "--table-size=500",
+            "prepare",
+        ],
+    ));
+    sql(port, "CREATE DATABASE IF NOT EXISTS myrr_live; DROP DATABASE IF EXISTS myrr_slap; SET GLOBAL log_output='TABLE'; TRUNCATE mysql.general_log; SET GLOBAL general_log=ON");
+
+    let cap = LiveCapture::start(port, &dir.join("live.myrr"));
+
+    // The mariadb CLI: USE (sent as COM_INIT_DB), DDL, DML, an error, a multi-statement.
+    let script = "USE myrr_live;\nDROP TABLE IF EXISTS t;\nCREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20));\n\
+        INSERT INTO t VALUES (1,'a'),(2,'b'),(3,NULL);\nSELECT * FROM t ORDER BY id;\n\
+        SELECT * FROM no_such_table;\nUPDATE t SET v='z' WHERE id<3;\n\
+        DELIMITER //\nSELECT 1; SELECT id FROM t WHERE id > 1//\nDELIMITER ;\nSELECT COUNT(*) FROM t;\n";
+    let mut cli = Command::new("mariadb");
+    cli.args([
+        "-h127.0.0.1",
+        "--protocol=tcp",
+        "-umyrr",
+        "-pmyrr",
+        "--force",
+    ])
+    .arg(format!("-P{port}"))
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let mut child = cli.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+    }
+    child.wait().unwrap();
+
+    run(&mut sb("disable", "2"));
+    run(&mut sb("auto", "2"));
+    run(Command::new("mysqlslap")
+        .args([
+            "-h127.0.0.1",
+            "--protocol=tcp",
+            "-umyrr",
+            "-pmyrr",
+            "--auto-generate-sql",
+            "--concurrency=2",
+        ])
+        .args([
+            "--number-of-queries=100",
+            "--iterations=1",
+            "--create-schema=myrr_slap",
+        ])
+        .arg(format!("-P{port}")));
+
+    let summary = cap.stop();
+    sql(port, "SET GLOBAL general_log=OFF");
+    assert!(
+        summary.contains("drops 0"),
+        "kernel drops during the capture:\n{summary}"
+    );
+    let log = general_log(port);
+    let events = read_events(&dir.join("live.myrr"));
+
+    // Sessions by connection id, with their exchanges in order.
+    let mut conn_of: HashMap<u64, u32> = HashMap::new();
+    let mut exchanges: HashMap<u64, Vec<Exchange>> = HashMap::new();
+    for e in &events {
+        match e {
+            Event::SessionStart(s) => {
+                assert!(!s.mid_stream && !s.encrypted, "{s:?}");
+                conn_of.insert(s.session, s.connection_id.expect("greeting seen"));
+            }
+            Event::Exchange(x) => exchanges.entry(x.session).or_default().push(x.clone()),
+            Event::Gap(g) => panic!("gap in a loopback capture: {g:?}"),
+            Event::SessionEnd(_) => {}
+        }
+    }
+    let mut checked_sessions = 0;
+    let mut checked_exchanges = 0;
+    let mut executes = 0;
+    let mut kinds_seen: HashMap<&'static str, u64> = HashMap::new();
+    for (session, xs) in &exchanges {
+        let id = conn_of[session];
+        let Some(logged) = log.get(&id) else { continue };
+        let logged: Vec<&Logged> = logged.iter().filter(|l| l.kind != "Connect").collect();
+        let mut prepared: HashMap<u32, String> = HashMap::new();
+        assert_eq!(
+            xs.iter().map(logged_kind).collect::<Vec<_>>(),
+            logged.iter().map(|l| l.kind.as_str()).collect::<Vec<_>>(),
+            "session {session} (connection {id}): commands differ from the general log"
+        );
+        for (x, l) in xs.iter().zip(&logged) {
+            *kinds_seen.entry(logged_kind(x)).or_default() += 1;
+            assert!(
+                !matches!(x.response, Response::Missing(_)),
+                "session {session} #{}: response missing: {x:?}",
+                x.seq
+            );
+            if let Response::Rows(rs) = &x.response {
+                assert!(rs.complete, "incomplete result: {x:?}");
+            }
+            match &x.command {
+                Cmd::Query { sql, .. } | Cmd::Prepare { sql } => {
+                    assert_eq!(
+                        String::from_utf8_lossy(sql),
+                        l.argument,
+                        "session {session} #{}",
+                        x.seq
+                    );
+                }
+                Cmd::InitDb { db } => assert_eq!(String::from_utf8_lossy(db), l.argument),
+                Cmd::Execute {
+                    stmt_id,
+                    params,
+                    prepare_seen,
+                    ..
+                } => {
+                    assert!(prepare_seen);
+                    let values: Vec<Value> = params.iter().map(|p| p.value.clone()).collect();
+                    let sql = &prepared[stmt_id];
+                    assert_eq!(
+                        expand(sql, &values),
+                        l.argument,
+                        "session {session} #{}",
+                        x.seq
+                    );
+                    executes += 1;
+                    // sysbench's shapes: point selects give 1 row, plain ranges 100.
+                    if sql.starts_with("SELECT c FROM") && sql.contains("WHERE id=?") {
+                        assert_eq!(x.total_rows(), 1, "{sql}");
+                    }
+                    if sql.starts_with("SELECT c FROM") && sql.contains("BETWEEN") {
+                        assert_eq!(x.total_rows(), 100, "{sql}");
+                    }
+                }
+                _ => {}
+            }
+            if let (Cmd::Prepare { sql }, Response::Prepared(p)) = (&x.command, &x.response) {
+                prepared.insert(p.stmt_id, String::from_utf8_lossy(sql).into_owned());
+            }
+            checked_exchanges += 1;
+        }
+        checked_sessions += 1;
+    }
+    // 1 CLI + 2 + 2 sysbench + mysqlslap's connections.
+    assert!(
+        checked_sessions >= 6,
+        "only {checked_sessions} sessions matched the general log"
+    );
+    assert!(
+        executes > 100 && checked_exchanges > 1000,
+        "{executes} executes, {checked_exchanges} exchanges"
+    );
+    for k in [
+        "Query",
+        "Init DB",
+        "Prepare",
+        "Execute",
+        "Close stmt",
+        "Quit",
+    ] {
+        assert!(
+            kinds_seen.get(k).copied().unwrap_or(0) > 0,
+            "no {k} seen: {kinds_seen:?}"
+        );
+    }
+
+    // The CLI session, exchange by exchange.
+    let cli = exchanges
+        .values()
+        .find(|xs| {
+            xs.iter()
+                .any(|x| x.command.sql() == Some(b"SELECT * FROM no_such_table"))
+        })
+        .expect("CLI session recorded");
+    let find = |s: &str| {
+        cli.iter()
+            .find(|x| x.command.sql() == Some(s.as_bytes()))
+            .unwrap_or_else(|| panic!("{s} not recorded"))
+    };
+    assert!(
+        matches!(&find("INSERT INTO t VALUES (1,'a'),(2,'b'),(3,NULL)").response, Response::Ok(ok) if ok.affected_rows == 3)
+    );
+    assert_eq!(find("SELECT * FROM t ORDER BY id").total_rows(), 3);
+    assert!(
+        matches!(&find("SELECT * FROM no_such_table").response, Response::Err(e) if e.code == 1146)
+    );
+    assert!(
+        matches!(&find("UPDATE t SET v='z' WHERE id<3").response, Response::Ok(ok) if ok.affected_rows == 2)
+    );
+    let multi = find("SELECT 1; SELECT id FROM t WHERE id > 1");
+    assert_eq!(multi.more.len(), 1, "two result sets: {multi:?}");
+    assert_eq!(multi.total_rows(), 3);
+    assert!(cli
+        .iter()
+        .any(|x| matches!(&x.command, Cmd::InitDb { db } if db == b"myrr_live")));
+}
