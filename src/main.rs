@@ -3,6 +3,7 @@
 
 mod capture_cmd;
 mod inspect;
+mod replay_cmd;
 mod util;
 
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ enum Cmd {
     Capture(capture_cmd::Args),
     /// Print every event of a recording (table for people, jsonl for tools).
     Inspect(inspect::Args),
+    /// Re-issue recorded sessions against a candidate server, paced, scaled or sharded.
+    Replay(replay_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Capture(a) => capture_cmd::run(a),
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Replay(a) => replay_cmd::run(a),
     };
     match result {
         Ok(code) => code,

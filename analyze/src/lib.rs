@@ -1,1 +1,3 @@
-//! placeholder
+//! myrr-analyze: fingerprints, latency histograms, result comparison, verdict and reports.
+
+pub mod fingerprint;

@@ -458,3 +458,13 @@ impl<R: Read> Iterator for RecordingReader<R> {
         }
     }
 }
+
+/// Session ids of a run made of several capture files: each file numbers its sessions from 1,
+/// so the file's position in the run goes into the high bits. Replay runs already carry
+/// run-wide ids and keep them. Replay and analyze both use this, so their joins agree.
+pub fn run_session_id(kind: RunKind, file_index: usize, session: u64) -> u64 {
+    match kind {
+        RunKind::Capture => ((file_index as u64) << 40) | session,
+        RunKind::Replay => session,
+    }
+}

@@ -14,7 +14,9 @@ pub mod format;
 
 pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
 pub use event::*;
-pub use format::{FormatError, Header, RecordingReader, RecordingWriter, RunKind, WriteError};
+pub use format::{
+    run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind, WriteError,
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,121 @@
+//! Which statements cannot write: what `--read-only` lets through.
+
+/// The first keyword of `sql`, upper-cased, skipping whitespace and comments.
+pub fn first_keyword(sql: &[u8]) -> String {
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b'(' => i += 1,
+            b'/' if sql.get(i + 1) == Some(&b'*') => {
+                // `/*!` version comments carry SQL: read inside them.
+                if sql.get(i + 2) == Some(&b'!') {
+                    i += 3;
+                    while i < sql.len() && sql[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    continue;
+                }
+                match sql[i + 2..].windows(2).position(|w| w == b"*/") {
+                    Some(p) => i += p + 4,
+                    None => return String::new(),
+                }
+            }
+            b'#' => match sql[i..].iter().position(|&c| c == b'\n') {
+                Some(p) => i += p + 1,
+                None => return String::new(),
+            },
+            b'-' if sql.get(i + 1) == Some(&b'-') => {
+                match sql[i..].iter().position(|&c| c == b'\n') {
+                    Some(p) => i += p + 1,
+                    None => return String::new(),
+                }
+            }
+            _ => break,
+        }
+    }
+    let end = sql[i..]
+        .iter()
+        .position(|c| !c.is_ascii_alphabetic() && *c != b'_')
+        .map_or(sql.len(), |p| i + p);
+    String::from_utf8_lossy(&sql[i..end]).to_ascii_uppercase()
+}
+
+/// True when the statement cannot change data or schema. Unknown statements count as writes.
+pub fn is_read_only(sql: &[u8]) -> bool {
+    let kw = first_keyword(sql);
+    match kw.as_str() {
+        "SELECT" | "WITH" | "VALUES" | "TABLE" => !contains_word(sql, b"INTO") || !into_writes(sql),
+        "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "HELP" | "USE" => true,
+        "BEGIN" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" => true,
+        "START" => upper(sql).contains("TRANSACTION"),
+        "SET" => {
+            let u = upper(sql);
+            !(u.contains("GLOBAL") || u.contains("PASSWORD") || u.contains("@@PERSIST"))
+        }
+        "DO" | "PING" => true,
+        _ => false,
+    }
+}
+
+fn upper(sql: &[u8]) -> String {
+    String::from_utf8_lossy(sql).to_ascii_uppercase()
+}
+
+fn contains_word(sql: &[u8], word: &[u8]) -> bool {
+    let u = upper(sql);
+    let u = u.as_bytes();
+    u.windows(word.len()).enumerate().any(|(i, w)| {
+        w == word
+            && (i == 0 || !u[i - 1].is_ascii_alphanumeric())
+            && u.get(i + word.len())
+                .is_none_or(|c| !c.is_ascii_alphanumeric())
+    })
+}
+
+/// `SELECT ... INTO OUTFILE/DUMPFILE` writes files; `INTO @var` does not.
+fn into_writes(sql: &[u8]) -> bool {
+    let u = upper(sql);
+    u.contains("INTO OUTFILE") || u.contains("INTO DUMPFILE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies() {
+        for ro in [
+            "SELECT 1",
+            "  /* hint */ select c from t where id=1",
+            "(SELECT 1) UNION (SELECT 2)",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "SHOW TABLES",
+            "BEGIN",
+            "COMMIT",
+            "START TRANSACTION READ ONLY",
+            "SET NAMES utf8mb4",
+            "SET autocommit=0",
+            "-- c\nSELECT 2",
+            "SELECT a INTO @x FROM t",
+            "/*!40101 SET character_set_client = utf8 */",
+        ] {
+            assert!(is_read_only(ro.as_bytes()), "{ro}");
+        }
+        for rw in [
+            "INSERT INTO t VALUES (1)",
+            "update t set a=1",
+            "DELETE FROM t",
+            "REPLACE INTO t VALUES (1)",
+            "CREATE TABLE t (a int)",
+            "DROP TABLE t",
+            "SET GLOBAL max_connections=10",
+            "SELECT * FROM t INTO OUTFILE '/tmp/x'",
+            "CALL p()",
+            "LOAD DATA INFILE 'x' INTO TABLE t",
+            "",
+            "/* unterminated",
+        ] {
+            assert!(!is_read_only(rw.as_bytes()), "{rw}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `myrr replay`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use myrr_replay::{Progress, ReplayConfig, Speed, Summary, Target};
+
+use crate::util::parse_duration;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Credentials come from the URL, MYRR_PASSWORD, or --user-map; never from the recording.\n\nExamples:\n  myrr replay prod.myrr --target mysql://app@10.0.0.5:3306 -o cand.myrr\n  myrr replay prod.myrr --target mysql://app@cand:3306 -o cand.myrr --speed max --scale 4\n  myrr replay prod.myrr --target mysql://app@cand:3306 -o shard0.myrr --shard 0/2"
+)]
+pub struct Args {
+    /// Recording(s) to replay (several are merged by time).
+    #[arg(required = true, value_name = "REC")]
+    inputs: Vec<PathBuf>,
+    /// Candidate server: mysql://user[:password]@host:port[/db].
+    #[arg(long, value_name = "URL")]
+    target: String,
+    /// Write the replay run here.
+    #[arg(short = 'o', long = "output", value_name = "OUT.myrr")]
+    output: PathBuf,
+    /// Pace: a factor (1 = recorded pace, 2 = twice as fast) or `max` (closed loop).
+    #[arg(long, default_value = "1", value_name = "F|max")]
+    speed: String,
+    /// Run N clones of every session (more load than recorded).
+    #[arg(long, default_value = "1", value_name = "N")]
+    scale: u32,
+    /// Delay between clones of a session.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration, value_name = "D")]
+    stagger: Duration,
+    /// Replay only share i of N (sessions with id % N == i), e.g. 0/4.
+    #[arg(long, default_value = "0/1", value_name = "i/N")]
+    shard: String,
+    /// Replay only statements that cannot write (SELECT, SHOW, SET session, BEGIN/COMMIT…).
+    #[arg(long)]
+    read_only: bool,
+    /// Replay only statements whose SQL matches this regex.
+    #[arg(long, value_name = "REGEX")]
+    include: Option<String>,
+    /// Skip statements whose SQL matches this regex.
+    #[arg(long, value_name = "REGEX")]
+    exclude: Option<String>,
+    /// Stop after this many recorded exchanges.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Stop after this much recorded time (e.g. 5m).
+    #[arg(long, value_parser = parse_duration, value_name = "D")]
+    limit_duration: Option<Duration>,
+    /// Database for sessions whose recording has none (mid-stream sessions).
+    #[arg(long, value_name = "DB")]
+    default_db: Option<String>,
+    /// File mapping recorded users to target users: lines `recorded = user[:password]`, `*` for any.
+    #[arg(long, value_name = "FILE")]
+    user_map: Option<PathBuf>,
+    /// Replay the readable part of a damaged recording.
+    #[arg(long)]
+    ignore_damage: bool,
+    /// How long a session tries to reconnect after the server went away.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "D")]
+    reconnect_wait: Duration,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(s: &str) -> anyhow::Result<(u32, u32)> {
+    let (i, n) = s.split_once('/').context("--shard is i/N, e.g. 0/4")?;
+    let (i, n): (u32, u32) = (i.trim().parse()?, n.trim().parse()?);
+    if n == 0 || i >= n {
+        bail!("--shard {s}: need 0 <= i < N");
+    }
+    Ok((i, n))
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let speed = if a.speed == "max" {
+        Speed::Max
+    } else {
+        let f: f64 = a
+            .speed
+            .parse()
+            .with_context(|| format!("--speed {:?}: a number or max", a.speed))?;
+        if !(f > 0.0 && f.is_finite()) {
+            bail!("--speed must be positive");
+        }
+        Speed::Factor(f)
+    };
+    if a.scale == 0 {
+        bail!("--scale must be at least 1");
+    }
+    let target = Target::new(
+        &a.target,
+        std::env::var("MYRR_PASSWORD").ok(),
+        a.user_map.as_deref(),
+    )?;
+    let mut cfg = ReplayConfig::new(a.inputs.clone(), target, a.output.clone());
+    cfg.speed = speed;
+    cfg.scale = a.scale;
+    cfg.stagger = a.stagger;
+    cfg.shard = parse_shard(&a.shard)?;
+    cfg.read_only = a.read_only;
+    cfg.include = a
+        .include
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--include")?;
+    cfg.exclude = a
+        .exclude
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--exclude")?;
+    cfg.limit_exchanges = a.limit;
+    cfg.limit_duration = a.limit_duration;
+    cfg.default_db = a.default_db.clone();
+    cfg.ignore_damage = a.ignore_damage;
+    cfg.reconnect_wait = a.reconnect_wait;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    let progress = Arc::new(Progress::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let reporter = spawn_reporter(progress.clone(), stop.clone());
+    let result = rt.block_on(myrr_replay::run(cfg, progress.clone(), stop.clone()));
+    reporter.finish();
+    let s = result?;
+    print_summary(&s, &a.output, a.json);
+    Ok(if s.damage.is_some() || s.interrupted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+struct Reporter {
+    done: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reporter {
+    fn finish(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Progress bar on a terminal (never with NO_COLOR... bars are not colour, but we keep them
+/// off when stderr is not a terminal); plain lines every 10 s otherwise.
+fn spawn_reporter(p: Arc<Progress>, stop: Arc<AtomicBool>) -> Reporter {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let tty = std::io::stderr().is_terminal();
+    let handle = std::thread::spawn(move || {
+        let bar = tty.then(|| {
+            let b = indicatif::ProgressBar::new(1000);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        let mut last_ex = 0u64;
+        let mut ticks = 0u64;
+        let period = Duration::from_millis(200);
+        while !d.load(Ordering::Relaxed) {
+            std::thread::sleep(period);
+            ticks += 1;
+            let plain_due = ticks % 50 == 0;
+            if bar.is_none() && !plain_due {
+                continue;
+            }
+            let ex = p.exchanges.load(Ordering::Relaxed);
+            let secs = if bar.is_some() { 0.2 } else { 10.0 };
+            let qps = (ex - last_ex) as f64 / secs;
+            last_ex = ex;
+            let (s0, s1, now) = (
+                p.recorded_start_us.load(Ordering::Relaxed),
+                p.recorded_end_us.load(Ordering::Relaxed),
+                p.recorded_us.load(Ordering::Relaxed),
+            );
+            let frac = if s1 > s0 {
+                (now.saturating_sub(s0)) as f64 / (s1 - s0) as f64
+            } else {
+                0.0
+            };
+            let msg = format!(
+                "recorded {:.1}s/{:.1}s  {:.0} qps  sessions {}/{}  errors {}  skipped {}  lost {}  lag max {:.1} ms{}",
+                now.saturating_sub(s0) as f64 / 1e6,
+                s1.saturating_sub(s0) as f64 / 1e6,
+                qps,
+                p.sessions_active.load(Ordering::Relaxed),
+                p.sessions_total.load(Ordering::Relaxed),
+                p.errors.load(Ordering::Relaxed),
+                p.skipped.load(Ordering::Relaxed),
+                p.lost.load(Ordering::Relaxed),
+                p.take_max_lag_us() as f64 / 1000.0,
+                if stop.load(Ordering::Relaxed) { "  stopping…" } else { "" },
+            );
+            match &bar {
+                Some(b) => {
+                    b.set_position((frac.clamp(0.0, 1.0) * 1000.0) as u64);
+                    b.set_message(msg);
+                }
+                None => eprintln!("myrr: {msg}"),
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+    });
+    Reporter {
+        done,
+        handle: Some(handle),
+    }
+}
+
+fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
+    let qps = s.exchanges as f64 / s.elapsed.as_secs_f64().max(1e-9);
+    if json {
+        let v = serde_json::json!({
+            "output": out.display().to_string(),
+            "server_version": s.server_version,
+            "sessions": s.sessions,
+            "exchanges": s.exchanges,
+            "errors": s.errors,
+            "skipped": s.skipped,
+            "connection_lost": s.lost,
+            "reconnects": s.reconnects,
+            "connect_failures": s.connect_failures,
+            "elapsed_s": s.elapsed.as_secs_f64(),
+            "qps": qps,
+            "start_lag_us": {"p50": s.lag_p50_us, "p99": s.lag_p99_us, "max": s.lag_max_us},
+            "service_us": {"p50": s.service_p50_us, "p99": s.service_p99_us},
+            "interrupted": s.interrupted,
+            "damage": s.damage,
+        });
+        println!("{v}");
+    }
+    eprintln!(
+        "myrr: replayed {} exchanges in {} sessions against {} in {:.1}s ({:.0} qps) -> {}",
+        s.exchanges,
+        s.sessions,
+        s.server_version,
+        s.elapsed.as_secs_f64(),
+        qps,
+        out.display()
+    );
+    eprintln!(
+        "  server errors {}  skipped {}  lost with the connection {}  reconnects {}  failed connects {}",
+        s.errors, s.skipped, s.lost, s.reconnects, s.connect_failures
+    );
+    eprintln!(
+        "  start lag p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms   service time p50 {:.2} ms  p99 {:.2} ms",
+        s.lag_p50_us as f64 / 1e3,
+        s.lag_p99_us as f64 / 1e3,
+        s.lag_max_us as f64 / 1e3,
+        s.service_p50_us as f64 / 1e3,
+        s.service_p99_us as f64 / 1e3
+    );
+    if s.interrupted {
+        eprintln!("  interrupted: the output holds everything replayed up to the stop");
+    }
+    if let Some(d) = &s.damage {
+        eprintln!("  damaged input, replayed its readable part: {d}");
+    }
+    for e in &s.first_errors {
+        eprintln!("  {e}");
+    }
+}
