@@ -62,6 +62,26 @@ pub fn db() -> &'static Db {
     })
 }
 
+/// Runs SQL with the mariadb CLI, going on after errors (some statements are meant to fail).
+pub fn sql_force(port: u16, statements: &str) {
+    let out = Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            "--protocol=tcp",
+            "-umyrr",
+            "-pmyrr",
+            "-N",
+            "-B",
+            "--force",
+        ])
+        .arg(format!("-P{port}"))
+        .arg("-e")
+        .arg(statements)
+        .output()
+        .expect("run mariadb");
+    let _ = out;
+}
+
 /// Runs SQL with the mariadb CLI over TCP; returns tab-separated rows.
 pub fn sql(port: u16, statements: &str) -> String {
     let out = Command::new("mariadb")
@@ -193,8 +213,12 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 pub fn sysbench(port: u16, args: &[&str]) -> Command {
+    sysbench_test("oltp_read_write", port, args)
+}
+
+pub fn sysbench_test(test: &str, port: u16, args: &[&str]) -> Command {
     let mut c = Command::new("sysbench");
-    c.arg("oltp_read_write")
+    c.arg(test)
         .args([
             "--db-driver=mysql",
             "--mysql-host=127.0.0.1",
@@ -204,4 +228,101 @@ pub fn sysbench(port: u16, args: &[&str]) -> Command {
         .arg(format!("--mysql-port={port}"))
         .args(args);
     c
+}
+
+/// Writes a capture-kind recording from plain SQL: one session per entry of `sessions`, each
+/// exchange at (offset µs from the start, SQL). Responses are left as recorded "ok".
+pub fn synthetic_recording(path: &Path, db: &str, sessions: &[Vec<(u64, String)>]) {
+    use myrr_recording::*;
+    let t0 = 1_700_000_000_000_000u64;
+    let header = Header {
+        kind: RunKind::Capture,
+        tool_version: "test".into(),
+        source: "synthetic".into(),
+        started_us: t0,
+        options: vec![],
+    };
+    let mut w = RecordingWriter::create(path, &header).unwrap();
+    for (i, xs) in sessions.iter().enumerate() {
+        let session = i as u64 + 1;
+        w.push(&Event::SessionStart(SessionStart {
+            session,
+            client: "127.0.0.1:1".into(),
+            server: "127.0.0.1:2".into(),
+            start_us: t0,
+            user: Some(b"myrr".to_vec()),
+            db: Some(db.as_bytes().to_vec()),
+            ..Default::default()
+        }))
+        .unwrap();
+        for (seq, (off, sql)) in xs.iter().enumerate() {
+            w.push(&Event::Exchange(Exchange {
+                session,
+                seq: seq as u64,
+                clone: 0,
+                scheduled_us: None,
+                start_us: t0 + off,
+                end_us: t0 + off + 100,
+                command: Command::Query {
+                    sql: sql.clone().into_bytes(),
+                    attrs: vec![],
+                },
+                response: Response::Ok(OkInfo::default()),
+                more: vec![],
+            }))
+            .unwrap();
+        }
+        w.push(&Event::SessionEnd(SessionEnd {
+            session,
+            end_us: t0 + xs.last().map_or(0, |x| x.0) + 200,
+            reason: EndReason::Closed,
+            login: Login::Ok,
+            exchanges: xs.len() as u64,
+        }))
+        .unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Exchanges of a run keyed by (session, seq, clone).
+pub fn exchanges_by_key(events: &[Event]) -> HashMap<(u64, u64, u32), myrr_recording::Exchange> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exchange(x) => Some(((x.session, x.seq, x.clone), x.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Copies a database from the source server to the candidate (identical data on both).
+pub fn copy_db(db: &Db, name: &str) {
+    let dump = Command::new("mariadb-dump")
+        .args([
+            "-h127.0.0.1",
+            "--protocol=tcp",
+            "-umyrr",
+            "-pmyrr",
+            "--databases",
+            name,
+        ])
+        .arg(format!("-P{}", db.source_port))
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let mut load = Command::new("mariadb")
+        .args(["-h127.0.0.1", "--protocol=tcp", "-umyrr", "-pmyrr"])
+        .arg(format!("-P{}", db.candidate_port))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        load.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
+    }
+    assert!(load.wait().unwrap().success());
 }

@@ -1,0 +1,347 @@
+//! Replay against the real MariaDB pair: capture real client traffic on the source, replay it
+//! on the candidate holding identical data, and check what came back.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Command;
+
+use common::*;
+use myrr_recording::{Command as Cmd, Event, MissingReason, Response, SkipReason};
+
+/// One recording of real traffic (sysbench read-only in text and prepared mode, the mariadb
+/// CLI) captured on the source, shared by the tests of this file.
+fn recorded() -> &'static std::path::Path {
+    static REC: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    REC.get_or_init(|| {
+        let db = db();
+        let port = db.source_port;
+        let dir = tempdir();
+        let sb = |args: &[&str]| {
+            let mut v = vec!["--mysql-db=myrr_rp", "--tables=2", "--table-size=300"];
+            v.extend_from_slice(args);
+            sysbench(port, &v)
+        };
+        sql(port, "DROP DATABASE IF EXISTS myrr_rp; CREATE DATABASE myrr_rp");
+        run(&mut sb(&["prepare"]));
+        sql(port, "CREATE TABLE myrr_rp.kv (k INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO myrr_rp.kv VALUES (1,'a'),(2,'b')");
+        sql(db.candidate_port, "DROP DATABASE IF EXISTS myrr_rp");
+        copy_db(db, "myrr_rp");
+        let cap = LiveCapture::start(port, &dir.join("rp.myrr"));
+        let ro = |mode: &str| {
+            let mode = format!("--db-ps-mode={mode}");
+            let args = ["--mysql-db=myrr_rp", "--tables=2", "--table-size=300", "--threads=2", "--events=60", &mode, "run"];
+            run(&mut sysbench_test("oltp_read_only", port, &args))
+        };
+        ro("disable");
+        ro("auto");
+        sql_force(port, "USE myrr_rp; SELECT * FROM kv ORDER BY k; SELECT * FROM missing_table_x; SELECT COUNT(*) FROM sbtest1");
+        let _ = sql(port, "SELECT 1");
+        cap.stop();
+        dir.join("rp.myrr")
+    })
+}
+
+/// Tests here share the candidate (one restarts it): they run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn replay(rec: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
+    let db = db();
+    let mut c = myrr();
+    c.arg("replay")
+        .arg(rec)
+        .args(["--target", &db.candidate_url, "-o"])
+        .arg(out)
+        .args(extra);
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "myrr replay failed: {err}");
+    err
+}
+
+fn sessions_of(events: &[Event]) -> BTreeSet<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SessionStart(s) => Some(s.session),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn replay_on_identical_data_gives_identical_answers() {
+    let _serial = serial();
+    let rec = recorded();
+    let dir = tempdir();
+    let out = dir.join("cand.myrr");
+    replay(rec, &out, &["--speed", "max"]);
+    let base = read_events(rec);
+    let cand = read_events(&out);
+    let b = exchanges_by_key(&base);
+    let c = exchanges_by_key(&cand);
+    assert!(b.len() > 500, "recording too small: {}", b.len());
+    assert_eq!(b.len(), c.len(), "every exchange replayed once");
+    let mut rows = 0;
+    let mut executes = 0;
+    for (k, x) in &b {
+        let y = c.get(k).unwrap_or_else(|| panic!("{k:?} not replayed"));
+        assert_eq!(x.command, y.command);
+        match (&x.response, &y.response) {
+            (Response::Rows(a), Response::Rows(r)) => {
+                assert_eq!(
+                    a.rows,
+                    r.rows,
+                    "{k:?} {:?}",
+                    x.command.sql().map(String::from_utf8_lossy)
+                );
+                assert_eq!(
+                    a.digest,
+                    r.digest,
+                    "{k:?} {:?}",
+                    x.command.sql().map(String::from_utf8_lossy)
+                );
+                assert_eq!(
+                    myrr_recording::columns_digest(&a.columns),
+                    myrr_recording::columns_digest(&r.columns)
+                );
+                rows += a.rows;
+            }
+            (Response::Err(a), Response::Err(r)) => assert_eq!(a.code, r.code),
+            (Response::Ok(_), Response::Ok(_)) => {}
+            (Response::Prepared(a), Response::Prepared(r)) => {
+                assert_eq!((a.params, a.columns), (r.params, r.columns));
+            }
+            (Response::None, Response::None) => {}
+            (a, r) => panic!(
+                "{k:?}: recorded {} replayed {}: {x:?} / {y:?}",
+                a.kind_name(),
+                r.kind_name()
+            ),
+        }
+        if matches!(x.command, Cmd::Execute { .. }) {
+            executes += 1;
+        }
+        assert!(y.scheduled_us.is_some() && y.end_us >= y.start_us);
+    }
+    assert!(
+        rows > 1000 && executes > 100,
+        "{rows} rows, {executes} executes"
+    );
+}
+
+#[test]
+fn scale_and_shards() {
+    let _serial = serial();
+    let rec = recorded();
+    let dir = tempdir();
+    let base = read_events(rec);
+    let n = exchanges_by_key(&base).len();
+    replay(
+        rec,
+        &dir.join("x3.myrr"),
+        &["--speed", "max", "--scale", "3"],
+    );
+    let x3 = read_events(&dir.join("x3.myrr"));
+    let k3 = exchanges_by_key(&x3);
+    assert_eq!(k3.len(), 3 * n);
+    assert_eq!(
+        k3.keys().map(|k| k.2).collect::<BTreeSet<_>>(),
+        BTreeSet::from([0, 1, 2])
+    );
+
+    replay(
+        rec,
+        &dir.join("s0.myrr"),
+        &["--speed", "max", "--shard", "0/2"],
+    );
+    replay(
+        rec,
+        &dir.join("s1.myrr"),
+        &["--speed", "max", "--shard", "1/2"],
+    );
+    let s0 = sessions_of(&read_events(&dir.join("s0.myrr")));
+    let s1 = sessions_of(&read_events(&dir.join("s1.myrr")));
+    assert!(!s0.is_empty() && !s1.is_empty());
+    assert!(s0.is_disjoint(&s1));
+    let all: BTreeSet<u64> = s0.union(&s1).copied().collect();
+    assert_eq!(all, sessions_of(&base));
+}
+
+#[test]
+fn read_only_sends_no_write() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    sql(db.candidate_port, "DROP DATABASE IF EXISTS myrr_ro; CREATE DATABASE myrr_ro; CREATE TABLE myrr_ro.t (id INT PRIMARY KEY, v INT); INSERT INTO myrr_ro.t VALUES (1,1),(2,2)");
+    let before = sql(db.candidate_port, "CHECKSUM TABLE myrr_ro.t");
+    let rec = dir.join("rw.myrr");
+    synthetic_recording(
+        &rec,
+        "myrr_ro",
+        &[vec![
+            (0, "SELECT * FROM t".into()),
+            (10, "UPDATE t SET v = v + 1".into()),
+            (20, "INSERT INTO t VALUES (3,3)".into()),
+            (30, "DELETE FROM t WHERE id = 1".into()),
+            (40, "/* x */ select count(*) from t".into()),
+            (50, "CREATE TABLE t2 (a INT)".into()),
+        ]],
+    );
+    let out = dir.join("ro.myrr");
+    replay(&rec, &out, &["--speed", "max", "--read-only"]);
+    assert_eq!(
+        before,
+        sql(db.candidate_port, "CHECKSUM TABLE myrr_ro.t"),
+        "data changed"
+    );
+    let ev = read_events(&out);
+    let x = exchanges_by_key(&ev);
+    let kinds: Vec<(u64, &str)> = {
+        let mut v: Vec<_> = x
+            .values()
+            .map(|x| (x.seq, x.response.kind_name()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        kinds,
+        vec![
+            (0, "rows"),
+            (1, "skipped"),
+            (2, "skipped"),
+            (3, "skipped"),
+            (4, "rows"),
+            (5, "skipped")
+        ]
+    );
+    assert!(x
+        .values()
+        .all(|x| !matches!(x.response, Response::Skipped(ref r) if *r != SkipReason::Filtered)));
+}
+
+#[test]
+fn pacing_follows_recorded_think_times() {
+    let _serial = serial();
+    let db = db();
+    let _ = db;
+    let dir = tempdir();
+    let rec = dir.join("paced.myrr");
+    // Two sessions, a statement every 100 ms for 1.5 s.
+    let s: Vec<(u64, String)> = (0..16)
+        .map(|i| (i * 100_000, format!("SELECT {i}")))
+        .collect();
+    synthetic_recording(&rec, "sbtest", &[s.clone(), s]);
+    for speed in ["1", "4"] {
+        let out = dir.join(format!("paced-{speed}.myrr"));
+        replay(&rec, &out, &["--speed", speed]);
+        let ev = read_events(&out);
+        let mut by_session: HashMap<u64, Vec<(u64, u64, u64)>> = HashMap::new();
+        for e in &ev {
+            if let Event::Exchange(x) = e {
+                by_session.entry(x.session).or_default().push((
+                    x.seq,
+                    x.scheduled_us.unwrap(),
+                    x.start_us,
+                ));
+            }
+        }
+        let f: f64 = speed.parse().unwrap();
+        let mut lags = vec![];
+        for xs in by_session.values_mut() {
+            xs.sort();
+            assert_eq!(xs.len(), 16);
+            for w in xs.windows(2) {
+                let gap = w[1].1 - w[0].1;
+                let want = (100_000.0 / f) as u64;
+                assert!(
+                    gap.abs_diff(want) <= 2,
+                    "scheduled gap {gap} µs, want {want}"
+                );
+            }
+            lags.extend(xs.iter().map(|x| x.2.saturating_sub(x.1)));
+        }
+        lags.sort();
+        let p99 = lags[lags.len() * 99 / 100];
+        assert!(p99 <= 5_000, "speed {speed}: start lag p99 {p99} µs");
+        // The whole run takes the recorded 1.5 s divided by the speed.
+        let first = by_session.values().map(|x| x[0].2).min().unwrap();
+        let last = by_session.values().map(|x| x[15].2).max().unwrap();
+        let span = (last - first) as f64;
+        assert!(
+            (span - 1_500_000.0 / f).abs() < 20_000.0 + 1_500_000.0 / f * 0.05,
+            "span {span} µs at speed {speed}"
+        );
+    }
+}
+
+#[test]
+fn candidate_restart_mid_replay() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("long.myrr");
+    // 4 sessions, a query every 50 ms for 6 s.
+    let s: Vec<(u64, String)> = (0..120)
+        .map(|i| (i * 50_000, format!("SELECT {i}, COUNT(*) FROM sbtest1")))
+        .collect();
+    synthetic_recording(&rec, "myrr_rp", &vec![s; 4]);
+    let _ = recorded(); // myrr_rp exists on the candidate
+    let out = dir.join("restart.myrr");
+    let child = myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--target", &db.candidate_url, "-o"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let st = Command::new("bash")
+        .arg(root().join("scripts/db.sh"))
+        .args(["restart", "candidate"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let ev = read_events(&out);
+    let xs: Vec<_> = exchanges_by_key(&ev).into_values().collect();
+    assert_eq!(xs.len(), 480, "every exchange is in the run");
+    let lost = xs
+        .iter()
+        .filter(|x| {
+            matches!(
+                x.response,
+                Response::Missing(MissingReason::ConnectionLost)
+                    | Response::Err(_)
+                    | Response::Skipped(SkipReason::NotConnected)
+            )
+        })
+        .count();
+    let ok = xs
+        .iter()
+        .filter(|x| matches!(x.response, Response::Rows(_)))
+        .count();
+    assert!(lost >= 1, "the restart affected nothing?\n{err}");
+    assert!(err.contains("reconnects"), "{err}");
+    // Sessions reconnected and went on: the last exchanges of every session succeeded.
+    for s in 1..=4u64 {
+        let last = xs
+            .iter()
+            .filter(|x| x.session == s)
+            .max_by_key(|x| x.seq)
+            .unwrap();
+        assert!(
+            matches!(last.response, Response::Rows(_)),
+            "session {s} did not recover: {:?}",
+            last.response
+        );
+    }
+    assert!(ok + lost == 480 && ok > 300, "{ok} ok, {lost} affected");
+}
