@@ -11,12 +11,14 @@
 pub mod digest;
 pub mod event;
 pub mod format;
+pub mod run;
 
 pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
 pub use event::*;
 pub use format::{
     run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind, WriteError,
 };
+pub use run::{event_time, RunReader};
 
 #[cfg(test)]
 mod tests;

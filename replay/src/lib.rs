@@ -25,8 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use myrr_recording::{
-    run_session_id, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter,
-    Response, RunKind, SessionStart,
+    event_time, run_session_id, Event, Exchange, FormatError, Header, RecordingReader,
+    RecordingWriter, Response, RunKind, RunReader, SessionStart,
 };
 use tokio::sync::mpsc;
 
@@ -265,15 +265,6 @@ struct Scan {
     damage: Option<FormatError>,
 }
 
-fn event_time(e: &Event) -> u64 {
-    match e {
-        Event::SessionStart(s) => s.start_us,
-        Event::Exchange(x) => x.start_us,
-        Event::Gap(g) => g.at_us,
-        Event::SessionEnd(e) => e.end_us,
-    }
-}
-
 fn scan(inputs: &[PathBuf], shard: (u32, u32)) -> Result<Scan, ReplayError> {
     let mut s = Scan {
         origin_us: u64::MAX,
@@ -303,48 +294,6 @@ fn scan(inputs: &[PathBuf], shard: (u32, u32)) -> Result<Scan, ReplayError> {
         }
     }
     Ok(s)
-}
-
-/// Reads several recordings as one stream ordered by event time (each file is read in
-/// order; the merge picks the earliest head).
-type FileReader = std::iter::Peekable<RecordingReader<std::io::BufReader<std::fs::File>>>;
-
-struct Merged {
-    readers: Vec<(usize, RunKind, FileReader)>,
-}
-
-impl Merged {
-    fn open(inputs: &[PathBuf]) -> Result<Self, ReplayError> {
-        let mut readers = Vec::new();
-        for (i, p) in inputs.iter().enumerate() {
-            let r = RecordingReader::open(p)?;
-            readers.push((i, r.header().kind, r.peekable()));
-        }
-        Ok(Self { readers })
-    }
-}
-
-impl Iterator for Merged {
-    /// (file index, kind, event); damage ends that file's stream.
-    type Item = (usize, RunKind, Event);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let mut best: Option<(usize, u64)> = None;
-        for (slot, (_, _, r)) in self.readers.iter_mut().enumerate() {
-            if let Some(Ok(e)) = r.peek() {
-                let t = event_time(e);
-                if best.is_none_or(|(_, bt)| t < bt) {
-                    best = Some((slot, t));
-                }
-            }
-        }
-        let (slot, _) = best?;
-        let (i, kind, r) = &mut self.readers[slot];
-        match r.next() {
-            Some(Ok(e)) => Some((*i, *kind, e)),
-            _ => None,
-        }
-    }
 }
 
 /// Connects once with the first session's credentials, before anything starts.
@@ -562,7 +511,7 @@ pub async fn run(
 fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task::JoinHandle<()>> {
     let cfg = &shared.config;
     let mut tasks = Vec::new();
-    let Ok(merged) = Merged::open(&cfg.inputs) else {
+    let Ok(merged) = RunReader::open(&cfg.inputs) else {
         return tasks;
     };
     let mut senders: HashMap<u64, Vec<mpsc::Sender<Arc<Exchange>>>> = HashMap::new();
@@ -570,7 +519,7 @@ fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task:
     let horizon = cfg
         .limit_duration
         .map(|d| shared.recorded_origin_us + d.as_micros() as u64);
-    for (file, kind, ev) in merged {
+    for ev in merged {
         if shared.stopping() {
             break;
         }
@@ -584,7 +533,7 @@ fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task:
                 if s.clone != 0 {
                     continue; // a replay run used as input: replay each session once
                 }
-                let id = run_session_id(kind, file, s.session);
+                let id = s.session;
                 if id % cfg.shard.1 as u64 != cfg.shard.0 as u64 {
                     continue;
                 }
@@ -605,7 +554,7 @@ fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task:
                 if x.clone != 0 {
                     continue;
                 }
-                let id = run_session_id(kind, file, x.session);
+                let id = x.session;
                 let Some(txs) = senders.get(&id) else {
                     continue;
                 };
@@ -616,7 +565,7 @@ fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task:
                 }
             }
             Event::SessionEnd(e) => {
-                senders.remove(&run_session_id(kind, file, e.session));
+                senders.remove(&e.session);
             }
             Event::Gap(_) => {}
         }
