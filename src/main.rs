@@ -1,6 +1,7 @@
 //! `myrr`: MySQL record & replay. This binary only turns arguments into library calls, prints,
 //! and maps outcomes to exit codes.
 
+mod analyze_cmd;
 mod capture_cmd;
 mod inspect;
 mod replay_cmd;
@@ -29,6 +30,10 @@ enum Cmd {
     Inspect(inspect::Args),
     /// Re-issue recorded sessions against a candidate server, paced, scaled or sharded.
     Replay(replay_cmd::Args),
+    /// Compare two runs: latency per query shape, answer differences, and a pass/fail verdict.
+    Analyze(analyze_cmd::Args),
+    /// Print the fingerprint (query shape) of each SQL statement read from stdin.
+    Fingerprint(analyze_cmd::FingerprintArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
         Cmd::Capture(a) => capture_cmd::run(a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Replay(a) => replay_cmd::run(a),
+        Cmd::Analyze(a) => analyze_cmd::run(a),
+        Cmd::Fingerprint(a) => analyze_cmd::fingerprint(a),
     };
     match result {
         Ok(code) => code,

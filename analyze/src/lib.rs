@@ -1,3 +1,659 @@
 //! myrr-analyze: fingerprints, latency histograms, result comparison, verdict and reports.
+//!
+//! [`analyze`] joins two runs exchange by exchange — by (session, seq, clone) — groups them
+//! by [`fingerprint::Fingerprint`], keeps per-shape latency [`stats`] on both sides, classifies
+//! every answer difference ([`compare::Mismatch`]) and returns a [`report::Report`] with a
+//! [`report::Verdict`] against the user's [`Options`]. [`export`] renders it as text, JSON,
+//! Markdown or a self-contained HTML page.
+//!
+//! Memory does not grow with the number of exchanges: both runs are streamed, latency lives in
+//! HdrHistograms, and only exchanges still waiting for their partner are held (the skew
+//! between the two runs' orders, not their length).
 
+pub mod compare;
+pub mod export;
 pub mod fingerprint;
+pub mod report;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use hdrhistogram::Histogram;
+use myrr_recording::{Command, Event, Exchange, FormatError, Response, RunKind, RunReader};
+
+use compare::{compare, is_nondeterministic, is_ordered, Mismatch, Outcome};
+use report::*;
+use stats::{mann_whitney, new_histogram, record, Percentiles};
+
+/// Thresholds and choices of an analysis.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Fail when the candidate's overall p99 (or a regressed shape's p99) is more than this
+    /// fraction slower (0.2 = 20 %).
+    pub max_p99_regression: Option<f64>,
+    /// Fail when more than this fraction of compared exchanges differ (0 = any difference).
+    pub max_mismatch_rate: Option<f64>,
+    /// Samples needed on each side before a shape can be called regressed or improved.
+    pub min_samples: u64,
+    /// Significance level of the Mann-Whitney test.
+    pub alpha: f64,
+    /// Smallest change of the median that counts (0.1 = 10 %).
+    pub min_change: f64,
+    /// Use time since the scheduled start (queueing included) instead of service time.
+    pub since_scheduled: bool,
+    /// Examples kept per shape and mismatch class.
+    pub examples: usize,
+    /// Analyze the readable part of damaged runs instead of refusing them.
+    pub ignore_damage: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_p99_regression: None,
+            max_mismatch_rate: Some(0.0),
+            min_samples: 30,
+            alpha: 0.001,
+            min_change: 0.10,
+            since_scheduled: false,
+            examples: 3,
+            ignore_damage: false,
+        }
+    }
+}
+
+/// Why a run could not be analyzed (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalyzeError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("{0}\n  (analyze the readable part with --ignore-damage)")]
+    Damaged(FormatError),
+    #[error("{side} run has no exchanges ({files})")]
+    Empty { side: &'static str, files: String },
+    #[error("nothing joins: no exchange of the candidate ({candidate} exchanges) matches one of the baseline ({baseline}) by session and sequence; are these runs of the same recording?")]
+    NothingJoins { baseline: u64, candidate: u64 },
+}
+
+/// (session, seq, clone): how exchanges of two runs join.
+type Key = (u64, u64, u32);
+
+/// What is kept of an exchange while it waits for its partner.
+struct Slim {
+    shape: u32,
+    service_us: u64,
+    since_scheduled_us: u64,
+    response: Response,
+    more: Vec<Response>,
+}
+
+struct ShapeAcc {
+    fingerprint: String,
+    id: String,
+    nondeterministic: bool,
+    ordered: bool,
+    base: Histogram<u64>,
+    cand: Histogram<u64>,
+    total_base: u64,
+    total_cand: u64,
+    mismatches: BTreeMap<Mismatch, u64>,
+    examples: Vec<Example>,
+    example_counts: BTreeMap<Mismatch, usize>,
+}
+
+/// Shape registry: SQL → fingerprint → shape index, with a cache on the raw SQL.
+#[derive(Default)]
+struct Shapes {
+    by_sql: HashMap<u64, u32>,
+    by_text: HashMap<String, u32>,
+    shapes: Vec<ShapeAcc>,
+    /// (session, statement id) → shape of its PREPARE.
+    stmts: HashMap<(u64, u32), u32>,
+}
+
+impl Shapes {
+    fn intern_text(&mut self, text: String) -> u32 {
+        if let Some(&i) = self.by_text.get(&text) {
+            return i;
+        }
+        let i = self.shapes.len() as u32;
+        let fp = fingerprint::Fingerprint::from_text(text.clone());
+        self.shapes.push(ShapeAcc {
+            id: fp.id_hex(),
+            nondeterministic: is_nondeterministic(&text),
+            ordered: is_ordered(&text),
+            fingerprint: text.clone(),
+            base: new_histogram(),
+            cand: new_histogram(),
+            total_base: 0,
+            total_cand: 0,
+            mismatches: BTreeMap::new(),
+            examples: Vec::new(),
+            example_counts: BTreeMap::new(),
+        });
+        self.by_text.insert(text, i);
+        i
+    }
+
+    fn of_sql(&mut self, sql: &[u8]) -> u32 {
+        let h = xxhash_rust::xxh3::xxh3_64(sql);
+        if let Some(&i) = self.by_sql.get(&h) {
+            return i;
+        }
+        let text = fingerprint::fingerprint(&String::from_utf8_lossy(sql));
+        let i = self.intern_text(text);
+        if self.by_sql.len() < 1_000_000 {
+            self.by_sql.insert(h, i);
+        }
+        i
+    }
+
+    /// The shape of an exchange's command (EXECUTE: its statement's PREPARE).
+    fn of(&mut self, x: &Exchange) -> u32 {
+        match &x.command {
+            Command::Query { sql, .. } => self.of_sql(sql),
+            Command::Prepare { sql } => {
+                let s = self.of_sql(sql);
+                if let Response::Prepared(p) = &x.response {
+                    self.stmts.insert((x.session, p.stmt_id), s);
+                }
+                s
+            }
+            Command::Execute { stmt_id, .. } => match self.stmts.get(&(x.session, *stmt_id)) {
+                Some(&s) => s,
+                None => self.intern_text(format!("execute of unknown statement {stmt_id}")),
+            },
+            c => self.intern_text(format!("administrator command: {}", c.name())),
+        }
+    }
+}
+
+struct Side {
+    files: Vec<PathBuf>,
+    reader: RunReader,
+    kind: RunKind,
+    source: String,
+    server_version: Option<String>,
+    sessions: u64,
+    exchanges: u64,
+    done: bool,
+    overall_service: Histogram<u64>,
+    overall_sched: Histogram<u64>,
+}
+
+impl Side {
+    fn open(files: &[PathBuf]) -> Result<Self, AnalyzeError> {
+        let reader = RunReader::open(files)?;
+        let h = reader.headers().first().cloned();
+        let kind = h.as_ref().map_or(RunKind::Capture, |h| h.kind);
+        let server_version = h.as_ref().and_then(|h| {
+            h.options
+                .iter()
+                .find(|(k, _)| k == "server_version")
+                .map(|(_, v)| v.clone())
+        });
+        Ok(Self {
+            files: files.to_vec(),
+            source: reader
+                .headers()
+                .iter()
+                .map(|h| h.source.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reader,
+            kind,
+            server_version,
+            sessions: 0,
+            exchanges: 0,
+            done: false,
+            overall_service: new_histogram(),
+            overall_sched: new_histogram(),
+        })
+    }
+
+    /// The next exchange, or None at the end.
+    fn next_exchange(&mut self) -> Option<Exchange> {
+        for e in self.reader.by_ref() {
+            match e {
+                Event::Exchange(x) => {
+                    self.exchanges += 1;
+                    return Some(x);
+                }
+                Event::SessionStart(_) => self.sessions += 1,
+                _ => {}
+            }
+        }
+        self.done = true;
+        None
+    }
+
+    fn info(&self) -> RunInfo {
+        RunInfo {
+            files: self.files.iter().map(|p| p.display().to_string()).collect(),
+            kind: self.kind.name().to_string(),
+            source: self.source.clone(),
+            server_version: self.server_version.clone(),
+            sessions: self.sessions,
+            exchanges: self.exchanges,
+        }
+    }
+}
+
+fn describe(r: &Response) -> String {
+    match r {
+        Response::Ok(ok) => format!(
+            "ok, {} affected, {} warnings",
+            ok.affected_rows, ok.warnings
+        ),
+        Response::Err(e) => format!("error {} {}", e.code, String::from_utf8_lossy(&e.message)),
+        Response::Rows(rs) => format!(
+            "{} rows × {} columns, digest {:016x}/{:016x}",
+            rs.rows,
+            rs.columns.len(),
+            rs.digest.ordered,
+            rs.digest.unordered
+        ),
+        other => other.kind_name().to_string(),
+    }
+}
+
+fn ratio(a: u64, b: u64) -> Option<f64> {
+    (a > 0).then(|| b as f64 / a as f64)
+}
+
+fn side_by_side(b: &Histogram<u64>, c: &Histogram<u64>) -> SideBySide {
+    let (pb, pc) = (Percentiles::of(b), Percentiles::of(c));
+    SideBySide {
+        p50_ratio: ratio(pb.p50_us, pc.p50_us),
+        p95_ratio: ratio(pb.p95_us, pc.p95_us),
+        p99_ratio: ratio(pb.p99_us, pc.p99_us),
+        baseline: pb,
+        candidate: pc,
+    }
+}
+
+/// Joins and compares two runs. Either may be several files (the shards of one replay).
+pub fn analyze(
+    baseline: &[PathBuf],
+    candidate: &[PathBuf],
+    opts: &Options,
+) -> Result<Report, AnalyzeError> {
+    let mut b = Side::open(baseline)?;
+    let mut c = Side::open(candidate)?;
+    let mut shapes = Shapes::default();
+    let mut totals = Totals::default();
+    let latency_of = |x: &Exchange| -> (u64, u64) {
+        let service = x.end_us.saturating_sub(x.start_us);
+        let sched = x
+            .end_us
+            .saturating_sub(x.scheduled_us.unwrap_or(x.start_us));
+        (service, sched)
+    };
+    // A capture holds each exchange once; a replay with --scale N holds N clones of it. Then
+    // every clone joins the baseline's single exchange.
+    let scale = |s: &Side| {
+        s.reader
+            .headers()
+            .first()
+            .and_then(|h| h.options.iter().find(|(k, _)| k == "scale"))
+            .and_then(|(_, v)| v.parse::<u32>().ok())
+            .unwrap_or(1)
+            .max(1)
+    };
+    let (scale_b, scale_c) = (scale(&b), scale(&c));
+    let fanout = if scale_b == 1 && scale_c > 1 {
+        scale_c
+    } else {
+        1
+    };
+    // Baseline exchanges waiting for (the rest of) their partners, and candidate exchanges
+    // waiting for theirs.
+    let mut wait_b: HashMap<Key, (Slim, u32)> = HashMap::new();
+    let mut wait_c: HashMap<Key, Slim> = HashMap::new();
+    // Read alternately, favouring the side that is behind (fewer exchanges waiting), so what
+    // waits for a partner stays as small as the two runs' orders allow.
+    loop {
+        let read_base = match (b.done, c.done) {
+            (true, true) => break,
+            (false, true) => true,
+            (true, false) => false,
+            (false, false) => wait_b.len() <= wait_c.len(),
+        };
+        let this = if read_base { &mut b } else { &mut c };
+        let Some(x) = this.next_exchange() else {
+            continue;
+        };
+        let shape = shapes.of(&x);
+        let (service, sched) = latency_of(&x);
+        if !matches!(x.response, Response::Skipped(_) | Response::Missing(_)) {
+            record(&mut this.overall_service, service);
+            record(&mut this.overall_sched, sched);
+        }
+        let key = (x.session, x.seq, x.clone);
+        let slim = Slim {
+            shape,
+            service_us: service,
+            since_scheduled_us: sched,
+            response: x.response,
+            more: x.more,
+        };
+        if read_base {
+            let mut left = fanout;
+            for k in 0..fanout {
+                let ck = if fanout > 1 { (key.0, key.1, k) } else { key };
+                if let Some(cs) = wait_c.remove(&ck) {
+                    join(&mut shapes, &mut totals, opts, ck, clone_slim(&slim), cs);
+                    left -= 1;
+                }
+            }
+            if left > 0 {
+                wait_b.insert(key, (slim, left));
+            }
+        } else {
+            let bk = if fanout > 1 { (key.0, key.1, 0) } else { key };
+            match wait_b.get_mut(&bk) {
+                Some((bs, left)) => {
+                    join(&mut shapes, &mut totals, opts, key, clone_slim(bs), slim);
+                    *left -= 1;
+                    if *left == 0 {
+                        wait_b.remove(&bk);
+                    }
+                }
+                None => {
+                    wait_c.insert(key, slim);
+                }
+            }
+        }
+    }
+    for side in [&mut b, &mut c] {
+        if let Some(d) = side.reader.take_damage() {
+            if !opts.ignore_damage {
+                return Err(AnalyzeError::Damaged(d));
+            }
+        }
+    }
+    if b.exchanges == 0 {
+        return Err(AnalyzeError::Empty {
+            side: "the baseline",
+            files: b.info().files.join(", "),
+        });
+    }
+    if c.exchanges == 0 {
+        return Err(AnalyzeError::Empty {
+            side: "the candidate",
+            files: c.info().files.join(", "),
+        });
+    }
+    if totals.joined == 0 {
+        return Err(AnalyzeError::NothingJoins {
+            baseline: b.exchanges,
+            candidate: c.exchanges,
+        });
+    }
+    // What is left waiting had no partner.
+    for (_, (s, left)) in wait_b.drain() {
+        let reason = match s.response {
+            Response::Missing(_) => "missing_answer_in_baseline",
+            _ => "not_in_candidate",
+        };
+        *totals.only_baseline.entry(reason.into()).or_default() += left as u64;
+    }
+    for (_, s) in wait_c.drain() {
+        let reason = match s.response {
+            Response::Skipped(_) => "skipped_not_in_baseline",
+            _ => "not_in_baseline",
+        };
+        *totals.only_candidate.entry(reason.into()).or_default() += 1;
+    }
+    Ok(finish(b, c, shapes, totals, opts))
+}
+
+fn clone_slim(s: &Slim) -> Slim {
+    Slim {
+        shape: s.shape,
+        service_us: s.service_us,
+        since_scheduled_us: s.since_scheduled_us,
+        response: s.response.clone(),
+        more: s.more.clone(),
+    }
+}
+
+fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: Slim, c: Slim) {
+    totals.joined += 1;
+    let sh = &mut shapes.shapes[b.shape as usize];
+    let measured = |s: &Slim| !matches!(s.response, Response::Skipped(_) | Response::Missing(_));
+    if measured(&b) && measured(&c) {
+        let (lb, lc) = if opts.since_scheduled {
+            (b.since_scheduled_us, c.since_scheduled_us)
+        } else {
+            (b.service_us, c.service_us)
+        };
+        record(&mut sh.base, lb);
+        record(&mut sh.cand, lc);
+        sh.total_base += lb;
+        sh.total_cand += lc;
+    }
+    let mut outcome = compare(&b.response, &c.response, sh.ordered);
+    if outcome == Outcome::Same {
+        if b.more.len() != c.more.len() {
+            outcome = Outcome::Differs(Mismatch::ResponseKind);
+        } else {
+            for (x, y) in b.more.iter().zip(&c.more) {
+                let o = compare(x, y, sh.ordered);
+                if o != Outcome::Same {
+                    outcome = o;
+                    break;
+                }
+            }
+        }
+    }
+    match outcome {
+        Outcome::Same => {
+            totals.compared += 1;
+            totals.same += 1;
+        }
+        Outcome::OrderUnspecified => {
+            totals.compared += 1;
+            totals.same += 1;
+            totals.order_unspecified += 1;
+        }
+        Outcome::NotCompared(why) => *totals.not_compared.entry(why.into()).or_default() += 1,
+        Outcome::Differs(m) => {
+            totals.compared += 1;
+            if sh.nondeterministic {
+                totals.nondeterministic_differences += 1;
+            } else {
+                totals.mismatched += 1;
+            }
+            *sh.mismatches.entry(m).or_default() += 1;
+            let n = sh.example_counts.entry(m).or_default();
+            if *n < opts.examples {
+                *n += 1;
+                sh.examples.push(Example {
+                    session: key.0,
+                    seq: key.1,
+                    clone: key.2,
+                    sql: sh.fingerprint.chars().take(300).collect(),
+                    baseline: describe(&b.response),
+                    candidate: describe(&c.response),
+                });
+            }
+        }
+    }
+}
+
+fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) -> Report {
+    totals.mismatch_rate = if totals.compared > 0 {
+        totals.mismatched as f64 / totals.compared as f64
+    } else {
+        0.0
+    };
+    let mut out_shapes = Vec::new();
+    let mut mismatches: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut regressed, mut improved) = (0u64, 0u64);
+    let mut reasons = Vec::new();
+    for s in shapes.shapes {
+        if s.base.is_empty() && s.cand.is_empty() && s.mismatches.is_empty() {
+            continue;
+        }
+        let (pb, pc) = (Percentiles::of(&s.base), Percentiles::of(&s.cand));
+        let p = mann_whitney(&s.cand, &s.base);
+        let p50_ratio = ratio(pb.p50_us, pc.p50_us);
+        let p99_ratio = ratio(pb.p99_us, pc.p99_us);
+        let enough = pb.count >= opts.min_samples && pc.count >= opts.min_samples;
+        let latency = match (enough, p, p50_ratio) {
+            (false, _, _) => "insufficient",
+            (true, Some((z, pv)), Some(r))
+                if pv < opts.alpha && z > 0.0 && r > 1.0 + opts.min_change =>
+            {
+                "regressed"
+            }
+            (true, Some((z, pv)), Some(r))
+                if pv < opts.alpha && z < 0.0 && r < 1.0 / (1.0 + opts.min_change) =>
+            {
+                "improved"
+            }
+            _ => "unchanged",
+        };
+        match latency {
+            "regressed" => {
+                regressed += 1;
+                if let (Some(max), Some(r)) = (opts.max_p99_regression, p99_ratio) {
+                    if r > 1.0 + max {
+                        reasons.push(format!(
+                            "shape {} regressed: p99 {:.2} ms → {:.2} ms (×{:.2}, limit ×{:.2}): {}",
+                            s.id,
+                            pb.p99_us as f64 / 1e3,
+                            pc.p99_us as f64 / 1e3,
+                            r,
+                            1.0 + max,
+                            s.fingerprint.chars().take(80).collect::<String>()
+                        ));
+                    }
+                }
+            }
+            "improved" => improved += 1,
+            _ => {}
+        }
+        if !s.nondeterministic {
+            for (m, n) in &s.mismatches {
+                *mismatches.entry(m.name().to_string()).or_default() += n;
+            }
+        }
+        let mean_diff = pc.mean_us - pb.mean_us;
+        out_shapes.push(Shape {
+            id: s.id,
+            fingerprint: s.fingerprint,
+            nondeterministic: s.nondeterministic,
+            total_baseline_us: s.total_base,
+            total_candidate_us: s.total_cand,
+            added_us: (mean_diff * pc.count as f64) as i64,
+            baseline: pb,
+            candidate: pc,
+            p50_ratio,
+            p99_ratio,
+            p_value: p.map(|x| x.1),
+            latency: latency.to_string(),
+            mismatches: s
+                .mismatches
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), *v))
+                .collect(),
+            examples: s.examples,
+        });
+    }
+    out_shapes.sort_by(|a, b| b.added_us.cmp(&a.added_us).then_with(|| a.id.cmp(&b.id)));
+    let (hb, hc) = if opts.since_scheduled {
+        (&b.overall_sched, &c.overall_sched)
+    } else {
+        (&b.overall_service, &c.overall_service)
+    };
+    let service = side_by_side(&b.overall_service, &c.overall_service);
+    let since_scheduled = side_by_side(&b.overall_sched, &c.overall_sched);
+    let overall = if opts.since_scheduled {
+        &since_scheduled
+    } else {
+        &service
+    };
+    if let (Some(max), Some(r)) = (opts.max_p99_regression, overall.p99_ratio) {
+        if r > 1.0 + max {
+            reasons.insert(
+                0,
+                format!(
+                    "overall p99 {:.2} ms → {:.2} ms (×{:.2}, limit ×{:.2})",
+                    overall.baseline.p99_us as f64 / 1e3,
+                    overall.candidate.p99_us as f64 / 1e3,
+                    r,
+                    1.0 + max
+                ),
+            );
+        }
+    }
+    if let Some(max) = opts.max_mismatch_rate {
+        if totals.mismatch_rate > max || (max == 0.0 && totals.mismatched > 0) {
+            reasons.push(format!(
+                "{} of {} compared answers differ ({:.3} %, limit {:.3} %)",
+                totals.mismatched,
+                totals.compared,
+                totals.mismatch_rate * 100.0,
+                max * 100.0
+            ));
+        }
+    }
+    let curve = [
+        0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
+    ]
+    .iter()
+    .map(|&q| CurvePoint {
+        percentile: q,
+        baseline_us: hb.value_at_quantile(q / 100.0),
+        candidate_us: hc.value_at_quantile(q / 100.0),
+    })
+    .collect();
+    let kind = format!("{}_vs_{}", b.kind.name(), c.kind.name());
+    let note = match (b.kind, c.kind) {
+        (RunKind::Capture, RunKind::Replay) => "baseline latency was seen on the production wire, candidate latency from the replay client: network position differs; replay the baseline server too for a like-for-like comparison",
+        (RunKind::Replay, RunKind::Replay) => "both sides replayed by myrr from the same position: latencies compare like for like",
+        _ => "runs of the same kind",
+    }
+    .to_string();
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        comparison: Comparison {
+            kind,
+            note,
+            baseline: b.info(),
+            candidate: c.info(),
+            latency_measure: if opts.since_scheduled {
+                "since_scheduled"
+            } else {
+                "service"
+            }
+            .into(),
+        },
+        totals,
+        latency: Latency {
+            service,
+            since_scheduled,
+            curve,
+        },
+        shapes: out_shapes,
+        mismatches,
+        verdict: Verdict {
+            pass: reasons.is_empty(),
+            reasons,
+            thresholds: Thresholds {
+                max_p99_regression: opts.max_p99_regression,
+                max_mismatch_rate: opts.max_mismatch_rate,
+                min_samples: opts.min_samples,
+                alpha: opts.alpha,
+                min_change: opts.min_change,
+            },
+            regressed_shapes: regressed,
+            improved_shapes: improved,
+        },
+    }
+}

@@ -1,0 +1,103 @@
+//! Markdown, for pull requests and tickets.
+
+use std::io::{self, Write};
+
+use super::{fmt_ratio, fmt_signed_us, fmt_us, top_shapes, Exporter};
+use crate::report::Report;
+
+pub struct Markdown {
+    pub top: usize,
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+impl Exporter for Markdown {
+    fn write(&self, r: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let v = if r.verdict.pass {
+            "✅ PASS"
+        } else {
+            "❌ FAIL"
+        };
+        writeln!(out, "## myrr analyze: {v}\n")?;
+        for reason in &r.verdict.reasons {
+            writeln!(out, "- {}", cell(reason))?;
+        }
+        let (b, c) = (&r.comparison.baseline, &r.comparison.candidate);
+        writeln!(out, "\n| | baseline | candidate |\n|---|---|---|")?;
+        writeln!(
+            out,
+            "| run | {} ({}) | {} ({}) |",
+            cell(&b.files.join(", ")),
+            b.kind,
+            cell(&c.files.join(", ")),
+            c.kind
+        )?;
+        writeln!(
+            out,
+            "| server | {} | {} |",
+            cell(b.server_version.as_deref().unwrap_or("-")),
+            cell(c.server_version.as_deref().unwrap_or("-"))
+        )?;
+        writeln!(out, "| exchanges | {} | {} |", b.exchanges, c.exchanges)?;
+        let l = if r.comparison.latency_measure == "service" {
+            &r.latency.service
+        } else {
+            &r.latency.since_scheduled
+        };
+        for (name, bv, cv) in [
+            ("p50", l.baseline.p50_us, l.candidate.p50_us),
+            ("p95", l.baseline.p95_us, l.candidate.p95_us),
+            ("p99", l.baseline.p99_us, l.candidate.p99_us),
+        ] {
+            writeln!(out, "| {name} latency | {} | {} |", fmt_us(bv), fmt_us(cv))?;
+        }
+        writeln!(out, "\n_{}_\n", cell(&r.comparison.note))?;
+        let t = &r.totals;
+        writeln!(
+            out,
+            "**Answers:** {} joined, {} compared, {} differ ({:.3} %); {} nondeterministic differences ignored; {} order-only differences without ORDER BY.\n",
+            t.joined,
+            t.compared,
+            t.mismatched,
+            t.mismatch_rate * 100.0,
+            t.nondeterministic_differences,
+            t.order_unspecified
+        )?;
+        if !r.mismatches.is_empty() {
+            writeln!(out, "| difference | count |\n|---|---|")?;
+            for (k, v) in &r.mismatches {
+                writeln!(out, "| {k} | {v} |")?;
+            }
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "### Query shapes ({} regressed, {} improved)\n",
+            r.verdict.regressed_shapes, r.verdict.improved_shapes
+        )?;
+        writeln!(out, "| id | count | p99 baseline | p99 candidate | ratio | added | latency | differences | fingerprint |\n|---|---|---|---|---|---|---|---|---|")?;
+        for s in top_shapes(r, self.top) {
+            let diffs: Vec<String> = s
+                .mismatches
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} | `{}` |",
+                s.id,
+                s.candidate.count,
+                fmt_us(s.baseline.p99_us),
+                fmt_us(s.candidate.p99_us),
+                fmt_ratio(s.p99_ratio),
+                fmt_signed_us(s.added_us),
+                s.latency,
+                cell(&diffs.join(", ")),
+                cell(&s.fingerprint.chars().take(120).collect::<String>()).replace('`', "'")
+            )?;
+        }
+        Ok(())
+    }
+}

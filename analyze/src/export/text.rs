@@ -1,0 +1,176 @@
+//! Terminal summary; colour only when asked (a terminal, and no NO_COLOR).
+
+use std::io::{self, Write};
+
+use super::{fmt_ratio, fmt_signed_us, fmt_us, top_shapes, Exporter};
+use crate::report::Report;
+
+pub struct Text {
+    pub color: bool,
+    /// Shapes listed.
+    pub top: usize,
+}
+
+impl Text {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+impl Exporter for Text {
+    fn write(&self, r: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let verdict = if r.verdict.pass {
+            self.paint("1;32", "PASS")
+        } else {
+            self.paint("1;31", "FAIL")
+        };
+        writeln!(
+            out,
+            "myrr analyze: {verdict}  ({})",
+            r.comparison.kind.replace('_', " ")
+        )?;
+        for reason in &r.verdict.reasons {
+            writeln!(out, "  - {reason}")?;
+        }
+        let (b, c) = (&r.comparison.baseline, &r.comparison.candidate);
+        writeln!(
+            out,
+            "baseline:  {} ({} exchanges, {} sessions) {}",
+            b.files.join(", "),
+            b.exchanges,
+            b.sessions,
+            b.server_version.as_deref().unwrap_or("")
+        )?;
+        writeln!(
+            out,
+            "candidate: {} ({} exchanges, {} sessions) {}",
+            c.files.join(", "),
+            c.exchanges,
+            c.sessions,
+            c.server_version.as_deref().unwrap_or("")
+        )?;
+        writeln!(out, "note: {}", r.comparison.note)?;
+        let t = &r.totals;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "answers: {} joined, {} compared, {} same, {} differ ({:.3} %), {} nondeterministic differences ignored, {} order-only without ORDER BY",
+            t.joined,
+            t.compared,
+            t.same,
+            t.mismatched,
+            t.mismatch_rate * 100.0,
+            t.nondeterministic_differences,
+            t.order_unspecified
+        )?;
+        for (what, m) in [
+            ("not compared", &t.not_compared),
+            ("only in baseline", &t.only_baseline),
+            ("only in candidate", &t.only_candidate),
+        ] {
+            if !m.is_empty() {
+                let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                writeln!(out, "  {what}: {}", parts.join(", "))?;
+            }
+        }
+        if !r.mismatches.is_empty() {
+            let parts: Vec<String> = r
+                .mismatches
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            writeln!(
+                out,
+                "  {}: {}",
+                self.paint("31", "differences"),
+                parts.join(", ")
+            )?;
+        }
+        let l = if r.comparison.latency_measure == "service" {
+            &r.latency.service
+        } else {
+            &r.latency.since_scheduled
+        };
+        writeln!(out)?;
+        writeln!(
+            out,
+            "latency ({}):        baseline     candidate    ratio",
+            r.comparison.latency_measure.replace('_', " ")
+        )?;
+        for (name, bv, cv, ratio) in [
+            ("p50", l.baseline.p50_us, l.candidate.p50_us, l.p50_ratio),
+            ("p95", l.baseline.p95_us, l.candidate.p95_us, l.p95_ratio),
+            ("p99", l.baseline.p99_us, l.candidate.p99_us, l.p99_ratio),
+            ("max", l.baseline.max_us, l.candidate.max_us, None),
+        ] {
+            writeln!(
+                out,
+                "  {name:<22} {:>12} {:>12} {:>8}",
+                fmt_us(bv),
+                fmt_us(cv),
+                fmt_ratio(ratio)
+            )?;
+        }
+        writeln!(
+            out,
+            "shapes: {} in all, {} regressed, {} improved",
+            r.shapes.len(),
+            r.verdict.regressed_shapes,
+            r.verdict.improved_shapes
+        )?;
+        let top = top_shapes(r, self.top);
+        if !top.is_empty() {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "  {:<16} {:>7} {:>10} {:>10} {:>7} {:>11}  {:<11} fingerprint",
+                "id", "count", "p99 base", "p99 cand", "ratio", "added", "latency"
+            )?;
+        }
+        for s in top {
+            let lat = match s.latency.as_str() {
+                "regressed" => self.paint("31", "regressed"),
+                "improved" => self.paint("32", "improved"),
+                o => o.to_string(),
+            };
+            let fp: String = s.fingerprint.chars().take(70).collect();
+            writeln!(
+                out,
+                "  {:<16} {:>7} {:>10} {:>10} {:>7} {:>11}  {:<11} {}",
+                s.id,
+                s.candidate.count,
+                fmt_us(s.baseline.p99_us),
+                fmt_us(s.candidate.p99_us),
+                fmt_ratio(s.p99_ratio),
+                fmt_signed_us(s.added_us),
+                lat,
+                fp
+            )?;
+            if !s.mismatches.is_empty() {
+                let parts: Vec<String> = s
+                    .mismatches
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                let label = if s.nondeterministic {
+                    "differences (nondeterministic, ignored)"
+                } else {
+                    "differences"
+                };
+                writeln!(out, "  {:<16} {label}: {}", "", parts.join(", "))?;
+                if let Some(e) = s.examples.first() {
+                    writeln!(
+                        out,
+                        "  {:<16} e.g. session {} #{}: baseline {} / candidate {}",
+                        "", e.session, e.seq, e.baseline, e.candidate
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The report: everything `analyze` concluded, as data. Exporters render it; the JSON form is
+//! the report serialized as is and checked against `schema/report.schema.json`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::stats::Percentiles;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool_version: String,
+    pub comparison: Comparison,
+    pub totals: Totals,
+    pub latency: Latency,
+    /// Query shapes, most added time first.
+    pub shapes: Vec<Shape>,
+    /// Mismatches by class over all shapes (nondeterministic shapes excluded).
+    pub mismatches: BTreeMap<String, u64>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// `capture_vs_replay`, `replay_vs_replay`, `capture_vs_capture` or `replay_vs_capture`.
+    pub kind: String,
+    /// What the kind means for reading the latency figures.
+    pub note: String,
+    pub baseline: RunInfo,
+    pub candidate: RunInfo,
+    /// Which latency the shapes and verdict use: `service` or `since_scheduled`.
+    pub latency_measure: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub files: Vec<String>,
+    pub kind: String,
+    pub source: String,
+    pub server_version: Option<String>,
+    pub sessions: u64,
+    pub exchanges: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    /// Exchanges found on both sides (joined by session, seq, clone).
+    pub joined: u64,
+    /// Joined and compared (both sides have an answer).
+    pub compared: u64,
+    pub same: u64,
+    pub mismatched: u64,
+    /// mismatched / compared.
+    pub mismatch_rate: f64,
+    /// Differences in shapes whose answers cannot be stable (NOW(), RAND() …): not failures.
+    pub nondeterministic_differences: u64,
+    /// Same rows in another order where the SQL sets no order: not failures.
+    pub order_unspecified: u64,
+    /// Joined but not compared, by reason (skipped, missing, incomplete result …).
+    pub not_compared: BTreeMap<String, u64>,
+    /// Exchanges on one side only, by reason.
+    pub only_baseline: BTreeMap<String, u64>,
+    pub only_candidate: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SideBySide {
+    pub baseline: Percentiles,
+    pub candidate: Percentiles,
+    pub p50_ratio: Option<f64>,
+    pub p95_ratio: Option<f64>,
+    pub p99_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub percentile: f64,
+    pub baseline_us: u64,
+    pub candidate_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Send to last byte of the answer.
+    pub service: SideBySide,
+    /// From when the command was due to the last byte (queueing included); for captures,
+    /// the same as service time.
+    pub since_scheduled: SideBySide,
+    /// Percentile curves of the measure in use, for charts.
+    pub curve: Vec<CurvePoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    pub session: u64,
+    pub seq: u64,
+    pub clone: u32,
+    pub sql: String,
+    pub baseline: String,
+    pub candidate: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shape {
+    /// pt-query-digest style id (last 16 hex digits of the fingerprint's MD5).
+    pub id: String,
+    pub fingerprint: String,
+    pub nondeterministic: bool,
+    pub baseline: Percentiles,
+    pub candidate: Percentiles,
+    pub total_baseline_us: u64,
+    pub total_candidate_us: u64,
+    /// Time the candidate added over the baseline for this shape (negative: saved).
+    pub added_us: i64,
+    pub p50_ratio: Option<f64>,
+    pub p99_ratio: Option<f64>,
+    /// Mann-Whitney U two-sided p-value, when both sides have samples.
+    pub p_value: Option<f64>,
+    /// `regressed`, `improved`, `unchanged` or `insufficient` (too few samples).
+    pub latency: String,
+    pub mismatches: BTreeMap<String, u64>,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Thresholds {
+    pub max_p99_regression: Option<f64>,
+    pub max_mismatch_rate: Option<f64>,
+    pub min_samples: u64,
+    pub alpha: f64,
+    pub min_change: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub pass: bool,
+    /// Why it failed (empty on a pass).
+    pub reasons: Vec<String>,
+    pub thresholds: Thresholds,
+    pub regressed_shapes: u64,
+    pub improved_shapes: u64,
+}
