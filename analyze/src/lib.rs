@@ -73,7 +73,7 @@ pub enum AnalyzeError {
     Damaged(FormatError),
     #[error("{side} run has no exchanges ({files})")]
     Empty { side: &'static str, files: String },
-    #[error("nothing joins: no exchange of the candidate ({candidate} exchanges) matches one of the baseline ({baseline}) by session and sequence; are these runs of the same recording?")]
+    #[error("nothing joins: the candidate's {candidate} exchanges do not match the baseline's {baseline} by session, sequence and statement; are these runs of the same recording?")]
     NothingJoins { baseline: u64, candidate: u64 },
 }
 
@@ -83,6 +83,7 @@ type Key = (u64, u64, u32);
 /// What is kept of an exchange while it waits for its partner.
 struct Slim {
     shape: u32,
+    timed: bool,
     service_us: u64,
     since_scheduled_us: u64,
     response: Response,
@@ -327,13 +328,16 @@ pub fn analyze(
         };
         let shape = shapes.of(&x);
         let (service, sched) = latency_of(&x);
-        if !matches!(x.response, Response::Skipped(_) | Response::Missing(_)) {
+        // Commands with no answer (close, quit, send_long_data) have no latency to compare.
+        let timed = x.command.expects_response();
+        if timed && !matches!(x.response, Response::Skipped(_) | Response::Missing(_)) {
             record(&mut this.overall_service, service);
             record(&mut this.overall_sched, sched);
         }
         let key = (x.session, x.seq, x.clone);
         let slim = Slim {
             shape,
+            timed,
             service_us: service,
             since_scheduled_us: sched,
             response: x.response,
@@ -386,7 +390,12 @@ pub fn analyze(
             files: c.info().files.join(", "),
         });
     }
-    if totals.joined == 0 {
+    let differing = totals
+        .not_compared
+        .get("different_command")
+        .copied()
+        .unwrap_or(0);
+    if totals.joined == 0 || differing > totals.joined {
         return Err(AnalyzeError::NothingJoins {
             baseline: b.exchanges,
             candidate: c.exchanges,
@@ -413,6 +422,7 @@ pub fn analyze(
 fn clone_slim(s: &Slim) -> Slim {
     Slim {
         shape: s.shape,
+        timed: s.timed,
         service_us: s.service_us,
         since_scheduled_us: s.since_scheduled_us,
         response: s.response.clone(),
@@ -421,10 +431,18 @@ fn clone_slim(s: &Slim) -> Slim {
 }
 
 fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: Slim, c: Slim) {
+    if b.shape != c.shape {
+        // Same session and position, another statement: not the same workload.
+        *totals
+            .not_compared
+            .entry("different_command".into())
+            .or_default() += 1;
+        return;
+    }
     totals.joined += 1;
     let sh = &mut shapes.shapes[b.shape as usize];
     let measured = |s: &Slim| !matches!(s.response, Response::Skipped(_) | Response::Missing(_));
-    if measured(&b) && measured(&c) {
+    if b.timed && measured(&b) && measured(&c) {
         let (lb, lc) = if opts.since_scheduled {
             (b.since_scheduled_us, c.since_scheduled_us)
         } else {
