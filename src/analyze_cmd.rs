@@ -65,6 +65,9 @@ pub struct Args {
     /// Smallest change of a shape's median latency that counts, e.g. 10%.
     #[arg(long, value_parser = fraction, default_value = "10%", value_name = "PCT")]
     min_change: f64,
+    /// Smallest change of a shape's median latency that counts, in µs.
+    #[arg(long, default_value = "100", value_name = "US")]
+    min_change_us: u64,
     /// Judge latency from the scheduled start (queueing included) instead of service time.
     #[arg(long)]
     since_scheduled: bool,
@@ -83,6 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         min_samples: a.min_samples,
         alpha: a.alpha,
         min_change: a.min_change,
+        min_change_us: a.min_change_us,
         since_scheduled: a.since_scheduled,
         ignore_damage: a.ignore_damage,
         ..Options::default()

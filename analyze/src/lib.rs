@@ -40,6 +40,9 @@ pub struct Options {
     pub alpha: f64,
     /// Smallest change of the median that counts (0.1 = 10 %).
     pub min_change: f64,
+    /// Smallest change of the median that counts, in µs: below it a shift is noise whatever
+    /// its significance (with many samples, tiny shifts are significant).
+    pub min_change_us: u64,
     /// Use time since the scheduled start (queueing included) instead of service time.
     pub since_scheduled: bool,
     /// Examples kept per shape and mismatch class.
@@ -56,6 +59,7 @@ impl Default for Options {
             min_samples: 30,
             alpha: 0.001,
             min_change: 0.10,
+            min_change_us: 100,
             since_scheduled: false,
             examples: 3,
             ignore_damage: false,
@@ -521,15 +525,16 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
         let p50_ratio = ratio(pb.p50_us, pc.p50_us);
         let p99_ratio = ratio(pb.p99_us, pc.p99_us);
         let enough = pb.count >= opts.min_samples && pc.count >= opts.min_samples;
+        let shift = pb.p50_us.abs_diff(pc.p50_us) >= opts.min_change_us;
         let latency = match (enough, p, p50_ratio) {
             (false, _, _) => "insufficient",
             (true, Some((z, pv)), Some(r))
-                if pv < opts.alpha && z > 0.0 && r > 1.0 + opts.min_change =>
+                if shift && pv < opts.alpha && z > 0.0 && r > 1.0 + opts.min_change =>
             {
                 "regressed"
             }
             (true, Some((z, pv)), Some(r))
-                if pv < opts.alpha && z < 0.0 && r < 1.0 / (1.0 + opts.min_change) =>
+                if shift && pv < opts.alpha && z < 0.0 && r < 1.0 / (1.0 + opts.min_change) =>
             {
                 "improved"
             }
@@ -669,6 +674,7 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
                 min_samples: opts.min_samples,
                 alpha: opts.alpha,
                 min_change: opts.min_change,
+                min_change_us: opts.min_change_us,
             },
             regressed_shapes: regressed,
             improved_shapes: improved,

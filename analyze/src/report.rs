@@ -132,6 +132,7 @@ pub struct Thresholds {
     pub min_samples: u64,
     pub alpha: f64,
     pub min_change: f64,
+    pub min_change_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
