@@ -120,12 +120,19 @@ pub enum WriteError {
     Encode(#[from] bincode::error::EncodeError),
 }
 
-/// Streaming writer: memory stays at one block whatever the run's length.
-pub struct RecordingWriter<W: Write> {
-    out: W,
+enum ToWriter {
+    Block(Vec<u8>),
+    Flush,
+}
+
+/// Streaming writer: memory stays at a few blocks whatever the run's length. Blocks are
+/// compressed and written on a thread of their own, so encoding events (the caller's thread)
+/// and zstd overlap.
+pub struct RecordingWriter<W: Write + Send + 'static> {
+    tx: Option<std::sync::mpsc::SyncSender<ToWriter>>,
+    worker: Option<std::thread::JoinHandle<Result<W, io::Error>>>,
     block: Vec<u8>,
     count: u32,
-    zstd_level: i32,
     last_flush: Instant,
     events: u64,
 }
@@ -137,7 +144,14 @@ impl RecordingWriter<BufWriter<File>> {
     }
 }
 
-impl<W: Write> RecordingWriter<W> {
+fn compress_and_write(out: &mut impl Write, block: &[u8], level: i32) -> io::Result<()> {
+    let z = zstd::bulk::compress(block, level)?;
+    out.write_all(&(z.len() as u32).to_le_bytes())?;
+    out.write_all(&crc32fast::hash(&z).to_le_bytes())?;
+    out.write_all(&z)
+}
+
+impl<W: Write + Send + 'static> RecordingWriter<W> {
     pub fn new(mut out: W, header: &Header) -> Result<Self, WriteError> {
         let h = bincode::encode_to_vec(header, config())?;
         out.write_all(MAGIC)?;
@@ -145,13 +159,26 @@ impl<W: Write> RecordingWriter<W> {
         out.write_all(&(h.len() as u32).to_le_bytes())?;
         out.write_all(&crc32fast::hash(&h).to_le_bytes())?;
         out.write_all(&h)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ToWriter>(2);
+        let worker = std::thread::Builder::new()
+            .name("myrr-writer".into())
+            .spawn(move || -> Result<W, io::Error> {
+                for msg in rx {
+                    match msg {
+                        ToWriter::Block(b) => compress_and_write(&mut out, &b, 3)?,
+                        ToWriter::Flush => out.flush()?,
+                    }
+                }
+                out.flush()?;
+                Ok(out)
+            })?;
         let mut block = Vec::with_capacity(BLOCK_TARGET + 4096);
         block.extend_from_slice(&0u32.to_le_bytes());
         Ok(Self {
-            out,
+            tx: Some(tx),
+            worker: Some(worker),
             block,
             count: 0,
-            zstd_level: 3,
             last_flush: Instant::now(),
             events: 0,
         })
@@ -172,7 +199,7 @@ impl<W: Write> RecordingWriter<W> {
     pub fn flush_if_older(&mut self, max_age: Duration) -> Result<(), WriteError> {
         if self.last_flush.elapsed() >= max_age {
             self.seal()?;
-            self.out.flush()?;
+            self.send(ToWriter::Flush)?;
         }
         Ok(())
     }
@@ -181,26 +208,48 @@ impl<W: Write> RecordingWriter<W> {
         self.events
     }
 
+    /// Hands a message to the writer thread; if it has stopped, its error comes back.
+    fn send(&mut self, msg: ToWriter) -> Result<(), WriteError> {
+        let sent = self
+            .tx
+            .as_ref()
+            .map(|tx| tx.send(msg).is_ok())
+            .unwrap_or(false);
+        if sent {
+            return Ok(());
+        }
+        self.tx = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(Err(e))) => Err(WriteError::Io(e)),
+            _ => Err(WriteError::Io(io::Error::other(
+                "recording writer thread stopped",
+            ))),
+        }
+    }
+
     fn seal(&mut self) -> Result<(), WriteError> {
         self.last_flush = Instant::now();
         if self.count == 0 {
             return Ok(());
         }
         self.block[..4].copy_from_slice(&self.count.to_le_bytes());
-        let z = zstd::bulk::compress(&self.block, self.zstd_level)?;
-        self.out.write_all(&(z.len() as u32).to_le_bytes())?;
-        self.out.write_all(&crc32fast::hash(&z).to_le_bytes())?;
-        self.out.write_all(&z)?;
-        self.block.truncate(4);
+        let mut next = Vec::with_capacity(BLOCK_TARGET + 4096);
+        next.extend_from_slice(&0u32.to_le_bytes());
+        let full = std::mem::replace(&mut self.block, next);
         self.count = 0;
-        Ok(())
+        self.send(ToWriter::Block(full))
     }
 
-    /// Seals the last block, flushes and returns the inner writer.
+    /// Seals the last block, waits for everything to be written and returns the inner writer.
     pub fn finish(mut self) -> Result<W, WriteError> {
         self.seal()?;
-        self.out.flush()?;
-        Ok(self.out)
+        self.tx = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(r)) => Ok(r?),
+            _ => Err(WriteError::Io(io::Error::other(
+                "recording writer thread panicked",
+            ))),
+        }
     }
 }
 

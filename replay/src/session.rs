@@ -476,8 +476,10 @@ impl Worker {
                 let recorded_id = recorded_stmt_id(recorded);
                 match conn.prep(sql.as_slice()).await {
                     Ok(stmt) => {
+                        // Within a run, EXECUTEs name statements by the recorded id (the
+                        // commands are the recorded ones), so the answer carries that id too.
                         let p = Prepared {
-                            stmt_id: stmt.id(),
+                            stmt_id: recorded_id.unwrap_or(stmt.id()),
                             params: stmt.num_params(),
                             columns: stmt.num_columns(),
                             warnings: 0,

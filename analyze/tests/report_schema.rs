@@ -1,0 +1,344 @@
+//! The JSON report against `schema/report.schema.json`: a real report (two synthetic runs
+//! written here, analyzed by `myrr_analyze::analyze`, exported by the `Json` exporter) must
+//! validate, and documents that drift from it must not.
+
+use std::path::{Path, PathBuf};
+
+use myrr_analyze::export::{Exporter, Json};
+use myrr_analyze::{analyze, Options};
+use myrr_recording::*;
+use serde_json::{json, Value};
+
+const T0: u64 = 1_700_000_000_000_000;
+
+fn schema() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn validator() -> jsonschema::Validator {
+    jsonschema::validator_for(&schema()).expect("the schema is a valid JSON Schema")
+}
+
+fn errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
+    v.iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// A fresh directory per call (tests run in parallel).
+fn dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("myrr-report-schema-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rows(digest: u64) -> Response {
+    Response::Rows(ResultSet {
+        columns: vec![Column {
+            name: b"c".to_vec(),
+            table: b"t".to_vec(),
+            column_type: 253,
+            ..Default::default()
+        }],
+        rows: 1,
+        bytes: 12,
+        digest: ResultDigest {
+            ordered: digest,
+            unordered: digest ^ 0x5555,
+        },
+        status: 2,
+        warnings: 0,
+        complete: true,
+        error: None,
+    })
+}
+
+fn error(code: u16, message: &str) -> Response {
+    Response::Err(ErrInfo {
+        code,
+        state: b"42000".to_vec(),
+        message: message.as_bytes().to_vec(),
+    })
+}
+
+fn query(sql: &str) -> Command {
+    Command::Query {
+        sql: sql.as_bytes().to_vec(),
+        attrs: vec![],
+    }
+}
+
+/// One exchange: (session, command, response, latency µs).
+type X = (u64, Command, Response, u64);
+
+/// The workload; `candidate` switches the answers and latencies that differ.
+fn workload(candidate: bool) -> Vec<X> {
+    let mut xs = Vec::new();
+    // Session 1: a point select, 4× slower on the candidate (regressed).
+    for i in 0..60u64 {
+        let us = if candidate {
+            400 + i % 40
+        } else {
+            100 + i % 40
+        };
+        xs.push((
+            1,
+            query(&format!("SELECT c FROM t WHERE id = {i}")),
+            rows(i),
+            us,
+        ));
+    }
+    // Session 2: answers that differ, and some that do not.
+    xs.push((2, query("SELECT c FROM t WHERE id = 7"), rows(7), 150));
+    xs.push((
+        2,
+        query("SELECT c FROM t WHERE note = '<b>&\"x\"'"),
+        rows(if candidate { 99 } else { 98 }),
+        150,
+    ));
+    xs.push((
+        2,
+        query("SELECT * FROM missing_table"),
+        error(1146, "Table 'db.missing_table' doesn't exist"),
+        90,
+    ));
+    xs.push((
+        2,
+        query("SELECT JSON_VALUE(doc, '$.a') FROM t"),
+        if candidate {
+            error(1064, "You have an error near '<\"&'>' at line 1")
+        } else {
+            rows(5)
+        },
+        120,
+    ));
+    xs.push((
+        2,
+        query("UPDATE t SET c = 'x' WHERE id < 10"),
+        Response::Ok(OkInfo {
+            affected_rows: if candidate { 8 } else { 9 },
+            ..Default::default()
+        }),
+        300,
+    ));
+    // Session 3: nondeterministic answers (not failures).
+    for i in 0..3 {
+        xs.push((
+            3,
+            query("SELECT NOW(), RAND()"),
+            rows(if candidate { 1000 + i } else { 2000 + i }),
+            50,
+        ));
+    }
+    xs.push((3, Command::Ping, Response::Ok(OkInfo::default()), 20));
+    // Session 4: an exchange only the baseline has.
+    xs.push((4, query("SELECT 1"), rows(1), 40));
+    if !candidate {
+        xs.push((4, query("SELECT 2"), rows(2), 40));
+    }
+    xs
+}
+
+fn write_run(path: &Path, kind: RunKind, candidate: bool) {
+    let mut options = vec![];
+    if kind == RunKind::Replay {
+        options.push(("server_version".to_string(), "8.0.36 <test>".to_string()));
+    }
+    let header = Header {
+        kind,
+        tool_version: "test".into(),
+        source: if candidate {
+            "127.0.0.1:3307".into()
+        } else {
+            "synthetic".into()
+        },
+        started_us: T0,
+        options,
+    };
+    let mut w = RecordingWriter::create(path, &header).unwrap();
+    let xs = workload(candidate);
+    let sessions: std::collections::BTreeSet<u64> = xs.iter().map(|x| x.0).collect();
+    for &s in &sessions {
+        w.push(&Event::SessionStart(SessionStart {
+            session: s,
+            client: "127.0.0.1:50000".into(),
+            server: "127.0.0.1:3306".into(),
+            start_us: T0,
+            user: Some(b"app".to_vec()),
+            db: Some(b"db".to_vec()),
+            ..Default::default()
+        }))
+        .unwrap();
+    }
+    let mut seq = std::collections::HashMap::<u64, u64>::new();
+    let mut t = T0;
+    for (session, command, response, us) in xs {
+        let n = seq.entry(session).or_default();
+        t += 1_000;
+        w.push(&Event::Exchange(Exchange {
+            session,
+            seq: *n,
+            clone: 0,
+            scheduled_us: (kind == RunKind::Replay).then_some(t - 5),
+            start_us: t,
+            end_us: t + us,
+            command,
+            response,
+            more: vec![],
+        }))
+        .unwrap();
+        *n += 1;
+    }
+    for &s in &sessions {
+        w.push(&Event::SessionEnd(SessionEnd {
+            session: s,
+            end_us: t + 10_000,
+            reason: EndReason::Closed,
+            login: Login::Ok,
+            exchanges: seq[&s],
+        }))
+        .unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// The JSON report of the two synthetic runs.
+fn report_json(since_scheduled: bool) -> Value {
+    let d = dir();
+    let (b, c) = (d.join("baseline.myrr"), d.join("candidate.myrr"));
+    write_run(&b, RunKind::Capture, false);
+    write_run(&c, RunKind::Replay, true);
+    let opts = Options {
+        max_p99_regression: Some(0.2),
+        since_scheduled,
+        ..Options::default()
+    };
+    let report = analyze(&[b], &[c], &opts).expect("analyze");
+    let _ = std::fs::remove_dir_all(&d);
+    let mut out = Vec::new();
+    Json.write(&report, &mut out).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn real_report_matches_the_schema() {
+    let v = validator();
+    for since_scheduled in [false, true] {
+        let doc = report_json(since_scheduled);
+        let errs = errors(&v, &doc);
+        assert!(errs.is_empty(), "schema errors: {errs:#?}\n{doc:#}");
+
+        // The runs exercise what the schema describes: a failing verdict, a regressed shape,
+        // mismatches with examples, nondeterministic differences, one-sided exchanges, and
+        // nulls where there are any.
+        assert_eq!(doc["verdict"]["pass"], json!(false), "{doc:#}");
+        assert!(
+            doc["totals"]["mismatched"].as_u64().unwrap() >= 3,
+            "{doc:#}"
+        );
+        assert!(
+            doc["totals"]["nondeterministic_differences"]
+                .as_u64()
+                .unwrap()
+                >= 3
+        );
+        assert!(!doc["totals"]["only_baseline"]
+            .as_object()
+            .unwrap()
+            .is_empty());
+        assert!(doc["comparison"]["baseline"]["server_version"].is_null());
+        let shapes = doc["shapes"].as_array().unwrap();
+        assert!(
+            shapes.iter().any(|s| s["latency"] == "regressed"),
+            "{doc:#}"
+        );
+        assert!(shapes
+            .iter()
+            .any(|s| !s["examples"].as_array().unwrap().is_empty()));
+        assert!(shapes.iter().any(|s| s["nondeterministic"] == json!(true)));
+        assert!(doc["verdict"]["thresholds"]["max_p99_regression"].is_number());
+    }
+}
+
+#[test]
+fn drifted_documents_fail() {
+    let v = validator();
+    let doc = report_json(false);
+    assert!(errors(&v, &doc).is_empty());
+    let first_example = doc["shapes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| !s["examples"].as_array().unwrap().is_empty())
+        .unwrap();
+    type Mutation = (&'static str, Box<dyn Fn(&mut Value)>);
+    let mutations: Vec<Mutation> = vec![
+        (
+            "extra top-level field",
+            Box::new(|d| {
+                d["extra"] = json!(1);
+            }),
+        ),
+        (
+            "verdict.pass as a string",
+            Box::new(|d| d["verdict"]["pass"] = json!("true")),
+        ),
+        (
+            "missing totals.joined",
+            Box::new(|d| {
+                d["totals"].as_object_mut().unwrap().remove("joined");
+            }),
+        ),
+        (
+            "extra field in a shape",
+            Box::new(|d| d["shapes"][0]["new_field"] = json!(null)),
+        ),
+        (
+            "extra field in an example",
+            Box::new(move |d| d["shapes"][first_example]["examples"][0]["query"] = json!("x")),
+        ),
+        (
+            "negative count",
+            Box::new(|d| d["latency"]["service"]["baseline"]["count"] = json!(-1)),
+        ),
+        (
+            "p99_ratio as a string",
+            Box::new(|d| d["shapes"][0]["p99_ratio"] = json!("2.0")),
+        ),
+        (
+            "unknown mismatch class",
+            Box::new(|d| d["mismatches"]["something_else"] = json!(1)),
+        ),
+        (
+            "unknown latency verdict",
+            Box::new(|d| d["shapes"][0]["latency"] = json!("slower")),
+        ),
+        (
+            "server_version as a number",
+            Box::new(|d| d["comparison"]["candidate"]["server_version"] = json!(8)),
+        ),
+    ];
+    for (what, mutate) in mutations {
+        let mut bad = doc.clone();
+        mutate(&mut bad);
+        assert!(
+            !errors(&v, &bad).is_empty(),
+            "{what}: the mutated document still validates"
+        );
+    }
+}
+
+/// Validates a report written elsewhere: `MYRR_REPORT_JSON=report.json cargo test -p
+/// myrr-analyze --test report_schema` (nothing to do when unset).
+#[test]
+fn report_file_from_env_matches_the_schema() {
+    let Some(path) = std::env::var_os("MYRR_REPORT_JSON") else {
+        return;
+    };
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let errs = errors(&validator(), &doc);
+    assert!(errs.is_empty(), "{}: {errs:#?}", Path::new(&path).display());
+}
