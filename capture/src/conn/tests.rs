@@ -1,1 +1,339 @@
+//! Byte fixtures for the connection decoder: a whole conversation (greeting, login, text and
+//! binary result sets, prepared statements, errors, multi-results, compression) must decode
+//! to the same events however its messages are split, and truncated or impossible input must
+//! not panic.
 
+use super::*;
+use crate::framing::{compressed_frame, plain};
+
+const C: Direction = Direction::ClientToServer;
+const S: Direction = Direction::ServerToClient;
+
+fn lenenc_str(s: &[u8]) -> Vec<u8> {
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s);
+    v
+}
+
+fn greeting(caps: u32) -> Vec<u8> {
+    let mut p = vec![0x0a];
+    p.extend_from_slice(b"10.11.19-MariaDB\0");
+    p.extend_from_slice(&42u32.to_le_bytes());
+    p.extend_from_slice(b"abcdefgh\0");
+    p.extend_from_slice(&(caps as u16).to_le_bytes());
+    p.push(33);
+    p.extend_from_slice(&2u16.to_le_bytes());
+    p.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
+    p.push(21);
+    p.extend_from_slice(&[0; 10]);
+    p.extend_from_slice(b"ijklmnopqrst\0");
+    p.extend_from_slice(b"mysql_native_password\0");
+    p
+}
+
+fn login(caps: u32, user: &[u8], db: &[u8]) -> Vec<u8> {
+    let mut p = caps.to_le_bytes().to_vec();
+    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    p.push(33);
+    p.extend_from_slice(&[0; 23]);
+    p.extend_from_slice(user);
+    p.push(0);
+    p.push(20);
+    p.extend_from_slice(&[7; 20]);
+    p.extend_from_slice(db);
+    p.push(0);
+    p.extend_from_slice(b"mysql_native_password\0");
+    p
+}
+
+fn ok(affected: u8, status: u16) -> Vec<u8> {
+    let mut p = vec![0, affected, 0];
+    p.extend_from_slice(&status.to_le_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p
+}
+
+fn eof(status: u16) -> Vec<u8> {
+    let mut p = vec![0xfe, 0, 0];
+    p.extend_from_slice(&status.to_le_bytes());
+    p
+}
+
+fn err(code: u16, msg: &[u8]) -> Vec<u8> {
+    let mut p = vec![0xff];
+    p.extend_from_slice(&code.to_le_bytes());
+    p.extend_from_slice(b"#42S02");
+    p.extend_from_slice(msg);
+    p
+}
+
+fn coldef(name: &[u8], t: u8) -> Vec<u8> {
+    let mut p = Vec::new();
+    for s in [&b"def"[..], b"db", b"t", b"t", name, name] {
+        p.extend(lenenc_str(s));
+    }
+    p.push(0x0c);
+    p.extend_from_slice(&33u16.to_le_bytes());
+    p.extend_from_slice(&11u32.to_le_bytes());
+    p.push(t);
+    p.extend_from_slice(&0u16.to_le_bytes());
+    p.extend_from_slice(&[0, 0, 0]);
+    p
+}
+
+/// A conversation as (direction, packets of one write).
+fn conversation(caps: u32) -> Vec<(Direction, Vec<u8>)> {
+    let mut v = vec![
+        (S, plain(0, &greeting(caps))),
+        (C, plain(1, &login(caps, b"app", b"shop"))),
+        (S, plain(2, &ok(0, 2))),
+    ];
+    // SELECT with a text result set: 2 columns, 2 rows (one NULL).
+    v.push((C, plain(0, b"\x03SELECT id, name FROM t")));
+    let mut r = plain(1, &[2]);
+    r.extend(plain(2, &coldef(b"id", 3)));
+    r.extend(plain(3, &coldef(b"name", 0xfd)));
+    r.extend(plain(4, &eof(2)));
+    r.extend(plain(5, b"\x011\x03pen"));
+    r.extend(plain(6, b"\x012\xfb"));
+    r.extend(plain(7, &eof(2)));
+    v.push((S, r));
+    // An error.
+    v.push((C, plain(0, b"\x03SELECT * FROM nope")));
+    v.push((S, plain(1, &err(1146, b"Table 'nope' doesn't exist"))));
+    // Multi-results: an OK with MORE_RESULTS, then a result set.
+    v.push((C, plain(0, b"\x03UPDATE t SET a=1; SELECT 1")));
+    let mut r = plain(1, &ok(3, 0x0a));
+    r.extend(plain(2, &[1]));
+    r.extend(plain(3, &coldef(b"1", 8)));
+    r.extend(plain(4, &eof(2)));
+    r.extend(plain(5, b"\x011"));
+    r.extend(plain(6, &eof(2)));
+    v.push((S, r));
+    // Prepare with one parameter and one column, then execute with a binary row.
+    v.push((C, plain(0, b"\x16SELECT name FROM t WHERE id = ?")));
+    let mut r = plain(1, &[0, 7, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0]);
+    r.extend(plain(2, &coldef(b"?", 0xfd)));
+    r.extend(plain(3, &eof(2)));
+    r.extend(plain(4, &coldef(b"name", 0xfd)));
+    r.extend(plain(5, &eof(2)));
+    v.push((S, r));
+    let mut exec = vec![0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0];
+    exec.extend_from_slice(&5i64.to_le_bytes());
+    v.push((C, plain(0, &exec)));
+    let mut r = plain(1, &[1]);
+    r.extend(plain(2, &coldef(b"name", 0xfd)));
+    r.extend(plain(3, &eof(2)));
+    r.extend(plain(4, b"\x00\x00\x04lamp"));
+    r.extend(plain(5, &eof(2)));
+    v.push((S, r));
+    v.push((C, plain(0, &[0x19, 7, 0, 0, 0])));
+    v.push((C, plain(0, &[0x0e])));
+    v.push((S, plain(1, &ok(0, 2))));
+    v.push((C, plain(0, &[0x01])));
+    v
+}
+
+const CAPS: u32 = caps::LONG_PASSWORD
+    | caps::CONNECT_WITH_DB
+    | caps::PROTOCOL_41
+    | caps::SECURE_CONNECTION
+    | caps::PLUGIN_AUTH
+    | caps::MULTI_STATEMENTS;
+
+/// Decodes a conversation, delivering message `split.0` in two pieces cut at `split.1`.
+fn decode(
+    conv: &[(Direction, Vec<u8>)],
+    split: Option<(usize, usize)>,
+    syn: bool,
+) -> (Vec<Event>, Stats) {
+    let mut events = Vec::new();
+    let mut stats = Stats::default();
+    let mut next = 1;
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, syn, 1 << 20);
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+    };
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        match split {
+            Some((m, at)) if m == i => {
+                conn.data(*dir, &bytes[..at], 0, &mut ctx);
+                conn.data(*dir, &bytes[at..], 0, &mut ctx);
+            }
+            _ => conn.data(*dir, bytes, 0, &mut ctx),
+        }
+    }
+    conn.end(EndReason::Closed, 0, &mut ctx);
+    (events, stats)
+}
+
+fn exchanges(events: &[Event]) -> Vec<&Exchange> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exchange(x) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn conversation_decodes_fully() {
+    let (events, stats) = decode(&conversation(CAPS), None, true);
+    assert!(stats.undecodable.is_empty(), "{:?}", stats.undecodable);
+    let Event::SessionStart(s) = &events[0] else {
+        panic!("{:?}", events[0])
+    };
+    assert_eq!(s.user.as_deref(), Some(&b"app"[..]));
+    assert_eq!(s.db.as_deref(), Some(&b"shop"[..]));
+    assert_eq!(s.server_version.as_deref(), Some(&b"10.11.19-MariaDB"[..]));
+    assert_eq!(s.connection_id, Some(42));
+    let x = exchanges(&events);
+    let kinds: Vec<(&str, &str)> = x
+        .iter()
+        .map(|x| (x.command.name(), x.response.kind_name()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("query", "rows"),
+            ("query", "err"),
+            ("query", "ok"),
+            ("prepare", "prepared"),
+            ("execute", "rows"),
+            ("close_stmt", "none"),
+            ("ping", "ok"),
+            ("quit", "none"),
+        ]
+    );
+    assert_eq!(x[0].total_rows(), 2);
+    assert_eq!(x[2].more.len(), 1);
+    assert_eq!(x[2].total_rows(), 1);
+    match &x[4].command {
+        Command::Execute {
+            params,
+            prepare_seen,
+            ..
+        } => {
+            assert!(prepare_seen);
+            assert_eq!(params[0].value, Value::Int(5));
+        }
+        c => panic!("{c:?}"),
+    }
+    assert_eq!(x[4].total_rows(), 1);
+    assert!(
+        matches!(events.last(), Some(Event::SessionEnd(e)) if e.reason == EndReason::Quit && e.login == Login::Ok)
+    );
+}
+
+#[test]
+fn every_split_point_decodes_the_same() {
+    let conv = conversation(CAPS);
+    let (want, _) = decode(&conv, None, true);
+    for (i, (_, bytes)) in conv.iter().enumerate() {
+        for at in 1..bytes.len() {
+            let (got, _) = decode(&conv, Some((i, at)), true);
+            assert_eq!(got, want, "message {i} split at {at}");
+        }
+    }
+}
+
+#[test]
+fn compressed_conversation_every_split() {
+    let caps = CAPS | caps::COMPRESS;
+    let mut conv = conversation(caps);
+    // After the login OK everything travels in compressed frames, some deflated.
+    for (i, (_, bytes)) in conv.iter_mut().enumerate().skip(3) {
+        *bytes = compressed_frame(0, bytes, i % 2 == 0);
+    }
+    let (want, stats) = decode(&conv, None, true);
+    assert!(stats.undecodable.is_empty(), "{:?}", stats.undecodable);
+    assert_eq!(exchanges(&want).len(), 8);
+    assert!(matches!(&want[0], Event::SessionStart(s) if s.compressed));
+    for (i, (_, bytes)) in conv.iter().enumerate() {
+        for at in 1..bytes.len() {
+            let (got, _) = decode(&conv, Some((i, at)), true);
+            assert_eq!(got, want, "message {i} split at {at}");
+        }
+    }
+}
+
+#[test]
+fn mid_stream_attach_at_first_command() {
+    let conv = conversation(CAPS);
+    // The capture starts after the login.
+    let (events, _) = decode(&conv[3..], None, false);
+    assert!(matches!(&events[0], Event::SessionStart(s) if s.mid_stream && s.user.is_none()));
+    let x = exchanges(&events);
+    assert_eq!(x.len(), 8);
+    assert_eq!(x[0].total_rows(), 2);
+}
+
+#[test]
+fn truncated_and_impossible_input_does_not_panic() {
+    let conv = conversation(CAPS);
+    let all: Vec<(Direction, Vec<u8>)> = conv.clone();
+    // Every prefix of every message, delivered alone.
+    for (i, (dir, bytes)) in all.iter().enumerate() {
+        for cut in 0..bytes.len() {
+            let mut c = conv[..i].to_vec();
+            c.push((*dir, bytes[..cut].to_vec()));
+            let _ = decode(&c, None, true);
+        }
+    }
+    // Impossible lengths and garbage in every phase.
+    let junk: [&[u8]; 5] = [
+        &[0xff, 0xff, 0xff, 0x00, 0x03],
+        &[0x05, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff],
+        &[0x01, 0, 0, 0, 0xfc],
+        &[0x09, 0, 0, 1, 0x0a, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0x03, 0, 0, 0, 0x17, 0xff, 0xff],
+    ];
+    for j in junk {
+        for at in 0..conv.len() {
+            for dir in [C, S] {
+                let mut c = conv.clone();
+                c.insert(at, (dir, j.to_vec()));
+                let _ = decode(&c, None, true);
+                let _ = decode(&c, None, false);
+            }
+        }
+    }
+}
+
+#[test]
+fn gap_in_a_result_resumes_at_the_next_command() {
+    let conv = conversation(CAPS);
+    let mut events = Vec::new();
+    let mut stats = Stats::default();
+    let mut next = 1;
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+    };
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        if i == 4 {
+            // Half of the first result set, then a loss.
+            conn.data(*dir, &bytes[..bytes.len() / 2], 0, &mut ctx);
+            conn.gap(*dir, 100, 0, &mut ctx);
+            continue;
+        }
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    conn.end(EndReason::Closed, 0, &mut ctx);
+    let x = exchanges(&events);
+    assert_eq!(x.len(), 8, "every command still recorded");
+    assert!(matches!(&x[0].response, Response::Rows(rs) if !rs.complete));
+    assert_eq!(
+        x[1].response.kind_name(),
+        "err",
+        "decoding resumed at the next command"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Gap(g) if g.bytes == 100)));
+}

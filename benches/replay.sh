@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# benches/replay.sh — replay throughput, pacing accuracy and memory, side by side with sysbench.
+#
+#  1. closed loop: a sysbench oltp_read_only recording (prepared statements, the sysbench
+#     default) at 16 and 64 sessions, replayed with --speed max against the candidate, next to
+#     sysbench itself against the same candidate at the same concurrency: QPS and client CPU
+#     per 1000 queries (user+sys of the client process).
+#  2. paced: the 16-session recording replayed at --speed 1: start lag p50/p99.
+#  3. scale: 5000 concurrent sessions (synthetic recording) at --speed 1: peak RSS.
+# Results are printed and appended to benches/RESULTS.md.
+#
+# Usage: benches/replay.sh    Environment: MYRR_BENCH_TIME (10 s per run), MYRR_BENCH_DIR.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}/replay"
+T="${MYRR_BENCH_TIME:-10}"
+mkdir -p "$DIR"
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
+
+log "building (release)"
+cargo build --release -q -p myrr --example synthetic
+MYRR="$ROOT/target/release/myrr"
+bash scripts/db.sh start >/dev/null
+eval "$(bash scripts/db.sh env)"
+SB=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr --mysql-password=myrr --mysql-db=myrr_bench --tables=4 --table-size=10000)
+M=(mariadb -h127.0.0.1 --protocol=tcp -umyrr -pmyrr)
+
+log "loading 4 x 10k rows into myrr_bench on the source and the candidate"
+"${M[@]}" -P"$MYRR_SOURCE_PORT" -e "DROP DATABASE IF EXISTS myrr_bench; CREATE DATABASE myrr_bench"
+"${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" prepare >/dev/null
+mariadb-dump -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_SOURCE_PORT" --databases myrr_bench | "${M[@]}" -P"$MYRR_CANDIDATE_PORT"
+
+CAP_PID=
+cleanup() { [[ -n "$CAP_PID" ]] && kill -INT "$CAP_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+declare -A ROW
+for threads in 16 64; do
+    rec="$DIR/ro-$threads.myrr"
+    log "recording sysbench oltp_read_only, $threads threads, ${T}s"
+    "$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$rec" 2>"$DIR/capture-$threads.log" &
+    CAP_PID=$!
+    for _ in $(seq 50); do grep -q "capturing on" "$DIR/capture-$threads.log" && break; sleep 0.1; done
+    sleep 0.3
+    "${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads="$threads" --time="$T" run >/dev/null
+    sleep 0.3
+    kill -INT "$CAP_PID"; wait "$CAP_PID"; CAP_PID=
+    grep -E "exchanges|drops" "$DIR/capture-$threads.log" >&2
+
+    log "sysbench against the candidate, $threads threads"
+    /usr/bin/time -f "%U %S %M" -o "$DIR/sb-$threads.time" \
+        "${SB[@]}" --mysql-port="$MYRR_CANDIDATE_PORT" --threads="$threads" --time="$T" run >"$DIR/sb-$threads.txt"
+    sb_q=$(awk '/queries:/ {print $2; exit}' "$DIR/sb-$threads.txt")
+    sb_qps=$(awk '/queries:/ {gsub(/\(/,"",$3); print $3; exit}' "$DIR/sb-$threads.txt")
+    sb_cpu=$(awk '{print $1+$2}' "$DIR/sb-$threads.time")
+
+    log "myrr replay --speed max against the candidate"
+    /usr/bin/time -f "%U %S %M" -o "$DIR/rp-$threads.time" \
+        "$MYRR" replay "$rec" --target "$MYRR_CANDIDATE_URL" --speed max -o "$DIR/rp-$threads.myrr" --json >"$DIR/rp-$threads.json" 2>"$DIR/rp-$threads.log"
+    rp_q=$(python3 -c "import json;print(json.load(open('$DIR/rp-$threads.json'))['exchanges'])")
+    rp_qps=$(python3 -c "import json;print(round(json.load(open('$DIR/rp-$threads.json'))['qps']))")
+    rp_cpu=$(awk '{print $1+$2}' "$DIR/rp-$threads.time")
+    ROW[$threads]=$(python3 -c "
+sbq,sbqps,sbcpu,rq,rqps,rcpu=$sb_q,$sb_qps,$rp_cpu*0+$sb_cpu,$rp_q,$rp_qps,$rp_cpu
+print(f'| {$threads} | {sbqps:,.0f} | {rqps:,.0f} | {rqps/sbqps*100:.0f} % | {sbcpu/sbq*1000*1000:.1f} ms | {rcpu/rq*1000*1000:.1f} ms |')")
+    echo "${ROW[$threads]}" >&2
+done
+
+log "paced replay (--speed 1) of the 16-session recording"
+"$MYRR" replay "$DIR/ro-16.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 -o "$DIR/paced.myrr" --json >"$DIR/paced.json" 2>"$DIR/paced.log"
+PACED=$(python3 -c "import json;d=json.load(open('$DIR/paced.json'));l=d['start_lag_us'];print(f\"start lag p50 {l['p50']} µs, p99 {l['p99']} µs, max {l['max']} µs; {d['exchanges']} exchanges at {d['qps']:.0f} qps\")")
+log "$PACED"
+
+log "5000 concurrent sessions (synthetic: SELECT every 500 ms, 10 each)"
+"$ROOT/target/release/examples/synthetic" 5000 10 500 myrr_bench "$DIR/5000.myrr"
+/usr/bin/time -f "%e %U %S %M" -o "$DIR/5000.time" \
+    "$MYRR" replay "$DIR/5000.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 -o "$DIR/5000.out.myrr" --json >"$DIR/5000.json" 2>"$DIR/5000.log"
+BIG=$(python3 -c "
+import json;d=json.load(open('$DIR/5000.json'));e,u,s,m=open('$DIR/5000.time').read().split()
+print(f\"{d['sessions']} sessions, {d['exchanges']} exchanges, errors {d['errors']}, failed connects {d['connect_failures']}, lag p99 {d['start_lag_us']['p99']} µs; peak RSS {int(m)/1024:.0f} MiB, {e} s\")")
+log "$BIG"
+
+{
+    echo
+    echo "## replay — $(date -u +%F) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+    echo
+    echo "Closed loop, sysbench oltp_read_only (prepared statements), ${T}s, same candidate, one after the other:"
+    echo
+    echo "| sessions | sysbench QPS | myrr replay --speed max QPS | myrr / sysbench | sysbench CPU / 1000 q | myrr CPU / 1000 q |"
+    echo "|---|---|---|---|---|---|"
+    echo "${ROW[16]}"
+    echo "${ROW[64]}"
+    echo
+    echo "Paced (--speed 1, 16 sessions): $PACED"
+    echo
+    echo "Scale: $BIG"
+    echo
+    echo "Command: \`bash benches/replay.sh\` (MYRR_BENCH_TIME=$T)"
+} | tee -a benches/RESULTS.md
