@@ -228,7 +228,14 @@ fn dropped_index_regresses_only_the_shape_that_used_it() {
     let (code, r) = analyze(
         &f.baseline,
         &cand,
-        &["--max-p99-regression", "50%", "--min-change", "50%"],
+        &[
+            "--max-p99-regression",
+            "50%",
+            "--min-change",
+            "50%",
+            "--alpha",
+            "0.0001",
+        ],
     );
     let regressed = shapes_with(&r, |s| s["latency"] == "regressed");
     assert!(

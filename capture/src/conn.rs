@@ -471,7 +471,12 @@ impl Conn {
                 }
             }
             Phase::Command => {
-                if seq == 0 {
+                if seq == 0 && p.is_empty() {
+                    *ctx.stats
+                        .undecodable
+                        .entry("empty command packet".into())
+                        .or_default() += 1;
+                } else if seq == 0 {
                     self.command(p, start, now, ctx);
                 } else if let Some(f) = self.inflight.front_mut() {
                     // LOCAL INFILE upload or change_user authentication: not recorded.
@@ -591,6 +596,13 @@ impl Conn {
         if let Command::CloseStmt { stmt_id } = &command {
             self.stmts.remove(stmt_id);
         }
+        if state == RState::Done && !self.inflight.is_empty() {
+            // Earlier commands still wait for answers: keep the session's order.
+            let f = self.push_inflight(command, start, now, RState::Done);
+            f.results.push(Response::None);
+            f.last_us = start;
+            return;
+        }
         if state == RState::Done {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -635,8 +647,9 @@ impl Conn {
     }
 
     fn parse_command(&mut self, p: &[u8], ctx: &mut Ctx<'_>) -> Command {
-        let code = p[0];
-        let body = &p[1..];
+        let Some((&code, body)) = p.split_first() else {
+            return Command::Other { code: 0, len: 0 };
+        };
         let mut r = Reader::new(body);
         let parsed = match code {
             0x01 => Some(Command::Quit),
@@ -1291,6 +1304,16 @@ impl Conn {
                 }
                 self.finish(f, ctx);
             }
+            // Commands without an answer queued behind it are complete too.
+            while self
+                .inflight
+                .front()
+                .is_some_and(|f| f.state == RState::Done)
+            {
+                if let Some(f) = self.inflight.pop_front() {
+                    self.finish(f, ctx);
+                }
+            }
         }
     }
 
@@ -1440,7 +1463,7 @@ fn plausible_payload(cmd: u8, len: usize, payload: &[u8]) -> bool {
     match cmd {
         0x01 | 0x09 | 0x0a | 0x0d | 0x0e | 0x1f => len == 1,
         0x02 | 0x03 | 0x16 => {
-            let text = &payload[1..payload.len().min(len)];
+            let text = payload.get(1..payload.len().min(len)).unwrap_or_default();
             len > 1
                 && (looks_like_sql(text)
                     || parse_query_attributes(text).is_some_and(|(_, s)| looks_like_sql(s)))

@@ -7,6 +7,9 @@
 
 use std::collections::BTreeMap;
 
+/// Out-of-order segments queued per direction at most.
+const MAX_SEGMENTS: usize = 1024;
+
 /// A TCP sequence number: arithmetic and comparison wrap at 2^32 (RFC 1982).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SeqNum(pub u32);
@@ -95,7 +98,11 @@ impl Reassembler {
             self.drain_pending(out);
         } else {
             self.queue(seq, payload);
-            if self.pending_bytes > self.limit {
+            // Over the limit (in bytes, or in segments, which bounds the work per segment):
+            // what is still missing before the queued data counts as lost.
+            while !self.pending.is_empty()
+                && (self.pending_bytes > self.limit || self.pending.len() > MAX_SEGMENTS)
+            {
                 self.skip_to_first_pending(out);
             }
         }
@@ -326,5 +333,32 @@ mod tests {
             proptest::prop_assert_eq!(gap, 0);
             proptest::prop_assert_eq!(got, data);
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    /// Found by fuzzing: the queue must stay within its limit whatever the segments.
+    #[test]
+    fn queue_stays_within_its_limit() {
+        let mut r = Reassembler::new(8);
+        let mut out = vec![];
+        r.segment(SeqNum(0), b"a", &mut out);
+        for i in 0..8u32 {
+            r.segment(SeqNum(10 + 2 * i), b"x", &mut out);
+            assert!(r.pending_bytes() <= 8);
+        }
+        for i in 0..8u32 {
+            r.segment(SeqNum(100 + 60 * i), &[b'y'; 50], &mut out);
+            assert!(r.pending_bytes() <= 8, "{} bytes queued", r.pending_bytes());
+        }
+        let mut r = Reassembler::new(1 << 30);
+        r.segment(SeqNum(0), b"a", &mut out);
+        for i in 0..5000u32 {
+            r.segment(SeqNum(10 + 2 * i), b"x", &mut out);
+        }
+        assert!(r.pending.len() <= MAX_SEGMENTS);
     }
 }

@@ -405,3 +405,20 @@ fn tls_sessions_are_counted_not_decoded() {
         );
     }
 }
+
+/// Inputs the fuzzers found (fuzz/regressions): they must decode without panicking.
+#[test]
+fn fuzz_regressions_do_not_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/capture_packets");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "pcap") {
+            let mut cap = Capture::new(CaptureConfig::default());
+            let _ = source::read_file(&path, None, |ts, link, frame| cap.packet(ts, link, frame));
+            cap.finish();
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "regression pcaps not found in {}", dir.display());
+}

@@ -27,8 +27,10 @@ pub const BLOCK_TARGET: usize = 128 * 1024;
 /// without bound.
 pub const MAX_BLOCK: u32 = 64 * 1024 * 1024;
 
+/// The codec. The limit bounds what one decode may allocate, so a crafted length prefix in a
+/// file whose checksums are right cannot make the reader allocate without bound.
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]

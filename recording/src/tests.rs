@@ -175,3 +175,14 @@ fn live_flush_seals_small_blocks() {
     assert!(err.is_none());
     assert_eq!(got.len(), 2);
 }
+
+/// Found by fuzzing: a length prefix of 2^62 inside a block whose checksums are right must be
+/// an error, not an allocation that aborts the process.
+#[test]
+fn crafted_huge_length_is_an_error() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/recording_reader/bincode-len-2pow62-alloc.myrr");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, err) = read(&bytes);
+    assert!(err.is_some(), "crafted file must give an error");
+}

@@ -337,3 +337,18 @@ fn gap_in_a_result_resumes_at_the_next_command() {
         .iter()
         .any(|e| matches!(e, Event::Gap(g) if g.bytes == 100)));
 }
+
+/// Found by fuzzing: a command with no answer sent while an earlier one still waits must not
+/// overtake it.
+#[test]
+fn exchanges_keep_session_order_behind_pending_answers() {
+    let conv = conversation(CAPS);
+    let mut c = conv[..3].to_vec();
+    c.push((C, plain(0, b"\x03SELECT 1")));
+    c.push((C, plain(0, &[0x19, 9, 0, 0, 0]))); // close, no answer, sent before the SELECT's answer
+    c.push((S, plain(1, &ok(0, 2))));
+    c.push((C, plain(0, &[0x01])));
+    let (events, _) = decode(&c, None, true);
+    let seqs: Vec<u64> = exchanges(&events).iter().map(|x| x.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2]);
+}
