@@ -288,6 +288,12 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
         executes > 100 && checked_exchanges > 1000,
         "{executes} executes, {checked_exchanges} exchanges"
     );
+    assert!(
+        exact.1 > 100 && exact.0 * 100 >= exact.1 * 95,
+        "row counts: {} of {} exact",
+        exact.0,
+        exact.1
+    );
     for k in [
         "Query",
         "Init DB",
