@@ -53,7 +53,7 @@ run_step() {
 # Run every step even if an earlier one fails, so one run reports everything.
 run_step "cargo fmt" cargo fmt --all -- --check
 run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
-run_step "cargo test" cargo test --workspace
+run_step "cargo test" cargo test --workspace --no-fail-fast
 
 section "summary"
 if ((${#failed[@]} > 0)); then
