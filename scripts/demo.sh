@@ -3,10 +3,10 @@
 # workload captured off loopback, a candidate that differs (a dropped index, one changed
 # row), a replay on both, and a report.
 #
-#   bash scripts/demo.sh            # builds myrr (release) and runs everything
+#   bash scripts/demo.sh            # builds myrr (optimized) and runs everything
 #   MYRR_BIN=target/debug/myrr MYRR_DEMO_SECONDS=3 bash scripts/demo.sh   # faster, for tests
 #
-# Output goes to ${MYRR_DEMO_DIR:-target/demo}: prod.myrr (the capture), base.myrr and
+# Output goes to ${MYRR_DEMO_DIR:-target/demo-run}: prod.myrr (the capture), base.myrr and
 # cand.myrr (replays on the source and the candidate), report.html, report.json.
 # Exit status: 0 when the demo ran (whatever the verdict), non-zero when something broke.
 set -euo pipefail
@@ -16,7 +16,7 @@ cd "$ROOT"
 say() { printf '\n\033[1m[demo] %s\033[0m\n' "$*" >&2; }
 [[ -n "${NO_COLOR:-}" || ! -t 2 ]] && say() { printf '\n[demo] %s\n' "$*" >&2; }
 
-OUT="${MYRR_DEMO_DIR:-$ROOT/target/demo}"
+OUT="${MYRR_DEMO_DIR:-$ROOT/target/demo-run}"
 SECONDS_RUN="${MYRR_DEMO_SECONDS:-10}"
 DB=myrr_demo
 mkdir -p "$OUT"
@@ -30,9 +30,9 @@ CAND=$MYRR_CANDIDATE_PORT
 if [[ -n "${MYRR_BIN:-}" ]]; then
     BIN="$MYRR_BIN"
 else
-    say "building myrr (release)"
-    cargo build --release -q -p myrr
-    BIN="$ROOT/target/release/myrr"
+    say "building myrr (optimized, profile demo)"
+    cargo build --profile demo -q -p myrr
+    BIN="$ROOT/target/demo/myrr"
 fi
 M=(mariadb -h127.0.0.1 --protocol=tcp -umyrr -pmyrr)
 SB=(sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr --mysql-password=myrr --mysql-db=$DB --tables=2 --table-size=10000)
