@@ -65,6 +65,10 @@ pub struct Args {
     /// How long a session tries to reconnect after the server went away.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "D")]
     reconnect_wait: Duration,
+    /// Client threads. One thread drives thousands of sessions (no cross-thread wake-ups, the
+    /// cheapest per query); raise it when one core cannot keep up with the target.
+    #[arg(long, default_value = "1", value_name = "N")]
+    threads: usize,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,

@@ -409,19 +409,20 @@ pub async fn run(
     };
     let mut writer = RecordingWriter::create(&config.output, &header).map_err(out_err)?;
     let (tx, mut rx) = mpsc::channel::<Event>(16 * 1024);
-    let writer_task =
-        tokio::task::spawn_blocking(move || -> Result<(), myrr_recording::WriteError> {
-            let mut last = Instant::now();
-            while let Some(e) = rx.blocking_recv() {
-                writer.push(&e)?;
-                if last.elapsed() >= Duration::from_millis(500) {
-                    writer.flush_if_older(Duration::from_secs(1))?;
-                    last = Instant::now();
-                }
+    // The writer runs as a task: events cost no thread wake-up each; blocks are compressed on
+    // the writer's own thread.
+    let writer_task = tokio::spawn(async move {
+        let mut last = Instant::now();
+        while let Some(e) = rx.recv().await {
+            writer.push(&e)?;
+            if last.elapsed() >= Duration::from_millis(500) {
+                writer.flush_if_older(Duration::from_secs(1))?;
+                last = Instant::now();
             }
-            writer.finish()?;
-            Ok(())
-        });
+        }
+        writer.finish()?;
+        Ok::<(), myrr_recording::WriteError>(())
+    });
 
     let started = Instant::now();
     let shared = Arc::new(Shared {
@@ -439,11 +440,11 @@ pub async fn run(
         config,
     });
 
-    // The dispatcher reads the recordings on a blocking thread and feeds session tasks.
-    let handle = tokio::runtime::Handle::current();
-    let sh = shared.clone();
-    let dispatcher = tokio::task::spawn_blocking(move || dispatch(sh, handle));
-    let tasks = dispatcher.await.unwrap_or_default();
+    // The dispatcher reads the recordings and feeds session tasks; it is a task too (reading
+    // ahead from page cache is quick), so nothing crosses threads per exchange.
+    let tasks = tokio::spawn(dispatch(shared.clone()))
+        .await
+        .unwrap_or_default();
     let mut interrupted = stop.load(Ordering::Relaxed);
     let drain = async {
         for t in tasks {
@@ -508,7 +509,7 @@ pub async fn run(
 }
 
 /// Reads events in time order and hands each session's exchanges to its tasks (one per clone).
-fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task::JoinHandle<()>> {
+async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
     let cfg = &shared.config;
     let mut tasks = Vec::new();
     let Ok(merged) = RunReader::open(&cfg.inputs) else {
@@ -545,7 +546,7 @@ fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task:
                         ..s.clone()
                     };
                     let worker = session::Worker::new(shared.clone(), start, clone);
-                    tasks.push(rt.spawn(worker.run(rx)));
+                    tasks.push(tokio::spawn(worker.run(rx)));
                     txs.push(tx);
                 }
                 senders.insert(id, txs);
@@ -561,7 +562,7 @@ fn dispatch(shared: Arc<Shared>, rt: tokio::runtime::Handle) -> Vec<tokio::task:
                 dispatched += 1;
                 let x = Arc::new(Exchange { session: id, ..x });
                 for tx in txs {
-                    let _ = tx.blocking_send(x.clone());
+                    let _ = tx.send(x.clone()).await;
                 }
             }
             Event::SessionEnd(e) => {
