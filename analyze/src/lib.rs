@@ -347,7 +347,14 @@ pub fn analyze(
             response: x.response,
             more: x.more,
         };
-        if read_base {
+        if read_base && fanout == 1 {
+            match wait_c.remove(&key) {
+                Some(cs) => join(&mut shapes, &mut totals, opts, key, slim, cs),
+                None => {
+                    wait_b.insert(key, (slim, 1));
+                }
+            }
+        } else if read_base {
             let mut left = fanout;
             for k in 0..fanout {
                 let ck = if fanout > 1 { (key.0, key.1, k) } else { key };
@@ -361,6 +368,15 @@ pub fn analyze(
             }
         } else {
             let bk = if fanout > 1 { (key.0, key.1, 0) } else { key };
+            if fanout == 1 {
+                match wait_b.remove(&bk) {
+                    Some((bs, _)) => join(&mut shapes, &mut totals, opts, key, bs, slim),
+                    None => {
+                        wait_c.insert(key, slim);
+                    }
+                }
+                continue;
+            }
             match wait_b.get_mut(&bk) {
                 Some((bs, left)) => {
                     join(&mut shapes, &mut totals, opts, key, clone_slim(bs), slim);

@@ -236,6 +236,8 @@ pub struct Conn {
     quit_sent: bool,
     last_us: u64,
     ended: bool,
+    /// The server framer switches to compression after the packet being handled.
+    compress_server: bool,
 }
 
 impl Conn {
@@ -278,6 +280,7 @@ impl Conn {
             quit_sent: false,
             last_us: first_us,
             ended: false,
+            compress_server: false,
         }
     }
 
@@ -433,22 +436,27 @@ impl Conn {
             self.frame_error(Direction::ClientToServer, e, now, ctx);
             return;
         }
+        // The framer is taken out while its packets are handled, so they are borrowed, not
+        // copied; handling a client packet never touches the client framer.
+        let mut framer = std::mem::replace(&mut self.client, Framer::new(0));
+        let mut failed = None;
         loop {
-            let pkt = match self.client.next_packet() {
-                Ok(Some(p)) => p,
+            let start = framer.first_byte_us.min(now);
+            match framer.next_packet() {
+                Ok(Some(pkt)) => self.client_packet(pkt.seq, pkt.payload, start, now, ctx),
                 Ok(None) => break,
                 Err(e) => {
-                    self.frame_error(Direction::ClientToServer, e, now, ctx);
+                    failed = Some(e);
                     break;
                 }
-            };
-            let seq = pkt.seq;
-            let payload = pkt.payload.to_vec();
-            let start = self.client.first_byte_us.min(now);
-            self.client_packet(seq, &payload, start, now, ctx);
+            }
             if self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
                 break;
             }
+        }
+        self.client = framer;
+        if let Some(e) = failed {
+            self.frame_error(Direction::ClientToServer, e, now, ctx);
         }
     }
 
@@ -850,22 +858,33 @@ impl Conn {
             self.frame_error(Direction::ServerToClient, e, now, ctx);
             return;
         }
+        // As on the client side: packets are borrowed from the framer, taken out meanwhile.
+        // The one change a server packet makes to its own framer (compression switched on by
+        // the login's OK) is applied here, before the next packet is framed.
+        let mut framer = std::mem::replace(&mut self.server, Framer::new(0));
+        let mut failed = None;
         loop {
-            let pkt = match self.server.next_packet() {
-                Ok(Some(p)) => p,
+            match framer.next_packet() {
+                Ok(Some(pkt)) => self.server_packet(pkt.seq, pkt.payload, now, ctx),
                 Ok(None) => break,
                 Err(e) => {
-                    self.frame_error(Direction::ServerToClient, e, now, ctx);
+                    failed = Some(e);
                     break;
                 }
-            };
-            let seq = pkt.seq;
-            // Rows are digested in place; only non-row packets need the payload after this.
-            let payload: Vec<u8> = pkt.payload.to_vec();
-            self.server_packet(seq, &payload, now, ctx);
+            }
+            if std::mem::take(&mut self.compress_server) {
+                if let Err(e) = framer.set_compressed() {
+                    failed = Some(e);
+                    break;
+                }
+            }
             if self.server_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
                 break;
             }
+        }
+        self.server = framer;
+        if let Some(e) = failed {
+            self.frame_error(Direction::ServerToClient, e, now, ctx);
         }
     }
 
@@ -878,7 +897,7 @@ impl Conn {
                     self.phase = Phase::Command;
                     if self.caps.unwrap_or(0) & caps::COMPRESS != 0 {
                         self.compressed = true;
-                        let _ = self.server.set_compressed();
+                        self.compress_server = true;
                         let _ = self.client.set_compressed();
                     }
                     if self.caps.unwrap_or(0) & caps::ZSTD != 0 {
