@@ -169,6 +169,31 @@ fn scale_and_shards() {
     assert!(s0.is_disjoint(&s1));
     let all: BTreeSet<u64> = s0.union(&s1).copied().collect();
     assert_eq!(all, sessions_of(&base));
+    // analyze takes the shards as one candidate run, and the clones of a scaled run each
+    // join the capture's single exchange.
+    for cand in [
+        vec![dir.join("s0.myrr"), dir.join("s1.myrr")],
+        vec![dir.join("x3.myrr")],
+    ] {
+        let out = myrr()
+            .arg("analyze")
+            .arg("--baseline")
+            .arg(rec)
+            .arg("--candidate")
+            .args(&cand)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let want = if cand.len() == 2 { n } else { 3 * n };
+        assert_eq!(r["totals"]["joined"], want as u64, "{:#}", r["totals"]);
+        assert_eq!(r["totals"]["mismatched"], 0, "{:#}", r["mismatches"]);
+        assert!(
+            r["totals"]["only_baseline"].as_object().unwrap().is_empty(),
+            "{:#}",
+            r["totals"]
+        );
+    }
 }
 
 #[test]
