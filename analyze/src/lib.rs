@@ -16,7 +16,9 @@ pub mod fingerprint;
 pub mod report;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
@@ -315,8 +317,8 @@ pub fn analyze(
     };
     // Baseline exchanges waiting for (the rest of) their partners, and candidate exchanges
     // waiting for theirs.
-    let mut wait_b: HashMap<Key, (Slim, u32)> = HashMap::new();
-    let mut wait_c: HashMap<Key, Slim> = HashMap::new();
+    let mut wait_b: HashMap<Key, (Slim, u32)> = HashMap::default();
+    let mut wait_c: HashMap<Key, Slim> = HashMap::default();
     // Read alternately, favouring the side that is behind (fewer exchanges waiting), so what
     // waits for a partner stays as small as the two runs' orders allow.
     loop {

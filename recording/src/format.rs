@@ -267,6 +267,8 @@ pub struct RecordingReader<R: Read> {
     left_in_block: u32,
     block_offset: u64,
     done: bool,
+    /// One decompression context for the whole file.
+    dctx: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl RecordingReader<BufReader<File>> {
@@ -375,6 +377,7 @@ impl<R: Read> RecordingReader<R> {
             left_in_block: 0,
             block_offset: 0,
             done: false,
+            dctx: None,
         })
     }
 
@@ -446,8 +449,31 @@ impl<R: Read> RecordingReader<R> {
             detail,
         };
         // A block decompresses to at most BLOCK_TARGET plus one event; cap well above that.
-        self.block = zstd::bulk::decompress(&z, MAX_BLOCK as usize)
+        if self.dctx.is_none() {
+            self.dctx =
+                Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("zstd: {e}")))?);
+        }
+        // The frame says its content size; reuse the block buffer at that size.
+        let size = match zstd::zstd_safe::get_frame_content_size(&z) {
+            Ok(Some(n)) if n <= MAX_BLOCK as u64 => n as usize,
+            Ok(Some(n)) => {
+                return Err(corrupt(format!(
+                    "block of {n} bytes is larger than {MAX_BLOCK}"
+                )))
+            }
+            _ => return Err(corrupt("block without a valid zstd frame header".into())),
+        };
+        let dctx = self.dctx.as_mut().expect("just set");
+        self.block.clear();
+        self.block.reserve(size);
+        let n = dctx
+            .decompress_to_buffer(&z, &mut self.block)
             .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+        if n != size {
+            return Err(corrupt(format!(
+                "decompressed to {n} bytes, header says {size}"
+            )));
+        }
         if self.block.len() < 4 {
             return Err(corrupt("block shorter than its event count".into()));
         }
