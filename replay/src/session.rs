@@ -313,14 +313,20 @@ impl Worker {
                 .fetch_max(x.start_us, Ordering::Relaxed);
             exchanges += 1;
             let quit = matches!(x.command, Command::Quit);
+            let seq = x.seq;
+            // Without --scale this task holds the only reference: take the command, no copy.
+            let command = match Arc::try_unwrap(x) {
+                Ok(x) => x.command,
+                Err(shared_x) => shared_x.command.clone(),
+            };
             self.emit(Event::Exchange(Exchange {
                 session,
-                seq: x.seq,
+                seq,
                 clone: self.clone,
                 scheduled_us: Some(scheduled_us),
                 start_us: sent_us,
                 end_us,
-                command: x.command.clone(),
+                command,
                 response,
                 more,
             }))
