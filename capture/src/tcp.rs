@@ -123,16 +123,19 @@ impl Reassembler {
         }
     }
 
+    /// The queued segment that starts earliest relative to `next` (overlapping ones first).
+    fn closest_pending(&self, next: SeqNum) -> Option<u32> {
+        self.pending
+            .keys()
+            .copied()
+            .min_by_key(|&k| SeqNum(k).diff(next) as i64)
+    }
+
     /// Delivers queued segments that have become in order.
     fn drain_pending(&mut self, out: &mut Vec<Delivery<'_>>) {
         while let Some(next) = self.next {
             // The pending segment closest after (or overlapping) `next`.
-            let Some(key) = self
-                .pending
-                .keys()
-                .copied()
-                .min_by_key(|&k| SeqNum(k).diff(next) as i64)
-            else {
+            let Some(key) = self.closest_pending(next) else {
                 return;
             };
             let off = SeqNum(key).diff(next);
@@ -159,12 +162,7 @@ impl Reassembler {
     /// Declares everything before the first queued segment lost.
     pub fn skip_to_first_pending(&mut self, out: &mut Vec<Delivery<'_>>) {
         let Some(next) = self.next else { return };
-        let Some(first) = self
-            .pending
-            .keys()
-            .copied()
-            .min_by_key(|&k| SeqNum(k).diff(next) as i64)
-        else {
+        let Some(first) = self.closest_pending(next) else {
             return;
         };
         let lost = SeqNum(first).diff(next);
@@ -190,11 +188,7 @@ impl Reassembler {
             if ack.diff(next) <= 0 {
                 return;
             }
-            let first = self
-                .pending
-                .keys()
-                .copied()
-                .min_by_key(|&k| SeqNum(k).diff(next) as i64);
+            let first = self.closest_pending(next);
             match first {
                 // Bytes up to the first queued segment were sent before it: lost with the rest.
                 Some(_) => self.skip_to_first_pending(out),
