@@ -24,6 +24,24 @@ pub enum Mismatch {
 }
 
 impl Mismatch {
+    pub const ALL: [Mismatch; 10] = [
+        Mismatch::ErrorOnlyBaseline,
+        Mismatch::ErrorOnlyCandidate,
+        Mismatch::ErrorCode,
+        Mismatch::ResponseKind,
+        Mismatch::Columns,
+        Mismatch::RowCount,
+        Mismatch::Order,
+        Mismatch::Values,
+        Mismatch::AffectedRows,
+        Mismatch::Warnings,
+    ];
+
+    /// The class named `name` in reports.
+    pub fn from_name(name: &str) -> Option<Mismatch> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Mismatch::ErrorOnlyBaseline => "error_only_baseline",

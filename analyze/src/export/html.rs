@@ -123,22 +123,7 @@ fn ratio_class(r: Option<f64>) -> &'static str {
 
 /// The description of a mismatch class name (the name itself when unknown).
 fn mismatch_label(name: &str) -> String {
-    use Mismatch::*;
-    [
-        ErrorOnlyBaseline,
-        ErrorOnlyCandidate,
-        ErrorCode,
-        ResponseKind,
-        Columns,
-        RowCount,
-        Order,
-        Values,
-        AffectedRows,
-        Warnings,
-    ]
-    .into_iter()
-    .find(|m| m.name() == name)
-    .map_or_else(|| human(name), |m| m.describe().to_string())
+    Mismatch::from_name(name).map_or_else(|| human(name), |m| m.describe().to_string())
 }
 
 /// `error_code 3, values 1`.
