@@ -62,42 +62,34 @@ pub fn db() -> &'static Db {
     })
 }
 
+/// The mariadb CLI over TCP to `port`, batch mode, running `statements`.
+fn mariadb_cli(port: u16, statements: &str) -> Command {
+    let mut c = Command::new("mariadb");
+    c.args([
+        "-h127.0.0.1",
+        "--protocol=tcp",
+        "-umyrr",
+        "-pmyrr",
+        "-N",
+        "-B",
+    ])
+    .arg(format!("-P{port}"))
+    .arg("-e")
+    .arg(statements);
+    c
+}
+
 /// Runs SQL with the mariadb CLI, going on after errors (some statements are meant to fail).
 pub fn sql_force(port: u16, statements: &str) {
-    let out = Command::new("mariadb")
-        .args([
-            "-h127.0.0.1",
-            "--protocol=tcp",
-            "-umyrr",
-            "-pmyrr",
-            "-N",
-            "-B",
-            "--force",
-        ])
-        .arg(format!("-P{port}"))
-        .arg("-e")
-        .arg(statements)
+    let _ = mariadb_cli(port, statements)
+        .arg("--force")
         .output()
         .expect("run mariadb");
-    let _ = out;
 }
 
 /// Runs SQL with the mariadb CLI over TCP; returns tab-separated rows.
 pub fn sql(port: u16, statements: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "-h127.0.0.1",
-            "--protocol=tcp",
-            "-umyrr",
-            "-pmyrr",
-            "-N",
-            "-B",
-        ])
-        .arg(format!("-P{port}"))
-        .arg("-e")
-        .arg(statements)
-        .output()
-        .expect("run mariadb");
+    let out = mariadb_cli(port, statements).output().expect("run mariadb");
     assert!(
         out.status.success(),
         "mariadb -e {statements:?} failed: {}",
