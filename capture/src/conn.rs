@@ -238,6 +238,8 @@ pub struct Conn {
     ended: bool,
     /// The server framer switches to compression after the packet being handled.
     compress_server: bool,
+    /// LOCAL INFILE requests seen from the server (a replaying client answers each one).
+    pub infile_requests: u64,
 }
 
 impl Conn {
@@ -281,6 +283,7 @@ impl Conn {
             last_us: first_us,
             ended: false,
             compress_server: false,
+            infile_requests: 0,
         }
     }
 
@@ -1025,6 +1028,7 @@ impl Conn {
                     f.state = if more { RState::First } else { RState::Done };
                 }
                 Some(0xfb) => {
+                    self.infile_requests += 1;
                     f.infile = Some(p[1..].to_vec());
                     f.state = RState::Infile;
                 }
@@ -1558,7 +1562,8 @@ fn parse_query_attributes(body: &[u8]) -> Option<(QueryAttrs, &[u8])> {
     Some((attrs, r.rest()))
 }
 
-fn parse_err(p: &[u8]) -> ErrInfo {
+/// An ERR packet's code, SQL state and message.
+pub fn parse_err(p: &[u8]) -> ErrInfo {
     let mut r = Reader::new(p.get(1..).unwrap_or_default());
     let code = r.u16().unwrap_or(0);
     let state = if r.rest().first() == Some(&b'#') {

@@ -4,7 +4,7 @@
 //! decoder panics on column types it does not know, and capture input is untrusted; a test
 //! checks both agree on every type.
 
-use myrr_recording::ValueRef;
+use myrr_recording::{Value, ValueRef};
 
 use crate::wire::Reader;
 
@@ -23,6 +23,7 @@ pub const TYPE_TIME: u8 = 0x0b;
 pub const TYPE_DATETIME: u8 = 0x0c;
 pub const TYPE_YEAR: u8 = 0x0d;
 pub const TYPE_NEWDATE: u8 = 0x0e;
+pub const TYPE_VAR_STRING: u8 = 0xfd;
 
 /// Column flag: the integer is unsigned.
 pub const UNSIGNED_FLAG: u16 = 0x20;
@@ -101,6 +102,115 @@ pub fn read_binary<'a>(
         // length-encoded bytes.
         _ => ValueRef::Bytes(r.lenenc_bytes()?),
     })
+}
+
+/// Appends `v` as a binary-protocol value of `column_type` (a COM_STMT_EXECUTE parameter), the
+/// inverse of [`read_binary`]. Returns the type to declare for it: `column_type` when the value
+/// fits it, else the natural type of the value (a recording never pairs them otherwise, but a
+/// replay must send something the server can read).
+pub fn write_binary(out: &mut Vec<u8>, column_type: u8, v: &Value) -> u8 {
+    match (column_type, v) {
+        (_, Value::Null) => column_type,
+        (TYPE_TINY, Value::Int(i)) => {
+            out.push(*i as u8);
+            column_type
+        }
+        (TYPE_SHORT | TYPE_YEAR, Value::Int(i)) => {
+            out.extend_from_slice(&(*i as u16).to_le_bytes());
+            column_type
+        }
+        (TYPE_LONG | TYPE_INT24, Value::Int(i)) => {
+            out.extend_from_slice(&(*i as u32).to_le_bytes());
+            column_type
+        }
+        (_, Value::Int(i)) => {
+            out.extend_from_slice(&i.to_le_bytes());
+            TYPE_LONGLONG
+        }
+        (_, Value::UInt(u)) => {
+            out.extend_from_slice(&u.to_le_bytes());
+            TYPE_LONGLONG
+        }
+        (_, Value::Float(f)) => {
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+            TYPE_FLOAT
+        }
+        (_, Value::Double(d)) => {
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
+            TYPE_DOUBLE
+        }
+        (_, Value::Date(y, mo, d, h, mi, s, us)) => {
+            let len = if *us != 0 {
+                11
+            } else if (*h, *mi, *s) != (0, 0, 0) {
+                7
+            } else if (*y, *mo, *d) != (0, 0, 0) {
+                4
+            } else {
+                0
+            };
+            out.push(len);
+            if len >= 4 {
+                out.extend_from_slice(&y.to_le_bytes());
+                out.extend_from_slice(&[*mo, *d]);
+            }
+            if len >= 7 {
+                out.extend_from_slice(&[*h, *mi, *s]);
+            }
+            if len == 11 {
+                out.extend_from_slice(&us.to_le_bytes());
+            }
+            match column_type {
+                TYPE_TIMESTAMP | TYPE_DATE | TYPE_NEWDATE | TYPE_DATETIME => column_type,
+                _ => TYPE_DATETIME,
+            }
+        }
+        (_, Value::Time(neg, days, h, m, s, us)) => {
+            let len = if *us != 0 {
+                12
+            } else if (*days, *h, *m, *s) != (0, 0, 0, 0) {
+                8
+            } else {
+                0
+            };
+            out.push(len);
+            if len >= 8 {
+                out.push(*neg as u8);
+                out.extend_from_slice(&days.to_le_bytes());
+                out.extend_from_slice(&[*h, *m, *s]);
+            }
+            if len == 12 {
+                out.extend_from_slice(&us.to_le_bytes());
+            }
+            TYPE_TIME
+        }
+        (_, Value::Bytes(b)) => {
+            write_lenenc(out, b.len() as u64);
+            out.extend_from_slice(b);
+            match column_type {
+                TYPE_TINY | TYPE_SHORT | TYPE_YEAR | TYPE_LONG | TYPE_INT24 | TYPE_LONGLONG
+                | TYPE_FLOAT | TYPE_DOUBLE | TYPE_NULL | TYPE_TIMESTAMP | TYPE_DATE
+                | TYPE_NEWDATE | TYPE_DATETIME | TYPE_TIME => TYPE_VAR_STRING,
+                _ => column_type,
+            }
+        }
+    }
+}
+
+/// Appends a length-encoded integer.
+pub fn write_lenenc(out: &mut Vec<u8>, n: u64) {
+    if n < 0xfb {
+        out.push(n as u8);
+    } else if n <= 0xffff {
+        out.push(0xfc);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+    } else if n <= 0xff_ffff {
+        out.push(0xfd);
+        out.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+    } else {
+        out.push(0xfe);
+        out.extend_from_slice(&n.to_le_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +304,52 @@ mod tests {
                     let _ = read_binary(&mut Reader::new(&f[..cut]), t, false);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn write_then_read_gives_the_value_back() {
+        let cases: Vec<(u8, bool, Value)> = vec![
+            (TYPE_TINY, false, Value::Int(-5)),
+            (TYPE_TINY, true, Value::Int(250)),
+            (TYPE_SHORT, false, Value::Int(-30000)),
+            (TYPE_YEAR, true, Value::Int(2024)),
+            (TYPE_LONG, false, Value::Int(-2_000_000_000)),
+            (TYPE_INT24, true, Value::Int(16_000_000)),
+            (TYPE_LONGLONG, false, Value::Int(i64::MIN)),
+            (TYPE_LONGLONG, true, Value::UInt(u64::MAX)),
+            (TYPE_FLOAT, false, Value::Float(1.5)),
+            (TYPE_DOUBLE, false, Value::Double(-2.25e300)),
+            (TYPE_DATE, false, Value::Date(2024, 2, 29, 0, 0, 0, 0)),
+            (
+                TYPE_DATETIME,
+                false,
+                Value::Date(2024, 2, 29, 23, 59, 58, 0),
+            ),
+            (
+                TYPE_TIMESTAMP,
+                false,
+                Value::Date(2024, 2, 29, 23, 59, 58, 999_999),
+            ),
+            (TYPE_DATETIME, false, Value::Date(0, 0, 0, 0, 0, 0, 0)),
+            (TYPE_TIME, false, Value::Time(true, 3, 4, 5, 6, 0)),
+            (TYPE_TIME, false, Value::Time(false, 0, 0, 0, 1, 7)),
+            (TYPE_TIME, false, Value::Time(false, 0, 0, 0, 0, 0)),
+            (TYPE_VAR_STRING, false, Value::Bytes(b"abc".to_vec())),
+            (0xfc, false, Value::Bytes(vec![7; 300])),
+            (0xfc, false, Value::Bytes(vec![7; 70_000])),
+            (TYPE_DECIMAL, false, Value::Bytes(b"-12.50".to_vec())),
+            // A value that does not fit the recorded type is sent under its own type.
+            (TYPE_LONG, false, Value::Bytes(b"42".to_vec())),
+            (TYPE_VAR_STRING, false, Value::Int(42)),
+        ];
+        for (t, unsigned, v) in cases {
+            let mut out = Vec::new();
+            let sent = write_binary(&mut out, t, &v);
+            let mut r = Reader::new(&out);
+            let back = read_binary(&mut r, sent, unsigned).expect("reads back");
+            assert!(r.is_empty(), "{t:#x} {v:?}: {} bytes left", r.remaining());
+            assert_eq!(back.to_owned_value(), v, "type {t:#x} sent as {sent:#x}");
         }
     }
 }

@@ -1,11 +1,19 @@
 //! myrr-replay: re-issue recorded sessions against a candidate server.
 //!
 //! [`run`] streams one or more recordings (merged by time), starts one tokio task and one real
-//! `mysql_async` connection per recorded session (times `--scale`, for this `--shard`), paces
+//! connection per recorded session (times `--scale`, for this `--shard`), paces
 //! each session's commands on the recorded timeline (or as fast as answers come with
 //! [`Speed::Max`]), and writes what the candidate answered as a replay run in the recording
 //! format. Memory stays bounded: events are streamed, per-session queues are bounded, result
 //! rows are digested as they arrive.
+//!
+//! Sessions speak the protocol themselves ([`wire`]): handshake and authentication through
+//! `mysql_common`, answers read by the capture's own decoder, so a replayed answer is decoded
+//! and digested by the code that decoded the recorded one, and every command the capture
+//! records can be sent as recorded (`mysql_async` has no API for COM_STMT_RESET,
+//! SEND_LONG_DATA, FIELD_LIST, STATISTICS or SET_OPTION, and builds a `Row` of owned values
+//! per row, which cost twice sysbench's client CPU per query). The preflight check connects
+//! with `mysql_async`, independently of that code.
 //!
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
@@ -13,6 +21,7 @@
 mod readonly;
 mod session;
 pub mod target;
+mod wire;
 
 pub use readonly::{first_keyword, is_read_only};
 pub use target::Target;

@@ -5,166 +5,39 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use myrr_capture::values::write_binary;
 use myrr_recording::{
-    Column, Command, EndReason, ErrInfo, Event, Exchange, Login, MissingReason, OkInfo, Prepared,
-    Response, ResultSet, RowDigester, SessionEnd, SessionStart, SkipReason, Value, ValueRef,
+    Command, EndReason, Event, Exchange, Login, MissingReason, Param, Response, SessionEnd,
+    SessionStart, SkipReason,
 };
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Params, Statement};
 use tokio::sync::mpsc;
 
 use crate::readonly::is_read_only;
+use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::Shared;
 
-/// Why talking to the server failed.
-enum Failure {
-    /// The server answered with an error: the session goes on.
-    Server(ErrInfo),
-    /// The connection is gone.
-    Lost(String),
-}
-
-fn classify(e: mysql_async::Error) -> Failure {
-    match e {
-        mysql_async::Error::Server(s) => Failure::Server(ErrInfo {
-            code: s.code,
-            state: s.state.into_bytes(),
-            message: s.message.into_bytes(),
-        }),
-        other => Failure::Lost(other.to_string()),
-    }
-}
-
-fn value_ref(v: &mysql_async::Value) -> ValueRef<'_> {
-    use mysql_async::Value as V;
-    match v {
-        V::NULL => ValueRef::Null,
-        V::Bytes(b) => ValueRef::Bytes(b),
-        V::Int(i) => ValueRef::Int(*i),
-        V::UInt(u) => ValueRef::UInt(*u),
-        V::Float(f) => ValueRef::Float(*f),
-        V::Double(d) => ValueRef::Double(*d),
-        V::Date(y, mo, d, h, mi, s, us) => ValueRef::Date(*y, *mo, *d, *h, *mi, *s, *us),
-        V::Time(n, d, h, m, s, us) => ValueRef::Time(*n, *d, *h, *m, *s, *us),
-    }
-}
-
-fn to_driver_value(v: &Value) -> mysql_async::Value {
-    use mysql_async::Value as V;
-    match v {
-        Value::Null => V::NULL,
-        Value::Bytes(b) => V::Bytes(b.clone()),
-        Value::Int(i) => V::Int(*i),
-        Value::UInt(u) => V::UInt(*u),
-        Value::Float(f) => V::Float(*f),
-        Value::Double(d) => V::Double(*d),
-        Value::Date(y, mo, d, h, mi, s, us) => V::Date(*y, *mo, *d, *h, *mi, *s, *us),
-        Value::Time(n, d, h, m, s, us) => V::Time(*n, *d, *h, *m, *s, *us),
-    }
-}
-
-fn column(c: &mysql_async::Column) -> Column {
-    Column {
-        name: c.name_ref().to_vec(),
-        table: c.table_ref().to_vec(),
-        column_type: c.column_type() as u8,
-        flags: c.flags().bits(),
-        charset: c.character_set(),
-        decimals: c.decimals(),
-        length: c.column_length(),
-    }
-}
-
-/// Reads every result of a query or execute: rows are digested as they stream, never held.
-async fn read_results<P: mysql_async::prelude::Protocol>(
-    mut result: mysql_async::QueryResult<'_, 'static, P>,
-) -> Result<Vec<Response>, Failure> {
-    let mut out = Vec::new();
-    loop {
-        let columns = result.columns().unwrap_or_else(|| Arc::from(Vec::new()));
-        if columns.is_empty() {
-            out.push(Response::Ok(OkInfo {
-                affected_rows: result.affected_rows(),
-                last_insert_id: result.last_insert_id().unwrap_or(0),
-                status: 0,
-                warnings: result.warnings(),
-                info: result.info().as_bytes().to_vec(),
-            }));
-            result.next().await.map_err(classify)?;
-        } else {
-            let mut digest = RowDigester::new();
-            let mut bytes = 0u64;
-            loop {
-                match result.next().await {
-                    Ok(Some(row)) => {
-                        for i in 0..row.len() {
-                            let v = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
-                            if let mysql_async::Value::Bytes(b) = v {
-                                bytes += b.len() as u64;
-                            }
-                            digest.value(value_ref(v));
-                        }
-                        digest.end_row();
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let f = classify(e);
-                        let (error, lost) = match f {
-                            Failure::Server(e) => (Some(e), None),
-                            Failure::Lost(m) => (None, Some(m)),
-                        };
-                        out.push(Response::Rows(ResultSet {
-                            columns: columns.iter().map(column).collect(),
-                            rows: digest.rows(),
-                            bytes,
-                            digest: digest.finish(),
-                            status: 0,
-                            warnings: 0,
-                            complete: false,
-                            error,
-                        }));
-                        return match lost {
-                            Some(m) => Err(Failure::Lost(m)),
-                            None => Ok(out),
-                        };
-                    }
-                }
-            }
-            out.push(Response::Rows(ResultSet {
-                columns: columns.iter().map(column).collect(),
-                rows: digest.rows(),
-                bytes,
-                digest: digest.finish(),
-                status: 0,
-                warnings: result.warnings(),
-                complete: true,
-                error: None,
-            }));
-        }
-        if result.is_empty() {
-            return Ok(out);
-        }
-    }
-}
-
-/// Backtick-quotes an identifier for `USE`.
-fn quote_ident(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
+/// A statement prepared on the target, under its recorded id.
+struct Stmt {
+    target_id: u32,
+    sql: Vec<u8>,
 }
 
 pub(crate) struct Worker {
     shared: Arc<Shared>,
     start: SessionStart,
     clone: u32,
-    opts: Opts,
-    conn: Option<Conn>,
-    /// Recorded statement id → statement on the target, and its SQL (to re-prepare).
-    stmts: HashMap<u32, (Statement, Vec<u8>)>,
+    /// The recorded user (credentials on the target come from the target's settings).
+    user: Option<String>,
+    conn: Option<WireConn>,
+    /// Recorded statement id → statement on the target (re-prepared after a reconnect).
+    stmts: HashMap<u32, Stmt>,
     /// Recorded statement id → SQL of statements whose PREPARE was seen but not sent
     /// (filtered) or failed on the target.
     stmt_sql: HashMap<u32, Vec<u8>>,
     current_db: Option<String>,
     last_reconnect: Option<Instant>,
+    /// Reused for every command's bytes.
+    buf: Vec<u8>,
 }
 
 impl Worker {
@@ -177,21 +50,19 @@ impl Worker {
             .db
             .as_deref()
             .map(|d| String::from_utf8_lossy(d).into_owned())
-            .or_else(|| shared.config.default_db.clone());
-        let opts = shared
-            .config
-            .target
-            .opts_for(user.as_deref(), db.as_deref());
+            .or_else(|| shared.config.default_db.clone())
+            .or_else(|| shared.config.target.default_db());
         Self {
             current_db: db,
             shared,
             start,
             clone,
-            opts,
+            user,
             conn: None,
             stmts: HashMap::new(),
             stmt_sql: HashMap::new(),
             last_reconnect: None,
+            buf: Vec::with_capacity(256),
         }
     }
 
@@ -200,9 +71,17 @@ impl Worker {
     }
 
     async fn connect(&mut self) -> Result<(), String> {
-        let mut b = OptsBuilder::from_opts(self.opts.clone());
-        b = b.db_name(self.current_db.clone());
-        let conn = Conn::new(b).await.map_err(|e| e.to_string())?;
+        let target = &self.shared.config.target;
+        let (user, pass) = target.credentials_for(self.user.as_deref());
+        let login = LoginOpts {
+            user: user.as_deref().unwrap_or(""),
+            pass: pass.as_deref(),
+            db: self.current_db.as_deref(),
+            recorded_caps: self.start.capabilities,
+        };
+        let conn = WireConn::connect(&target.address(), &login)
+            .await
+            .map_err(|e| e.to_string())?;
         self.conn = Some(conn);
         Ok(())
     }
@@ -234,21 +113,45 @@ impl Worker {
         }
         self.last_reconnect = Some(Instant::now());
         shared.progress.reconnects.fetch_add(1, Ordering::Relaxed);
-        let old: Vec<(u32, Vec<u8>)> = self.stmts.drain().map(|(id, (_, sql))| (id, sql)).collect();
+        let old: Vec<(u32, Vec<u8>)> = self.stmts.drain().map(|(id, s)| (id, s.sql)).collect();
         for (id, sql) in old {
-            let Some(conn) = self.conn.as_mut() else {
-                return false;
-            };
-            match conn.prep(sql.as_slice()).await {
-                Ok(s) => {
-                    self.stmts.insert(id, (s, sql));
-                }
-                Err(_) => {
-                    self.stmt_sql.insert(id, sql);
-                }
+            match self.prepare(Some(id), &sql).await {
+                Ok(_) => {}
+                Err(Lost(_)) => return false,
             }
         }
         true
+    }
+
+    /// Prepares `sql` on the target under recorded id `id`.
+    async fn prepare(&mut self, id: Option<u32>, sql: &[u8]) -> Result<Answer, Lost> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Lost("not connected".into()));
+        };
+        self.buf.clear();
+        self.buf.push(0x16);
+        self.buf.extend_from_slice(sql);
+        let (mut first, more) = conn.command(&self.buf).await?;
+        match (&mut first, id) {
+            (Response::Prepared(p), Some(id)) => {
+                self.stmts.insert(
+                    id,
+                    Stmt {
+                        target_id: p.stmt_id,
+                        sql: sql.to_vec(),
+                    },
+                );
+                self.stmt_sql.remove(&id);
+                // Within a run, EXECUTEs name statements by the recorded id (the commands
+                // are the recorded ones), so the answer carries that id too.
+                p.stmt_id = id;
+            }
+            (_, Some(id)) => {
+                self.stmt_sql.insert(id, sql.to_vec());
+            }
+            _ => {}
+        }
+        Ok((first, more))
     }
 
     fn now_us(&self) -> u64 {
@@ -275,7 +178,11 @@ impl Worker {
         start.mid_stream = false;
         start.encrypted = false;
         start.compressed = false;
-        start.connection_id = self.conn.as_ref().map(|c| c.id());
+        start.connection_id = self.conn.as_ref().map(|c| c.connection_id);
+        if let Some(c) = &self.conn {
+            start.server_version = Some(c.server_version.clone().into_bytes());
+            start.capabilities = Some(c.caps());
+        }
         start.db = self.current_db.clone().map(String::into_bytes);
         self.emit(Event::SessionStart(start)).await;
         if let Err(e) = &connected {
@@ -337,7 +244,7 @@ impl Worker {
             }
         }
         if let Some(conn) = self.conn.take() {
-            let _ = conn.disconnect().await;
+            conn.quit().await;
         }
         if shared.stopping() && reason != EndReason::Quit {
             reason = EndReason::EndOfRun;
@@ -378,16 +285,8 @@ impl Worker {
             return (Response::Skipped(SkipReason::NotConnected), vec![]);
         }
         match self.send(cmd, &x.response).await {
-            Ok(mut rs) => {
-                let first = if rs.is_empty() {
-                    Response::None
-                } else {
-                    rs.remove(0)
-                };
-                (first, rs)
-            }
-            Err(Failure::Server(e)) => (Response::Err(e), vec![]),
-            Err(Failure::Lost(msg)) => {
+            Ok(answer) => answer,
+            Err(Lost(msg)) => {
                 self.conn = None;
                 self.shared.progress.lost.fetch_add(1, Ordering::Relaxed);
                 self.shared.note_error(format!(
@@ -409,7 +308,7 @@ impl Worker {
             Command::Execute { stmt_id, .. } => self
                 .stmts
                 .get(stmt_id)
-                .map(|(_, s)| s.as_slice())
+                .map(|s| s.sql.as_slice())
                 .or_else(|| self.stmt_sql.get(stmt_id).map(Vec::as_slice)),
             _ => None,
         }
@@ -450,121 +349,195 @@ impl Worker {
         None
     }
 
-    async fn send(&mut self, cmd: &Command, recorded: &Response) -> Result<Vec<Response>, Failure> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(Failure::Lost("not connected".into()));
-        };
+    /// The target's id for a recorded statement id.
+    fn target_stmt(&self, recorded: u32) -> Option<u32> {
+        self.stmts.get(&recorded).map(|s| s.target_id)
+    }
+
+    /// Sends one command as the recorded client sent it (statement ids mapped to the
+    /// target's) and reads the answer.
+    async fn send(&mut self, cmd: &Command, recorded: &Response) -> Result<Answer, Lost> {
+        let skipped = |r: SkipReason| Ok((Response::Skipped(r), vec![]));
+        let mut b = std::mem::take(&mut self.buf);
+        b.clear();
         match cmd {
             Command::Query { sql, .. } => {
-                let result = conn.query_iter(sql.as_slice()).await.map_err(classify)?;
-                let out = read_results(result).await?;
-                if crate::readonly::first_keyword(sql) == "USE" {
-                    let name = String::from_utf8_lossy(sql)
-                        .trim()
-                        .trim_end_matches(';')
-                        .to_string();
-                    let db = name[3..].trim().trim_matches('`').to_string();
-                    if !db.is_empty() {
-                        self.current_db = Some(db);
-                    }
-                }
-                Ok(out)
+                b.push(0x03);
+                b.extend_from_slice(sql);
             }
             Command::InitDb { db } => {
-                let name = String::from_utf8_lossy(db).into_owned();
-                conn.query_drop(format!("USE {}", quote_ident(&name)))
-                    .await
-                    .map_err(classify)?;
-                self.current_db = Some(name);
-                Ok(vec![Response::Ok(OkInfo::default())])
+                b.push(0x02);
+                b.extend_from_slice(db);
             }
             Command::Prepare { sql } => {
-                let recorded_id = recorded_stmt_id(recorded);
-                match conn.prep(sql.as_slice()).await {
-                    Ok(stmt) => {
-                        // Within a run, EXECUTEs name statements by the recorded id (the
-                        // commands are the recorded ones), so the answer carries that id too.
-                        let p = Prepared {
-                            stmt_id: recorded_id.unwrap_or(stmt.id()),
-                            params: stmt.num_params(),
-                            columns: stmt.num_columns(),
-                            warnings: 0,
-                            param_defs: stmt.params().iter().map(column).collect(),
-                            column_defs: stmt.columns().iter().map(column).collect(),
-                        };
-                        if let Some(id) = recorded_id {
-                            self.stmts.insert(id, (stmt, sql.clone()));
-                        }
-                        Ok(vec![Response::Prepared(p)])
-                    }
-                    Err(e) => {
-                        if let Some(id) = recorded_id {
-                            self.stmt_sql.insert(id, sql.clone());
-                        }
-                        Err(classify(e))
-                    }
-                }
+                self.buf = b;
+                return self.prepare(recorded_stmt_id(recorded), sql).await;
             }
             Command::Execute {
-                stmt_id, params, ..
+                stmt_id,
+                flags,
+                params,
+                raw_params,
+                ..
             } => {
-                let Some((stmt, _)) = self.stmts.get(stmt_id) else {
-                    return Ok(vec![Response::Skipped(SkipReason::UnknownStatement)]);
+                let Some(id) = self.target_stmt(*stmt_id) else {
+                    self.buf = b;
+                    return skipped(SkipReason::UnknownStatement);
                 };
-                let values: Vec<mysql_async::Value> =
-                    params.iter().map(|p| to_driver_value(&p.value)).collect();
-                let params = if values.is_empty() {
-                    Params::Empty
+                b.push(0x17);
+                b.extend_from_slice(&id.to_le_bytes());
+                // No query attributes on this connection.
+                b.push(flags & !0x08);
+                b.extend_from_slice(&1u32.to_le_bytes());
+                if params.is_empty() {
+                    b.extend_from_slice(raw_params);
                 } else {
-                    Params::Positional(values)
-                };
-                let result = conn
-                    .exec_iter(stmt.clone(), params)
-                    .await
-                    .map_err(classify)?;
-                read_results(result).await
-            }
-            Command::CloseStmt { stmt_id } => {
-                if let Some((stmt, _)) = self.stmts.remove(stmt_id) {
-                    conn.close(stmt).await.map_err(classify)?;
+                    encode_params(&mut b, params);
                 }
-                self.stmt_sql.remove(stmt_id);
-                Ok(vec![Response::None])
             }
-            Command::Ping => {
-                conn.ping().await.map_err(classify)?;
-                Ok(vec![Response::Ok(OkInfo::default())])
+            Command::Fetch { stmt_id, rows } => {
+                let Some(id) = self.target_stmt(*stmt_id) else {
+                    self.buf = b;
+                    return skipped(SkipReason::UnknownStatement);
+                };
+                b.push(0x1c);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&rows.to_le_bytes());
             }
-            Command::ResetConnection => {
-                conn.reset().await.map_err(classify)?;
-                self.stmts.clear();
-                Ok(vec![Response::Ok(OkInfo::default())])
+            Command::SendLongData {
+                stmt_id,
+                param,
+                data,
+            } => {
+                let Some(id) = self.target_stmt(*stmt_id) else {
+                    self.buf = b;
+                    return skipped(SkipReason::UnknownStatement);
+                };
+                b.push(0x18);
+                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&param.to_le_bytes());
+                b.extend_from_slice(data);
             }
+            Command::CloseStmt { stmt_id } | Command::ResetStmt { stmt_id } => {
+                let close = matches!(cmd, Command::CloseStmt { .. });
+                let target = if close {
+                    self.stmt_sql.remove(stmt_id);
+                    self.stmts.remove(stmt_id).map(|s| s.target_id)
+                } else {
+                    self.target_stmt(*stmt_id)
+                };
+                let Some(id) = target else {
+                    self.buf = b;
+                    return if close {
+                        Ok((Response::None, vec![]))
+                    } else {
+                        skipped(SkipReason::UnknownStatement)
+                    };
+                };
+                b.push(if close { 0x19 } else { 0x1a });
+                b.extend_from_slice(&id.to_le_bytes());
+            }
+            Command::FieldList { table, wildcard } => {
+                b.push(0x04);
+                b.extend_from_slice(table);
+                b.push(0);
+                b.extend_from_slice(wildcard);
+            }
+            Command::SetOption { option } => {
+                b.push(0x1b);
+                b.extend_from_slice(&option.to_le_bytes());
+            }
+            Command::Statistics => b.push(0x09),
+            Command::ProcessInfo => b.push(0x0a),
+            Command::Debug => b.push(0x0d),
+            Command::Ping => b.push(0x0e),
+            Command::ResetConnection => b.push(0x1f),
             Command::ChangeUser { user, db } => {
-                let user = String::from_utf8_lossy(user).into_owned();
-                let (u, p) = self.shared.config.target.credentials_for(Some(&user));
-                let db = db
-                    .as_deref()
-                    .map(|d| String::from_utf8_lossy(d).into_owned());
-                let opts = mysql_async::ChangeUserOpts::default()
-                    .with_user(u)
-                    .with_pass(p)
-                    .with_db_name(db.clone());
-                conn.change_user(opts).await.map_err(classify)?;
-                self.current_db = db;
-                self.stmts.clear();
-                Ok(vec![Response::Ok(OkInfo::default())])
+                self.buf = b;
+                return self.change_user(user, db.as_deref()).await;
             }
             Command::Quit => {
+                self.buf = b;
                 if let Some(c) = self.conn.take() {
-                    let _ = c.disconnect().await;
+                    c.quit().await;
                 }
-                Ok(vec![Response::None])
+                return Ok((Response::None, vec![]));
             }
-            other => Ok(vec![Response::Skipped(SkipReason::Unsupported(
-                other.name().to_string(),
-            ))]),
+            other => {
+                // PROCESS_KILL names a connection of the recorded server; other codes were
+                // recorded without their bytes.
+                self.buf = b;
+                return skipped(SkipReason::Unsupported(other.name().to_string()));
+            }
         }
+        let result = match self.conn.as_mut() {
+            Some(conn) => conn.command(&b).await,
+            None => Err(Lost("not connected".into())),
+        };
+        self.buf = b;
+        let answer = result?;
+        self.after(cmd, &answer.0);
+        Ok(answer)
+    }
+
+    /// What a command changed in the session that a reconnect must restore.
+    fn after(&mut self, cmd: &Command, first: &Response) {
+        if matches!(first, Response::Err(_)) {
+            return;
+        }
+        match cmd {
+            Command::InitDb { db } => {
+                self.current_db = Some(String::from_utf8_lossy(db).into_owned());
+            }
+            Command::Query { sql, .. } if crate::readonly::first_keyword(sql) == "USE" => {
+                let text = String::from_utf8_lossy(sql);
+                let db = text.trim().trim_end_matches(';')[3..]
+                    .trim()
+                    .trim_matches('`')
+                    .to_string();
+                if !db.is_empty() {
+                    self.current_db = Some(db);
+                }
+            }
+            Command::ResetConnection => self.stmts.clear(),
+            _ => {}
+        }
+    }
+
+    async fn change_user(&mut self, user: &[u8], db: Option<&[u8]>) -> Result<Answer, Lost> {
+        let recorded = String::from_utf8_lossy(user).into_owned();
+        let (u, p) = self.shared.config.target.credentials_for(Some(&recorded));
+        let db = db.map(|d| String::from_utf8_lossy(d).into_owned());
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Lost("not connected".into()));
+        };
+        let answer = conn
+            .change_user(u.as_deref().unwrap_or(""), p.as_deref(), db.as_deref())
+            .await?;
+        if !matches!(answer.0, Response::Err(_)) {
+            self.user = Some(recorded);
+            self.current_db = db;
+            self.stmts.clear();
+        }
+        Ok(answer)
+    }
+}
+
+/// COM_STMT_EXECUTE's parameter block: NULL bitmap, types (always sent), values.
+fn encode_params(b: &mut Vec<u8>, params: &[Param]) {
+    let n = params.len();
+    let bitmap = b.len();
+    b.resize(bitmap + n.div_ceil(8), 0);
+    b.push(1); // new_params_bound
+    let types = b.len();
+    b.resize(types + 2 * n, 0);
+    for (i, p) in params.iter().enumerate() {
+        if matches!(p.value, myrr_recording::Value::Null) {
+            b[bitmap + i / 8] |= 1 << (i % 8);
+        }
+        let t = write_binary(b, p.column_type, &p.value);
+        b[types + 2 * i] = t;
+        b[types + 2 * i + 1] = if p.unsigned { 0x80 } else { 0 };
     }
 }
 

@@ -47,6 +47,11 @@ impl Target {
         format!("{}:{}", self.opts.ip_or_hostname(), self.opts.tcp_port())
     }
 
+    /// The database named in the target URL.
+    pub fn default_db(&self) -> Option<String> {
+        self.opts.db_name().map(str::to_string)
+    }
+
     /// (user, password) for a recorded user.
     pub fn credentials_for(&self, recorded_user: Option<&str>) -> (Option<String>, Option<String>) {
         if let Some(u) = recorded_user {

@@ -226,6 +226,31 @@ pub fn sysbench_test(test: &str, port: u16, args: &[&str]) -> Command {
 /// exchange at (offset µs from the start, SQL). Responses are left as recorded "ok".
 pub fn synthetic_recording(path: &Path, db: &str, sessions: &[Vec<(u64, String)>]) {
     use myrr_recording::*;
+    let sessions: Vec<Vec<(u64, Command, Response)>> = sessions
+        .iter()
+        .map(|xs| {
+            xs.iter()
+                .map(|(off, sql)| {
+                    let q = Command::Query {
+                        sql: sql.clone().into_bytes(),
+                        attrs: vec![],
+                    };
+                    (*off, q, Response::Ok(OkInfo::default()))
+                })
+                .collect()
+        })
+        .collect();
+    synthetic_commands(path, db, &sessions);
+}
+
+/// A recording of the given commands (offset µs, command, recorded answer) per session, as
+/// user `myrr` on database `db`.
+pub fn synthetic_commands(
+    path: &Path,
+    db: &str,
+    sessions: &[Vec<(u64, myrr_recording::Command, myrr_recording::Response)>],
+) {
+    use myrr_recording::*;
     let t0 = 1_700_000_000_000_000u64;
     let header = Header {
         kind: RunKind::Capture,
@@ -247,7 +272,7 @@ pub fn synthetic_recording(path: &Path, db: &str, sessions: &[Vec<(u64, String)>
             ..Default::default()
         }))
         .unwrap();
-        for (seq, (off, sql)) in xs.iter().enumerate() {
+        for (seq, (off, command, response)) in xs.iter().enumerate() {
             w.push(&Event::Exchange(Exchange {
                 session,
                 seq: seq as u64,
@@ -255,11 +280,8 @@ pub fn synthetic_recording(path: &Path, db: &str, sessions: &[Vec<(u64, String)>
                 scheduled_us: None,
                 start_us: t0 + off,
                 end_us: t0 + off + 100,
-                command: Command::Query {
-                    sql: sql.clone().into_bytes(),
-                    attrs: vec![],
-                },
-                response: Response::Ok(OkInfo::default()),
+                command: command.clone(),
+                response: response.clone(),
                 more: vec![],
             }))
             .unwrap();

@@ -1,0 +1,423 @@
+//! The replay client's connection: the MySQL protocol spoken directly on a tokio socket.
+//!
+//! Handshake and authentication use `mysql_common`'s packets and scrambles. Commands are sent
+//! as the recorded bytes would have been, and the answer is read by the capture's own decoder
+//! ([`myrr_capture::conn::Conn`]) watching both directions of this connection, so a replayed
+//! response is decoded and digested by exactly the code that decoded the recorded one. Rows are
+//! digested straight from the read buffer; nothing is allocated per row.
+
+use myrr_capture::conn::{caps, parse_err, Conn as Decoder, Ctx};
+use myrr_capture::framing::Framer;
+use myrr_capture::Stats;
+use myrr_recording::{Direction, ErrInfo, Event, Response};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin, HandshakePacket};
+use mysql_common::proto::MySerialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest packet the decoder accepts (as in capture).
+const MAX_PACKET: usize = 64 << 20;
+/// utf8mb4_general_ci.
+const CHARSET: u8 = 45;
+const CLIENT_FOUND_ROWS: u32 = 2;
+const CLIENT_LONG_FLAG: u32 = 4;
+const CLIENT_NO_SCHEMA: u32 = 0x10;
+const CLIENT_ODBC: u32 = 0x40;
+const CLIENT_LOCAL_FILES: u32 = 0x80;
+const CLIENT_IGNORE_SPACE: u32 = 0x100;
+const CLIENT_INTERACTIVE: u32 = 0x400;
+const CLIENT_IGNORE_SIGPIPE: u32 = 0x1000;
+const CLIENT_TRANSACTIONS: u32 = 0x2000;
+const CLIENT_MULTI_RESULTS: u32 = 1 << 17;
+const CLIENT_PS_MULTI_RESULTS: u32 = 1 << 18;
+
+/// Capabilities a replaying client takes over from the recorded session when it had them:
+/// they change what the server answers (FOUND_ROWS changes affected-row counts,
+/// MULTI_STATEMENTS whether `a; b` runs, LOCAL_FILES whether LOAD DATA LOCAL is allowed...).
+const FROM_RECORDING: u32 = CLIENT_FOUND_ROWS
+    | CLIENT_LONG_FLAG
+    | CLIENT_NO_SCHEMA
+    | CLIENT_ODBC
+    | CLIENT_LOCAL_FILES
+    | CLIENT_IGNORE_SPACE
+    | CLIENT_INTERACTIVE
+    | CLIENT_IGNORE_SIGPIPE
+    | CLIENT_TRANSACTIONS
+    | caps::MULTI_STATEMENTS
+    | CLIENT_MULTI_RESULTS
+    | CLIENT_PS_MULTI_RESULTS
+    | caps::SESSION_TRACK
+    | caps::DEPRECATE_EOF;
+/// When the recording does not say (a session attached mid-stream): what common drivers ask.
+const DEFAULT_CAPS: u32 = CLIENT_LONG_FLAG
+    | CLIENT_TRANSACTIONS
+    | caps::MULTI_STATEMENTS
+    | CLIENT_MULTI_RESULTS
+    | CLIENT_PS_MULTI_RESULTS
+    | caps::DEPRECATE_EOF;
+/// Always on: the protocol this client speaks. SSL, compression and query attributes stay off.
+const REQUIRED: u32 = caps::LONG_PASSWORD
+    | caps::PROTOCOL_41
+    | caps::SECURE_CONNECTION
+    | caps::PLUGIN_AUTH
+    | caps::PLUGIN_AUTH_LENENC;
+
+/// Who logs in, and how the recorded session talked.
+pub(crate) struct LoginOpts<'a> {
+    pub user: &'a str,
+    pub pass: Option<&'a str>,
+    pub db: Option<&'a str>,
+    /// The recorded session's capability flags, when its login was captured.
+    pub recorded_caps: Option<u32>,
+}
+
+/// The connection is unusable (closed, reset, or the protocol went wrong).
+#[derive(Debug)]
+pub(crate) struct Lost(pub String);
+
+/// Why connecting failed.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The server refused the login.
+    Refused(ErrInfo),
+    Other(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused(e) => write!(
+                f,
+                "ERROR {} ({}): {}",
+                e.code,
+                String::from_utf8_lossy(&e.state),
+                String::from_utf8_lossy(&e.message)
+            ),
+            ConnectError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<Lost> for ConnectError {
+    fn from(l: Lost) -> Self {
+        ConnectError::Other(l.0)
+    }
+}
+
+/// One decoded answer: the first result and any further ones (multi-results).
+pub(crate) type Answer = (Response, Vec<Response>);
+
+pub(crate) struct WireConn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    /// Frames packets this client must read itself (authentication).
+    framer: Framer,
+    decoder: Decoder,
+    events: Vec<Event>,
+    stats: Stats,
+    next_session: u64,
+    infile_answered: u64,
+    caps: u32,
+    /// The last authentication challenge (for COM_CHANGE_USER).
+    nonce: Vec<u8>,
+    plugin: AuthPlugin<'static>,
+    pub connection_id: u32,
+    pub server_version: String,
+}
+
+impl WireConn {
+    /// Connects and logs in.
+    pub(crate) async fn connect(addr: &str, login: &LoginOpts<'_>) -> Result<Self, ConnectError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ConnectError::Other(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut c = WireConn {
+            stream,
+            rbuf: vec![0; 64 << 10],
+            wbuf: Vec::with_capacity(1024),
+            framer: Framer::new(MAX_PACKET),
+            decoder: Decoder::new(local, addr.to_string(), 0, true, MAX_PACKET),
+            events: Vec::new(),
+            stats: Stats::default(),
+            next_session: 0,
+            infile_answered: 0,
+            caps: 0,
+            nonce: Vec::new(),
+            plugin: AuthPlugin::MysqlNativePassword,
+            connection_id: 0,
+            server_version: String::new(),
+        };
+        let (seq, greeting) = c.read_packet().await?;
+        if greeting.first() == Some(&0xff) {
+            return Err(ConnectError::Refused(parse_err(&greeting)));
+        }
+        let hs: HandshakePacket<'_> = ParseBuf(&greeting)
+            .parse(())
+            .map_err(|e| ConnectError::Other(format!("not a MySQL greeting: {e}")))?;
+        c.connection_id = hs.connection_id();
+        c.server_version = hs.server_version_str().into_owned();
+        c.nonce = hs.nonce();
+        let server_caps = hs.capabilities().bits();
+        if server_caps & caps::PROTOCOL_41 == 0 {
+            return Err(ConnectError::Other(
+                "the server speaks a protocol older than 4.1".into(),
+            ));
+        }
+        let wanted = match login.recorded_caps {
+            Some(r) => r & FROM_RECORDING,
+            None => DEFAULT_CAPS,
+        } | REQUIRED
+            | if login.db.is_some() {
+                caps::CONNECT_WITH_DB
+            } else {
+                0
+            };
+        c.caps = wanted & server_caps;
+        c.plugin = match hs.auth_plugin().map(AuthPlugin::into_owned) {
+            Some(p @ (AuthPlugin::CachingSha2Password | AuthPlugin::MysqlNativePassword)) => p,
+            _ => AuthPlugin::MysqlNativePassword,
+        };
+        let auth = auth_data(&c.plugin, login.pass, &c.nonce)?;
+
+        let mut p = Vec::with_capacity(128);
+        p.extend_from_slice(&c.caps.to_le_bytes());
+        p.extend_from_slice(&(MAX_PACKET as u32).to_le_bytes());
+        p.push(CHARSET);
+        p.extend_from_slice(&[0; 23]);
+        p.extend_from_slice(login.user.as_bytes());
+        p.push(0);
+        myrr_capture::values::write_lenenc(&mut p, auth.len() as u64);
+        p.extend_from_slice(&auth);
+        if c.caps & caps::CONNECT_WITH_DB != 0 {
+            p.extend_from_slice(login.db.unwrap_or("").as_bytes());
+            p.push(0);
+        }
+        p.extend_from_slice(c.plugin.as_bytes());
+        p.push(0);
+        c.write_packet(seq.wrapping_add(1), &p).await?;
+        c.authenticate(login.pass).await?;
+        c.take_answer();
+        Ok(c)
+    }
+
+    /// Reads the server's side of authentication to its end (OK or ERR), answering auth
+    /// switches and caching_sha2_password's requests on the way.
+    async fn authenticate(&mut self, pass: Option<&str>) -> Result<(), ConnectError> {
+        loop {
+            let (seq, p) = self.read_packet().await?;
+            let next = seq.wrapping_add(1);
+            match p.first() {
+                Some(0x00) => return Ok(()),
+                Some(0xff) => return Err(ConnectError::Refused(parse_err(&p))),
+                Some(0xfe) if p.len() > 1 => {
+                    let body = &p[1..];
+                    let name_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                    let plugin = AuthPlugin::from_bytes(&body[..name_end]).into_owned();
+                    let mut nonce = body.get(name_end + 1..).unwrap_or(&[]).to_vec();
+                    if nonce.last() == Some(&0) {
+                        nonce.pop();
+                    }
+                    let data = match &plugin {
+                        AuthPlugin::MysqlNativePassword
+                        | AuthPlugin::CachingSha2Password
+                        | AuthPlugin::Ed25519 => auth_data(&plugin, pass, &nonce)?,
+                        other => {
+                            return Err(ConnectError::Other(format!(
+                                "the server asks for authentication plugin {:?}, which myrr \
+                                 does not speak (mysql_native_password, caching_sha2_password \
+                                 and client_ed25519 are supported)",
+                                String::from_utf8_lossy(other.as_bytes())
+                            )))
+                        }
+                    };
+                    self.plugin = plugin;
+                    self.nonce = nonce;
+                    self.write_packet(next, &data).await?;
+                }
+                Some(0x01) if matches!(self.plugin, AuthPlugin::CachingSha2Password) => {
+                    match p.get(1) {
+                        Some(3) => {} // fast authentication succeeded: OK follows
+                        Some(4) => self.write_packet(next, &[2]).await?, // ask for the RSA key
+                        _ => {
+                            // The server's public key: send the password encrypted with it.
+                            let key = p[1..].to_vec();
+                            let mut clear = pass.unwrap_or("").as_bytes().to_vec();
+                            clear.push(0);
+                            for (i, b) in clear.iter_mut().enumerate() {
+                                *b ^= self.nonce.get(i % self.nonce.len().max(1)).unwrap_or(&0);
+                            }
+                            let encrypted = std::panic::catch_unwind(|| {
+                                mysql_common::crypto::encrypt(&clear, &key)
+                            })
+                            .map_err(|_| {
+                                ConnectError::Other(
+                                    "the server's RSA public key is unusable".into(),
+                                )
+                            })?;
+                            self.write_packet(next, &encrypted).await?;
+                        }
+                    }
+                }
+                _ => {
+                    return Err(ConnectError::Other(format!(
+                        "unexpected packet during authentication (0x{:02x})",
+                        p.first().copied().unwrap_or(0)
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The capability flags in effect on this connection.
+    pub(crate) fn caps(&self) -> u32 {
+        self.caps
+    }
+
+    /// Sends one command and reads its whole answer through the decoder.
+    pub(crate) async fn command(&mut self, payload: &[u8]) -> Result<Answer, Lost> {
+        self.write_packet(0, payload).await?;
+        self.read_answer().await
+    }
+
+    /// COM_CHANGE_USER, with its authentication.
+    pub(crate) async fn change_user(
+        &mut self,
+        user: &str,
+        pass: Option<&str>,
+        db: Option<&str>,
+    ) -> Result<Answer, Lost> {
+        let auth = auth_data(&self.plugin, pass, &self.nonce).map_err(|e| Lost(e.to_string()))?;
+        let mut p = vec![0x11];
+        p.extend_from_slice(user.as_bytes());
+        p.push(0);
+        p.push(auth.len() as u8);
+        p.extend_from_slice(&auth);
+        p.extend_from_slice(db.unwrap_or("").as_bytes());
+        p.push(0);
+        p.extend_from_slice(&(CHARSET as u16).to_le_bytes());
+        p.extend_from_slice(self.plugin.as_bytes());
+        p.push(0);
+        self.write_packet(0, &p).await?;
+        match self.authenticate(pass).await {
+            Ok(()) | Err(ConnectError::Refused(_)) => {}
+            Err(ConnectError::Other(m)) => return Err(Lost(m)),
+        }
+        self.take_answer()
+            .ok_or_else(|| Lost("change user: the answer did not decode".into()))
+    }
+
+    /// Says goodbye (COM_QUIT) and closes the socket.
+    pub(crate) async fn quit(mut self) {
+        let _ = self.write_packet(0, &[0x01]).await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    async fn read_answer(&mut self) -> Result<Answer, Lost> {
+        loop {
+            if let Some(a) = self.take_answer() {
+                return Ok(a);
+            }
+            if self.decoder.infile_requests > self.infile_answered {
+                // LOAD DATA LOCAL: the file's contents are not in the recording; send an
+                // empty file (the server then answers with its OK or error).
+                self.infile_answered = self.decoder.infile_requests;
+                self.write_packet(2, &[]).await?;
+            }
+            let n = self.fill().await?;
+            self.feed(Direction::ServerToClient, n);
+        }
+    }
+
+    /// The decoded answer, if the decoder has finished one.
+    fn take_answer(&mut self) -> Option<Answer> {
+        let mut answer = None;
+        for e in self.events.drain(..) {
+            if let Event::Exchange(x) = e {
+                answer = Some((x.response, x.more));
+            }
+        }
+        answer
+    }
+
+    /// Reads what the socket has into `rbuf`; the connection is lost on EOF.
+    async fn fill(&mut self) -> Result<usize, Lost> {
+        match self.stream.read(&mut self.rbuf).await {
+            Ok(0) => Err(Lost("the server closed the connection".into())),
+            Ok(n) => Ok(n),
+            Err(e) => Err(Lost(e.to_string())),
+        }
+    }
+
+    /// Hands the first `n` bytes of `rbuf` (server → client) or all of `wbuf` (client →
+    /// server) to the decoder.
+    fn feed(&mut self, dir: Direction, n: usize) {
+        let data = match dir {
+            Direction::ServerToClient => &self.rbuf[..n],
+            Direction::ClientToServer => &self.wbuf[..],
+        };
+        let mut ctx = Ctx {
+            events: &mut self.events,
+            stats: &mut self.stats,
+            next_session: &mut self.next_session,
+        };
+        self.decoder.data(dir, data, 0, &mut ctx);
+    }
+
+    /// One packet for this client to read itself (during authentication).
+    async fn read_packet(&mut self) -> Result<(u8, Vec<u8>), Lost> {
+        loop {
+            match self.framer.next_packet() {
+                Ok(Some(p)) => return Ok((p.seq, p.payload.to_vec())),
+                Ok(None) => {}
+                Err(e) => return Err(Lost(format!("bad packet from the server: {e}"))),
+            }
+            let n = self.fill().await?;
+            self.feed(Direction::ServerToClient, n);
+            self.framer
+                .push(&self.rbuf[..n], 0)
+                .map_err(|e| Lost(format!("bad packet from the server: {e}")))?;
+        }
+    }
+
+    /// Frames `payload` (split at 16 MiB) and sends it.
+    async fn write_packet(&mut self, mut seq: u8, payload: &[u8]) -> Result<(), Lost> {
+        self.wbuf.clear();
+        let mut rest = payload;
+        loop {
+            let n = rest.len().min(0xff_ffff);
+            self.wbuf.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+            self.wbuf.push(seq);
+            self.wbuf.extend_from_slice(&rest[..n]);
+            seq = seq.wrapping_add(1);
+            rest = &rest[n..];
+            if n < 0xff_ffff {
+                break;
+            }
+        }
+        self.feed(Direction::ClientToServer, 0);
+        self.stream
+            .write_all(&self.wbuf)
+            .await
+            .map_err(|e| Lost(e.to_string()))
+    }
+}
+
+/// The authentication response for `plugin`.
+fn auth_data(
+    plugin: &AuthPlugin<'_>,
+    pass: Option<&str>,
+    nonce: &[u8],
+) -> Result<Vec<u8>, ConnectError> {
+    let mut out = Vec::new();
+    if let Some(d) = plugin.gen_data(pass, nonce) {
+        d.serialize(&mut out);
+    }
+    Ok(out)
+}
