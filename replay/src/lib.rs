@@ -7,7 +7,7 @@
 //! format. Memory stays bounded: events are streamed, per-session queues are bounded, result
 //! rows are digested as they arrive.
 //!
-//! Sessions speak the protocol themselves ([`wire`]): handshake and authentication through
+//! Sessions speak the protocol themselves (module `wire`): handshake and authentication through
 //! `mysql_common`, answers read by the capture's own decoder, so a replayed answer is decoded
 //! and digested by the code that decoded the recorded one, and every command the capture
 //! records can be sent as recorded (`mysql_async` has no API for COM_STMT_RESET,
