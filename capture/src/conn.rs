@@ -240,6 +240,9 @@ pub struct Conn {
     compress_server: bool,
     /// LOCAL INFILE requests seen from the server (a replaying client answers each one).
     pub infile_requests: u64,
+    /// Commands are decoded only as far as reading their answers needs (no SQL or parameter
+    /// copies): for a replaying client, which knows what it sent.
+    pub answers_only: bool,
 }
 
 impl Conn {
@@ -284,6 +287,7 @@ impl Conn {
             ended: false,
             compress_server: false,
             infile_requests: 0,
+            answers_only: false,
         }
     }
 
@@ -662,6 +666,29 @@ impl Conn {
             return Command::Other { code: 0, len: 0 };
         };
         let mut r = Reader::new(body);
+        if self.answers_only {
+            match code {
+                0x03 => {
+                    return Command::Query {
+                        sql: Vec::new(),
+                        attrs: vec![],
+                    }
+                }
+                0x16 => return Command::Prepare { sql: Vec::new() },
+                0x17 => {
+                    if let (Some(stmt_id), Some(flags)) = (r.u32(), r.u8()) {
+                        return Command::Execute {
+                            stmt_id,
+                            flags,
+                            params: vec![],
+                            prepare_seen: true,
+                            raw_params: vec![],
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
         let parsed = match code {
             0x01 => Some(Command::Quit),
             0x02 => Some(Command::InitDb { db: body.to_vec() }),

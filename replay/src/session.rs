@@ -325,7 +325,12 @@ impl Worker {
         }
         let sql = self.sql_of(cmd);
         if let Some(sql) = sql {
-            let text = String::from_utf8_lossy(sql);
+            let regex = cfg.include.is_some() || cfg.exclude.is_some();
+            let text = if regex {
+                String::from_utf8_lossy(sql)
+            } else {
+                std::borrow::Cow::Borrowed("")
+            };
             if cfg.include.as_ref().is_some_and(|r| !r.is_match(&text))
                 || cfg.exclude.as_ref().is_some_and(|r| r.is_match(&text))
             {
