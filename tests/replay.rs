@@ -724,3 +724,39 @@ fn every_command_kind_is_replayed() {
         "1\thello world\n2\ttwo\n"
     );
 }
+
+/// More sessions than a default soft limit on open files allows: replay lifts its own limit
+/// to the hard one, so every session connects.
+#[test]
+fn sessions_beyond_the_soft_open_files_limit() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("many.myrr");
+    let sessions: Vec<Vec<(u64, String)>> = (0..300)
+        .map(|i| {
+            vec![
+                (i * 100, format!("SELECT {i}")),
+                (i * 100 + 50_000, "SELECT 1".into()),
+            ]
+        })
+        .collect();
+    synthetic_recording(&rec, "sbtest", &sessions);
+    let out = dir.join("many.out.myrr");
+    let script =
+        format!("ulimit -Sn 128 && exec \"$0\" replay \"$1\" --target \"$2\" -o \"$3\" --json");
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .arg(env!("CARGO_BIN_EXE_myrr"))
+        .arg(&rec)
+        .arg(&db.candidate_url)
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["connect_failures"], 0, "{s}");
+    assert_eq!(s["exchanges"], 600, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+}

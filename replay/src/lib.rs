@@ -18,6 +18,7 @@
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
 
+mod pacer;
 mod readonly;
 mod session;
 pub mod target;
@@ -305,6 +306,22 @@ fn scan(inputs: &[PathBuf], shard: (u32, u32)) -> Result<Scan, ReplayError> {
     Ok(s)
 }
 
+/// Every session holds a socket (and, paced, a timer): lift the soft limit on open files to
+/// the hard one, as a 1024 default would cap a replay at about a thousand sessions.
+fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit on a valid, initialized struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 /// Connects once with the first session's credentials, before anything starts.
 async fn preflight(target: &Target, user: Option<&str>) -> Result<String, ReplayError> {
     use mysql_async::prelude::Queryable;
@@ -349,6 +366,7 @@ pub async fn run(
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, ReplayError> {
+    raise_fd_limit();
     let scan = scan(&config.inputs, config.shard)?;
     if let Some(d) = &scan.damage {
         if !config.ignore_damage {

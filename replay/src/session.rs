@@ -12,6 +12,7 @@ use myrr_recording::{
 };
 use tokio::sync::mpsc;
 
+use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::Shared;
@@ -162,8 +163,13 @@ impl Worker {
         let shared = self.shared.clone();
         let session = self.start.session;
         // Open the connection at the session's recorded offset.
+        // Created on the first wait: a --speed max run needs none.
+        let mut timer: Option<PreciseTimer> = None;
         if let Some(at) = shared.schedule_at(self.start.start_us, self.clone) {
-            tokio::time::sleep_until(at).await;
+            timer
+                .get_or_insert_with(PreciseTimer::new)
+                .sleep_until(at)
+                .await;
         }
         shared
             .progress
@@ -200,7 +206,10 @@ impl Worker {
             }
             let scheduled = shared.schedule_at(x.start_us, self.clone);
             if let Some(at) = scheduled {
-                tokio::time::sleep_until(at).await;
+                timer
+                    .get_or_insert_with(PreciseTimer::new)
+                    .sleep_until(at)
+                    .await;
             }
             let scheduled_us = match scheduled {
                 Some(at) => shared.clock.us_at(at),
