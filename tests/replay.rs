@@ -743,10 +743,9 @@ fn sessions_beyond_the_soft_open_files_limit() {
         .collect();
     synthetic_recording(&rec, "sbtest", &sessions);
     let out = dir.join("many.out.myrr");
-    let script =
-        format!("ulimit -Sn 128 && exec \"$0\" replay \"$1\" --target \"$2\" -o \"$3\" --json");
+    let script = "ulimit -Sn 128 && exec \"$0\" replay \"$1\" --target \"$2\" -o \"$3\" --json";
     let o = Command::new("sh")
-        .args(["-c", &script])
+        .args(["-c", script])
         .arg(env!("CARGO_BIN_EXE_myrr"))
         .arg(&rec)
         .arg(&db.candidate_url)
