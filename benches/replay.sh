@@ -24,6 +24,9 @@ cargo build --release -q -p myrr --example synthetic
 MYRR="$ROOT/target/release/myrr"
 bash scripts/db.sh start >/dev/null
 eval "$(bash scripts/db.sh env)"
+HZ=$(getconf CLK_TCK)
+server_ticks() { awk '{print $14+$15}' "/proc/$(tr -dc 0-9 <"$ROOT/target/myrr-db/candidate/mariadbd.pid")/stat"; }
+SB_PS=(sysbench oltp_point_select --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr --mysql-password=myrr --mysql-db=myrr_bench --tables=4 --table-size=10000)
 SB=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr --mysql-password=myrr --mysql-db=myrr_bench --tables=4 --table-size=10000)
 M=(mariadb -h127.0.0.1 --protocol=tcp -umyrr -pmyrr)
 
@@ -49,26 +52,53 @@ for threads in 16 64; do
     kill -INT "$CAP_PID"; wait "$CAP_PID"; CAP_PID=
     grep -E "exchanges|drops" "$DIR/capture-$threads.log" >&2
 
-    log "sysbench against the candidate, $threads threads"
-    /usr/bin/time -f "%U %S %M" -o "$DIR/sb-$threads.time" \
-        "${SB[@]}" --mysql-port="$MYRR_CANDIDATE_PORT" --threads="$threads" --time="$T" run >"$DIR/sb-$threads.txt"
-    sb_q=$(awk '/queries:/ {print $2; exit}' "$DIR/sb-$threads.txt")
-    sb_qps=$(awk '/queries:/ {gsub(/\(/,"",$3); print $3; exit}' "$DIR/sb-$threads.txt")
-    sb_cpu=$(awk '{print $1+$2}' "$DIR/sb-$threads.time")
+    # Two rounds, alternating, so both tools see the same machine state; the server's CPU per
+    # query is read from /proc for each run (the client's load changes the server's cost).
+    for round in 1 2; do
+        log "round $round: sysbench against the candidate, $threads threads"
+        s0=$(server_ticks)
+        /usr/bin/time -f "%U %S %M" -o "$DIR/sb-$threads.time" \
+            "${SB[@]}" --mysql-port="$MYRR_CANDIDATE_PORT" --threads="$threads" --time="$T" run >"$DIR/sb-$threads.txt"
+        s1=$(server_ticks)
+        sb_q=$(awk '/queries:/ {print $2; exit}' "$DIR/sb-$threads.txt")
+        sb_qps=$(awk '/queries:/ {gsub(/\(/,"",$3); print $3; exit}' "$DIR/sb-$threads.txt")
+        sb_cpu=$(awk '{print $1+$2}' "$DIR/sb-$threads.time")
 
-    log "myrr replay --speed max against the candidate"
-    /usr/bin/time -f "%U %S %M" -o "$DIR/rp-$threads.time" \
-        "$MYRR" replay "$rec" --target "$MYRR_CANDIDATE_URL" --speed max -o "$DIR/rp-$threads.myrr" --json >"$DIR/rp-$threads.json" 2>"$DIR/rp-$threads.log"
-    rp_q=$(python3 -c "import json;print(json.load(open('$DIR/rp-$threads.json'))['exchanges'])")
-    rp_qps=$(python3 -c "import json;print(round(json.load(open('$DIR/rp-$threads.json'))['qps']))")
-    rp_cpu=$(awk '{print $1+$2}' "$DIR/rp-$threads.time")
-    ROW[$threads]=$(python3 -c "
-sbq,sbqps,sbcpu,rq,rqps,rcpu=$sb_q,$sb_qps,$rp_cpu*0+$sb_cpu,$rp_q,$rp_qps,$rp_cpu
-print(f'| {$threads} | {sbqps:,.0f} | {rqps:,.0f} | {rqps/sbqps*100:.0f} % | {sbcpu/sbq*1000*1000:.1f} ms | {rcpu/rq*1000*1000:.1f} ms |')")
-    echo "${ROW[$threads]}" >&2
+        log "round $round: myrr replay --speed max against the candidate"
+        /usr/bin/time -f "%U %S %M" -o "$DIR/rp-$threads.time" \
+            "$MYRR" replay "$rec" --target "$MYRR_CANDIDATE_URL" --speed max -o "$DIR/rp-$threads.myrr" --json >"$DIR/rp-$threads.json" 2>"$DIR/rp-$threads.log"
+        s2=$(server_ticks)
+        rp_q=$(python3 -c "import json;print(json.load(open('$DIR/rp-$threads.json'))['exchanges'])")
+        rp_qps=$(python3 -c "import json;print(round(json.load(open('$DIR/rp-$threads.json'))['qps']))")
+        rp_cpu=$(awk '{print $1+$2}' "$DIR/rp-$threads.time")
+        ROW[$threads.$round]=$(python3 -c "
+sbq,sbqps,sbcpu,rq,rqps,rcpu=$sb_q,$sb_qps,$sb_cpu,$rp_q,$rp_qps,$rp_cpu
+ssb,srp=($s1-$s0)/$HZ,($s2-$s1)/$HZ
+print(f'| {$threads} | {$round} | {sbqps:,.0f} | {rqps:,.0f} | {rqps/sbqps*100:.0f} % | {sbcpu/sbq*1e6:.1f} ms | {rcpu/rq*1e6:.1f} ms | {ssb/sbq*1e6:.1f} ms | {srp/rq*1e6:.1f} ms |')")
+        echo "${ROW[$threads.$round]}" >&2
+    done
 done
 
-log "paced replay (--speed 1) of the 16-session recording"
+log "paced replay (--speed 1) of a recording with think times: sysbench oltp_point_select at a fixed rate"
+"$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$DIR/rate.myrr" 2>"$DIR/capture-rate.log" &
+CAP_PID=$!
+for _ in $(seq 50); do grep -q "capturing on" "$DIR/capture-rate.log" && break; sleep 0.1; done
+sleep 0.3
+"${SB_PS[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads=16 --rate=8000 --time="$T" run >/dev/null
+sleep 0.3
+kill -INT "$CAP_PID"; wait "$CAP_PID"; CAP_PID=
+"$MYRR" replay "$DIR/rate.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 -o "$DIR/rate.out.myrr" --json >"$DIR/rate.json" 2>"$DIR/rate.log"
+lag() { python3 -c "import json;d=json.load(open('$1'));l=d['start_lag_us'];print(f\"start lag p50 {l['p50']} µs, p99 {l['p99']} µs, max {l['max']} µs; {d['exchanges']} exchanges at {d['qps']:.0f} qps, service p99 {d['service_us']['p99']} µs\")"; }
+RATE=$(lag "$DIR/rate.json")
+log "$RATE"
+
+log "paced replay (--speed 1) of a synthetic recording: 16 sessions, a point select every 1 ms each"
+"$ROOT/target/release/examples/synthetic" 16 5000 1 myrr_bench "$DIR/syn16.myrr"
+"$MYRR" replay "$DIR/syn16.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 -o "$DIR/syn16.out.myrr" --json >"$DIR/syn16.json" 2>"$DIR/syn16.log"
+SYN=$(lag "$DIR/syn16.json")
+log "$SYN"
+
+log "paced replay (--speed 1) of the closed-loop 16-session recording (no think time)"
 "$MYRR" replay "$DIR/ro-16.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 -o "$DIR/paced.myrr" --json >"$DIR/paced.json" 2>"$DIR/paced.log"
 PACED=$(python3 -c "import json;d=json.load(open('$DIR/paced.json'));l=d['start_lag_us'];print(f\"start lag p50 {l['p50']} µs, p99 {l['p99']} µs, max {l['max']} µs; {d['exchanges']} exchanges at {d['qps']:.0f} qps\")")
 log "$PACED"
@@ -88,12 +118,15 @@ log "$BIG"
     echo
     echo "Closed loop, sysbench oltp_read_only (prepared statements), ${T}s, same candidate, one after the other:"
     echo
-    echo "| sessions | sysbench QPS | myrr replay --speed max QPS | myrr / sysbench | sysbench CPU / 1000 q | myrr CPU / 1000 q |"
-    echo "|---|---|---|---|---|---|"
-    echo "${ROW[16]}"
-    echo "${ROW[64]}"
+    echo "| sessions | round | sysbench QPS | myrr replay --speed max QPS | myrr / sysbench | sysbench CPU / 1000 q | myrr CPU / 1000 q | server CPU / 1000 q under sysbench | under myrr |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for k in 16.1 16.2 64.1 64.2; do echo "${ROW[$k]}"; done
     echo
-    echo "Paced (--speed 1, 16 sessions): $PACED"
+    echo "Paced (--speed 1), sysbench oltp_point_select --rate=8000, 16 threads (think times between queries): $RATE"
+    echo
+    echo "Paced (--speed 1), synthetic, 16 sessions x 1 query/ms: $SYN"
+    echo
+    echo "Paced (--speed 1), the closed-loop oltp_read_only recording (each query sent as soon as the last was answered, so any slower answer delays the rest): $PACED"
     echo
     echo "Scale: $BIG"
     echo

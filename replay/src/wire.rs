@@ -18,6 +18,10 @@ use tokio::net::TcpStream;
 
 /// Largest packet the decoder accepts (as in capture).
 const MAX_PACKET: usize = 64 << 20;
+/// The read buffer starts small (thousands of sessions each hold one) and doubles up to
+/// `READ_MAX` while reads fill it (large results).
+const READ_MIN: usize = 8 << 10;
+const READ_MAX: usize = 256 << 10;
 /// utf8mb4_general_ci.
 const CHARSET: u8 = 45;
 const CLIENT_FOUND_ROWS: u32 = 2;
@@ -142,7 +146,7 @@ impl WireConn {
         decoder.answers_only = true;
         let mut c = WireConn {
             stream,
-            rbuf: vec![0; 64 << 10],
+            rbuf: vec![0; READ_MIN],
             wbuf: Vec::with_capacity(1024),
             framer: Framer::new(MAX_PACKET),
             decoder,
@@ -363,7 +367,13 @@ impl WireConn {
     async fn fill(&mut self) -> Result<usize, Lost> {
         match self.stream.read(&mut self.rbuf).await {
             Ok(0) => Err(Lost("the server closed the connection".into())),
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                if n == self.rbuf.len() && n < READ_MAX {
+                    // Grown after use: the bytes just read stay where they are.
+                    self.rbuf.resize(n * 2, 0);
+                }
+                Ok(n)
+            }
             Err(e) => Err(Lost(e.to_string())),
         }
     }
