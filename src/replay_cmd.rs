@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use myrr_replay::{Progress, ReplayConfig, Speed, Summary, Target};
+use myrr_replay::{Progress, ReplayConfig, Speed, Summary, SyncMode, Target};
 
 use crate::util::parse_duration;
 
@@ -41,6 +41,14 @@ pub struct Args {
     /// Replay only statements that cannot write (SELECT, SHOW, SET session, BEGIN/COMMIT…).
     #[arg(long)]
     read_only: bool,
+    /// Keep the recorded commit order across sessions (write workloads): `commit` holds every
+    /// write and commit until the commits that had finished before it did in the recording have
+    /// finished in the replay; `all` holds every statement so (reads then see what they saw).
+    #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+    sync: SyncArg,
+    /// Longest a statement waits for earlier commits under --sync before it goes anyway.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]
+    sync_timeout: Duration,
     /// Replay only statements whose SQL matches this regex.
     #[arg(long, value_name = "REGEX")]
     include: Option<String>,
@@ -72,6 +80,13 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SyncArg {
+    None,
+    Commit,
+    All,
 }
 
 fn parse_shard(s: &str) -> anyhow::Result<(u32, u32)> {
@@ -110,6 +125,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     cfg.stagger = a.stagger;
     cfg.shard = parse_shard(&a.shard)?;
     cfg.read_only = a.read_only;
+    cfg.sync = match a.sync {
+        SyncArg::None => SyncMode::None,
+        SyncArg::Commit => SyncMode::Commit,
+        SyncArg::All => SyncMode::All,
+    };
+    cfg.sync_timeout = a.sync_timeout;
     cfg.include = a
         .include
         .as_deref()
@@ -251,6 +272,8 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "connection_lost": s.lost,
             "reconnects": s.reconnects,
             "connect_failures": s.connect_failures,
+            "sync_timeouts": s.sync_timeouts,
+            "sync_cycles": s.sync_cycles,
             "elapsed_s": s.elapsed.as_secs_f64(),
             "qps": qps,
             "start_lag_us": {"p50": s.lag_p50_us, "p99": s.lag_p99_us, "max": s.lag_max_us},
@@ -281,6 +304,16 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
         s.service_p50_us as f64 / 1e3,
         s.service_p99_us as f64 / 1e3
     );
+    if s.sync_timeouts + s.sync_cycles > 0 {
+        eprintln!(
+            "  --sync: {} statements went ahead of an earlier commit: {} after --sync-timeout, \
+             {} because that commit's session was blocked in the server (the candidate locked \
+             differently)",
+            s.sync_timeouts + s.sync_cycles,
+            s.sync_timeouts,
+            s.sync_cycles
+        );
+    }
     if s.interrupted {
         eprintln!("  interrupted: the output holds everything replayed up to the stop");
     }

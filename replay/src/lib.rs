@@ -21,13 +21,15 @@
 mod pacer;
 mod readonly;
 mod session;
+mod sync;
+pub use sync::SyncMode;
 pub mod target;
 mod wire;
 
 pub use readonly::{first_keyword, is_read_only};
 pub use target::Target;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,9 @@ use myrr_recording::{
     RecordingWriter, Response, RunKind, RunReader, SessionStart,
 };
 use tokio::sync::mpsc;
+
+/// `--sync`: a command in the server this long is taken to be blocked on a lock.
+const STUCK_AFTER: Duration = Duration::from_millis(20);
 
 /// Replay pace.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,8 +81,16 @@ pub struct ReplayConfig {
     pub reconnect_wait: Duration,
     /// After a stop request, how long in-flight exchanges may take to finish.
     pub drain_timeout: Duration,
-    /// Per-session queue of exchanges read ahead of their time.
+    /// Exchanges read ahead of their time, over all sessions. Queues are per session and
+    /// unbounded each: one session blocked in the server (on a lock another session holds)
+    /// must never stop the others from getting their next commands.
     pub queue: usize,
+    /// Paced replay reads the recording at most this far ahead of the replay clock.
+    pub read_ahead: Duration,
+    /// Keep the recorded commit order across sessions.
+    pub sync: SyncMode,
+    /// Longest an exchange waits for earlier commits before it goes anyway.
+    pub sync_timeout: Duration,
 }
 
 impl ReplayConfig {
@@ -99,7 +112,10 @@ impl ReplayConfig {
             ignore_damage: false,
             reconnect_wait: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
-            queue: 1024,
+            queue: 100_000,
+            read_ahead: Duration::from_secs(2),
+            sync: SyncMode::None,
+            sync_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -140,6 +156,11 @@ pub struct Progress {
     pub recorded_end_us: AtomicU64,
     /// Largest start lag since the last [`Progress::take_max_lag_us`].
     pub max_lag_us: AtomicU64,
+    /// `--sync`: exchanges that stopped waiting for earlier commits after the timeout.
+    pub sync_timeouts: AtomicU64,
+    /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
+    /// blocked in the server (on a lock the waiting session most likely holds).
+    pub sync_cycles: AtomicU64,
 }
 
 impl Progress {
@@ -200,6 +221,12 @@ pub(crate) struct Shared {
     recorded_origin_us: u64,
     timings: Mutex<Timings>,
     errors: Mutex<Vec<String>>,
+    /// `--sync`: commit points dispatched and not yet answered.
+    pub(crate) commits: Option<sync::CommitOrder>,
+    /// Exchanges that may be queued for sessions, over all sessions.
+    pub(crate) budget: tokio::sync::Semaphore,
+    /// `--sync`: (session, clone) → since when its current command is in the server.
+    in_server: Mutex<HashMap<(u64, u32), Instant>>,
 }
 
 struct Timings {
@@ -234,6 +261,29 @@ impl Shared {
         }
     }
 
+    /// `--sync`: a session's command entered (or left) the server.
+    pub(crate) fn in_server(&self, session: u64, clone: u32, inside: bool) {
+        if self.commits.is_none() {
+            return;
+        }
+        if let Ok(mut m) = self.in_server.lock() {
+            if inside {
+                m.insert((session, clone), Instant::now());
+            } else {
+                m.remove(&(session, clone));
+            }
+        }
+    }
+
+    /// `--sync`: the session's current command has been in the server far longer than an
+    /// answer takes (blocked on a lock, most likely).
+    pub(crate) fn stuck_in_server(&self, session: u64, clone: u32) -> bool {
+        self.in_server.lock().is_ok_and(|m| {
+            m.get(&(session, clone))
+                .is_some_and(|t| t.elapsed() > STUCK_AFTER)
+        })
+    }
+
     pub(crate) fn note_error(&self, e: String) {
         if let Ok(mut v) = self.errors.lock() {
             if v.len() < 20 {
@@ -254,6 +304,8 @@ pub struct Summary {
     pub lost: u64,
     pub reconnects: u64,
     pub connect_failures: u64,
+    pub sync_timeouts: u64,
+    pub sync_cycles: u64,
     pub elapsed: Duration,
     pub lag_p50_us: u64,
     pub lag_p99_us: u64,
@@ -464,11 +516,15 @@ pub async fn run(
             service: Histogram::new(3).expect("histogram"),
         }),
         errors: Mutex::new(Vec::new()),
+        commits: (config.sync != SyncMode::None).then(|| sync::CommitOrder::new(config.scale)),
+        in_server: Mutex::new(HashMap::new()),
+        budget: tokio::sync::Semaphore::new(config.queue.max(1)),
         config,
     });
 
     // The dispatcher reads the recordings and feeds session tasks; it is a task too (reading
     // ahead from page cache is quick), so nothing crosses threads per exchange.
+    let feeder = tokio::spawn(feed_commits(shared.clone()));
     let tasks = tokio::spawn(dispatch(shared.clone()))
         .await
         .unwrap_or_default();
@@ -500,6 +556,8 @@ pub async fn run(
         t.ok()
     };
     let first_errors = shared.errors.lock().map(|v| v.clone()).unwrap_or_default();
+    feeder.abort();
+    let _ = feeder.await;
     drop(shared);
     match writer_task.await {
         Ok(Ok(())) => {}
@@ -523,6 +581,8 @@ pub async fn run(
         lost: p.lost.load(Ordering::Relaxed),
         reconnects: p.reconnects.load(Ordering::Relaxed),
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
+        sync_timeouts: p.sync_timeouts.load(Ordering::Relaxed),
+        sync_cycles: p.sync_cycles.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         lag_p50_us: lag.value_at_quantile(0.5),
         lag_p99_us: lag.value_at_quantile(0.99),
@@ -535,6 +595,69 @@ pub async fn run(
     })
 }
 
+/// One recorded exchange for a session task, with its place in the commit order (`--sync`).
+pub(crate) struct Work {
+    pub(crate) x: Arc<Exchange>,
+    /// Registered commit point: release it once answered.
+    pub(crate) commit: Option<sync::CommitKey>,
+    /// Wait for the commits that ended before it started.
+    pub(crate) wait: bool,
+}
+
+/// Which recorded events this replay takes (shard, limits, sessions seen starting). The
+/// dispatcher and the `--sync` commit feeder both read through one, so they agree exactly.
+struct Selector<'a> {
+    cfg: &'a ReplayConfig,
+    horizon: Option<u64>,
+    live: HashSet<u64>,
+    taken: u64,
+}
+
+enum Pick {
+    Start(SessionStart),
+    Exchange(Exchange),
+    End(u64),
+    Skip,
+    Stop,
+}
+
+impl<'a> Selector<'a> {
+    fn new(cfg: &'a ReplayConfig, recorded_origin_us: u64) -> Self {
+        Self {
+            cfg,
+            horizon: cfg
+                .limit_duration
+                .map(|d| recorded_origin_us + d.as_micros() as u64),
+            live: HashSet::new(),
+            taken: 0,
+        }
+    }
+
+    fn pick(&mut self, ev: Event) -> Pick {
+        let cfg = self.cfg;
+        if self.horizon.is_some_and(|h| event_time(&ev) > h)
+            || cfg.limit_exchanges.is_some_and(|l| self.taken >= l)
+        {
+            return Pick::Stop;
+        }
+        match ev {
+            // A replay run used as input: each session once (clone 0).
+            Event::SessionStart(s)
+                if s.clone == 0 && s.session % cfg.shard.1 as u64 == cfg.shard.0 as u64 =>
+            {
+                self.live.insert(s.session);
+                Pick::Start(s)
+            }
+            Event::Exchange(x) if x.clone == 0 && self.live.contains(&x.session) => {
+                self.taken += 1;
+                Pick::Exchange(x)
+            }
+            Event::SessionEnd(e) if self.live.remove(&e.session) => Pick::End(e.session),
+            _ => Pick::Skip,
+        }
+    }
+}
+
 /// Reads events in time order and hands each session's exchanges to its tasks (one per clone).
 async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
     let cfg = &shared.config;
@@ -542,63 +665,118 @@ async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
     let Ok(merged) = RunReader::open(&cfg.inputs) else {
         return tasks;
     };
-    let mut senders: HashMap<u64, Vec<mpsc::Sender<Arc<Exchange>>>> = HashMap::new();
-    let mut dispatched = 0u64;
-    let horizon = cfg
-        .limit_duration
-        .map(|d| shared.recorded_origin_us + d.as_micros() as u64);
+    let mut senders: HashMap<u64, Vec<mpsc::UnboundedSender<Work>>> = HashMap::new();
+    let mut classifier = sync::Classifier::default();
+    let mut select = Selector::new(cfg, shared.recorded_origin_us);
     for ev in merged {
         if shared.stopping() {
             break;
         }
-        if horizon.is_some_and(|h| event_time(&ev) > h)
-            || cfg.limit_exchanges.is_some_and(|l| dispatched >= l)
-        {
-            break;
+        let pick = select.pick(ev);
+        // Paced: no further ahead than `read_ahead`, whatever the queues could hold.
+        let due = match &pick {
+            Pick::Start(s) => Some(s.start_us),
+            Pick::Exchange(x) => Some(x.start_us),
+            _ => None,
+        };
+        if let Some(at) = due.and_then(|us| shared.schedule_at(us, 0)) {
+            if let Some(early) = at.checked_sub(cfg.read_ahead) {
+                tokio::time::sleep_until(early).await;
+            }
         }
-        match ev {
-            Event::SessionStart(s) => {
-                if s.clone != 0 {
-                    continue; // a replay run used as input: replay each session once
-                }
-                let id = s.session;
-                if id % cfg.shard.1 as u64 != cfg.shard.0 as u64 {
-                    continue;
-                }
+        match pick {
+            Pick::Stop => break,
+            Pick::Skip => {}
+            Pick::Start(s) => {
                 let mut txs = Vec::new();
                 for clone in 0..cfg.scale {
-                    let (tx, rx) = mpsc::channel(cfg.queue);
-                    let start = SessionStart {
-                        session: id,
-                        ..s.clone()
-                    };
-                    let worker = session::Worker::new(shared.clone(), start, clone);
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let worker = session::Worker::new(shared.clone(), s.clone(), clone);
                     tasks.push(tokio::spawn(worker.run(rx)));
                     txs.push(tx);
                 }
-                senders.insert(id, txs);
+                senders.insert(s.session, txs);
             }
-            Event::Exchange(x) => {
-                if x.clone != 0 {
-                    continue;
-                }
-                let id = x.session;
-                let Some(txs) = senders.get(&id) else {
+            Pick::Exchange(x) => {
+                let Some(txs) = senders.get(&x.session) else {
                     continue;
                 };
-                dispatched += 1;
-                let x = Arc::new(Exchange { session: id, ..x });
-                for tx in txs {
-                    let _ = tx.send(x.clone()).await;
+                let (write, commit) = match shared.commits {
+                    Some(_) => classifier.classify(&x),
+                    None => (false, false),
+                };
+                let commit = commit.then_some((x.end_us, x.session, x.seq));
+                let wait = match cfg.sync {
+                    SyncMode::None => false,
+                    SyncMode::Commit => write || commit.is_some(),
+                    SyncMode::All => true,
+                };
+                let x = Arc::new(x);
+                for (clone, tx) in txs.iter().enumerate() {
+                    // The session task gives the permit back when it takes the exchange.
+                    match shared.budget.acquire().await {
+                        Ok(p) => p.forget(),
+                        Err(_) => break,
+                    }
+                    let work = Work {
+                        x: x.clone(),
+                        commit,
+                        wait,
+                    };
+                    if let Err(mpsc::error::SendError(w)) = tx.send(work) {
+                        shared.budget.add_permits(1);
+                        // The session has ended: its commit point will never be answered.
+                        if let (Some(order), Some(key)) = (&shared.commits, w.commit) {
+                            order.done(clone as u32, key);
+                        }
+                    }
                 }
             }
-            Event::SessionEnd(e) => {
-                senders.remove(&e.session);
+            Pick::End(session) => {
+                senders.remove(&session);
+                classifier.session_ended(session);
             }
-            Event::Gap(_) => {}
         }
     }
     tasks
+}
+
+/// `--sync`: reads the recordings ahead of the dispatcher and registers every commit point, so
+/// an exchange can wait for commits that *started* after it but ended before it did.
+async fn feed_commits(shared: Arc<Shared>) {
+    let Some(order) = &shared.commits else { return };
+    let cfg = &shared.config;
+    if let Ok(merged) = RunReader::open(&cfg.inputs) {
+        let mut classifier = sync::Classifier::default();
+        let mut select = Selector::new(cfg, shared.recorded_origin_us);
+        for (n, ev) in merged.enumerate() {
+            if shared.stopping() {
+                break;
+            }
+            let at = event_time(&ev);
+            match select.pick(ev) {
+                Pick::Stop => break,
+                Pick::Exchange(x) => {
+                    if classifier.classify(&x).1 {
+                        for clone in 0..cfg.scale {
+                            order.register(clone, (x.end_us, x.session, x.seq));
+                        }
+                    }
+                }
+                Pick::End(session) => classifier.session_ended(session),
+                Pick::Start(_) | Pick::Skip => {}
+            }
+            if n % 256 == 255 {
+                order.read_to(at);
+                // Bounded read-ahead; and let the sessions run (one client thread).
+                while order.pending() > sync::MAX_PENDING && !shared.stopping() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    order.read_to(u64::MAX);
 }
 
 /// Recording paths, for messages.

@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
+use crate::sync::Waited;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
-use crate::Shared;
+use crate::{Shared, Work};
 
 /// A statement prepared on the target, under its recorded id.
 struct Stmt {
@@ -155,11 +156,18 @@ impl Worker {
         Ok((first, more))
     }
 
+    /// `--sync`: this commit point has been answered (or never will be).
+    fn release(&self, commit: Option<crate::sync::CommitKey>) {
+        if let (Some(order), Some(key)) = (&self.shared.commits, commit) {
+            order.done(self.clone, key);
+        }
+    }
+
     fn now_us(&self) -> u64 {
         self.shared.clock.now_us()
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Arc<Exchange>>) {
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Work>) {
         let shared = self.shared.clone();
         let session = self.start.session;
         // Open the connection at the session's recorded offset.
@@ -200,8 +208,10 @@ impl Worker {
         }
         let mut exchanges = 0u64;
         let mut reason = EndReason::EndOfRun;
-        while let Some(x) = rx.recv().await {
+        while let Some(Work { x, commit, wait }) = rx.recv().await {
+            shared.budget.add_permits(1);
             if shared.stopping() {
+                self.release(commit);
                 break;
             }
             let scheduled = shared.schedule_at(x.start_us, self.clone);
@@ -215,9 +225,24 @@ impl Worker {
                 Some(at) => shared.clock.us_at(at),
                 None => self.now_us(),
             };
+            if let (true, Some(order)) = (wait, &shared.commits) {
+                let timeout = shared.config.sync_timeout;
+                let stuck = |s| shared.stuck_in_server(s, self.clone);
+                let counter = match order.wait(self.clone, x.end_us, timeout, stuck).await {
+                    Waited::Ready => None,
+                    Waited::TimedOut => Some(&shared.progress.sync_timeouts),
+                    Waited::Cycle => Some(&shared.progress.sync_cycles),
+                };
+                if let Some(c) = counter {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             let sent_us = self.now_us();
+            shared.in_server(session, self.clone, true);
             let (response, more) = self.execute(&x).await;
+            shared.in_server(session, self.clone, false);
             let end_us = self.now_us();
+            self.release(commit);
             shared.record_timing(
                 sent_us.saturating_sub(scheduled_us),
                 end_us.saturating_sub(sent_us),
@@ -251,6 +276,12 @@ impl Worker {
                 reason = EndReason::Quit;
                 break;
             }
+        }
+        // Commit points queued behind the end will never be answered: release them.
+        rx.close();
+        while let Ok(w) = rx.try_recv() {
+            shared.budget.add_permits(1);
+            self.release(w.commit);
         }
         if let Some(conn) = self.conn.take() {
             conn.quit().await;
