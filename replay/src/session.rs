@@ -403,6 +403,17 @@ impl Worker {
     /// target's) and reads the answer.
     async fn send(&mut self, cmd: &Command, recorded: &Response) -> Result<Answer, Lost> {
         let skipped = |r: SkipReason| Ok((Response::Skipped(r), vec![]));
+        // The target's id of the statement a command names.
+        let stmt = match cmd {
+            Command::Execute { stmt_id, .. }
+            | Command::Fetch { stmt_id, .. }
+            | Command::SendLongData { stmt_id, .. }
+            | Command::ResetStmt { stmt_id } => match self.target_stmt(*stmt_id) {
+                Some(id) => id,
+                None => return skipped(SkipReason::UnknownStatement),
+            },
+            _ => 0,
+        };
         let mut b = std::mem::take(&mut self.buf);
         b.clear();
         match cmd {
@@ -419,18 +430,13 @@ impl Worker {
                 return self.prepare(recorded_stmt_id(recorded), sql).await;
             }
             Command::Execute {
-                stmt_id,
                 flags,
                 params,
                 raw_params,
                 ..
             } => {
-                let Some(id) = self.target_stmt(*stmt_id) else {
-                    self.buf = b;
-                    return skipped(SkipReason::UnknownStatement);
-                };
                 b.push(0x17);
-                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&stmt.to_le_bytes());
                 // No query attributes on this connection.
                 b.push(flags & !0x08);
                 b.extend_from_slice(&1u32.to_le_bytes());
@@ -440,47 +446,29 @@ impl Worker {
                     encode_params(&mut b, params);
                 }
             }
-            Command::Fetch { stmt_id, rows } => {
-                let Some(id) = self.target_stmt(*stmt_id) else {
-                    self.buf = b;
-                    return skipped(SkipReason::UnknownStatement);
-                };
+            Command::Fetch { rows, .. } => {
                 b.push(0x1c);
-                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&stmt.to_le_bytes());
                 b.extend_from_slice(&rows.to_le_bytes());
             }
-            Command::SendLongData {
-                stmt_id,
-                param,
-                data,
-            } => {
-                let Some(id) = self.target_stmt(*stmt_id) else {
-                    self.buf = b;
-                    return skipped(SkipReason::UnknownStatement);
-                };
+            Command::SendLongData { param, data, .. } => {
                 b.push(0x18);
-                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&stmt.to_le_bytes());
                 b.extend_from_slice(&param.to_le_bytes());
                 b.extend_from_slice(data);
             }
-            Command::CloseStmt { stmt_id } | Command::ResetStmt { stmt_id } => {
-                let close = matches!(cmd, Command::CloseStmt { .. });
-                let target = if close {
-                    self.stmt_sql.remove(stmt_id);
-                    self.stmts.remove(stmt_id).map(|s| s.target_id)
-                } else {
-                    self.target_stmt(*stmt_id)
-                };
-                let Some(id) = target else {
+            Command::CloseStmt { stmt_id } => {
+                self.stmt_sql.remove(stmt_id);
+                let Some(closed) = self.stmts.remove(stmt_id) else {
                     self.buf = b;
-                    return if close {
-                        Ok((Response::None, vec![]))
-                    } else {
-                        skipped(SkipReason::UnknownStatement)
-                    };
+                    return Ok((Response::None, vec![]));
                 };
-                b.push(if close { 0x19 } else { 0x1a });
-                b.extend_from_slice(&id.to_le_bytes());
+                b.push(0x19);
+                b.extend_from_slice(&closed.target_id.to_le_bytes());
+            }
+            Command::ResetStmt { .. } => {
+                b.push(0x1a);
+                b.extend_from_slice(&stmt.to_le_bytes());
             }
             Command::FieldList { table, wildcard } => {
                 b.push(0x04);
