@@ -103,6 +103,30 @@ log "paced replay (--speed 1) of the closed-loop 16-session recording (no think 
 PACED=$(python3 -c "import json;d=json.load(open('$DIR/paced.json'));l=d['start_lag_us'];print(f\"start lag p50 {l['p50']} µs, p99 {l['p99']} µs, max {l['max']} µs; {d['exchanges']} exchanges at {d['qps']:.0f} qps\")")
 log "$PACED"
 
+log "write workload: sysbench oltp_read_write over 2000 rows, 8 threads, replayed with --sync none|commit|all"
+SBW=(sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr --mysql-password=myrr --mysql-db=myrr_rw --tables=1 --table-size=2000)
+"${M[@]}" -P"$MYRR_SOURCE_PORT" -e "DROP DATABASE IF EXISTS myrr_rw; CREATE DATABASE myrr_rw"
+"${SBW[@]}" --mysql-port="$MYRR_SOURCE_PORT" prepare >/dev/null
+mariadb-dump -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_SOURCE_PORT" --databases myrr_rw >"$DIR/rw-initial.sql"
+"$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$DIR/rw.myrr" 2>"$DIR/capture-rw.log" &
+CAP_PID=$!
+for _ in $(seq 50); do grep -q "capturing on" "$DIR/capture-rw.log" && break; sleep 0.1; done
+sleep 0.3
+"${SBW[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads=8 --time="$T" --mysql-ignore-errors=all run >/dev/null
+sleep 0.3
+kill -INT "$CAP_PID"; wait "$CAP_PID"; CAP_PID=
+SYNC_ROWS=()
+for mode in none commit all; do
+    "${M[@]}" -P"$MYRR_CANDIDATE_PORT" <"$DIR/rw-initial.sql"
+    "$MYRR" replay "$DIR/rw.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 --sync "$mode" -o "$DIR/rw-$mode.myrr" --json >"$DIR/rw-$mode.json" 2>"$DIR/rw-$mode.log"
+    "$MYRR" analyze --baseline "$DIR/rw.myrr" --candidate "$DIR/rw-$mode.myrr" --format json >"$DIR/rw-$mode.analyze.json" || true
+    SYNC_ROWS+=("$(python3 -c "
+import json
+s=json.load(open('$DIR/rw-$mode.json')); a=json.load(open('$DIR/rw-$mode.analyze.json'))['totals']
+print(f\"| {'$mode'} | {s['exchanges']:,} | {s['elapsed_s']:.1f} s | {a['mismatched']/a['compared']*100:.1f} % | {s['errors']} | {s['start_lag_us']['p99']/1000:.0f} ms | {s.get('sync_timeouts',0)} / {s.get('sync_cycles',0)} |\")")")
+    log "${SYNC_ROWS[-1]}"
+done
+
 log "5000 concurrent sessions (synthetic: SELECT every 500 ms, 10 each)"
 "$ROOT/target/release/examples/synthetic" 5000 10 500 myrr_bench "$DIR/5000.myrr"
 /usr/bin/time -f "%e %U %S %M" -o "$DIR/5000.time" \
@@ -127,6 +151,12 @@ log "$BIG"
     echo "Paced (--speed 1), synthetic, 16 sessions x 1 query/ms: $SYN"
     echo
     echo "Paced (--speed 1), the closed-loop oltp_read_only recording (each query sent as soon as the last was answered, so any slower answer delays the rest): $PACED"
+    echo
+    echo "Write workload (sysbench oltp_read_write, 2000 rows, 8 threads, ${T}s), replayed at --speed 1 on the data it started from:"
+    echo
+    echo "| --sync | exchanges | replay time | answers differing from the recording | server errors | start lag p99 | waits given up (timeout / lock cycle) |"
+    echo "|---|---|---|---|---|---|---|"
+    printf '%s\n' "${SYNC_ROWS[@]}"
     echo
     echo "Scale: $BIG"
     echo
