@@ -94,6 +94,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             ("filter".into(), filter.clone()),
         ],
     };
+    // A live source is opened first: without the rights to capture, say so and write nothing.
+    let live = match &a.interface {
+        Some(iface) => {
+            let opts = LiveOptions {
+                iface: iface.clone(),
+                filter: filter.clone(),
+                buffer: a.buffer_mib.saturating_mul(1 << 20),
+                duration: a.duration,
+            };
+            let source = source::open_live(&opts)?;
+            Some((opts, source))
+        }
+        None => None,
+    };
     let mut writer = RecordingWriter::create(&a.output, &header)
         .with_context(|| format!("cannot create {}", a.output.display()))?;
     let mut cap = Capture::new(CaptureConfig {
@@ -117,23 +131,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    if let Some(iface) = &a.interface {
+    if let Some((opts, source)) = live {
         let stop = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
         signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-        let opts = LiveOptions {
-            iface: iface.clone(),
-            filter,
-            buffer: a.buffer_mib.saturating_mul(1 << 20),
-            duration: a.duration,
-        };
         eprintln!(
-            "myrr: capturing on {iface} ({}); Ctrl-C to stop",
-            opts.filter
+            "myrr: capturing on {} ({}); Ctrl-C to stop",
+            opts.iface, opts.filter
         );
         let cap_cell = std::cell::RefCell::new(&mut cap);
         let writer_cell = std::cell::RefCell::new(&mut writer);
         let res = source::capture_live(
+            source,
             &opts,
             &stop,
             |ts, link, frame| cap_cell.borrow_mut().packet(ts, link, frame),

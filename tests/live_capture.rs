@@ -338,3 +338,65 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
         .iter()
         .any(|x| matches!(&x.command, Cmd::InitDb { db } if db == b"myrr_live")));
 }
+
+/// A user without capture rights gets told what is wrong and how to grant the rights, and
+/// nothing is left half-written. (CI runs as root, so the test drops to `nobody` itself.)
+#[test]
+fn capture_without_permission_says_how_to_grant_it() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .unwrap();
+    let out = std::env::temp_dir().join(format!("myrr-noperm-{}.myrr", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let mut c = if uid == "0" {
+        // Drop to nobody, without any capability.
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_myrr"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_myrr"))
+    };
+    let o = c
+        .args(["capture", "-i", "lo", "--duration", "1s", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("lo"), "names the interface: {err}");
+    assert!(
+        err.contains("setcap cap_net_raw,cap_net_admin=eip"),
+        "says how to grant the rights: {err}"
+    );
+    assert!(!out.exists(), "no output written");
+    assert!(
+        !err.contains("capturing on"),
+        "no claim that it is capturing: {err}"
+    );
+
+    // An interface that does not exist: the same, without the rights hint.
+    let o = myrr()
+        .args(["capture", "-i", "myrr-no-such0", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("myrr-no-such0") && !err.contains("setcap"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no output written");
+}

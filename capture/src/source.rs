@@ -184,25 +184,25 @@ impl Batch {
     }
 }
 
-/// Captures on a live interface until `stop` is set or the duration is over. `each` gets every
-/// frame; `tick` runs at least every 100 ms (to flush output).
-///
-/// A dedicated thread only moves frames out of the kernel ring into batches, so decoding
-/// (on the calling thread) never makes the kernel drop packets; the batch queue is bounded.
-pub fn capture_live(
-    opts: &LiveOptions,
-    stop: &AtomicBool,
-    mut each: impl FnMut(u64, LinkType, &[u8]),
-    mut tick: impl FnMut(),
-) -> Result<LiveStats, SourceError> {
-    let live_err = |msg: String| {
-        let denied = msg.contains("ermission") || msg.contains("not permitted");
-        SourceError::Live {
-            iface: opts.iface.clone(),
-            msg,
-            hint: if denied { PERMISSION_HINT } else { "" },
-        }
-    };
+/// A live capture, open and filtered, not reading yet.
+pub struct LiveSource {
+    cap: pcap::Capture<pcap::Active>,
+    link: LinkType,
+}
+
+fn live_err(iface: &str, msg: String) -> SourceError {
+    let denied = msg.contains("ermission") || msg.contains("not permitted");
+    SourceError::Live {
+        iface: iface.to_string(),
+        msg,
+        hint: if denied { PERMISSION_HINT } else { "" },
+    }
+}
+
+/// Opens the interface (this is where missing rights show), so a caller can fail before it
+/// creates any output.
+pub fn open_live(opts: &LiveOptions) -> Result<LiveSource, SourceError> {
+    let live_err = |msg: String| live_err(&opts.iface, msg);
     let inactive =
         pcap::Capture::from_device(opts.iface.as_str()).map_err(|e| live_err(e.to_string()))?;
     // Not immediate mode: on Linux, libpcap then uses TPACKET_V2, whose ring has one
@@ -225,6 +225,23 @@ pub fn capture_live(
     let dlt = cap.get_datalink();
     let link = LinkType::from_dlt(dlt.0)
         .ok_or_else(|| live_err(format!("link type {} is not supported", dlt.0)))?;
+    Ok(LiveSource { cap, link })
+}
+
+/// Captures on an opened interface until `stop` is set or the duration is over. `each` gets
+/// every frame; `tick` runs at least every 100 ms (to flush output).
+///
+/// A dedicated thread only moves frames out of the kernel ring into batches, so decoding
+/// (on the calling thread) never makes the kernel drop packets; the batch queue is bounded.
+pub fn capture_live(
+    source: LiveSource,
+    opts: &LiveOptions,
+    stop: &AtomicBool,
+    mut each: impl FnMut(u64, LinkType, &[u8]),
+    mut tick: impl FnMut(),
+) -> Result<LiveStats, SourceError> {
+    let live_err = |msg: String| live_err(&opts.iface, msg);
+    let LiveSource { mut cap, link } = source;
     let started = Instant::now();
     let duration = opts.duration;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(256);
