@@ -148,6 +148,25 @@ install_db() {
     touch "$DIR/.installed"
 }
 
+# A CA and a server certificate for 127.0.0.1/localhost, shared by both servers, so replay's
+# TLS to the target can be tested (verify-ca and verify-identity against ca.pem).
+TLS_DIR="$DB_DIR/tls"
+ensure_tls() {
+    [[ -s "$TLS_DIR/server-key.pem" && -s "$TLS_DIR/server-cert.pem" && -s "$TLS_DIR/ca.pem" ]] && return 0
+    command -v openssl >/dev/null || { log "openssl missing: servers start without TLS"; return 0; }
+    mkdir -p "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=myrr test CA" \
+            -keyout ca-key.pem -out ca.pem 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+            -keyout server-key.pem -out server.csr 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 3650 -extfile san.ext -out server-cert.pem 2>/dev/null
+    ) || { log "could not make TLS certificates: servers start without TLS"; rm -rf "$TLS_DIR"; }
+}
+
 ensure_users() {
     find_admin || die "$NAME: server on port $PORT answers but neither root nor $MYRR_USER can log in; cannot create the $MYRR_USER user"
     "${ADMIN_SQL[@]}" <<SQL
@@ -157,6 +176,8 @@ ALTER USER '$MYRR_USER'@'127.0.0.1' IDENTIFIED BY '$MYRR_PASS';
 ALTER USER '$MYRR_USER'@'localhost' IDENTIFIED BY '$MYRR_PASS';
 GRANT ALL PRIVILEGES ON *.* TO '$MYRR_USER'@'127.0.0.1' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO '$MYRR_USER'@'localhost' WITH GRANT OPTION;
+CREATE USER IF NOT EXISTS '${MYRR_USER}_tls'@'127.0.0.1' IDENTIFIED BY '$MYRR_PASS' REQUIRE SSL;
+GRANT ALL PRIVILEGES ON *.* TO '${MYRR_USER}_tls'@'127.0.0.1';
 CREATE DATABASE IF NOT EXISTS sbtest;
 SQL
     log "$NAME: user $MYRR_USER@127.0.0.1/$MYRR_USER@localhost and database sbtest ensured"
@@ -194,8 +215,16 @@ start_one() {
         local nofile
         nofile="$(raise_nofile; ulimit -n)"
         [[ "$nofile" =~ ^[0-9]+$ ]] || nofile=65536
+        ensure_tls
+        local tls=()
+        [[ -s "$TLS_DIR/server-cert.pem" ]] && tls=(
+            --ssl-ca="$TLS_DIR/ca.pem"
+            --ssl-cert="$TLS_DIR/server-cert.pem"
+            --ssl-key="$TLS_DIR/server-key.pem"
+        )
         local args=(
             --no-defaults
+            "${tls[@]}"
             "${userarg[@]}"
             --datadir="$DATA"
             --port="$PORT"
@@ -309,6 +338,7 @@ print_env() {
         MYRR_CANDIDATE_PORT "$CANDIDATE_PORT" \
         MYRR_SOURCE_URL "mysql://$MYRR_USER:$MYRR_PASS@127.0.0.1:$SOURCE_PORT" \
         MYRR_CANDIDATE_URL "mysql://$MYRR_USER:$MYRR_PASS@127.0.0.1:$CANDIDATE_PORT" \
+        MYRR_TLS_CA "$TLS_DIR/ca.pem" \
         MYRR_SOURCE_SOCKET "$sock_s" \
         MYRR_CANDIDATE_SOCKET "$sock_c" \
         MYRR_SOURCE_PIDFILE "$pid_s" \

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use myrr_replay::{Progress, ReplayConfig, Speed, Summary, SyncMode, Target};
+use myrr_replay::{Progress, ReplayConfig, Speed, Summary, SyncMode, Target, Tls, TlsMode};
 
 use crate::util::parse_duration;
 
@@ -49,6 +49,14 @@ pub struct Args {
     /// Longest a statement waits for earlier commits under --sync before it goes anyway.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]
     sync_timeout: Duration,
+    /// TLS to the target: off; prefer (when offered, certificate not checked); require
+    /// (certificate not checked); verify-ca (chain to --tls-ca, or the public web roots);
+    /// verify-identity (also the host name).
+    #[arg(long, value_enum, default_value = "off", value_name = "MODE")]
+    tls: TlsArg,
+    /// PEM file of the CA certificates that verify-ca and verify-identity trust.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Replay only statements whose SQL matches this regex.
     #[arg(long, value_name = "REGEX")]
     include: Option<String>,
@@ -80,6 +88,15 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TlsArg {
+    Off,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyIdentity,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -131,6 +148,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         SyncArg::All => SyncMode::All,
     };
     cfg.sync_timeout = a.sync_timeout;
+    let mode = match a.tls {
+        TlsArg::Off => TlsMode::Off,
+        TlsArg::Prefer => TlsMode::Prefer,
+        TlsArg::Require => TlsMode::Require,
+        TlsArg::VerifyCa => TlsMode::VerifyCa,
+        TlsArg::VerifyIdentity => TlsMode::VerifyIdentity,
+    };
+    cfg.tls = Tls::new(mode, a.tls_ca.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     cfg.include = a
         .include
         .as_deref()

@@ -857,3 +857,62 @@ fn sync_keeps_the_recorded_commit_order() {
         "--sync all {synced:.3} vs none {free:.3}"
     );
 }
+
+/// TLS to the target, against the candidate's own certificate (scripts/db.sh makes a CA and
+/// an account that requires TLS): refused without TLS (with a hint), encrypted with it,
+/// verified against the CA, and refused when the certificate does not chain to a trusted CA.
+#[test]
+fn tls_to_the_target() {
+    let _serial = serial();
+    let db = db();
+    let ca = db.env["MYRR_TLS_CA"].clone();
+    let dir = tempdir();
+    let rec = dir.join("tls.myrr");
+    let encrypted = "SELECT 1 FROM information_schema.SESSION_STATUS \
+                     WHERE VARIABLE_NAME = 'SSL_VERSION' AND VARIABLE_VALUE LIKE 'TLS%'";
+    synthetic_recording(&rec, "sbtest", &[vec![(0, encrypted.to_string())]]);
+    let url = db
+        .candidate_url
+        .replace("mysql://myrr:", "mysql://myrr_tls:");
+    let replay_tls = |args: &[&str]| {
+        let out = dir.join("tls.out.myrr");
+        let o = myrr()
+            .arg("replay")
+            .arg(&rec)
+            .args(["--target", &url, "--speed", "max", "-o"])
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    let (o, _) = replay_tls(&["--tls", "off"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("1045") && err.contains("--tls require"),
+        "{err}"
+    );
+    for args in [
+        vec!["--tls", "require"],
+        vec!["--tls", "verify-ca", "--tls-ca", &ca],
+        vec!["--tls", "verify-identity", "--tls-ca", &ca],
+    ] {
+        let (o, out) = replay_tls(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let xs = exchanges_by_key(&read_events(&out));
+        let Response::Rows(r) = &xs[&(1, 0, 0)].response else {
+            panic!("{args:?}: {:?}", xs[&(1, 0, 0)].response)
+        };
+        assert_eq!(r.rows, 1, "{args:?}: the session is encrypted");
+    }
+    // The public web roots do not know the test CA.
+    let (o, _) = replay_tls(&["--tls", "verify-ca"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+}

@@ -22,7 +22,9 @@ mod pacer;
 mod readonly;
 mod session;
 mod sync;
+mod tls;
 pub use sync::SyncMode;
+pub use tls::{Tls, TlsMode};
 pub mod target;
 mod wire;
 
@@ -91,6 +93,8 @@ pub struct ReplayConfig {
     pub sync: SyncMode,
     /// Longest an exchange waits for earlier commits before it goes anyway.
     pub sync_timeout: Duration,
+    /// TLS to the target.
+    pub tls: Tls,
 }
 
 impl ReplayConfig {
@@ -116,6 +120,7 @@ impl ReplayConfig {
             read_ahead: Duration::from_secs(2),
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
+            tls: Tls::default(),
         }
     }
 }
@@ -374,26 +379,32 @@ fn raise_fd_limit() {
     }
 }
 
-/// Connects once with the first session's credentials, before anything starts.
-async fn preflight(target: &Target, user: Option<&str>) -> Result<String, ReplayError> {
-    use mysql_async::prelude::Queryable;
+/// Connects once with the first session's credentials, before anything starts; the server
+/// version comes from its greeting.
+async fn preflight(config: &ReplayConfig, user: Option<&str>) -> Result<String, ReplayError> {
+    let target = &config.target;
     let fail = |message: String| ReplayError::Preflight {
         address: target.address(),
         message,
     };
-    let opts = target.opts_for(user, None);
-    let connect = mysql_async::Conn::new(opts);
-    let mut conn = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(fail(e.to_string())),
-        Err(_) => return Err(fail("no answer within 10 s".into())),
+    let (user, pass) = target.credentials_for(user);
+    let login = wire::LoginOpts {
+        user: user.as_deref().unwrap_or(""),
+        pass: pass.as_deref(),
+        db: None,
+        recorded_caps: None,
     };
-    let v: Option<String> = conn
-        .query_first("SELECT VERSION()")
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let _ = conn.disconnect().await;
-    Ok(v.unwrap_or_default())
+    let (host, port) = target.host_port();
+    let connect = wire::WireConn::connect(&host, port, &config.tls, &login);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(c)) => {
+            let version = c.server_version.clone();
+            c.quit().await;
+            Ok(version)
+        }
+        Ok(Err(e)) => Err(fail(e.to_string())),
+        Err(_) => Err(fail("no answer within 10 s".into())),
+    }
 }
 
 fn first_user(inputs: &[PathBuf]) -> Option<String> {
@@ -436,7 +447,7 @@ pub async fn run(
                 .join(", "),
         ));
     }
-    let server_version = preflight(&config.target, first_user(&config.inputs).as_deref()).await?;
+    let server_version = preflight(&config, first_user(&config.inputs).as_deref()).await?;
     progress
         .sessions_total
         .store(scan.sessions * config.scale as u64, Ordering::Relaxed);

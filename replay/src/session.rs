@@ -81,7 +81,8 @@ impl Worker {
             db: self.current_db.as_deref(),
             recorded_caps: self.start.capabilities,
         };
-        let conn = WireConn::connect(&target.address(), &login)
+        let (host, port) = target.host_port();
+        let conn = WireConn::connect(&host, port, &self.shared.config.tls, &login)
             .await
             .map_err(|e| e.to_string())?;
         self.conn = Some(conn);

@@ -47,6 +47,11 @@ impl Target {
         format!("{}:{}", self.opts.ip_or_hostname(), self.opts.tcp_port())
     }
 
+    /// Host and port to connect to.
+    pub fn host_port(&self) -> (String, u16) {
+        (self.opts.ip_or_hostname().to_string(), self.opts.tcp_port())
+    }
+
     /// The database named in the target URL.
     pub fn default_db(&self) -> Option<String> {
         self.opts.db_name().map(str::to_string)

@@ -13,8 +13,13 @@ use myrr_recording::{Direction, ErrInfo, Event, Response};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket};
 use mysql_common::proto::MySerialize;
+use std::io;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::tls::{Tls, TlsMode};
 
 /// Largest packet the decoder accepts (as in capture).
 const MAX_PACKET: usize = 64 << 20;
@@ -109,11 +114,49 @@ impl From<Lost> for ConnectError {
     }
 }
 
+/// The socket, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while the plain socket is handed to the TLS handshake.
+    Upgrading,
+}
+
+impl Stream {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+            Stream::Upgrading => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(buf).await,
+            Stream::Tls(s) => {
+                s.write_all(buf).await?;
+                s.flush().await
+            }
+            Stream::Upgrading => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+            Stream::Upgrading => Ok(()),
+        };
+    }
+}
+
 /// One decoded answer: the first result and any further ones (multi-results).
 pub(crate) type Answer = (Response, Vec<Response>);
 
 pub(crate) struct WireConn {
-    stream: TcpStream,
+    stream: Stream,
+    tls: bool,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     /// Frames packets this client must read itself (authentication).
@@ -132,8 +175,14 @@ pub(crate) struct WireConn {
 }
 
 impl WireConn {
-    /// Connects and logs in.
-    pub(crate) async fn connect(addr: &str, login: &LoginOpts<'_>) -> Result<Self, ConnectError> {
+    /// Connects to `host:port` and logs in.
+    pub(crate) async fn connect(
+        host: &str,
+        port: u16,
+        tls: &Tls,
+        login: &LoginOpts<'_>,
+    ) -> Result<Self, ConnectError> {
+        let addr = &format!("{host}:{port}");
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| ConnectError::Other(format!("cannot connect to {addr}: {e}")))?;
@@ -145,7 +194,8 @@ impl WireConn {
         let mut decoder = Decoder::new(local, addr.to_string(), 0, true, MAX_PACKET);
         decoder.answers_only = true;
         let mut c = WireConn {
-            stream,
+            stream: Stream::Plain(stream),
+            tls: false,
             rbuf: vec![0; READ_MIN],
             wbuf: Vec::with_capacity(1024),
             framer: Framer::new(MAX_PACKET),
@@ -168,7 +218,13 @@ impl WireConn {
             .parse(())
             .map_err(|e| ConnectError::Other(format!("not a MySQL greeting: {e}")))?;
         c.connection_id = hs.connection_id();
-        c.server_version = hs.server_version_str().into_owned();
+        let version = hs.server_version_str();
+        // MariaDB prefixes "5.5.5-" for old replication clients.
+        c.server_version = version
+            .strip_prefix("5.5.5-")
+            .filter(|v| v.contains("MariaDB"))
+            .unwrap_or(&version)
+            .to_string();
         c.nonce = hs.nonce();
         let server_caps = hs.capabilities().bits();
         if server_caps & caps::PROTOCOL_41 == 0 {
@@ -201,13 +257,43 @@ impl WireConn {
             _ => AuthPlugin::MysqlNativePassword,
         };
         let auth = auth_data(&c.plugin, login.pass, &c.nonce)?;
-
+        let offers_tls = server_caps & caps::SSL != 0;
+        let use_tls = match tls.mode() {
+            TlsMode::Off => false,
+            TlsMode::Prefer => offers_tls,
+            _ if offers_tls => true,
+            _ => {
+                return Err(ConnectError::Other(format!(
+                    "{addr} does not offer TLS, and --tls {:?} requires it",
+                    tls.mode()
+                )))
+            }
+        };
+        let mut seq = seq.wrapping_add(1);
+        if use_tls {
+            c.caps |= caps::SSL;
+        }
         let mut p = Vec::with_capacity(128);
         p.extend_from_slice(&c.caps.to_le_bytes());
         p.extend_from_slice(&(MAX_PACKET as u32).to_le_bytes());
         p.push(CHARSET);
         p.extend_from_slice(&[0; 19]);
         p.extend_from_slice(&ext.to_le_bytes());
+        if use_tls {
+            // SSLRequest: the login's first 32 bytes; the rest follows inside TLS. The decoder
+            // does not see it (it would take the session for undecodable).
+            c.send(seq, &p, false).await?;
+            seq = seq.wrapping_add(1);
+            let Stream::Plain(tcp) = std::mem::replace(&mut c.stream, Stream::Upgrading) else {
+                unreachable!("the socket is plain until here");
+            };
+            let secured = tls
+                .wrap(tcp, host)
+                .await
+                .map_err(|e| ConnectError::Other(format!("TLS to {addr}: {e}")))?;
+            c.stream = Stream::Tls(Box::new(secured));
+            c.tls = true;
+        }
         p.extend_from_slice(login.user.as_bytes());
         p.push(0);
         myrr_capture::values::write_lenenc(&mut p, auth.len() as u64);
@@ -218,8 +304,17 @@ impl WireConn {
         }
         p.extend_from_slice(c.plugin.as_bytes());
         p.push(0);
-        c.write_packet(seq.wrapping_add(1), &p).await?;
-        c.authenticate(login.pass).await?;
+        c.write_packet(seq, &p).await?;
+        match c.authenticate(login.pass).await {
+            Err(ConnectError::Refused(e)) if offers_tls && !c.tls && e.code == 1045 => {
+                let mut e = e;
+                e.message.extend_from_slice(
+                    b" (the server offers TLS: if the account requires it, add --tls require)",
+                );
+                return Err(ConnectError::Refused(e));
+            }
+            other => other?,
+        }
         c.take_answer();
         Ok(c)
     }
@@ -261,6 +356,12 @@ impl WireConn {
                 Some(0x01) if matches!(self.plugin, AuthPlugin::CachingSha2Password) => {
                     match p.get(1) {
                         Some(3) => {} // fast authentication succeeded: OK follows
+                        Some(4) if self.tls => {
+                            // Inside TLS the password goes as it is.
+                            let mut clear = pass.unwrap_or("").as_bytes().to_vec();
+                            clear.push(0);
+                            self.write_packet(next, &clear).await?;
+                        }
                         Some(4) => self.write_packet(next, &[2]).await?, // ask for the RSA key
                         _ => {
                             // The server's public key: send the password encrypted with it.
@@ -333,7 +434,7 @@ impl WireConn {
     /// Says goodbye (COM_QUIT) and closes the socket.
     pub(crate) async fn quit(mut self) {
         let _ = self.write_packet(0, &[0x01]).await;
-        let _ = self.stream.shutdown().await;
+        self.stream.shutdown().await;
     }
 
     async fn read_answer(&mut self) -> Result<Answer, Lost> {
@@ -409,8 +510,12 @@ impl WireConn {
         }
     }
 
-    /// Frames `payload` (split at 16 MiB) and sends it.
-    async fn write_packet(&mut self, mut seq: u8, payload: &[u8]) -> Result<(), Lost> {
+    /// Frames `payload` (split at 16 MiB) and sends it; the decoder sees it.
+    async fn write_packet(&mut self, seq: u8, payload: &[u8]) -> Result<(), Lost> {
+        self.send(seq, payload, true).await
+    }
+
+    async fn send(&mut self, mut seq: u8, payload: &[u8], decode: bool) -> Result<(), Lost> {
         self.wbuf.clear();
         let mut rest = payload;
         loop {
@@ -424,7 +529,9 @@ impl WireConn {
                 break;
             }
         }
-        self.feed(Direction::ClientToServer, 0);
+        if decode {
+            self.feed(Direction::ClientToServer, 0);
+        }
         self.stream
             .write_all(&self.wbuf)
             .await
