@@ -148,8 +148,8 @@ install_db() {
     touch "$DIR/.installed"
 }
 
-# A CA and a server certificate for 127.0.0.1/localhost, shared by both servers, so replay's
-# TLS to the target can be tested (verify-ca and verify-identity against ca.pem).
+# A CA and a server certificate for 127.0.0.1/localhost for the candidate, so replay's TLS to
+# the target can be tested (verify-ca and verify-identity against ca.pem).
 TLS_DIR="$DB_DIR/tls"
 ensure_tls() {
     [[ -s "$TLS_DIR/server-key.pem" && -s "$TLS_DIR/server-cert.pem" && -s "$TLS_DIR/ca.pem" ]] && return 0
@@ -215,9 +215,11 @@ start_one() {
         local nofile
         nofile="$(raise_nofile; ulimit -n)"
         [[ "$nofile" =~ ^[0-9]+$ ]] || nofile=65536
-        ensure_tls
+        # TLS on the candidate only: clients such as the mariadb CLI use TLS whenever the
+        # server offers it, and the source's traffic must stay readable for capture.
         local tls=()
-        [[ -s "$TLS_DIR/server-cert.pem" ]] && tls=(
+        [[ "$NAME" == candidate ]] && ensure_tls
+        [[ "$NAME" == candidate && -s "$TLS_DIR/server-cert.pem" ]] && tls=(
             --ssl-ca="$TLS_DIR/ca.pem"
             --ssl-cert="$TLS_DIR/server-cert.pem"
             --ssl-key="$TLS_DIR/server-key.pem"
