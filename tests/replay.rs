@@ -916,3 +916,35 @@ fn tls_to_the_target() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("UnknownIssuer"), "{err}");
 }
+
+/// A target that accepts connections but never greets: the replay says so within seconds and
+/// exits 2, instead of hanging.
+#[test]
+fn a_target_that_never_greets_is_refused_in_time() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c); // accept, say nothing, keep the connection open
+        }
+    });
+    let dir = tempdir();
+    let rec = dir.join("mute.myrr");
+    synthetic_recording(&rec, "sbtest", &[vec![(0, "SELECT 1".into())]]);
+    let started = std::time::Instant::now();
+    let o = myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--target", &format!("mysql://u:p@127.0.0.1:{port}"), "-o"])
+        .arg(dir.join("mute.out.myrr"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("no answer"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

@@ -18,6 +18,10 @@ use crate::sync::Waited;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::{Shared, Work};
 
+/// A server that accepts the connection but never finishes the login does not hold a session
+/// forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A statement prepared on the target, under its recorded id.
 struct Stmt {
     target_id: u32,
@@ -82,9 +86,11 @@ impl Worker {
             recorded_caps: self.start.capabilities,
         };
         let (host, port) = target.host_port();
-        let conn = WireConn::connect(&host, port, &self.shared.config.tls, &login)
-            .await
-            .map_err(|e| e.to_string())?;
+        let connect = WireConn::connect(&host, port, &self.shared.config.tls, &login);
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(c) => c.map_err(|e| e.to_string())?,
+            Err(_) => return Err(format!("no login within {CONNECT_TIMEOUT:?}")),
+        };
         self.conn = Some(conn);
         Ok(())
     }
