@@ -948,3 +948,36 @@ fn a_target_that_never_greets_is_refused_in_time() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// A row far larger than the 16 MiB packet limit of the protocol (split over several packets
+/// on the wire) is read whole and digested.
+#[test]
+fn a_row_of_70_mib_is_replayed() {
+    let _serial = serial();
+    let db = db();
+    sql(
+        db.candidate_port,
+        "SET GLOBAL max_allowed_packet = 128 * 1024 * 1024",
+    );
+    let dir = tempdir();
+    let rec = dir.join("big.myrr");
+    let q = "SELECT REPEAT('x', 70 * 1024 * 1024) AS big, 1 AS one";
+    synthetic_recording(
+        &rec,
+        "sbtest",
+        &[vec![(0, q.into()), (10, "SELECT 2".into())]],
+    );
+    let out = dir.join("big.out.myrr");
+    replay(&rec, &out, &["--speed", "max"]);
+    let xs = exchanges_by_key(&read_events(&out));
+    let Response::Rows(r) = &xs[&(1, 0, 0)].response else {
+        panic!("{:?}", xs[&(1, 0, 0)].response)
+    };
+    assert!(r.complete && r.rows == 1, "{r:?}");
+    assert!(r.bytes > 70 * 1024 * 1024, "{} bytes", r.bytes);
+    assert_eq!(
+        xs[&(1, 1, 0)].response.kind_name(),
+        "rows",
+        "the session goes on"
+    );
+}

@@ -21,8 +21,8 @@ use tokio_rustls::client::TlsStream;
 
 use crate::tls::{Tls, TlsMode};
 
-/// Largest packet the decoder accepts (as in capture).
-const MAX_PACKET: usize = 64 << 20;
+/// Largest packet the decoder accepts: the server's own ceiling (max_allowed_packet ≤ 1 GiB).
+const MAX_PACKET: usize = 1 << 30;
 /// The read buffer starts small (thousands of sessions each hold one) and doubles up to
 /// `READ_MAX` while reads fill it (large results).
 const READ_MIN: usize = 8 << 10;
@@ -166,6 +166,8 @@ pub(crate) struct WireConn {
     stats: Stats,
     next_session: u64,
     infile_answered: u64,
+    /// The decoder lost its place: the connection must be dropped.
+    broken: bool,
     caps: u32,
     /// The last authentication challenge (for COM_CHANGE_USER).
     nonce: Vec<u8>,
@@ -204,6 +206,7 @@ impl WireConn {
             stats: Stats::default(),
             next_session: 0,
             infile_answered: 0,
+            broken: false,
             caps: 0,
             nonce: Vec::new(),
             plugin: AuthPlugin::MysqlNativePassword,
@@ -442,6 +445,13 @@ impl WireConn {
             if let Some(a) = self.take_answer() {
                 return Ok(a);
             }
+            if self.broken {
+                let why = self.stats.undecodable.keys().next().cloned();
+                return Err(Lost(format!(
+                    "the answer cannot be decoded ({}); the connection is dropped",
+                    why.unwrap_or_else(|| "stream out of step".into())
+                )));
+            }
             if self.decoder.infile_requests > self.infile_answered {
                 // LOAD DATA LOCAL: the file's contents are not in the recording; send an
                 // empty file (the server then answers with its OK or error).
@@ -457,8 +467,12 @@ impl WireConn {
     fn take_answer(&mut self) -> Option<Answer> {
         let mut answer = None;
         for e in self.events.drain(..) {
-            if let Event::Exchange(x) = e {
-                answer = Some((x.response, x.more));
+            match e {
+                Event::Exchange(x) => answer = Some((x.response, x.more)),
+                // The decoder lost its place in the stream (a packet over MAX_PACKET, or bytes
+                // that do not frame): nothing more on this connection can be trusted.
+                Event::Gap(_) => self.broken = true,
+                _ => {}
             }
         }
         answer
