@@ -366,15 +366,17 @@ fn scan(inputs: &[PathBuf], shard: (u32, u32)) -> Result<Scan, ReplayError> {
 /// Every session holds a socket (and, paced, a timer): lift the soft limit on open files to
 /// the hard one, as a 1024 default would cap a replay at about a thousand sessions.
 fn raise_fd_limit() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: get/setrlimit on a valid, initialized struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    if let (Some(cur), Some(max)) = (l.current, l.maximum) {
+        if cur < max {
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(max),
+                    maximum: Some(max),
+                },
+            );
         }
     }
 }

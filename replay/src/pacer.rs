@@ -7,9 +7,13 @@
 //! be had (out of file descriptors), the session falls back to tokio's sleep.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use rustix::time::{
+    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
+    Timespec,
+};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::time::Instant;
@@ -20,9 +24,15 @@ pub(crate) struct PreciseTimer {
 
 impl PreciseTimer {
     pub(crate) fn new() -> Self {
-        let fd = timerfd().ok().and_then(|fd| {
-            // SAFETY: an `OwnedFd` stays open and names the same timer until it is dropped,
-            // which only the `AsyncFd` can do.
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )
+        .ok()
+        .and_then(|fd| {
+            // SAFETY: tokio's only non-deprecated registration is `unsafe`: the descriptor must
+            // stay open and name the same timer while registered. An `OwnedFd` moved into the
+            // `AsyncFd` is closed only when the `AsyncFd` drops it.
             unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok()
         });
         Self { fd }
@@ -45,54 +55,27 @@ impl PreciseTimer {
                 return tokio::time::sleep_until(at).await;
             };
             let mut expirations = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into a live 8-byte buffer from an open fd.
-            let n = unsafe {
-                libc::read(
-                    fd.get_ref().as_raw_fd(),
-                    expirations.as_mut_ptr().cast(),
-                    expirations.len(),
-                )
-            };
-            if n < 0 {
+            if rustix::io::read(fd.get_ref(), &mut expirations).is_err() {
                 ready.clear_ready(); // not expired yet (EAGAIN): wait again
             }
         }
     }
 }
 
-fn timerfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the returned descriptor is checked and then owned.
-    let fd = unsafe {
-        libc::timerfd_create(
-            libc::CLOCK_MONOTONIC,
-            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Arms the timer to fire once, `after` from now.
 fn arm(fd: &OwnedFd, after: Duration) -> io::Result<()> {
     let after = after.max(Duration::from_nanos(1));
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec {
+    let spec = Itimerspec {
+        it_interval: Timespec {
             tv_sec: 0,
             tv_nsec: 0,
         },
-        it_value: libc::timespec {
-            tv_sec: after.as_secs() as libc::time_t,
-            tv_nsec: after.subsec_nanos() as libc::c_long,
+        it_value: Timespec {
+            tv_sec: after.as_secs() as _,
+            tv_nsec: after.subsec_nanos() as _,
         },
     };
-    // SAFETY: `spec` is a valid itimerspec; the old value is not asked for.
-    let r = unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    timerfd_settime(fd, TimerfdTimerFlags::empty(), &spec)?;
     Ok(())
 }
 
