@@ -254,12 +254,12 @@ fn spawn_reporter(p: Arc<Progress>, stop: Arc<AtomicBool>) -> Reporter {
                 0.0
             };
             let msg = format!(
-                "recorded {:.1}s/{:.1}s  {:.0} qps  sessions {}/{}  errors {}  skipped {}  lost {}  lag max {:.1} ms{}",
+                "recorded {:.1}s/{:.1}s  {:.0} qps  sessions {} open {} done  errors {}  skipped {}  lost {}  lag max {:.1} ms{}",
                 now.saturating_sub(s0) as f64 / 1e6,
                 s1.saturating_sub(s0) as f64 / 1e6,
                 qps,
                 p.sessions_active.load(Ordering::Relaxed),
-                p.sessions_total.load(Ordering::Relaxed),
+                p.sessions_done.load(Ordering::Relaxed),
                 p.errors.load(Ordering::Relaxed),
                 p.skipped.load(Ordering::Relaxed),
                 p.lost.load(Ordering::Relaxed),

@@ -255,6 +255,17 @@ impl<W: Write + Send + 'static> RecordingWriter<W> {
     }
 }
 
+/// What [`RecordingReader::skim`] found.
+#[derive(Debug, Default)]
+pub struct Skim {
+    /// The events of the first block.
+    pub first: Vec<Event>,
+    /// The events of the last block (empty when the file has one block).
+    pub last: Vec<Event>,
+    /// The damage that stopped the pass, if any.
+    pub damage: Option<FormatError>,
+}
+
 /// Streaming reader: one block in memory at a time. Yields events, then at most one error
 /// (the damage that stopped it), then nothing.
 pub struct RecordingReader<R: Read> {
@@ -482,6 +493,69 @@ impl<R: Read> RecordingReader<R> {
         self.block_offset = at;
         self.offset = at + 8 + len as u64;
         Ok(true)
+    }
+
+    /// A quick pass over the rest of the file: every block's length, checksum and compression
+    /// are checked, but only the first and the last block's events are decoded (what a replay
+    /// needs before it starts: where the recording begins and ends, and whether it is damaged).
+    pub fn skim(mut self) -> Skim {
+        let mut skim = Skim::default();
+        let mut last: Option<(Vec<u8>, u32, u64)> = None;
+        let mut blocks = 0u64;
+        loop {
+            match self.next_block() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    skim.damage = Some(e);
+                    break;
+                }
+            }
+            blocks += 1;
+            if blocks == 1 {
+                match self.block_events(&self.block, self.left_in_block, self.block_offset) {
+                    Ok(evs) => skim.first = evs,
+                    Err(e) => {
+                        skim.damage = Some(e);
+                        return skim;
+                    }
+                }
+            } else {
+                let mut keep = last.take().map(|l| l.0).unwrap_or_default();
+                std::mem::swap(&mut keep, &mut self.block);
+                last = Some((keep, self.left_in_block, self.block_offset));
+            }
+        }
+        if let Some((bytes, count, offset)) = last {
+            match self.block_events(&bytes, count, offset) {
+                Ok(evs) => skim.last = evs,
+                Err(e) => skim.damage = skim.damage.or(Some(e)),
+            }
+        }
+        skim
+    }
+
+    /// Decodes the `count` events of a decompressed block.
+    fn block_events(
+        &self,
+        block: &[u8],
+        count: u32,
+        offset: u64,
+    ) -> Result<Vec<Event>, FormatError> {
+        let mut pos = 4;
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let (ev, used): (Event, usize) = bincode::decode_from_slice(&block[pos..], config())
+                .map_err(|e| FormatError::Corrupt {
+                    path: self.path.clone(),
+                    offset,
+                    what: "event",
+                    detail: format!("at byte {pos} of the block: {e}"),
+                })?;
+            pos += used;
+            out.push(ev);
+        }
+        Ok(out)
     }
 
     fn next_event(&mut self) -> Result<Option<Event>, FormatError> {

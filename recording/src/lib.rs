@@ -16,7 +16,8 @@ pub mod run;
 pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
 pub use event::*;
 pub use format::{
-    run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind, WriteError,
+    run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind, Skim,
+    WriteError,
 };
 pub use run::{event_time, RunReader};
 

@@ -186,3 +186,41 @@ fn crafted_huge_length_is_an_error() {
     let (_, err) = read(&bytes);
     assert!(err.is_some(), "crafted file must give an error");
 }
+
+/// Block offsets of a file, from the block headers.
+fn block_offsets(bytes: &[u8]) -> Vec<usize> {
+    let hlen = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    let mut at = 18 + hlen;
+    let mut out = vec![];
+    while at + 8 <= bytes.len() {
+        out.push(at);
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    out
+}
+
+#[test]
+fn skim_decodes_the_first_and_last_blocks_and_checks_every_block() {
+    let evs = events(20_000);
+    let bytes = write(&evs);
+    let blocks = block_offsets(&bytes);
+    assert!(blocks.len() >= 3, "{} blocks", blocks.len());
+    let skim = RecordingReader::new(&bytes[..], Path::new("t.myrr"))
+        .unwrap()
+        .skim();
+    assert!(skim.damage.is_none(), "{:?}", skim.damage);
+    assert_eq!(skim.first[..], evs[..skim.first.len()]);
+    assert_eq!(skim.last[..], evs[evs.len() - skim.last.len()..]);
+    assert!(!skim.last.is_empty());
+
+    // A flipped byte in a middle block: found, with that block's offset.
+    let mid = blocks[blocks.len() / 2];
+    let mut bad = bytes.clone();
+    bad[mid + 20] ^= 0x55;
+    let skim = RecordingReader::new(&bad[..], Path::new("t.myrr"))
+        .unwrap()
+        .skim();
+    let damage = skim.damage.expect("the damaged block is found");
+    assert_eq!(damage.offset(), Some(mid as u64), "{damage}");
+    assert_eq!(skim.first[..], evs[..skim.first.len()]);
+}

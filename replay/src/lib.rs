@@ -39,8 +39,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use myrr_recording::{
-    event_time, run_session_id, Event, Exchange, FormatError, Header, RecordingReader,
-    RecordingWriter, Response, RunKind, RunReader, SessionStart,
+    event_time, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter, Response,
+    RunKind, RunReader, SessionStart,
 };
 use tokio::sync::mpsc;
 
@@ -145,7 +145,6 @@ pub enum ReplayError {
 /// Live counters, readable while the replay runs.
 #[derive(Debug, Default)]
 pub struct Progress {
-    pub sessions_total: AtomicU64,
     pub sessions_active: AtomicU64,
     pub sessions_done: AtomicU64,
     pub exchanges: AtomicU64,
@@ -328,36 +327,28 @@ pub struct Summary {
 struct Scan {
     origin_us: u64,
     end_us: u64,
-    sessions: u64,
     damage: Option<FormatError>,
 }
 
-fn scan(inputs: &[PathBuf], shard: (u32, u32)) -> Result<Scan, ReplayError> {
+/// A quick pass over the inputs before anything starts: every block is checked (damage is
+/// refused up front), but only the first and last blocks are decoded, for the recording's
+/// start and end. A full decode here cost as much as a second replay's reading.
+fn scan(inputs: &[PathBuf]) -> Result<Scan, ReplayError> {
     let mut s = Scan {
         origin_us: u64::MAX,
         end_us: 0,
-        sessions: 0,
         damage: None,
     };
-    for (i, p) in inputs.iter().enumerate() {
-        let r = RecordingReader::open(p)?;
-        let kind = r.header().kind;
-        for item in r {
-            match item {
-                Ok(Event::SessionStart(st)) => {
-                    s.origin_us = s.origin_us.min(st.start_us);
-                    if run_session_id(kind, i, st.session) % shard.1 as u64 == shard.0 as u64
-                        && st.clone == 0
-                    {
-                        s.sessions += 1;
-                    }
-                }
-                Ok(e) => s.end_us = s.end_us.max(event_time(&e)),
-                Err(e) => {
-                    s.damage.get_or_insert(e);
-                    break;
-                }
+    for p in inputs {
+        let skim = RecordingReader::open(p)?.skim();
+        for e in skim.first.iter().chain(&skim.last) {
+            if let Event::SessionStart(st) = e {
+                s.origin_us = s.origin_us.min(st.start_us);
             }
+            s.end_us = s.end_us.max(event_time(e));
+        }
+        if let Some(d) = skim.damage {
+            s.damage.get_or_insert(d);
         }
     }
     Ok(s)
@@ -432,7 +423,7 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, ReplayError> {
     raise_fd_limit();
-    let scan = scan(&config.inputs, config.shard)?;
+    let scan = scan(&config.inputs)?;
     if let Some(d) = &scan.damage {
         if !config.ignore_damage {
             return Err(ReplayError::Damaged(scan.damage.unwrap()));
@@ -450,9 +441,6 @@ pub async fn run(
         ));
     }
     let server_version = preflight(&config, first_user(&config.inputs).as_deref()).await?;
-    progress
-        .sessions_total
-        .store(scan.sessions * config.scale as u64, Ordering::Relaxed);
     progress
         .recorded_start_us
         .store(scan.origin_us, Ordering::Relaxed);
