@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use mysql_async::{Opts, OptsBuilder};
+use mysql_async::Opts;
 
 use crate::ReplayError;
 
@@ -44,7 +44,8 @@ impl Target {
 
     /// `host:port`, for the run header and reports (no credentials).
     pub fn address(&self) -> String {
-        format!("{}:{}", self.opts.ip_or_hostname(), self.opts.tcp_port())
+        let (host, port) = self.host_port();
+        format!("{host}:{port}")
     }
 
     /// Host and port to connect to.
@@ -75,20 +76,6 @@ impl Target {
             user,
             self.url_pass.clone().or_else(|| self.env_pass.clone()),
         )
-    }
-
-    pub fn opts_for(&self, recorded_user: Option<&str>, db: Option<&str>) -> Opts {
-        let (user, pass) = self.credentials_for(recorded_user);
-        OptsBuilder::from_opts(self.opts.clone())
-            .user(user)
-            .pass(pass)
-            .db_name(
-                db.map(str::to_string)
-                    .or_else(|| self.opts.db_name().map(str::to_string)),
-            )
-            .stmt_cache_size(0)
-            .prefer_socket(false)
-            .into()
     }
 }
 
