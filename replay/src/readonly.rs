@@ -2,6 +2,23 @@
 
 /// The first keyword of `sql`, upper-cased, skipping whitespace and comments.
 pub fn first_keyword(sql: &[u8]) -> String {
+    let (start, end) = first_keyword_span(sql);
+    String::from_utf8_lossy(&sql[start..end]).to_ascii_uppercase()
+}
+
+/// The database a `USE db` statement switches to (backticks and a trailing `;` removed).
+pub fn use_target(sql: &[u8]) -> Option<String> {
+    let (start, end) = first_keyword_span(sql);
+    if !sql[start..end].eq_ignore_ascii_case(b"USE") {
+        return None;
+    }
+    let rest = String::from_utf8_lossy(&sql[end..]);
+    let db = rest.trim().trim_end_matches(';').trim().trim_matches('`');
+    (!db.is_empty()).then(|| db.to_string())
+}
+
+/// Byte range of the first keyword, after whitespace and comments (empty when none).
+fn first_keyword_span(sql: &[u8]) -> (usize, usize) {
     let mut i = 0;
     while i < sql.len() {
         match sql[i] {
@@ -17,17 +34,17 @@ pub fn first_keyword(sql: &[u8]) -> String {
                 }
                 match sql[i + 2..].windows(2).position(|w| w == b"*/") {
                     Some(p) => i += p + 4,
-                    None => return String::new(),
+                    None => return (sql.len(), sql.len()),
                 }
             }
             b'#' => match sql[i..].iter().position(|&c| c == b'\n') {
                 Some(p) => i += p + 1,
-                None => return String::new(),
+                None => return (sql.len(), sql.len()),
             },
             b'-' if sql.get(i + 1) == Some(&b'-') => {
                 match sql[i..].iter().position(|&c| c == b'\n') {
                     Some(p) => i += p + 1,
-                    None => return String::new(),
+                    None => return (sql.len(), sql.len()),
                 }
             }
             _ => break,
@@ -37,7 +54,7 @@ pub fn first_keyword(sql: &[u8]) -> String {
         .iter()
         .position(|c| !c.is_ascii_alphabetic() && *c != b'_')
         .map_or(sql.len(), |p| i + p);
-    String::from_utf8_lossy(&sql[i..end]).to_ascii_uppercase()
+    (i, end)
 }
 
 /// True when the statement cannot change data or schema. Unknown statements count as writes.
@@ -117,5 +134,16 @@ mod tests {
         ] {
             assert!(!is_read_only(rw.as_bytes()), "{rw}");
         }
+    }
+
+    #[test]
+    fn use_target_after_comments() {
+        assert_eq!(use_target(b"USE shop").as_deref(), Some("shop"));
+        assert_eq!(use_target(b"  use `my db`;\n").as_deref(), Some("my db"));
+        // A comment before the keyword, with a multi-byte character where a fixed offset
+        // into the text would have cut it.
+        assert_eq!(use_target("/*é*/ USE x".as_bytes()).as_deref(), Some("x"));
+        assert_eq!(use_target(b"USE"), None);
+        assert_eq!(use_target(b"SELECT 1"), None);
     }
 }

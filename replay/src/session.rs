@@ -529,13 +529,8 @@ impl Worker {
             Command::InitDb { db } => {
                 self.current_db = Some(String::from_utf8_lossy(db).into_owned());
             }
-            Command::Query { sql, .. } if crate::readonly::first_keyword(sql) == "USE" => {
-                let text = String::from_utf8_lossy(sql);
-                let db = text.trim().trim_end_matches(';')[3..]
-                    .trim()
-                    .trim_matches('`')
-                    .to_string();
-                if !db.is_empty() {
+            Command::Query { sql, .. } => {
+                if let Some(db) = crate::readonly::use_target(sql) {
                     self.current_db = Some(db);
                 }
             }
