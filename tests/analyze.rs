@@ -136,24 +136,7 @@ fn candidate(change: &str) {
 
 /// Runs analyze; returns (exit code, JSON report).
 fn analyze(base: &Path, cand: &Path, extra: &[&str]) -> (i32, Json) {
-    let out = myrr()
-        .arg("analyze")
-        .arg("--baseline")
-        .arg(base)
-        .arg("--candidate")
-        .arg(cand)
-        .args(["--format", "json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    let json: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "exit {code}, not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (code, json)
+    analyze_json(base, &[cand], extra)
 }
 
 fn shapes_with(report: &Json, pred: impl Fn(&Json) -> bool) -> BTreeSet<String> {

@@ -175,16 +175,7 @@ fn scale_and_shards() {
         vec![dir.join("s0.myrr"), dir.join("s1.myrr")],
         vec![dir.join("x3.myrr")],
     ] {
-        let out = myrr()
-            .arg("analyze")
-            .arg("--baseline")
-            .arg(rec)
-            .arg("--candidate")
-            .args(&cand)
-            .args(["--format", "json"])
-            .output()
-            .unwrap();
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (_, r) = analyze_json(rec, &cand, &[]);
         let want = if cand.len() == 2 { n } else { 3 * n };
         assert_eq!(r["totals"]["joined"], want as u64, "{:#}", r["totals"]);
         assert_eq!(r["totals"]["mismatched"], 0, "{:#}", r["mismatches"]);
@@ -830,16 +821,7 @@ fn sync_keeps_the_recorded_commit_order() {
             "--sync {mode}: a blocked session held the others up"
         );
         let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let a = myrr()
-            .arg("analyze")
-            .arg("--baseline")
-            .arg(&rec)
-            .arg("--candidate")
-            .arg(&out)
-            .args(["--format", "json"])
-            .output()
-            .unwrap();
-        let r: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+        let (_, r) = analyze_json(&rec, &[&out], &[]);
         let compared = r["totals"]["compared"].as_f64().unwrap();
         let mismatched = r["totals"]["mismatched"].as_f64().unwrap();
         assert!(compared > 1000.0, "{:#}", r["totals"]);

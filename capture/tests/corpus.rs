@@ -267,13 +267,7 @@ fn decode_named(file: &str) -> (Vec<Event>, Stats) {
 }
 
 fn exchanges(events: &[Event]) -> Vec<&myrr_recording::Exchange> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Exchange(x) => Some(x),
-            _ => None,
-        })
-        .collect()
+    events.iter().filter_map(Event::as_exchange).collect()
 }
 
 #[test]

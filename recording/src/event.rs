@@ -19,6 +19,14 @@ pub enum Event {
 }
 
 impl Event {
+    /// The exchange, when this event is one.
+    pub fn as_exchange(&self) -> Option<&Exchange> {
+        match self {
+            Event::Exchange(x) => Some(x),
+            _ => None,
+        }
+    }
+
     pub fn session(&self) -> SessionId {
         match self {
             Event::SessionStart(s) => s.session,

@@ -302,10 +302,8 @@ pub fn synthetic_commands(
 pub fn exchanges_by_key(events: &[Event]) -> HashMap<(u64, u64, u32), myrr_recording::Exchange> {
     events
         .iter()
-        .filter_map(|e| match e {
-            Event::Exchange(x) => Some(((x.session, x.seq, x.clone), x.clone())),
-            _ => None,
-        })
+        .filter_map(Event::as_exchange)
+        .map(|x| ((x.session, x.seq, x.clone), x.clone()))
         .collect()
 }
 
@@ -339,4 +337,31 @@ pub fn copy_db(db: &Db, name: &str) {
         load.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
     }
     assert!(load.wait().unwrap().success());
+}
+
+/// Runs `myrr analyze --format json` of `base` against the candidate run `cand` (one or more
+/// files); returns (exit code, JSON report).
+pub fn analyze_json<P: AsRef<Path>>(
+    base: &Path,
+    cand: &[P],
+    extra: &[&str],
+) -> (i32, serde_json::Value) {
+    let out = myrr()
+        .arg("analyze")
+        .arg("--baseline")
+        .arg(base)
+        .arg("--candidate")
+        .args(cand.iter().map(AsRef::as_ref))
+        .args(["--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "exit {code}, not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, json)
 }

@@ -170,13 +170,7 @@ fn decode(
 }
 
 fn exchanges(events: &[Event]) -> Vec<&Exchange> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Exchange(x) => Some(x),
-            _ => None,
-        })
-        .collect()
+    events.iter().filter_map(Event::as_exchange).collect()
 }
 
 #[test]
