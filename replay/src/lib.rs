@@ -681,8 +681,11 @@ async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
             _ => None,
         };
         if let Some(at) = due.and_then(|us| shared.schedule_at(us, 0)) {
-            if let Some(early) = at.checked_sub(cfg.read_ahead) {
-                tokio::time::sleep_until(early).await;
+            match at.checked_sub(cfg.read_ahead) {
+                Some(early) if early > tokio::time::Instant::now() => {
+                    tokio::time::sleep_until(early).await
+                }
+                _ => {}
             }
         }
         match pick {

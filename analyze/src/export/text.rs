@@ -36,23 +36,19 @@ impl Exporter for Text {
         for reason in &r.verdict.reasons {
             writeln!(out, "  - {reason}")?;
         }
-        let (b, c) = (&r.comparison.baseline, &r.comparison.candidate);
-        writeln!(
-            out,
-            "baseline:  {} ({} exchanges, {} sessions) {}",
-            b.files.join(", "),
-            b.exchanges,
-            b.sessions,
-            b.server_version.as_deref().unwrap_or("")
-        )?;
-        writeln!(
-            out,
-            "candidate: {} ({} exchanges, {} sessions) {}",
-            c.files.join(", "),
-            c.exchanges,
-            c.sessions,
-            c.server_version.as_deref().unwrap_or("")
-        )?;
+        for (label, side) in [
+            ("baseline: ", &r.comparison.baseline),
+            ("candidate:", &r.comparison.candidate),
+        ] {
+            writeln!(
+                out,
+                "{label} {} ({} exchanges, {} sessions) {}",
+                side.files.join(", "),
+                side.exchanges,
+                side.sessions,
+                side.server_version.as_deref().unwrap_or("")
+            )?;
+        }
         writeln!(out, "note: {}", r.comparison.note)?;
         let t = &r.totals;
         writeln!(out)?;
