@@ -81,10 +81,11 @@ pub struct Args {
     /// How long a session tries to reconnect after the server went away.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "D")]
     reconnect_wait: Duration,
-    /// Client threads. One thread drives thousands of sessions (no cross-thread wake-ups, the
-    /// cheapest per query); raise it when one core cannot keep up with the target.
-    #[arg(long, default_value = "1", value_name = "N")]
-    threads: usize,
+    /// Session threads, at most: each new session gets a thread of its own until there are
+    /// N, then shares the least busy one. A thread per busy session answers the server as
+    /// quickly as a blocking client does; 1 runs everything on one thread.
+    #[arg(long, default_value = "64", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -178,16 +179,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     let progress = Arc::new(Progress::default());
-    let rt = if a.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(a.threads)
-            .enable_all()
-            .build()?
-    };
+    cfg.session_threads = a.threads.into();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let reporter = spawn_reporter(progress.clone(), stop.clone());
     let result = rt.block_on(myrr_replay::run(cfg, progress.clone(), stop.clone()));
     reporter.finish();

@@ -18,7 +18,9 @@
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
 
+mod outbox;
 mod pacer;
+mod pool;
 mod readonly;
 mod session;
 mod sync;
@@ -43,6 +45,9 @@ use myrr_recording::{
     RunKind, RunReader, SessionStart,
 };
 use tokio::sync::mpsc;
+
+/// Queue budget the dispatcher takes at once.
+const PERMIT_BATCH: usize = 256;
 
 /// `--sync`: a command in the server this long is taken to be blocked on a lock.
 const STUCK_AFTER: Duration = Duration::from_millis(20);
@@ -95,6 +100,8 @@ pub struct ReplayConfig {
     pub sync_timeout: Duration,
     /// TLS to the target.
     pub tls: Tls,
+    /// Threads that run the sessions (each its own single-threaded runtime); 1: the caller's.
+    pub session_threads: usize,
 }
 
 impl ReplayConfig {
@@ -121,6 +128,7 @@ impl ReplayConfig {
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
             tls: Tls::default(),
+            session_threads: 1,
         }
     }
 }
@@ -167,20 +175,42 @@ pub struct Progress {
     pub sync_cycles: AtomicU64,
 }
 
-impl Progress {
-    fn count(&self, r: &Response) {
-        self.exchanges.fetch_add(1, Ordering::Relaxed);
+/// One session's counts, timings and taken queue permits since it last handed them to
+/// [`Shared`]: sessions run on many threads, and a lock plus five contended atomic updates per
+/// exchange cost more than batching them (every [`Tally::BATCH`] exchanges, and whenever the
+/// session is about to wait).
+#[derive(Default)]
+pub(crate) struct Tally {
+    exchanges: u64,
+    errors: u64,
+    skipped: u64,
+    pub(crate) permits: usize,
+    recorded_us: u64,
+    max_lag_us: u64,
+    timings: Vec<(u64, u64)>,
+}
+
+impl Tally {
+    pub(crate) const BATCH: usize = 64;
+
+    pub(crate) fn count(&mut self, r: &Response, recorded_us: u64, lag_us: u64, service_us: u64) {
+        self.exchanges += 1;
         match r {
-            Response::Err(_) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-            }
-            Response::Skipped(_) => {
-                self.skipped.fetch_add(1, Ordering::Relaxed);
-            }
+            Response::Err(_) => self.errors += 1,
+            Response::Skipped(_) => self.skipped += 1,
             _ => {}
         }
+        self.recorded_us = self.recorded_us.max(recorded_us);
+        self.max_lag_us = self.max_lag_us.max(lag_us);
+        self.timings.push((lag_us, service_us));
     }
 
+    pub(crate) fn full(&self) -> bool {
+        self.timings.len() >= Self::BATCH || self.permits >= Self::BATCH
+    }
+}
+
+impl Progress {
     pub fn take_max_lag_us(&self) -> u64 {
         self.max_lag_us.swap(0, Ordering::Relaxed)
     }
@@ -218,7 +248,7 @@ pub(crate) struct Shared {
     pub(crate) config: ReplayConfig,
     pub(crate) progress: Arc<Progress>,
     pub(crate) clock: Clock,
-    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) events: outbox::Outbox,
     stop: Arc<AtomicBool>,
     /// Replay start on the monotonic clock, and the recorded instant it stands for.
     start: tokio::time::Instant,
@@ -255,14 +285,36 @@ impl Shared {
         }
     }
 
-    pub(crate) fn record_timing(&self, lag_us: u64, service_us: u64) {
-        self.progress
-            .max_lag_us
-            .fetch_max(lag_us, Ordering::Relaxed);
-        if let Ok(mut t) = self.timings.lock() {
-            let _ = t.lag.record(lag_us.max(1));
-            let _ = t.service.record(service_us.max(1));
+    /// Hands a session's counts and timings to the shared ones (see [`Tally`]).
+    pub(crate) fn flush(&self, t: &mut Tally) {
+        let p = &self.progress;
+        if t.permits > 0 {
+            self.budget.add_permits(t.permits);
         }
+        if !t.timings.is_empty() {
+            p.max_lag_us.fetch_max(t.max_lag_us, Ordering::Relaxed);
+            p.recorded_us.fetch_max(t.recorded_us, Ordering::Relaxed);
+            if let Ok(mut h) = self.timings.lock() {
+                for &(lag, service) in &t.timings {
+                    let _ = h.lag.record(lag.max(1));
+                    let _ = h.service.record(service.max(1));
+                }
+            }
+        }
+        for (n, counter) in [
+            (t.exchanges, &p.exchanges),
+            (t.errors, &p.errors),
+            (t.skipped, &p.skipped),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        *t = Tally {
+            timings: std::mem::take(&mut t.timings),
+            ..Tally::default()
+        };
+        t.timings.clear();
     }
 
     /// `--sync`: a session's command entered (or left) the server.
@@ -487,28 +539,18 @@ pub async fn run(
         path: output.clone(),
         message: e.to_string(),
     };
-    let mut writer = RecordingWriter::create(&config.output, &header).map_err(out_err)?;
-    let (tx, mut rx) = mpsc::channel::<Event>(16 * 1024);
-    // The writer runs as a task: events cost no thread wake-up each; blocks are compressed on
-    // the writer's own thread.
-    let writer_task = tokio::spawn(async move {
-        let mut last = Instant::now();
-        while let Some(e) = rx.recv().await {
-            writer.push(&e)?;
-            if last.elapsed() >= Duration::from_millis(500) {
-                writer.flush_if_older(Duration::from_secs(1))?;
-                last = Instant::now();
-            }
-        }
-        writer.finish()?;
-        Ok::<(), myrr_recording::WriteError>(())
-    });
+    let writer = RecordingWriter::create(&config.output, &header).map_err(out_err)?;
+    let (events, writer_thread) =
+        outbox::Outbox::start(writer, 16 * 1024).map_err(|e| ReplayError::Output {
+            path: output.clone(),
+            message: format!("cannot start the writer thread: {e}"),
+        })?;
 
     let started = Instant::now();
     let shared = Arc::new(Shared {
         progress: progress.clone(),
         clock: Clock::new(),
-        events: tx,
+        events,
         stop: stop.clone(),
         start: tokio::time::Instant::now() + Duration::from_millis(50),
         recorded_origin_us: scan.origin_us,
@@ -523,10 +565,12 @@ pub async fn run(
         config,
     });
 
-    // The dispatcher reads the recordings and feeds session tasks; it is a task too (reading
-    // ahead from page cache is quick), so nothing crosses threads per exchange.
+    // The dispatcher reads the recordings on this thread and feeds the session tasks, which
+    // run on the pool's threads. In a closed loop their queues are rarely empty, so handing
+    // over an exchange seldom wakes a thread.
+    let pool = pool::Pool::new(shared.config.session_threads);
     let feeder = tokio::spawn(feed_commits(shared.clone()));
-    let tasks = tokio::spawn(dispatch(shared.clone()))
+    let (tasks, pool) = tokio::spawn(dispatch(shared.clone(), pool))
         .await
         .unwrap_or_default();
     let mut interrupted = stop.load(Ordering::Relaxed);
@@ -559,14 +603,15 @@ pub async fn run(
     let first_errors = shared.errors.lock().map(|v| v.clone()).unwrap_or_default();
     feeder.abort();
     let _ = feeder.await;
+    drop(pool);
     drop(shared);
-    match writer_task.await {
+    match writer_thread.join() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(out_err(e)),
-        Err(e) => {
+        Err(_) => {
             return Err(ReplayError::Output {
                 path: output,
-                message: e.to_string(),
+                message: "the writer thread panicked".into(),
             })
         }
     }
@@ -660,15 +705,19 @@ impl<'a> Selector<'a> {
 }
 
 /// Reads events in time order and hands each session's exchanges to its tasks (one per clone).
-async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
+async fn dispatch(
+    shared: Arc<Shared>,
+    mut pool: pool::Pool,
+) -> (Vec<tokio::task::JoinHandle<()>>, Option<pool::Pool>) {
     let cfg = &shared.config;
     let mut tasks = Vec::new();
     let Ok(merged) = RunReader::open(&cfg.inputs) else {
-        return tasks;
+        return (tasks, Some(pool));
     };
     let mut senders: HashMap<u64, Vec<mpsc::UnboundedSender<Work>>> = HashMap::new();
     let mut classifier = sync::Classifier::default();
     let mut select = Selector::new(cfg, shared.recorded_origin_us);
+    let mut permits = 0u32;
     for ev in merged {
         if shared.stopping() {
             break;
@@ -696,7 +745,7 @@ async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
                 for clone in 0..cfg.scale {
                     let (tx, rx) = mpsc::unbounded_channel();
                     let worker = session::Worker::new(shared.clone(), s.clone(), clone);
-                    tasks.push(tokio::spawn(worker.run(rx)));
+                    tasks.push(pool.spawn(worker.run(rx)));
                     txs.push(tx);
                 }
                 senders.insert(s.session, txs);
@@ -718,10 +767,17 @@ async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
                 let x = Arc::new(x);
                 for (clone, tx) in txs.iter().enumerate() {
                     // The session task gives the permit back when it takes the exchange.
-                    match shared.budget.acquire().await {
-                        Ok(p) => p.forget(),
-                        Err(_) => break,
+                    // Taken in batches: a dispatcher waiting for permits is woken once per
+                    // batch, not by every session (each wake-up can cross threads).
+                    if permits == 0 {
+                        let batch = PERMIT_BATCH.min(cfg.queue.max(1)) as u32;
+                        match shared.budget.acquire_many(batch).await {
+                            Ok(p) => p.forget(),
+                            Err(_) => break,
+                        }
+                        permits = batch;
                     }
+                    permits -= 1;
                     let work = Work {
                         x: x.clone(),
                         commit,
@@ -742,7 +798,7 @@ async fn dispatch(shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     }
-    tasks
+    (tasks, Some(pool))
 }
 
 /// `--sync`: reads the recordings ahead of the dispatcher and registers every commit point, so

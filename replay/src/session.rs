@@ -16,7 +16,7 @@ use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
 use crate::sync::Waited;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
-use crate::{Shared, Work};
+use crate::{Shared, Tally, Work};
 
 /// A server that accepts the connection but never finishes the login does not hold a session
 /// forever.
@@ -44,6 +44,7 @@ pub(crate) struct Worker {
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
+    tally: Tally,
 }
 
 impl Worker {
@@ -69,11 +70,12 @@ impl Worker {
             stmt_sql: HashMap::new(),
             last_reconnect: None,
             buf: Vec::with_capacity(256),
+            tally: Tally::default(),
         }
     }
 
     async fn emit(&self, e: Event) {
-        let _ = self.shared.events.send(e).await;
+        self.shared.events.send(e).await;
     }
 
     async fn connect(&mut self) -> Result<(), String> {
@@ -215,14 +217,28 @@ impl Worker {
         }
         let mut exchanges = 0u64;
         let mut reason = EndReason::EndOfRun;
-        while let Some(Work { x, commit, wait }) = rx.recv().await {
-            shared.budget.add_permits(1);
+        loop {
+            let Work { x, commit, wait } = match rx.try_recv() {
+                Ok(w) => w,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    shared.flush(&mut self.tally);
+                    match rx.recv().await {
+                        Some(w) => w,
+                        None => break,
+                    }
+                }
+            };
+            self.tally.permits += 1;
             if shared.stopping() {
                 self.release(commit);
                 break;
             }
             let scheduled = shared.schedule_at(x.start_us, self.clone);
             if let Some(at) = scheduled {
+                if at > tokio::time::Instant::now() {
+                    shared.flush(&mut self.tally);
+                }
                 timer
                     .get_or_insert_with(PreciseTimer::new)
                     .sleep_until(at)
@@ -233,6 +249,7 @@ impl Worker {
                 None => self.now_us(),
             };
             if let (true, Some(order)) = (wait, &shared.commits) {
+                shared.flush(&mut self.tally);
                 let timeout = shared.config.sync_timeout;
                 let stuck = |s| shared.stuck_in_server(s, self.clone);
                 let counter = match order.wait(self.clone, x.end_us, timeout, stuck).await {
@@ -250,15 +267,15 @@ impl Worker {
             shared.in_server(session, self.clone, false);
             let end_us = self.now_us();
             self.release(commit);
-            shared.record_timing(
+            self.tally.count(
+                &response,
+                x.start_us,
                 sent_us.saturating_sub(scheduled_us),
                 end_us.saturating_sub(sent_us),
             );
-            shared.progress.count(&response);
-            shared
-                .progress
-                .recorded_us
-                .fetch_max(x.start_us, Ordering::Relaxed);
+            if self.tally.full() {
+                shared.flush(&mut self.tally);
+            }
             exchanges += 1;
             let quit = matches!(x.command, Command::Quit);
             let seq = x.seq;
@@ -284,6 +301,7 @@ impl Worker {
                 break;
             }
         }
+        shared.flush(&mut self.tally);
         // Commit points queued behind the end will never be answered: release them.
         rx.close();
         while let Ok(w) = rx.try_recv() {
