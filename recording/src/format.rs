@@ -133,6 +133,8 @@ enum ToWriter {
 pub struct RecordingWriter<W: Write + Send + 'static> {
     tx: Option<std::sync::mpsc::SyncSender<ToWriter>>,
     worker: Option<std::thread::JoinHandle<Result<W, io::Error>>>,
+    /// Emptied block buffers back from the writer thread.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
     block: Vec<u8>,
     count: u32,
     last_flush: Instant,
@@ -146,11 +148,30 @@ impl RecordingWriter<BufWriter<File>> {
     }
 }
 
-fn compress_and_write(out: &mut impl Write, block: &[u8], level: i32) -> io::Result<()> {
-    let z = zstd::bulk::compress(block, level)?;
-    out.write_all(&(z.len() as u32).to_le_bytes())?;
-    out.write_all(&crc32fast::hash(&z).to_le_bytes())?;
-    out.write_all(&z)
+/// Compresses blocks into one reused buffer and writes them.
+struct BlockCompressor {
+    zstd: zstd::bulk::Compressor<'static>,
+    out: Vec<u8>,
+}
+
+impl BlockCompressor {
+    fn new(level: i32) -> io::Result<Self> {
+        Ok(Self {
+            zstd: zstd::bulk::Compressor::new(level)?,
+            out: Vec::new(),
+        })
+    }
+
+    fn write(&mut self, to: &mut impl Write, block: &[u8]) -> io::Result<()> {
+        self.out.clear();
+        self.out
+            .reserve(zstd::zstd_safe::compress_bound(block.len()));
+        self.zstd.compress_to_buffer(block, &mut self.out)?;
+        let z = &self.out;
+        to.write_all(&(z.len() as u32).to_le_bytes())?;
+        to.write_all(&crc32fast::hash(z).to_le_bytes())?;
+        to.write_all(z)
+    }
 }
 
 impl<W: Write + Send + 'static> RecordingWriter<W> {
@@ -162,12 +183,20 @@ impl<W: Write + Send + 'static> RecordingWriter<W> {
         out.write_all(&crc32fast::hash(&h).to_le_bytes())?;
         out.write_all(&h)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<ToWriter>(2);
+        // Written blocks come back to be filled again: a fresh buffer per block, freed on
+        // another thread, made the allocator fault in and zero new pages over and over.
+        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let mut compressor = BlockCompressor::new(3)?;
         let worker = std::thread::Builder::new()
             .name("myrr-writer".into())
             .spawn(move || -> Result<W, io::Error> {
                 for msg in rx {
                     match msg {
-                        ToWriter::Block(b) => compress_and_write(&mut out, &b, 3)?,
+                        ToWriter::Block(mut b) => {
+                            compressor.write(&mut out, &b)?;
+                            b.clear();
+                            let _ = spare_tx.send(b);
+                        }
                         ToWriter::Flush => out.flush()?,
                     }
                 }
@@ -179,6 +208,7 @@ impl<W: Write + Send + 'static> RecordingWriter<W> {
         Ok(Self {
             tx: Some(tx),
             worker: Some(worker),
+            spare,
             block,
             count: 0,
             last_flush: Instant::now(),
@@ -235,7 +265,10 @@ impl<W: Write + Send + 'static> RecordingWriter<W> {
             return Ok(());
         }
         self.block[..4].copy_from_slice(&self.count.to_le_bytes());
-        let mut next = Vec::with_capacity(BLOCK_TARGET + 4096);
+        let mut next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK_TARGET + 4096));
         next.extend_from_slice(&0u32.to_le_bytes());
         let full = std::mem::replace(&mut self.block, next);
         self.count = 0;
@@ -280,6 +313,9 @@ pub struct RecordingReader<R: Read> {
     done: bool,
     /// One decompression context for the whole file.
     dctx: Option<zstd::bulk::Decompressor<'static>>,
+    /// The compressed bytes of the current block (reused: a fresh buffer per block made the
+    /// allocator fault in and zero new pages over and over).
+    compressed: Vec<u8>,
 }
 
 impl RecordingReader<BufReader<File>> {
@@ -389,6 +425,7 @@ impl<R: Read> RecordingReader<R> {
             block_offset: 0,
             done: false,
             dctx: None,
+            compressed: Vec::new(),
         })
     }
 
@@ -430,7 +467,8 @@ impl<R: Read> RecordingReader<R> {
                 detail: format!("{len} bytes is outside 1..={MAX_BLOCK}"),
             });
         }
-        let mut z = vec![0u8; len as usize];
+        let mut z = std::mem::take(&mut self.compressed);
+        z.resize(len as usize, 0);
         let got = read_full(&mut self.input, &mut z).map_err(|source| FormatError::Io {
             path: self.path.clone(),
             offset: at + 8,
@@ -492,6 +530,7 @@ impl<R: Read> RecordingReader<R> {
         self.pos = 4;
         self.block_offset = at;
         self.offset = at + 8 + len as u64;
+        self.compressed = z;
         Ok(true)
     }
 
