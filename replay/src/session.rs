@@ -1,6 +1,5 @@
 //! One replayed session: one real connection, commands re-issued in recorded order.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +9,7 @@ use myrr_recording::{
     Command, EndReason, Event, Exchange, Login, MissingReason, Param, Response, SessionEnd,
     SessionStart, SkipReason,
 };
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use crate::pacer::PreciseTimer;
@@ -36,10 +36,10 @@ pub(crate) struct Worker {
     user: Option<String>,
     conn: Option<WireConn>,
     /// Recorded statement id → statement on the target (re-prepared after a reconnect).
-    stmts: HashMap<u32, Stmt>,
+    stmts: FxHashMap<u32, Stmt>,
     /// Recorded statement id → SQL of statements whose PREPARE was seen but not sent
     /// (filtered) or failed on the target.
-    stmt_sql: HashMap<u32, Vec<u8>>,
+    stmt_sql: FxHashMap<u32, Vec<u8>>,
     current_db: Option<String>,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
@@ -66,8 +66,8 @@ impl Worker {
             clone,
             user,
             conn: None,
-            stmts: HashMap::new(),
-            stmt_sql: HashMap::new(),
+            stmts: FxHashMap::default(),
+            stmt_sql: FxHashMap::default(),
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -261,7 +261,13 @@ impl Worker {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            let sent_us = self.now_us();
+            // Closed loop without a wait: sent when scheduled (one clock read fewer).
+            let waited = wait && shared.commits.is_some();
+            let sent_us = if scheduled.is_none() && !waited {
+                scheduled_us
+            } else {
+                self.now_us()
+            };
             shared.in_server(session, self.clone, true);
             let (response, more) = self.execute(&x).await;
             shared.in_server(session, self.clone, false);
