@@ -9,12 +9,14 @@
 #  3. scale: 5000 concurrent sessions (synthetic recording) at --speed 1: peak RSS.
 # Results are printed and appended to benches/RESULTS.md.
 #
-# Usage: benches/replay.sh    Environment: MYRR_BENCH_TIME (10 s per run), MYRR_BENCH_DIR.
+# Usage: benches/replay.sh    Environment: MYRR_BENCH_TIME (10 s per run), MYRR_BENCH_ROUNDS
+# (3 alternating rounds per concurrency), MYRR_BENCH_DIR.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}/replay"
 T="${MYRR_BENCH_TIME:-10}"
+ROUNDS="${MYRR_BENCH_ROUNDS:-3}"
 mkdir -p "$DIR"
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
@@ -39,6 +41,19 @@ CAP_PID=
 cleanup() { [[ -n "$CAP_PID" ]] && kill -INT "$CAP_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
+# QPS of a replay run over the window in which all its sessions were live (jsonl on stdin).
+STEADY='
+import sys, json
+starts, ends, done = [], [], []
+for line in sys.stdin:
+    e = json.loads(line)
+    k = e["event"]
+    if k == "session_start": starts.append(e["start_us"])
+    elif k == "session_end": ends.append(e["end_us"])
+    elif k == "exchange": done.append(e["end_us"])
+t0, t1 = max(starts), min(ends)
+print(round(sum(t0 <= x <= t1 for x in done) / ((t1 - t0) / 1e6)))
+'
 declare -A ROW
 for threads in 16 64; do
     rec="$DIR/ro-$threads.myrr"
@@ -54,7 +69,7 @@ for threads in 16 64; do
 
     # Two rounds, alternating, so both tools see the same machine state; the server's CPU per
     # query is read from /proc for each run (the client's load changes the server's cost).
-    for round in 1 2; do
+    for round in $(seq "$ROUNDS"); do
         log "round $round: sysbench against the candidate, $threads threads"
         s0=$(server_ticks)
         /usr/bin/time -f "%U %S %M" -o "$DIR/sb-$threads.time" \
@@ -70,11 +85,15 @@ for threads in 16 64; do
         s2=$(server_ticks)
         rp_q=$(python3 -c "import json;print(json.load(open('$DIR/rp-$threads.json'))['exchanges'])")
         rp_qps=$(python3 -c "import json;print(round(json.load(open('$DIR/rp-$threads.json'))['qps']))")
+        # sysbench keeps every thread busy until its end; a replay's sessions end one by one
+        # (they had different numbers of queries), so its QPS is also given over the window
+        # in which every session was live.
+        rp_steady=$("$MYRR" inspect --format jsonl "$DIR/rp-$threads.myrr" | python3 -c "$STEADY")
         rp_cpu=$(awk '{print $1+$2}' "$DIR/rp-$threads.time")
         ROW[$threads.$round]=$(python3 -c "
-sbq,sbqps,sbcpu,rq,rqps,rcpu=$sb_q,$sb_qps,$sb_cpu,$rp_q,$rp_qps,$rp_cpu
+sbq,sbqps,sbcpu,rq,rqps,rst,rcpu=$sb_q,$sb_qps,$sb_cpu,$rp_q,$rp_qps,$rp_steady,$rp_cpu
 ssb,srp=($s1-$s0)/$HZ,($s2-$s1)/$HZ
-print(f'| {$threads} | {$round} | {sbqps:,.0f} | {rqps:,.0f} | {rqps/sbqps*100:.0f} % | {sbcpu/sbq*1e6:.1f} ms | {rcpu/rq*1e6:.1f} ms | {ssb/sbq*1e6:.1f} ms | {srp/rq*1e6:.1f} ms |')")
+print(f'| {$threads} | {$round} | {sbqps:,.0f} | {rqps:,.0f} | {rst:,.0f} | {rqps/sbqps*100:.0f} % / {rst/sbqps*100:.0f} % | {sbcpu/sbq*1e6:.1f} ms | {rcpu/rq*1e6:.1f} ms | {ssb/sbq*1e6:.1f} ms | {srp/rq*1e6:.1f} ms |')")
         echo "${ROW[$threads.$round]}" >&2
     done
 done
@@ -142,9 +161,9 @@ log "$BIG"
     echo
     echo "Closed loop, sysbench oltp_read_only (prepared statements), ${T}s, same candidate, one after the other:"
     echo
-    echo "| sessions | round | sysbench QPS | myrr replay --speed max QPS | myrr / sysbench | sysbench CPU / 1000 q | myrr CPU / 1000 q | server CPU / 1000 q under sysbench | under myrr |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-    for k in 16.1 16.2 64.1 64.2; do echo "${ROW[$k]}"; done
+    echo "| sessions | round | sysbench QPS | myrr replay --speed max QPS, whole run | while all sessions live | myrr / sysbench (whole / all live) | sysbench CPU / 1000 q | myrr CPU / 1000 q | server CPU / 1000 q under sysbench | under myrr |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for threads in 16 64; do for round in $(seq "$ROUNDS"); do echo "${ROW[$threads.$round]}"; done; done
     echo
     echo "Paced (--speed 1), sysbench oltp_point_select --rate=8000, 16 threads (think times between queries): $RATE"
     echo
@@ -160,5 +179,5 @@ log "$BIG"
     echo
     echo "Scale: $BIG"
     echo
-    echo "Command: \`bash benches/replay.sh\` (MYRR_BENCH_TIME=$T)"
+    echo "Command: \`bash benches/replay.sh\` (MYRR_BENCH_TIME=$T, MYRR_BENCH_ROUNDS=$ROUNDS)"
 } | tee -a benches/RESULTS.md

@@ -45,6 +45,19 @@ pub(crate) struct Worker {
     /// Reused for every command's bytes.
     buf: Vec<u8>,
     tally: Tally,
+    /// The last answered exchange, not yet counted nor written: its bookkeeping is done
+    /// after the next command has been sent, while the server works on that one, so the
+    /// next command leaves as soon as an answer is in.
+    answered: Option<Answered>,
+}
+
+struct Answered {
+    x: Arc<Exchange>,
+    response: Response,
+    more: Vec<Response>,
+    scheduled_us: u64,
+    sent_us: u64,
+    end_us: u64,
 }
 
 impl Worker {
@@ -71,7 +84,42 @@ impl Worker {
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
+            answered: None,
         }
+    }
+
+    /// Counts and writes the last answered exchange (see `answered`).
+    async fn hand_over(&mut self) {
+        let Some(a) = self.answered.take() else {
+            return;
+        };
+        self.tally.count(
+            &a.response,
+            a.x.start_us,
+            a.sent_us.saturating_sub(a.scheduled_us),
+            a.end_us.saturating_sub(a.sent_us),
+        );
+        if self.tally.full() {
+            self.shared.flush(&mut self.tally);
+        }
+        let seq = a.x.seq;
+        // Without --scale this task holds the only reference: take the command, no copy.
+        let command = match Arc::try_unwrap(a.x) {
+            Ok(x) => x.command,
+            Err(shared_x) => shared_x.command.clone(),
+        };
+        self.emit(Event::Exchange(Exchange {
+            session: self.start.session,
+            seq,
+            clone: self.clone,
+            scheduled_us: Some(a.scheduled_us),
+            start_us: a.sent_us,
+            end_us: a.end_us,
+            command,
+            response: a.response,
+            more: a.more,
+        }))
+        .await;
     }
 
     async fn emit(&self, e: Event) {
@@ -222,6 +270,7 @@ impl Worker {
                 Ok(w) => w,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
+                    self.hand_over().await;
                     shared.flush(&mut self.tally);
                     match rx.recv().await {
                         Some(w) => w,
@@ -237,6 +286,7 @@ impl Worker {
             let scheduled = shared.schedule_at(x.start_us, self.clone);
             if let Some(at) = scheduled {
                 if at > tokio::time::Instant::now() {
+                    self.hand_over().await;
                     shared.flush(&mut self.tally);
                 }
                 timer
@@ -249,6 +299,7 @@ impl Worker {
                 None => self.now_us(),
             };
             if let (true, Some(order)) = (wait, &shared.commits) {
+                self.hand_over().await;
                 shared.flush(&mut self.tally);
                 let timeout = shared.config.sync_timeout;
                 let stuck = |s| shared.stuck_in_server(s, self.clone);
@@ -273,40 +324,24 @@ impl Worker {
             shared.in_server(session, self.clone, false);
             let end_us = self.now_us();
             self.release(commit);
-            self.tally.count(
-                &response,
-                x.start_us,
-                sent_us.saturating_sub(scheduled_us),
-                end_us.saturating_sub(sent_us),
-            );
-            if self.tally.full() {
-                shared.flush(&mut self.tally);
-            }
             exchanges += 1;
             let quit = matches!(x.command, Command::Quit);
-            let seq = x.seq;
-            // Without --scale this task holds the only reference: take the command, no copy.
-            let command = match Arc::try_unwrap(x) {
-                Ok(x) => x.command,
-                Err(shared_x) => shared_x.command.clone(),
-            };
-            self.emit(Event::Exchange(Exchange {
-                session,
-                seq,
-                clone: self.clone,
-                scheduled_us: Some(scheduled_us),
-                start_us: sent_us,
-                end_us,
-                command,
+            // The previous exchange, if sending this one did not already hand it over.
+            self.hand_over().await;
+            self.answered = Some(Answered {
+                x,
                 response,
                 more,
-            }))
-            .await;
+                scheduled_us,
+                sent_us,
+                end_us,
+            });
             if quit {
                 reason = EndReason::Quit;
                 break;
             }
         }
+        self.hand_over().await;
         shared.flush(&mut self.tally);
         // Commit points queued behind the end will never be answered: release them.
         rx.close();
@@ -534,12 +569,18 @@ impl Worker {
                 return skipped(SkipReason::Unsupported(other.name().to_string()));
             }
         }
-        let result = match self.conn.as_mut() {
-            Some(conn) => conn.command(&b).await,
+        let sent = match self.conn.as_mut() {
+            Some(conn) => conn.send_command(&b).await,
             None => Err(Lost("not connected".into())),
         };
         self.buf = b;
-        let answer = result?;
+        sent?;
+        // The server is at work: the previous exchange's bookkeeping costs no latency now.
+        self.hand_over().await;
+        let answer = match self.conn.as_mut() {
+            Some(conn) => conn.read_answer().await,
+            None => Err(Lost("not connected".into())),
+        }?;
         self.after(cmd, &answer.0);
         Ok(answer)
     }

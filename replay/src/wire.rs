@@ -401,9 +401,14 @@ impl WireConn {
         self.caps
     }
 
+    /// Sends one command; [`WireConn::read_answer`] reads its answer.
+    pub(crate) async fn send_command(&mut self, payload: &[u8]) -> Result<(), Lost> {
+        self.write_packet(0, payload).await
+    }
+
     /// Sends one command and reads its whole answer through the decoder.
     pub(crate) async fn command(&mut self, payload: &[u8]) -> Result<Answer, Lost> {
-        self.write_packet(0, payload).await?;
+        self.send_command(payload).await?;
         self.read_answer().await
     }
 
@@ -440,7 +445,8 @@ impl WireConn {
         self.stream.shutdown().await;
     }
 
-    async fn read_answer(&mut self) -> Result<Answer, Lost> {
+    /// Reads the whole answer to the command sent last, through the decoder.
+    pub(crate) async fn read_answer(&mut self) -> Result<Answer, Lost> {
         loop {
             if let Some(a) = self.take_answer() {
                 return Ok(a);
