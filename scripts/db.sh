@@ -180,6 +180,12 @@ CREATE USER IF NOT EXISTS '${MYRR_USER}_tls'@'127.0.0.1' IDENTIFIED BY '$MYRR_PA
 GRANT ALL PRIVILEGES ON *.* TO '${MYRR_USER}_tls'@'127.0.0.1';
 CREATE DATABASE IF NOT EXISTS sbtest;
 SQL
+    # An account that logs in with client_ed25519 (the replay's auth switch to it is tested).
+    "${ADMIN_SQL[@]}" -e "INSTALL SONAME 'auth_ed25519'" 2>/dev/null || true
+    "${ADMIN_SQL[@]}" <<SQL || log "$NAME: no ed25519 account (auth_ed25519 plugin missing?)"
+CREATE USER IF NOT EXISTS '${MYRR_USER}_ed'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('$MYRR_PASS');
+GRANT ALL PRIVILEGES ON *.* TO '${MYRR_USER}_ed'@'127.0.0.1';
+SQL
     log "$NAME: user $MYRR_USER@127.0.0.1/$MYRR_USER@localhost and database sbtest ensured"
 }
 

@@ -899,6 +899,47 @@ fn tls_to_the_target() {
     assert!(err.contains("UnknownIssuer"), "{err}");
 }
 
+/// client_ed25519 against MariaDB's ed25519 plugin (scripts/db.sh makes the account): the
+/// server greets with mysql_native_password and switches the client to ed25519. The right
+/// password logs in; a wrong one is refused before any session starts.
+#[test]
+fn ed25519_login() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("ed.myrr");
+    let who = "SELECT 1 FROM DUAL WHERE CURRENT_USER() LIKE 'myrr\\_ed@%'";
+    synthetic_recording(&rec, "sbtest", &[vec![(0, who.to_string())]]);
+    let replay_as = |url: &str| {
+        let out = dir.join("ed.out.myrr");
+        let o = myrr()
+            .arg("replay")
+            .arg(&rec)
+            .args(["--target", url, "--speed", "max", "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    let url = db
+        .candidate_url
+        .replace("mysql://myrr:", "mysql://myrr_ed:");
+    let (o, out) = replay_as(&url);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let xs = exchanges_by_key(&read_events(&out));
+    let Response::Rows(r) = &xs[&(1, 0, 0)].response else {
+        panic!("{:?}", xs[&(1, 0, 0)].response)
+    };
+    assert_eq!(r.rows, 1, "logged in as myrr_ed");
+    let wrong = db
+        .candidate_url
+        .replace("mysql://myrr:myrr@", "mysql://myrr_ed:wrong@");
+    let (o, _) = replay_as(&wrong);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("1045"), "{err}");
+}
+
 /// A target that accepts connections but never greets: the replay says so within seconds and
 /// exits 2, instead of hanging.
 #[test]
