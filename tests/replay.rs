@@ -940,6 +940,62 @@ fn ed25519_login() {
     assert!(err.contains("1045"), "{err}");
 }
 
+/// Closed loop with short queues: a session blocked on a row lock (its 6000 next exchanges
+/// queued behind the blocked one) must not stop the dispatcher from reaching the lock
+/// holder's COMMIT further on in the recording. The queue budget grows instead of waiting for
+/// InnoDB's lock timeout.
+#[test]
+fn a_blocked_session_does_not_stall_a_closed_loop() {
+    let _serial = serial();
+    let db = db();
+    sql(db.candidate_port, "DROP DATABASE IF EXISTS myrr_stall");
+    sql(
+        db.candidate_port,
+        "CREATE DATABASE myrr_stall; \
+         CREATE TABLE myrr_stall.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+         INSERT INTO myrr_stall.t VALUES (1, 0)",
+    );
+    let dir = tempdir();
+    let rec = dir.join("stall.myrr");
+    let holder = vec![
+        (0, "BEGIN".to_string()),
+        (10, "SELECT v FROM t WHERE id = 1 FOR UPDATE".to_string()),
+        (100_000, "COMMIT".to_string()),
+    ];
+    // The sleep lets the holder take the lock first.
+    let mut blocked = vec![
+        (0, "SET SESSION innodb_lock_wait_timeout = 30".to_string()),
+        (1, "DO SLEEP(0.5)".to_string()),
+        (20, "UPDATE t SET v = v + 1 WHERE id = 1".to_string()),
+    ];
+    blocked.extend((0..6000).map(|i| (30 + i, "SELECT 1".to_string())));
+    synthetic_recording(&rec, "myrr_stall", &[holder, blocked]);
+    let out = dir.join("stall.out.myrr");
+    let started = std::time::Instant::now();
+    let o = myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--target", &db.candidate_url, "--speed", "max", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let xs = exchanges_by_key(&read_events(&out));
+    assert_eq!(xs.len(), 3 + 6003);
+    // Answered once the holder committed, not ended by the lock wait timeout (1205).
+    assert!(
+        matches!(xs[&(2, 2, 0)].response, Response::Ok(_)),
+        "{:?}",
+        xs[&(2, 2, 0)].response
+    );
+    assert!(took.as_secs() < 20, "took {took:?}");
+    assert_eq!(
+        sql(db.candidate_port, "SELECT v FROM myrr_stall.t").trim(),
+        "1"
+    );
+}
+
 /// A target that accepts connections but never greets: the replay says so within seconds and
 /// exits 2, instead of hanging.
 #[test]

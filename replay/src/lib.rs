@@ -46,6 +46,14 @@ use myrr_recording::{
 };
 use tokio::sync::mpsc;
 
+/// Closed loop: exchanges queued for sessions at first. Short queues keep the exchanges in
+/// the CPU cache between the dispatcher and the sessions: with 100k queued, the client spent
+/// about 12 % more CPU per query. The budget grows (up to `ReplayConfig::queue`) whenever no
+/// session takes an exchange for [`QUEUE_STALL`]; paced replays start at `queue` (they are
+/// bounded by `read_ahead`).
+const CLOSED_LOOP_QUEUE: usize = 4096;
+const QUEUE_STALL: Duration = Duration::from_millis(10);
+
 /// Queue budget the dispatcher takes at once.
 const PERMIT_BATCH: usize = 256;
 
@@ -191,7 +199,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub(crate) const BATCH: usize = 64;
+    pub(crate) const BATCH: usize = 32;
 
     pub(crate) fn count(&mut self, r: &Response, recorded_us: u64, lag_us: u64, service_us: u64) {
         self.exchanges += 1;
@@ -561,7 +569,10 @@ pub async fn run(
         errors: Mutex::new(Vec::new()),
         commits: (config.sync != SyncMode::None).then(|| sync::CommitOrder::new(config.scale)),
         in_server: Mutex::new(HashMap::new()),
-        budget: tokio::sync::Semaphore::new(config.queue.max(1)),
+        budget: tokio::sync::Semaphore::new(match config.speed {
+            Speed::Max => CLOSED_LOOP_QUEUE.min(config.queue).max(1),
+            Speed::Factor(_) => config.queue.max(1),
+        }),
         config,
     });
 
@@ -718,6 +729,7 @@ async fn dispatch(
     let mut classifier = sync::Classifier::default();
     let mut select = Selector::new(cfg, shared.recorded_origin_us);
     let mut permits = 0u32;
+    let mut capacity = shared.budget.available_permits();
     for ev in merged {
         if shared.stopping() {
             break;
@@ -771,9 +783,23 @@ async fn dispatch(
                     // batch, not by every session (each wake-up can cross threads).
                     if permits == 0 {
                         let batch = PERMIT_BATCH.min(cfg.queue.max(1)) as u32;
-                        match shared.budget.acquire_many(batch).await {
-                            Ok(p) => p.forget(),
-                            Err(_) => break,
+                        let wait = shared.budget.acquire_many(batch);
+                        let got = if capacity < cfg.queue {
+                            match tokio::time::timeout(QUEUE_STALL, wait).await {
+                                Ok(got) => got.map(|p| p.forget()).is_ok(),
+                                // Nothing came back: the queued exchanges belong to sessions
+                                // that are blocked (on a lock whose holder's next command is
+                                // further on). The queues may hold more.
+                                Err(_) => {
+                                    capacity += batch as usize;
+                                    true
+                                }
+                            }
+                        } else {
+                            wait.await.map(|p| p.forget()).is_ok()
+                        };
+                        if !got {
+                            break;
                         }
                         permits = batch;
                     }

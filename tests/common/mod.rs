@@ -259,10 +259,11 @@ pub fn synthetic_commands(
         started_us: t0,
         options: vec![],
     };
-    let mut w = RecordingWriter::create(path, &header).unwrap();
+    // Written in time order, as a capture writes them.
+    let mut events = Vec::new();
     for (i, xs) in sessions.iter().enumerate() {
         let session = i as u64 + 1;
-        w.push(&Event::SessionStart(SessionStart {
+        events.push(Event::SessionStart(SessionStart {
             session,
             client: "127.0.0.1:1".into(),
             server: "127.0.0.1:2".into(),
@@ -270,10 +271,9 @@ pub fn synthetic_commands(
             user: Some(b"myrr".to_vec()),
             db: Some(db.as_bytes().to_vec()),
             ..Default::default()
-        }))
-        .unwrap();
+        }));
         for (seq, (off, command, response)) in xs.iter().enumerate() {
-            w.push(&Event::Exchange(Exchange {
+            events.push(Event::Exchange(Exchange {
                 session,
                 seq: seq as u64,
                 clone: 0,
@@ -283,17 +283,20 @@ pub fn synthetic_commands(
                 command: command.clone(),
                 response: response.clone(),
                 more: vec![],
-            }))
-            .unwrap();
+            }));
         }
-        w.push(&Event::SessionEnd(SessionEnd {
+        events.push(Event::SessionEnd(SessionEnd {
             session,
             end_us: t0 + xs.last().map_or(0, |x| x.0) + 200,
             reason: EndReason::Closed,
             login: Login::Ok,
             exchanges: xs.len() as u64,
-        }))
-        .unwrap();
+        }));
+    }
+    events.sort_by_key(event_time);
+    let mut w = RecordingWriter::create(path, &header).unwrap();
+    for e in &events {
+        w.push(e).unwrap();
     }
     w.finish().unwrap();
 }
