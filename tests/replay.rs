@@ -77,10 +77,18 @@ fn replay_on_identical_data_gives_identical_answers() {
     let _serial = serial();
     let rec = recorded();
     let dir = tempdir();
-    let out = dir.join("cand.myrr");
-    replay(rec, &out, &["--speed", "max"]);
+    // A thread per session (the default), and every session on one thread.
+    for threads in ["16", "1"] {
+        let out = dir.join(format!("cand-{threads}.myrr"));
+        replay(rec, &out, &["--speed", "max", "--threads", threads]);
+        same_answers(rec, &out);
+    }
+}
+
+/// Every exchange of `rec` replayed once in `out`, with the same answer.
+fn same_answers(rec: &std::path::Path, out: &std::path::Path) {
     let base = read_events(rec);
-    let cand = read_events(&out);
+    let cand = read_events(out);
     let b = exchanges_by_key(&base);
     let c = exchanges_by_key(&cand);
     assert!(b.len() > 500, "recording too small: {}", b.len());
