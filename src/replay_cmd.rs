@@ -81,13 +81,11 @@ pub struct Args {
     /// How long a session tries to reconnect after the server went away.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "D")]
     reconnect_wait: Duration,
-    /// Session threads, at most [default: 8 per core]: each new session gets a thread of its
-    /// own until there are N, then shares the least busy one. A thread per busy session
-    /// answers the server as quickly as a blocking client does; far more threads than cores
-    /// starve the server's own single-threaded work (its connection acceptor) when both share
-    /// a machine. 1 runs everything on one thread.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    threads: Option<u16>,
+    /// Session threads, at most: each new session gets a thread of its own until there are
+    /// N, then shares the least busy one. A thread per busy session answers the server as
+    /// quickly as a blocking client does; 1 runs everything on one thread.
+    #[arg(long, default_value = "64", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -181,10 +179,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     let progress = Arc::new(Progress::default());
-    cfg.session_threads = match a.threads {
-        Some(n) => n.into(),
-        None => 8 * std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    cfg.session_threads = a.threads.into();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -77,7 +77,7 @@ fn replay_on_identical_data_gives_identical_answers() {
     let _serial = serial();
     let rec = recorded();
     let dir = tempdir();
-    // A thread per session (the default), and every session on one thread.
+    // A pool of 16 threads (sessions beyond 16 share one), and every session on one thread.
     for threads in ["16", "1"] {
         let out = dir.join(format!("cand-{threads}.myrr"));
         replay(rec, &out, &["--speed", "max", "--threads", threads]);

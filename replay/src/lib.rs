@@ -48,10 +48,12 @@ use tokio::sync::mpsc;
 
 /// Closed loop: exchanges queued for sessions at first. Short queues keep the exchanges in
 /// the CPU cache between the dispatcher and the sessions: with 100k queued, the client spent
-/// about 12 % more CPU per query. The budget grows (up to `ReplayConfig::queue`) whenever no
-/// session takes an exchange for [`QUEUE_STALL`]; paced replays start at `queue` (they are
-/// bounded by `read_ahead`).
+/// about 12 % more CPU per query. The budget grows (up to `ReplayConfig::queue`) with the
+/// sessions live, and whenever no session takes an exchange for [`QUEUE_STALL`]; paced
+/// replays start at `queue` (they are bounded by `read_ahead`).
 const CLOSED_LOOP_QUEUE: usize = 4096;
+/// Closed loop: the budget is at least this much per live session.
+const CLOSED_LOOP_PER_SESSION: usize = 256;
 const QUEUE_STALL: Duration = Duration::from_millis(10);
 
 /// Queue budget the dispatcher takes at once.
@@ -761,6 +763,13 @@ async fn dispatch(
                     txs.push(tx);
                 }
                 senders.insert(s.session, txs);
+                // Closed loop: room for every live session's share, whatever the start.
+                let live = senders.len() * cfg.scale as usize;
+                let want = (CLOSED_LOOP_PER_SESSION * live).min(cfg.queue);
+                if cfg.speed == Speed::Max && want > capacity {
+                    shared.budget.add_permits(want - capacity);
+                    capacity = want;
+                }
             }
             Pick::Exchange(x) => {
                 let Some(txs) = senders.get(&x.session) else {
