@@ -56,6 +56,9 @@ const CLOSED_LOOP_QUEUE: usize = 4096;
 const CLOSED_LOOP_PER_SESSION: usize = 256;
 const QUEUE_STALL: Duration = Duration::from_millis(10);
 
+/// Logins in progress at once, over all sessions.
+const LOGIN_SLOTS: usize = 32;
+
 /// Queue budget the dispatcher takes at once.
 const PERMIT_BATCH: usize = 256;
 
@@ -269,6 +272,10 @@ pub(crate) struct Shared {
     pub(crate) commits: Option<sync::CommitOrder>,
     /// Exchanges that may be queued for sessions, over all sessions.
     pub(crate) budget: tokio::sync::Semaphore,
+    /// Logins in progress at once. A storm of thousands of sessions starting together, each
+    /// on its own thread, left the server's single connection-acceptor thread one runnable
+    /// thread among dozens: logins then took up to a second.
+    pub(crate) logins: tokio::sync::Semaphore,
     /// `--sync`: (session, clone) → since when its current command is in the server.
     in_server: Mutex<HashMap<(u64, u32), Instant>>,
 }
@@ -571,6 +578,7 @@ pub async fn run(
         errors: Mutex::new(Vec::new()),
         commits: (config.sync != SyncMode::None).then(|| sync::CommitOrder::new(config.scale)),
         in_server: Mutex::new(HashMap::new()),
+        logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
         budget: tokio::sync::Semaphore::new(match config.speed {
             Speed::Max => CLOSED_LOOP_QUEUE.min(config.queue).max(1),
             Speed::Factor(_) => config.queue.max(1),

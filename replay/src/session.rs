@@ -136,6 +136,8 @@ impl Worker {
             recorded_caps: self.start.capabilities,
         };
         let (host, port) = target.host_port();
+        // A bounded number of logins at once (see `Shared::logins`).
+        let _slot = self.shared.logins.acquire().await;
         let connect = WireConn::connect(&host, port, &self.shared.config.tls, &login);
         let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(c) => c.map_err(|e| e.to_string())?,
