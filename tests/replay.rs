@@ -848,6 +848,40 @@ fn sync_keeps_the_recorded_commit_order() {
     );
 }
 
+/// A closed-loop replay of `rec` against `url` into `out`; the process's output.
+fn replay_against(
+    rec: &std::path::Path,
+    url: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    myrr()
+        .arg("replay")
+        .arg(rec)
+        .args(["--target", url, "--speed", "max", "-o"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The run succeeded; the rows its first exchange (session 1) returned.
+fn rows_of_first(o: &std::process::Output, out: &std::path::Path) -> u64 {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let xs = exchanges_by_key(&read_events(out));
+    match &xs[&(1, 0, 0)].response {
+        Response::Rows(r) => r.rows,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The replay was refused before any session started (exit 2), saying all of `what`.
+fn assert_refused(o: &std::process::Output, what: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(what.iter().all(|w| err.contains(w)), "{what:?}: {err}");
+}
+
 /// TLS to the target, against the candidate's own certificate (scripts/db.sh makes a CA and
 /// an account that requires TLS): refused without TLS (with a hint), encrypted with it,
 /// verified against the CA, and refused when the certificate does not chain to a trusted CA.
@@ -858,53 +892,30 @@ fn tls_to_the_target() {
     let ca = db.env["MYRR_TLS_CA"].clone();
     let dir = tempdir();
     let rec = dir.join("tls.myrr");
+    let out = dir.join("tls.out.myrr");
     let encrypted = "SELECT 1 FROM information_schema.SESSION_STATUS \
                      WHERE VARIABLE_NAME = 'SSL_VERSION' AND VARIABLE_VALUE LIKE 'TLS%'";
     synthetic_recording(&rec, "sbtest", &[vec![(0, encrypted.to_string())]]);
     let url = db
         .candidate_url
         .replace("mysql://myrr:", "mysql://myrr_tls:");
-    let replay_tls = |args: &[&str]| {
-        let out = dir.join("tls.out.myrr");
-        let o = myrr()
-            .arg("replay")
-            .arg(&rec)
-            .args(["--target", &url, "--speed", "max", "-o"])
-            .arg(&out)
-            .args(args)
-            .output()
-            .unwrap();
-        (o, out)
-    };
-    let (o, _) = replay_tls(&["--tls", "off"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("1045") && err.contains("--tls require"),
-        "{err}"
-    );
+    let o = replay_against(&rec, &url, &out, &["--tls", "off"]);
+    assert_refused(&o, &["1045", "--tls require"]);
     for args in [
         vec!["--tls", "require"],
         vec!["--tls", "verify-ca", "--tls-ca", &ca],
         vec!["--tls", "verify-identity", "--tls-ca", &ca],
     ] {
-        let (o, out) = replay_tls(&args);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
+        let o = replay_against(&rec, &url, &out, &args);
+        assert_eq!(
+            rows_of_first(&o, &out),
+            1,
+            "{args:?}: the session is encrypted"
         );
-        let xs = exchanges_by_key(&read_events(&out));
-        let Response::Rows(r) = &xs[&(1, 0, 0)].response else {
-            panic!("{args:?}: {:?}", xs[&(1, 0, 0)].response)
-        };
-        assert_eq!(r.rows, 1, "{args:?}: the session is encrypted");
     }
     // The public web roots do not know the test CA.
-    let (o, _) = replay_tls(&["--tls", "verify-ca"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("UnknownIssuer"), "{err}");
+    let o = replay_against(&rec, &url, &out, &["--tls", "verify-ca"]);
+    assert_refused(&o, &["UnknownIssuer"]);
 }
 
 /// client_ed25519 against MariaDB's ed25519 plugin (scripts/db.sh makes the account): the
@@ -916,36 +927,18 @@ fn ed25519_login() {
     let db = db();
     let dir = tempdir();
     let rec = dir.join("ed.myrr");
+    let out = dir.join("ed.out.myrr");
     let who = "SELECT 1 FROM DUAL WHERE CURRENT_USER() LIKE 'myrr\\_ed@%'";
     synthetic_recording(&rec, "sbtest", &[vec![(0, who.to_string())]]);
-    let replay_as = |url: &str| {
-        let out = dir.join("ed.out.myrr");
-        let o = myrr()
-            .arg("replay")
-            .arg(&rec)
-            .args(["--target", url, "--speed", "max", "-o"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        (o, out)
-    };
     let url = db
         .candidate_url
         .replace("mysql://myrr:", "mysql://myrr_ed:");
-    let (o, out) = replay_as(&url);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let xs = exchanges_by_key(&read_events(&out));
-    let Response::Rows(r) = &xs[&(1, 0, 0)].response else {
-        panic!("{:?}", xs[&(1, 0, 0)].response)
-    };
-    assert_eq!(r.rows, 1, "logged in as myrr_ed");
+    let o = replay_against(&rec, &url, &out, &[]);
+    assert_eq!(rows_of_first(&o, &out), 1, "logged in as myrr_ed");
     let wrong = db
         .candidate_url
         .replace("mysql://myrr:myrr@", "mysql://myrr_ed:wrong@");
-    let (o, _) = replay_as(&wrong);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("1045"), "{err}");
+    assert_refused(&replay_against(&rec, &wrong, &out, &[]), &["1045"]);
 }
 
 /// Closed loop with short queues: a session blocked on a row lock (its 6000 next exchanges
@@ -980,13 +973,7 @@ fn a_blocked_session_does_not_stall_a_closed_loop() {
     synthetic_recording(&rec, "myrr_stall", &[holder, blocked]);
     let out = dir.join("stall.out.myrr");
     let started = std::time::Instant::now();
-    let o = myrr()
-        .arg("replay")
-        .arg(&rec)
-        .args(["--target", &db.candidate_url, "--speed", "max", "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = replay_against(&rec, &db.candidate_url, &out, &[]);
     let took = started.elapsed();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let xs = exchanges_by_key(&read_events(&out));
