@@ -884,6 +884,33 @@ impl Conn {
                 return;
             }
         }
+        // Whole packets at the front are handled where they are (no copy into the framer);
+        // a replay's answers usually arrive whole.
+        let mut data = data;
+        if self.server.is_idle() {
+            while let Some((seq, payload, rest)) = crate::framing::whole_packet(data) {
+                data = rest;
+                self.server_packet(seq, payload, now, ctx);
+                if self.server_resync {
+                    ctx.stats.skipped_server_bytes += data.len() as u64;
+                    return;
+                }
+                if matches!(self.phase, Phase::Encrypted | Phase::Done) {
+                    return;
+                }
+                if std::mem::take(&mut self.compress_server) {
+                    // The rest is compressed frames: the framer unframes them below.
+                    if let Err(e) = self.server.set_compressed() {
+                        self.frame_error(Direction::ServerToClient, e, now, ctx);
+                        return;
+                    }
+                    break;
+                }
+            }
+            if data.is_empty() {
+                return;
+            }
+        }
         if let Err(e) = self.server.push(data, now) {
             self.frame_error(Direction::ServerToClient, e, now, ctx);
             return;

@@ -45,6 +45,19 @@ pub struct Framer {
     pub first_byte_us: u64,
 }
 
+/// The first packet of `data`, if `data` starts with a whole one under 16 MiB: its sequence
+/// number, its payload and the bytes after it.
+pub fn whole_packet(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    if data.len() < 4 {
+        return None;
+    }
+    let len = u32::from_le_bytes([data[0], data[1], data[2], 0]) as usize;
+    if len >= MAX_CHUNK || data.len() < 4 + len {
+        return None;
+    }
+    Some((data[3], &data[4..4 + len], &data[4 + len..]))
+}
+
 impl Framer {
     pub fn new(limit: usize) -> Self {
         Self {
@@ -67,6 +80,13 @@ impl Framer {
     /// Bytes held (plain and compressed).
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start + self.zbuf.len() + self.big.len()
+    }
+
+    /// Nothing is buffered or being joined, and the stream is plain: the whole packets at the
+    /// front of new data can be handled straight from it ([`whole_packet`]) instead of being
+    /// copied into the buffer first.
+    pub fn is_idle(&self) -> bool {
+        !self.compressed && self.big_seq.is_none() && self.buffered() == 0
     }
 
     /// Drops everything buffered (after a gap).
