@@ -62,6 +62,33 @@ fn replay(rec: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> Strin
     err
 }
 
+/// A recording of `sessions` alike sessions on `db`, each sending `sql(i)` every `every_us`
+/// µs, `n` times.
+fn steady_recording(
+    path: &std::path::Path,
+    db: &str,
+    sessions: usize,
+    every_us: u64,
+    n: u64,
+    sql: impl Fn(u64) -> String,
+) {
+    let s: Vec<(u64, String)> = (0..n).map(|i| (i * every_us, sql(i))).collect();
+    synthetic_recording(path, db, &vec![s; sessions]);
+}
+
+/// A paced replay of `rec` against `url` into `out`, running in the background (its stderr
+/// piped).
+fn spawn_replay(rec: &std::path::Path, url: &str, out: &std::path::Path) -> std::process::Child {
+    myrr()
+        .arg("replay")
+        .arg(rec)
+        .args(["--target", url, "-o"])
+        .arg(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn sessions_of(events: &[Event]) -> BTreeSet<u64> {
     events
         .iter()
@@ -256,10 +283,7 @@ fn pacing_follows_recorded_think_times() {
     let dir = tempdir();
     let rec = dir.join("paced.myrr");
     // Two sessions, a statement every 100 ms for 1.5 s.
-    let s: Vec<(u64, String)> = (0..16)
-        .map(|i| (i * 100_000, format!("SELECT {i}")))
-        .collect();
-    synthetic_recording(&rec, "sbtest", &[s.clone(), s]);
+    steady_recording(&rec, "sbtest", 2, 100_000, 16, |i| format!("SELECT {i}"));
     for speed in ["1", "4"] {
         let out = dir.join(format!("paced-{speed}.myrr"));
         replay(&rec, &out, &["--speed", speed]);
@@ -312,20 +336,12 @@ fn candidate_restart_mid_replay() {
     let dir = tempdir();
     let rec = dir.join("long.myrr");
     // 4 sessions, a query every 50 ms for 6 s.
-    let s: Vec<(u64, String)> = (0..120)
-        .map(|i| (i * 50_000, format!("SELECT {i}, COUNT(*) FROM sbtest1")))
-        .collect();
-    synthetic_recording(&rec, "myrr_rp", &vec![s; 4]);
+    steady_recording(&rec, "myrr_rp", 4, 50_000, 120, |i| {
+        format!("SELECT {i}, COUNT(*) FROM sbtest1")
+    });
     let _ = recorded(); // myrr_rp exists on the candidate
     let out = dir.join("restart.myrr");
-    let child = myrr()
-        .arg("replay")
-        .arg(&rec)
-        .args(["--target", &db.candidate_url, "-o"])
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_replay(&rec, &db.candidate_url, &out);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let st = Command::new("bash")
         .arg(root().join("scripts/db.sh"))
@@ -378,19 +394,9 @@ fn ctrl_c_stops_cleanly_and_the_output_is_readable() {
     let db = db();
     let dir = tempdir();
     let rec = dir.join("slow.myrr");
-    let s: Vec<(u64, String)> = (0..100)
-        .map(|i| (i * 100_000, format!("SELECT {i}")))
-        .collect();
-    synthetic_recording(&rec, "sbtest", &[s.clone(), s]);
+    steady_recording(&rec, "sbtest", 2, 100_000, 100, |i| format!("SELECT {i}"));
     let out = dir.join("interrupted.myrr");
-    let child = myrr()
-        .arg("replay")
-        .arg(&rec)
-        .args(["--target", &db.candidate_url, "-o"])
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_replay(&rec, &db.candidate_url, &out);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -425,19 +431,9 @@ fn a_killed_replay_loses_at_most_the_last_second() {
     let dir = tempdir();
     let rec = dir.join("steady.myrr");
     // One query every 10 ms for 8 s.
-    let s: Vec<(u64, String)> = (0..800)
-        .map(|i| (i * 10_000, format!("SELECT {i}")))
-        .collect();
-    synthetic_recording(&rec, "sbtest", &[s]);
+    steady_recording(&rec, "sbtest", 1, 10_000, 800, |i| format!("SELECT {i}"));
     let out = dir.join("killed.myrr");
-    let mut child = myrr()
-        .arg("replay")
-        .arg(&rec)
-        .args(["--target", &db.candidate_url, "-o"])
-        .arg(&out)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_replay(&rec, &db.candidate_url, &out);
     std::thread::sleep(std::time::Duration::from_millis(4000));
     child.kill().unwrap();
     child.wait().unwrap();
