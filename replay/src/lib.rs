@@ -4,16 +4,21 @@
 //! connection per recorded session (times `--scale`, for this `--shard`), paces
 //! each session's commands on the recorded timeline (or as fast as answers come with
 //! [`Speed::Max`]), and writes what the candidate answered as a replay run in the recording
-//! format. Memory stays bounded: events are streamed, per-session queues are bounded, result
-//! rows are digested as they arrive.
+//! format. Memory stays bounded: events are streamed, the exchanges queued for sessions are
+//! bounded over all sessions, result rows are digested as they arrive.
+//!
+//! Threads: the dispatcher (reading the recordings) runs on the caller's runtime; sessions
+//! run on a pool of single-threaded runtimes, a thread per session up to `session_threads`
+//! (module `pool`); events go to the output through a queue a writer thread drains (module
+//! `outbox`). Nothing wakes another thread per exchange in a closed loop.
 //!
 //! Sessions speak the protocol themselves (module `wire`): handshake and authentication through
 //! `mysql_common`, answers read by the capture's own decoder, so a replayed answer is decoded
 //! and digested by the code that decoded the recorded one, and every command the capture
 //! records can be sent as recorded (`mysql_async` has no API for COM_STMT_RESET,
 //! SEND_LONG_DATA, FIELD_LIST, STATISTICS or SET_OPTION, and builds a `Row` of owned values
-//! per row, which cost twice sysbench's client CPU per query). The preflight check connects
-//! with `mysql_async`, independently of that code.
+//! per row, which cost twice sysbench's client CPU per query). `mysql_async` only parses the
+//! `--target` URL; the preflight logs in with the sessions' own client.
 //!
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
