@@ -453,6 +453,54 @@ fn a_killed_replay_loses_at_most_the_last_second() {
     assert!(n >= 250, "only {n} exchanges survived the kill");
 }
 
+/// Ctrl-C while a command is stuck in the server: after the drain timeout the session is
+/// dropped, and what it had answered before is still in the summary and the output.
+#[test]
+fn a_session_stuck_at_ctrl_c_keeps_its_answered_exchanges() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("stuck.myrr");
+    let mut s: Vec<(u64, String)> = (0..10).map(|i| (i, format!("SELECT {i}"))).collect();
+    s.push((10, "SELECT SLEEP(60)".to_string()));
+    s.push((11, "SELECT 11".to_string()));
+    synthetic_recording(&rec, "sbtest", &[s]);
+    let out = dir.join("stuck.out.myrr");
+    let child = myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args([
+            "--target",
+            &db.candidate_url,
+            "--speed",
+            "max",
+            "--json",
+            "-o",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let written = exchanges_by_key(&read_events(&out));
+    assert_eq!(written.len(), 10, "the 10 answered exchanges are written");
+    assert_eq!(summary["exchanges"], 10, "{summary:#}");
+}
+
 #[test]
 fn damaged_recording_is_refused_unless_asked() {
     let _serial = serial();

@@ -36,6 +36,11 @@ impl Outbox {
         Ok((Self { tx }, thread))
     }
 
+    /// Queues an event if there is room, without waiting (for code that cannot wait).
+    pub(crate) fn try_send(&self, event: Event) {
+        let _ = self.tx.try_send(event);
+    }
+
     /// Queues an event; waits while the queue is full. After a writer failure events are
     /// dropped: the failure is reported when the writer thread is joined.
     pub(crate) async fn send(&self, mut event: Event) {

@@ -60,6 +60,17 @@ struct Answered {
     end_us: u64,
 }
 
+/// A session task cancelled after a stop's drain timeout still hands over what it had: its
+/// last answered exchange (if the output queue has room) and its counts.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(e) = self.take_answered() {
+            self.shared.events.try_send(e);
+        }
+        self.shared.flush(&mut self.tally);
+    }
+}
+
 impl Worker {
     pub(crate) fn new(shared: Arc<Shared>, start: SessionStart, clone: u32) -> Self {
         let user = start
@@ -90,9 +101,14 @@ impl Worker {
 
     /// Counts and writes the last answered exchange (see `answered`).
     async fn hand_over(&mut self) {
-        let Some(a) = self.answered.take() else {
-            return;
-        };
+        if let Some(e) = self.take_answered() {
+            self.emit(e).await;
+        }
+    }
+
+    /// The last answered exchange as an output event, counted.
+    fn take_answered(&mut self) -> Option<Event> {
+        let a = self.answered.take()?;
         self.tally.count(
             &a.response,
             a.x.start_us,
@@ -108,7 +124,7 @@ impl Worker {
             Ok(x) => x.command,
             Err(shared_x) => shared_x.command.clone(),
         };
-        self.emit(Event::Exchange(Exchange {
+        Some(Event::Exchange(Exchange {
             session: self.start.session,
             seq,
             clone: self.clone,
@@ -119,7 +135,6 @@ impl Worker {
             response: a.response,
             more: a.more,
         }))
-        .await;
     }
 
     async fn emit(&self, e: Event) {
