@@ -76,17 +76,35 @@ fn steady_recording(
     synthetic_recording(path, db, &vec![s; sessions]);
 }
 
-/// A paced replay of `rec` against `url` into `out`, running in the background (its stderr
-/// piped).
-fn spawn_replay(rec: &std::path::Path, url: &str, out: &std::path::Path) -> std::process::Child {
+/// A replay of `rec` against `url` into `out` (paced unless `extra` says otherwise), running
+/// in the background with its stdout and stderr piped.
+fn spawn_replay(
+    rec: &std::path::Path,
+    url: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
     myrr()
         .arg("replay")
         .arg(rec)
         .args(["--target", url, "-o"])
         .arg(out)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// Ctrl-C to a background replay after `after_ms`; its output once it has ended.
+fn interrupt(child: std::process::Child, after_ms: u64) -> std::process::Output {
+    std::thread::sleep(std::time::Duration::from_millis(after_ms));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    child.wait_with_output().unwrap()
 }
 
 fn sessions_of(events: &[Event]) -> BTreeSet<u64> {
@@ -341,7 +359,7 @@ fn candidate_restart_mid_replay() {
     });
     let _ = recorded(); // myrr_rp exists on the candidate
     let out = dir.join("restart.myrr");
-    let child = spawn_replay(&rec, &db.candidate_url, &out);
+    let child = spawn_replay(&rec, &db.candidate_url, &out, &[]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let st = Command::new("bash")
         .arg(root().join("scripts/db.sh"))
@@ -396,14 +414,7 @@ fn ctrl_c_stops_cleanly_and_the_output_is_readable() {
     let rec = dir.join("slow.myrr");
     steady_recording(&rec, "sbtest", 2, 100_000, 100, |i| format!("SELECT {i}"));
     let out = dir.join("interrupted.myrr");
-    let child = spawn_replay(&rec, &db.candidate_url, &out);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let o = child.wait_with_output().unwrap();
+    let o = interrupt(spawn_replay(&rec, &db.candidate_url, &out, &[]), 1500);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "interrupted runs exit 1: {err}");
     assert!(err.contains("interrupted"), "{err}");
@@ -433,7 +444,7 @@ fn a_killed_replay_loses_at_most_the_last_second() {
     // One query every 10 ms for 8 s.
     steady_recording(&rec, "sbtest", 1, 10_000, 800, |i| format!("SELECT {i}"));
     let out = dir.join("killed.myrr");
-    let mut child = spawn_replay(&rec, &db.candidate_url, &out);
+    let mut child = spawn_replay(&rec, &db.candidate_url, &out, &[]);
     std::thread::sleep(std::time::Duration::from_millis(4000));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -466,29 +477,8 @@ fn a_session_stuck_at_ctrl_c_keeps_its_answered_exchanges() {
     s.push((11, "SELECT 11".to_string()));
     synthetic_recording(&rec, "sbtest", &[s]);
     let out = dir.join("stuck.out.myrr");
-    let child = myrr()
-        .arg("replay")
-        .arg(&rec)
-        .args([
-            "--target",
-            &db.candidate_url,
-            "--speed",
-            "max",
-            "--json",
-            "-o",
-        ])
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let o = child.wait_with_output().unwrap();
+    let child = spawn_replay(&rec, &db.candidate_url, &out, &["--speed", "max", "--json"]);
+    let o = interrupt(child, 1500);
     assert_eq!(
         o.status.code(),
         Some(1),
