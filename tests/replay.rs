@@ -48,15 +48,26 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn replay(rec: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
-    let db = db();
+/// `myrr replay REC --target URL -o OUT EXTRA...`.
+fn replay_command(
+    rec: &std::path::Path,
+    url: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Command {
     let mut c = myrr();
     c.arg("replay")
         .arg(rec)
-        .args(["--target", &db.candidate_url, "-o"])
+        .args(["--target", url, "-o"])
         .arg(out)
         .args(extra);
-    let o = c.output().unwrap();
+    c
+}
+
+fn replay(rec: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
+    let o = replay_command(rec, &db().candidate_url, out, extra)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "myrr replay failed: {err}");
     err
@@ -84,12 +95,7 @@ fn spawn_replay(
     out: &std::path::Path,
     extra: &[&str],
 ) -> std::process::Child {
-    myrr()
-        .arg("replay")
-        .arg(rec)
-        .args(["--target", url, "-o"])
-        .arg(out)
-        .args(extra)
+    replay_command(rec, url, out, extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -930,12 +936,7 @@ fn replay_against(
     out: &std::path::Path,
     extra: &[&str],
 ) -> std::process::Output {
-    myrr()
-        .arg("replay")
-        .arg(rec)
-        .args(["--target", url, "--speed", "max", "-o"])
-        .arg(out)
-        .args(extra)
+    replay_command(rec, url, out, &[&["--speed", "max"], extra].concat())
         .output()
         .unwrap()
 }
