@@ -51,7 +51,7 @@ fn main() {
                     attrs: vec![],
                 },
                 response: Response::Rows(ResultSet {
-                    columns: vec![],
+                    columns: Default::default(),
                     rows: 1,
                     bytes: 1,
                     digest: ResultDigest::default(),

@@ -42,7 +42,8 @@ fn rows(digest: u64) -> Response {
             table: b"t".to_vec(),
             column_type: 253,
             ..Default::default()
-        }],
+        }]
+        .into(),
         rows: 1,
         bytes: 12,
         digest: ResultDigest {

@@ -8,12 +8,14 @@
 //! packet boundary (the next command) rather than guessing inside a response.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use myrr_recording::{
     Column, Command, Direction, EndReason, ErrInfo, Event, Exchange, Gap, Login, MissingReason,
     OkInfo, Param, Prepared, Response, ResultSet, RowDigester, SessionEnd, SessionId, SessionStart,
     Value, ValueRef,
 };
+use smallvec::{smallvec, SmallVec};
 
 use crate::framing::{FrameError, Framer};
 use crate::values::{read_binary, UNSIGNED_FLAG};
@@ -94,7 +96,7 @@ impl RState {
 
 #[derive(Debug)]
 struct ResultBuild {
-    columns: Vec<Column>,
+    columns: Arc<[Column]>,
     rows: u64,
     bytes: u64,
     digest: RowDigester,
@@ -103,7 +105,7 @@ struct ResultBuild {
 }
 
 impl ResultBuild {
-    fn new(binary: bool, columns: Vec<Column>) -> Self {
+    fn new(binary: bool, columns: Arc<[Column]>) -> Self {
         Self {
             columns,
             rows: 0,
@@ -195,7 +197,8 @@ struct Inflight {
     command: Command,
     state: RState,
     cur: Option<ResultBuild>,
-    results: Vec<Response>,
+    /// Usually one: kept inline.
+    results: SmallVec<[Response; 1]>,
     prep: Option<Prepared>,
     infile: Option<Vec<u8>>,
 }
@@ -205,7 +208,77 @@ struct Stmt {
     params: u16,
     /// (type, unsigned) of each parameter, from the last EXECUTE that bound them.
     types: Vec<(u8, bool)>,
-    columns: Vec<Column>,
+    columns: Arc<[Column]>,
+}
+
+/// The most distinct column sets, and bytes of their definitions, a connection remembers.
+const COLUMN_SETS: usize = 32;
+const COLUMN_SET_BYTES: usize = 16 << 10;
+
+/// A parsed set of column definitions, with how many of them did not parse.
+type ColumnSet = (Arc<[Column]>, u64);
+
+/// Column definitions, parsed once per distinct set. A statement sends the same definitions
+/// with every answer; its answers share one parsed set, found by the definitions' bytes,
+/// rather than parsing and allocating the set again each time. Bounded per connection.
+#[derive(Debug, Default)]
+struct ColumnSets {
+    /// The definition packets of the result being read, each after its length.
+    raw: Vec<u8>,
+    /// Sets seen, by their packets.
+    known: HashMap<Box<[u8]>, ColumnSet>,
+    known_bytes: usize,
+}
+
+impl ColumnSets {
+    /// A result's definitions start.
+    fn begin(&mut self) {
+        self.raw.clear();
+    }
+
+    fn push(&mut self, packet: &[u8]) {
+        self.raw
+            .extend_from_slice(&(packet.len() as u32).to_le_bytes());
+        self.raw.extend_from_slice(packet);
+    }
+
+    /// The columns pushed since `begin`.
+    fn finish(&mut self, stats: &mut Stats) -> Arc<[Column]> {
+        let (cols, malformed) = match self.known.get(&self.raw[..]) {
+            Some((cols, malformed)) => (cols.clone(), *malformed),
+            None => {
+                let mut malformed = 0;
+                let mut cols = Vec::new();
+                let mut r = Reader::new(&self.raw);
+                while let Some(p) = r.u32().and_then(|n| r.take(n as usize)) {
+                    cols.push(parse_column(p).unwrap_or_else(|| {
+                        malformed += 1;
+                        Column::default()
+                    }));
+                }
+                let cols: Arc<[Column]> = cols.into();
+                if self.known.len() >= COLUMN_SETS
+                    || self.known_bytes + self.raw.len() > COLUMN_SET_BYTES
+                {
+                    self.known.clear();
+                    self.known_bytes = 0;
+                }
+                if self.raw.len() <= COLUMN_SET_BYTES {
+                    self.known_bytes += self.raw.len();
+                    self.known
+                        .insert(self.raw.as_slice().into(), (cols.clone(), malformed));
+                }
+                (cols, malformed)
+            }
+        };
+        if malformed > 0 {
+            *stats
+                .undecodable
+                .entry("malformed column definition".into())
+                .or_default() += malformed;
+        }
+        cols
+    }
 }
 
 /// Decoder state for one connection.
@@ -229,6 +302,7 @@ pub struct Conn {
     query_attrs: Option<bool>,
     compressed: bool,
     stmts: HashMap<u32, Stmt>,
+    column_sets: ColumnSets,
     last_prepared: Option<u32>,
     inflight: VecDeque<Inflight>,
     next_seq: u64,
@@ -278,6 +352,7 @@ impl Conn {
             query_attrs: None,
             compressed: false,
             stmts: HashMap::new(),
+            column_sets: ColumnSets::default(),
             last_prepared: None,
             inflight: VecDeque::new(),
             next_seq: 0,
@@ -628,7 +703,7 @@ impl Conn {
                 command,
                 state,
                 cur: None,
-                results: vec![Response::None],
+                results: smallvec![Response::None],
                 prep: None,
                 infile: None,
             };
@@ -654,7 +729,7 @@ impl Conn {
             command,
             state,
             cur: None,
-            results: vec![],
+            results: SmallVec::new(),
             prep: None,
             infile: None,
         });
@@ -1098,8 +1173,8 @@ impl Conn {
                                     true
                                 };
                             if metadata_follows {
-                                f.cur =
-                                    Some(ResultBuild::new(binary, Vec::with_capacity(n as usize)));
+                                self.column_sets.begin();
+                                f.cur = Some(ResultBuild::new(binary, Arc::default()));
                                 f.state = RState::Cols { left: n };
                             } else {
                                 let cols = match &f.command {
@@ -1108,7 +1183,7 @@ impl Conn {
                                         .get(stmt_id)
                                         .map(|s| s.columns.clone())
                                         .unwrap_or_default(),
-                                    _ => vec![],
+                                    _ => Arc::default(),
                                 };
                                 f.cur = Some(ResultBuild::new(binary, cols));
                                 f.state = RState::ColsEof;
@@ -1129,22 +1204,20 @@ impl Conn {
             RState::Cols { left } => {
                 if is_err {
                     let e = parse_err(p);
-                    let cur = f.cur.take().map(|c| c.finish(0, 0, Some(e.clone())));
+                    let cur = f.cur.take().map(|mut c| {
+                        c.columns = self.column_sets.finish(ctx.stats);
+                        c.finish(0, 0, Some(e.clone()))
+                    });
                     f.results
                         .push(cur.map(Response::Rows).unwrap_or(Response::Err(e)));
                     f.state = RState::Done;
                 } else {
-                    let col = parse_column(p).unwrap_or_else(|| {
-                        *ctx.stats
-                            .undecodable
-                            .entry("malformed column definition".into())
-                            .or_default() += 1;
-                        Column::default()
-                    });
-                    if let Some(c) = f.cur.as_mut() {
-                        c.columns.push(col);
-                    }
+                    self.column_sets.push(p);
                     f.state = if left <= 1 {
+                        // The rows that follow are read against the columns.
+                        if let Some(c) = f.cur.as_mut() {
+                            c.columns = self.column_sets.finish(ctx.stats);
+                        }
                         RState::ColsEof
                     } else {
                         RState::Cols { left: left - 1 }
@@ -1276,7 +1349,8 @@ impl Conn {
             }
             RState::FieldList => {
                 if f.cur.is_none() {
-                    f.cur = Some(ResultBuild::new(false, vec![]));
+                    self.column_sets.begin();
+                    f.cur = Some(ResultBuild::new(false, Arc::default()));
                 }
                 if is_err {
                     let e = parse_err(p);
@@ -1285,13 +1359,14 @@ impl Conn {
                     f.state = RState::Done;
                 } else if first == Some(0xfe) {
                     let (warnings, status) = parse_eof(p);
-                    if let Some(c) = f.cur.take() {
+                    if let Some(mut c) = f.cur.take() {
+                        c.columns = self.column_sets.finish(ctx.stats);
                         f.results
                             .push(Response::Rows(c.finish(status, warnings, None)));
                     }
                     f.state = RState::Done;
-                } else if let Some(c) = f.cur.as_mut() {
-                    c.columns.push(parse_column(p).unwrap_or_default());
+                } else {
+                    self.column_sets.push(p);
                 }
             }
             RState::ChangeUser => match first {
@@ -1363,7 +1438,7 @@ impl Conn {
                         Stmt {
                             params: prep.params,
                             types: vec![],
-                            columns: prep.column_defs.clone(),
+                            columns: prep.column_defs.as_slice().into(),
                         },
                     ));
                     self.last_prepared = Some(prep.stmt_id);
@@ -1413,7 +1488,7 @@ impl Conn {
             let cur = f
                 .cur
                 .take()
-                .unwrap_or_else(|| ResultBuild::new(false, vec![]));
+                .unwrap_or_else(|| ResultBuild::new(false, Arc::default()));
             f.results
                 .push(Response::Rows(cur.finish(status, warnings, None)));
             f.state = if status & STATUS_MORE_RESULTS != 0
@@ -1428,7 +1503,7 @@ impl Conn {
             let cur = f
                 .cur
                 .take()
-                .unwrap_or_else(|| ResultBuild::new(false, vec![]));
+                .unwrap_or_else(|| ResultBuild::new(false, Arc::default()));
             f.results.push(Response::Rows(cur.finish(0, 0, Some(e))));
             f.state = RState::Done;
         } else if let Some(c) = f.cur.as_mut() {
@@ -1454,7 +1529,11 @@ impl Conn {
         if f.state.may_end() {
             return self.finish(f, ctx);
         }
-        if let Some(c) = f.cur.take() {
+        if let Some(mut c) = f.cur.take() {
+            if matches!(f.state, RState::Cols { .. } | RState::FieldList) {
+                // Cut off among its column definitions: the ones that came.
+                c.columns = self.column_sets.finish(ctx.stats);
+            }
             let mut rs = c.finish(0, 0, None);
             rs.complete = false;
             f.results.push(Response::Rows(rs));

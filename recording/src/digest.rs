@@ -8,6 +8,7 @@
 //! from "other values".
 
 use bincode::{Decode, Encode};
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::event::{Column, Value};
@@ -61,10 +62,13 @@ impl ValueRef<'_> {
     }
 }
 
+/// Bytes of a row's encoding kept inline: a result set of short rows allocates nothing.
+const INLINE_ROW: usize = 256;
+
 /// Builds a [`ResultDigest`] one value at a time, without holding rows.
 #[derive(Debug, Clone, Default)]
 pub struct RowDigester {
-    row: Vec<u8>,
+    row: SmallVec<[u8; INLINE_ROW]>,
     ordered: u64,
     unordered: u64,
     rows: u64,

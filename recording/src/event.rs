@@ -4,6 +4,8 @@
 //! reads one model. Strings that come off the wire (SQL, names, messages) are kept as bytes: the
 //! wire does not promise UTF-8, and a faithful replay must send back exactly what was sent.
 
+use std::sync::Arc;
+
 use bincode::{Decode, Encode};
 
 /// Identifies a session within one run. Captures number sessions in the order they were seen.
@@ -386,7 +388,9 @@ pub enum SkipReason {
 /// A result set, summarised: its shape, its size and a digest of its rows.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct ResultSet {
-    pub columns: Vec<Column>,
+    /// Shared between the answers of one statement (decoders parse a set of column
+    /// definitions once); encoded like a `Vec`.
+    pub columns: Arc<[Column]>,
     pub rows: u64,
     /// Bytes of row data on the wire.
     pub bytes: u64,

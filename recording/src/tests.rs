@@ -36,7 +36,8 @@ fn exchange(session: u64, seq: u64) -> Event {
                 name: b"x".to_vec(),
                 column_type: 8,
                 ..Default::default()
-            }],
+            }]
+            .into(),
             rows: 1,
             bytes: 3,
             digest: d.finish(),

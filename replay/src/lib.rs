@@ -46,8 +46,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use myrr_recording::{
-    event_time, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter, Response,
-    RunKind, RunReader, SessionStart,
+    event_time, Command, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter,
+    Response, RunKind, RunReader, SessionStart,
 };
 use tokio::sync::mpsc;
 
@@ -667,9 +667,36 @@ pub async fn run(
     })
 }
 
+/// A recorded exchange as far as a session task needs it: its command and times, not its
+/// recorded answer. The dispatcher frees the answer on the thread that decoded it (a free on
+/// another thread costs the allocator more).
+pub(crate) struct Recorded {
+    pub(crate) seq: u64,
+    pub(crate) start_us: u64,
+    pub(crate) end_us: u64,
+    pub(crate) command: Command,
+    /// A PREPARE's recorded statement id, which later EXECUTEs name.
+    pub(crate) prepared_id: Option<u32>,
+}
+
+impl From<Exchange> for Recorded {
+    fn from(x: Exchange) -> Self {
+        Self {
+            seq: x.seq,
+            start_us: x.start_us,
+            end_us: x.end_us,
+            prepared_id: match x.response {
+                Response::Prepared(p) => Some(p.stmt_id),
+                _ => None,
+            },
+            command: x.command,
+        }
+    }
+}
+
 /// One recorded exchange for a session task, with its place in the commit order (`--sync`).
 pub(crate) struct Work {
-    pub(crate) x: Arc<Exchange>,
+    pub(crate) x: Arc<Recorded>,
     /// Registered commit point: release it once answered.
     pub(crate) commit: Option<sync::CommitKey>,
     /// Wait for the commits that ended before it started.
@@ -798,7 +825,7 @@ async fn dispatch(
                     SyncMode::Commit => write || commit.is_some(),
                     SyncMode::All => true,
                 };
-                let x = Arc::new(x);
+                let x = Arc::new(Recorded::from(x));
                 for (clone, tx) in txs.iter().enumerate() {
                     // The session task gives the permit back when it takes the exchange.
                     // Taken in batches: a dispatcher waiting for permits is woken once per

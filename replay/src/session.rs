@@ -16,7 +16,7 @@ use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
 use crate::sync::Waited;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
-use crate::{Shared, Tally, Work};
+use crate::{Recorded, Shared, Tally, Work};
 
 /// A server that accepts the connection but never finishes the login does not hold a session
 /// forever.
@@ -52,7 +52,7 @@ pub(crate) struct Worker {
 }
 
 struct Answered {
-    x: Arc<Exchange>,
+    x: Arc<Recorded>,
     response: Response,
     more: Vec<Response>,
     scheduled_us: u64,
@@ -396,10 +396,10 @@ impl Worker {
     }
 
     /// Sends one command; never fails: what went wrong becomes the response.
-    async fn execute(&mut self, x: &Exchange) -> (Response, Vec<Response>) {
+    async fn execute(&mut self, x: &Recorded) -> (Response, Vec<Response>) {
         let cmd = &x.command;
         if let Some(skip) = self.filter(cmd) {
-            if let (Command::Prepare { sql }, Some(id)) = (cmd, recorded_stmt_id(&x.response)) {
+            if let (Command::Prepare { sql }, Some(id)) = (cmd, x.prepared_id) {
                 self.stmt_sql.insert(id, sql.clone());
             }
             return (Response::Skipped(skip), vec![]);
@@ -407,7 +407,7 @@ impl Worker {
         if self.conn.is_none() && !matches!(cmd, Command::Quit) && !self.reconnect().await {
             return (Response::Skipped(SkipReason::NotConnected), vec![]);
         }
-        match self.send(cmd, &x.response).await {
+        match self.send(cmd, x.prepared_id).await {
             Ok(answer) => answer,
             Err(Lost(msg)) => {
                 self.conn = None;
@@ -484,7 +484,8 @@ impl Worker {
 
     /// Sends one command as the recorded client sent it (statement ids mapped to the
     /// target's) and reads the answer.
-    async fn send(&mut self, cmd: &Command, recorded: &Response) -> Result<Answer, Lost> {
+    /// `prepared_id`: a PREPARE's recorded statement id.
+    async fn send(&mut self, cmd: &Command, prepared_id: Option<u32>) -> Result<Answer, Lost> {
         let skipped = |r: SkipReason| Ok((Response::Skipped(r), vec![]));
         // The target's id of the statement a command names.
         let stmt = match cmd {
@@ -510,7 +511,7 @@ impl Worker {
             }
             Command::Prepare { sql } => {
                 self.buf = b;
-                return self.prepare(recorded_stmt_id(recorded), sql).await;
+                return self.prepare(prepared_id, sql).await;
             }
             Command::Execute {
                 flags,
@@ -655,13 +656,5 @@ fn encode_params(b: &mut Vec<u8>, params: &[Param]) {
         let t = write_binary(b, p.column_type, &p.value);
         b[types + 2 * i] = t;
         b[types + 2 * i + 1] = if p.unsigned { 0x80 } else { 0 };
-    }
-}
-
-/// A PREPARE's recorded answer names the recorded statement id that later EXECUTEs use.
-fn recorded_stmt_id(recorded: &Response) -> Option<u32> {
-    match recorded {
-        Response::Prepared(p) => Some(p.stmt_id),
-        _ => None,
     }
 }

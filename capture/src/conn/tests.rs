@@ -346,3 +346,87 @@ fn exchanges_keep_session_order_behind_pending_answers() {
     let seqs: Vec<u64> = exchanges(&events).iter().map(|x| x.seq).collect();
     assert_eq!(seqs, vec![0, 1, 2]);
 }
+
+/// A text query answered by one result set with the given column definitions and one row.
+fn query_with_columns(conv: &mut Vec<(Direction, Vec<u8>)>, defs: &[Vec<u8>]) {
+    conv.push((C, plain(0, b"\x03SELECT")));
+    let mut r = plain(1, &[defs.len() as u8]);
+    let mut seq = 2;
+    for d in defs {
+        r.extend(plain(seq, d));
+        seq += 1;
+    }
+    r.extend(plain(seq, &eof(2)));
+    let mut row = Vec::new();
+    for _ in defs {
+        row.extend(lenenc_str(b"7"));
+    }
+    r.extend(plain(seq + 1, &row));
+    r.extend(plain(seq + 2, &eof(2)));
+    conv.push((S, r));
+}
+
+fn result_columns(x: &Exchange) -> &Arc<[Column]> {
+    match &x.response {
+        Response::Rows(rs) => &rs.columns,
+        other => panic!("not rows: {other:?}"),
+    }
+}
+
+#[test]
+fn answers_with_the_same_column_definitions_share_one_parsed_set() {
+    let mut conv = conversation(CAPS)[..3].to_vec();
+    let a = vec![coldef(b"id", 3), coldef(b"name", 0xfd)];
+    let b = vec![coldef(b"id", 3), coldef(b"title", 0xfd)];
+    let malformed = vec![b"\x03def".to_vec()];
+    for defs in [&a, &b, &a, &malformed, &malformed] {
+        query_with_columns(&mut conv, defs);
+    }
+    let (events, stats) = decode(&conv, None, true);
+    let xs = exchanges(&events);
+    assert_eq!(xs.len(), 5);
+    let cols: Vec<_> = xs.iter().map(|x| result_columns(x)).collect();
+    let names = |c: &Arc<[Column]>| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(cols[0]), [b"id".to_vec(), b"name".to_vec()]);
+    assert_eq!(names(cols[1]), [b"id".to_vec(), b"title".to_vec()]);
+    assert!(
+        Arc::ptr_eq(cols[0], cols[2]),
+        "the same definitions: one set"
+    );
+    assert!(!Arc::ptr_eq(cols[0], cols[1]));
+    assert_eq!(cols[1][0].column_type, 3);
+    // A definition that does not parse is counted with every answer that carries it.
+    assert_eq!(
+        stats.undecodable.get("malformed column definition"),
+        Some(&2)
+    );
+    // The rows were read against the shared columns.
+    for x in &xs {
+        match &x.response {
+            Response::Rows(rs) => assert_eq!((rs.rows, rs.complete), (1, true)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn remembered_column_sets_stay_bounded() {
+    let mut sets = ColumnSets::default();
+    let mut stats = Stats::default();
+    for i in 0..1000u32 {
+        sets.begin();
+        sets.push(&coldef(format!("c{i}").as_bytes(), 3));
+        let cols = sets.finish(&mut stats);
+        assert_eq!(cols[0].name, format!("c{i}").into_bytes());
+        assert!(sets.known.len() <= COLUMN_SETS);
+        assert!(sets.known_bytes <= COLUMN_SET_BYTES);
+    }
+    // A set larger than the whole budget is parsed but not kept.
+    sets.begin();
+    for _ in 0..COLUMN_SET_BYTES / 40 {
+        sets.push(&coldef(b"a_rather_long_column_name", 3));
+    }
+    let cols = sets.finish(&mut stats);
+    assert_eq!(cols.len(), COLUMN_SET_BYTES / 40);
+    assert!(sets.known_bytes <= COLUMN_SET_BYTES);
+}
