@@ -17,7 +17,7 @@ pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
 pub use event::*;
 pub use format::{
     run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind, Skim,
-    WriteError,
+    WriteError, LEVEL_DEFAULT, LEVEL_FAST,
 };
 pub use run::{event_time, RunReader};
 

@@ -90,6 +90,26 @@ fn read(bytes: &[u8]) -> (Vec<Event>, Option<FormatError>) {
 }
 
 #[test]
+fn every_compression_level_reads_back_the_same() {
+    let evs = events(20_000);
+    let at = |level| {
+        let mut w = RecordingWriter::with_level(Vec::new(), &header(), level).unwrap();
+        for e in &evs {
+            w.push(e).unwrap();
+        }
+        w.finish().unwrap()
+    };
+    let (fast, default) = (at(crate::LEVEL_FAST), at(crate::LEVEL_DEFAULT));
+    assert_eq!(default, write(&evs), "the default level is LEVEL_DEFAULT");
+    assert_ne!(fast, default, "the level reaches the compressor");
+    for bytes in [&fast, &default] {
+        let (back, err) = read(bytes);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(back, evs);
+    }
+}
+
+#[test]
 fn round_trip_many_blocks() {
     let evs = events(20_000);
     let bytes = write(&evs);

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use myrr_recording::{
     event_time, Command, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter,
-    Response, RunKind, RunReader, SessionStart,
+    Response, RunKind, RunReader, SessionStart, LEVEL_FAST,
 };
 use tokio::sync::mpsc;
 
@@ -561,7 +561,8 @@ pub async fn run(
         path: output.clone(),
         message: e.to_string(),
     };
-    let writer = RecordingWriter::create(&config.output, &header).map_err(out_err)?;
+    let writer =
+        RecordingWriter::create_with_level(&config.output, &header, LEVEL_FAST).map_err(out_err)?;
     let (events, writer_thread) =
         outbox::Outbox::start(writer, 16 * 1024).map_err(|e| ReplayError::Output {
             path: output.clone(),
