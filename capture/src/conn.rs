@@ -7,7 +7,7 @@
 //! packet that is plausibly a command; after a gap, decoding resumes at the next trustworthy
 //! packet boundary (the next command) rather than guessing inside a response.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use myrr_recording::{
@@ -15,6 +15,7 @@ use myrr_recording::{
     OkInfo, Param, Prepared, Response, ResultSet, RowDigester, SessionEnd, SessionId, SessionStart,
     Value, ValueRef,
 };
+use rustc_hash::FxHashMap;
 use smallvec::{smallvec, SmallVec};
 
 use crate::framing::{FrameError, Framer};
@@ -226,7 +227,7 @@ struct ColumnSets {
     /// The definition packets of the result being read, each after its length.
     raw: Vec<u8>,
     /// Sets seen, by their packets.
-    known: HashMap<Box<[u8]>, ColumnSet>,
+    known: FxHashMap<Box<[u8]>, ColumnSet>,
     known_bytes: usize,
 }
 
@@ -301,7 +302,8 @@ pub struct Conn {
     deprecate_eof: Option<bool>,
     query_attrs: Option<bool>,
     compressed: bool,
-    stmts: HashMap<u32, Stmt>,
+    /// FxHash: looked up with every EXECUTE's answer.
+    stmts: FxHashMap<u32, Stmt>,
     column_sets: ColumnSets,
     last_prepared: Option<u32>,
     inflight: VecDeque<Inflight>,
@@ -351,7 +353,7 @@ impl Conn {
             deprecate_eof: None,
             query_attrs: None,
             compressed: false,
-            stmts: HashMap::new(),
+            stmts: FxHashMap::default(),
             column_sets: ColumnSets::default(),
             last_prepared: None,
             inflight: VecDeque::new(),

@@ -159,6 +159,18 @@ impl RecordingWriter<BufWriter<File>> {
     }
 }
 
+/// Where events are encoded: the block in memory, appended to without `io::Write`'s error
+/// plumbing and byte counting, which bincode's std writer goes through for every field.
+struct BlockBuf<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for BlockBuf<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// Compresses blocks into one reused buffer and writes them.
 struct BlockCompressor {
     zstd: zstd::bulk::Compressor<'static>,
@@ -233,7 +245,7 @@ impl<W: Write + Send + 'static> RecordingWriter<W> {
     }
 
     pub fn push(&mut self, event: &Event) -> Result<(), WriteError> {
-        bincode::encode_into_std_write(event, &mut self.block, config())?;
+        bincode::encode_into_writer(event, BlockBuf(&mut self.block), config())?;
         self.count += 1;
         self.events += 1;
         if self.block.len() >= BLOCK_TARGET {
