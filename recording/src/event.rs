@@ -386,7 +386,10 @@ pub enum SkipReason {
 }
 
 /// A result set, summarised: its shape, its size and a digest of its rows.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+///
+/// Decoded by hand (see [`crate::shared_columns`]): the same columns come with every answer of
+/// a statement, and a reader borrowing from its block shares one set between them.
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub struct ResultSet {
     /// Shared between the answers of one statement (decoders parse a set of column
     /// definitions once); encoded like a `Vec`.

@@ -612,12 +612,14 @@ impl<R: Read> RecordingReader<R> {
         let mut pos = 4;
         let mut out = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let (ev, used): (Event, usize) = bincode::decode_from_slice(&block[pos..], config())
-                .map_err(|e| FormatError::Corrupt {
-                    path: self.path.clone(),
-                    offset,
-                    what: "event",
-                    detail: format!("at byte {pos} of the block: {e}"),
+            let (ev, used): (Event, usize) =
+                bincode::borrow_decode_from_slice(&block[pos..], config()).map_err(|e| {
+                    FormatError::Corrupt {
+                        path: self.path.clone(),
+                        offset,
+                        what: "event",
+                        detail: format!("at byte {pos} of the block: {e}"),
+                    }
                 })?;
             pos += used;
             out.push(ev);
@@ -642,7 +644,7 @@ impl<R: Read> RecordingReader<R> {
             }
         }
         let (ev, used): (Event, usize) =
-            bincode::decode_from_slice(&self.block[self.pos..], config()).map_err(|e| {
+            bincode::borrow_decode_from_slice(&self.block[self.pos..], config()).map_err(|e| {
                 FormatError::Corrupt {
                     path: self.path.clone(),
                     offset: self.block_offset,

@@ -12,6 +12,7 @@ pub mod digest;
 pub mod event;
 pub mod format;
 pub mod run;
+mod shared_columns;
 
 pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
 pub use event::*;
