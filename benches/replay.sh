@@ -4,7 +4,8 @@
 #  1. closed loop: a sysbench oltp_read_only recording (prepared statements, the sysbench
 #     default) at 16 and 64 sessions, replayed with --speed max against the candidate, next to
 #     sysbench itself against the same candidate at the same concurrency: QPS and client CPU
-#     per 1000 queries (user+sys of the client process).
+#     per 1000 queries (user+sys of the client process). Once with clients and server sharing
+#     all CPUs, once with the server pinned to CPU 1 and the client to CPU 0.
 #  2. paced: the 16-session recording replayed at --speed 1: start lag p50/p99.
 #  3. scale: 5000 concurrent sessions (synthetic recording) at --speed 1: peak RSS.
 # Results are printed and appended to benches/RESULTS.md.
@@ -38,7 +39,11 @@ log "loading 4 x 10k rows into myrr_bench on the source and the candidate"
 mariadb-dump -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_SOURCE_PORT" --databases myrr_bench | "${M[@]}" -P"$MYRR_CANDIDATE_PORT"
 
 CAP_PID=
-cleanup() { [[ -n "$CAP_PID" ]] && kill -INT "$CAP_PID" 2>/dev/null || true; }
+cleanup() {
+    [[ -n "$CAP_PID" ]] && kill -INT "$CAP_PID" 2>/dev/null
+    [[ -n "${SERVER_PID:-}" ]] && place_server "$ALL_CPUS" 2>/dev/null
+    true
+}
 trap cleanup EXIT
 
 # QPS of a replay run over the window in which all its sessions were live (jsonl on stdin).
@@ -54,6 +59,53 @@ for line in sys.stdin:
 t0, t1 = max(starts), min(ends)
 print(round(sum(t0 <= x <= t1 for x in done) / ((t1 - t0) / 1e6)))
 '
+# CPU placement of a closed-loop round. shared: clients and the server share every CPU, the
+# way the issue measures. pinned: the server on CPU 1 and the client on CPU 0, as if each had
+# a machine of its own (a replay client is meant to run beside the candidate, not on it).
+SERVER_PID=$(tr -dc 0-9 <"$ROOT/target/myrr-db/candidate/mariadbd.pid")
+ALL_CPUS="0-$(($(nproc) - 1))"
+place_server() { taskset -a -p -c "$1" "$SERVER_PID" >/dev/null; }
+
+# One round: sysbench, then the replay, against the candidate at the same concurrency. The
+# server's CPU per query is read from /proc for each run (the client's load changes the
+# server's cost).
+closed_loop_round() {
+    local threads=$1 round=$2 place=$3 rec="$DIR/ro-$1.myrr" pin=()
+    if [[ $place == pinned ]]; then
+        place_server 1
+        pin=(taskset -c 0)
+    fi
+    log "round $round ($place CPUs): sysbench against the candidate, $threads threads"
+    local s0 s1 s2
+    s0=$(server_ticks)
+    /usr/bin/time -f "%U %S %M" -o "$DIR/sb-$threads.time" \
+        "${pin[@]}" "${SB[@]}" --mysql-port="$MYRR_CANDIDATE_PORT" --threads="$threads" --time="$T" run >"$DIR/sb-$threads.txt"
+    s1=$(server_ticks)
+    local sb_q sb_qps sb_cpu
+    sb_q=$(awk '/queries:/ {print $2; exit}' "$DIR/sb-$threads.txt")
+    sb_qps=$(awk '/queries:/ {gsub(/\(/,"",$3); print $3; exit}' "$DIR/sb-$threads.txt")
+    sb_cpu=$(awk '{print $1+$2}' "$DIR/sb-$threads.time")
+
+    log "round $round ($place CPUs): myrr replay --speed max against the candidate"
+    /usr/bin/time -f "%U %S %M" -o "$DIR/rp-$threads.time" \
+        "${pin[@]}" "$MYRR" replay "$rec" --target "$MYRR_CANDIDATE_URL" --speed max -o "$DIR/rp-$threads.myrr" --json >"$DIR/rp-$threads.json" 2>"$DIR/rp-$threads.log"
+    s2=$(server_ticks)
+    place_server "$ALL_CPUS"
+    local rp_q rp_qps rp_steady rp_cpu
+    rp_q=$(python3 -c "import json;print(json.load(open('$DIR/rp-$threads.json'))['exchanges'])")
+    rp_qps=$(python3 -c "import json;print(round(json.load(open('$DIR/rp-$threads.json'))['qps']))")
+    # sysbench keeps every thread busy until its end; a replay's sessions end one by one
+    # (they had different numbers of queries), so its QPS is also given over the window
+    # in which every session was live.
+    rp_steady=$("$MYRR" inspect --format jsonl "$DIR/rp-$threads.myrr" | python3 -c "$STEADY")
+    rp_cpu=$(awk '{print $1+$2}' "$DIR/rp-$threads.time")
+    ROW[$place.$threads.$round]=$(python3 -c "
+sbq,sbqps,sbcpu,rq,rqps,rst,rcpu=$sb_q,$sb_qps,$sb_cpu,$rp_q,$rp_qps,$rp_steady,$rp_cpu
+ssb,srp=($s1-$s0)/$HZ,($s2-$s1)/$HZ
+print(f'| {$threads} | {$round} | {sbqps:,.0f} | {rqps:,.0f} | {rst:,.0f} | {rqps/sbqps*100:.0f} % / {rst/sbqps*100:.0f} % | {sbcpu/sbq*1e6:.1f} ms | {rcpu/rq*1e6:.1f} ms | {ssb/sbq*1e6:.1f} ms | {srp/rq*1e6:.1f} ms |')")
+    echo "${ROW[$place.$threads.$round]}" >&2
+}
+
 declare -A ROW
 for threads in 16 64; do
     rec="$DIR/ro-$threads.myrr"
@@ -67,34 +119,9 @@ for threads in 16 64; do
     kill -INT "$CAP_PID"; wait "$CAP_PID"; CAP_PID=
     grep -E "exchanges|drops" "$DIR/capture-$threads.log" >&2
 
-    # Two rounds, alternating, so both tools see the same machine state; the server's CPU per
-    # query is read from /proc for each run (the client's load changes the server's cost).
-    for round in $(seq "$ROUNDS"); do
-        log "round $round: sysbench against the candidate, $threads threads"
-        s0=$(server_ticks)
-        /usr/bin/time -f "%U %S %M" -o "$DIR/sb-$threads.time" \
-            "${SB[@]}" --mysql-port="$MYRR_CANDIDATE_PORT" --threads="$threads" --time="$T" run >"$DIR/sb-$threads.txt"
-        s1=$(server_ticks)
-        sb_q=$(awk '/queries:/ {print $2; exit}' "$DIR/sb-$threads.txt")
-        sb_qps=$(awk '/queries:/ {gsub(/\(/,"",$3); print $3; exit}' "$DIR/sb-$threads.txt")
-        sb_cpu=$(awk '{print $1+$2}' "$DIR/sb-$threads.time")
-
-        log "round $round: myrr replay --speed max against the candidate"
-        /usr/bin/time -f "%U %S %M" -o "$DIR/rp-$threads.time" \
-            "$MYRR" replay "$rec" --target "$MYRR_CANDIDATE_URL" --speed max -o "$DIR/rp-$threads.myrr" --json >"$DIR/rp-$threads.json" 2>"$DIR/rp-$threads.log"
-        s2=$(server_ticks)
-        rp_q=$(python3 -c "import json;print(json.load(open('$DIR/rp-$threads.json'))['exchanges'])")
-        rp_qps=$(python3 -c "import json;print(round(json.load(open('$DIR/rp-$threads.json'))['qps']))")
-        # sysbench keeps every thread busy until its end; a replay's sessions end one by one
-        # (they had different numbers of queries), so its QPS is also given over the window
-        # in which every session was live.
-        rp_steady=$("$MYRR" inspect --format jsonl "$DIR/rp-$threads.myrr" | python3 -c "$STEADY")
-        rp_cpu=$(awk '{print $1+$2}' "$DIR/rp-$threads.time")
-        ROW[$threads.$round]=$(python3 -c "
-sbq,sbqps,sbcpu,rq,rqps,rst,rcpu=$sb_q,$sb_qps,$sb_cpu,$rp_q,$rp_qps,$rp_steady,$rp_cpu
-ssb,srp=($s1-$s0)/$HZ,($s2-$s1)/$HZ
-print(f'| {$threads} | {$round} | {sbqps:,.0f} | {rqps:,.0f} | {rst:,.0f} | {rqps/sbqps*100:.0f} % / {rst/sbqps*100:.0f} % | {sbcpu/sbq*1e6:.1f} ms | {rcpu/rq*1e6:.1f} ms | {ssb/sbq*1e6:.1f} ms | {srp/rq*1e6:.1f} ms |')")
-        echo "${ROW[$threads.$round]}" >&2
+    for place in shared pinned; do
+        [[ $place == pinned && $(nproc) -lt 2 ]] && continue
+        for round in $(seq "$ROUNDS"); do closed_loop_round "$threads" "$round" "$place"; done
     done
 done
 
@@ -159,12 +186,19 @@ log "$BIG"
     echo
     echo "## replay — $(date -u +%F) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
     echo
-    echo "Closed loop, sysbench oltp_read_only (prepared statements), ${T}s, same candidate, one after the other:"
-    echo
-    echo "| sessions | round | sysbench QPS | myrr replay --speed max QPS, whole run | while all sessions live | myrr / sysbench (whole / all live) | sysbench CPU / 1000 q | myrr CPU / 1000 q | server CPU / 1000 q under sysbench | under myrr |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
-    for threads in 16 64; do for round in $(seq "$ROUNDS"); do echo "${ROW[$threads.$round]}"; done; done
-    echo
+    for place in shared pinned; do
+        [[ $place == pinned && $(nproc) -lt 2 ]] && continue
+        if [[ $place == shared ]]; then
+            echo "Closed loop, sysbench oltp_read_only (prepared statements), ${T}s, same candidate, one after the other; clients and server share all CPUs:"
+        else
+            echo "The same, with the server pinned to CPU 1 and the client (sysbench or myrr) to CPU 0, as if each had a machine of its own:"
+        fi
+        echo
+        echo "| sessions | round | sysbench QPS | myrr replay --speed max QPS, whole run | while all sessions live | myrr / sysbench (whole / all live) | sysbench CPU / 1000 q | myrr CPU / 1000 q | server CPU / 1000 q under sysbench | under myrr |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        for threads in 16 64; do for round in $(seq "$ROUNDS"); do echo "${ROW[$place.$threads.$round]}"; done; done
+        echo
+    done
     echo "Paced (--speed 1), sysbench oltp_point_select --rate=8000, 16 threads (think times between queries): $RATE"
     echo
     echo "Paced (--speed 1), synthetic, 16 sessions x 1 query/ms: $SYN"
