@@ -695,9 +695,39 @@ impl From<Exchange> for Recorded {
     }
 }
 
+/// A recorded exchange handed to a session task: its own without `--scale` (no allocation),
+/// shared between the clones with it.
+pub(crate) enum Handed {
+    Own(Recorded),
+    Shared(Arc<Recorded>),
+}
+
+impl std::ops::Deref for Handed {
+    type Target = Recorded;
+
+    fn deref(&self) -> &Recorded {
+        match self {
+            Handed::Own(r) => r,
+            Handed::Shared(r) => r,
+        }
+    }
+}
+
+impl Handed {
+    /// The command, taken (copied while another clone still holds it).
+    pub(crate) fn into_command(self) -> Command {
+        match self {
+            Handed::Own(r) => r.command,
+            Handed::Shared(r) => Arc::try_unwrap(r)
+                .map(|r| r.command)
+                .unwrap_or_else(|r| r.command.clone()),
+        }
+    }
+}
+
 /// One recorded exchange for a session task, with its place in the commit order (`--sync`).
 pub(crate) struct Work {
-    pub(crate) x: Arc<Recorded>,
+    pub(crate) x: Handed,
     /// Registered commit point: release it once answered.
     pub(crate) commit: Option<sync::CommitKey>,
     /// Wait for the commits that ended before it started.
@@ -826,7 +856,12 @@ async fn dispatch(
                     SyncMode::Commit => write || commit.is_some(),
                     SyncMode::All => true,
                 };
-                let x = Arc::new(Recorded::from(x));
+                let recorded = Recorded::from(x);
+                let (mut own, shared_x) = if txs.len() == 1 {
+                    (Some(recorded), None)
+                } else {
+                    (None, Some(Arc::new(recorded)))
+                };
                 for (clone, tx) in txs.iter().enumerate() {
                     // The session task gives the permit back when it takes the exchange.
                     // Taken in batches: a dispatcher waiting for permits is woken once per
@@ -854,11 +889,12 @@ async fn dispatch(
                         permits = batch;
                     }
                     permits -= 1;
-                    let work = Work {
-                        x: x.clone(),
-                        commit,
-                        wait,
+                    let x = match (&shared_x, own.take()) {
+                        (Some(x), _) => Handed::Shared(x.clone()),
+                        (None, Some(x)) => Handed::Own(x),
+                        (None, None) => break,
                     };
+                    let work = Work { x, commit, wait };
                     if let Err(mpsc::error::SendError(w)) = tx.send(work) {
                         shared.budget.add_permits(1);
                         // The session has ended: its commit point will never be answered.

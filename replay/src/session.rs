@@ -16,7 +16,7 @@ use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
 use crate::sync::Waited;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
-use crate::{Recorded, Shared, Tally, Work};
+use crate::{Handed, Recorded, Shared, Tally, Work};
 
 /// A server that accepts the connection but never finishes the login does not hold a session
 /// forever.
@@ -52,7 +52,7 @@ pub(crate) struct Worker {
 }
 
 struct Answered {
-    x: Arc<Recorded>,
+    x: Handed,
     response: Response,
     more: Vec<Response>,
     scheduled_us: u64,
@@ -119,11 +119,7 @@ impl Worker {
             self.shared.flush(&mut self.tally);
         }
         let seq = a.x.seq;
-        // Without --scale this task holds the only reference: take the command, no copy.
-        let command = match Arc::try_unwrap(a.x) {
-            Ok(x) => x.command,
-            Err(shared_x) => shared_x.command.clone(),
-        };
+        let command = a.x.into_command();
         Some(Event::Exchange(Exchange {
             session: self.start.session,
             seq,
