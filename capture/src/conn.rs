@@ -516,6 +516,28 @@ impl Conn {
             self.client.reset();
             self.client_resync = false;
         }
+        // Whole packets at the front are handled where they are (no copy into the framer);
+        // a replay's own commands always arrive whole.
+        let mut data = data;
+        if self.client.is_idle() {
+            while let Some((seq, payload, rest)) = crate::framing::whole_packet(data) {
+                data = rest;
+                self.client_packet(seq, payload, now, now, ctx);
+                if self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
+                    // What follows stays buffered, as when the framer hands packets out.
+                    break;
+                }
+            }
+            if data.is_empty() {
+                return;
+            }
+            if self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
+                if let Err(e) = self.client.push(data, now) {
+                    self.frame_error(Direction::ClientToServer, e, now, ctx);
+                }
+                return;
+            }
+        }
         if let Err(e) = self.client.push(data, now) {
             self.frame_error(Direction::ClientToServer, e, now, ctx);
             return;
