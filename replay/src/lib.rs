@@ -891,6 +891,7 @@ async fn dispatch(
                     permits -= 1;
                     let x = match (&shared_x, own.take()) {
                         (Some(x), _) => Handed::Shared(x.clone()),
+                        // One clone: it takes the exchange itself, on its only turn.
                         (None, Some(x)) => Handed::Own(x),
                         (None, None) => break,
                     };
