@@ -442,6 +442,9 @@ impl Worker {
         {
             return Some(SkipReason::UnknownStatement);
         }
+        if !cfg.read_only && cfg.include.is_none() && cfg.exclude.is_none() {
+            return None;
+        }
         let sql = self.sql_of(cmd);
         if let Some(sql) = sql {
             let regex = cfg.include.is_some() || cfg.exclude.is_some();
