@@ -254,7 +254,9 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
                     );
                     executes += 1;
                     // sysbench's shapes: point selects give 1 row, plain ranges 100 — fewer
-                    // when another thread is between its DELETE and INSERT of a row.
+                    // when another thread is between its DELETE and INSERT of a row (a CI run
+                    // on a loaded machine saw 85). A decoding error would be far off, and the
+                    // share of exact counts is checked below.
                     if sql.starts_with("SELECT c FROM") && sql.contains("WHERE id=?") {
                         assert!(x.total_rows() <= 1, "{sql}");
                         exact.0 += (x.total_rows() == 1) as u64;
@@ -262,7 +264,7 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
                     }
                     if sql.starts_with("SELECT c FROM") && sql.contains("BETWEEN") {
                         assert!(
-                            (90..=100).contains(&x.total_rows()),
+                            (50..=100).contains(&x.total_rows()),
                             "{sql}: {}",
                             x.total_rows()
                         );
