@@ -523,23 +523,20 @@ impl Conn {
             while let Some((seq, payload, rest)) = crate::framing::whole_packet(data) {
                 data = rest;
                 self.client_packet(seq, payload, now, now, ctx);
-                if self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
-                    // What follows stays buffered, as when the framer hands packets out.
+                if self.client_stopped() {
                     break;
                 }
             }
             if data.is_empty() {
                 return;
             }
-            if self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
-                if let Err(e) = self.client.push(data, now) {
-                    self.frame_error(Direction::ClientToServer, e, now, ctx);
-                }
-                return;
-            }
         }
         if let Err(e) = self.client.push(data, now) {
             self.frame_error(Direction::ClientToServer, e, now, ctx);
+            return;
+        }
+        if self.client_stopped() {
+            // What follows stays buffered, as when the framer hands packets out.
             return;
         }
         // The framer is taken out while its packets are handled, so they are borrowed, not
@@ -556,7 +553,7 @@ impl Conn {
                     break;
                 }
             }
-            if self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
+            if self.client_stopped() {
                 break;
             }
         }
@@ -564,6 +561,12 @@ impl Conn {
         if let Some(e) = failed {
             self.frame_error(Direction::ClientToServer, e, now, ctx);
         }
+    }
+
+    /// Client packets are not handled further for now: the stream must resynchronise, turned
+    /// to TLS, or the connection is finished.
+    fn client_stopped(&self) -> bool {
+        self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done)
     }
 
     fn frame_error(&mut self, dir: Direction, e: FrameError, now: u64, ctx: &mut Ctx<'_>) {
