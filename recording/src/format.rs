@@ -466,6 +466,16 @@ impl<R: Read> RecordingReader<R> {
     }
 
     fn next_block(&mut self) -> Result<bool, FormatError> {
+        let Some(at) = self.read_block()? else {
+            return Ok(false);
+        };
+        self.unpack_block(at)?;
+        Ok(true)
+    }
+
+    /// Reads the next block's compressed bytes into `compressed` and checks its length and
+    /// checksum; its offset, or `None` at the end of the file.
+    fn read_block(&mut self) -> Result<Option<u64>, FormatError> {
         let at = self.offset;
         let mut fixed = [0u8; 8];
         let n = read_full(&mut self.input, &mut fixed).map_err(|source| FormatError::Io {
@@ -474,7 +484,7 @@ impl<R: Read> RecordingReader<R> {
             source,
         })?;
         if n == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         if n < 8 {
             return Err(FormatError::Truncated {
@@ -519,6 +529,14 @@ impl<R: Read> RecordingReader<R> {
                 detail: "checksum mismatch".into(),
             });
         }
+        self.offset = at + 8 + len as u64;
+        self.compressed = z;
+        Ok(Some(at))
+    }
+
+    /// Decompresses `compressed`, the block at offset `at`, into `block`.
+    fn unpack_block(&mut self, at: u64) -> Result<(), FormatError> {
+        let z = std::mem::take(&mut self.compressed);
         let corrupt = |detail: String| FormatError::Corrupt {
             path: self.path.clone(),
             offset: at,
@@ -557,30 +575,31 @@ impl<R: Read> RecordingReader<R> {
         self.left_in_block = u32::from_le_bytes(self.block[..4].try_into().unwrap());
         self.pos = 4;
         self.block_offset = at;
-        self.offset = at + 8 + len as u64;
         self.compressed = z;
-        Ok(true)
+        Ok(())
     }
 
-    /// A quick pass over the rest of the file: every block's length, checksum and compression
-    /// are checked, but only the first and the last block's events are decoded (what a replay
-    /// needs before it starts: where the recording begins and ends, and whether it is damaged).
+    /// A quick pass over the rest of the file: every block's length and checksum are checked,
+    /// but only the first and the last block are decompressed and decoded (what a replay needs
+    /// before it starts: where the recording begins and ends, and whether it is damaged).
+    /// Decompressing every block here cost a replay's dispatcher as much as its own reading.
     pub fn skim(mut self) -> Skim {
         let mut skim = Skim::default();
-        let mut last: Option<(Vec<u8>, u32, u64)> = None;
+        // The last block seen after the first: its compressed bytes and offset.
+        let mut last: Option<(Vec<u8>, u64)> = None;
         let mut blocks = 0u64;
         loop {
-            match self.next_block() {
-                Ok(true) => {}
-                Ok(false) => break,
+            let at = match self.read_block() {
+                Ok(Some(at)) => at,
+                Ok(None) => break,
                 Err(e) => {
                     skim.damage = Some(e);
                     break;
                 }
-            }
+            };
             blocks += 1;
             if blocks == 1 {
-                match self.block_events(&self.block, self.left_in_block, self.block_offset) {
+                match self.decode_block(at) {
                     Ok(evs) => skim.first = evs,
                     Err(e) => {
                         skim.damage = Some(e);
@@ -589,17 +608,24 @@ impl<R: Read> RecordingReader<R> {
                 }
             } else {
                 let mut keep = last.take().map(|l| l.0).unwrap_or_default();
-                std::mem::swap(&mut keep, &mut self.block);
-                last = Some((keep, self.left_in_block, self.block_offset));
+                std::mem::swap(&mut keep, &mut self.compressed);
+                last = Some((keep, at));
             }
         }
-        if let Some((bytes, count, offset)) = last {
-            match self.block_events(&bytes, count, offset) {
+        if let Some((bytes, at)) = last {
+            self.compressed = bytes;
+            match self.decode_block(at) {
                 Ok(evs) => skim.last = evs,
                 Err(e) => skim.damage = skim.damage.or(Some(e)),
             }
         }
         skim
+    }
+
+    /// Decompresses and decodes every event of the block just read (at offset `at`).
+    fn decode_block(&mut self, at: u64) -> Result<Vec<Event>, FormatError> {
+        self.unpack_block(at)?;
+        self.block_events(&self.block, self.left_in_block, self.block_offset)
     }
 
     /// Decodes the `count` events of a decompressed block.
