@@ -99,25 +99,33 @@ closed_loop_round() {
     # in which every session was live.
     rp_steady=$("$MYRR" inspect --format jsonl "$DIR/rp-$threads.myrr" | python3 -c "$STEADY")
     rp_cpu=$(awk '{print $1+$2}' "$DIR/rp-$threads.time")
+    rp_err=$(python3 -c "import json;print(json.load(open('$DIR/rp-$threads.json'))['errors'])")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$place" "$threads" "$sb_q" "$sb_qps" "$sb_cpu" "$rp_q" "$rp_qps" "$rp_cpu" >>"$DIR/rounds.tsv"
     ROW[$place.$threads.$round]=$(python3 -c "
 sbq,sbqps,sbcpu,rq,rqps,rst,rcpu=$sb_q,$sb_qps,$sb_cpu,$rp_q,$rp_qps,$rp_steady,$rp_cpu
 ssb,srp=($s1-$s0)/$HZ,($s2-$s1)/$HZ
-print(f'| {$threads} | {$round} | {sbqps:,.0f} | {rqps:,.0f} | {rst:,.0f} | {rqps/sbqps*100:.0f} % / {rst/sbqps*100:.0f} % | {sbcpu/sbq*1e6:.1f} ms | {rcpu/rq*1e6:.1f} ms | {ssb/sbq*1e6:.1f} ms | {srp/rq*1e6:.1f} ms |')")
+print(f'| {$threads} | {$round} | {sbqps:,.0f} | {rqps:,.0f} | {rst:,.0f} | {rqps/sbqps*100:.0f} % / {rst/sbqps*100:.0f} % | {sbcpu/sbq*1e6:.1f} ms | {rcpu/rq*1e6:.1f} ms | {ssb/sbq*1e6:.1f} ms | {srp/rq*1e6:.1f} ms | $rp_err |')")
     echo "${ROW[$place.$threads.$round]}" >&2
 }
 
 declare -A ROW
+rm -f "$DIR/rounds.tsv"
 for threads in 16 64; do
-    rec="$DIR/ro-$threads.myrr"
-    log "recording sysbench oltp_read_only, $threads threads, ${T}s"
-    "$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$rec" 2>"$DIR/capture-$threads.log" &
-    CAP_PID=$!
-    for _ in $(seq 50); do grep -q "capturing on" "$DIR/capture-$threads.log" && break; sleep 0.1; done
-    sleep 0.3
-    "${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads="$threads" --time="$T" run >/dev/null
-    sleep 0.3
-    kill -INT "$CAP_PID"; wait "$CAP_PID"; CAP_PID=
-    grep -E "exchanges|drops" "$DIR/capture-$threads.log" >&2
+    # A recording with packets dropped by the kernel holds EXECUTEs whose parameters were
+    # lost: their replay fails on the server and the round measures errors. Record again.
+    for attempt in 1 2 3; do
+        log "recording sysbench oltp_read_only, $threads threads, ${T}s (attempt $attempt)"
+        "$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$DIR/ro-$threads.myrr" 2>"$DIR/capture-$threads.log" &
+        CAP_PID=$!
+        for _ in $(seq 50); do grep -q "capturing on" "$DIR/capture-$threads.log" && break; sleep 0.1; done
+        sleep 0.3
+        "${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads="$threads" --time="$T" run >/dev/null
+        sleep 0.3
+        kill -INT "$CAP_PID"; wait "$CAP_PID"; CAP_PID=
+        grep -iE "exchanges|drop|gaps" "$DIR/capture-$threads.log" >&2
+        grep -q "DROPPED" "$DIR/capture-$threads.log" || break
+        log "the capture dropped packets: recording again"
+    done
 
     for place in shared pinned; do
         [[ $place == pinned && $(nproc) -lt 2 ]] && continue
@@ -194,10 +202,24 @@ log "$BIG"
             echo "The same, with the server pinned to CPU 1 and the client (sysbench or myrr) to CPU 0, as if each had a machine of its own:"
         fi
         echo
-        echo "| sessions | round | sysbench QPS | myrr replay --speed max QPS, whole run | while all sessions live | myrr / sysbench (whole / all live) | sysbench CPU / 1000 q | myrr CPU / 1000 q | server CPU / 1000 q under sysbench | under myrr |"
-        echo "|---|---|---|---|---|---|---|---|---|---|"
+        echo "| sessions | round | sysbench QPS | myrr replay --speed max QPS, whole run | while all sessions live | myrr / sysbench (whole / all live) | sysbench CPU / 1000 q | myrr CPU / 1000 q | server CPU / 1000 q under sysbench | under myrr | myrr server errors |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
         for threads in 16 64; do for round in $(seq "$ROUNDS"); do echo "${ROW[$place.$threads.$round]}"; done; done
         echo
+        # All rounds together: queries over time, CPU over queries.
+        python3 - "$DIR/rounds.tsv" "$place" <<'SUM'
+import sys
+rows = [l.split("\t") for l in open(sys.argv[1]) if l.split("\t")[0] == sys.argv[2]]
+for threads in sorted({int(r[1]) for r in rows}):
+    rs = [list(map(float, r[2:])) for r in rows if int(r[1]) == threads]
+    sb_t = sum(q / qps for q, qps, *_ in rs)
+    rp_t = sum(r[3] / r[4] for r in rs)
+    sb_q, rp_q = sum(r[0] for r in rs), sum(r[3] for r in rs)
+    sb_c, rp_c = sum(r[2] for r in rs), sum(r[5] for r in rs)
+    print(f"All {len(rs)} rounds at {threads} sessions: myrr {rp_q / rp_t:,.0f} QPS against sysbench's {sb_q / sb_t:,.0f} "
+          f"({rp_q / rp_t / (sb_q / sb_t) * 100:.1f} %); client CPU {rp_c / rp_q * 1e6:.1f} against {sb_c / sb_q * 1e6:.1f} ms per 1000 queries.")
+    print()
+SUM
     done
     echo "Paced (--speed 1), sysbench oltp_point_select --rate=8000, 16 threads (think times between queries): $RATE"
     echo
