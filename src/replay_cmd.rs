@@ -86,6 +86,9 @@ pub struct Args {
     /// quickly as a blocking client does; 1 runs everything on one thread.
     #[arg(long, default_value = "64", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// Linux scheduling policy of the replay's threads.
+    #[arg(long, value_enum, default_value = "auto", value_name = "POLICY")]
+    sched: SchedArg,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -98,6 +101,17 @@ enum TlsArg {
     Require,
     VerifyCa,
     VerifyIdentity,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SchedArg {
+    /// batch with --speed max, normal when paced
+    Auto,
+    /// the policy myrr was started with
+    Normal,
+    /// SCHED_BATCH: a woken replay thread does not preempt a running one (the server's, on a
+    /// shared machine)
+    Batch,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -180,6 +194,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     let progress = Arc::new(Progress::default());
     cfg.session_threads = a.threads.into();
+    cfg.sched = match a.sched {
+        SchedArg::Auto => myrr_replay::Sched::Auto,
+        SchedArg::Normal => myrr_replay::Sched::Normal,
+        SchedArg::Batch => myrr_replay::Sched::Batch,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -300,6 +319,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "service_us": {"p50": s.service_p50_us, "p99": s.service_p99_us},
             "interrupted": s.interrupted,
             "damage": s.damage,
+            "sched": if s.sched_batch { "batch" } else { "normal" },
         });
         println!("{v}");
     }

@@ -1131,3 +1131,73 @@ fn a_row_of_70_mib_is_replayed() {
         "the session goes on"
     );
 }
+
+/// Scheduling policy (field 41 of /proc/PID/task/TID/stat) of each of a process's threads whose
+/// name starts with `prefix`.
+fn thread_policies(pid: u32, prefix: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        // Fields after the name start at field 3 (state).
+        if let Some(p) = stat[close + 1..].split_whitespace().nth(41 - 3) {
+            out.push(p.parse().unwrap());
+        }
+    }
+    out
+}
+
+/// A closed-loop replay's threads run under SCHED_BATCH (a woken session thread must not
+/// preempt the server's on a shared machine); `--sched normal` and a paced replay keep the
+/// default policy.
+#[test]
+fn closed_loop_threads_run_under_sched_batch() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("sleepy.myrr");
+    let s: Vec<(u64, String)> = vec![(0, "SELECT SLEEP(1.5)".into()), (1, "SELECT 1".into())];
+    synthetic_recording(&rec, "sbtest", &[s.clone(), s]);
+    for (extra, want) in [
+        (&["--speed", "max"][..], SCHED_BATCH),
+        (&["--speed", "max", "--sched", "normal"][..], SCHED_OTHER),
+        (&["--speed", "1"][..], SCHED_OTHER),
+    ] {
+        let out = dir.join("sleepy.out.myrr");
+        let mut args = vec!["--threads", "4", "--json"];
+        args.extend_from_slice(extra);
+        let child = spawn_replay(&rec, &db.candidate_url, &out, &args);
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen = thread_policies(child.id(), "myrr-s");
+            if seen.len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let output = thread_policies(child.id(), "myrr-output");
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(seen, [want, want], "session threads with {extra:?}");
+        assert_eq!(output, [want], "output thread with {extra:?}");
+        let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let name = if want == SCHED_BATCH {
+            "batch"
+        } else {
+            "normal"
+        };
+        assert_eq!(summary["sched"], name, "{summary:#}");
+    }
+}

@@ -27,12 +27,14 @@ mod outbox;
 mod pacer;
 mod pool;
 mod readonly;
+mod sched;
 mod session;
 mod sync;
 mod tls;
 pub use sync::SyncMode;
 pub use tls::{Tls, TlsMode};
 pub mod target;
+pub use sched::Sched;
 mod wire;
 
 pub use readonly::{first_keyword, is_read_only};
@@ -120,6 +122,8 @@ pub struct ReplayConfig {
     pub tls: Tls,
     /// Threads that run the sessions (each its own single-threaded runtime); 1: the caller's.
     pub session_threads: usize,
+    /// Scheduling policy of the replay's threads (see [`Sched`]).
+    pub sched: Sched,
 }
 
 impl ReplayConfig {
@@ -147,6 +151,7 @@ impl ReplayConfig {
             sync_timeout: Duration::from_secs(5),
             tls: Tls::default(),
             session_threads: 1,
+            sched: Sched::Auto,
         }
     }
 }
@@ -395,6 +400,8 @@ pub struct Summary {
     /// The recording was damaged and only its readable part was replayed.
     pub damage: Option<String>,
     pub first_errors: Vec<String>,
+    /// The replay's threads ran under SCHED_BATCH (see [`Sched`]).
+    pub sched_batch: bool,
 }
 
 /// What a pre-scan of the inputs found.
@@ -491,12 +498,22 @@ fn first_user(inputs: &[PathBuf]) -> Option<String> {
 
 /// Replays `config.inputs` against the target. `stop` ends it early (Ctrl-C): no new command
 /// is sent, in-flight ones get `drain_timeout` to finish, and the output is complete up to there.
+///
+/// Under SCHED_BATCH (`config.sched`), the calling thread takes that policy for the run, and
+/// the threads the run starts inherit it; run it on a current-thread runtime.
 pub async fn run(
     config: ReplayConfig,
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, ReplayError> {
     raise_fd_limit();
+    // Before any thread starts, so that all of them inherit the policy. Where the policy
+    // cannot be set (a sandbox), the replay runs under the one it has.
+    let batch = config
+        .sched
+        .batch(config.speed)
+        .then(sched::BatchGuard::enter)
+        .and_then(Result::ok);
     let scan = scan(&config.inputs)?;
     if let Some(d) = &scan.damage {
         if !config.ignore_damage {
@@ -553,6 +570,10 @@ pub async fn run(
                 format!("{}/{}", config.shard.0, config.shard.1),
             ),
             ("read_only".into(), config.read_only.to_string()),
+            (
+                "sched".into(),
+                if batch.is_some() { "batch" } else { "normal" }.into(),
+            ),
             ("server_version".into(), server_version.clone()),
         ],
     };
@@ -665,6 +686,7 @@ pub async fn run(
         interrupted,
         damage: scan.damage.map(|d| d.to_string()),
         first_errors,
+        sched_batch: batch.is_some(),
     })
 }
 
