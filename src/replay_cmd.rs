@@ -105,7 +105,7 @@ enum TlsArg {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum SchedArg {
-    /// batch with --speed max, normal when paced
+    /// batch with --speed max, normal when paced (a policy set with chrt is kept)
     Auto,
     /// the policy myrr was started with
     Normal,

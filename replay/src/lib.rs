@@ -509,11 +509,7 @@ pub async fn run(
     raise_fd_limit();
     // Before any thread starts, so that all of them inherit the policy. Where the policy
     // cannot be set (a sandbox), the replay runs under the one it has.
-    let batch = config
-        .sched
-        .batch(config.speed)
-        .then(sched::BatchGuard::enter)
-        .and_then(Result::ok);
+    let batch = config.sched.enter(config.speed);
     let scan = scan(&config.inputs)?;
     if let Some(d) = &scan.damage {
         if !config.ignore_damage {
@@ -618,7 +614,7 @@ pub async fn run(
     // over an exchange seldom wakes a thread.
     let pool = pool::Pool::new(shared.config.session_threads);
     let feeder = tokio::spawn(feed_commits(shared.clone()));
-    let (tasks, pool) = tokio::spawn(dispatch(shared.clone(), pool))
+    let (tasks, pool, read_damage) = tokio::spawn(dispatch(shared.clone(), pool))
         .await
         .unwrap_or_default();
     let mut interrupted = stop.load(Ordering::Relaxed);
@@ -684,7 +680,7 @@ pub async fn run(
         service_p50_us: service.value_at_quantile(0.5),
         service_p99_us: service.value_at_quantile(0.99),
         interrupted,
-        damage: scan.damage.map(|d| d.to_string()),
+        damage: scan.damage.or(read_damage).map(|d| d.to_string()),
         first_errors,
         sched_batch: batch.is_some(),
     })
@@ -811,21 +807,29 @@ impl<'a> Selector<'a> {
 }
 
 /// Reads events in time order and hands each session's exchanges to its tasks (one per clone).
+///
+/// Damage met on the way (a block whose checksum is right but whose contents do not decode:
+/// the pre-scan checks checksums only) ends the reading there and is returned.
 async fn dispatch(
     shared: Arc<Shared>,
     mut pool: pool::Pool,
-) -> (Vec<tokio::task::JoinHandle<()>>, Option<pool::Pool>) {
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Option<pool::Pool>,
+    Option<FormatError>,
+) {
     let cfg = &shared.config;
     let mut tasks = Vec::new();
-    let Ok(merged) = RunReader::open(&cfg.inputs) else {
-        return (tasks, Some(pool));
+    let mut merged = match RunReader::open(&cfg.inputs) {
+        Ok(m) => m,
+        Err(e) => return (tasks, Some(pool), Some(e)),
     };
     let mut senders: HashMap<u64, Vec<mpsc::UnboundedSender<Work>>> = HashMap::new();
     let mut classifier = sync::Classifier::default();
     let mut select = Selector::new(cfg, shared.recorded_origin_us);
     let mut permits = 0u32;
     let mut capacity = shared.budget.available_permits();
-    for ev in merged {
+    for ev in merged.by_ref() {
         if shared.stopping() {
             break;
         }
@@ -933,7 +937,7 @@ async fn dispatch(
             }
         }
     }
-    (tasks, Some(pool))
+    (tasks, Some(pool), merged.take_damage())
 }
 
 /// `--sync`: reads the recordings ahead of the dispatcher and registers every commit point, so

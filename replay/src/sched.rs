@@ -20,7 +20,8 @@ use crate::Speed;
 /// `--sched`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sched {
-    /// SCHED_BATCH in a closed loop (`--speed max`), the default policy when paced.
+    /// SCHED_BATCH in a closed loop (`--speed max`), the default policy when paced; a policy
+    /// other than the default that the replay was started under is kept.
     #[default]
     Auto,
     /// Leave the policy the replay was started with.
@@ -30,13 +31,22 @@ pub enum Sched {
 }
 
 impl Sched {
-    /// Whether the replay's threads run under SCHED_BATCH.
-    pub fn batch(self, speed: Speed) -> bool {
+    /// Whether the replay's threads run under SCHED_BATCH, given the pace and the policy the
+    /// replay was started with: `Auto` keeps a policy the user chose (other than the default).
+    pub fn batch(self, speed: Speed, started_under: libc::c_int) -> bool {
         match self {
-            Sched::Auto => speed == Speed::Max,
+            Sched::Auto => speed == Speed::Max && started_under == libc::SCHED_OTHER,
             Sched::Normal => false,
             Sched::Batch => true,
         }
+    }
+
+    /// Puts the calling thread under SCHED_BATCH when [`Sched::batch`] says so. `None`: the
+    /// policy is left as it is (or could not be set: a sandbox may forbid it).
+    pub(crate) fn enter(self, speed: Speed) -> Option<BatchGuard> {
+        self.batch(speed, current_policy())
+            .then(BatchGuard::enter)
+            .and_then(Result::ok)
     }
 }
 
@@ -79,8 +89,7 @@ fn set_policy(policy: libc::c_int) -> io::Result<()> {
 }
 
 /// The calling thread's policy.
-#[cfg(test)]
-pub(crate) fn current_policy() -> libc::c_int {
+fn current_policy() -> libc::c_int {
     // SAFETY: as in `BatchGuard::enter`.
     unsafe { libc::sched_getscheduler(0) }
 }
@@ -90,11 +99,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_is_batch_only_in_a_closed_loop() {
-        assert!(Sched::Auto.batch(Speed::Max));
-        assert!(!Sched::Auto.batch(Speed::Factor(1.0)));
-        assert!(!Sched::Normal.batch(Speed::Max));
-        assert!(Sched::Batch.batch(Speed::Factor(4.0)));
+    fn auto_is_batch_only_in_a_closed_loop_started_under_the_default_policy() {
+        let other = libc::SCHED_OTHER;
+        assert!(Sched::Auto.batch(Speed::Max, other));
+        assert!(!Sched::Auto.batch(Speed::Factor(1.0), other));
+        assert!(!Sched::Auto.batch(Speed::Max, libc::SCHED_IDLE));
+        assert!(!Sched::Auto.batch(Speed::Max, libc::SCHED_FIFO));
+        assert!(!Sched::Normal.batch(Speed::Max, other));
+        assert!(Sched::Batch.batch(Speed::Factor(4.0), other));
     }
 
     /// Threads started under the guard inherit SCHED_BATCH, and the thread gets its policy
