@@ -69,6 +69,14 @@ const LOGIN_SLOTS: usize = 32;
 /// Queue budget the dispatcher takes at once.
 const PERMIT_BATCH: usize = 256;
 
+/// Exchanges handed to a session at once in a closed loop. One channel operation per exchange
+/// cost the session threads as much as decoding an answer's metadata: each reads a queue slot
+/// the dispatcher's CPU has just written. Batches are sent when full and before the
+/// dispatcher waits for anything, so no exchange is held back while its session could run it.
+const HAND_OVER_BATCH: usize = 32;
+/// Every this many exchanges read, the batches not yet full are sent anyway.
+const FLUSH_EVERY: u64 = 1024;
+
 /// `--sync`: a command in the server this long is taken to be blocked on a lock.
 const STUCK_AFTER: Duration = Duration::from_millis(20);
 
@@ -744,6 +752,9 @@ impl Handed {
 }
 
 /// One recorded exchange for a session task, with its place in the commit order (`--sync`).
+/// A session's exchanges as the dispatcher hands them over, in order.
+pub(crate) type Batch = Vec<Work>;
+
 pub(crate) struct Work {
     pub(crate) x: Handed,
     /// Registered commit point: release it once answered.
@@ -824,7 +835,17 @@ async fn dispatch(
         Ok(m) => m,
         Err(e) => return (tasks, Some(pool), Some(e)),
     };
-    let mut senders: HashMap<u64, Vec<mpsc::UnboundedSender<Work>>> = HashMap::new();
+    let mut senders: HashMap<u64, Vec<Outgoing>> = HashMap::new();
+    // Sessions whose batches hold exchanges not yet sent.
+    let mut unsent: Vec<u64> = Vec::new();
+    // Paced, an exchange is sent to its session at once: one due soon must not wait in a
+    // batch while the dispatcher reads on. So with --sync, where other sessions may wait for
+    // this exchange's commit.
+    let batch_max = match cfg.speed {
+        Speed::Max if shared.commits.is_none() => HAND_OVER_BATCH,
+        _ => 1,
+    };
+    let mut dispatched = 0u64;
     let mut classifier = sync::Classifier::default();
     let mut select = Selector::new(cfg, shared.recorded_origin_us);
     let mut permits = 0u32;
@@ -843,6 +864,7 @@ async fn dispatch(
         if let Some(at) = due.and_then(|us| shared.schedule_at(us, 0)) {
             match at.checked_sub(cfg.read_ahead) {
                 Some(early) if early > tokio::time::Instant::now() => {
+                    send_unsent(&shared, &mut senders, &mut unsent);
                     tokio::time::sleep_until(early).await
                 }
                 _ => {}
@@ -857,7 +879,10 @@ async fn dispatch(
                     let (tx, rx) = mpsc::unbounded_channel();
                     let worker = session::Worker::new(shared.clone(), s.clone(), clone);
                     tasks.push(pool.spawn(worker.run(rx)));
-                    txs.push(tx);
+                    txs.push(Outgoing {
+                        tx,
+                        batch: Vec::new(),
+                    });
                 }
                 senders.insert(s.session, txs);
                 // Closed loop: room for every live session's share, whatever the start.
@@ -869,9 +894,10 @@ async fn dispatch(
                 }
             }
             Pick::Exchange(x) => {
-                let Some(txs) = senders.get(&x.session) else {
+                let session = x.session;
+                if !senders.contains_key(&session) {
                     continue;
-                };
+                }
                 let (write, commit) = match shared.commits {
                     Some(_) => classifier.classify(&x),
                     None => (false, false),
@@ -883,31 +909,43 @@ async fn dispatch(
                     SyncMode::All => true,
                 };
                 let recorded = Recorded::from(x);
-                let (mut own, shared_x) = if txs.len() == 1 {
+                let (mut own, shared_x) = if cfg.scale == 1 {
                     (Some(recorded), None)
                 } else {
                     (None, Some(Arc::new(recorded)))
                 };
-                for (clone, tx) in txs.iter().enumerate() {
+                for clone in 0..cfg.scale as usize {
                     // The session task gives the permit back when it takes the exchange.
                     // Taken in batches: a dispatcher waiting for permits is woken once per
                     // batch, not by every session (each wake-up can cross threads).
                     if permits == 0 {
                         let batch = PERMIT_BATCH.min(cfg.queue.max(1)) as u32;
-                        let wait = shared.budget.acquire_many(batch);
-                        let got = if capacity < cfg.queue {
-                            match tokio::time::timeout(QUEUE_STALL, wait).await {
-                                Ok(got) => got.map(|p| p.forget()).is_ok(),
-                                // Nothing came back: the queued exchanges belong to sessions
-                                // that are blocked (on a lock whose holder's next command is
-                                // further on). The queues may hold more.
-                                Err(_) => {
-                                    capacity += batch as usize;
-                                    true
+                        let got = match shared.budget.try_acquire_many(batch) {
+                            Ok(p) => {
+                                p.forget();
+                                true
+                            }
+                            Err(_) => {
+                                // The sessions give permits back as they take exchanges:
+                                // they must have theirs before the dispatcher waits.
+                                send_unsent(&shared, &mut senders, &mut unsent);
+                                let wait = shared.budget.acquire_many(batch);
+                                if capacity < cfg.queue {
+                                    match tokio::time::timeout(QUEUE_STALL, wait).await {
+                                        Ok(got) => got.map(|p| p.forget()).is_ok(),
+                                        // Nothing came back: the queued exchanges belong to
+                                        // sessions that are blocked (on a lock whose holder's
+                                        // next command is further on). The queues may hold
+                                        // more.
+                                        Err(_) => {
+                                            capacity += batch as usize;
+                                            true
+                                        }
+                                    }
+                                } else {
+                                    wait.await.map(|p| p.forget()).is_ok()
                                 }
                             }
-                        } else {
-                            wait.await.map(|p| p.forget()).is_ok()
                         };
                         if !got {
                             break;
@@ -921,23 +959,72 @@ async fn dispatch(
                         (None, Some(x)) => Handed::Own(x),
                         (None, None) => break,
                     };
-                    let work = Work { x, commit, wait };
-                    if let Err(mpsc::error::SendError(w)) = tx.send(work) {
-                        shared.budget.add_permits(1);
-                        // The session has ended: its commit point will never be answered.
-                        if let (Some(order), Some(key)) = (&shared.commits, w.commit) {
-                            order.done(clone as u32, key);
-                        }
+                    let Some(out) = senders.get_mut(&session).and_then(|o| o.get_mut(clone)) else {
+                        break;
+                    };
+                    out.batch.push(Work { x, commit, wait });
+                    if out.batch.len() >= batch_max {
+                        out.send(&shared, clone);
+                    } else if out.batch.len() == 1 && clone == 0 {
+                        unsent.push(session);
                     }
+                }
+                // A quiet session's partial batch waits for no more than this many exchanges
+                // of the others (the dispatcher may never wait while permits keep coming).
+                dispatched += 1;
+                if dispatched % FLUSH_EVERY == 0 {
+                    send_unsent(&shared, &mut senders, &mut unsent);
                 }
             }
             Pick::End(session) => {
+                if let Some(outs) = senders.get_mut(&session) {
+                    for (clone, out) in outs.iter_mut().enumerate() {
+                        out.send(&shared, clone);
+                    }
+                }
                 senders.remove(&session);
                 classifier.session_ended(session);
             }
         }
     }
+    send_unsent(&shared, &mut senders, &mut unsent);
     (tasks, Some(pool), merged.take_damage())
+}
+
+/// The dispatcher's end of one session task's queue, with the exchanges not yet sent.
+struct Outgoing {
+    tx: mpsc::UnboundedSender<Batch>,
+    batch: Batch,
+}
+
+impl Outgoing {
+    /// Sends the batch, if any. A session that has ended takes none: the permits come back,
+    /// and its commit points are released (they will never be answered).
+    fn send(&mut self, shared: &Shared, clone: usize) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HAND_OVER_BATCH));
+        if let Err(mpsc::error::SendError(batch)) = self.tx.send(batch) {
+            shared.budget.add_permits(batch.len());
+            for w in batch {
+                if let (Some(order), Some(key)) = (&shared.commits, w.commit) {
+                    order.done(clone as u32, key);
+                }
+            }
+        }
+    }
+}
+
+/// Sends every batch still held (before the dispatcher waits).
+fn send_unsent(shared: &Shared, senders: &mut HashMap<u64, Vec<Outgoing>>, unsent: &mut Vec<u64>) {
+    for session in unsent.drain(..) {
+        if let Some(outs) = senders.get_mut(&session) {
+            for (clone, out) in outs.iter_mut().enumerate() {
+                out.send(shared, clone);
+            }
+        }
+    }
 }
 
 /// `--sync`: reads the recordings ahead of the dispatcher and registers every commit point, so

@@ -16,7 +16,7 @@ use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
 use crate::sync::Waited;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
-use crate::{Handed, Recorded, Shared, Tally, Work};
+use crate::{Batch, Handed, Recorded, Shared, Tally, Work};
 
 /// A server that accepts the connection but never finishes the login does not hold a session
 /// forever.
@@ -237,7 +237,7 @@ impl Worker {
         self.shared.clock.now_us()
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Work>) {
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Batch>) {
         let shared = self.shared.clone();
         let session = self.start.session;
         // Open the connection at the session's recorded offset.
@@ -278,17 +278,26 @@ impl Worker {
         }
         let mut exchanges = 0u64;
         let mut reason = EndReason::EndOfRun;
+        // The batch being worked through.
+        let mut inbox = Batch::new().into_iter();
         loop {
-            let Work { x, commit, wait } = match rx.try_recv() {
-                Ok(w) => w,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    self.hand_over().await;
-                    shared.flush(&mut self.tally);
-                    match rx.recv().await {
-                        Some(w) => w,
-                        None => break,
-                    }
+            let Work { x, commit, wait } = match inbox.next() {
+                Some(w) => w,
+                None => {
+                    let batch = match rx.try_recv() {
+                        Ok(b) => b,
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            self.hand_over().await;
+                            shared.flush(&mut self.tally);
+                            match rx.recv().await {
+                                Some(b) => b,
+                                None => break,
+                            }
+                        }
+                    };
+                    inbox = batch.into_iter();
+                    continue;
                 }
             };
             self.tally.permits += 1;
@@ -358,8 +367,12 @@ impl Worker {
         shared.flush(&mut self.tally);
         // Commit points queued behind the end will never be answered: release them.
         rx.close();
-        while let Ok(w) = rx.try_recv() {
-            shared.budget.add_permits(1);
+        let mut left: Vec<Work> = inbox.collect();
+        while let Ok(b) = rx.try_recv() {
+            left.extend(b);
+        }
+        shared.budget.add_permits(left.len());
+        for w in left {
             self.release(w.commit);
         }
         if let Some(conn) = self.conn.take() {
