@@ -86,7 +86,10 @@ pub struct Args {
     /// quickly as a blocking client does; 1 runs everything on one thread.
     #[arg(long, default_value = "64", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
-    /// Linux scheduling policy of the replay's threads.
+    /// Linux scheduling policy of the replay's threads: batch (SCHED_BATCH: a thread woken by
+    /// an answer does not preempt a running one, such as the server's on a shared machine);
+    /// normal (the policy myrr was started with); auto: batch with --speed max unless started
+    /// under a policy other than the default, normal when paced
     #[arg(long, value_enum, default_value = "auto", value_name = "POLICY")]
     sched: SchedArg,
     /// Print the summary as JSON on stdout.
@@ -105,12 +108,8 @@ enum TlsArg {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum SchedArg {
-    /// batch with --speed max, normal when paced (a policy set with chrt is kept)
     Auto,
-    /// the policy myrr was started with
     Normal,
-    /// SCHED_BATCH: a woken replay thread does not preempt a running one (the server's, on a
-    /// shared machine)
     Batch,
 }
 
