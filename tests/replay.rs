@@ -1202,18 +1202,6 @@ fn closed_loop_threads_run_under_sched_batch() {
     }
 }
 
-/// Offsets of the blocks of a `.myrr` file (after its header).
-fn block_offsets(bytes: &[u8]) -> Vec<usize> {
-    let header_len = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
-    let mut at = 18 + header_len;
-    let mut out = Vec::new();
-    while at + 8 <= bytes.len() {
-        out.push(at);
-        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    }
-    out
-}
-
 /// A block whose checksum is right but whose contents do not decompress (a writer's bug, not
 /// a torn file) passes the pre-scan, which checks checksums only: the replay runs up to it,
 /// then says where the damage is and exits with 1, the exchanges before it written.
@@ -1225,7 +1213,7 @@ fn a_block_that_does_not_decompress_ends_the_replay_with_its_offset() {
     let rec = dir.join("many.myrr");
     steady_recording(&rec, "sbtest", 1, 1, 20_000, |i| format!("SELECT {i}"));
     let mut bytes = std::fs::read(&rec).unwrap();
-    let blocks = block_offsets(&bytes);
+    let blocks = myrr_recording::block_offsets(&bytes);
     assert!(blocks.len() >= 4, "{} blocks", blocks.len());
     let bad = blocks[blocks.len() / 2];
     let len = u32::from_le_bytes(bytes[bad..bad + 4].try_into().unwrap()) as usize;

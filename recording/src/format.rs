@@ -705,6 +705,22 @@ impl<R: Read> Iterator for RecordingReader<R> {
     }
 }
 
+/// Byte offsets of the blocks of a whole file held in memory, read from the block headers
+/// alone (nothing is checked): for tests and tools that damage a block on purpose.
+pub fn block_offsets(file: &[u8]) -> Vec<usize> {
+    let fixed = MAGIC.len() + 2 + 4 + 4;
+    let Some(len) = file.get(fixed - 8..fixed - 4) else {
+        return Vec::new();
+    };
+    let mut at = fixed + u32::from_le_bytes(len.try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    while let Some(len) = file.get(at..at + 4) {
+        out.push(at);
+        at += 8 + u32::from_le_bytes(len.try_into().unwrap()) as usize;
+    }
+    out
+}
+
 /// Session ids of a run made of several capture files: each file numbers its sessions from 1,
 /// so the file's position in the run goes into the high bits. Replay runs already carry
 /// run-wide ids and keep them. Replay and analyze both use this, so their joins agree.

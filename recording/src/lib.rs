@@ -17,8 +17,8 @@ mod shared_columns;
 pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
 pub use event::*;
 pub use format::{
-    run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind, Skim,
-    WriteError, LEVEL_DEFAULT, LEVEL_FAST,
+    block_offsets, run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind,
+    Skim, WriteError, LEVEL_DEFAULT, LEVEL_FAST,
 };
 pub use run::{event_time, RunReader};
 

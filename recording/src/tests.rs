@@ -208,18 +208,6 @@ fn crafted_huge_length_is_an_error() {
     assert!(err.is_some(), "crafted file must give an error");
 }
 
-/// Block offsets of a file, from the block headers.
-fn block_offsets(bytes: &[u8]) -> Vec<usize> {
-    let hlen = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
-    let mut at = 18 + hlen;
-    let mut out = vec![];
-    while at + 8 <= bytes.len() {
-        out.push(at);
-        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    }
-    out
-}
-
 #[test]
 fn skim_decodes_the_first_and_last_blocks_and_checks_every_block() {
     let evs = events(20_000);

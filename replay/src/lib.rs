@@ -51,6 +51,7 @@ use myrr_recording::{
     event_time, Command, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter,
     Response, RunKind, RunReader, SessionStart, LEVEL_FAST,
 };
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 /// Closed loop: exchanges queued for sessions at first. Short queues keep the exchanges in
@@ -752,8 +753,9 @@ impl Handed {
 }
 
 /// One recorded exchange for a session task, with its place in the commit order (`--sync`).
-/// A session's exchanges as the dispatcher hands them over, in order.
-pub(crate) type Batch = Vec<Work>;
+/// A session's exchanges as the dispatcher hands them over, in order. One is held inline:
+/// a paced replay hands them over one by one, without an allocation each.
+pub(crate) type Batch = SmallVec<[Work; 1]>;
 
 pub(crate) struct Work {
     pub(crate) x: Handed,
@@ -881,7 +883,8 @@ async fn dispatch(
                     tasks.push(pool.spawn(worker.run(rx)));
                     txs.push(Outgoing {
                         tx,
-                        batch: Vec::new(),
+                        batch: Batch::with_capacity(batch_max),
+                        max: batch_max,
                     });
                 }
                 senders.insert(s.session, txs);
@@ -995,6 +998,8 @@ async fn dispatch(
 struct Outgoing {
     tx: mpsc::UnboundedSender<Batch>,
     batch: Batch,
+    /// Exchanges per batch: `HAND_OVER_BATCH`, or 1.
+    max: usize,
 }
 
 impl Outgoing {
@@ -1004,7 +1009,7 @@ impl Outgoing {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HAND_OVER_BATCH));
+        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.max));
         if let Err(mpsc::error::SendError(batch)) = self.tx.send(batch) {
             shared.budget.add_permits(batch.len());
             for w in batch {
