@@ -420,9 +420,11 @@ struct Scan {
     damage: Option<FormatError>,
 }
 
-/// A quick pass over the inputs before anything starts: every block is checked (damage is
-/// refused up front), but only the first and last blocks are decoded, for the recording's
-/// start and end. A full decode here cost as much as a second replay's reading.
+/// A quick pass over the inputs before anything starts: every block's length and checksum
+/// are checked (such damage is refused up front), but only the first and last blocks are
+/// decompressed and decoded, for the recording's start and end. A block that passes its
+/// checksum but does not decode is met by the dispatcher, which reports it. A full decode
+/// here cost as much as a second replay's reading.
 fn scan(inputs: &[PathBuf]) -> Result<Scan, ReplayError> {
     let mut s = Scan {
         origin_us: u64::MAX,
@@ -968,7 +970,9 @@ async fn dispatch(
                     out.batch.push(Work { x, commit, wait });
                     if out.batch.len() >= batch_max {
                         out.send(&shared, clone);
-                    } else if out.batch.len() == 1 && clone == 0 {
+                    } else if out.batch.len() == 1 {
+                        // Any clone: a permit wait between two clones of one exchange sends
+                        // the batches of those before it only.
                         unsent.push(session);
                     }
                 }
@@ -990,7 +994,12 @@ async fn dispatch(
             }
         }
     }
-    send_unsent(&shared, &mut senders, &mut unsent);
+    // Every session still open gets what it has been handed.
+    for outs in senders.values_mut() {
+        for (clone, out) in outs.iter_mut().enumerate() {
+            out.send(&shared, clone);
+        }
+    }
     (tasks, Some(pool), merged.take_damage())
 }
 

@@ -51,38 +51,47 @@ impl Sched {
 }
 
 /// While it lives, the thread that made it runs under SCHED_BATCH, and so does every thread
-/// it starts meanwhile (Linux threads inherit their creator's policy). Dropped, it gives the
-/// thread its previous policy back.
+/// it starts meanwhile (Linux threads inherit their creator's policy). Dropped, it gives that
+/// thread (not whichever drops it) its previous policy and priority back.
 pub(crate) struct BatchGuard {
-    previous: libc::c_int,
+    tid: libc::pid_t,
+    policy: libc::c_int,
+    param: libc::sched_param,
 }
 
 impl BatchGuard {
     pub(crate) fn enter() -> io::Result<Self> {
-        // SAFETY: sched_getscheduler takes a thread id (0: the calling thread) and touches
-        // no memory of ours.
-        let previous = unsafe { libc::sched_getscheduler(0) };
-        if previous < 0 {
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: sched_getscheduler takes a thread id and touches no memory of ours.
+        let policy = unsafe { libc::sched_getscheduler(tid) };
+        if policy < 0 {
             return Err(io::Error::last_os_error());
         }
-        set_policy(libc::SCHED_BATCH)?;
-        Ok(Self { previous })
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid, writable sched_param for the call's duration.
+        if unsafe { libc::sched_getparam(tid, &mut param) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        set_policy(
+            tid,
+            libc::SCHED_BATCH,
+            &libc::sched_param { sched_priority: 0 },
+        )?;
+        Ok(Self { tid, policy, param })
     }
 }
 
 impl Drop for BatchGuard {
     fn drop(&mut self) {
-        let _ = set_policy(self.previous);
+        let _ = set_policy(self.tid, self.policy, &self.param);
     }
 }
 
-/// Sets the calling thread's policy (a non-real-time one: static priority 0). The nice value
-/// is left as it is.
-fn set_policy(policy: libc::c_int) -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
-    // thread.
-    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+/// Sets a thread's policy; the nice value is left as it is.
+fn set_policy(tid: libc::pid_t, policy: libc::c_int, param: &libc::sched_param) -> io::Result<()> {
+    // SAFETY: `param` is a valid sched_param that outlives the call.
+    if unsafe { libc::sched_setscheduler(tid, policy, param) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -127,5 +136,30 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// Dropped on another thread (an async run moved between threads), the guard restores the
+    /// thread that made it, to the policy it had (here SCHED_IDLE, which needs no privilege).
+    #[test]
+    fn the_guard_restores_its_own_thread_wherever_it_is_dropped() {
+        let (to_main, from_worker) = std::sync::mpsc::channel();
+        let (to_worker, from_main) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            set_policy(
+                0,
+                libc::SCHED_IDLE,
+                &libc::sched_param { sched_priority: 0 },
+            )
+            .unwrap();
+            let guard = BatchGuard::enter().unwrap();
+            assert_eq!(current_policy(), libc::SCHED_BATCH);
+            to_main.send(guard).unwrap();
+            from_main.recv().unwrap();
+            current_policy()
+        });
+        drop(from_worker.recv().unwrap());
+        to_worker.send(()).unwrap();
+        assert_eq!(worker.join().unwrap(), libc::SCHED_IDLE);
+        assert_eq!(current_policy(), libc::SCHED_OTHER);
     }
 }
