@@ -23,6 +23,7 @@
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
 
+mod handover;
 mod outbox;
 mod pacer;
 mod pool;
@@ -34,6 +35,8 @@ mod tls;
 pub use sync::SyncMode;
 pub use tls::{Tls, TlsMode};
 pub mod target;
+pub(crate) use handover::Batch;
+use handover::Handover;
 pub use sched::Sched;
 mod wire;
 
@@ -51,7 +54,6 @@ use myrr_recording::{
     event_time, Command, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter,
     Response, RunKind, RunReader, SessionStart, LEVEL_FAST,
 };
-use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 /// Closed loop: exchanges queued for sessions at first. Short queues keep the exchanges in
@@ -70,10 +72,7 @@ const LOGIN_SLOTS: usize = 32;
 /// Queue budget the dispatcher takes at once.
 const PERMIT_BATCH: usize = 256;
 
-/// Exchanges handed to a session at once in a closed loop. One channel operation per exchange
-/// cost the session threads as much as decoding an answer's metadata: each reads a queue slot
-/// the dispatcher's CPU has just written. Batches are sent when full and before the
-/// dispatcher waits for anything, so no exchange is held back while its session could run it.
+/// Exchanges handed to a session at once in a closed loop (see module `handover`).
 const HAND_OVER_BATCH: usize = 32;
 /// Every this many exchanges read, the batches not yet full are sent anyway.
 const FLUSH_EVERY: u64 = 1024;
@@ -755,10 +754,6 @@ impl Handed {
 }
 
 /// One recorded exchange for a session task, with its place in the commit order (`--sync`).
-/// A session's exchanges as the dispatcher hands them over, in order. One is held inline:
-/// a paced replay hands them over one by one, without an allocation each.
-pub(crate) type Batch = SmallVec<[Work; 1]>;
-
 pub(crate) struct Work {
     pub(crate) x: Handed,
     /// Registered commit point: release it once answered.
@@ -839,16 +834,14 @@ async fn dispatch(
         Ok(m) => m,
         Err(e) => return (tasks, Some(pool), Some(e)),
     };
-    let mut senders: HashMap<u64, Vec<Outgoing>> = HashMap::new();
-    // Sessions whose batches hold exchanges not yet sent.
-    let mut unsent: Vec<u64> = Vec::new();
     // Paced, an exchange is sent to its session at once: one due soon must not wait in a
     // batch while the dispatcher reads on. So with --sync, where other sessions may wait for
     // this exchange's commit.
-    let batch_max = match cfg.speed {
+    let mut handover = Handover::new(match cfg.speed {
         Speed::Max if shared.commits.is_none() => HAND_OVER_BATCH,
         _ => 1,
-    };
+    });
+    let mut refused = Vec::new();
     let mut dispatched = 0u64;
     let mut classifier = sync::Classifier::default();
     let mut select = Selector::new(cfg, shared.recorded_origin_us);
@@ -868,7 +861,8 @@ async fn dispatch(
         if let Some(at) = due.and_then(|us| shared.schedule_at(us, 0)) {
             match at.checked_sub(cfg.read_ahead) {
                 Some(early) if early > tokio::time::Instant::now() => {
-                    send_unsent(&shared, &mut senders, &mut unsent);
+                    handover.send_unsent(&mut refused);
+                    give_back(&shared, &mut refused);
                     tokio::time::sleep_until(early).await
                 }
                 _ => {}
@@ -883,15 +877,11 @@ async fn dispatch(
                     let (tx, rx) = mpsc::unbounded_channel();
                     let worker = session::Worker::new(shared.clone(), s.clone(), clone);
                     tasks.push(pool.spawn(worker.run(rx)));
-                    txs.push(Outgoing {
-                        tx,
-                        batch: Batch::with_capacity(batch_max),
-                        max: batch_max,
-                    });
+                    txs.push(tx);
                 }
-                senders.insert(s.session, txs);
+                handover.open(s.session, txs);
                 // Closed loop: room for every live session's share, whatever the start.
-                let live = senders.len() * cfg.scale as usize;
+                let live = handover.sessions() * cfg.scale as usize;
                 let want = (CLOSED_LOOP_PER_SESSION * live).min(cfg.queue);
                 if cfg.speed == Speed::Max && want > capacity {
                     shared.budget.add_permits(want - capacity);
@@ -900,7 +890,7 @@ async fn dispatch(
             }
             Pick::Exchange(x) => {
                 let session = x.session;
-                if !senders.contains_key(&session) {
+                if !handover.is_open(session) {
                     continue;
                 }
                 let (write, commit) = match shared.commits {
@@ -933,7 +923,8 @@ async fn dispatch(
                             Err(_) => {
                                 // The sessions give permits back as they take exchanges:
                                 // they must have theirs before the dispatcher waits.
-                                send_unsent(&shared, &mut senders, &mut unsent);
+                                handover.send_unsent(&mut refused);
+                                give_back(&shared, &mut refused);
                                 let wait = shared.budget.acquire_many(batch);
                                 if capacity < cfg.queue {
                                     match tokio::time::timeout(QUEUE_STALL, wait).await {
@@ -964,79 +955,41 @@ async fn dispatch(
                         (None, Some(x)) => Handed::Own(x),
                         (None, None) => break,
                     };
-                    let Some(out) = senders.get_mut(&session).and_then(|o| o.get_mut(clone)) else {
+                    if !handover.hand(session, clone, Work { x, commit, wait }, &mut refused) {
                         break;
-                    };
-                    out.batch.push(Work { x, commit, wait });
-                    if out.batch.len() >= batch_max {
-                        out.send(&shared, clone);
-                    } else if out.batch.len() == 1 {
-                        // Any clone: a permit wait between two clones of one exchange sends
-                        // the batches of those before it only.
-                        unsent.push(session);
                     }
                 }
                 // A quiet session's partial batch waits for no more than this many exchanges
                 // of the others (the dispatcher may never wait while permits keep coming).
                 dispatched += 1;
                 if dispatched % FLUSH_EVERY == 0 {
-                    send_unsent(&shared, &mut senders, &mut unsent);
+                    handover.send_unsent(&mut refused);
                 }
+                give_back(&shared, &mut refused);
             }
             Pick::End(session) => {
-                if let Some(outs) = senders.get_mut(&session) {
-                    for (clone, out) in outs.iter_mut().enumerate() {
-                        out.send(&shared, clone);
-                    }
-                }
-                senders.remove(&session);
+                handover.close(session, &mut refused);
+                give_back(&shared, &mut refused);
                 classifier.session_ended(session);
             }
         }
     }
     // Every session still open gets what it has been handed.
-    for outs in senders.values_mut() {
-        for (clone, out) in outs.iter_mut().enumerate() {
-            out.send(&shared, clone);
-        }
-    }
+    handover.send_all(&mut refused);
+    give_back(&shared, &mut refused);
     (tasks, Some(pool), merged.take_damage())
 }
 
-/// The dispatcher's end of one session task's queue, with the exchanges not yet sent.
-struct Outgoing {
-    tx: mpsc::UnboundedSender<Batch>,
-    batch: Batch,
-    /// Exchanges per batch: `HAND_OVER_BATCH`, or 1.
-    max: usize,
-}
-
-impl Outgoing {
-    /// Sends the batch, if any. A session that has ended takes none: the permits come back,
-    /// and its commit points are released (they will never be answered).
-    fn send(&mut self, shared: &Shared, clone: usize) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.max));
-        if let Err(mpsc::error::SendError(batch)) = self.tx.send(batch) {
-            shared.budget.add_permits(batch.len());
-            for w in batch {
-                if let (Some(order), Some(key)) = (&shared.commits, w.commit) {
-                    order.done(clone as u32, key);
-                }
-            }
-        }
+/// Exchanges a session task did not take (it had ended): their queue permits come back, and
+/// their commit points are released (they will never be answered).
+fn give_back(shared: &Shared, refused: &mut Vec<handover::Refused>) {
+    if refused.is_empty() {
+        return;
     }
-}
-
-/// Sends every batch still held (before the dispatcher waits).
-fn send_unsent(shared: &Shared, senders: &mut HashMap<u64, Vec<Outgoing>>, unsent: &mut Vec<u64>) {
-    for session in unsent.drain(..) {
-        if let Some(outs) = senders.get_mut(&session) {
-            for (clone, out) in outs.iter_mut().enumerate() {
-                out.send(shared, clone);
-            }
+    shared.budget.add_permits(refused.len());
+    for (clone, w) in refused.drain(..) {
+        if let (Some(order), Some(key)) = (&shared.commits, w.commit) {
+            order.done(clone, key);
         }
     }
 }
