@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# benches/replay-ab.sh — interleaved A/B of myrr binaries in a closed loop, with sysbench in
+# every round, on shared CPUs. For changes smaller than this machine's run-to-run noise: each
+# round runs every binary and sysbench back to back, so a slow minute hits all of them.
+#
+# Per run: QPS, the client's CPU per query (user+sys, and user alone), the candidate server's
+# user and sys CPU per query (/proc/PID/stat), and rescheduling interrupts per 1000 queries
+# (/proc/interrupts, RES).
+#
+# Usage: benches/replay-ab.sh REC.myrr ROUNDS SESSIONS BINARY...
+#   REC.myrr: a sysbench oltp_read_only recording with SESSIONS sessions (benches/replay.sh
+#   leaves target/bench/replay/ro-16.myrr and ro-64.myrr); BINARY: myrr executables.
+# The database pair must be up (bash scripts/db.sh start) with myrr_bench loaded.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[[ $# -ge 4 ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
+REC=$1 ROUNDS=$2 SESSIONS=$3
+shift 3
+eval "$(bash "$ROOT/scripts/db.sh" env)"
+HZ=$(getconf CLK_TCK)
+PIDFILE="$ROOT/target/myrr-db/candidate/mariadbd.pid"
+server() { awk '{print $14, $15}' "/proc/$(tr -dc 0-9 <"$PIDFILE")/stat"; }
+resched() { awk '/^ *RES:/ {s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}' /proc/interrupts; }
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+for round in $(seq "$ROUNDS"); do
+    for who in "$@" sysbench; do
+        read -r u0 s0 < <(server)
+        i0=$(resched)
+        if [[ $who == sysbench ]]; then
+            /usr/bin/time -f "%U %S" -o "$T/time" sysbench oltp_read_only --db-driver=mysql \
+                --mysql-host=127.0.0.1 --mysql-port="$MYRR_CANDIDATE_PORT" --mysql-user=myrr \
+                --mysql-password=myrr --mysql-db=myrr_bench --tables=4 --table-size=10000 \
+                --threads="$SESSIONS" --time=10 run >"$T/out"
+            q=$(awk '/queries:/ {print $2; exit}' "$T/out")
+            qps=$(awk '/queries:/ {gsub(/\(/, "", $3); print $3; exit}' "$T/out")
+        else
+            /usr/bin/time -f "%U %S" -o "$T/time" "$who" replay "$REC" \
+                --target "$MYRR_CANDIDATE_URL" --speed max -o "$T/run.myrr" --json \
+                >"$T/out" 2>"$T/err"
+            q=$(python3 -c "import json; print(json.load(open('$T/out'))['exchanges'])")
+            qps=$(python3 -c "import json; print(json.load(open('$T/out'))['qps'])")
+        fi
+        read -r u1 s1 < <(server)
+        i1=$(resched)
+        python3 - "$who" "$round" "$q" "$qps" "$u0" "$s0" "$u1" "$s1" "$i0" "$i1" "$HZ" "$T/time" <<'PY'
+import sys
+who, rnd = sys.argv[1], sys.argv[2]
+q, qps = int(sys.argv[3]), float(sys.argv[4])
+u0, s0, u1, s1, i0, i1, hz = map(int, sys.argv[5:12])
+cu, cs = map(float, open(sys.argv[12]).read().split())
+us = lambda x: x / q * 1e6
+print(f"round {rnd}  {who[-30:]:>30}  qps {qps:7.0f}  client {us(cu + cs):5.2f} µs/q (user {us(cu):4.2f})"
+      f"  server user {us((u1 - u0) / hz):5.2f} sys {us((s1 - s0) / hz):5.2f} µs/q"
+      f"  RES {(i1 - i0) / q * 1000:4.0f}/1000q")
+PY
+    done
+done
