@@ -97,9 +97,7 @@ impl Handover {
     pub(crate) fn send_unsent(&mut self, refused: &mut Vec<Refused>) {
         for session in self.unsent.drain(..) {
             if let Some(qs) = self.queues.get_mut(&session) {
-                for (clone, q) in qs.iter_mut().enumerate() {
-                    send(q, self.max, clone, refused);
-                }
+                send_clones(qs, self.max, refused);
             }
         }
     }
@@ -107,9 +105,7 @@ impl Handover {
     /// A session ends: its batches are sent and its queues closed.
     pub(crate) fn close(&mut self, session: u64, refused: &mut Vec<Refused>) {
         if let Some(mut qs) = self.queues.remove(&session) {
-            for (clone, q) in qs.iter_mut().enumerate() {
-                send(q, self.max, clone, refused);
-            }
+            send_clones(&mut qs, self.max, refused);
         }
     }
 
@@ -117,10 +113,15 @@ impl Handover {
     pub(crate) fn send_all(&mut self, refused: &mut Vec<Refused>) {
         self.unsent.clear();
         for qs in self.queues.values_mut() {
-            for (clone, q) in qs.iter_mut().enumerate() {
-                send(q, self.max, clone, refused);
-            }
+            send_clones(qs, self.max, refused);
         }
+    }
+}
+
+/// Sends the batches of every clone of a session.
+fn send_clones(qs: &mut [Queue], max: usize, refused: &mut Vec<Refused>) {
+    for (clone, q) in qs.iter_mut().enumerate() {
+        send(q, max, clone, refused);
     }
 }
 
