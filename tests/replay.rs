@@ -807,6 +807,93 @@ fn every_command_kind_is_replayed() {
 
 /// More sessions than a default soft limit on open files allows: replay lifts its own limit
 /// to the hard one, so every session connects.
+/// An EXECUTE sends its parameter types only when they differ from the statement's previous
+/// EXECUTE: every answer must still read its parameter with its own type (a DOUBLE read as the
+/// LONGLONG before it would come back as a 19-digit number). After the connection is killed,
+/// the session reconnects and re-prepares, and the new statement gets its types again.
+#[test]
+fn executes_whose_parameter_types_change_read_their_own_types() {
+    use myrr_recording::{digest::RowDigester, digest::ValueRef, Param, Prepared, Value};
+    let _serial = serial();
+    let db = db();
+    let exec = |column_type, value| Cmd::Execute {
+        stmt_id: 3,
+        flags: 0,
+        params: vec![Param {
+            column_type,
+            unsigned: false,
+            value,
+        }],
+        prepare_seen: true,
+        raw_params: vec![],
+    };
+    let kill = Cmd::Query {
+        sql: b"KILL CONNECTION_ID()".to_vec(),
+        attrs: vec![],
+    };
+    // Each command, and what the replayed answer must read (None: not checked).
+    let steps: Vec<(Cmd, Option<Option<&[u8]>>)> = vec![
+        (exec(0x08, Value::Int(5)), Some(Some(b"5"))),
+        (exec(0x08, Value::Int(-6)), Some(Some(b"-6"))),
+        (exec(0x05, Value::Double(2.5)), Some(Some(b"2.5"))),
+        (exec(0x05, Value::Double(-0.25)), Some(Some(b"-0.25"))),
+        (exec(0xfd, Value::Bytes(b"x".to_vec())), Some(Some(b"x"))),
+        (exec(0x06, Value::Null), Some(None)),
+        (exec(0x08, Value::Int(7)), Some(Some(b"7"))),
+        (kill, None),
+        // Meets the dead connection (or the reconnected one).
+        (exec(0x08, Value::Int(8)), None),
+        (exec(0x08, Value::Int(9)), Some(Some(b"9"))),
+        (exec(0x08, Value::Int(10)), Some(Some(b"10"))),
+    ];
+    let mut cmds = vec![(
+        Cmd::Prepare {
+            sql: b"SELECT CAST(? AS CHAR)".to_vec(),
+        },
+        Response::Prepared(Prepared {
+            stmt_id: 3,
+            params: 1,
+            columns: 1,
+            warnings: 0,
+            param_defs: vec![],
+            column_defs: vec![],
+        }),
+    )];
+    cmds.extend(steps.iter().map(|(c, _)| (c.clone(), Response::None)));
+    let dir = tempdir();
+    let rec = dir.join("types.myrr");
+    let session: Vec<_> = cmds
+        .into_iter()
+        .enumerate()
+        .map(|(i, (c, r))| (i as u64 * 100, c, r))
+        .collect();
+    synthetic_commands(&rec, "sbtest", &[session]);
+    let out = dir.join("types.out.myrr");
+    let o = replay_command(&rec, &db.candidate_url, &out, &["--speed", "max"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("reconnects 1"), "{err}");
+    let mut xs: Vec<_> = exchanges_by_key(&read_events(&out)).into_values().collect();
+    xs.sort_by_key(|x| x.seq);
+    assert_eq!(xs.len(), 1 + steps.len());
+    for (x, (_, want)) in xs[1..].iter().zip(&steps) {
+        let Some(want) = want else { continue };
+        let mut d = RowDigester::new();
+        d.row([want.map_or(ValueRef::Null, ValueRef::Bytes)]);
+        match &x.response {
+            Response::Rows(r) => assert_eq!(
+                (r.rows, r.digest),
+                (1, d.finish()),
+                "exchange {} should read {:?}",
+                x.seq,
+                want.map(String::from_utf8_lossy)
+            ),
+            other => panic!("exchange {}: {other:?}", x.seq),
+        }
+    }
+}
+
 #[test]
 fn sessions_beyond_the_soft_open_files_limit() {
     let _serial = serial();

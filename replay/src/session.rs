@@ -26,6 +26,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Stmt {
     target_id: u32,
     sql: Vec<u8>,
+    /// The parameter types last sent with an EXECUTE of this statement (2 bytes each), empty
+    /// until the first. The server keeps them, so like client libraries an EXECUTE sends types
+    /// only when they changed.
+    types: Vec<u8>,
 }
 
 pub(crate) struct Worker {
@@ -211,6 +215,7 @@ impl Worker {
                     Stmt {
                         target_id: p.stmt_id,
                         sql: sql.to_vec(),
+                        types: Vec::new(),
                     },
                 );
                 self.stmt_sql.remove(&id);
@@ -526,6 +531,7 @@ impl Worker {
                 return self.prepare(prepared_id, sql).await;
             }
             Command::Execute {
+                stmt_id,
                 flags,
                 params,
                 raw_params,
@@ -538,8 +544,8 @@ impl Worker {
                 b.extend_from_slice(&1u32.to_le_bytes());
                 if params.is_empty() {
                     b.extend_from_slice(raw_params);
-                } else {
-                    encode_params(&mut b, params);
+                } else if let Some(s) = self.stmts.get_mut(stmt_id) {
+                    encode_params(&mut b, params, &mut s.types);
                 }
             }
             Command::Fetch { rows, .. } => {
@@ -562,7 +568,11 @@ impl Worker {
                 b.push(0x19);
                 b.extend_from_slice(&closed.target_id.to_le_bytes());
             }
-            Command::ResetStmt { .. } => {
+            Command::ResetStmt { stmt_id } => {
+                // Types go with the next EXECUTE again, whatever the server kept.
+                if let Some(s) = self.stmts.get_mut(stmt_id) {
+                    s.types.clear();
+                }
                 b.push(0x1a);
                 b.extend_from_slice(&stmt.to_le_bytes());
             }
@@ -618,6 +628,12 @@ impl Worker {
     /// What a command changed in the session that a reconnect must restore.
     fn after(&mut self, cmd: &Command, first: &Response) {
         if matches!(first, Response::Err(_)) {
+            // The server may have kept only part of the types of a refused EXECUTE.
+            if let Command::Execute { stmt_id, .. } = cmd {
+                if let Some(s) = self.stmts.get_mut(stmt_id) {
+                    s.types.clear();
+                }
+            }
             return;
         }
         match cmd {
@@ -653,12 +669,16 @@ impl Worker {
     }
 }
 
-/// COM_STMT_EXECUTE's parameter block: NULL bitmap, types (always sent), values.
-fn encode_params(b: &mut Vec<u8>, params: &[Param]) {
+/// COM_STMT_EXECUTE's parameter block: NULL bitmap, new_params_bound, types, values. The
+/// types go only when they differ from `sent`, those of the statement's previous EXECUTE
+/// (then `sent` becomes them), as client libraries do: the server keeps a statement's types,
+/// and reading them again is work a recorded client did not ask of it.
+fn encode_params(b: &mut Vec<u8>, params: &[Param], sent: &mut Vec<u8>) {
     let n = params.len();
     let bitmap = b.len();
     b.resize(bitmap + n.div_ceil(8), 0);
-    b.push(1); // new_params_bound
+    let bound = b.len();
+    b.push(1);
     let types = b.len();
     b.resize(types + 2 * n, 0);
     for (i, p) in params.iter().enumerate() {
@@ -668,5 +688,64 @@ fn encode_params(b: &mut Vec<u8>, params: &[Param]) {
         let t = write_binary(b, p.column_type, &p.value);
         b[types + 2 * i] = t;
         b[types + 2 * i + 1] = if p.unsigned { 0x80 } else { 0 };
+    }
+    let these = types..types + 2 * n;
+    if b[these.clone()] == sent[..] {
+        b[bound] = 0;
+        b.drain(these);
+    } else {
+        sent.clear();
+        sent.extend_from_slice(&b[these]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myrr_recording::Value;
+
+    fn param(column_type: u8, value: Value) -> Param {
+        Param {
+            column_type,
+            unsigned: false,
+            value,
+        }
+    }
+
+    #[test]
+    fn an_execute_sends_types_only_when_they_changed() {
+        let int = |i| param(0x08, Value::Int(i));
+        let text = |t: &str| param(0xfd, Value::Bytes(t.as_bytes().to_vec()));
+        let mut sent = Vec::new();
+        let mut b = Vec::new();
+        encode_params(&mut b, &[int(1), text("a")], &mut sent);
+        // Bitmap, bound, LONGLONG and VAR_STRING, then 8 bytes of 1 and a length-prefixed "a".
+        let mut want = vec![0, 1, 0x08, 0, 0xfd, 0];
+        want.extend_from_slice(&1i64.to_le_bytes());
+        want.extend_from_slice(&[1, b'a']);
+        assert_eq!(b, want);
+        assert_eq!(sent, [0x08, 0, 0xfd, 0]);
+
+        b.clear();
+        encode_params(&mut b, &[int(2), text("b")], &mut sent);
+        let mut want = vec![0, 0];
+        want.extend_from_slice(&2i64.to_le_bytes());
+        want.extend_from_slice(&[1, b'b']);
+        assert_eq!(b, want, "same types: not sent again");
+
+        // A NULL has a type of its own, so the types go again, and again after it.
+        b.clear();
+        encode_params(&mut b, &[param(0x06, Value::Null), text("c")], &mut sent);
+        assert_eq!(b, [1, 1, 0x06, 0, 0xfd, 0, 1, b'c']);
+        b.clear();
+        encode_params(&mut b, &[int(3), text("d")], &mut sent);
+        assert_eq!(&b[..6], [0, 1, 0x08, 0, 0xfd, 0]);
+
+        // Unsigned is part of the type.
+        b.clear();
+        let mut u = int(3);
+        u.unsigned = true;
+        encode_params(&mut b, &[u, text("d")], &mut sent);
+        assert_eq!(&b[..6], [0, 1, 0x08, 0x80, 0xfd, 0]);
     }
 }
