@@ -6,6 +6,10 @@
 # Per run: QPS, the client's CPU per query (user+sys, and user alone), the candidate server's
 # user and sys CPU per query (/proc/PID/stat), and rescheduling interrupts per 1000 queries
 # (/proc/interrupts, RES).
+# With MYRR_AB_SYSCALLS=1, also the server's poll and recvfrom calls per query (perf stat on
+# syscall tracepoints). A server thread polls when the next command is not yet there as it
+# finishes a query: that is how a client's scheduling shows in the server's CPU. The tracing
+# itself costs the server about 10 % of its QPS, so leave it off for the figures.
 #
 # Usage: benches/replay-ab.sh REC.myrr ROUNDS SESSIONS BINARY...
 #   REC.myrr: a sysbench oltp_read_only recording with SESSIONS sessions (benches/replay.sh
@@ -28,6 +32,11 @@ for round in $(seq "$ROUNDS"); do
     for who in "$@" sysbench; do
         read -r u0 s0 < <(server)
         i0=$(resched)
+        if [[ ${MYRR_AB_SYSCALLS:-0} == 1 ]]; then
+            perf stat -x, -e syscalls:sys_enter_poll,syscalls:sys_enter_recvfrom \
+                -p "$(tr -dc 0-9 <"$PIDFILE")" -o "$T/perf" &
+            PERF=$!
+        fi
         if [[ $who == sysbench ]]; then
             /usr/bin/time -f "%U %S" -o "$T/time" sysbench oltp_read_only --db-driver=mysql \
                 --mysql-host=127.0.0.1 --mysql-port="$MYRR_CANDIDATE_PORT" --mysql-user=myrr \
@@ -42,18 +51,30 @@ for round in $(seq "$ROUNDS"); do
             q=$(python3 -c "import json; print(json.load(open('$T/out'))['exchanges'])")
             qps=$(python3 -c "import json; print(json.load(open('$T/out'))['qps'])")
         fi
+        if [[ ${MYRR_AB_SYSCALLS:-0} == 1 ]]; then
+            kill -INT "$PERF"
+            wait "$PERF" || true
+        else
+            : >"$T/perf"
+        fi
         read -r u1 s1 < <(server)
         i1=$(resched)
-        python3 - "$who" "$round" "$q" "$qps" "$u0" "$s0" "$u1" "$s1" "$i0" "$i1" "$HZ" "$T/time" <<'PY'
+        python3 - "$who" "$round" "$q" "$qps" "$u0" "$s0" "$u1" "$s1" "$i0" "$i1" "$HZ" "$T/time" "$T/perf" <<'PY'
 import sys
 who, rnd = sys.argv[1], sys.argv[2]
 q, qps = int(sys.argv[3]), float(sys.argv[4])
 u0, s0, u1, s1, i0, i1, hz = map(int, sys.argv[5:12])
 cu, cs = map(float, open(sys.argv[12]).read().split())
+calls = {}
+for line in open(sys.argv[13]):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[2].startswith("syscalls:sys_enter_") and f[0].isdigit():
+        calls[f[2].removeprefix("syscalls:sys_enter_")] = int(f[0])
 us = lambda x: x / q * 1e6
+extra = "".join(f"  server {k}/q {v / q:4.2f}" for k, v in sorted(calls.items()))
 print(f"round {rnd}  {who[-30:]:>30}  qps {qps:7.0f}  client {us(cu + cs):5.2f} µs/q (user {us(cu):4.2f})"
       f"  server user {us((u1 - u0) / hz):5.2f} sys {us((s1 - s0) / hz):5.2f} µs/q"
-      f"  RES {(i1 - i0) / q * 1000:4.0f}/1000q")
+      f"  RES {(i1 - i0) / q * 1000:4.0f}/1000q{extra}")
 PY
     done
 done
