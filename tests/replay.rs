@@ -601,6 +601,16 @@ fn filters_and_limits() {
     assert_eq!(kinds(&dir.join("lim.myrr")).len(), 7);
 }
 
+/// Writes a recording of one session sending `cmds` 100 µs apart.
+fn one_session(rec: &std::path::Path, db: &str, cmds: Vec<(Cmd, Response)>) {
+    let session: Vec<_> = cmds
+        .into_iter()
+        .enumerate()
+        .map(|(i, (c, r))| (i as u64 * 100, c, r))
+        .collect();
+    synthetic_commands(rec, db, &[session]);
+}
+
 /// Every command kind the capture records, replayed against the candidate: long data and
 /// statement reset, cursors and FETCH, FIELD_LIST, STATISTICS, SET_OPTION, CHANGE_USER, PING,
 /// RESET_CONNECTION and QUIT — each must reach the server and come back decoded.
@@ -720,12 +730,7 @@ fn every_command_kind_is_replayed() {
     ];
     let dir = tempdir();
     let rec = dir.join("cmds.myrr");
-    let session: Vec<_> = cmds
-        .into_iter()
-        .enumerate()
-        .map(|(i, (c, r))| (i as u64 * 100, c, r))
-        .collect();
-    synthetic_commands(&rec, "myrr_cmd", &[session]);
+    one_session(&rec, "myrr_cmd", cmds);
     let out = dir.join("cmds.out.myrr");
     replay(&rec, &out, &["--speed", "max"]);
     let mut xs: Vec<_> = exchanges_by_key(&read_events(&out)).into_values().collect();
@@ -862,12 +867,7 @@ fn executes_whose_parameter_types_change_read_their_own_types() {
     cmds.extend(steps.iter().map(|(c, _)| (c.clone(), Response::None)));
     let dir = tempdir();
     let rec = dir.join("types.myrr");
-    let session: Vec<_> = cmds
-        .into_iter()
-        .enumerate()
-        .map(|(i, (c, r))| (i as u64 * 100, c, r))
-        .collect();
-    synthetic_commands(&rec, "sbtest", &[session]);
+    one_session(&rec, "sbtest", cmds);
     let out = dir.join("types.out.myrr");
     let o = replay_command(&rec, &db.candidate_url, &out, &["--speed", "max"])
         .output()
