@@ -86,10 +86,12 @@ pub struct Args {
     /// quickly as a blocking client does; 1 runs everything on one thread.
     #[arg(long, default_value = "64", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
-    /// Linux scheduling policy of the replay's threads: batch (SCHED_BATCH: a thread woken by
-    /// an answer does not preempt a running one, such as the server's on a shared machine);
-    /// normal (the policy myrr was started with); auto: batch with --speed max unless started
-    /// under a policy other than the default, normal when paced
+    /// Linux scheduling of the replay's threads: batch (SCHED_BATCH: a thread woken by an
+    /// answer does not preempt a running one, such as the server's on a shared machine);
+    /// pair (each session thread kept on the CPU its server thread answers from, for a
+    /// candidate on this machine); normal (the policy myrr was started with); auto: with
+    /// --speed max, pair for a loopback target and batch for another, unless started under a
+    /// policy other than the default; normal when paced
     #[arg(long, value_enum, default_value = "auto", value_name = "POLICY")]
     sched: SchedArg,
     /// Print the summary as JSON on stdout.
@@ -111,6 +113,7 @@ enum SchedArg {
     Auto,
     Normal,
     Batch,
+    Pair,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -197,6 +200,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         SchedArg::Auto => myrr_replay::Sched::Auto,
         SchedArg::Normal => myrr_replay::Sched::Normal,
         SchedArg::Batch => myrr_replay::Sched::Batch,
+        SchedArg::Pair => myrr_replay::Sched::Pair,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -318,7 +322,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "service_us": {"p50": s.service_p50_us, "p99": s.service_p99_us},
             "interrupted": s.interrupted,
             "damage": s.damage,
-            "sched": if s.sched_batch { "batch" } else { "normal" },
+            "sched": s.sched.name(),
         });
         println!("{v}");
     }

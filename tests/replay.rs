@@ -1244,9 +1244,10 @@ fn thread_policies(pid: u32, prefix: &str) -> Vec<u32> {
     out
 }
 
-/// A closed-loop replay's threads run under SCHED_BATCH (a woken session thread must not
-/// preempt the server's on a shared machine); `--sched normal` and a paced replay keep the
-/// default policy.
+/// A closed-loop replay's threads run under SCHED_BATCH with `--sched batch` (a woken session
+/// thread must not preempt the server's on a shared machine), and so they would by default
+/// against another machine; against this machine's candidate the default is `pair`, which
+/// keeps the default policy, as `--sched normal` and a paced replay do.
 #[test]
 fn closed_loop_threads_run_under_sched_batch() {
     const SCHED_OTHER: u32 = 0;
@@ -1257,10 +1258,19 @@ fn closed_loop_threads_run_under_sched_batch() {
     let rec = dir.join("sleepy.myrr");
     let s: Vec<(u64, String)> = vec![(0, "SELECT SLEEP(1.5)".into()), (1, "SELECT 1".into())];
     synthetic_recording(&rec, "sbtest", &[s.clone(), s]);
-    for (extra, want) in [
-        (&["--speed", "max"][..], SCHED_BATCH),
-        (&["--speed", "max", "--sched", "normal"][..], SCHED_OTHER),
-        (&["--speed", "1"][..], SCHED_OTHER),
+    for (extra, want, name) in [
+        (
+            &["--speed", "max", "--sched", "batch"][..],
+            SCHED_BATCH,
+            "batch",
+        ),
+        (&["--speed", "max"][..], SCHED_OTHER, "pair"),
+        (
+            &["--speed", "max", "--sched", "normal"][..],
+            SCHED_OTHER,
+            "normal",
+        ),
+        (&["--speed", "1"][..], SCHED_OTHER, "normal"),
     ] {
         let out = dir.join("sleepy.out.myrr");
         let mut args = vec!["--threads", "4", "--json"];
@@ -1280,12 +1290,72 @@ fn closed_loop_threads_run_under_sched_batch() {
         assert_eq!(seen, [want, want], "session threads with {extra:?}");
         assert_eq!(output, [want], "output thread with {extra:?}");
         let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let name = if want == SCHED_BATCH {
-            "batch"
-        } else {
-            "normal"
-        };
         assert_eq!(summary["sched"], name, "{summary:#}");
+    }
+}
+
+/// The CPUs each of a process's threads named `prefix…` may run on (/proc/…/status).
+fn thread_cpus(pid: u32, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        if field("Name:").is_some_and(|n| n.starts_with(prefix)) {
+            out.extend(field("Cpus_allowed_list:"));
+        }
+    }
+    out
+}
+
+/// `--sched pair` (the default in a closed loop against this machine): session threads are
+/// kept on the CPU their server thread answers from, so some session thread is seen allowed
+/// on one CPU only during a busy replay; under `--sched batch` none is.
+#[test]
+fn closed_loop_session_threads_follow_their_server_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("busy.myrr");
+    steady_recording(&rec, "sbtest", 4, 10, 6000, |i| format!("SELECT {i}"));
+    let start = thread_cpus(std::process::id(), "");
+    for (sched, follows) in [("auto", cpus > 1), ("batch", false)] {
+        let out = dir.join("busy.out.myrr");
+        let args = ["--speed", "max", "--json", "--sched", sched];
+        let child = spawn_replay(&rec, &db.candidate_url, &out, &args);
+        let mut single = Vec::new();
+        let mut seen = 0;
+        while single.is_empty() {
+            let now = thread_cpus(child.id(), "myrr-s");
+            if now.is_empty() && seen > 0 {
+                break; // the replay ended
+            }
+            seen += now.len();
+            single.extend(now.into_iter().filter(|c| !c.contains(['-', ','])));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(summary["exchanges"], 24000, "{summary:#}");
+        assert_eq!(
+            !single.is_empty(),
+            follows,
+            "--sched {sched}: single-CPU session threads {single:?} (this process: {start:?})"
+        );
+        if sched == "auto" {
+            assert_eq!(summary["sched"], "pair", "{summary:#}");
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
 
+mod follow;
 mod handover;
 mod outbox;
 mod pacer;
@@ -37,7 +38,7 @@ pub use tls::{Tls, TlsMode};
 pub mod target;
 pub(crate) use handover::Batch;
 use handover::Handover;
-pub use sched::Sched;
+pub use sched::{Policy, Sched};
 mod wire;
 
 pub use readonly::{first_keyword, is_read_only};
@@ -294,6 +295,8 @@ pub(crate) struct Shared {
     /// on its own thread, left the server's single connection-acceptor thread one runnable
     /// thread among dozens: logins then took up to a second.
     pub(crate) logins: tokio::sync::Semaphore,
+    /// What the replay's threads do (`--sched`).
+    pub(crate) policy: Policy,
     /// `--sync`: (session, clone) → since when its current command is in the server.
     in_server: Mutex<HashMap<(u64, u32), Instant>>,
 }
@@ -408,8 +411,8 @@ pub struct Summary {
     /// The recording was damaged and only its readable part was replayed.
     pub damage: Option<String>,
     pub first_errors: Vec<String>,
-    /// The replay's threads ran under SCHED_BATCH (see [`Sched`]).
-    pub sched_batch: bool,
+    /// What the replay's threads did (see [`Sched`]).
+    pub sched: Policy,
 }
 
 /// What a pre-scan of the inputs found.
@@ -519,7 +522,7 @@ pub async fn run(
     raise_fd_limit();
     // Before any thread starts, so that all of them inherit the policy. Where the policy
     // cannot be set (a sandbox), the replay runs under the one it has.
-    let batch = config.sched.enter(config.speed);
+    let (policy, _batch) = config.sched.enter(config.speed, config.target.is_local());
     let scan = scan(&config.inputs)?;
     if let Some(d) = &scan.damage {
         if !config.ignore_damage {
@@ -576,10 +579,7 @@ pub async fn run(
                 format!("{}/{}", config.shard.0, config.shard.1),
             ),
             ("read_only".into(), config.read_only.to_string()),
-            (
-                "sched".into(),
-                if batch.is_some() { "batch" } else { "normal" }.into(),
-            ),
+            ("sched".into(), policy.name().into()),
             ("server_version".into(), server_version.clone()),
         ],
     };
@@ -612,6 +612,7 @@ pub async fn run(
         commits: (config.sync != SyncMode::None).then(|| sync::CommitOrder::new(config.scale)),
         in_server: Mutex::new(HashMap::new()),
         logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
+        policy,
         budget: tokio::sync::Semaphore::new(match config.speed {
             Speed::Max => CLOSED_LOOP_QUEUE.min(config.queue).max(1),
             Speed::Factor(_) => config.queue.max(1),
@@ -692,7 +693,7 @@ pub async fn run(
         interrupted,
         damage: scan.damage.or(read_damage).map(|d| d.to_string()),
         first_errors,
-        sched_batch: batch.is_some(),
+        sched: policy,
     })
 }
 

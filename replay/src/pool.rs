@@ -79,19 +79,37 @@ impl Pool {
             .build()?;
         let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
+        let live = Arc::new(AtomicUsize::new(0));
+        let counter = live.clone();
         let thread = std::thread::Builder::new()
             .name(format!("myrr-s{}", self.threads.len()))
             .spawn(move || {
+                set_live_counter(counter);
                 let _ = rt.block_on(stopped);
             })?;
         self.threads.push(Thread {
             handle,
-            live: Arc::new(AtomicUsize::new(0)),
+            live,
             stop,
             thread,
         });
         Ok(())
     }
+}
+
+thread_local! {
+    /// On a pool thread: how many sessions it runs.
+    static LIVE: std::cell::RefCell<Option<Arc<AtomicUsize>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `live` the count [`sessions_on_this_thread`] reads on the calling thread.
+pub(crate) fn set_live_counter(live: Arc<AtomicUsize>) {
+    LIVE.with(|l| *l.borrow_mut() = Some(live));
+}
+
+/// Sessions running on the calling thread, if it is a pool thread (0 otherwise).
+pub(crate) fn sessions_on_this_thread() -> usize {
+    LIVE.with(|l| l.borrow().as_ref().map_or(0, |n| n.load(Ordering::Relaxed)))
 }
 
 impl Drop for Pool {

@@ -12,6 +12,15 @@
 //!
 //! A paced replay keeps the default: there a session must send on time, and a thread that
 //! waits for the running one to yield could start late.
+//!
+//! When the candidate runs on this machine (a loopback target), a closed loop does better
+//! still under the default policy with each session thread kept on the CPU its server thread
+//! answers from ([`crate::follow`]): the answer then wakes the session on the server's own CPU,
+//! where it runs at once and sends the next command before the server thread looks for it,
+//! as a blocking client such as sysbench does. Under SCHED_BATCH the server thread looked
+//! first, found nothing and slept in poll(2), once per query; with session threads free to
+//! run on either CPU, about 15 % of wake-ups crossed CPUs (sysbench's: 1 %), each an
+//! interrupt to a CPU running another query.
 
 use std::io;
 
@@ -20,33 +29,68 @@ use crate::Speed;
 /// `--sched`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sched {
-    /// SCHED_BATCH in a closed loop (`--speed max`), the default policy when paced; a policy
-    /// other than the default that the replay was started under is kept.
+    /// In a closed loop (`--speed max`): `Pair` against a loopback target, `Batch` against
+    /// another machine; paced, the policy the replay was started with. A policy other than
+    /// the default that the replay was started under is always kept.
     #[default]
     Auto,
     /// Leave the policy the replay was started with.
     Normal,
     /// SCHED_BATCH whatever the pace.
     Batch,
+    /// The policy the replay was started with, each session thread kept on its server
+    /// thread's CPU while it runs one session alone.
+    Pair,
+}
+
+/// What the replay's threads do, as decided by [`Sched::policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    #[default]
+    Normal,
+    Batch,
+    Pair,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Normal => "normal",
+            Policy::Batch => "batch",
+            Policy::Pair => "pair",
+        }
+    }
 }
 
 impl Sched {
-    /// Whether the replay's threads run under SCHED_BATCH, given the pace and the policy the
-    /// replay was started with: `Auto` keeps a policy the user chose (other than the default).
-    pub fn batch(self, speed: Speed, started_under: libc::c_int) -> bool {
+    /// The replay threads' policy, given the pace, the policy the replay was started with
+    /// (`Auto` keeps one the user chose, other than the default) and whether the target is
+    /// on this machine.
+    pub fn policy(self, speed: Speed, started_under: libc::c_int, local_target: bool) -> Policy {
         match self {
-            Sched::Auto => speed == Speed::Max && started_under == libc::SCHED_OTHER,
-            Sched::Normal => false,
-            Sched::Batch => true,
+            Sched::Auto if speed == Speed::Max && started_under == libc::SCHED_OTHER => {
+                if local_target {
+                    Policy::Pair
+                } else {
+                    Policy::Batch
+                }
+            }
+            Sched::Auto | Sched::Normal => Policy::Normal,
+            Sched::Batch => Policy::Batch,
+            Sched::Pair => Policy::Pair,
         }
     }
 
-    /// Puts the calling thread under SCHED_BATCH when [`Sched::batch`] says so. `None`: the
-    /// policy is left as it is (or could not be set: a sandbox may forbid it).
-    pub(crate) fn enter(self, speed: Speed) -> Option<BatchGuard> {
-        self.batch(speed, current_policy())
-            .then(BatchGuard::enter)
-            .and_then(Result::ok)
+    /// Decides the policy and puts the calling thread under SCHED_BATCH when it is `Batch`.
+    /// Where SCHED_BATCH cannot be set (a sandbox may forbid it), the policy is `Normal`.
+    pub(crate) fn enter(self, speed: Speed, local_target: bool) -> (Policy, Option<BatchGuard>) {
+        match self.policy(speed, current_policy(), local_target) {
+            Policy::Batch => match BatchGuard::enter() {
+                Ok(g) => (Policy::Batch, Some(g)),
+                Err(_) => (Policy::Normal, None),
+            },
+            p => (p, None),
+        }
     }
 }
 
@@ -108,14 +152,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_is_batch_only_in_a_closed_loop_started_under_the_default_policy() {
+    fn auto_changes_the_policy_only_in_a_closed_loop_started_under_the_default_one() {
         let other = libc::SCHED_OTHER;
-        assert!(Sched::Auto.batch(Speed::Max, other));
-        assert!(!Sched::Auto.batch(Speed::Factor(1.0), other));
-        assert!(!Sched::Auto.batch(Speed::Max, libc::SCHED_IDLE));
-        assert!(!Sched::Auto.batch(Speed::Max, libc::SCHED_FIFO));
-        assert!(!Sched::Normal.batch(Speed::Max, other));
-        assert!(Sched::Batch.batch(Speed::Factor(4.0), other));
+        let (max, paced) = (Speed::Max, Speed::Factor(1.0));
+        assert_eq!(Sched::Auto.policy(max, other, false), Policy::Batch);
+        assert_eq!(Sched::Auto.policy(max, other, true), Policy::Pair);
+        assert_eq!(Sched::Auto.policy(paced, other, true), Policy::Normal);
+        assert_eq!(Sched::Auto.policy(paced, other, false), Policy::Normal);
+        assert_eq!(
+            Sched::Auto.policy(max, libc::SCHED_IDLE, true),
+            Policy::Normal
+        );
+        assert_eq!(
+            Sched::Auto.policy(max, libc::SCHED_FIFO, false),
+            Policy::Normal
+        );
+        assert_eq!(Sched::Normal.policy(max, other, true), Policy::Normal);
+        assert_eq!(Sched::Batch.policy(paced, other, true), Policy::Batch);
+        assert_eq!(Sched::Pair.policy(paced, other, false), Policy::Pair);
     }
 
     /// Threads started under the guard inherit SCHED_BATCH, and the thread gets its policy

@@ -158,6 +158,10 @@ impl Worker {
             Ok(c) => c.map_err(|e| e.to_string())?,
             Err(_) => return Err(format!("no login within {CONNECT_TIMEOUT:?}")),
         };
+        let mut conn = conn;
+        if self.shared.policy == crate::sched::Policy::Pair {
+            conn.follow_server_cpu();
+        }
         self.conn = Some(conn);
         Ok(())
     }

@@ -53,6 +53,17 @@ impl Target {
         (self.opts.ip_or_hostname().to_string(), self.opts.tcp_port())
     }
 
+    /// The target is this machine's loopback interface (by address or as `localhost`).
+    pub fn is_local(&self) -> bool {
+        let (host, _) = self.host_port();
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// The database named in the target URL.
     pub fn default_db(&self) -> Option<String> {
         self.opts.db_name().map(str::to_string)

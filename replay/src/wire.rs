@@ -174,6 +174,8 @@ pub(crate) struct WireConn {
     plugin: AuthPlugin<'static>,
     pub connection_id: u32,
     pub server_version: String,
+    /// `--sched pair`: this session's thread follows its server thread's CPU.
+    follow: Option<crate::follow::Follow>,
 }
 
 impl WireConn {
@@ -212,6 +214,7 @@ impl WireConn {
             plugin: AuthPlugin::MysqlNativePassword,
             connection_id: 0,
             server_version: String::new(),
+            follow: None,
         };
         let (seq, greeting) = c.read_packet().await?;
         if greeting.first() == Some(&0xff) {
@@ -484,11 +487,19 @@ impl WireConn {
         answer
     }
 
+    /// From now on, keep this session's thread on its server thread's CPU ([`crate::follow`]).
+    pub(crate) fn follow_server_cpu(&mut self) {
+        self.follow = Some(Default::default());
+    }
+
     /// Reads what the socket has into `rbuf`; the connection is lost on EOF.
     async fn fill(&mut self) -> Result<usize, Lost> {
         match self.stream.read(&mut self.rbuf).await {
             Ok(0) => Err(Lost("the server closed the connection".into())),
             Ok(n) => {
+                if let (Some(f), Stream::Plain(s)) = (&mut self.follow, &self.stream) {
+                    f.after_read(std::os::fd::AsRawFd::as_raw_fd(s));
+                }
                 if n == self.rbuf.len() && n < READ_MAX {
                     // Grown after use: the bytes just read stay where they are.
                     self.rbuf.resize(n * 2, 0);
