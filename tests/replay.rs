@@ -1317,9 +1317,45 @@ fn thread_cpus(pid: u32, prefix: &str) -> Vec<String> {
     out
 }
 
+/// Pins every thread of the candidate server to `cpus` (a taskset list) until dropped.
+struct ServerPinned(String);
+
+impl ServerPinned {
+    fn to(cpus: &str) -> Self {
+        let pid = std::fs::read_to_string(root().join("target/myrr-db/candidate/mariadbd.pid"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let pin = |cpus: &str| {
+            let st = Command::new("taskset")
+                .args(["-a", "-p", "-c", cpus, &pid])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "taskset {cpus} {pid}");
+        };
+        pin(cpus);
+        ServerPinned(pid)
+    }
+}
+
+impl Drop for ServerPinned {
+    fn drop(&mut self) {
+        let all = format!(
+            "0-{}",
+            std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+        );
+        let _ = Command::new("taskset")
+            .args(["-a", "-p", "-c", &all, &self.0])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
 /// `--sched pair` (the default in a closed loop against this machine): session threads are
-/// kept on the CPU their server thread answers from, so some session thread is seen allowed
-/// on one CPU only during a busy replay; under `--sched batch` none is.
+/// kept on the CPU their server thread answers from. With the server held on CPU 1, session
+/// threads that run on CPU 0 are seen moved to CPU 1 only; under `--sched batch` no session
+/// thread is ever kept on one CPU.
 #[test]
 fn closed_loop_session_threads_follow_their_server_cpu() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1327,8 +1363,9 @@ fn closed_loop_session_threads_follow_their_server_cpu() {
     let db = db();
     let dir = tempdir();
     let rec = dir.join("busy.myrr");
-    steady_recording(&rec, "sbtest", 4, 10, 6000, |i| format!("SELECT {i}"));
+    steady_recording(&rec, "sbtest", 8, 10, 4000, |i| format!("SELECT {i}"));
     let start = thread_cpus(std::process::id(), "");
+    let _pinned = (cpus > 1).then(|| ServerPinned::to("1"));
     for (sched, follows) in [("auto", cpus > 1), ("batch", false)] {
         let out = dir.join("busy.out.myrr");
         let args = ["--speed", "max", "--json", "--sched", sched];
@@ -1347,12 +1384,13 @@ fn closed_loop_session_threads_follow_their_server_cpu() {
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(summary["exchanges"], 24000, "{summary:#}");
+        assert_eq!(summary["exchanges"], 32000, "{summary:#}");
         assert_eq!(
             !single.is_empty(),
             follows,
             "--sched {sched}: single-CPU session threads {single:?} (this process: {start:?})"
         );
+        assert!(single.iter().all(|c| c == "1"), "{single:?}");
         if sched == "auto" {
             assert_eq!(summary["sched"], "pair", "{summary:#}");
         }
