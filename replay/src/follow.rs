@@ -257,19 +257,43 @@ mod tests {
         );
     }
 
+    /// Both ends of a loopback connection, on a machine of 2 CPUs or more.
+    fn loopback_pair() -> Option<(std::net::TcpStream, std::net::TcpStream)> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus < 2 {
+            return None;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        Some((client, server))
+    }
+
+    /// From a thread on CPU 1: `2 * CHECK_EVERY` bytes to `server`'s peer, each acknowledged.
+    fn send_from_cpu1(
+        mut server: std::net::TcpStream,
+    ) -> std::thread::JoinHandle<std::net::TcpStream> {
+        use std::io::{Read, Write};
+        std::thread::spawn(move || {
+            assert!(set_affinity(&only(1)));
+            for _ in 0..2 * CHECK_EVERY {
+                server.write_all(b"x").unwrap();
+                let mut ack = [0u8; 1];
+                server.read_exact(&mut ack).unwrap();
+            }
+            server
+        })
+    }
+
     /// The thread is kept on the CPU a loopback peer sends from, and gets its affinity back
     /// (and runs under SCHED_BATCH) when it holds more than one session.
     #[test]
     fn a_thread_alone_with_its_session_follows_the_sending_cpu() {
         use std::io::{Read, Write};
         use std::os::fd::AsRawFd;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cpus < 2 {
+        let Some((mut client, server)) = loopback_pair() else {
             return;
-        }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        };
         let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
         let pinned = std::thread::spawn(move || {
             crate::pool::set_live_counter(live.clone());
@@ -286,15 +310,7 @@ mod tests {
             });
             let mut f = Follow::default();
             let mut buf = [0u8; 1];
-            let sender = std::thread::spawn(move || {
-                assert!(set_affinity(&only(1)));
-                for _ in 0..2 * CHECK_EVERY {
-                    server.write_all(b"x").unwrap();
-                    let mut ack = [0u8; 1];
-                    server.read_exact(&mut ack).unwrap();
-                }
-                server
-            });
+            let sender = send_from_cpu1(server);
             for _ in 0..2 * CHECK_EVERY {
                 client.read_exact(&mut buf).unwrap();
                 f.after_read(client.as_raw_fd());
@@ -329,21 +345,10 @@ mod tests {
     fn a_thread_kept_apart_from_its_server_runs_batch() {
         use std::io::{Read, Write};
         use std::os::fd::AsRawFd;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cpus < 2 {
+        let Some((mut client, server)) = loopback_pair() else {
             return;
-        }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        let sender = std::thread::spawn(move || {
-            assert!(set_affinity(&only(1)));
-            for _ in 0..2 * CHECK_EVERY {
-                server.write_all(b"x").unwrap();
-                let mut ack = [0u8; 1];
-                server.read_exact(&mut ack).unwrap();
-            }
-        });
+        };
+        let sender = send_from_cpu1(server);
         let apart = std::thread::spawn(move || {
             crate::pool::set_live_counter(std::sync::Arc::new(1.into()));
             // As if started with `taskset -c 0`: CPU 1 is not the thread's to use.
