@@ -1219,29 +1219,36 @@ fn a_row_of_70_mib_is_replayed() {
     );
 }
 
+/// The /proc file `file` of each of a process's threads whose name starts with `prefix`
+/// (threads that end meanwhile are left out).
+fn thread_files(pid: u32, prefix: &str, file: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.starts_with(prefix))
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join(file)).ok())
+        .collect()
+}
+
 /// Scheduling policy (field 41 of /proc/PID/task/TID/stat) of each of a process's threads whose
 /// name starts with `prefix`.
 fn thread_policies(pid: u32, prefix: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
-        }
-        // Fields after the name start at field 3 (state).
-        if let Some(p) = stat[close + 1..].split_whitespace().nth(41 - 3) {
-            out.push(p.parse().unwrap());
-        }
-    }
-    out
+    thread_files(pid, prefix, "stat")
+        .iter()
+        .filter_map(|stat| {
+            // Fields after the name start at field 3 (state).
+            let close = stat.rfind(')')?;
+            stat[close + 1..]
+                .split_whitespace()
+                .nth(41 - 3)?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// A closed-loop replay's threads run under SCHED_BATCH with `--sched batch` (a woken session
@@ -1296,25 +1303,15 @@ fn closed_loop_threads_run_under_sched_batch() {
 
 /// The CPUs each of a process's threads named `prefix…` may run on (/proc/…/status).
 fn thread_cpus(pid: u32, prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
+    thread_files(pid, prefix, "status")
+        .iter()
+        .filter_map(|status| {
+            let cpus = status
                 .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-        };
-        if field("Name:").is_some_and(|n| n.starts_with(prefix)) {
-            out.extend(field("Cpus_allowed_list:"));
-        }
-    }
-    out
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+            Some(cpus.trim().to_string())
+        })
+        .collect()
 }
 
 /// Pins every thread of the candidate server to `cpus` (a taskset list) until dropped.
@@ -1326,15 +1323,12 @@ impl ServerPinned {
             .unwrap()
             .trim()
             .to_string();
-        let pin = |cpus: &str| {
-            let st = Command::new("taskset")
-                .args(["-a", "-p", "-c", cpus, &pid])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(st.success(), "taskset {cpus} {pid}");
-        };
-        pin(cpus);
+        let st = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "taskset {cpus} {pid}");
         ServerPinned(pid)
     }
 }

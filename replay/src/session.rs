@@ -154,11 +154,10 @@ impl Worker {
         // A bounded number of logins at once (see `Shared::logins`).
         let _slot = self.shared.logins.acquire().await;
         let connect = WireConn::connect(&host, port, &self.shared.config.tls, &login);
-        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(c) => c.map_err(|e| e.to_string())?,
             Err(_) => return Err(format!("no login within {CONNECT_TIMEOUT:?}")),
         };
-        let mut conn = conn;
         if self.shared.policy == crate::sched::Policy::Pair {
             conn.follow_server_cpu();
         }
