@@ -1047,7 +1047,33 @@ impl Conn {
         }
     }
 
-    fn server_packet(&mut self, _seq: u8, p: &[u8], now: u64, ctx: &mut Ctx<'_>) {
+    /// One server packet. A row of a result set (most packets of a large answer) takes a short
+    /// path straight to its result; everything else goes through [`Self::server_packet_slow`].
+    #[inline]
+    fn server_packet(&mut self, seq: u8, p: &[u8], now: u64, ctx: &mut Ctx<'_>) {
+        if self.phase == Phase::Command {
+            if let Some(f) = self.inflight.front_mut() {
+                let ends = match p.first() {
+                    Some(0xff) => true,
+                    Some(0xfe) => p.len() <= MAX_TERMINATOR,
+                    _ => false,
+                };
+                // What `response` would do with it: a row in `Rows` state neither ends the
+                // response nor lets an earlier one end (`Rows` is not `may_end`).
+                if f.state == RState::Rows && !ends {
+                    f.last_us = now;
+                    if let Some(c) = f.cur.as_mut() {
+                        c.row(p);
+                    }
+                    return;
+                }
+            }
+        }
+        self.server_packet_slow(seq, p, now, ctx)
+    }
+
+    #[inline(never)]
+    fn server_packet_slow(&mut self, _seq: u8, p: &[u8], now: u64, ctx: &mut Ctx<'_>) {
         match self.phase {
             Phase::AwaitGreeting => self.greeting(p, ctx),
             Phase::Auth => match p.first() {
