@@ -77,6 +77,9 @@ const PERMIT_BATCH: usize = 256;
 const HAND_OVER_BATCH: usize = 32;
 /// Every this many exchanges read, the batches not yet full are sent anyway.
 const FLUSH_EVERY: u64 = 1024;
+/// Output events a session thread may have queued for the writer (see `outbox`): 2 Ki events of
+/// a few hundred bytes each, on each of up to 64 threads by default.
+const OUTPUT_SHARD: usize = 2048;
 
 /// `--sync`: a command in the server this long is taken to be blocked on a lock.
 const STUCK_AFTER: Duration = Duration::from_millis(20);
@@ -591,7 +594,7 @@ pub async fn run(
     let writer =
         RecordingWriter::create_with_level(&config.output, &header, LEVEL_FAST).map_err(out_err)?;
     let (events, writer_thread) =
-        outbox::Outbox::start(writer, 16 * 1024).map_err(|e| ReplayError::Output {
+        outbox::Outbox::start(writer, OUTPUT_SHARD).map_err(|e| ReplayError::Output {
             path: output.clone(),
             message: format!("cannot start the writer thread: {e}"),
         })?;
