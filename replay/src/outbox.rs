@@ -46,12 +46,6 @@ thread_local! {
     static SHARDS: RefCell<Vec<(Weak<Inner>, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Why an event was not queued.
-enum Refused {
-    Full(Event),
-    Stopped,
-}
-
 #[derive(Clone)]
 pub(crate) struct Outbox {
     inner: Arc<Inner>,
@@ -82,27 +76,25 @@ impl Outbox {
 
     /// Queues an event if there is room, without waiting (for code that cannot wait).
     pub(crate) fn try_send(&self, event: Event) {
-        let _ = self.push(event);
+        self.push(&mut Some(event));
     }
 
     /// Queues an event; waits while this thread's shard is full. After a writer failure
     /// events are dropped: the failure is reported when the writer thread is joined.
-    pub(crate) async fn send(&self, mut event: Event) {
-        loop {
-            match self.push(event) {
-                Ok(()) | Err(Refused::Stopped) => return,
-                Err(Refused::Full(back)) => {
-                    event = back;
-                    tokio::time::sleep(TICK).await;
-                }
-            }
+    pub(crate) async fn send(&self, event: Event) {
+        let mut event = Some(event);
+        while !self.push(&mut event) {
+            tokio::time::sleep(TICK).await;
         }
     }
 
-    fn push(&self, event: Event) -> Result<(), Refused> {
+    /// Takes the event unless this thread's shard is full (false: it is left in `event`).
+    /// After a writer failure it is taken and dropped.
+    fn push(&self, event: &mut Option<Event>) -> bool {
         let inner = &self.inner;
         if inner.stopped.load(Ordering::Relaxed) {
-            return Err(Refused::Stopped);
+            *event = None;
+            return true;
         }
         SHARDS.with(|shards| {
             let mut shards = shards.borrow_mut();
@@ -125,10 +117,10 @@ impl Outbox {
             };
             let mut q = shards[i].1.events.lock().unwrap_or_else(|p| p.into_inner());
             if q.len() >= inner.capacity {
-                return Err(Refused::Full(event));
+                return false;
             }
-            q.push(event);
-            Ok(())
+            q.extend(event.take());
+            true
         })
     }
 }
