@@ -59,10 +59,14 @@ use tokio::sync::mpsc;
 
 /// Closed loop: exchanges queued for sessions at first. Short queues keep the exchanges in
 /// the CPU cache between the dispatcher and the sessions: with 100k queued, the client spent
-/// about 12 % more CPU per query. The budget grows (up to `ReplayConfig::queue`) with the
-/// sessions live, and whenever no session takes an exchange for [`QUEUE_STALL`]; paced
-/// replays start at `queue` (they are bounded by `read_ahead`).
-const CLOSED_LOOP_QUEUE: usize = 4096;
+/// about 12 % more CPU per query. Too short, and a session whose recorded pace was slower than
+/// the others' catches up with the dispatcher's place in the recording while the budget sits
+/// in the others' queues: it runs dry and must be woken (4096: 1.2 % of the exchanges of a
+/// 16-session sysbench replay found their queue empty; 16 Ki: half as many, for 4 % less
+/// client CPU per query). The budget grows (up to `ReplayConfig::queue`) with the sessions
+/// live, and whenever no session takes an exchange for [`QUEUE_STALL`]; paced replays start
+/// at `queue` (they are bounded by `read_ahead`).
+const CLOSED_LOOP_QUEUE: usize = 16384;
 /// Closed loop: the budget is at least this much per live session.
 const CLOSED_LOOP_PER_SESSION: usize = 256;
 const QUEUE_STALL: Duration = Duration::from_millis(10);
