@@ -1301,6 +1301,40 @@ fn closed_loop_threads_run_under_sched_batch() {
     }
 }
 
+/// In a closed loop a session alone on its thread waits for its answers outside the runtime;
+/// when another session comes to that thread, the first goes back to waiting in the runtime,
+/// so the newcomer runs at once and not after the first one's slow answer. Session 1 sleeps
+/// 2 s; session 2's 20 000 queries keep the dispatcher from reading on to session 3 until
+/// session 1 is waiting; with 2 threads, session 3 joins session 1's.
+#[test]
+fn a_session_joining_a_waiting_one_on_its_thread_runs_at_once() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("join.myrr");
+    let many: Vec<(u64, String)> = (0..20_000).map(|i| (i + 1, "DO 1".to_string())).collect();
+    synthetic_recording_starting(
+        &rec,
+        "sbtest",
+        &[
+            (0, vec![(0, "SELECT SLEEP(2)".into())]),
+            (0, many),
+            (30_000, vec![(30_000, "SELECT 3".into())]),
+        ],
+    );
+    let out = dir.join("join.out.myrr");
+    replay(&rec, &out, &["--speed", "max", "--threads", "2"]);
+    let x = exchanges_by_key(&read_events(&out));
+    let (slow, joined) = (&x[&(1, 0, 0)], &x[&(3, 0, 0)]);
+    assert!(matches!(slow.response, Response::Rows(_)), "{slow:?}");
+    assert!(matches!(joined.response, Response::Rows(_)), "{joined:?}");
+    assert!(
+        joined.end_us + 1_000_000 < slow.end_us,
+        "session 3 answered {} µs after session 1's sleep began, session 1 at {} µs",
+        joined.end_us - slow.start_us,
+        slow.end_us - slow.start_us
+    );
+}
+
 /// The CPUs each of a process's threads named `prefix…` may run on (/proc/…/status).
 fn thread_cpus(pid: u32, prefix: &str) -> Vec<String> {
     thread_files(pid, prefix, "status")

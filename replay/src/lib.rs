@@ -304,6 +304,10 @@ pub(crate) struct Shared {
     pub(crate) logins: tokio::sync::Semaphore,
     /// What the replay's threads do (`--sched`).
     pub(crate) policy: Policy,
+    /// Set once the replay gives up on the answers still due (a stop's `drain_timeout` is
+    /// over): sessions waiting for one outside their runtime go back to waiting in it, where
+    /// they can be dropped.
+    pub(crate) abandon: Arc<AtomicBool>,
     /// `--sync`: (session, clone) → since when its current command is in the server.
     in_server: Mutex<HashMap<(u64, u32), Instant>>,
 }
@@ -620,6 +624,7 @@ pub async fn run(
         in_server: Mutex::new(HashMap::new()),
         logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
         policy,
+        abandon: Arc::default(),
         budget: tokio::sync::Semaphore::new(match config.speed {
             Speed::Max => CLOSED_LOOP_QUEUE.min(config.queue).max(1),
             Speed::Factor(_) => config.queue.max(1),
@@ -663,6 +668,9 @@ pub async fn run(
         t.ok()
     };
     let first_errors = shared.errors.lock().map(|v| v.clone()).unwrap_or_default();
+    // Sessions still waiting for an answer outside their runtime go back to it, so their
+    // threads can drop them and end.
+    shared.abandon.store(true, Ordering::Relaxed);
     feeder.abort();
     let _ = feeder.await;
     drop(pool);

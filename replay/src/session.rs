@@ -161,6 +161,9 @@ impl Worker {
         if self.shared.policy == crate::sched::Policy::Pair {
             conn.follow_server_cpu();
         }
+        if self.shared.config.speed == crate::Speed::Max {
+            conn.wait_alone(self.shared.abandon.clone());
+        }
         self.conn = Some(conn);
         Ok(())
     }

@@ -14,6 +14,9 @@ use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket};
 use mysql_common::proto::MySerialize;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -176,7 +179,25 @@ pub(crate) struct WireConn {
     pub server_version: String,
     /// `--sched pair`: this session's thread follows its server thread's CPU.
     follow: Option<crate::follow::Follow>,
+    /// Closed loop: while this session is alone on its thread, answers are waited for in an
+    /// epoll set of its own (see [`WireConn::wait_alone`]).
+    alone: Option<Alone>,
+    /// The last read filled the buffer: more is likely there already.
+    filled: bool,
 }
+
+/// A lone session's own wait: an epoll set holding its socket alone (registered once; poll(2)
+/// registers and unregisters on every call, which cost more system time than the runtime's
+/// park saved in user time).
+struct Alone {
+    epoll: std::os::fd::OwnedFd,
+    /// Set: give up waiting.
+    abandon: Arc<AtomicBool>,
+}
+
+/// How long a lone session waits in epoll before it looks whether it should stop waiting
+/// there (another session came to its thread, or the replay is being abandoned).
+const ALONE_POLL: Duration = Duration::from_millis(10);
 
 impl WireConn {
     /// Connects to `host:port` and logs in.
@@ -215,6 +236,8 @@ impl WireConn {
             connection_id: 0,
             server_version: String::new(),
             follow: None,
+            alone: None,
+            filled: false,
         };
         let (seq, greeting) = c.read_packet().await?;
         if greeting.first() == Some(&0xff) {
@@ -492,9 +515,77 @@ impl WireConn {
         self.follow = Some(Default::default());
     }
 
+    /// Closed loop: while this session is the only one on its thread, wait for answers in an
+    /// epoll set of its own rather than in the runtime. The thread has nothing else to do
+    /// meanwhile, and going through the runtime's park, its I/O driver and a task wake-up
+    /// cost a fifth of a session thread's user time per query. `abandon` set: wait in the
+    /// runtime again (the replay gives up on answers still due: it drops its sessions, which
+    /// it can only do while they wait there). Plain connections only.
+    pub(crate) fn wait_alone(&mut self, abandon: Arc<AtomicBool>) {
+        use rustix::event::epoll;
+        let Stream::Plain(s) = &self.stream else {
+            return;
+        };
+        let Ok(ep) = epoll::create(epoll::CreateFlags::CLOEXEC) else {
+            return;
+        };
+        let data = epoll::EventData::new_u64(0);
+        if epoll::add(&ep, s, data, epoll::EventFlags::IN).is_ok() {
+            self.alone = Some(Alone { epoll: ep, abandon });
+        }
+    }
+
+    /// A read for a session alone on its thread, waiting in its own epoll set; `None` when it
+    /// must wait in the runtime instead.
+    fn read_alone(&mut self) -> Option<io::Result<usize>> {
+        use rustix::event::{epoll, Timespec};
+        let (Stream::Plain(s), Some(alone)) = (&self.stream, &self.alone) else {
+            return None;
+        };
+        if crate::pool::sessions_on_this_thread() != 1 {
+            return None;
+        }
+        let timeout = Timespec::try_from(ALONE_POLL).unwrap_or_default();
+        // After a read that filled the buffer, the rest is most likely there: read first.
+        let mut ready = self.filled;
+        loop {
+            if ready {
+                // Straight to recv(2): tokio's `try_read` trusts the readiness its runtime
+                // last saw, which is not updated while this thread waits here.
+                match rustix::net::recv(s, &mut self.rbuf, rustix::net::RecvFlags::empty()) {
+                    Ok((n, _)) => return Some(Ok(n)),
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    Err(e) => return Some(Err(e.into())),
+                }
+            }
+            let mut events = [epoll::Event {
+                flags: epoll::EventFlags::empty(),
+                data: epoll::EventData::new_u64(0),
+            }];
+            ready = match epoll::wait(&alone.epoll, &mut events[..], Some(&timeout)) {
+                Ok(n) => n > 0,
+                Err(rustix::io::Errno::INTR) => false,
+                Err(e) => return Some(Err(e.into())),
+            };
+            // Another session has come to this thread, or the replay gives up on this answer
+            // (it will drop the session once the wait is back in the runtime).
+            if !ready
+                && (alone.abandon.load(Ordering::Relaxed)
+                    || crate::pool::sessions_on_this_thread() != 1)
+            {
+                return None;
+            }
+        }
+    }
+
     /// Reads what the socket has into `rbuf`; the connection is lost on EOF.
     async fn fill(&mut self) -> Result<usize, Lost> {
-        match self.stream.read(&mut self.rbuf).await {
+        let read = match self.read_alone() {
+            Some(r) => r,
+            None => self.stream.read(&mut self.rbuf).await,
+        };
+        self.filled = matches!(read, Ok(n) if n == self.rbuf.len());
+        match read {
             Ok(0) => Err(Lost("the server closed the connection".into())),
             Ok(n) => {
                 if let (Some(f), Stream::Plain(s)) = (&mut self.follow, &self.stream) {

@@ -250,6 +250,37 @@ pub fn synthetic_commands(
     db: &str,
     sessions: &[Vec<(u64, myrr_recording::Command, myrr_recording::Response)>],
 ) {
+    let starting: Vec<_> = sessions.iter().map(|xs| (0, xs.clone())).collect();
+    synthetic_sessions(path, db, &starting);
+}
+
+/// Queries (offset µs, SQL) per session, each session starting at its own offset (µs).
+pub fn synthetic_recording_starting(path: &Path, db: &str, sessions: &[(u64, Vec<(u64, String)>)]) {
+    use myrr_recording::*;
+    let sessions: Vec<_> = sessions
+        .iter()
+        .map(|(start, xs)| {
+            let xs = xs
+                .iter()
+                .map(|(off, sql)| {
+                    let q = Command::Query {
+                        sql: sql.clone().into_bytes(),
+                        attrs: vec![],
+                    };
+                    (*off, q, Response::Ok(OkInfo::default()))
+                })
+                .collect();
+            (*start, xs)
+        })
+        .collect();
+    synthetic_sessions(path, db, &sessions);
+}
+
+type Commands = Vec<(u64, myrr_recording::Command, myrr_recording::Response)>;
+
+/// A recording of the given sessions (start offset µs, and per command its offset µs, the
+/// command and its recorded answer), as user `myrr` on database `db`.
+fn synthetic_sessions(path: &Path, db: &str, sessions: &[(u64, Commands)]) {
     use myrr_recording::*;
     let t0 = 1_700_000_000_000_000u64;
     let header = Header {
@@ -261,13 +292,13 @@ pub fn synthetic_commands(
     };
     // Written in time order, as a capture writes them.
     let mut events = Vec::new();
-    for (i, xs) in sessions.iter().enumerate() {
+    for (i, (start, xs)) in sessions.iter().enumerate() {
         let session = i as u64 + 1;
         events.push(Event::SessionStart(SessionStart {
             session,
             client: "127.0.0.1:1".into(),
             server: "127.0.0.1:2".into(),
-            start_us: t0,
+            start_us: t0 + start,
             user: Some(b"myrr".to_vec()),
             db: Some(db.as_bytes().to_vec()),
             ..Default::default()
