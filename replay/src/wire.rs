@@ -519,9 +519,9 @@ impl WireConn {
     /// epoll set of its own rather than in the runtime. The thread has nothing else to do
     /// meanwhile, and going through the runtime's park, its I/O driver and a task wake-up
     /// cost about 3 % of a session thread's CPU per query (16 sysbench sessions: 6.98 against
-    /// 6.80 µs, the same syscalls). `abandon` set: wait in the
-    /// runtime again (the replay gives up on answers still due: it drops its sessions, which
-    /// it can only do while they wait there). Plain connections only.
+    /// 6.80 µs, the same syscalls). `abandon` set: wait in the runtime again (the replay
+    /// gives up on answers still due: it drops its sessions, which it can only do while they
+    /// wait there). Plain connections only.
     pub(crate) fn wait_alone(&mut self, abandon: Arc<AtomicBool>) {
         use rustix::event::epoll;
         let Stream::Plain(s) = &self.stream else {
