@@ -48,6 +48,16 @@ const STATUS_CURSOR_EXISTS: u16 = 0x0040;
 /// Largest payload that can be a terminator rather than a row starting with 0xfe.
 const MAX_TERMINATOR: usize = 0xff_fffe;
 
+/// A packet that ends a result set's rows: its terminator (EOF, or OK under DEPRECATE_EOF) or
+/// an error. Anything else in `Rows` state is a row.
+fn ends_rows(p: &[u8]) -> bool {
+    match p.first() {
+        Some(0xff) => true,
+        Some(0xfe) => p.len() <= MAX_TERMINATOR,
+        _ => false,
+    }
+}
+
 /// Shared output and counters for all connections of a capture.
 pub struct Ctx<'a> {
     pub events: &'a mut Vec<Event>,
@@ -1053,18 +1063,11 @@ impl Conn {
     fn server_packet(&mut self, seq: u8, p: &[u8], now: u64, ctx: &mut Ctx<'_>) {
         if self.phase == Phase::Command {
             if let Some(f) = self.inflight.front_mut() {
-                let ends = match p.first() {
-                    Some(0xff) => true,
-                    Some(0xfe) => p.len() <= MAX_TERMINATOR,
-                    _ => false,
-                };
                 // What `response` would do with it: a row in `Rows` state neither ends the
                 // response nor lets an earlier one end (`Rows` is not `may_end`).
-                if f.state == RState::Rows && !ends {
+                if f.state == RState::Rows && !ends_rows(p) {
                     f.last_us = now;
-                    if let Some(c) = f.cur.as_mut() {
-                        c.row(p);
-                    }
+                    Self::row(f, p);
                     return;
                 }
             }
@@ -1529,9 +1532,18 @@ impl Conn {
         }
     }
 
+    /// A row of the result being read (none: the result's start was not seen).
+    fn row(f: &mut Inflight, p: &[u8]) {
+        if let Some(c) = f.cur.as_mut() {
+            c.row(p);
+        }
+    }
+
     fn rows_packet(f: &mut Inflight, p: &[u8], sess_track: bool) {
-        let first = p.first().copied();
-        if first == Some(0xfe) && p.len() <= MAX_TERMINATOR {
+        if !ends_rows(p) {
+            return Self::row(f, p);
+        }
+        if p.first() == Some(&0xfe) {
             let (warnings, status) = if p.len() <= 5 {
                 parse_eof(p)
             } else {
@@ -1551,7 +1563,7 @@ impl Conn {
             } else {
                 RState::Done
             };
-        } else if first == Some(0xff) {
+        } else {
             let e = parse_err(p);
             let cur = f
                 .cur
@@ -1559,8 +1571,6 @@ impl Conn {
                 .unwrap_or_else(|| ResultBuild::new(false, Arc::default()));
             f.results.push(Response::Rows(cur.finish(0, 0, Some(e))));
             f.state = RState::Done;
-        } else if let Some(c) = f.cur.as_mut() {
-            c.row(p);
         }
     }
 

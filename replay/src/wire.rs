@@ -197,7 +197,7 @@ struct Alone {
 
 /// How long a lone session waits in epoll before it looks whether it should stop waiting
 /// there (another session came to its thread, or the replay is being abandoned).
-const ALONE_POLL: Duration = Duration::from_millis(10);
+const ALONE_WAIT: Duration = Duration::from_millis(10);
 
 impl WireConn {
     /// Connects to `host:port` and logs in.
@@ -546,7 +546,7 @@ impl WireConn {
         if crate::pool::sessions_on_this_thread() != 1 {
             return None;
         }
-        let timeout = Timespec::try_from(ALONE_POLL).unwrap_or_default();
+        let timeout = Timespec::try_from(ALONE_WAIT).unwrap_or_default();
         // After a read that filled the buffer, the rest is most likely there: read first.
         let mut ready = self.filled;
         loop {
