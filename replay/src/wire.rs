@@ -179,46 +179,36 @@ pub(crate) struct WireConn {
     pub server_version: String,
     /// `--sched pair`: this session's thread follows its server thread's CPU.
     follow: Option<crate::follow::Follow>,
-    /// Closed loop: while this session is alone on its thread, answers are waited for in an
-    /// epoll set of its own (see [`WireConn::wait_alone`]).
+    /// Closed loop: while this session is alone on its thread, answers are waited for in a
+    /// blocking recv(2) (see [`WireConn::wait_alone`]).
     alone: Option<Alone>,
-    /// The last read filled the buffer: more is likely there already.
-    filled: bool,
 }
 
-/// A lone session's own wait: an epoll set holding its socket alone (registered once; poll(2)
-/// registers and unregisters on every call, which cost more system time than the runtime's
-/// park saved in user time).
+/// A lone session's own wait: its socket turned blocking, with a receive timeout, so a wait
+/// for an answer is one recv(2), as in a blocking client such as sysbench.
 struct Alone {
-    epoll: std::os::fd::OwnedFd,
     /// Set: give up waiting.
     abandon: Arc<AtomicBool>,
+    /// The socket is in blocking mode now (the runtime needs it non-blocking again before it
+    /// waits on it).
+    blocking: bool,
 }
 
-/// How long a lone session waits in epoll before it looks whether it should stop waiting
-/// there (another session came to its thread, or the replay is being abandoned).
+/// How long a lone session blocks in recv(2) (and in send(2)) before it looks whether it
+/// should stop waiting there (another session came to its thread, or the replay is being
+/// abandoned).
 const ALONE_WAIT: Duration = Duration::from_millis(10);
 
 impl WireConn {
-    /// Connects to `host:port` and logs in.
-    pub(crate) async fn connect(
-        host: &str,
-        port: u16,
-        tls: &Tls,
-        login: &LoginOpts<'_>,
-    ) -> Result<Self, ConnectError> {
-        let addr = &format!("{host}:{port}");
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| ConnectError::Other(format!("cannot connect to {addr}: {e}")))?;
-        let _ = stream.set_nodelay(true);
+    /// A connection over `stream` (to `addr`), before the server's greeting.
+    fn over(stream: TcpStream, addr: &str) -> Self {
         let local = stream
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
         let mut decoder = Decoder::new(local, addr.to_string(), 0, true, MAX_PACKET);
         decoder.answers_only = true;
-        let mut c = WireConn {
+        WireConn {
             stream: Stream::Plain(stream),
             tls: false,
             rbuf: vec![0; READ_MIN],
@@ -237,8 +227,22 @@ impl WireConn {
             server_version: String::new(),
             follow: None,
             alone: None,
-            filled: false,
-        };
+        }
+    }
+
+    /// Connects to `host:port` and logs in.
+    pub(crate) async fn connect(
+        host: &str,
+        port: u16,
+        tls: &Tls,
+        login: &LoginOpts<'_>,
+    ) -> Result<Self, ConnectError> {
+        let addr = &format!("{host}:{port}");
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ConnectError::Other(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let mut c = WireConn::over(stream, addr);
         let (seq, greeting) = c.read_packet().await?;
         if greeting.first() == Some(&0xff) {
             return Err(ConnectError::Refused(parse_err(&greeting)));
@@ -515,67 +519,67 @@ impl WireConn {
         self.follow = Some(Default::default());
     }
 
-    /// Closed loop: while this session is the only one on its thread, wait for answers in an
-    /// epoll set of its own rather than in the runtime. The thread has nothing else to do
-    /// meanwhile, and going through the runtime's park, its I/O driver and a task wake-up
-    /// cost about 3 % of a session thread's CPU per query (16 sysbench sessions: 6.98 against
-    /// 6.80 µs, the same syscalls). `abandon` set: wait in the runtime again (the replay
-    /// gives up on answers still due: it drops its sessions, which it can only do while they
-    /// wait there). Plain connections only.
+    /// Closed loop: while this session is the only one on its thread, wait for answers in a
+    /// blocking recv(2) rather than in the runtime. The thread has nothing else to do
+    /// meanwhile. Going through the runtime's park, its I/O driver and a task wake-up cost
+    /// about 3 % of a session thread's CPU per query (16 sysbench sessions: 6.98 against
+    /// 6.80 µs, the same syscalls); waiting in epoll_wait(2) and then reading costs a syscall
+    /// more per query than a blocking read. `abandon` set: wait in the runtime again (the
+    /// replay gives up on answers still due: it drops its sessions, which it can only do while
+    /// they wait there). Plain connections only.
     pub(crate) fn wait_alone(&mut self, abandon: Arc<AtomicBool>) {
-        use rustix::event::epoll;
-        let Stream::Plain(s) = &self.stream else {
-            return;
-        };
-        let Ok(ep) = epoll::create(epoll::CreateFlags::CLOEXEC) else {
-            return;
-        };
-        let data = epoll::EventData::new_u64(0);
-        if epoll::add(&ep, s, data, epoll::EventFlags::IN).is_ok() {
-            self.alone = Some(Alone { epoll: ep, abandon });
+        if let Stream::Plain(_) = &self.stream {
+            self.alone = Some(Alone {
+                abandon,
+                blocking: false,
+            });
         }
     }
 
-    /// A read for a session alone on its thread, waiting in its own epoll set; `None` when it
-    /// must wait in the runtime instead.
+    /// A read for a session alone on its thread, blocking in recv(2); `None` when it must wait
+    /// in the runtime instead (the socket is then non-blocking again).
     fn read_alone(&mut self) -> Option<io::Result<usize>> {
-        use rustix::event::{epoll, Timespec};
-        let (Stream::Plain(s), Some(alone)) = (&self.stream, &self.alone) else {
+        use rustix::net::{recv, sockopt, RecvFlags};
+        let (Stream::Plain(s), Some(alone)) = (&self.stream, &mut self.alone) else {
             return None;
         };
-        if crate::pool::sessions_on_this_thread() != 1 {
-            return None;
+        let stay = |alone: &Alone| {
+            !alone.abandon.load(Ordering::Relaxed) && crate::pool::sessions_on_this_thread() == 1
+        };
+        if !alone.blocking {
+            if !stay(alone) {
+                return None;
+            }
+            let set = sockopt::set_socket_timeout(s, sockopt::Timeout::Recv, Some(ALONE_WAIT))
+                .and_then(|()| {
+                    sockopt::set_socket_timeout(s, sockopt::Timeout::Send, Some(ALONE_WAIT))
+                })
+                .and_then(|()| rustix::io::ioctl_fionbio(s, false));
+            if set.is_err() {
+                // Still non-blocking (or, had FIONBIO failed half-way, nothing changed).
+                self.alone = None;
+                return None;
+            }
+            alone.blocking = true;
         }
-        let timeout = Timespec::try_from(ALONE_WAIT).unwrap_or_default();
-        // After a read that filled the buffer, the rest is most likely there: read first.
-        let mut ready = self.filled;
         loop {
-            if ready {
-                // Straight to recv(2): tokio's `try_read` trusts the readiness its runtime
-                // last saw, which is not updated while this thread waits here.
-                match rustix::net::recv(s, &mut self.rbuf, rustix::net::RecvFlags::empty()) {
+            if stay(alone) {
+                // Waits up to ALONE_WAIT for the first byte.
+                match recv(s, &mut self.rbuf, RecvFlags::empty()) {
                     Ok((n, _)) => return Some(Ok(n)),
-                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
                     Err(e) => return Some(Err(e.into())),
                 }
             }
-            let mut events = [epoll::Event {
-                flags: epoll::EventFlags::empty(),
-                data: epoll::EventData::new_u64(0),
-            }];
-            ready = match epoll::wait(&alone.epoll, &mut events[..], Some(&timeout)) {
-                Ok(n) => n > 0,
-                Err(rustix::io::Errno::INTR) => false,
-                Err(e) => return Some(Err(e.into())),
-            };
             // Another session has come to this thread, or the replay gives up on this answer
             // (it will drop the session once the wait is back in the runtime).
-            if !ready
-                && (alone.abandon.load(Ordering::Relaxed)
-                    || crate::pool::sessions_on_this_thread() != 1)
-            {
-                return None;
-            }
+            return match rustix::io::ioctl_fionbio(s, true) {
+                Ok(()) => {
+                    alone.blocking = false;
+                    None
+                }
+                Err(e) => Some(Err(e.into())),
+            };
         }
     }
 
@@ -585,7 +589,6 @@ impl WireConn {
             Some(r) => r,
             None => self.stream.read(&mut self.rbuf).await,
         };
-        self.filled = matches!(read, Ok(n) if n == self.rbuf.len());
         match read {
             Ok(0) => Err(Lost("the server closed the connection".into())),
             Ok(n) => {
@@ -673,4 +676,76 @@ fn auth_data(
         d.serialize(&mut out);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    fn non_blocking(c: &WireConn) -> bool {
+        let Stream::Plain(s) = &c.stream else {
+            unreachable!("a plain connection")
+        };
+        // SAFETY: F_GETFL reads the flags of a descriptor `s` keeps open.
+        let flags = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags >= 0, "F_GETFL: {}", io::Error::last_os_error());
+        flags & libc::O_NONBLOCK != 0
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_session_blocks_in_recv_and_gives_the_runtime_its_socket_back_non_blocking() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let client = TcpStream::connect(&addr).await.unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let live = Arc::new(AtomicUsize::new(1));
+        crate::pool::set_live_counter(live.clone());
+        let mut c = WireConn::over(client, &addr);
+        let abandon = Arc::new(AtomicBool::new(false));
+        c.wait_alone(abandon.clone());
+        assert!(
+            non_blocking(&c),
+            "the runtime hands over a non-blocking socket"
+        );
+
+        // Several receive timeouts pass before the answer: the read goes on waiting.
+        let started = Instant::now();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(ALONE_WAIT * 5);
+            server.write_all(b"answer").unwrap();
+            server
+        });
+        let n = c.read_alone().expect("waits alone").unwrap();
+        assert_eq!(&c.rbuf[..n], b"answer");
+        assert!(
+            started.elapsed() >= ALONE_WAIT * 4,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!non_blocking(&c), "alone, the socket blocks");
+        let mut server = writer.join().unwrap();
+
+        // A second session on the thread: the wait goes back to the runtime, which needs the
+        // socket non-blocking; the runtime's read then gets what the server sends.
+        live.store(2, Ordering::Relaxed);
+        assert!(c.read_alone().is_none());
+        assert!(non_blocking(&c));
+        server.write_all(b"next").unwrap();
+        let n = c.fill().await.unwrap();
+        assert_eq!(&c.rbuf[..n], b"next");
+
+        // Alone again: blocking again, until the replay abandons its answers.
+        live.store(1, Ordering::Relaxed);
+        server.write_all(b"third").unwrap();
+        let n = c.read_alone().expect("waits alone").unwrap();
+        assert_eq!(&c.rbuf[..n], b"third");
+        assert!(!non_blocking(&c));
+        abandon.store(true, Ordering::Relaxed);
+        assert!(c.read_alone().is_none());
+        assert!(non_blocking(&c));
+    }
 }
