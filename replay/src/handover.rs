@@ -5,6 +5,9 @@
 //! closed loop the dispatcher therefore collects each session's exchanges and sends them
 //! together: when a batch is full, and whenever the dispatcher is about to wait (it calls
 //! [`Handover::send_unsent`]), so no exchange is held back while its session could run it.
+//! A dispatcher that never waits (it is the bottleneck: permits keep coming back) sends the
+//! partial batches every `flush_every` exchanges handed, so a quiet session's few exchanges
+//! do not wait for the end of the recording.
 
 use std::collections::HashMap;
 
@@ -33,15 +36,22 @@ pub(crate) struct Handover {
     unsent: Vec<u64>,
     /// Exchanges per batch.
     max: usize,
+    /// Partial batches are sent after this many exchanges handed over since the last send.
+    flush_every: usize,
+    /// Exchanges handed over since partial batches were last sent.
+    handed: usize,
 }
 
 impl Handover {
-    /// `max`: exchanges per batch (1: each is sent at once).
-    pub(crate) fn new(max: usize) -> Self {
+    /// `max`: exchanges per batch (1: each is sent at once); partial batches are sent at the
+    /// latest every `flush_every` exchanges handed over.
+    pub(crate) fn new(max: usize, flush_every: usize) -> Self {
         Self {
             queues: HashMap::new(),
             unsent: Vec::new(),
             max: max.max(1),
+            flush_every: flush_every.max(1),
+            handed: 0,
         }
     }
 
@@ -90,11 +100,16 @@ impl Handover {
             // batches of the clones before it.
             self.unsent.push(session);
         }
+        self.handed += 1;
+        if self.handed >= self.flush_every {
+            self.send_unsent(refused);
+        }
         true
     }
 
     /// Sends every batch collected so far.
     pub(crate) fn send_unsent(&mut self, refused: &mut Vec<Refused>) {
+        self.handed = 0;
         for session in self.unsent.drain(..) {
             if let Some(qs) = self.queues.get_mut(&session) {
                 send_clones(qs, self.max, refused);
@@ -172,7 +187,7 @@ mod tests {
 
     #[test]
     fn batches_go_when_full_or_when_asked() {
-        let mut h = Handover::new(3);
+        let mut h = Handover::new(3, 100);
         let mut refused = Vec::new();
         let mut rx = session(&mut h, 7, 1);
         for seq in 0..4 {
@@ -190,7 +205,7 @@ mod tests {
     /// next exchange, or never).
     #[test]
     fn a_clone_handed_after_a_wait_is_sent_at_the_next() {
-        let mut h = Handover::new(32);
+        let mut h = Handover::new(32, 100);
         let mut refused = Vec::new();
         let mut rx = session(&mut h, 1, 3);
         assert!(h.hand(1, 0, work(0), &mut refused));
@@ -210,7 +225,7 @@ mod tests {
 
     #[test]
     fn an_ended_session_gives_its_batch_back_and_close_sends_the_rest() {
-        let mut h = Handover::new(32);
+        let mut h = Handover::new(32, 100);
         let mut refused = Vec::new();
         let mut rx = session(&mut h, 1, 2);
         drop(rx.remove(1));
@@ -222,5 +237,36 @@ mod tests {
         assert_eq!((refused[0].0, refused[0].1.x.seq), (1, 5));
         assert!(!h.is_open(1));
         assert_eq!(h.sessions(), 0);
+    }
+
+    /// A dispatcher that never waits sends a quiet session's partial batch once `flush_every`
+    /// exchanges have been handed over, whichever sessions they were for.
+    #[test]
+    fn a_quiet_sessions_partial_batch_goes_after_flush_every_exchanges() {
+        let mut h = Handover::new(32, 10);
+        let mut refused = Vec::new();
+        let mut quiet = session(&mut h, 1, 1);
+        let mut busy = session(&mut h, 2, 1);
+        assert!(h.hand(1, 0, work(0), &mut refused));
+        for seq in 0..8 {
+            assert!(h.hand(2, 0, work(seq), &mut refused));
+        }
+        assert_eq!(seqs(&mut quiet[0]), [] as [u64; 0], "9 handed: not yet");
+        assert!(h.hand(2, 0, work(8), &mut refused));
+        assert_eq!(seqs(&mut quiet[0]), [0], "the 10th sends it");
+        assert_eq!(seqs(&mut busy[0]), (0..9).collect::<Vec<_>>());
+        // The count starts again after each send, whatever caused it.
+        assert!(h.hand(1, 0, work(1), &mut refused));
+        h.send_unsent(&mut refused);
+        assert_eq!(seqs(&mut quiet[0]), [1]);
+        for seq in 9..18 {
+            assert!(h.hand(2, 0, work(seq), &mut refused));
+        }
+        assert_eq!(
+            seqs(&mut busy[0]),
+            [] as [u64; 0],
+            "9 handed since the last send"
+        );
+        assert!(refused.is_empty());
     }
 }

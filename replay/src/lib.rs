@@ -79,8 +79,8 @@ const PERMIT_BATCH: usize = 256;
 
 /// Exchanges handed to a session at once in a closed loop (see module `handover`).
 const HAND_OVER_BATCH: usize = 32;
-/// Every this many exchanges read, the batches not yet full are sent anyway.
-const FLUSH_EVERY: u64 = 1024;
+/// Every this many exchanges handed over, the batches not yet full are sent anyway.
+const FLUSH_EVERY: usize = 1024;
 /// Output events a session thread may have queued for the writer (see `outbox`): 2 Ki events of
 /// a few hundred bytes each, on each of up to 64 threads by default.
 const OUTPUT_SHARD: usize = 2048;
@@ -853,12 +853,14 @@ async fn dispatch(
     // Paced, an exchange is sent to its session at once: one due soon must not wait in a
     // batch while the dispatcher reads on. So with --sync, where other sessions may wait for
     // this exchange's commit.
-    let mut handover = Handover::new(match cfg.speed {
+    // A quiet session's partial batch waits for no more than FLUSH_EVERY exchanges of the
+    // others (the dispatcher may never wait while permits keep coming).
+    let batch = match cfg.speed {
         Speed::Max if shared.commits.is_none() => HAND_OVER_BATCH,
         _ => 1,
-    });
+    };
+    let mut handover = Handover::new(batch, FLUSH_EVERY);
     let mut refused = Vec::new();
-    let mut dispatched = 0u64;
     let mut classifier = sync::Classifier::default();
     let mut select = Selector::new(cfg, shared.recorded_origin_us);
     let mut permits = 0u32;
@@ -974,12 +976,6 @@ async fn dispatch(
                     if !handover.hand(session, clone, Work { x, commit, wait }, &mut refused) {
                         break;
                     }
-                }
-                // A quiet session's partial batch waits for no more than this many exchanges
-                // of the others (the dispatcher may never wait while permits keep coming).
-                dispatched += 1;
-                if dispatched % FLUSH_EVERY == 0 {
-                    handover.send_unsent(&mut refused);
                 }
                 give_back(&shared, &mut refused);
             }
