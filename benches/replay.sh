@@ -133,6 +133,25 @@ for threads in 16 64; do
     done
 done
 
+# The machine's own wake-up lateness, for reading the start lags below: a thread that sleeps
+# 1 ms at a time on an otherwise idle machine (a VM's host may hold its CPUs for ms at times).
+log "wake-up lateness of an idle machine: 1 ms sleeps for 5 s"
+JITTER=$(python3 - <<'PY'
+import time
+late = []
+end = time.monotonic() + 5
+while time.monotonic() < end:
+    t = time.monotonic_ns()
+    time.sleep(0.001)
+    late.append((time.monotonic_ns() - t) / 1000 - 1000)
+late.sort()
+n = len(late)
+print(f"a 1 ms sleep wakes late by p50 {late[n // 2]:.0f} µs, p99 {late[n * 99 // 100]:.0f} µs, "
+      f"max {late[-1]:.0f} µs ({sum(1 for x in late if x > 1000)} of {n} over 1 ms)")
+PY
+)
+log "$JITTER"
+
 log "paced replay (--speed 1) of a recording with think times: sysbench oltp_point_select at a fixed rate"
 "$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$DIR/rate.myrr" 2>"$DIR/capture-rate.log" &
 CAP_PID=$!
@@ -221,6 +240,8 @@ for threads in sorted({int(r[1]) for r in rows}):
     print()
 SUM
     done
+    echo "Idle machine, before the paced runs: $JITTER"
+    echo
     echo "Paced (--speed 1), sysbench oltp_point_select --rate=8000, 16 threads (think times between queries): $RATE"
     echo
     echo "Paced (--speed 1), synthetic, 16 sessions x 1 query/ms: $SYN"
