@@ -125,13 +125,23 @@ fn output_within(
 
 /// Ctrl-C to a background replay after `after_ms`; its output once it has ended.
 fn interrupt(child: std::process::Child, after_ms: u64) -> std::process::Output {
+    interrupt_at(child, after_ms).0
+}
+
+/// As [`interrupt`], also giving the wall-clock time of the signal in µs since the epoch
+/// (the clock of a run's timings).
+fn interrupt_at(child: std::process::Child, after_ms: u64) -> (std::process::Output, u64) {
     std::thread::sleep(std::time::Duration::from_millis(after_ms));
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
     assert!(Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap()
         .success());
-    child.wait_with_output().unwrap()
+    (child.wait_with_output().unwrap(), at)
 }
 
 fn sessions_of(events: &[Event]) -> BTreeSet<u64> {
@@ -458,15 +468,38 @@ fn ctrl_c_stops_cleanly_and_the_output_is_readable() {
     let db = db();
     let dir = tempdir();
     let rec = dir.join("slow.myrr");
-    steady_recording(&rec, "sbtest", 2, 100_000, 100, |i| format!("SELECT {i}"));
+    // 10 sessions, a query every 100 ms each, session k 10·k ms after session 0: whenever the
+    // stop comes, most sessions are waiting for their next exchange's time.
+    let sessions: Vec<(u64, Vec<(u64, String)>)> = (0..10u64)
+        .map(|k| {
+            let xs = (0..100u64)
+                .map(|i| (k * 10_000 + i * 100_000, format!("SELECT {i}")))
+                .collect();
+            (k * 10_000, xs)
+        })
+        .collect();
+    synthetic_recording_starting(&rec, "sbtest", &sessions);
     let out = dir.join("interrupted.myrr");
-    let o = interrupt(spawn_replay(&rec, &db.candidate_url, &out, &[]), 1500);
+    let (o, stopped_us) = interrupt_at(spawn_replay(&rec, &db.candidate_url, &out, &[]), 1500);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "interrupted runs exit 1: {err}");
     assert!(err.contains("interrupted"), "{err}");
     let ev = read_events(&out);
-    let n = exchanges_by_key(&ev).len();
-    assert!(n > 10 && n < 200, "{n} exchanges before the stop");
+    let xs = exchanges_by_key(&ev);
+    let n = xs.len();
+    assert!(n > 10 && n < 1000, "{n} exchanges before the stop");
+    // A session waiting for its next exchange's time when the stop came does not send it when
+    // that time comes (the 50 ms leave the signal time to arrive; the sessions' next
+    // exchanges were due over the 100 ms after it).
+    let late = xs
+        .values()
+        .filter_map(|x| x.scheduled_us)
+        .filter(|&at| at > stopped_us + 50_000)
+        .count();
+    assert_eq!(
+        late, 0,
+        "exchanges due more than 50 ms after the stop were sent"
+    );
     // Every session that started also ended.
     let starts = ev
         .iter()

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -85,6 +86,9 @@ impl Pool {
             .name(format!("myrr-s{}", self.threads.len()))
             .spawn(move || {
                 set_live_counter(counter);
+                // Paced waits end at their deadline, not up to the default 50 µs later.
+                // SAFETY: PR_SET_TIMERSLACK takes a value and touches no memory of ours.
+                unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
                 let _ = rt.block_on(stopped);
             })?;
         self.threads.push(Thread {
@@ -96,6 +100,11 @@ impl Pool {
         Ok(())
     }
 }
+
+/// How long a session alone on its thread blocks (in recv(2), send(2) or a paced sleep)
+/// before it looks whether it should stop waiting there: another session came to its thread
+/// (which needs the runtime), or the replay is stopping.
+pub(crate) const ALONE_WAIT: Duration = Duration::from_millis(10);
 
 thread_local! {
     /// On a pool thread: how many sessions it runs.

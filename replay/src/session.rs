@@ -161,9 +161,7 @@ impl Worker {
         if self.shared.policy == crate::sched::Policy::Pair {
             conn.follow_server_cpu();
         }
-        if self.shared.config.speed == crate::Speed::Max {
-            conn.wait_alone(self.shared.abandon.clone());
-        }
+        conn.wait_alone(self.shared.abandon.clone());
         self.conn = Some(conn);
         Ok(())
     }
@@ -322,10 +320,17 @@ impl Worker {
                     self.hand_over().await;
                     shared.flush(&mut self.tally);
                 }
-                timer
-                    .get_or_insert_with(PreciseTimer::new)
-                    .sleep_until(at)
-                    .await;
+                if !crate::pacer::sleep_alone(at, || shared.stopping()) && !shared.stopping() {
+                    timer
+                        .get_or_insert_with(PreciseTimer::new)
+                        .sleep_until(at)
+                        .await;
+                }
+                // Stopped while this exchange waited for its time: it is not sent.
+                if shared.stopping() {
+                    self.release(commit);
+                    break;
+                }
             }
             let scheduled_us = match scheduled {
                 Some(at) => shared.clock.us_at(at),

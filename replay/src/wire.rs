@@ -16,12 +16,12 @@ use mysql_common::proto::MySerialize;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::pool::ALONE_WAIT;
 use crate::tls::{Tls, TlsMode};
 
 /// Largest packet the decoder accepts: the server's own ceiling (max_allowed_packet ≤ 1 GiB).
@@ -193,11 +193,6 @@ struct Alone {
     /// waits on it).
     blocking: bool,
 }
-
-/// How long a lone session blocks in recv(2) (and in send(2)) before it looks whether it
-/// should stop waiting there (another session came to its thread, or the replay is being
-/// abandoned).
-const ALONE_WAIT: Duration = Duration::from_millis(10);
 
 impl WireConn {
     /// A connection over `stream` (to `addr`), before the server's greeting.
