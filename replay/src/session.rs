@@ -310,12 +310,8 @@ impl Worker {
                 }
             };
             self.tally.permits += 1;
-            if shared.stopping() {
-                self.release(commit);
-                break;
-            }
             let scheduled = shared.schedule_at(x.start_us, self.clone);
-            if let Some(at) = scheduled {
+            if let (Some(at), false) = (scheduled, shared.stopping()) {
                 if at > tokio::time::Instant::now() {
                     self.hand_over().await;
                     shared.flush(&mut self.tally);
@@ -326,11 +322,11 @@ impl Worker {
                         .sleep_until(at)
                         .await;
                 }
-                // Stopped while this exchange waited for its time: it is not sent.
-                if shared.stopping() {
-                    self.release(commit);
-                    break;
-                }
+            }
+            // Stopped, before or while this exchange waited for its time: it is not sent.
+            if shared.stopping() {
+                self.release(commit);
+                break;
             }
             let scheduled_us = match scheduled {
                 Some(at) => shared.clock.us_at(at),
