@@ -225,22 +225,8 @@ pub fn sysbench_test(test: &str, port: u16, args: &[&str]) -> Command {
 /// Writes a capture-kind recording from plain SQL: one session per entry of `sessions`, each
 /// exchange at (offset µs from the start, SQL). Responses are left as recorded "ok".
 pub fn synthetic_recording(path: &Path, db: &str, sessions: &[Vec<(u64, String)>]) {
-    use myrr_recording::*;
-    let sessions: Vec<Vec<(u64, Command, Response)>> = sessions
-        .iter()
-        .map(|xs| {
-            xs.iter()
-                .map(|(off, sql)| {
-                    let q = Command::Query {
-                        sql: sql.clone().into_bytes(),
-                        attrs: vec![],
-                    };
-                    (*off, q, Response::Ok(OkInfo::default()))
-                })
-                .collect()
-        })
-        .collect();
-    synthetic_commands(path, db, &sessions);
+    let starting: Vec<_> = sessions.iter().map(|xs| (0, xs.clone())).collect();
+    synthetic_recording_starting(path, db, &starting);
 }
 
 /// A recording of the given commands (offset µs, command, recorded answer) per session, as
