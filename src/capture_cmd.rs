@@ -197,6 +197,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
+    let d = &s.decode;
+    let anomalies: Vec<_> = d
+        .anomalies
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "what": a.anomaly.to_string(),
+                "session": a.session,
+                "direction": match a.direction {
+                    myrr_recording::Direction::ClientToServer => "client",
+                    myrr_recording::Direction::ServerToClient => "server",
+                },
+                "offset": a.offset,
+            })
+        })
+        .collect();
     if json {
         let v = serde_json::json!({
             "output": out.display().to_string(),
@@ -205,25 +221,26 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
             "bytes": s.bytes,
             "flows": s.flows,
             "sessions": {
-                "full": s.sessions_full,
-                "mid_stream": s.sessions_mid_stream,
-                "encrypted": s.sessions_encrypted,
-                "compressed_detected": s.compression_detected,
-                "logins_failed": s.logins_failed,
+                "full": d.sessions_full,
+                "mid_stream": d.sessions_mid_stream,
+                "encrypted": d.sessions_encrypted,
+                "compressed_detected": d.compression_detected,
+                "logins_failed": d.logins_failed,
             },
-            "exchanges": s.exchanges,
-            "commands": s.commands,
-            "gaps": s.gaps,
-            "gap_bytes": s.gap_bytes,
+            "exchanges": d.exchanges,
+            "commands": d.commands,
+            "gaps": d.gaps,
+            "gap_bytes": d.gap_bytes,
             "retransmitted_bytes": s.retransmitted_bytes,
-            "responses_missing": s.responses_missing,
+            "responses_missing": d.responses_missing,
             "kernel_drops": s.kernel_drops,
             "interface_drops": s.interface_drops,
-            "undecodable": s.undecodable,
+            "undecodable": d.undecodable,
+            "anomalies": anomalies,
             "undecodable_packets": s.undecodable_packets,
             "non_tcp_packets": s.non_tcp_packets,
             "other_port_packets": s.other_port_packets,
-            "unsolicited_packets": s.unsolicited_packets,
+            "unsolicited_packets": d.unsolicited_packets,
         });
         eprintln!("{v}");
         return;
@@ -235,12 +252,12 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
     );
     eprintln!(
         "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
-        s.sessions_full, s.sessions_mid_stream, s.sessions_encrypted, s.logins_failed
+        d.sessions_full, d.sessions_mid_stream, d.sessions_encrypted, d.logins_failed
     );
-    let cmds: Vec<String> = s.commands.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let cmds: Vec<String> = d.commands.iter().map(|(k, v)| format!("{k} {v}")).collect();
     eprintln!(
         "  exchanges {}: {}",
-        s.exchanges,
+        d.exchanges,
         if cmds.is_empty() {
             "-".into()
         } else {
@@ -249,7 +266,7 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
     );
     eprintln!(
         "  gaps {} ({} bytes lost), retransmitted {} bytes, responses missing {}",
-        s.gaps, s.gap_bytes, s.retransmitted_bytes, s.responses_missing
+        d.gaps, d.gap_bytes, s.retransmitted_bytes, d.responses_missing
     );
     if s.kernel_drops + s.interface_drops > 0 {
         eprintln!(
@@ -266,13 +283,23 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
             s.non_tcp_packets, s.other_port_packets, s.undecodable_packets
         );
     }
-    for (what, n) in &s.undecodable {
+    for (what, n) in &d.undecodable {
         eprintln!("  could not decode: {what} ×{n}");
     }
-    if s.unsolicited_packets > 0 {
+    for a in d.anomalies.iter().take(5) {
+        eprintln!("    at {a}");
+    }
+    if d.anomalies.len() > 5 {
+        eprintln!(
+            "    … {} more places (all in --json, the first {})",
+            d.anomalies.len() - 5,
+            myrr_wire::ANOMALIES_KEPT
+        );
+    }
+    if d.unsolicited_packets > 0 {
         eprintln!(
             "  server packets with no command waiting: {}",
-            s.unsolicited_packets
+            d.unsolicited_packets
         );
     }
 }

@@ -3,27 +3,24 @@
 //! - [`source`]: packet sources — pcap/pcapng files and live interfaces through libpcap — and
 //!   the link layers they carry ([`LinkType`]).
 //! - [`tcp`]: per-direction TCP reassembly ([`tcp::Reassembler`], [`tcp::SeqNum`]).
-//! - [`framing`] and [`conn`]: the MySQL wire protocol, from bytes to exchanges.
 //! - [`Capture`]: the pipeline that ties them together: feed it packets, take events out.
+//!   Each flow's bytes go to a [`myrr_wire::conn::Conn`], the MySQL decoder shared with replay.
 //!
 //! Direction comes from the server ports the user names, never from addresses: client and
 //! server may share an IP. Memory is bounded per flow (reassembly queue, largest packet) and in
 //! the number of flows.
 
-pub mod conn;
-pub mod framing;
 pub mod source;
 pub mod tcp;
-pub mod values;
-pub mod wire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use myrr_recording::{Direction, EndReason, Event, SessionId};
 
-use conn::{Conn, Ctx};
+use myrr_wire::conn::{Conn, Ctx};
+pub use myrr_wire::DecodeStats;
 pub use source::LinkType;
 use tcp::{Delivery, Reassembler, SeqNum};
 
@@ -37,21 +34,9 @@ pub struct Stats {
     pub undecodable_packets: u64,
     pub flows: u64,
     pub flows_evicted: u64,
-    pub sessions_full: u64,
-    pub sessions_mid_stream: u64,
-    pub sessions_encrypted: u64,
-    pub compression_detected: u64,
-    pub logins_failed: u64,
-    pub exchanges: u64,
-    pub commands: BTreeMap<&'static str, u64>,
-    pub gaps: u64,
-    pub gap_bytes: u64,
     pub retransmitted_bytes: u64,
-    pub skipped_client_bytes: u64,
-    pub skipped_server_bytes: u64,
-    pub unsolicited_packets: u64,
-    pub responses_missing: u64,
-    pub undecodable: BTreeMap<String, u64>,
+    /// What the MySQL decoder counted: sessions, exchanges, gaps, anomalies.
+    pub decode: DecodeStats,
     /// Live capture: packets the kernel or the interface dropped.
     pub kernel_drops: u64,
     pub interface_drops: u64,
@@ -280,7 +265,7 @@ impl Capture {
         let rst = tcp.rst();
         let mut ctx = Ctx {
             events: &mut self.events,
-            stats: &mut self.stats,
+            stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
         };
         for (d, del) in self.deliveries.drain(..) {
@@ -313,7 +298,7 @@ impl Capture {
         };
         let mut ctx = Ctx {
             events: &mut self.events,
-            stats: &mut self.stats,
+            stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
         };
         for (dir, r) in [

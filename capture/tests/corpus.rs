@@ -199,7 +199,7 @@ fn every_corpus_capture_matches_its_oracle() {
     for row in &rows {
         let (events, stats) = decode(row);
         let ours = sql_list(&events);
-        if let Some(u) = stats.undecodable.keys().next() {
+        if let Some(u) = stats.decode.undecodable.keys().next() {
             failures.push(format!("{}: could not decode: {u}", row.file));
         }
         if decrypted_by_tshark(&row.file) {
@@ -293,7 +293,7 @@ fn failed_logins_and_err_instead_of_greeting() {
         9,
         "{failed:?}"
     );
-    assert_eq!(stats.logins_failed, 12);
+    assert_eq!(stats.decode.logins_failed, 12);
     let (events, _) = decode_named("pcap2mysql-log__connect-fail.pcap");
     assert!(events.iter().any(
         |e| matches!(e, Event::SessionEnd(s) if matches!(s.login, Login::Failed { code: 1130, .. }))
@@ -317,7 +317,7 @@ fn mid_stream_sessions_are_marked_and_rows_counted() {
 fn lost_segment_becomes_a_gap_and_an_incomplete_result() {
     let (events, stats) = decode_named("packetbeat__mysql_with_gap.pcap");
     assert_eq!(
-        (stats.gaps, stats.gap_bytes),
+        (stats.decode.gaps, stats.decode.gap_bytes),
         (1, 13032),
         "one hole of 13032 bytes (seq 144801..157833)"
     );
@@ -390,7 +390,7 @@ fn tls_sessions_are_counted_not_decoded() {
         "nDPI__mysql.pcapng",
     ] {
         let (events, stats) = decode_named(f);
-        assert_eq!(stats.sessions_encrypted, 1, "{f}");
+        assert_eq!(stats.decode.sessions_encrypted, 1, "{f}");
         assert!(
             events
                 .iter()

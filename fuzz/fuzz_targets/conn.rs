@@ -16,8 +16,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myrr_capture::conn::{Conn, Ctx};
-use myrr_capture::Stats;
+use myrr_wire::conn::{Conn, Ctx};
+use myrr_wire::DecodeStats as Stats;
 use myrr_recording::{Direction, EndReason, Event};
 
 fn dir(b: u8) -> Direction {

@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myrr_capture::framing::Framer;
+use myrr_wire::framing::Framer;
 
 struct Run {
     packets: Vec<(u8, Vec<u8>)>,

@@ -4,11 +4,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use myrr_capture::values::write_binary;
 use myrr_recording::{
-    Command, EndReason, Event, Exchange, Login, MissingReason, Param, Response, SessionEnd,
-    SessionStart, SkipReason,
+    Command, EndReason, Event, Exchange, Login, MissingReason, Response, SessionEnd, SessionStart,
+    SkipReason,
 };
+use myrr_wire::command;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
@@ -209,7 +209,7 @@ impl Worker {
             return Err(Lost("not connected".into()));
         };
         self.buf.clear();
-        self.buf.push(0x16);
+        self.buf.push(command::Code::StmtPrepare.byte());
         self.buf.extend_from_slice(sql);
         let (mut first, more) = conn.command(&self.buf).await?;
         match (&mut first, id) {
@@ -512,109 +512,60 @@ impl Worker {
     async fn send(&mut self, cmd: &Command, prepared_id: Option<u32>) -> Result<Answer, Lost> {
         let skipped = |r: SkipReason| Ok((Response::Skipped(r), vec![]));
         // The target's id of the statement a command names.
-        let stmt = match cmd {
+        let mut stmt = match cmd {
             Command::Execute { stmt_id, .. }
             | Command::Fetch { stmt_id, .. }
             | Command::SendLongData { stmt_id, .. }
             | Command::ResetStmt { stmt_id } => match self.target_stmt(*stmt_id) {
-                Some(id) => id,
+                Some(id) => Some(id),
                 None => return skipped(SkipReason::UnknownStatement),
             },
-            _ => 0,
+            _ => None,
         };
-        let mut b = std::mem::take(&mut self.buf);
-        b.clear();
         match cmd {
-            Command::Query { sql, .. } => {
-                b.push(0x03);
-                b.extend_from_slice(sql);
+            Command::Prepare { sql } => return self.prepare(prepared_id, sql).await,
+            Command::ChangeUser { user, db } => {
+                return self.change_user(user, db.as_deref()).await;
             }
-            Command::InitDb { db } => {
-                b.push(0x02);
-                b.extend_from_slice(db);
-            }
-            Command::Prepare { sql } => {
-                self.buf = b;
-                return self.prepare(prepared_id, sql).await;
-            }
-            Command::Execute {
-                stmt_id,
-                flags,
-                params,
-                raw_params,
-                ..
-            } => {
-                b.push(0x17);
-                b.extend_from_slice(&stmt.to_le_bytes());
-                // No query attributes on this connection.
-                b.push(flags & !0x08);
-                b.extend_from_slice(&1u32.to_le_bytes());
-                if params.is_empty() {
-                    b.extend_from_slice(raw_params);
-                } else if let Some(s) = self.stmts.get_mut(stmt_id) {
-                    encode_params(&mut b, params, &mut s.types);
+            Command::Quit => {
+                if let Some(c) = self.conn.take() {
+                    c.quit().await;
                 }
+                return Ok((Response::None, vec![]));
             }
-            Command::Fetch { rows, .. } => {
-                b.push(0x1c);
-                b.extend_from_slice(&stmt.to_le_bytes());
-                b.extend_from_slice(&rows.to_le_bytes());
-            }
-            Command::SendLongData { param, data, .. } => {
-                b.push(0x18);
-                b.extend_from_slice(&stmt.to_le_bytes());
-                b.extend_from_slice(&param.to_le_bytes());
-                b.extend_from_slice(data);
+            // PROCESS_KILL names a connection of the recorded server; other codes were
+            // recorded without their bytes.
+            Command::ProcessKill { .. } | Command::Other { .. } => {
+                return skipped(SkipReason::Unsupported(cmd.name().to_string()));
             }
             Command::CloseStmt { stmt_id } => {
                 self.stmt_sql.remove(stmt_id);
-                let Some(closed) = self.stmts.remove(stmt_id) else {
-                    self.buf = b;
-                    return Ok((Response::None, vec![]));
-                };
-                b.push(0x19);
-                b.extend_from_slice(&closed.target_id.to_le_bytes());
+                match self.stmts.remove(stmt_id) {
+                    Some(closed) => stmt = Some(closed.target_id),
+                    None => return Ok((Response::None, vec![])),
+                }
             }
             Command::ResetStmt { stmt_id } => {
                 // Types go with the next EXECUTE again, whatever the server kept.
                 if let Some(s) = self.stmts.get_mut(stmt_id) {
                     s.types.clear();
                 }
-                b.push(0x1a);
-                b.extend_from_slice(&stmt.to_le_bytes());
             }
-            Command::FieldList { table, wildcard } => {
-                b.push(0x04);
-                b.extend_from_slice(table);
-                b.push(0);
-                b.extend_from_slice(wildcard);
-            }
-            Command::SetOption { option } => {
-                b.push(0x1b);
-                b.extend_from_slice(&option.to_le_bytes());
-            }
-            Command::Statistics => b.push(0x09),
-            Command::ProcessInfo => b.push(0x0a),
-            Command::Debug => b.push(0x0d),
-            Command::Ping => b.push(0x0e),
-            Command::ResetConnection => b.push(0x1f),
-            Command::ChangeUser { user, db } => {
-                self.buf = b;
-                return self.change_user(user, db.as_deref()).await;
-            }
-            Command::Quit => {
-                self.buf = b;
-                if let Some(c) = self.conn.take() {
-                    c.quit().await;
-                }
-                return Ok((Response::None, vec![]));
-            }
-            other => {
-                // PROCESS_KILL names a connection of the recorded server; other codes were
-                // recorded without their bytes.
-                self.buf = b;
-                return skipped(SkipReason::Unsupported(other.name().to_string()));
-            }
+            _ => {}
+        }
+        let mut b = std::mem::take(&mut self.buf);
+        b.clear();
+        let mut no_types = Vec::new();
+        let sent_types = match cmd {
+            Command::Execute { stmt_id, .. } => self
+                .stmts
+                .get_mut(stmt_id)
+                .map_or(&mut no_types, |s| &mut s.types),
+            _ => &mut no_types,
+        };
+        if let Err(e) = command::encode(cmd, stmt, sent_types, &mut b) {
+            self.buf = b;
+            return skipped(SkipReason::Unsupported(e.to_string()));
         }
         let sent = match self.conn.as_mut() {
             Some(conn) => conn.send_command(&b).await,
@@ -673,86 +624,5 @@ impl Worker {
             self.stmts.clear();
         }
         Ok(answer)
-    }
-}
-
-/// COM_STMT_EXECUTE's parameter block: NULL bitmap, new_params_bound, types, values. The
-/// types go only when they differ from `sent`, those of the statement's previous EXECUTE
-/// (then `sent` becomes them), as client libraries do: the server keeps a statement's types,
-/// and reading them again is work a recorded client did not ask of it.
-fn encode_params(b: &mut Vec<u8>, params: &[Param], sent: &mut Vec<u8>) {
-    let n = params.len();
-    let bitmap = b.len();
-    b.resize(bitmap + n.div_ceil(8), 0);
-    let bound = b.len();
-    b.push(1);
-    let types = b.len();
-    b.resize(types + 2 * n, 0);
-    for (i, p) in params.iter().enumerate() {
-        if matches!(p.value, myrr_recording::Value::Null) {
-            b[bitmap + i / 8] |= 1 << (i % 8);
-        }
-        let t = write_binary(b, p.column_type, &p.value);
-        b[types + 2 * i] = t;
-        b[types + 2 * i + 1] = if p.unsigned { 0x80 } else { 0 };
-    }
-    let these = types..types + 2 * n;
-    if b[these.clone()] == sent[..] {
-        b[bound] = 0;
-        b.drain(these);
-    } else {
-        sent.clear();
-        sent.extend_from_slice(&b[these]);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use myrr_recording::Value;
-
-    fn param(column_type: u8, value: Value) -> Param {
-        Param {
-            column_type,
-            unsigned: false,
-            value,
-        }
-    }
-
-    #[test]
-    fn an_execute_sends_types_only_when_they_changed() {
-        let int = |i| param(0x08, Value::Int(i));
-        let text = |t: &str| param(0xfd, Value::Bytes(t.as_bytes().to_vec()));
-        let mut sent = Vec::new();
-        let mut b = Vec::new();
-        encode_params(&mut b, &[int(1), text("a")], &mut sent);
-        // Bitmap, bound, LONGLONG and VAR_STRING, then 8 bytes of 1 and a length-prefixed "a".
-        let mut want = vec![0, 1, 0x08, 0, 0xfd, 0];
-        want.extend_from_slice(&1i64.to_le_bytes());
-        want.extend_from_slice(&[1, b'a']);
-        assert_eq!(b, want);
-        assert_eq!(sent, [0x08, 0, 0xfd, 0]);
-
-        b.clear();
-        encode_params(&mut b, &[int(2), text("b")], &mut sent);
-        let mut want = vec![0, 0];
-        want.extend_from_slice(&2i64.to_le_bytes());
-        want.extend_from_slice(&[1, b'b']);
-        assert_eq!(b, want, "same types: not sent again");
-
-        // A NULL has a type of its own, so the types go again, and again after it.
-        b.clear();
-        encode_params(&mut b, &[param(0x06, Value::Null), text("c")], &mut sent);
-        assert_eq!(b, [1, 1, 0x06, 0, 0xfd, 0, 1, b'c']);
-        b.clear();
-        encode_params(&mut b, &[int(3), text("d")], &mut sent);
-        assert_eq!(&b[..6], [0, 1, 0x08, 0, 0xfd, 0]);
-
-        // Unsigned is part of the type.
-        b.clear();
-        let mut u = int(3);
-        u.unsigned = true;
-        encode_params(&mut b, &[u, text("d")], &mut sent);
-        assert_eq!(&b[..6], [0, 1, 0x08, 0x80, 0xfd, 0]);
     }
 }

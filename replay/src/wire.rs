@@ -2,14 +2,16 @@
 //!
 //! Handshake and authentication use `mysql_common`'s packets and scrambles. Commands are sent
 //! as the recorded bytes would have been, and the answer is read by the capture's own decoder
-//! ([`myrr_capture::conn::Conn`]) watching both directions of this connection, so a replayed
+//! ([`myrr_wire::conn::Conn`]) watching both directions of this connection, so a replayed
 //! response is decoded and digested by exactly the code that decoded the recorded one. Rows are
 //! digested straight from the read buffer; nothing is allocated per row.
 
-use myrr_capture::conn::{caps, parse_err, Conn as Decoder, Ctx};
-use myrr_capture::framing::Framer;
-use myrr_capture::Stats;
 use myrr_recording::{Direction, ErrInfo, Event, Response};
+use myrr_wire::caps;
+use myrr_wire::command::{self, Code};
+use myrr_wire::conn::{parse_err, Conn as Decoder, Ctx};
+use myrr_wire::framing::{self, Framer};
+use myrr_wire::DecodeStats as Stats;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket};
 use mysql_common::proto::MySerialize;
@@ -32,41 +34,29 @@ const READ_MIN: usize = 8 << 10;
 const READ_MAX: usize = 256 << 10;
 /// utf8mb4_general_ci.
 const CHARSET: u8 = 45;
-const CLIENT_FOUND_ROWS: u32 = 2;
-const CLIENT_LONG_FLAG: u32 = 4;
-const CLIENT_NO_SCHEMA: u32 = 0x10;
-const CLIENT_ODBC: u32 = 0x40;
-const CLIENT_LOCAL_FILES: u32 = 0x80;
-const CLIENT_IGNORE_SPACE: u32 = 0x100;
-const CLIENT_INTERACTIVE: u32 = 0x400;
-const CLIENT_IGNORE_SIGPIPE: u32 = 0x1000;
-const CLIENT_TRANSACTIONS: u32 = 0x2000;
-const CLIENT_MULTI_RESULTS: u32 = 1 << 17;
-const CLIENT_PS_MULTI_RESULTS: u32 = 1 << 18;
-
 /// Capabilities a replaying client takes over from the recorded session when it had them:
 /// they change what the server answers (FOUND_ROWS changes affected-row counts,
 /// MULTI_STATEMENTS whether `a; b` runs, LOCAL_FILES whether LOAD DATA LOCAL is allowed...).
-const FROM_RECORDING: u32 = CLIENT_FOUND_ROWS
-    | CLIENT_LONG_FLAG
-    | CLIENT_NO_SCHEMA
-    | CLIENT_ODBC
-    | CLIENT_LOCAL_FILES
-    | CLIENT_IGNORE_SPACE
-    | CLIENT_INTERACTIVE
-    | CLIENT_IGNORE_SIGPIPE
-    | CLIENT_TRANSACTIONS
+const FROM_RECORDING: u32 = caps::FOUND_ROWS
+    | caps::LONG_FLAG
+    | caps::NO_SCHEMA
+    | caps::ODBC
+    | caps::LOCAL_FILES
+    | caps::IGNORE_SPACE
+    | caps::INTERACTIVE
+    | caps::IGNORE_SIGPIPE
+    | caps::TRANSACTIONS
     | caps::MULTI_STATEMENTS
-    | CLIENT_MULTI_RESULTS
-    | CLIENT_PS_MULTI_RESULTS
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
     | caps::SESSION_TRACK
     | caps::DEPRECATE_EOF;
 /// When the recording does not say (a session attached mid-stream): what common drivers ask.
-const DEFAULT_CAPS: u32 = CLIENT_LONG_FLAG
-    | CLIENT_TRANSACTIONS
+const DEFAULT_CAPS: u32 = caps::LONG_FLAG
+    | caps::TRANSACTIONS
     | caps::MULTI_STATEMENTS
-    | CLIENT_MULTI_RESULTS
-    | CLIENT_PS_MULTI_RESULTS
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
     | caps::DEPRECATE_EOF;
 /// Always on: the protocol this client speaks. SSL, compression and query attributes stay off.
 const REQUIRED: u32 = caps::LONG_PASSWORD
@@ -324,7 +314,7 @@ impl WireConn {
         }
         p.extend_from_slice(login.user.as_bytes());
         p.push(0);
-        myrr_capture::values::write_lenenc(&mut p, auth.len() as u64);
+        myrr_wire::values::write_lenenc(&mut p, auth.len() as u64);
         p.extend_from_slice(&auth);
         if c.caps & caps::CONNECT_WITH_DB != 0 {
             p.extend_from_slice(login.db.unwrap_or("").as_bytes());
@@ -445,16 +435,15 @@ impl WireConn {
         db: Option<&str>,
     ) -> Result<Answer, Lost> {
         let auth = auth_data(&self.plugin, pass, &self.nonce).map_err(|e| Lost(e.to_string()))?;
-        let mut p = vec![0x11];
-        p.extend_from_slice(user.as_bytes());
-        p.push(0);
-        p.push(auth.len() as u8);
-        p.extend_from_slice(&auth);
-        p.extend_from_slice(db.unwrap_or("").as_bytes());
-        p.push(0);
-        p.extend_from_slice(&(CHARSET as u16).to_le_bytes());
-        p.extend_from_slice(self.plugin.as_bytes());
-        p.push(0);
+        let mut p = Vec::new();
+        command::encode_change_user(
+            user.as_bytes(),
+            &auth,
+            db.unwrap_or("").as_bytes(),
+            CHARSET as u16,
+            self.plugin.as_bytes(),
+            &mut p,
+        );
         self.write_packet(0, &p).await?;
         match self.authenticate(pass).await {
             Ok(()) | Err(ConnectError::Refused(_)) => {}
@@ -466,7 +455,7 @@ impl WireConn {
 
     /// Says goodbye (COM_QUIT) and closes the socket.
     pub(crate) async fn quit(mut self) {
-        let _ = self.write_packet(0, &[0x01]).await;
+        let _ = self.write_packet(0, &[Code::Quit.byte()]).await;
         self.stream.shutdown().await;
     }
 
@@ -634,20 +623,9 @@ impl WireConn {
         self.send(seq, payload, true).await
     }
 
-    async fn send(&mut self, mut seq: u8, payload: &[u8], decode: bool) -> Result<(), Lost> {
+    async fn send(&mut self, seq: u8, payload: &[u8], decode: bool) -> Result<(), Lost> {
         self.wbuf.clear();
-        let mut rest = payload;
-        loop {
-            let n = rest.len().min(0xff_ffff);
-            self.wbuf.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
-            self.wbuf.push(seq);
-            self.wbuf.extend_from_slice(&rest[..n]);
-            seq = seq.wrapping_add(1);
-            rest = &rest[n..];
-            if n < 0xff_ffff {
-                break;
-            }
-        }
+        framing::frame(seq, payload, &mut self.wbuf);
         if decode {
             self.feed(Direction::ClientToServer, 0);
         }

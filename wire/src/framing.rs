@@ -268,11 +268,28 @@ fn inflate_into(body: &[u8], ulen: usize, out: &mut Vec<u8>) -> Result<(), Frame
     Ok(())
 }
 
+/// Appends `payload` as plain packets starting at sequence id `seq`, split at 16 MiB (a
+/// payload of exactly a multiple of it ends with an empty packet), the inverse of
+/// [`Framer`] without compression. Returns the sequence id after the last packet.
+pub fn frame(mut seq: u8, payload: &[u8], out: &mut Vec<u8>) -> u8 {
+    let mut rest = payload;
+    loop {
+        let n = rest.len().min(MAX_CHUNK);
+        out.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+        out.push(seq);
+        out.extend_from_slice(&rest[..n]);
+        seq = seq.wrapping_add(1);
+        rest = &rest[n..];
+        if n < MAX_CHUNK {
+            return seq;
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn plain(seq: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = (payload.len() as u32).to_le_bytes()[..3].to_vec();
-    v.push(seq);
-    v.extend_from_slice(payload);
+    let mut v = Vec::new();
+    frame(seq, payload, &mut v);
     v
 }
 
@@ -356,6 +373,21 @@ mod tests {
                 (0, b"\x0e".to_vec()),
             ],
         );
+    }
+
+    #[test]
+    fn framed_payloads_come_back_whole_at_the_16_mib_boundaries() {
+        for len in [0, 1, MAX_CHUNK - 1, MAX_CHUNK, MAX_CHUNK + 1, 2 * MAX_CHUNK] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut stream = Vec::new();
+            let next = frame(254, &payload, &mut stream);
+            let chunks = len / MAX_CHUNK + 1;
+            assert_eq!(next, 254u8.wrapping_add(chunks as u8), "len {len}");
+            assert_eq!(stream.len(), len + 4 * chunks, "len {len}");
+            let mut f = Framer::new(64 << 20);
+            f.push(&stream, 0).unwrap();
+            assert_eq!(collect(&mut f), vec![(254, payload)], "len {len}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::framing::{compressed_frame, plain};
+use myrr_recording::Value;
 
 const C: Direction = Direction::ClientToServer;
 const S: Direction = Direction::ServerToClient;
@@ -146,9 +147,9 @@ fn decode(
     conv: &[(Direction, Vec<u8>)],
     split: Option<(usize, usize)>,
     syn: bool,
-) -> (Vec<Event>, Stats) {
+) -> (Vec<Event>, DecodeStats) {
     let mut events = Vec::new();
-    let mut stats = Stats::default();
+    let mut stats = DecodeStats::default();
     let mut next = 1;
     let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, syn, 1 << 20);
     let mut ctx = Ctx {
@@ -301,7 +302,7 @@ fn truncated_and_impossible_input_does_not_panic() {
 fn gap_in_a_result_resumes_at_the_next_command() {
     let conv = conversation(CAPS);
     let mut events = Vec::new();
-    let mut stats = Stats::default();
+    let mut stats = DecodeStats::default();
     let mut next = 1;
     let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
     let mut ctx = Ctx {
@@ -400,6 +401,24 @@ fn answers_with_the_same_column_definitions_share_one_parsed_set() {
         stats.undecodable.get("malformed column definition"),
         Some(&2)
     );
+    // Each is kept with its place: in the server's stream, within what the server sent, and
+    // the second one later than the first.
+    let server_bytes: usize = conv
+        .iter()
+        .filter(|(d, _)| *d == S)
+        .map(|(_, b)| b.len())
+        .sum();
+    let places: Vec<_> = stats
+        .anomalies
+        .iter()
+        .map(|a| (a.direction, a.offset))
+        .collect();
+    assert_eq!(places.len(), 2, "{places:?}");
+    assert!(places
+        .iter()
+        .all(|&(d, o)| d == S && o > 0 && o <= server_bytes as u64));
+    assert!(places[0].1 < places[1].1, "{places:?}");
+    assert!(stats.anomalies[0].session.is_some());
     // The rows were read against the shared columns.
     for x in &xs {
         match &x.response {
@@ -409,14 +428,23 @@ fn answers_with_the_same_column_definitions_share_one_parsed_set() {
     }
 }
 
+fn nowhere() -> AnomalyAt {
+    AnomalyAt {
+        anomaly: Anomaly::MalformedColumnDefinition,
+        session: None,
+        direction: Direction::ServerToClient,
+        offset: 0,
+    }
+}
+
 #[test]
 fn remembered_column_sets_stay_bounded() {
     let mut sets = ColumnSets::default();
-    let mut stats = Stats::default();
+    let mut stats = DecodeStats::default();
     for i in 0..1000u32 {
         sets.begin();
         sets.push(&coldef(format!("c{i}").as_bytes(), 3));
-        let cols = sets.finish(&mut stats);
+        let cols = sets.finish(&mut stats, nowhere());
         assert_eq!(cols[0].name, format!("c{i}").into_bytes());
         assert!(sets.known.len() <= COLUMN_SETS);
         assert!(sets.known_bytes <= COLUMN_SET_BYTES);
@@ -426,7 +454,7 @@ fn remembered_column_sets_stay_bounded() {
     for _ in 0..COLUMN_SET_BYTES / 40 {
         sets.push(&coldef(b"a_rather_long_column_name", 3));
     }
-    let cols = sets.finish(&mut stats);
+    let cols = sets.finish(&mut stats, nowhere());
     assert_eq!(cols.len(), COLUMN_SET_BYTES / 40);
     assert!(sets.known_bytes <= COLUMN_SET_BYTES);
 }

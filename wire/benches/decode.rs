@@ -1,15 +1,16 @@
 //! The replay client's work per answer, without the network: a session hands each answer to
-//! the capture decoder, which frames it, reads the result set and digests every row.
+//! the MySQL decoder (the one capture uses), which frames it, reads the result set and digests every row.
 //!
 //! Two answers of sysbench's oltp_read_only, on a connection that logged in and prepared its
 //! statements: a point select (one row) and a range select (100 rows of 120 characters).
 //! End-to-end replay benchmarks (`benches/replay.sh`) swing by ±10 % on a shared machine;
-//! these give stable nanoseconds per answer. Run: `cargo bench -p myrr-capture`.
+//! these give stable nanoseconds per answer. Run: `cargo bench -p myrr-wire`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use myrr_capture::conn::{caps, Conn, Ctx};
-use myrr_capture::Stats;
 use myrr_recording::{Direction, Event, Response};
+use myrr_wire::caps;
+use myrr_wire::conn::{Conn, Ctx};
+use myrr_wire::DecodeStats as Stats;
 
 const C: Direction = Direction::ClientToServer;
 const S: Direction = Direction::ServerToClient;
@@ -24,9 +25,7 @@ const TYPE_LONGLONG: u8 = 8;
 const TYPE_STRING: u8 = 254;
 
 fn packet(out: &mut Vec<u8>, seq: u8, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
-    out.push(seq);
-    out.extend_from_slice(payload);
+    myrr_wire::framing::frame(seq, payload, out);
 }
 
 fn lenenc_str(out: &mut Vec<u8>, s: &[u8]) {

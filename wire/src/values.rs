@@ -6,7 +6,7 @@
 
 use myrr_recording::{Value, ValueRef};
 
-use crate::wire::Reader;
+use crate::reader::Reader;
 
 pub const TYPE_DECIMAL: u8 = 0x00;
 pub const TYPE_TINY: u8 = 0x01;

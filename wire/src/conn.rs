@@ -1,6 +1,7 @@
 //! The MySQL side of one TCP connection: handshake, commands and responses → events.
 //!
-//! Bytes arrive per direction, already in order (see [`crate::tcp`]); gaps arrive as gaps.
+//! Bytes arrive per direction, already in order (capture's TCP reassembly, or a replaying
+//! client's socket); gaps arrive as gaps.
 //! The decoder follows the connection through its phases (greeting, login, authentication,
 //! commands, or TLS after an SSLRequest) and turns each command and its answer into one
 //! [`Exchange`]. A connection whose start is not in the capture is attached at the first
@@ -12,36 +13,17 @@ use std::sync::Arc;
 
 use myrr_recording::{
     Column, Command, Direction, EndReason, ErrInfo, Event, Exchange, Gap, Login, MissingReason,
-    OkInfo, Param, Prepared, Response, ResultSet, RowDigester, SessionEnd, SessionId, SessionStart,
-    Value, ValueRef,
+    OkInfo, Prepared, Response, ResultSet, RowDigester, SessionEnd, SessionId, SessionStart,
+    ValueRef,
 };
 use rustc_hash::FxHashMap;
 use smallvec::{smallvec, SmallVec};
 
+use crate::command::{self, Code, DecodeContext, Statement};
 use crate::framing::{FrameError, Framer};
+use crate::reader::Reader;
 use crate::values::{read_binary, UNSIGNED_FLAG};
-use crate::wire::Reader;
-use crate::Stats;
-
-/// Capability flags (the ones the decoder looks at).
-pub mod caps {
-    pub const LONG_PASSWORD: u32 = 1;
-    pub const CONNECT_WITH_DB: u32 = 8;
-    pub const COMPRESS: u32 = 0x20;
-    pub const PROTOCOL_41: u32 = 0x200;
-    pub const SSL: u32 = 0x800;
-    pub const SECURE_CONNECTION: u32 = 0x8000;
-    pub const MULTI_STATEMENTS: u32 = 1 << 16;
-    pub const PLUGIN_AUTH: u32 = 1 << 19;
-    pub const CONNECT_ATTRS: u32 = 1 << 20;
-    pub const PLUGIN_AUTH_LENENC: u32 = 1 << 21;
-    pub const SESSION_TRACK: u32 = 1 << 23;
-    pub const DEPRECATE_EOF: u32 = 1 << 24;
-    pub const ZSTD: u32 = 1 << 26;
-    pub const QUERY_ATTRIBUTES: u32 = 1 << 27;
-    /// MariaDB extended capability (upper 32 bits): column count followed by metadata_follows.
-    pub const MARIADB_CACHE_METADATA: u32 = 1 << 4;
-}
+use crate::{caps, Anomaly, AnomalyAt, DecodeStats};
 
 const STATUS_MORE_RESULTS: u16 = 0x0008;
 const STATUS_CURSOR_EXISTS: u16 = 0x0040;
@@ -61,7 +43,7 @@ fn ends_rows(p: &[u8]) -> bool {
 /// Shared output and counters for all connections of a capture.
 pub struct Ctx<'a> {
     pub events: &'a mut Vec<Event>,
-    pub stats: &'a mut Stats,
+    pub stats: &'a mut DecodeStats,
     pub next_session: &'a mut SessionId,
 }
 
@@ -216,9 +198,8 @@ struct Inflight {
 
 #[derive(Debug, Default, Clone)]
 struct Stmt {
-    params: u16,
-    /// (type, unsigned) of each parameter, from the last EXECUTE that bound them.
-    types: Vec<(u8, bool)>,
+    /// Parameter count and the types last bound, for decoding EXECUTEs.
+    shape: Statement,
     columns: Arc<[Column]>,
 }
 
@@ -254,7 +235,9 @@ impl ColumnSets {
     }
 
     /// The columns pushed since `begin`.
-    fn finish(&mut self, stats: &mut Stats) -> Arc<[Column]> {
+    /// The columns pushed since `begin`; definitions that do not parse are counted as
+    /// anomalies at `at` (the server stream's position).
+    fn finish(&mut self, stats: &mut DecodeStats, at: AnomalyAt) -> Arc<[Column]> {
         let (cols, malformed) = match self.known.get(&self.raw[..]) {
             Some((cols, malformed)) => (cols.clone(), *malformed),
             None => {
@@ -283,12 +266,33 @@ impl ColumnSets {
             }
         };
         if malformed > 0 {
-            *stats
-                .undecodable
-                .entry("malformed column definition".into())
-                .or_default() += malformed;
+            stats.anomaly(at, malformed);
         }
         cols
+    }
+}
+
+fn dir_index(dir: Direction) -> usize {
+    match dir {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+/// Where an anomaly was found: the end of the packet being decoded, i.e. the bytes received in
+/// that direction (lost ones included) less those the framer still holds.
+fn anomaly_at(
+    session: Option<SessionId>,
+    direction: Direction,
+    received: u64,
+    framer: &Framer,
+    anomaly: Anomaly,
+) -> AnomalyAt {
+    AnomalyAt {
+        anomaly,
+        session,
+        direction,
+        offset: received.saturating_sub(framer.buffered() as u64),
     }
 }
 
@@ -324,6 +328,8 @@ pub struct Conn {
     ended: bool,
     /// The server framer switches to compression after the packet being handled.
     compress_server: bool,
+    /// Bytes delivered per direction (client, server), lost ones included: anomalies' offsets.
+    received: [u64; 2],
     /// LOCAL INFILE requests seen from the server (a replaying client answers each one).
     pub infile_requests: u64,
     /// Commands are decoded only as far as reading their answers needs (no SQL or parameter
@@ -373,6 +379,7 @@ impl Conn {
             last_us: first_us,
             ended: false,
             compress_server: false,
+            received: [0; 2],
             infile_requests: 0,
             answers_only: false,
         }
@@ -382,6 +389,16 @@ impl Conn {
         self.phase == Phase::Encrypted
     }
 
+    /// Counts an anomaly at the current position of `dir`'s stream.
+    fn anomaly(&self, dir: Direction, anomaly: Anomaly, ctx: &mut Ctx<'_>) {
+        let (received, framer) = match dir {
+            Direction::ClientToServer => (self.received[0], &self.client),
+            Direction::ServerToClient => (self.received[1], &self.server),
+        };
+        ctx.stats
+            .anomaly(anomaly_at(self.session, dir, received, framer, anomaly), 1);
+    }
+
     /// Bytes held in framing buffers.
     pub fn buffered(&self) -> usize {
         self.client.buffered() + self.server.buffered()
@@ -389,6 +406,7 @@ impl Conn {
 
     pub fn data(&mut self, dir: Direction, data: &[u8], now: u64, ctx: &mut Ctx<'_>) {
         self.last_us = now;
+        self.received[dir_index(dir)] += data.len() as u64;
         if self.ended || data.is_empty() {
             return;
         }
@@ -403,6 +421,7 @@ impl Conn {
     }
 
     pub fn gap(&mut self, dir: Direction, bytes: u64, now: u64, ctx: &mut Ctx<'_>) {
+        self.received[dir_index(dir)] += bytes;
         ctx.stats.gaps += 1;
         ctx.stats.gap_bytes += bytes;
         if let Some(session) = self.session {
@@ -580,10 +599,7 @@ impl Conn {
     }
 
     fn frame_error(&mut self, dir: Direction, e: FrameError, now: u64, ctx: &mut Ctx<'_>) {
-        *ctx.stats
-            .undecodable
-            .entry(format!("framing: {e}"))
-            .or_default() += 1;
+        self.anomaly(dir, Anomaly::Framing(e), ctx);
         self.gap(dir, 0, now, ctx);
     }
 
@@ -599,10 +615,7 @@ impl Conn {
             }
             Phase::Command => {
                 if seq == 0 && p.is_empty() {
-                    *ctx.stats
-                        .undecodable
-                        .entry("empty command packet".into())
-                        .or_default() += 1;
+                    self.anomaly(Direction::ClientToServer, Anomaly::EmptyCommand, ctx);
                 } else if seq == 0 {
                     self.command(p, start, now, ctx);
                 } else if let Some(f) = self.inflight.front_mut() {
@@ -649,10 +662,7 @@ impl Conn {
             Some((c, ext, Some(user), db, false))
         })();
         let Some((client_caps, ext, user, db, ssl)) = parsed else {
-            *ctx.stats
-                .undecodable
-                .entry("malformed login request".into())
-                .or_default() += 1;
+            self.anomaly(Direction::ClientToServer, Anomaly::MalformedLogin, ctx);
             self.phase = Phase::Unattached;
             self.client_resync = true;
             self.server_resync = true;
@@ -779,15 +789,15 @@ impl Conn {
         };
         let mut r = Reader::new(body);
         if self.answers_only {
-            match code {
-                0x03 => {
+            match Code::from(code) {
+                Code::Query => {
                     return Command::Query {
                         sql: Vec::new(),
                         attrs: vec![],
                     }
                 }
-                0x16 => return Command::Prepare { sql: Vec::new() },
-                0x17 => {
+                Code::StmtPrepare => return Command::Prepare { sql: Vec::new() },
+                Code::StmtExecute => {
                     if let (Some(stmt_id), Some(flags)) = (r.u32(), r.u8()) {
                         return Command::Execute {
                             stmt_id,
@@ -801,69 +811,49 @@ impl Conn {
                 _ => {}
             }
         }
-        let parsed = match code {
-            0x01 => Some(Command::Quit),
-            0x02 => Some(Command::InitDb { db: body.to_vec() }),
-            0x03 => Some(self.parse_query(body)),
-            0x04 => {
-                let table = r.cstr_or_rest().to_vec();
-                Some(Command::FieldList {
-                    table,
-                    wildcard: r.rest().to_vec(),
-                })
-            }
-            0x09 => Some(Command::Statistics),
-            0x0a => Some(Command::ProcessInfo),
-            0x0c => r.u32().map(|id| Command::ProcessKill { id }),
-            0x0d => Some(Command::Debug),
-            0x0e => Some(Command::Ping),
-            0x11 => {
-                let user = r.cstr_or_rest().to_vec();
-                let secure = self.caps.is_none_or(|c| c & caps::SECURE_CONNECTION != 0);
-                let db = (|| {
-                    if secure {
-                        let n = r.u8()? as usize;
-                        r.skip(n)?;
-                    } else {
-                        r.cstr()?;
+        let secure_connection = self.caps.is_none_or(|c| c & caps::SECURE_CONNECTION != 0);
+        let parsed = match Code::from(code) {
+            Code::Query => Some(self.parse_query(body)),
+            Code::StmtExecute => {
+                let mut id = command::execute_statement_id(p);
+                if id == Some(u32::MAX) {
+                    // MariaDB: "the statement prepared last".
+                    id = self.last_prepared.or(id);
+                }
+                let statement = id
+                    .and_then(|id| self.stmts.get_mut(&id))
+                    .map(|s| &mut s.shape);
+                let cx = DecodeContext {
+                    secure_connection,
+                    query_attributes: self.query_attrs.unwrap_or(false),
+                    statement,
+                };
+                command::decode(p, cx).map(|mut c| {
+                    if let (Command::Execute { stmt_id, .. }, Some(id)) = (&mut c, id) {
+                        *stmt_id = id;
                     }
-                    Some(r.cstr_or_rest().to_vec())
-                })()
-                .filter(|d| !d.is_empty());
-                Some(Command::ChangeUser { user, db })
+                    c
+                })
             }
-            0x16 => Some(Command::Prepare { sql: body.to_vec() }),
-            0x17 => self.parse_execute(body),
-            0x18 => (|| {
-                Some(Command::SendLongData {
-                    stmt_id: r.u32()?,
-                    param: r.u16()?,
-                    data: r.rest().to_vec(),
-                })
-            })(),
-            0x19 => r.u32().map(|stmt_id| Command::CloseStmt { stmt_id }),
-            0x1a => r.u32().map(|stmt_id| Command::ResetStmt { stmt_id }),
-            0x1b => r.u16().map(|option| Command::SetOption { option }),
-            0x1c => (|| {
-                Some(Command::Fetch {
-                    stmt_id: r.u32()?,
-                    rows: r.u32()?,
-                })
-            })(),
-            0x1f => Some(Command::ResetConnection),
-            _ => None,
+            _ => command::decode(
+                p,
+                DecodeContext {
+                    secure_connection,
+                    ..Default::default()
+                },
+            ),
         };
         parsed.unwrap_or_else(|| {
-            if !(0x01..=0x1f).contains(&code)
-                || matches!(code, 0x0c | 0x18 | 0x19 | 0x1a | 0x1b | 0x1c)
-            {
-                *ctx.stats
-                    .undecodable
-                    .entry(format!("command 0x{code:02x}"))
-                    .or_default() += 1;
+            let code = Code::from(code);
+            if code.is_decoded() || matches!(code, Code::Sleep | Code::Unknown(_)) {
+                self.anomaly(
+                    Direction::ClientToServer,
+                    Anomaly::Command(code.byte()),
+                    ctx,
+                );
             }
             Command::Other {
-                code,
+                code: code.byte(),
                 len: p.len() as u32,
             }
         })
@@ -875,7 +865,7 @@ impl Conn {
             // Mid-stream: the prefix is there when its bytes parse as one and the rest reads
             // as SQL text.
             None => {
-                let guess = parse_query_attributes(body)
+                let guess = command::query_attributes_block(body)
                     .is_some_and(|(_, sql)| looks_like_sql(sql) && !looks_like_sql(body));
                 if guess {
                     self.query_attrs = Some(true);
@@ -885,99 +875,7 @@ impl Conn {
                 guess
             }
         };
-        if use_attrs {
-            if let Some((attrs, sql)) = parse_query_attributes(body) {
-                return Command::Query {
-                    sql: sql.to_vec(),
-                    attrs,
-                };
-            }
-        }
-        Command::Query {
-            sql: body.to_vec(),
-            attrs: vec![],
-        }
-    }
-
-    fn parse_execute(&mut self, body: &[u8]) -> Option<Command> {
-        let mut r = Reader::new(body);
-        let mut stmt_id = r.u32()?;
-        let flags = r.u8()?;
-        r.u32()?;
-        if stmt_id == u32::MAX {
-            // MariaDB: "the statement prepared last".
-            stmt_id = self.last_prepared.unwrap_or(stmt_id);
-        }
-        let raw = r.rest().to_vec();
-        let qa = self.query_attrs.unwrap_or(false);
-        let Some(stmt) = self.stmts.get_mut(&stmt_id) else {
-            return Some(Command::Execute {
-                stmt_id,
-                flags,
-                params: vec![],
-                prepare_seen: false,
-                raw_params: raw,
-            });
-        };
-        let params = (|| {
-            let mut n = stmt.params as usize;
-            if n == 0 && !(qa && flags & 0x08 != 0) {
-                return Some(vec![]);
-            }
-            if qa && flags & 0x08 != 0 {
-                n = r.lenenc()? as usize;
-            }
-            if n == 0 {
-                return Some(vec![]);
-            }
-            let bitmap = r.take(n.div_ceil(8))?.to_vec();
-            let bound = r.u8()?;
-            if bound == 1 {
-                let mut types = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let t = r.u8()?;
-                    let f = r.u8()?;
-                    types.push((t, f & 0x80 != 0));
-                    if qa {
-                        r.lenenc_bytes()?;
-                    }
-                }
-                stmt.types = types;
-            }
-            if stmt.types.len() != n {
-                return None;
-            }
-            let mut out = Vec::with_capacity(n);
-            for (i, &(t, unsigned)) in stmt.types.iter().enumerate() {
-                let value = if bitmap[i / 8] & (1 << (i % 8)) != 0 {
-                    Value::Null
-                } else {
-                    read_binary(&mut r, t, unsigned)?.to_owned_value()
-                };
-                out.push(Param {
-                    column_type: t,
-                    unsigned,
-                    value,
-                });
-            }
-            Some(out)
-        })();
-        Some(match params {
-            Some(params) => Command::Execute {
-                stmt_id,
-                flags,
-                params,
-                prepare_seen: true,
-                raw_params: vec![],
-            },
-            None => Command::Execute {
-                stmt_id,
-                flags,
-                params: vec![],
-                prepare_seen: true,
-                raw_params: raw,
-            },
-        })
+        command::decode_query(body, use_attrs)
     }
 
     // ---- server side -------------------------------------------------------------------
@@ -1089,10 +987,7 @@ impl Conn {
                         let _ = self.client.set_compressed();
                     }
                     if self.caps.unwrap_or(0) & caps::ZSTD != 0 {
-                        *ctx.stats
-                            .undecodable
-                            .entry("zstd-compressed protocol".into())
-                            .or_default() += 1;
+                        self.anomaly(Direction::ServerToClient, Anomaly::ZstdCompressed, ctx);
                         self.phase = Phase::Done;
                     }
                 }
@@ -1161,10 +1056,7 @@ impl Conn {
                 self.phase = Phase::AwaitLogin;
             }
             _ => {
-                *ctx.stats
-                    .undecodable
-                    .entry("not a MySQL greeting".into())
-                    .or_default() += 1;
+                self.anomaly(Direction::ServerToClient, Anomaly::NotAGreeting, ctx);
                 self.phase = Phase::Unattached;
                 self.client_resync = true;
                 self.server_resync = true;
@@ -1246,10 +1138,14 @@ impl Conn {
                             }
                         }
                         _ => {
-                            *ctx.stats
-                                .undecodable
-                                .entry("unexpected response packet".into())
-                                .or_default() += 1;
+                            let at = anomaly_at(
+                                self.session,
+                                Direction::ServerToClient,
+                                self.received[1],
+                                &self.server,
+                                Anomaly::UnexpectedResponse,
+                            );
+                            ctx.stats.anomaly(at, 1);
                             f.state = RState::Done;
                             f.results
                                 .push(Response::Missing(MissingReason::Undecodable));
@@ -1261,7 +1157,16 @@ impl Conn {
                 if is_err {
                     let e = parse_err(p);
                     let cur = f.cur.take().map(|mut c| {
-                        c.columns = self.column_sets.finish(ctx.stats);
+                        c.columns = self.column_sets.finish(
+                            ctx.stats,
+                            anomaly_at(
+                                self.session,
+                                Direction::ServerToClient,
+                                self.received[1],
+                                &self.server,
+                                Anomaly::MalformedColumnDefinition,
+                            ),
+                        );
                         c.finish(0, 0, Some(e.clone()))
                     });
                     f.results
@@ -1272,7 +1177,16 @@ impl Conn {
                     f.state = if left <= 1 {
                         // The rows that follow are read against the columns.
                         if let Some(c) = f.cur.as_mut() {
-                            c.columns = self.column_sets.finish(ctx.stats);
+                            c.columns = self.column_sets.finish(
+                                ctx.stats,
+                                anomaly_at(
+                                    self.session,
+                                    Direction::ServerToClient,
+                                    self.received[1],
+                                    &self.server,
+                                    Anomaly::MalformedColumnDefinition,
+                                ),
+                            );
                         }
                         RState::ColsEof
                     } else {
@@ -1416,7 +1330,16 @@ impl Conn {
                 } else if first == Some(0xfe) {
                     let (warnings, status) = parse_eof(p);
                     if let Some(mut c) = f.cur.take() {
-                        c.columns = self.column_sets.finish(ctx.stats);
+                        c.columns = self.column_sets.finish(
+                            ctx.stats,
+                            anomaly_at(
+                                self.session,
+                                Direction::ServerToClient,
+                                self.received[1],
+                                &self.server,
+                                Anomaly::MalformedColumnDefinition,
+                            ),
+                        );
                         f.results
                             .push(Response::Rows(c.finish(status, warnings, None)));
                     }
@@ -1492,8 +1415,10 @@ impl Conn {
                     prepared = Some((
                         prep.stmt_id,
                         Stmt {
-                            params: prep.params,
-                            types: vec![],
+                            shape: Statement {
+                                params: prep.params,
+                                types: vec![],
+                            },
                             columns: prep.column_defs.as_slice().into(),
                         },
                     ));
@@ -1595,7 +1520,16 @@ impl Conn {
         if let Some(mut c) = f.cur.take() {
             if matches!(f.state, RState::Cols { .. } | RState::FieldList) {
                 // Cut off among its column definitions: the ones that came.
-                c.columns = self.column_sets.finish(ctx.stats);
+                c.columns = self.column_sets.finish(
+                    ctx.stats,
+                    anomaly_at(
+                        self.session,
+                        Direction::ServerToClient,
+                        self.received[1],
+                        &self.server,
+                        Anomaly::MalformedColumnDefinition,
+                    ),
+                );
             }
             let mut rs = c.finish(0, 0, None);
             rs.complete = false;
@@ -1679,20 +1613,26 @@ fn plausible_command(data: &[u8], compressed_known: bool) -> Option<Framing> {
 }
 
 fn plausible_payload(cmd: u8, len: usize, payload: &[u8]) -> bool {
-    match cmd {
-        0x01 | 0x09 | 0x0a | 0x0d | 0x0e | 0x1f => len == 1,
-        0x02 | 0x03 | 0x16 => {
+    match Code::from(cmd) {
+        Code::Quit
+        | Code::Statistics
+        | Code::ProcessInfo
+        | Code::Debug
+        | Code::Ping
+        | Code::ResetConnection => len == 1,
+        Code::InitDb | Code::Query | Code::StmtPrepare => {
             let text = payload.get(1..payload.len().min(len)).unwrap_or_default();
             len > 1
                 && (looks_like_sql(text)
-                    || parse_query_attributes(text).is_some_and(|(_, s)| looks_like_sql(s)))
+                    || command::query_attributes_block(text)
+                        .is_some_and(|(_, s)| looks_like_sql(s)))
         }
-        0x04 | 0x11 => len > 1,
-        0x0c | 0x19 | 0x1a => len == 5,
-        0x17 => len >= 10,
-        0x18 => len >= 7,
-        0x1b => len == 3,
-        0x1c => len == 9,
+        Code::FieldList | Code::ChangeUser => len > 1,
+        Code::ProcessKill | Code::StmtClose | Code::StmtReset => len == 5,
+        Code::StmtExecute => len >= 10,
+        Code::StmtSendLongData => len >= 7,
+        Code::SetOption => len == 3,
+        Code::StmtFetch => len == 9,
         _ => false,
     }
 }
@@ -1722,42 +1662,7 @@ fn looks_like_greeting(data: &[u8]) -> bool {
         && data[5..].iter().take(64).position(|&b| b == 0).is_some()
 }
 
-/// Query attributes: (name, value) pairs.
-type QueryAttrs = Vec<(Vec<u8>, Value)>;
-
 /// The query-attributes prefix of COM_QUERY: (attributes, SQL).
-fn parse_query_attributes(body: &[u8]) -> Option<(QueryAttrs, &[u8])> {
-    let mut r = Reader::new(body);
-    let count = r.lenenc()? as usize;
-    let sets = r.lenenc()?;
-    if sets != 1 || count > 1024 {
-        return None;
-    }
-    let mut attrs = Vec::new();
-    if count > 0 {
-        let bitmap = r.take(count.div_ceil(8))?;
-        if r.u8()? != 1 {
-            return None;
-        }
-        let mut types = Vec::with_capacity(count);
-        for _ in 0..count {
-            let t = r.u8()?;
-            let f = r.u8()?;
-            let name = r.lenenc_bytes()?.to_vec();
-            types.push((t, f & 0x80 != 0, name));
-        }
-        for (i, (t, unsigned, name)) in types.into_iter().enumerate() {
-            let v = if bitmap[i / 8] & (1 << (i % 8)) != 0 {
-                Value::Null
-            } else {
-                read_binary(&mut r, t, unsigned)?.to_owned_value()
-            };
-            attrs.push((name, v));
-        }
-    }
-    Some((attrs, r.rest()))
-}
-
 /// An ERR packet's code, SQL state and message.
 pub fn parse_err(p: &[u8]) -> ErrInfo {
     let mut r = Reader::new(p.get(1..).unwrap_or_default());
