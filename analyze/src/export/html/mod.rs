@@ -1,6 +1,7 @@
-//! Self-contained HTML report: one file, no network (inline CSS, charts as inline SVG drawn
-//! here, a few lines of inline JS to sort the shapes table). Written for the people deciding
-//! whether to migrate: the verdict first, then what was compared, answers, latency, shapes.
+//! Self-contained HTML report: one file, no network (inline CSS from `style.css`, charts as
+//! inline SVG drawn here, a few lines of inline JS from `script.js` to sort the shapes table).
+//! Written for the people deciding whether to migrate: the verdict first, then what was
+//! compared, answers, latency, shapes.
 //!
 //! Every string that comes from the report goes through [`esc`]: fingerprints, file names and
 //! error messages hold `<`, `&` and quotes.
@@ -134,119 +135,11 @@ fn counts(m: &std::collections::BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-const CSS: &str = r#"
-:root { --fg:#1f2328; --muted:#59636e; --line:#d8dee4; --bg:#f6f8fa; --card:#fff;
-  --red:#d93025; --green:#1e8e3e; --base:#3569b4; --cand:#e8710a; }
-* { box-sizing: border-box; }
-html { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px 24px 48px; }
-h1 { font-size: 22px; margin: 0 0 16px; font-weight: 600; }
-h1 small { color: var(--muted); font-weight: 400; font-size: 13px; margin-left: 8px; }
-h2 { font-size: 17px; margin: 0 0 12px; font-weight: 600; }
-h3 { font-size: 14px; margin: 16px 0 8px; font-weight: 600; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px;
-  padding: 18px 20px; margin: 0 0 18px; }
-.muted { color: var(--muted); }
-.mono, code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
-  font-size: 12.5px; }
-.verdict { border-radius: 8px; padding: 18px 22px; margin: 0 0 18px; border: 2px solid; }
-.verdict.pass { background: #e6f4ea; border-color: var(--green); color: #0d5224; }
-.verdict.fail { background: #fce8e6; border-color: var(--red); color: #8c1d18; }
-.verdict .big { font-size: 30px; font-weight: 800; letter-spacing: .04em; margin-right: 14px; }
-.verdict .head { display: flex; align-items: baseline; flex-wrap: wrap; gap: 4px 0; }
-.verdict .sub { font-size: 15px; font-weight: 500; }
-.verdict ul { margin: 10px 0 0; padding-left: 22px; font-size: 14.5px; }
-.verdict li { margin: 3px 0; }
-.verdict .facts { margin-top: 10px; display: flex; flex-wrap: wrap; gap: 6px 26px; color: var(--fg); }
-.verdict .facts b { font-size: 16px; }
-.verdict .thresholds { margin-top: 8px; font-size: 12.5px; color: var(--muted); }
-.note { background: #fff8e1; border-left: 4px solid #f2b600; padding: 8px 12px; margin: 10px 0 0;
-  border-radius: 0 6px 6px 0; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { font-weight: 600; color: var(--muted); font-size: 12.5px; background: #fafbfc; }
-td.n, th.n { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-table.kv th { width: 180px; background: none; font-size: 13px; }
-.badge.used { background: #e8eefb; color: #1f4f99; margin-left: 6px; }
-.worse { color: var(--red); font-weight: 600; }
-.better { color: var(--green); font-weight: 600; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
-.tile { border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
-.tile .v { font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }
-.tile .k { color: var(--muted); font-size: 12.5px; }
-.tile.bad { border-color: #f4b6b0; background: #fdf1f0; }
-.tile.bad .v { color: var(--red); }
-.tile.good .v { color: var(--green); }
-.cols { display: grid; grid-template-columns: repeat(3, 1fr); gap: 16px; margin-top: 14px; }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
-  white-space: nowrap; }
-.badge.regressed { background: #fce8e6; color: #a50e0e; }
-.badge.improved { background: #e6f4ea; color: #0d652d; }
-.badge.unchanged { background: #eef1f4; color: #424a53; }
-.badge.insufficient { background: #f6f8fa; color: #6e7781; font-weight: 400; font-style: italic; }
-.badge.nondet { background: #fff4d6; color: #7a5a00; }
-.fp { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
-  font-size: 12px; overflow-wrap: anywhere; color: #24292f; }
-.scroll { overflow-x: auto; }
-tr.group td { background: #fafbfc; font-weight: 600; padding-top: 10px; }
-.shapes td .id { font-weight: 600; }
-.shapes td:first-child { min-width: 230px; }
-.shapes td:last-child { min-width: 130px; font-size: 12.5px; }
-.shapes th.n { white-space: normal; }
-.shapes th { cursor: pointer; user-select: none; }
-.shapes th:hover { color: var(--fg); }
-.example { border: 1px solid var(--line); border-radius: 6px; padding: 10px 14px; margin: 0 0 12px;
-  break-inside: avoid; }
-.example table td { font-size: 13px; }
-.example td.diff { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px;
-  word-break: break-word; }
-svg { display: block; width: 100%; height: auto; }
-svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; font-size: 12px;
-  fill: #1f2328; }
-svg text.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 11.5px; }
-svg text.axis { fill: #59636e; font-size: 11.5px; }
-svg .grid { stroke: #e3e7eb; stroke-width: 1; }
-.empty { color: var(--muted); font-style: italic; padding: 8px 0; }
-.ok { color: var(--green); font-weight: 600; }
-footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 24px; }
-@media (max-width: 900px) { .cols { grid-template-columns: 1fr; } }
-@media print {
-  body { background: #fff; font-size: 12px; }
-  main { max-width: none; padding: 0; }
-  .card { border: none; padding: 6px 0; margin-bottom: 10px; }
-  .chart, .verdict, .tile, tr { break-inside: avoid; }
-  thead { display: table-header-group; }
-  h2 { break-after: avoid; }
-}
-"#;
+/// The page's style sheet, for screen and print.
+const CSS: &str = include_str!("style.css");
 
 /// Sorts the shapes table by a clicked column (numbers by `data-v`, else by text).
-const JS: &str = r#"
-document.querySelectorAll('table.sortable').forEach(function (t) {
-  t.querySelectorAll('thead th').forEach(function (th, i) {
-    th.title = 'click to sort';
-    th.addEventListener('click', function () {
-      var dir = th.getAttribute('data-dir') === 'desc' ? 1 : -1;
-      th.setAttribute('data-dir', dir === 1 ? 'asc' : 'desc');
-      var body = t.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      var key = function (r) {
-        var c = r.cells[i];
-        var v = c.getAttribute('data-v');
-        return v === null ? c.textContent : parseFloat(v);
-      };
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        if (typeof x === 'number' && typeof y === 'number') return (x - y) * dir;
-        return String(x).localeCompare(String(y)) * dir;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    });
-  });
-});
-"#;
+const JS: &str = include_str!("script.js");
 
 impl Exporter for Html {
     fn write(&self, r: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -256,7 +149,7 @@ impl Exporter for Html {
             s,
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <title>myrr analyze: {verdict} ({})</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
+             <title>myrr analyze: {verdict} ({})</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<main>\n",
             esc(&human(&r.comparison.kind))
         );
         w!(
@@ -275,7 +168,7 @@ impl Exporter for Html {
         w!(
             s,
             "<footer>Generated by myrr {} — self-contained page: no network access needed.</footer>\n\
-             </main>\n<script>{JS}</script>\n</body>\n</html>\n",
+             </main>\n<script>\n{JS}</script>\n</body>\n</html>\n",
             esc(&r.tool_version)
         );
         out.write_all(s.as_bytes())
