@@ -471,6 +471,43 @@ mod tests {
         assert_clean_svg(&render(&r));
     }
 
+    /// The page's skeleton: style sheet and sorter inlined as they are in `style.css` and
+    /// `script.js`, then every section once, in reading order.
+    #[test]
+    fn page_structure() {
+        for r in [failing_report(), empty_report()] {
+            let page = render(&r);
+            assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"));
+            assert!(page.ends_with("</script>\n</body>\n</html>\n"));
+            assert!(page.contains(&format!(
+                "<style>\n{CSS}</style>\n</head>\n<body>\n<main>\n"
+            )));
+            assert!(page.contains(&format!("</main>\n<script>\n{JS}</script>\n")));
+            assert_eq!(page.matches("<style>").count(), 1);
+            let order = [
+                "<h1>",
+                "<section class=\"verdict ",
+                "<section class=\"card\" id=\"compared\">",
+                "<section class=\"card\" id=\"answers\">",
+                "<section class=\"card\" id=\"latency\">",
+                "<section class=\"card\" id=\"time\">",
+                "<section class=\"card\" id=\"shapes\">",
+                "<section class=\"card\" id=\"examples\">",
+                "<footer>",
+            ];
+            let at: Vec<usize> = order
+                .iter()
+                .map(|m| {
+                    assert_eq!(page.matches(m).count(), 1, "{m}");
+                    page.find(m).unwrap()
+                })
+                .collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "out of order: {at:?}");
+            assert_eq!(page.matches("<section").count(), 7);
+            assert_eq!(page.matches("</section>").count(), 7);
+        }
+    }
+
     #[test]
     fn helpers() {
         assert_eq!(thousands(0), "0");
