@@ -15,6 +15,7 @@ pub mod export;
 pub mod fingerprint;
 pub mod report;
 pub mod stats;
+mod verdict;
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ use myrr_recording::{Command, Event, Exchange, FormatError, Response, RunKind, R
 
 use compare::{compare, is_nondeterministic, is_ordered, Mismatch, Outcome};
 use report::*;
-use stats::{mann_whitney, new_histogram, record, Percentiles};
+use stats::{mann_whitney, new_histogram, ratio, record, Percentiles};
 
 /// Thresholds and choices of an analysis.
 #[derive(Debug, Clone)]
@@ -264,10 +265,6 @@ fn describe(r: &Response) -> String {
         ),
         other => other.kind_name().to_string(),
     }
-}
-
-fn ratio(a: u64, b: u64) -> Option<f64> {
-    (a > 0).then(|| b as f64 / a as f64)
 }
 
 fn side_by_side(b: &Histogram<u64>, c: &Histogram<u64>) -> SideBySide {
@@ -532,8 +529,6 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
     };
     let mut out_shapes = Vec::new();
     let mut mismatches: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut regressed, mut improved) = (0u64, 0u64);
-    let mut reasons = Vec::new();
     for s in shapes.shapes {
         if s.base.is_empty() && s.cand.is_empty() && s.mismatches.is_empty() {
             continue;
@@ -542,42 +537,7 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
         let p = mann_whitney(&s.cand, &s.base);
         let p50_ratio = ratio(pb.p50_us, pc.p50_us);
         let p99_ratio = ratio(pb.p99_us, pc.p99_us);
-        let enough = pb.count >= opts.min_samples && pc.count >= opts.min_samples;
-        let shift = pb.p50_us.abs_diff(pc.p50_us) >= opts.min_change_us;
-        let latency = match (enough, p, p50_ratio) {
-            (false, _, _) => "insufficient",
-            (true, Some((z, pv)), Some(r))
-                if shift && pv < opts.alpha && z > 0.0 && r > 1.0 + opts.min_change =>
-            {
-                "regressed"
-            }
-            (true, Some((z, pv)), Some(r))
-                if shift && pv < opts.alpha && z < 0.0 && r < 1.0 / (1.0 + opts.min_change) =>
-            {
-                "improved"
-            }
-            _ => "unchanged",
-        };
-        match latency {
-            "regressed" => {
-                regressed += 1;
-                if let (Some(max), Some(r)) = (opts.max_p99_regression, p99_ratio) {
-                    if r > 1.0 + max {
-                        reasons.push(format!(
-                            "shape {} regressed: p99 {:.2} ms → {:.2} ms (×{:.2}, limit ×{:.2}): {}",
-                            s.id,
-                            pb.p99_us as f64 / 1e3,
-                            pc.p99_us as f64 / 1e3,
-                            r,
-                            1.0 + max,
-                            s.fingerprint.chars().take(80).collect::<String>()
-                        ));
-                    }
-                }
-            }
-            "improved" => improved += 1,
-            _ => {}
-        }
+        let latency = verdict::shape_latency(&pb, &pc, p, opts);
         if !s.nondeterministic {
             for (m, n) in &s.mismatches {
                 *mismatches.entry(m.name().to_string()).or_default() += n;
@@ -605,7 +565,6 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
             examples: s.examples,
         });
     }
-    out_shapes.sort_by(|a, b| b.added_us.cmp(&a.added_us).then_with(|| a.id.cmp(&b.id)));
     let (hb, hc) = if opts.since_scheduled {
         (&b.overall_sched, &c.overall_sched)
     } else {
@@ -618,31 +577,9 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
     } else {
         &service
     };
-    if let (Some(max), Some(r)) = (opts.max_p99_regression, overall.p99_ratio) {
-        if r > 1.0 + max {
-            reasons.insert(
-                0,
-                format!(
-                    "overall p99 {:.2} ms → {:.2} ms (×{:.2}, limit ×{:.2})",
-                    overall.baseline.p99_us as f64 / 1e3,
-                    overall.candidate.p99_us as f64 / 1e3,
-                    r,
-                    1.0 + max
-                ),
-            );
-        }
-    }
-    if let Some(max) = opts.max_mismatch_rate {
-        if totals.mismatch_rate > max || (max == 0.0 && totals.mismatched > 0) {
-            reasons.push(format!(
-                "{} of {} compared answers differ ({:.3} %, limit {:.3} %)",
-                totals.mismatched,
-                totals.compared,
-                totals.mismatch_rate * 100.0,
-                max * 100.0
-            ));
-        }
-    }
+    // Judged on the shapes in the order they were first seen: that orders the reasons.
+    let verdict = verdict::verdict(&out_shapes, overall, &totals, opts);
+    out_shapes.sort_by(|a, b| b.added_us.cmp(&a.added_us).then_with(|| a.id.cmp(&b.id)));
     let curve = [
         0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
     ]
@@ -683,19 +620,6 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
         },
         shapes: out_shapes,
         mismatches,
-        verdict: Verdict {
-            pass: reasons.is_empty(),
-            reasons,
-            thresholds: Thresholds {
-                max_p99_regression: opts.max_p99_regression,
-                max_mismatch_rate: opts.max_mismatch_rate,
-                min_samples: opts.min_samples,
-                alpha: opts.alpha,
-                min_change: opts.min_change,
-                min_change_us: opts.min_change_us,
-            },
-            regressed_shapes: regressed,
-            improved_shapes: improved,
-        },
+        verdict,
     }
 }
