@@ -14,20 +14,20 @@ pub mod compare;
 pub mod export;
 pub mod fingerprint;
 pub mod report;
+mod shapes;
 pub mod stats;
 mod verdict;
-
-use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
-use myrr_recording::{Command, Event, Exchange, FormatError, Response, RunKind, RunReader};
+use myrr_recording::{Event, Exchange, FormatError, Response, RunKind, RunReader};
 
-use compare::{compare, is_nondeterministic, is_ordered, Mismatch, Outcome};
+use compare::{compare, Mismatch, Outcome};
 use report::*;
-use stats::{mann_whitney, new_histogram, ratio, record, Percentiles};
+use shapes::Shapes;
+use stats::{new_histogram, ratio, record, Percentiles};
 
 /// Thresholds and choices of an analysis.
 #[derive(Debug, Clone)]
@@ -95,87 +95,6 @@ struct Slim {
     since_scheduled_us: u64,
     response: Response,
     more: Vec<Response>,
-}
-
-struct ShapeAcc {
-    fingerprint: String,
-    id: String,
-    nondeterministic: bool,
-    ordered: bool,
-    base: Histogram<u64>,
-    cand: Histogram<u64>,
-    total_base: u64,
-    total_cand: u64,
-    mismatches: BTreeMap<Mismatch, u64>,
-    examples: Vec<Example>,
-    example_counts: BTreeMap<Mismatch, usize>,
-}
-
-/// Shape registry: SQL → fingerprint → shape index, with a cache on the raw SQL.
-#[derive(Default)]
-struct Shapes {
-    by_sql: HashMap<u64, u32>,
-    by_text: HashMap<String, u32>,
-    shapes: Vec<ShapeAcc>,
-    /// (session, statement id) → shape of its PREPARE.
-    stmts: HashMap<(u64, u32), u32>,
-}
-
-impl Shapes {
-    fn intern_text(&mut self, text: String) -> u32 {
-        if let Some(&i) = self.by_text.get(&text) {
-            return i;
-        }
-        let i = self.shapes.len() as u32;
-        let fp = fingerprint::Fingerprint::from_text(text.clone());
-        self.shapes.push(ShapeAcc {
-            id: fp.id_hex(),
-            nondeterministic: is_nondeterministic(&text),
-            ordered: is_ordered(&text),
-            fingerprint: text.clone(),
-            base: new_histogram(),
-            cand: new_histogram(),
-            total_base: 0,
-            total_cand: 0,
-            mismatches: BTreeMap::new(),
-            examples: Vec::new(),
-            example_counts: BTreeMap::new(),
-        });
-        self.by_text.insert(text, i);
-        i
-    }
-
-    fn of_sql(&mut self, sql: &[u8]) -> u32 {
-        let h = xxhash_rust::xxh3::xxh3_64(sql);
-        if let Some(&i) = self.by_sql.get(&h) {
-            return i;
-        }
-        let text = fingerprint::fingerprint(&String::from_utf8_lossy(sql));
-        let i = self.intern_text(text);
-        if self.by_sql.len() < 1_000_000 {
-            self.by_sql.insert(h, i);
-        }
-        i
-    }
-
-    /// The shape of an exchange's command (EXECUTE: its statement's PREPARE).
-    fn of(&mut self, x: &Exchange) -> u32 {
-        match &x.command {
-            Command::Query { sql, .. } => self.of_sql(sql),
-            Command::Prepare { sql } => {
-                let s = self.of_sql(sql);
-                if let Response::Prepared(p) = &x.response {
-                    self.stmts.insert((x.session, p.stmt_id), s);
-                }
-                s
-            }
-            Command::Execute { stmt_id, .. } => match self.stmts.get(&(x.session, *stmt_id)) {
-                Some(&s) => s,
-                None => self.intern_text(format!("execute of unknown statement {stmt_id}")),
-            },
-            c => self.intern_text(format!("administrator command: {}", c.name())),
-        }
-    }
 }
 
 struct Side {
@@ -246,24 +165,6 @@ impl Side {
             sessions: self.sessions,
             exchanges: self.exchanges,
         }
-    }
-}
-
-fn describe(r: &Response) -> String {
-    match r {
-        Response::Ok(ok) => format!(
-            "ok, {} affected, {} warnings",
-            ok.affected_rows, ok.warnings
-        ),
-        Response::Err(e) => format!("error {} {}", e.code, String::from_utf8_lossy(&e.message)),
-        Response::Rows(rs) => format!(
-            "{} rows × {} columns, digest {:016x}/{:016x}",
-            rs.rows,
-            rs.columns.len(),
-            rs.digest.ordered,
-            rs.digest.unordered
-        ),
-        other => other.kind_name().to_string(),
     }
 }
 
@@ -459,7 +360,7 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
         return;
     }
     totals.joined += 1;
-    let sh = &mut shapes.shapes[b.shape as usize];
+    let sh = shapes.get_mut(b.shape);
     let measured = |s: &Slim| !matches!(s.response, Response::Skipped(_) | Response::Missing(_));
     if b.timed && measured(&b) && measured(&c) {
         let (lb, lc) = if opts.since_scheduled {
@@ -467,10 +368,7 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
         } else {
             (b.service_us, c.service_us)
         };
-        record(&mut sh.base, lb);
-        record(&mut sh.cand, lc);
-        sh.total_base += lb;
-        sh.total_cand += lc;
+        sh.record_latency(lb, lc);
     }
     let mut outcome = compare(&b.response, &c.response, sh.ordered);
     if outcome == Outcome::Same {
@@ -504,19 +402,7 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
             } else {
                 totals.mismatched += 1;
             }
-            *sh.mismatches.entry(m).or_default() += 1;
-            let n = sh.example_counts.entry(m).or_default();
-            if *n < opts.examples {
-                *n += 1;
-                sh.examples.push(Example {
-                    session: key.0,
-                    seq: key.1,
-                    clone: key.2,
-                    sql: sh.fingerprint.chars().take(300).collect(),
-                    baseline: describe(&b.response),
-                    candidate: describe(&c.response),
-                });
-            }
+            sh.record_difference(m, key, &b.response, &c.response, opts.examples);
         }
     }
 }
@@ -527,44 +413,8 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
     } else {
         0.0
     };
-    let mut out_shapes = Vec::new();
-    let mut mismatches: BTreeMap<String, u64> = BTreeMap::new();
-    for s in shapes.shapes {
-        if s.base.is_empty() && s.cand.is_empty() && s.mismatches.is_empty() {
-            continue;
-        }
-        let (pb, pc) = (Percentiles::of(&s.base), Percentiles::of(&s.cand));
-        let p = mann_whitney(&s.cand, &s.base);
-        let p50_ratio = ratio(pb.p50_us, pc.p50_us);
-        let p99_ratio = ratio(pb.p99_us, pc.p99_us);
-        let latency = verdict::shape_latency(&pb, &pc, p, opts);
-        if !s.nondeterministic {
-            for (m, n) in &s.mismatches {
-                *mismatches.entry(m.name().to_string()).or_default() += n;
-            }
-        }
-        let mean_diff = pc.mean_us - pb.mean_us;
-        out_shapes.push(Shape {
-            id: s.id,
-            fingerprint: s.fingerprint,
-            nondeterministic: s.nondeterministic,
-            total_baseline_us: s.total_base,
-            total_candidate_us: s.total_cand,
-            added_us: (mean_diff * pc.count as f64) as i64,
-            baseline: pb,
-            candidate: pc,
-            p50_ratio,
-            p99_ratio,
-            p_value: p.map(|x| x.1),
-            latency: latency.to_string(),
-            mismatches: s
-                .mismatches
-                .iter()
-                .map(|(k, v)| (k.name().to_string(), *v))
-                .collect(),
-            examples: s.examples,
-        });
-    }
+    let mut out_shapes = shapes.into_report(opts);
+    let mismatches = shapes::mismatch_totals(&out_shapes);
     let (hb, hc) = if opts.since_scheduled {
         (&b.overall_sched, &c.overall_sched)
     } else {
