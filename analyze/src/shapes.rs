@@ -11,9 +11,10 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::compare::{is_nondeterministic, is_ordered, Mismatch};
 use crate::fingerprint::{fingerprint, Fingerprint};
+use crate::join::Key;
 use crate::report::{Example, Shape};
 use crate::stats::{mann_whitney, new_histogram, ratio, record, Percentiles};
-use crate::{verdict, Key, Options};
+use crate::{verdict, Options};
 
 /// Shape registry: SQL → fingerprint → shape index, with a cache on the raw SQL.
 #[derive(Default)]
