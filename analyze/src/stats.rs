@@ -43,6 +43,11 @@ impl Percentiles {
     }
 }
 
+/// The candidate's figure over the baseline's (`b / a`); none when the baseline's is 0.
+pub(crate) fn ratio(a: u64, b: u64) -> Option<f64> {
+    (a > 0).then(|| b as f64 / a as f64)
+}
+
 /// Mann-Whitney U test of `a` against `b`: (z, two-sided p). z > 0 when `a` tends larger.
 pub fn mann_whitney(a: &Histogram<u64>, b: &Histogram<u64>) -> Option<(f64, f64)> {
     let (n1, n2) = (a.len() as f64, b.len() as f64);

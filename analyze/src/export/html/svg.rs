@@ -1,0 +1,362 @@
+//! The chart engine: bar charts and percentile curves as inline SVG, sized by a `viewBox` so
+//! they scale with the page. Coordinates go through [`f`], so a chart never holds NaN or
+//! infinity whatever the report's numbers.
+
+use std::fmt::Write as _;
+
+use super::{esc, thousands, truncate};
+use crate::export::{fmt_signed_us, fmt_us};
+use crate::report::{CurvePoint, Shape};
+
+/// The baseline's colour; the latency table's legend uses it too, to match the curves.
+pub(super) const BASE_COLOR: &str = "#3569b4";
+/// The candidate's colour.
+pub(super) const CAND_COLOR: &str = "#e8710a";
+const RED: &str = "#d93025";
+const GREEN: &str = "#1e8e3e";
+
+/// A number for SVG attributes: finite, two decimals at most.
+pub(super) fn f(v: f64) -> String {
+    let v = if v.is_finite() { v } else { 0.0 };
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Horizontal bars, one per mismatch class.
+pub(super) fn mismatch_chart(s: &mut String, rows: &[(String, u64)]) {
+    let (width, label_w, row_h, top) = (1000.0, 380.0, 28.0, 6.0);
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1) as f64;
+    let plot_w = width - label_w - 90.0;
+    let height = top * 2.0 + row_h * rows.len() as f64;
+    w!(
+        s,
+        "<div class=\"chart\"><svg viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"answer differences by class\">\n",
+        f(width),
+        f(height)
+    );
+    for (i, (label, n)) in rows.iter().enumerate() {
+        let y = top + i as f64 * row_h;
+        let bw = (*n as f64 / max * plot_w).max(2.0);
+        w!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+             <rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"{RED}\"><title>{}: {}</title></rect>\
+             <text x=\"{}\" y=\"{}\">{}</text>\n",
+            f(label_w - 10.0),
+            f(y + row_h / 2.0 + 4.0),
+            esc(&truncate(label, 58)),
+            f(label_w),
+            f(y + 4.0),
+            f(bw),
+            f(row_h - 8.0),
+            esc(label),
+            n,
+            f(label_w + bw + 6.0),
+            f(y + row_h / 2.0 + 4.0),
+            thousands(*n)
+        );
+    }
+    s.push_str("</svg></div>\n");
+}
+
+/// x position of a percentile: log10(1 / (1 - p)), so 90, 99, 99.9, 99.99 are evenly spaced.
+/// `None` for 100 (the maximum, drawn past the last finite point).
+fn tail_x(p: f64) -> Option<f64> {
+    let q = (p / 100.0).clamp(0.0, 1.0);
+    (q < 1.0).then(|| (1.0 / (1.0 - q)).log10())
+}
+
+/// Axis label of a round latency: `1 µs`, `20 ms`, `1 s`.
+fn axis_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us} µs"),
+        1_000..=999_999 => format!("{} ms", f(us as f64 / 1e3)),
+        _ => format!("{} s", f(us as f64 / 1e6)),
+    }
+}
+
+fn pct_label(p: f64) -> String {
+    if p >= 100.0 {
+        "max".into()
+    } else if p <= 0.0 {
+        "min".into()
+    } else {
+        format!("p{}", f(p))
+    }
+}
+
+/// Percentile curves of both runs: log-latency against log(1/(1-p)).
+pub(super) fn curve_chart(s: &mut String, curve: &[CurvePoint]) {
+    let pts: Vec<_> = curve.iter().filter(|c| c.percentile.is_finite()).collect();
+    if pts.is_empty()
+        || pts
+            .iter()
+            .all(|c| c.baseline_us == 0 && c.candidate_us == 0)
+    {
+        s.push_str("<div class=\"empty\">No latency samples to chart.</div>\n");
+        return;
+    }
+    let (width, height) = (1000.0, 400.0);
+    let (ml, mr, mt, mb) = (84.0, 24.0, 34.0, 54.0);
+    let (pw, ph) = (width - ml - mr, height - mt - mb);
+    // x range: 0 .. the last finite point, plus room for the maximum.
+    let last = pts
+        .iter()
+        .filter_map(|c| tail_x(c.percentile))
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    let has_max = pts.iter().any(|c| tail_x(c.percentile).is_none());
+    let xmax = if has_max { last + 0.6 } else { last };
+    let xpos = |p: f64| ml + tail_x(p).unwrap_or(last + 0.6) / xmax * pw;
+    // y range: whole decades around the values (values below 1 µs drawn at 1 µs).
+    let lg = |v: u64| (v.max(1) as f64).log10();
+    let vals = pts.iter().flat_map(|c| [c.baseline_us, c.candidate_us]);
+    let lo = vals.clone().map(lg).fold(f64::INFINITY, f64::min).floor();
+    let mut hi = vals.map(lg).fold(0.0f64, f64::max).ceil();
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    let ypos = |v: u64| mt + ph - (lg(v) - lo) / (hi - lo) * ph;
+    w!(
+        s,
+        "<div class=\"chart\"><svg viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"latency percentile curves\">\n",
+        f(width),
+        f(height)
+    );
+    // Horizontal grid: decades, plus 2× and 5× when the range is short.
+    let decades = (hi - lo) as i32;
+    let mut ticks: Vec<u64> = Vec::new();
+    for d in lo as i32..=hi as i32 {
+        let base = 10f64.powi(d);
+        ticks.push(base as u64);
+        if decades <= 2 && d < hi as i32 {
+            ticks.push((2.0 * base) as u64);
+            ticks.push((5.0 * base) as u64);
+        }
+    }
+    for t in ticks {
+        let y = ypos(t);
+        w!(
+            s,
+            "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
+             <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+            f(ml),
+            f(ml + pw),
+            f(y),
+            f(y),
+            f(ml - 8.0),
+            f(y + 4.0),
+            esc(&axis_us(t))
+        );
+    }
+    // Vertical grid: the curve's percentiles, labelled where there is room.
+    let mut last_label = f64::NEG_INFINITY;
+    for c in &pts {
+        let x = xpos(c.percentile);
+        w!(
+            s,
+            "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>",
+            f(x),
+            f(x),
+            f(mt),
+            f(mt + ph)
+        );
+        if x - last_label >= 44.0 {
+            last_label = x;
+            w!(
+                s,
+                "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                f(x),
+                f(mt + ph + 18.0),
+                esc(&pct_label(c.percentile))
+            );
+        }
+    }
+    w!(
+        s,
+        "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\
+         <line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\n",
+        f(ml),
+        f(ml + pw),
+        f(mt + ph),
+        f(mt + ph),
+        f(ml),
+        f(ml),
+        f(mt),
+        f(mt + ph)
+    );
+    w!(
+        s,
+        "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile (tail stretched: log scale of 1 / (1 − p))</text>\n\
+         <text class=\"axis\" transform=\"translate(16 {}) rotate(-90)\" text-anchor=\"middle\">latency (log scale)</text>\n",
+        f(ml + pw / 2.0),
+        f(height - 10.0),
+        f(mt + ph / 2.0)
+    );
+    for (name, color, get) in [
+        (
+            "baseline",
+            BASE_COLOR,
+            (|c: &CurvePoint| c.baseline_us) as fn(&CurvePoint) -> u64,
+        ),
+        ("candidate", CAND_COLOR, |c| c.candidate_us),
+    ] {
+        let points: Vec<String> = pts
+            .iter()
+            .map(|c| format!("{},{}", f(xpos(c.percentile)), f(ypos(get(c)))))
+            .collect();
+        w!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2.5\" stroke-linejoin=\"round\" points=\"{}\"/>\n",
+            points.join(" ")
+        );
+        for c in &pts {
+            w!(
+                s,
+                "<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{color}\"><title>{name} {}: {}</title></circle>",
+                f(xpos(c.percentile)),
+                f(ypos(get(c))),
+                esc(&pct_label(c.percentile)),
+                esc(&fmt_us(get(c)))
+            );
+        }
+        s.push('\n');
+    }
+    // Legend, top left (latency grows to the right, so that corner stays clear).
+    let lx = ml + 16.0;
+    for (i, (name, color)) in [("baseline", BASE_COLOR), ("candidate", CAND_COLOR)]
+        .iter()
+        .enumerate()
+    {
+        let y = mt + 14.0 + i as f64 * 20.0;
+        w!(
+            s,
+            "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"3\"/>\
+             <text x=\"{}\" y=\"{}\">{name}</text>\n",
+            f(lx),
+            f(lx + 24.0),
+            f(y),
+            f(y),
+            f(lx + 30.0),
+            f(y + 4.0)
+        );
+    }
+    // Value labels at p99 (or the highest finite percentile) for both runs.
+    if let Some(c) = pts
+        .iter()
+        .filter(|c| c.percentile <= 99.0)
+        .max_by(|a, b| a.percentile.total_cmp(&b.percentile))
+    {
+        let x = xpos(c.percentile);
+        // The upper curve is labelled above-left of the point, the lower one below-right:
+        // both curves climb to the right, so those corners stay clear of the lines.
+        let (yb, yc) = (ypos(c.baseline_us), ypos(c.candidate_us));
+        for (v, y, color, upper) in [
+            (c.baseline_us, yb, BASE_COLOR, yb < yc),
+            (c.candidate_us, yc, CAND_COLOR, yc <= yb),
+        ] {
+            let (tx, ty, anchor) = if upper {
+                (x - 7.0, y - 9.0, "end")
+            } else {
+                (x + 7.0, y + 18.0, "start")
+            };
+            w!(
+                s,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" style=\"fill:{color};font-weight:600\">{} {}</text>\n",
+                f(tx),
+                f(ty),
+                esc(&pct_label(c.percentile)),
+                esc(&fmt_us(v))
+            );
+        }
+    }
+    s.push_str("</svg></div>\n");
+}
+
+/// Diverging bars around zero, one per shape in the order given: red where the candidate
+/// spent more time, green where it saved time.
+pub(super) fn added_time_chart(s: &mut String, shapes: &[&Shape]) {
+    let (width, label_w, row_h, top_m) = (1000.0, 400.0, 30.0, 8.0);
+    let text_room = 84.0;
+    let pos = shapes.iter().map(|x| x.added_us.max(0)).max().unwrap_or(0) as f64;
+    let neg = shapes
+        .iter()
+        .map(|x| (-x.added_us).max(0))
+        .max()
+        .unwrap_or(0) as f64;
+    let avail = width - label_w - 10.0 - text_room * (if neg > 0.0 { 2.0 } else { 1.0 });
+    let scale = avail / (pos + neg).max(1.0);
+    let zero = label_w
+        + 10.0
+        + if neg > 0.0 {
+            text_room + neg * scale
+        } else {
+            0.0
+        };
+    let height = top_m * 2.0 + row_h * shapes.len() as f64;
+    w!(
+        s,
+        "<div class=\"chart\"><svg viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"top shapes by added time\">\n",
+        f(width),
+        f(height)
+    );
+    for (i, x) in shapes.iter().enumerate() {
+        let y = top_m + i as f64 * row_h;
+        let mid = y + row_h / 2.0 + 4.0;
+        let len = (x.added_us.unsigned_abs() as f64 * scale).max(2.0);
+        let (bx, color, tx, anchor) = if x.added_us > 0 {
+            (zero, RED, zero + len + 6.0, "start")
+        } else {
+            (zero - len, GREEN, zero - len - 6.0, "end")
+        };
+        let label = truncate(&format!("{}  {}", x.id, x.fingerprint), 54);
+        w!(
+            s,
+            "<text class=\"mono\" x=\"{}\" y=\"{}\">{}<title>{}</title></text>\
+             <rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"{color}\"><title>{}: {} ({})</title></rect>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" style=\"font-weight:600\">{}</text>\n",
+            f(4.0),
+            f(mid),
+            esc(&label),
+            esc(&truncate(&x.fingerprint, 2000)),
+            f(bx),
+            f(y + 5.0),
+            f(len),
+            f(row_h - 10.0),
+            esc(&x.id),
+            esc(&fmt_signed_us(x.added_us)),
+            esc(&x.latency),
+            f(tx),
+            f(mid),
+            esc(&fmt_signed_us(x.added_us))
+        );
+    }
+    w!(
+        s,
+        "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#57606a\"/>\n</svg></div>\n",
+        f(zero),
+        f(zero),
+        f(top_m - 4.0),
+        f(height - top_m + 4.0)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_axes() {
+        assert_eq!(f(f64::NAN), "0");
+        assert_eq!(f(-0.001), "0");
+        assert_eq!(f(12.5), "12.5");
+        assert_eq!(tail_x(100.0), None);
+        assert!((tail_x(99.0).unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(pct_label(99.9), "p99.9");
+    }
+}
