@@ -3,11 +3,13 @@
 //! installed or installable (scripts/setup.sh, apt-get). `--build-only` does exactly that and
 //! exits before any benchmark; this runs it for every script. No database, nothing measured.
 //!
-//! The scripts build with MYRR_BENCH_CARGO_PROFILE, here `test` (what `cargo test` has built
-//! already) rather than release, which takes minutes on 2 cores. That this target dir already
-//! holds a myrr binary does not hide a script that forgot to build one: the scripts run only
-//! executables their own `cargo build` reported (`bench_built` in benches/lib/build.sh), and
-//! never a path under target/<profile>/ (checked below).
+//! The scripts build with MYRR_BENCH_CARGO_PROFILE, here `test` (in this target dir, mostly
+//! built already by `cargo test`; a first run may compile a few crates again, as `cargo build
+//! -p myrr` unifies features without the dev-dependencies) rather than release, which takes
+//! many minutes on 2 cores. That this target dir already holds a myrr binary does not hide a
+//! script that forgot to build one: the scripts run only executables their own `cargo build`
+//! reported (`bench_built` in benches/lib/build.sh), and never a path under target/<profile>/
+//! (checked below).
 
 mod common;
 
