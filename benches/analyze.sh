@@ -5,17 +5,27 @@
 # text protocol: every statement fingerprinted from its SQL text; and the prepared-statement
 # one) and reports exchanges analyzed per CPU-second (both sides count: one joined pair = two
 # exchanges read) and peak RSS. Run benches/capture.sh first.
+#
+# Usage: benches/analyze.sh [--build-only]
+#   --build-only  build myrr, check the helpers are installed or installable, then exit
+#                 without benchmarking (tests/benches.rs)
+# Environment: MYRR_BENCH_DIR (<repo>/target/bench), MYRR_BENCH_CARGO_PROFILE (release).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+source "$ROOT/benches/lib/build.sh"
+bench_args "$@"
+set -- "${BENCH_ARGS[@]}"
+[[ $# -eq 0 ]] || { sed -n '2,12p' "$0" >&2; exit 2; }
 DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}"
-cargo build --release -q -p myrr
-MYRR="$ROOT/target/release/myrr"
-command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
+bench_tools apt /usr/bin/time:time python3:python3
+bench_build -p myrr --bin myrr
+MYRR=$(bench_built myrr)
+bench_build_only_exit
 out=()
 for name in sysbench sysbench-ps; do
     rec="$DIR/$name.myrr"
-    [[ -f "$rec" ]] || { echo "missing $rec: run benches/capture.sh${name#sysbench} first" >&2; continue; }
+    [[ -f "$rec" ]] || { echo "missing $rec: run benches/capture.sh$([[ $name == *-ps ]] && echo " --ps") first" >&2; continue; }
     n=$("$MYRR" inspect "$rec" --format jsonl 2>/dev/null | grep -c '"event":"exchange"')
     for run in 1 2 3; do
         /usr/bin/time -f "%e %U %S %M" -o "$DIR/analyze.time" "$MYRR" analyze --baseline "$rec" --candidate "$rec" --format json -o "$DIR/analyze-$name.json" 2>/dev/null || true
@@ -25,6 +35,7 @@ for name in sysbench sysbench-ps; do
     done
     out+=("$line")
 done
+((${#out[@]})) || bench_die "no recording to analyze in $DIR: run benches/capture.sh (and --ps) first"
 {
     echo
     echo "## analyze — $(date -u +%F) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
@@ -35,5 +46,5 @@ done
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${out[@]}"
     echo
-    echo "Command: \`bash benches/analyze.sh\`"
+    echo "Command: \`bash benches/analyze.sh\`$([[ $BENCH_CARGO_PROFILE == release ]] || echo " (MYRR_BENCH_CARGO_PROFILE=$BENCH_CARGO_PROFILE)")"
 } | tee -a benches/RESULTS.md

@@ -8,20 +8,23 @@
 #   c. tshark -r FILE -Y mysql.query -T fields ...        (1 run, maybe on a slice)
 # and prints a results table, which is also appended to benches/RESULTS.md.
 #
-# Usage: benches/capture.sh [--reuse] [--ps] [--profile|--no-profile] [--no-tshark]
+# Usage: benches/capture.sh [--reuse] [--ps] [--profile|--no-profile] [--no-tshark] [--build-only]
 #   --reuse       keep an existing pcap (and its saved sysbench/tcpdump logs)
 #   --ps          sysbench with prepared statements (binary protocol), own pcap
 #   --profile     always run the perf profile (default: only if myrr > 4x tcpdump)
 #   --no-profile  never run it
 #   --no-tshark   skip tshark
+#   --build-only  build myrr, check tcpdump, tshark, sysbench, MariaDB and the helpers are
+#                 installed or installable, then exit without benchmarking (tests/benches.rs)
 # Environment: MYRR_BENCH_DIR (default <repo>/target/bench), MYRR_BENCH_TIME (20 s),
 #   MYRR_BENCH_THREADS (16), MYRR_BENCH_RUNS (3), MYRR_BENCH_PROFILE_PACKETS (200000),
 #   MYRR_BENCH_TSHARK_MAX (600 s: above this estimate tshark runs on a 10% slice),
-#   MYRR_BENCH_RESULTS (where to append, default benches/RESULTS.md).
+#   MYRR_BENCH_RESULTS (where to append, default benches/RESULTS.md),
+#   MYRR_BENCH_CARGO_PROFILE (the cargo profile myrr is built with, default release).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PATH="$PATH:/usr/sbin:/sbin"
+source "$ROOT/benches/lib/build.sh"
 BENCH_DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}"
 DB_PORT=23306
 DURATION="${MYRR_BENCH_TIME:-20}"
@@ -29,24 +32,35 @@ THREADS="${MYRR_BENCH_THREADS:-16}"
 RUNS="${MYRR_BENCH_RUNS:-3}"
 PROFILE_PACKETS="${MYRR_BENCH_PROFILE_PACKETS:-200000}"
 TSHARK_MAX="${MYRR_BENCH_TSHARK_MAX:-600}"
-MYRR="$ROOT/target/release/myrr"
 RESULTS_MD="${MYRR_BENCH_RESULTS:-$ROOT/benches/RESULTS.md}"
 
 REUSE=0 PS=0 PROFILE=auto TSHARK=1
-for arg in "$@"; do
+bench_args "$@"
+for arg in "${BENCH_ARGS[@]}"; do
     case "$arg" in
         --reuse) REUSE=1 ;;
         --ps) PS=1 ;;
         --profile) PROFILE=yes ;;
         --no-profile) PROFILE=no ;;
         --no-tshark) TSHARK=0 ;;
-        -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
     esac
 done
 
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+log() { bench_log "$@"; }
+die() { bench_die "$@"; }
+
+# ---- 1. tools and build ---------------------------------------------------------------
+# tcpdump and tshark are what myrr is measured against; sysbench makes the traffic, on the
+# MariaDB of scripts/db.sh. capinfos comes with tshark (wireshark-common). jq, perf and
+# valgrind are optional (a fallback, the profile).
+bench_tools setup tcpdump:tcpdump tshark:tshark editcap:tshark capinfos:tshark \
+    sysbench:sysbench mariadb:mariadb-client mariadbd:mariadb-server
+bench_tools apt /usr/bin/time:time numfmt:coreutils
+bench_build -p myrr --bin myrr
+MYRR=$(bench_built myrr)
+bench_build_only_exit
 
 mkdir -p "$BENCH_DIR"
 BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
@@ -74,16 +88,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- tools --------------------------------------------------------------------------
-need_apt=()
-[[ -x /usr/bin/time ]] || need_apt+=(time)
-for t in tcpdump tshark editcap sysbench mariadb; do
-    command -v "$t" >/dev/null || die "$t is not installed"
-done
-if ((${#need_apt[@]})); then
-    log "installing ${need_apt[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
 TIME=(/usr/bin/time -f '%e %M %U %S')   # elapsed s, max RSS KB, user s, sys s
 
 # median of the numbers given as arguments
@@ -104,11 +108,6 @@ timed() {
     fi
     tail -1 "$tf" | awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }'
 }
-
-# ---- 1. build -----------------------------------------------------------------------
-log "building release binary"
-(cd "$ROOT" && cargo build --release -p myrr 2>&1 | tail -3 >&2)
-[[ -x "$MYRR" ]] || die "no $MYRR after the build"
 
 # ---- 2. pcap ------------------------------------------------------------------------
 SB=(sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$DB_PORT
@@ -324,9 +323,9 @@ echo "$TABLE"
     echo "$TCPDUMP_DESC &   # stopped with SIGINT (kill -INT pid) after sysbench"
     echo "$SB_RUN_DESC"
     echo "tcpdump -r FILE -w /dev/null                                   # x$RUNS"
-    echo "target/release/myrr capture -r FILE --port $DB_PORT -o OUT.myrr         # x$RUNS"
+    echo "${MYRR#"$ROOT"/} capture -r FILE --port $DB_PORT -o OUT.myrr         # x$RUNS"
     echo "$TSHARK_CMD_DESC   # x1"
-    echo "target/release/myrr inspect OUT.myrr --format jsonl | wc -l"
+    echo "${MYRR#"$ROOT"/} inspect OUT.myrr --format jsonl | wc -l"
     echo '```'
     echo
     echo '```'

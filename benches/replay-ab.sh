@@ -11,15 +11,41 @@
 # finishes a query: that is how a client's scheduling shows in the server's CPU. The tracing
 # itself costs the server about 10 % of its QPS, so leave it off for the figures.
 #
-# Usage: benches/replay-ab.sh REC.myrr ROUNDS SESSIONS BINARY...
+# Usage: benches/replay-ab.sh REC.myrr ROUNDS SESSIONS [BINARY...]
+#        benches/replay-ab.sh --build-only [BINARY...]
 #   REC.myrr: a sysbench oltp_read_only recording with SESSIONS sessions (benches/replay.sh
-#   leaves target/bench/replay/ro-16.myrr and ro-64.myrr); BINARY: myrr executables.
+#   leaves target/bench/replay/ro-16.myrr and ro-64.myrr); BINARY: myrr executables (default:
+#   this checkout's, built with MYRR_BENCH_CARGO_PROFILE, release by default).
+#   --build-only: build this checkout's myrr, check the BINARYs, sysbench and the helpers,
+#   then exit without benchmarking (tests/benches.rs).
 # The database pair must be up (bash scripts/db.sh start) with myrr_bench loaded.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[[ $# -ge 4 ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
-REC=$1 ROUNDS=$2 SESSIONS=$3
-shift 3
+source "$ROOT/benches/lib/build.sh"
+bench_args "$@"
+set -- "${BENCH_ARGS[@]}"
+usage() { sed -n '2,21p' "$0" >&2; exit 2; }
+if ((BENCH_BUILD_ONLY)); then
+    BINS=("$@")
+else
+    [[ $# -ge 3 ]] || usage
+    REC=$1 ROUNDS=$2 SESSIONS=$3
+    shift 3
+    BINS=("$@")
+    [[ -f $REC ]] || bench_die "no recording $REC (benches/replay.sh makes target/bench/replay/ro-16.myrr and ro-64.myrr)"
+fi
+bench_tools setup sysbench:sysbench
+bench_tools apt /usr/bin/time:time python3:python3
+[[ ${MYRR_AB_SYSCALLS:-0} == 1 ]] && bench_tools apt perf:linux-perf
+if ((${#BINS[@]} == 0 || BENCH_BUILD_ONLY)); then
+    bench_build -p myrr --bin myrr
+    MYRR=$(bench_built myrr)
+    ((${#BINS[@]})) || BINS=("$MYRR")
+fi
+for bin in "${BINS[@]}"; do
+    [[ -x $bin && ! -d $bin ]] || bench_die "$bin is not an executable (BINARY: a myrr binary)"
+done
+bench_build_only_exit
 eval "$(bash "$ROOT/scripts/db.sh" env)"
 HZ=$(getconf CLK_TCK)
 PIDFILE="$ROOT/target/myrr-db/candidate/mariadbd.pid"
@@ -29,7 +55,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
 for round in $(seq "$ROUNDS"); do
-    for who in "$@" sysbench; do
+    for who in "${BINS[@]}" sysbench; do
         read -r u0 s0 < <(server)
         i0=$(resched)
         if [[ ${MYRR_AB_SYSCALLS:-0} == 1 ]]; then

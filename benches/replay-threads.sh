@@ -5,21 +5,45 @@
 # together (queries in the window: the run's average QPS times its length). For changes to one
 # of them; compare builds in interleaved runs (this machine's noise is ±10 % run to run).
 #
-# Usage: benches/replay-threads.sh REC.myrr BINARY...
+# Usage: benches/replay-threads.sh REC.myrr [BINARY...]
+#        benches/replay-threads.sh --build-only [BINARY...]
 #   REC.myrr: a recording to replay with --speed max (benches/replay.sh leaves
-#   target/bench/replay/ro-16.myrr and ro-64.myrr); BINARY: myrr executables.
+#   target/bench/replay/ro-16.myrr and ro-64.myrr); BINARY: myrr executables (default: this
+#   checkout's, built with MYRR_BENCH_CARGO_PROFILE, release by default).
 #   MYRR_THREADS_WINDOW: seconds measured (4), after MYRR_THREADS_WARMUP seconds (2).
+#   --build-only: build this checkout's myrr, check the BINARYs, perf and python3, then exit
+#   without benchmarking (tests/benches.rs).
 # The database pair must be up (bash scripts/db.sh start) with myrr_bench loaded.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[[ $# -ge 2 ]] || { sed -n '2,13p' "$0" >&2; exit 2; }
-REC=$1
-shift
+source "$ROOT/benches/lib/build.sh"
+bench_args "$@"
+set -- "${BENCH_ARGS[@]}"
+usage() { sed -n '2,17p' "$0" >&2; exit 2; }
+if ((BENCH_BUILD_ONLY)); then
+    BINS=("$@")
+else
+    [[ $# -ge 1 ]] || usage
+    REC=$1
+    shift
+    BINS=("$@")
+    [[ -f $REC ]] || bench_die "no recording $REC (benches/replay.sh makes target/bench/replay/ro-16.myrr and ro-64.myrr)"
+fi
 WINDOW=${MYRR_THREADS_WINDOW:-4} WARMUP=${MYRR_THREADS_WARMUP:-2}
+bench_tools apt perf:linux-perf python3:python3
+if ((${#BINS[@]} == 0 || BENCH_BUILD_ONLY)); then
+    bench_build -p myrr --bin myrr
+    MYRR=$(bench_built myrr)
+    ((${#BINS[@]})) || BINS=("$MYRR")
+fi
+for bin in "${BINS[@]}"; do
+    [[ -x $bin && ! -d $bin ]] || bench_die "$bin is not an executable (BINARY: a myrr binary)"
+done
+bench_build_only_exit
 eval "$(bash "$ROOT/scripts/db.sh" env)"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-for bin in "$@"; do
+for bin in "${BINS[@]}"; do
     "$bin" replay "$REC" --target "$MYRR_CANDIDATE_URL" --speed max -o "$T/run.myrr" --json \
         >"$T/run.json" 2>"$T/err" &
     pid=$!

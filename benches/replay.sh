@@ -10,21 +10,32 @@
 #  3. scale: 5000 concurrent sessions (synthetic recording) at --speed 1: peak RSS.
 # Results are printed and appended to benches/RESULTS.md.
 #
-# Usage: benches/replay.sh    Environment: MYRR_BENCH_TIME (10 s per run), MYRR_BENCH_ROUNDS
-# (3 alternating rounds per concurrency), MYRR_BENCH_DIR.
+# Usage: benches/replay.sh [--build-only]
+#   --build-only  build myrr and examples/synthetic, check sysbench, MariaDB and the helpers are
+#                 installed or installable, then exit without benchmarking (tests/benches.rs)
+# Environment: MYRR_BENCH_TIME (10 s per run), MYRR_BENCH_ROUNDS (3 alternating rounds per
+# concurrency), MYRR_BENCH_DIR, MYRR_BENCH_CARGO_PROFILE (release).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+source "$ROOT/benches/lib/build.sh"
+bench_args "$@"
+set -- "${BENCH_ARGS[@]}"
+[[ $# -eq 0 ]] || { sed -n '2,17p' "$0" >&2; exit 2; }
 DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}/replay"
 T="${MYRR_BENCH_TIME:-10}"
 ROUNDS="${MYRR_BENCH_ROUNDS:-3}"
-mkdir -p "$DIR"
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
+log() { bench_log "$@"; }
 
-log "building (release)"
-cargo build --release -q -p myrr --example synthetic
-MYRR="$ROOT/target/release/myrr"
+# sysbench is what the replay is measured against; the MariaDB pair comes from scripts/db.sh.
+bench_tools setup sysbench:sysbench mariadb:mariadb-client mariadb-dump:mariadb-client mariadbd:mariadb-server
+bench_tools apt /usr/bin/time:time python3:python3 taskset:util-linux
+bench_build -p myrr --bin myrr --example synthetic
+MYRR=$(bench_built myrr)
+SYNTHETIC=$(bench_built examples/synthetic)
+bench_build_only_exit
+
+mkdir -p "$DIR"
 bash scripts/db.sh start >/dev/null
 eval "$(bash scripts/db.sh env)"
 HZ=$(getconf CLK_TCK)
@@ -166,7 +177,7 @@ RATE=$(lag "$DIR/rate.json")
 log "$RATE"
 
 log "paced replay (--speed 1) of a synthetic recording: 16 sessions, a point select every 1 ms each"
-"$ROOT/target/release/examples/synthetic" 16 5000 1 myrr_bench "$DIR/syn16.myrr"
+"$SYNTHETIC" 16 5000 1 myrr_bench "$DIR/syn16.myrr"
 "$MYRR" replay "$DIR/syn16.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 -o "$DIR/syn16.out.myrr" --json >"$DIR/syn16.json" 2>"$DIR/syn16.log"
 SYN=$(lag "$DIR/syn16.json")
 log "$SYN"
@@ -201,7 +212,7 @@ print(f\"| {'$mode'} | {s['exchanges']:,} | {s['elapsed_s']:.1f} s | {a['mismatc
 done
 
 log "5000 concurrent sessions (synthetic: SELECT every 500 ms, 10 each)"
-"$ROOT/target/release/examples/synthetic" 5000 10 500 myrr_bench "$DIR/5000.myrr"
+"$SYNTHETIC" 5000 10 500 myrr_bench "$DIR/5000.myrr"
 /usr/bin/time -f "%e %U %S %M" -o "$DIR/5000.time" \
     "$MYRR" replay "$DIR/5000.myrr" --target "$MYRR_CANDIDATE_URL" --speed 1 -o "$DIR/5000.out.myrr" --json >"$DIR/5000.json" 2>"$DIR/5000.log"
 BIG=$(python3 -c "
@@ -256,5 +267,5 @@ SUM
     echo
     echo "Scale: $BIG"
     echo
-    echo "Command: \`bash benches/replay.sh\` (MYRR_BENCH_TIME=$T, MYRR_BENCH_ROUNDS=$ROUNDS)"
+    echo "Command: \`bash benches/replay.sh\` (MYRR_BENCH_TIME=$T, MYRR_BENCH_ROUNDS=$ROUNDS$([[ $BENCH_CARGO_PROFILE == release ]] || echo ", MYRR_BENCH_CARGO_PROFILE=$BENCH_CARGO_PROFILE"))"
 } | tee -a benches/RESULTS.md
