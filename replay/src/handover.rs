@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
-use crate::Work;
+use crate::dispatch::Work;
 
 /// A session's exchanges as the dispatcher hands them over, in order. One is held inline:
 /// a paced replay hands them over one by one, without an allocation each.
@@ -154,7 +154,7 @@ fn send(q: &mut Queue, max: usize, clone: usize, refused: &mut Vec<Refused>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Handed, Recorded};
+    use crate::dispatch::{Handed, Recorded};
     use myrr_recording::Command;
 
     fn work(seq: u64) -> Work {

@@ -23,10 +23,12 @@
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
 
+mod dispatch;
 mod follow;
 mod handover;
 mod outbox;
 mod pacer;
+mod pacing;
 mod pool;
 mod readonly;
 mod sched;
@@ -37,14 +39,12 @@ pub use sync::SyncMode;
 pub use tls::{Tls, TlsMode};
 pub mod target;
 pub(crate) use handover::Batch;
-use handover::Handover;
 pub use sched::{Policy, Sched};
 mod wire;
 
 pub use readonly::{first_keyword, is_read_only};
 pub use target::Target;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,41 +52,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use myrr_recording::{
-    event_time, Command, Event, Exchange, FormatError, Header, RecordingReader, RecordingWriter,
-    Response, RunKind, RunReader, SessionStart, LEVEL_FAST,
+    event_time, Event, FormatError, Header, RecordingReader, RecordingWriter, Response, RunKind,
+    LEVEL_FAST,
 };
-use tokio::sync::mpsc;
-
-/// Closed loop: exchanges queued for sessions at first. Short queues keep the exchanges in
-/// the CPU cache between the dispatcher and the sessions: with 100k queued, the client spent
-/// about 12 % more CPU per query. Too short, and a session whose recorded pace was slower than
-/// the others' catches up with the dispatcher's place in the recording while the budget sits
-/// in the others' queues: it runs dry and must be woken (4096: 1.2 % of the exchanges of a
-/// 16-session sysbench replay found their queue empty; 16 Ki: half as many, for 4 % less
-/// client CPU per query). The budget grows (up to `ReplayConfig::queue`) with the sessions
-/// live, and whenever no session takes an exchange for [`QUEUE_STALL`]; paced replays start
-/// at `queue` (they are bounded by `read_ahead`).
-const CLOSED_LOOP_QUEUE: usize = 16384;
-/// Closed loop: the budget is at least this much per live session.
-const CLOSED_LOOP_PER_SESSION: usize = 256;
-const QUEUE_STALL: Duration = Duration::from_millis(10);
 
 /// Logins in progress at once, over all sessions.
 const LOGIN_SLOTS: usize = 32;
 
-/// Queue budget the dispatcher takes at once.
-const PERMIT_BATCH: usize = 256;
-
-/// Exchanges handed to a session at once in a closed loop (see module `handover`).
-const HAND_OVER_BATCH: usize = 32;
-/// Every this many exchanges handed over, the batches not yet full are sent anyway.
-const FLUSH_EVERY: usize = 1024;
 /// Output events a session thread may have queued for the writer (see `outbox`): 2 Ki events of
 /// a few hundred bytes each, on each of up to 64 threads by default.
 const OUTPUT_SHARD: usize = 2048;
-
-/// `--sync`: a command in the server this long is taken to be blocked on a lock.
-const STUCK_AFTER: Duration = Duration::from_millis(20);
 
 /// Replay pace.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -289,13 +264,12 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) events: outbox::Outbox,
     stop: Arc<AtomicBool>,
-    /// Replay start on the monotonic clock, and the recorded instant it stands for.
-    start: tokio::time::Instant,
-    recorded_origin_us: u64,
+    /// When each exchange is due, how many go at once, the queue budget.
+    pub(crate) pacing: pacing::Pacing,
     timings: Mutex<Timings>,
     errors: Mutex<Vec<String>>,
-    /// `--sync`: commit points dispatched and not yet answered.
-    pub(crate) commits: Option<sync::CommitOrder>,
+    /// `--sync`: the recorded commit order and who is in the server.
+    pub(crate) order: Option<sync::Order>,
     /// Exchanges that may be queued for sessions, over all sessions.
     pub(crate) budget: tokio::sync::Semaphore,
     /// Logins in progress at once. A storm of thousands of sessions starting together, each
@@ -308,8 +282,6 @@ pub(crate) struct Shared {
     /// over): sessions waiting for one outside their runtime go back to waiting in it, where
     /// they can be dropped.
     pub(crate) abandon: Arc<AtomicBool>,
-    /// `--sync`: (session, clone) → since when its current command is in the server.
-    in_server: Mutex<HashMap<(u64, u32), Instant>>,
 }
 
 struct Timings {
@@ -320,18 +292,6 @@ struct Timings {
 impl Shared {
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
-    }
-
-    /// When a recorded instant is due in this replay (`None`: now, closed loop).
-    pub(crate) fn schedule_at(&self, recorded_us: u64, clone: u32) -> Option<tokio::time::Instant> {
-        let stagger = self.config.stagger * clone;
-        match self.config.speed {
-            Speed::Max => None,
-            Speed::Factor(f) => {
-                let offset = recorded_us.saturating_sub(self.recorded_origin_us) as f64 / f;
-                Some(self.start + Duration::from_micros(offset as u64) + stagger)
-            }
-        }
     }
 
     /// Hands a session's counts and timings to the shared ones (see [`Tally`]).
@@ -364,29 +324,6 @@ impl Shared {
             ..Tally::default()
         };
         t.timings.clear();
-    }
-
-    /// `--sync`: a session's command entered (or left) the server.
-    pub(crate) fn in_server(&self, session: u64, clone: u32, inside: bool) {
-        if self.commits.is_none() {
-            return;
-        }
-        if let Ok(mut m) = self.in_server.lock() {
-            if inside {
-                m.insert((session, clone), Instant::now());
-            } else {
-                m.remove(&(session, clone));
-            }
-        }
-    }
-
-    /// `--sync`: the session's current command has been in the server far longer than an
-    /// answer takes (blocked on a lock, most likely).
-    pub(crate) fn stuck_in_server(&self, session: u64, clone: u32) -> bool {
-        self.in_server.lock().is_ok_and(|m| {
-            m.get(&(session, clone))
-                .is_some_and(|t| t.elapsed() > STUCK_AFTER)
-        })
     }
 
     pub(crate) fn note_error(&self, e: String) {
@@ -608,27 +545,28 @@ pub async fn run(
         })?;
 
     let started = Instant::now();
+    let pacing = pacing::Pacing::new(
+        &config,
+        tokio::time::Instant::now() + Duration::from_millis(50),
+        scan.origin_us,
+    );
+    let budget = pacing.initial_budget();
     let shared = Arc::new(Shared {
         progress: progress.clone(),
         clock: Clock::new(),
         events,
         stop: stop.clone(),
-        start: tokio::time::Instant::now() + Duration::from_millis(50),
-        recorded_origin_us: scan.origin_us,
+        pacing,
         timings: Mutex::new(Timings {
             lag: Histogram::new(3).expect("histogram"),
             service: Histogram::new(3).expect("histogram"),
         }),
         errors: Mutex::new(Vec::new()),
-        commits: (config.sync != SyncMode::None).then(|| sync::CommitOrder::new(config.scale)),
-        in_server: Mutex::new(HashMap::new()),
+        order: (config.sync != SyncMode::None).then(|| sync::Order::new(config.scale)),
         logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
         policy,
         abandon: Arc::default(),
-        budget: tokio::sync::Semaphore::new(match config.speed {
-            Speed::Max => CLOSED_LOOP_QUEUE.min(config.queue).max(1),
-            Speed::Factor(_) => config.queue.max(1),
-        }),
+        budget: tokio::sync::Semaphore::new(budget),
         config,
     });
 
@@ -636,8 +574,8 @@ pub async fn run(
     // run on the pool's threads. In a closed loop their queues are rarely empty, so handing
     // over an exchange seldom wakes a thread.
     let pool = pool::Pool::new(shared.config.session_threads);
-    let feeder = tokio::spawn(feed_commits(shared.clone()));
-    let (tasks, pool, read_damage) = tokio::spawn(dispatch(shared.clone(), pool))
+    let feeder = tokio::spawn(dispatch::feed_commits(shared.clone()));
+    let (tasks, pool, read_damage) = tokio::spawn(dispatch::dispatch(shared.clone(), pool))
         .await
         .unwrap_or_default();
     let mut interrupted = stop.load(Ordering::Relaxed);
@@ -710,338 +648,6 @@ pub async fn run(
         first_errors,
         sched: policy,
     })
-}
-
-/// A recorded exchange as far as a session task needs it: its command and times, not its
-/// recorded answer. The dispatcher frees the answer on the thread that decoded it (a free on
-/// another thread costs the allocator more).
-pub(crate) struct Recorded {
-    pub(crate) seq: u64,
-    pub(crate) start_us: u64,
-    pub(crate) end_us: u64,
-    pub(crate) command: Command,
-    /// A PREPARE's recorded statement id, which later EXECUTEs name.
-    pub(crate) prepared_id: Option<u32>,
-}
-
-impl From<Exchange> for Recorded {
-    fn from(x: Exchange) -> Self {
-        Self {
-            seq: x.seq,
-            start_us: x.start_us,
-            end_us: x.end_us,
-            prepared_id: match x.response {
-                Response::Prepared(p) => Some(p.stmt_id),
-                _ => None,
-            },
-            command: x.command,
-        }
-    }
-}
-
-/// A recorded exchange handed to a session task: its own without `--scale` (no allocation),
-/// shared between the clones with it.
-pub(crate) enum Handed {
-    Own(Recorded),
-    Shared(Arc<Recorded>),
-}
-
-impl std::ops::Deref for Handed {
-    type Target = Recorded;
-
-    fn deref(&self) -> &Recorded {
-        match self {
-            Handed::Own(r) => r,
-            Handed::Shared(r) => r,
-        }
-    }
-}
-
-impl Handed {
-    /// The command, taken (copied while another clone still holds it).
-    pub(crate) fn into_command(self) -> Command {
-        match self {
-            Handed::Own(r) => r.command,
-            Handed::Shared(r) => Arc::try_unwrap(r)
-                .map(|r| r.command)
-                .unwrap_or_else(|r| r.command.clone()),
-        }
-    }
-}
-
-/// One recorded exchange for a session task, with its place in the commit order (`--sync`).
-pub(crate) struct Work {
-    pub(crate) x: Handed,
-    /// Registered commit point: release it once answered.
-    pub(crate) commit: Option<sync::CommitKey>,
-    /// Wait for the commits that ended before it started.
-    pub(crate) wait: bool,
-}
-
-/// Which recorded events this replay takes (shard, limits, sessions seen starting). The
-/// dispatcher and the `--sync` commit feeder both read through one, so they agree exactly.
-struct Selector<'a> {
-    cfg: &'a ReplayConfig,
-    horizon: Option<u64>,
-    live: HashSet<u64>,
-    taken: u64,
-}
-
-enum Pick {
-    Start(SessionStart),
-    Exchange(Exchange),
-    End(u64),
-    Skip,
-    Stop,
-}
-
-impl<'a> Selector<'a> {
-    fn new(cfg: &'a ReplayConfig, recorded_origin_us: u64) -> Self {
-        Self {
-            cfg,
-            horizon: cfg
-                .limit_duration
-                .map(|d| recorded_origin_us + d.as_micros() as u64),
-            live: HashSet::new(),
-            taken: 0,
-        }
-    }
-
-    fn pick(&mut self, ev: Event) -> Pick {
-        let cfg = self.cfg;
-        if self.horizon.is_some_and(|h| event_time(&ev) > h)
-            || cfg.limit_exchanges.is_some_and(|l| self.taken >= l)
-        {
-            return Pick::Stop;
-        }
-        match ev {
-            // A replay run used as input: each session once (clone 0).
-            Event::SessionStart(s)
-                if s.clone == 0 && s.session % cfg.shard.1 as u64 == cfg.shard.0 as u64 =>
-            {
-                self.live.insert(s.session);
-                Pick::Start(s)
-            }
-            Event::Exchange(x) if x.clone == 0 && self.live.contains(&x.session) => {
-                self.taken += 1;
-                Pick::Exchange(x)
-            }
-            Event::SessionEnd(e) if self.live.remove(&e.session) => Pick::End(e.session),
-            _ => Pick::Skip,
-        }
-    }
-}
-
-/// Reads events in time order and hands each session's exchanges to its tasks (one per clone).
-///
-/// Damage met on the way (a block whose checksum is right but whose contents do not decode:
-/// the pre-scan checks checksums only) ends the reading there and is returned.
-async fn dispatch(
-    shared: Arc<Shared>,
-    mut pool: pool::Pool,
-) -> (
-    Vec<tokio::task::JoinHandle<()>>,
-    Option<pool::Pool>,
-    Option<FormatError>,
-) {
-    let cfg = &shared.config;
-    let mut tasks = Vec::new();
-    let mut merged = match RunReader::open(&cfg.inputs) {
-        Ok(m) => m,
-        Err(e) => return (tasks, Some(pool), Some(e)),
-    };
-    // Paced, an exchange is sent to its session at once: one due soon must not wait in a
-    // batch while the dispatcher reads on. So with --sync, where other sessions may wait for
-    // this exchange's commit.
-    // A quiet session's partial batch waits for no more than FLUSH_EVERY exchanges of the
-    // others (the dispatcher may never wait while permits keep coming).
-    let batch = match cfg.speed {
-        Speed::Max if shared.commits.is_none() => HAND_OVER_BATCH,
-        _ => 1,
-    };
-    let mut handover = Handover::new(batch, FLUSH_EVERY);
-    let mut refused = Vec::new();
-    let mut classifier = sync::Classifier::default();
-    let mut select = Selector::new(cfg, shared.recorded_origin_us);
-    let mut permits = 0u32;
-    let mut capacity = shared.budget.available_permits();
-    for ev in merged.by_ref() {
-        if shared.stopping() {
-            break;
-        }
-        let pick = select.pick(ev);
-        // Paced: no further ahead than `read_ahead`, whatever the queues could hold.
-        let due = match &pick {
-            Pick::Start(s) => Some(s.start_us),
-            Pick::Exchange(x) => Some(x.start_us),
-            _ => None,
-        };
-        if let Some(at) = due.and_then(|us| shared.schedule_at(us, 0)) {
-            match at.checked_sub(cfg.read_ahead) {
-                Some(early) if early > tokio::time::Instant::now() => {
-                    handover.send_unsent(&mut refused);
-                    give_back(&shared, &mut refused);
-                    tokio::time::sleep_until(early).await
-                }
-                _ => {}
-            }
-        }
-        match pick {
-            Pick::Stop => break,
-            Pick::Skip => {}
-            Pick::Start(s) => {
-                let mut txs = Vec::new();
-                for clone in 0..cfg.scale {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let worker = session::Worker::new(shared.clone(), s.clone(), clone);
-                    tasks.push(pool.spawn(worker.run(rx)));
-                    txs.push(tx);
-                }
-                handover.open(s.session, txs);
-                // Closed loop: room for every live session's share, whatever the start.
-                let live = handover.sessions() * cfg.scale as usize;
-                let want = (CLOSED_LOOP_PER_SESSION * live).min(cfg.queue);
-                if cfg.speed == Speed::Max && want > capacity {
-                    shared.budget.add_permits(want - capacity);
-                    capacity = want;
-                }
-            }
-            Pick::Exchange(x) => {
-                let session = x.session;
-                if !handover.is_open(session) {
-                    continue;
-                }
-                let (write, commit) = match shared.commits {
-                    Some(_) => classifier.classify(&x),
-                    None => (false, false),
-                };
-                let commit = commit.then_some((x.end_us, x.session, x.seq));
-                let wait = match cfg.sync {
-                    SyncMode::None => false,
-                    SyncMode::Commit => write || commit.is_some(),
-                    SyncMode::All => true,
-                };
-                let recorded = Recorded::from(x);
-                let (mut own, shared_x) = if cfg.scale == 1 {
-                    (Some(recorded), None)
-                } else {
-                    (None, Some(Arc::new(recorded)))
-                };
-                for clone in 0..cfg.scale as usize {
-                    // The session task gives the permit back when it takes the exchange.
-                    // Taken in batches: a dispatcher waiting for permits is woken once per
-                    // batch, not by every session (each wake-up can cross threads).
-                    if permits == 0 {
-                        let batch = PERMIT_BATCH.min(cfg.queue.max(1)) as u32;
-                        let got = match shared.budget.try_acquire_many(batch) {
-                            Ok(p) => {
-                                p.forget();
-                                true
-                            }
-                            Err(_) => {
-                                // The sessions give permits back as they take exchanges:
-                                // they must have theirs before the dispatcher waits.
-                                handover.send_unsent(&mut refused);
-                                give_back(&shared, &mut refused);
-                                let wait = shared.budget.acquire_many(batch);
-                                if capacity < cfg.queue {
-                                    match tokio::time::timeout(QUEUE_STALL, wait).await {
-                                        Ok(got) => got.map(|p| p.forget()).is_ok(),
-                                        // Nothing came back: the queued exchanges belong to
-                                        // sessions that are blocked (on a lock whose holder's
-                                        // next command is further on). The queues may hold
-                                        // more.
-                                        Err(_) => {
-                                            capacity += batch as usize;
-                                            true
-                                        }
-                                    }
-                                } else {
-                                    wait.await.map(|p| p.forget()).is_ok()
-                                }
-                            }
-                        };
-                        if !got {
-                            break;
-                        }
-                        permits = batch;
-                    }
-                    permits -= 1;
-                    let x = match (&shared_x, own.take()) {
-                        (Some(x), _) => Handed::Shared(x.clone()),
-                        // One clone: it takes the exchange itself, on its only turn.
-                        (None, Some(x)) => Handed::Own(x),
-                        (None, None) => break,
-                    };
-                    if !handover.hand(session, clone, Work { x, commit, wait }, &mut refused) {
-                        break;
-                    }
-                }
-                give_back(&shared, &mut refused);
-            }
-            Pick::End(session) => {
-                handover.close(session, &mut refused);
-                give_back(&shared, &mut refused);
-                classifier.session_ended(session);
-            }
-        }
-    }
-    // Every session still open gets what it has been handed.
-    handover.send_all(&mut refused);
-    give_back(&shared, &mut refused);
-    (tasks, Some(pool), merged.take_damage())
-}
-
-/// Exchanges a session task did not take (it had ended): their queue permits come back, and
-/// their commit points are released (they will never be answered).
-fn give_back(shared: &Shared, refused: &mut Vec<handover::Refused>) {
-    if refused.is_empty() {
-        return;
-    }
-    shared.budget.add_permits(refused.len());
-    for (clone, w) in refused.drain(..) {
-        if let (Some(order), Some(key)) = (&shared.commits, w.commit) {
-            order.done(clone, key);
-        }
-    }
-}
-
-/// `--sync`: reads the recordings ahead of the dispatcher and registers every commit point, so
-/// an exchange can wait for commits that *started* after it but ended before it did.
-async fn feed_commits(shared: Arc<Shared>) {
-    let Some(order) = &shared.commits else { return };
-    let cfg = &shared.config;
-    if let Ok(merged) = RunReader::open(&cfg.inputs) {
-        let mut classifier = sync::Classifier::default();
-        let mut select = Selector::new(cfg, shared.recorded_origin_us);
-        for (n, ev) in merged.enumerate() {
-            if shared.stopping() {
-                break;
-            }
-            let at = event_time(&ev);
-            match select.pick(ev) {
-                Pick::Stop => break,
-                Pick::Exchange(x) => {
-                    if classifier.classify(&x).1 {
-                        for clone in 0..cfg.scale {
-                            order.register(clone, (x.end_us, x.session, x.seq));
-                        }
-                    }
-                }
-                Pick::End(session) => classifier.session_ended(session),
-                Pick::Start(_) | Pick::Skip => {}
-            }
-            if n % 256 == 255 {
-                order.read_to(at);
-                // Bounded read-ahead; and let the sessions run (one client thread).
-                while order.pending() > sync::MAX_PENDING && !shared.stopping() {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-    order.read_to(u64::MAX);
 }
 
 /// Recording paths, for messages.

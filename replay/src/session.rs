@@ -12,11 +12,12 @@ use myrr_wire::command;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
+use crate::dispatch::{Handed, Recorded, Work};
 use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
 use crate::sync::Waited;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
-use crate::{Batch, Handed, Recorded, Shared, Tally, Work};
+use crate::{Batch, Shared, Tally};
 
 /// A server that accepts the connection but never finishes the login does not hold a session
 /// forever.
@@ -237,8 +238,8 @@ impl Worker {
 
     /// `--sync`: this commit point has been answered (or never will be).
     fn release(&self, commit: Option<crate::sync::CommitKey>) {
-        if let (Some(order), Some(key)) = (&self.shared.commits, commit) {
-            order.done(self.clone, key);
+        if let (Some(order), Some(key)) = (&self.shared.order, commit) {
+            order.commits.done(self.clone, key);
         }
     }
 
@@ -252,7 +253,7 @@ impl Worker {
         // Open the connection at the session's recorded offset.
         // Created on the first wait: a --speed max run needs none.
         let mut timer: Option<PreciseTimer> = None;
-        if let Some(at) = shared.schedule_at(self.start.start_us, self.clone) {
+        if let Some(at) = shared.pacing.due(self.start.start_us, self.clone) {
             timer
                 .get_or_insert_with(PreciseTimer::new)
                 .sleep_until(at)
@@ -310,18 +311,9 @@ impl Worker {
                 }
             };
             self.tally.permits += 1;
-            let scheduled = shared.schedule_at(x.start_us, self.clone);
-            if let (Some(at), false) = (scheduled, shared.stopping()) {
-                if at > tokio::time::Instant::now() {
-                    self.hand_over().await;
-                    shared.flush(&mut self.tally);
-                }
-                if !crate::pacer::sleep_alone(at, || shared.stopping()) && !shared.stopping() {
-                    timer
-                        .get_or_insert_with(PreciseTimer::new)
-                        .sleep_until(at)
-                        .await;
-                }
+            let scheduled = shared.pacing.due(x.start_us, self.clone);
+            if let Some(at) = scheduled {
+                self.wait_for_time(at, &mut timer).await;
             }
             // Stopped, before or while this exchange waited for its time: it is not sent.
             if shared.stopping() {
@@ -332,30 +324,20 @@ impl Worker {
                 Some(at) => shared.clock.us_at(at),
                 None => self.now_us(),
             };
-            if let (true, Some(order)) = (wait, &shared.commits) {
-                self.hand_over().await;
-                shared.flush(&mut self.tally);
-                let timeout = shared.config.sync_timeout;
-                let stuck = |s| shared.stuck_in_server(s, self.clone);
-                let counter = match order.wait(self.clone, x.end_us, timeout, stuck).await {
-                    Waited::Ready => None,
-                    Waited::TimedOut => Some(&shared.progress.sync_timeouts),
-                    Waited::Cycle => Some(&shared.progress.sync_cycles),
-                };
-                if let Some(c) = counter {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            let waited = wait && self.wait_for_order(x.end_us).await;
             // Closed loop without a wait: sent when scheduled (one clock read fewer).
-            let waited = wait && shared.commits.is_some();
             let sent_us = if scheduled.is_none() && !waited {
                 scheduled_us
             } else {
                 self.now_us()
             };
-            shared.in_server(session, self.clone, true);
+            if let Some(order) = &shared.order {
+                order.in_server(session, self.clone, true);
+            }
             let (response, more) = self.execute(&x).await;
-            shared.in_server(session, self.clone, false);
+            if let Some(order) = &shared.order {
+                order.in_server(session, self.clone, false);
+            }
             let end_us = self.now_us();
             self.release(commit);
             exchanges += 1;
@@ -414,6 +396,52 @@ impl Worker {
             exchanges,
         }))
         .await;
+    }
+
+    /// Paced: waits until `at`, the exchange's time, unless the replay stops first. What this
+    /// session has answered goes to the writer first when there is time to wait.
+    async fn wait_for_time(&mut self, at: tokio::time::Instant, timer: &mut Option<PreciseTimer>) {
+        let shared = self.shared.clone();
+        if shared.stopping() {
+            return;
+        }
+        if at > tokio::time::Instant::now() {
+            self.hand_over().await;
+            shared.flush(&mut self.tally);
+        }
+        if !crate::pacer::sleep_alone(at, || shared.stopping()) && !shared.stopping() {
+            timer
+                .get_or_insert_with(PreciseTimer::new)
+                .sleep_until(at)
+                .await;
+        }
+    }
+
+    /// `--sync`: waits until the commits recorded as ended before this exchange ended (at
+    /// `recorded_end_us`) have been answered, or the wait gives way (counted). False: the
+    /// replay keeps no commit order.
+    async fn wait_for_order(&mut self, recorded_end_us: u64) -> bool {
+        let shared = self.shared.clone();
+        let Some(order) = &shared.order else {
+            return false;
+        };
+        self.hand_over().await;
+        shared.flush(&mut self.tally);
+        let timeout = shared.config.sync_timeout;
+        let stuck = |s| order.stuck_in_server(s, self.clone);
+        let counter = match order
+            .commits
+            .wait(self.clone, recorded_end_us, timeout, stuck)
+            .await
+        {
+            Waited::Ready => None,
+            Waited::TimedOut => Some(&shared.progress.sync_timeouts),
+            Waited::Cycle => Some(&shared.progress.sync_cycles),
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        true
     }
 
     /// Sends one command; never fails: what went wrong becomes the response.

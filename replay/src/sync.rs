@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use myrr_recording::{Command, Exchange, Response};
 use tokio::sync::watch;
@@ -55,6 +55,47 @@ pub(crate) type CommitKey = (u64, u64, u64);
 
 /// Most commit points registered ahead of the replay (memory stays bounded).
 pub(crate) const MAX_PENDING: usize = 1 << 20;
+
+/// A command in the server this long is taken to be blocked on a lock.
+const STUCK_AFTER: Duration = Duration::from_millis(20);
+
+/// The replay's `--sync` state: the recorded commit order, and since when each session's
+/// current command has been in the server (a wait for a commit whose session is blocked in
+/// the candidate, on a lock this replay took in another order, gives way at once).
+pub(crate) struct Order {
+    pub(crate) commits: CommitOrder,
+    /// (session, clone) → since when its current command is in the server.
+    in_server: Mutex<HashMap<(u64, u32), Instant>>,
+}
+
+impl Order {
+    pub(crate) fn new(clones: u32) -> Self {
+        Self {
+            commits: CommitOrder::new(clones),
+            in_server: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A session's command entered (or left) the server.
+    pub(crate) fn in_server(&self, session: u64, clone: u32, inside: bool) {
+        if let Ok(mut m) = self.in_server.lock() {
+            if inside {
+                m.insert((session, clone), Instant::now());
+            } else {
+                m.remove(&(session, clone));
+            }
+        }
+    }
+
+    /// The session's current command has been in the server far longer than an answer
+    /// takes (blocked on a lock, most likely).
+    pub(crate) fn stuck_in_server(&self, session: u64, clone: u32) -> bool {
+        self.in_server.lock().is_ok_and(|m| {
+            m.get(&(session, clone))
+                .is_some_and(|t| t.elapsed() > STUCK_AFTER)
+        })
+    }
+}
 
 /// Commit points read and not yet answered, per clone (clones are independent copies of the
 /// workload and are not ordered against each other).
