@@ -9,7 +9,9 @@
 //! A session alone on its thread sleeps in the thread itself ([`sleep_alone`]), as it waits
 //! for its answers in a blocking recv(2): the runtime's park, its timerfd and the task wake-up
 //! are work (and a context switch) per exchange that a thread with nothing else to do need
-//! not pay.
+//! not pay. It sleeps with nanosleep in chunks of up to 10 ms (session threads have a timer
+//! slack of 1 ns): user CPU per paced exchange fell from 19 to 15.6 µs (16 sessions × 1
+//! query/ms, interleaved runs).
 
 use std::io;
 use std::os::fd::OwnedFd;
