@@ -113,7 +113,8 @@ pub struct Capture {
 }
 
 enum DeliveryOwned {
-    Data(Vec<u8>),
+    /// Bytes and the capture time (µs) of the segment that brought them.
+    Data(Vec<u8>, u64),
     Gap(u64),
 }
 
@@ -268,10 +269,10 @@ impl Capture {
         };
         self.deliveries.clear();
         for d in out.drain(..) {
-            self.deliveries.push((other_dir, own(d)));
+            self.deliveries.push((other_dir, own(d, ts_us)));
         }
         let before = this.retransmitted_bytes;
-        this.segment(seq.advance(syn as usize), payload, &mut out);
+        this.segment(seq.advance(syn as usize), payload, ts_us, &mut out);
         self.stats.retransmitted_bytes += this.retransmitted_bytes - before;
         if tcp.fin() {
             this.fin(seq.advance(syn as usize + payload.len()));
@@ -285,14 +286,14 @@ impl Capture {
         };
         for (d, del) in self.deliveries.drain(..) {
             match del {
-                DeliveryOwned::Data(b) => flow.conn.data(d, &b, ts_us, &mut ctx),
+                DeliveryOwned::Data(b, at_us) => flow.conn.data(d, &b, at_us, &mut ctx),
                 DeliveryOwned::Gap(n) => flow.conn.gap(d, n, ts_us, &mut ctx),
             }
         }
         for del in out {
             match del {
                 Delivery::Data(b) => flow.conn.data(dir, b, ts_us, &mut ctx),
-                Delivery::Queued(b) => flow.conn.data(dir, &b, ts_us, &mut ctx),
+                Delivery::Queued { bytes, at_us } => flow.conn.data(dir, &bytes, at_us, &mut ctx),
                 Delivery::Gap(n) => flow.conn.gap(dir, n, ts_us, &mut ctx),
             }
         }
@@ -325,7 +326,9 @@ impl Capture {
             for del in out {
                 match del {
                     Delivery::Data(b) => flow.conn.data(dir, b, now, &mut ctx),
-                    Delivery::Queued(b) => flow.conn.data(dir, &b, now, &mut ctx),
+                    Delivery::Queued { bytes, at_us } => {
+                        flow.conn.data(dir, &bytes, at_us, &mut ctx)
+                    }
                     Delivery::Gap(n) => flow.conn.gap(dir, n, now, &mut ctx),
                 }
             }
@@ -375,10 +378,11 @@ impl Capture {
     }
 }
 
-fn own(d: Delivery<'_>) -> DeliveryOwned {
+/// `d`, owned; `ts_us` is the time of the segment being handled.
+fn own(d: Delivery<'_>, ts_us: u64) -> DeliveryOwned {
     match d {
-        Delivery::Data(b) => DeliveryOwned::Data(b.to_vec()),
-        Delivery::Queued(b) => DeliveryOwned::Data(b),
+        Delivery::Data(b) => DeliveryOwned::Data(b.to_vec(), ts_us),
+        Delivery::Queued { bytes, at_us } => DeliveryOwned::Data(bytes, at_us),
         Delivery::Gap(n) => DeliveryOwned::Gap(n),
     }
 }
