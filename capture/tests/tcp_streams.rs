@@ -235,3 +235,26 @@ fn request_queued_at_the_end_of_the_capture_keeps_its_time() {
     );
     assert_eq!(x.start_us, 2_000_000);
 }
+
+/// Two queries sent back to back, the first split over two segments: the second starts with
+/// the segment that brought its first byte, not with the first query's first segment.
+#[test]
+fn pipelined_request_starts_with_the_segment_of_its_first_byte() {
+    let mut t = Tcp::new(40001, 1000, 5000);
+    let first = query("SELECT 'a first statement, split'");
+    let (head, tail) = first.split_at(12);
+    let mut tail = tail.to_vec();
+    tail.extend(query("SELECT 2"));
+    let mut answers = ok();
+    answers.extend(ok());
+    let frames = vec![
+        (1_000_000, t.c(head)),
+        (1_000_100, t.c(&tail)),
+        (1_000_500, t.s(&answers)),
+    ];
+    let run = capture(&frames);
+    let x = run.exchange("SELECT 'a first statement, split'");
+    assert_eq!((x.start_us, x.end_us), (1_000_000, 1_000_500));
+    let x = run.exchange("SELECT 2");
+    assert_eq!((x.start_us, x.end_us), (1_000_100, 1_000_500));
+}
