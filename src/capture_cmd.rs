@@ -204,6 +204,7 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
             "packets": s.packets,
             "bytes": s.bytes,
             "flows": s.flows,
+            "streams_restarted": s.streams_restarted,
             "sessions": {
                 "full": s.sessions_full,
                 "mid_stream": s.sessions_mid_stream,
@@ -233,6 +234,12 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
         "  packets {}  bytes {}  flows {}",
         s.packets, s.bytes, s.flows
     );
+    if s.streams_restarted > 0 {
+        eprintln!(
+            "  new connections on a reused client port, SYN not captured: {}",
+            s.streams_restarted
+        );
+    }
     eprintln!(
         "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
         s.sessions_full, s.sessions_mid_stream, s.sessions_encrypted, s.logins_failed

@@ -47,6 +47,9 @@ pub struct Stats {
     pub gaps: u64,
     pub gap_bytes: u64,
     pub retransmitted_bytes: u64,
+    /// Data segments out of any window of their flow, with no SYN: a new connection on the
+    /// same addresses and ports. The old session was ended and a new flow started.
+    pub streams_restarted: u64,
     pub skipped_client_bytes: u64,
     pub skipped_server_bytes: u64,
     pub unsolicited_packets: u64,
@@ -98,6 +101,22 @@ struct Flow {
     fin_c2s: bool,
     fin_s2c: bool,
     client_isn: Option<u32>,
+}
+
+impl Flow {
+    /// Whether a segment with data cannot belong to this flow: its sequence number is out of
+    /// its direction's window, and so is its acknowledgement of the other direction, when
+    /// that one has started. Only a new connection on the same addresses and ports does
+    /// that — or a capture that lost more than a window of both directions, after which the
+    /// old session could not be followed anyway. Less far, a jump is a loss, and a gap.
+    fn new_stream(&self, dir: Direction, seq: SeqNum, ack: Option<SeqNum>) -> bool {
+        let (this, other) = match dir {
+            Direction::ClientToServer => (&self.c2s, &self.s2c),
+            Direction::ServerToClient => (&self.s2c, &self.c2s),
+        };
+        this.out_of_window(seq)
+            && ack.is_none_or(|a| other.next_seq().is_none() || other.out_of_window(a))
+    }
 }
 
 /// The capture pipeline: packets in, events out.
@@ -214,6 +233,17 @@ impl Capture {
                 if f.client_isn != Some(seq.0) {
                     self.end_flow(key, EndReason::Closed, ts_us);
                 }
+            }
+        }
+        // Data that cannot continue the flow: a new connection on the same ports, without a
+        // SYN in the capture. Taken for a retransmission, it would be dropped and the new
+        // connection's answers given to the old one's commands.
+        if !syn && !payload.is_empty() {
+            let ack = tcp.ack().then(|| SeqNum(tcp.acknowledgment_number()));
+            if let Some(f) = self.flows.get(&key).filter(|f| f.new_stream(dir, seq, ack)) {
+                let last_us = f.last_us;
+                self.stats.streams_restarted += 1;
+                self.end_flow(key, EndReason::Closed, last_us);
             }
         }
         if !self.flows.contains_key(&key) {

@@ -12,6 +12,12 @@ use std::collections::BTreeMap;
 /// Out-of-order segments queued per direction at most.
 const MAX_SEGMENTS: usize = 1024;
 
+/// How far a sender's bytes in flight reach beyond the receiver's last acknowledgement, at
+/// most, as far as a capture is concerned. Window scaling allows up to 1 GiB, but receive
+/// buffers stay well under 64 MiB in practice, and a 1 GiB bound would let half of all new
+/// initial sequence numbers pass for the old stream's.
+pub const MAX_WINDOW: usize = 64 << 20;
+
 /// A TCP sequence number: arithmetic and comparison wrap at 2^32 (RFC 1982).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SeqNum(pub u32);
@@ -87,6 +93,17 @@ impl Reassembler {
 
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes
+    }
+
+    /// Whether `seq` lies further from the next byte expected, back or ahead, than any
+    /// retransmission or reordered segment of this stream can: further than a window
+    /// ([`MAX_WINDOW`]) and the reorder limit. Never before the stream has started.
+    pub fn out_of_window(&self, seq: SeqNum) -> bool {
+        let Some(next) = self.next else {
+            return false;
+        };
+        let reach = self.limit.saturating_add(MAX_WINDOW) as u64;
+        u64::from(seq.diff(next).unsigned_abs()) > reach
     }
 
     /// Feeds one segment, captured at `at_us`; `out` receives what can now be delivered, in
@@ -295,6 +312,20 @@ mod tests {
         let (data, gap) = flat(&out);
         assert_eq!(data, b"abcxyz");
         assert_eq!(gap, 7);
+    }
+
+    #[test]
+    fn out_of_window_is_beyond_a_window_and_the_reorder_limit_either_way() {
+        let mut r = Reassembler::new(1000);
+        assert!(!r.out_of_window(SeqNum(0)), "not started");
+        let next = SeqNum(u32::MAX - 10);
+        r.syn(SeqNum(next.0.wrapping_sub(1)));
+        let reach = (MAX_WINDOW + 1000) as u32;
+        assert!(!r.out_of_window(next.advance(reach as usize)));
+        assert!(r.out_of_window(next.advance(reach as usize + 1)));
+        assert!(!r.out_of_window(SeqNum(next.0.wrapping_sub(reach))));
+        assert!(r.out_of_window(SeqNum(next.0.wrapping_sub(reach + 1))));
+        assert!(r.out_of_window(SeqNum(next.0.wrapping_add(1 << 31))));
     }
 
     #[test]

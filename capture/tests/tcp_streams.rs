@@ -5,7 +5,9 @@
 
 use etherparse::PacketBuilder;
 use myrr_capture::{Capture, CaptureConfig, LinkType, Stats};
-use myrr_recording::{Event, Exchange, MissingReason, Response};
+use myrr_recording::{
+    EndReason, Event, Exchange, MissingReason, Response, SessionEnd, SessionStart,
+};
 
 const CLIENT_IP: [u8; 4] = [10, 0, 0, 1];
 const SERVER_IP: [u8; 4] = [10, 0, 0, 2];
@@ -35,6 +37,38 @@ fn close_stmt(id: u32) -> Vec<u8> {
 
 fn ok() -> Vec<u8> {
     plain(1, &[0, 0, 0, 2, 0, 0, 0])
+}
+
+const CAPS: u32 = 1 | 8 | 0x200 | 0x8000 | (1 << 19);
+
+fn greeting() -> Vec<u8> {
+    let mut p = vec![0x0a];
+    p.extend_from_slice(b"10.11.19-MariaDB\0");
+    p.extend_from_slice(&42u32.to_le_bytes());
+    p.extend_from_slice(b"abcdefgh\0");
+    p.extend_from_slice(&(CAPS as u16).to_le_bytes());
+    p.push(33);
+    p.extend_from_slice(&2u16.to_le_bytes());
+    p.extend_from_slice(&((CAPS >> 16) as u16).to_le_bytes());
+    p.push(21);
+    p.extend_from_slice(&[0; 10]);
+    p.extend_from_slice(b"ijklmnopqrst\0");
+    p.extend_from_slice(b"mysql_native_password\0");
+    plain(0, &p)
+}
+
+fn login(user: &str) -> Vec<u8> {
+    let mut p = CAPS.to_le_bytes().to_vec();
+    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    p.push(33);
+    p.extend_from_slice(&[0; 23]);
+    p.extend_from_slice(user.as_bytes());
+    p.push(0);
+    p.push(20);
+    p.extend_from_slice(&[7; 20]);
+    p.extend_from_slice(b"shop\0");
+    p.extend_from_slice(b"mysql_native_password\0");
+    plain(1, &p)
 }
 
 // ---- TCP -------------------------------------------------------------------------------
@@ -169,6 +203,26 @@ impl Run {
             );
         }
     }
+
+    fn starts(&self) -> Vec<&SessionStart> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SessionStart(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ends(&self) -> Vec<&SessionEnd> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SessionEnd(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 // ---- every byte carries the time of its own segment --------------------------------------
@@ -257,4 +311,135 @@ fn pipelined_request_starts_with_the_segment_of_its_first_byte() {
     assert_eq!((x.start_us, x.end_us), (1_000_000, 1_000_500));
     let x = run.exchange("SELECT 2");
     assert_eq!((x.start_us, x.end_us), (1_000_100, 1_000_500));
+}
+
+// ---- a client port reused without a SYN in the capture ----------------------------------
+
+const DAY_US: u64 = 86_400 * 1_000_000;
+
+/// An answer takes at most this long in these conversations.
+fn assert_answered_promptly(run: &Run) {
+    for x in run.exchanges() {
+        if !matches!(x.response, Response::Missing(_)) {
+            assert!(
+                x.end_us - x.start_us < 1_000_000,
+                "exchange {} of session {} answered after {} µs",
+                x.seq,
+                x.session,
+                x.end_us - x.start_us
+            );
+        }
+    }
+}
+
+/// A query whose answer the capture does not have, on a connection whose end it does not
+/// have either; 90 days later a new connection from the same client port, its SYN missing
+/// too, starts far behind the old one's sequence numbers. Taken for a retransmission, its
+/// query was dropped and its OK given to the old query, 90 days late.
+#[test]
+fn port_reused_behind_without_syn_starts_a_new_session() {
+    let mut old = Tcp::new(40002, 2_000_000_000, 7000);
+    let mut new = Tcp::new(40002, 1_000_000, 900_000_000);
+    let later = 90 * DAY_US;
+    let frames = vec![
+        (1_000_000, old.c(&query("SELECT SLEEP(100)"))),
+        (later, new.c(&query("SELECT 3"))),
+        (later + 500, new.s(&ok())),
+    ];
+    let run = capture(&frames);
+    assert_answered_promptly(&run);
+    assert_eq!((run.stats.streams_restarted, run.stats.flows), (1, 2));
+    assert_eq!(run.stats.gaps, 0);
+    let x = run.exchange("SELECT SLEEP(100)");
+    assert_eq!(x.response, Response::Missing(MissingReason::Closed));
+    let y = run.exchange("SELECT 3");
+    assert!(matches!(y.response, Response::Ok(_)), "{:?}", y.response);
+    assert_eq!((y.start_us, y.end_us), (later, later + 500));
+    assert_ne!(x.session, y.session);
+    let starts = run.starts();
+    assert_eq!(starts.len(), 2);
+    assert!(starts.iter().all(|s| s.mid_stream));
+    assert_eq!(starts[1].start_us, later);
+    // The old session ended when it was last seen.
+    let ends = run.ends();
+    assert_eq!(
+        (ends[0].session, ends[0].end_us, &ends[0].reason),
+        (x.session, 1_000_000, &EndReason::Closed)
+    );
+}
+
+/// The same, the new connection's sequence numbers far ahead of the old ones, in both
+/// directions: not a loss of 1.5 GB (a gap) but a new session.
+#[test]
+fn port_reused_ahead_without_syn_starts_a_new_session() {
+    let mut old = Tcp::new(40003, 10_000, 20_000);
+    let mut new = Tcp::new(40003, 1_500_010_000, 1_600_020_000);
+    let frames = vec![
+        (1_000_000, old.c(&query("SELECT 1"))),
+        (1_000_200, old.s(&ok())),
+        (2_000_000, old.c(&query("SELECT SLEEP(100)"))),
+        (5_000_000, new.c(&query("SELECT 3"))),
+        (5_000_500, new.s(&ok())),
+    ];
+    let run = capture(&frames);
+    assert_answered_promptly(&run);
+    let x = run.exchange("SELECT SLEEP(100)");
+    assert_eq!(x.response, Response::Missing(MissingReason::Closed));
+    let y = run.exchange("SELECT 3");
+    assert!(matches!(y.response, Response::Ok(_)), "{:?}", y.response);
+    assert_eq!((y.start_us, y.end_us), (5_000_000, 5_000_500));
+    assert_ne!(x.session, y.session);
+    assert_eq!((run.stats.streams_restarted, run.stats.gaps), (1, 0));
+}
+
+/// A new connection on a reused port whose greeting is in the capture but not its SYN: the
+/// greeting starts the new flow, and its login is decoded.
+#[test]
+fn port_reused_without_syn_decodes_the_new_login() {
+    let mut old = Tcp::new(40004, 3_000_000_000, 3_100_000_000);
+    let mut new = Tcp::new(40004, 100_000, 200_000);
+    let frames = vec![
+        (1_000_000, old.c(&query("SELECT 1"))),
+        (1_000_200, old.s(&ok())),
+        (3_000_000, new.s(&greeting())),
+        (3_000_100, new.c(&login("app"))),
+        (3_000_200, new.s(&plain(2, &[0, 0, 0, 2, 0, 0, 0]))),
+        (3_000_300, new.c(&query("SELECT 3"))),
+        (3_000_500, new.s(&ok())),
+    ];
+    let run = capture(&frames);
+    assert_answered_promptly(&run);
+    let starts = run.starts();
+    assert_eq!(starts.len(), 2);
+    assert!(!starts[1].mid_stream);
+    assert_eq!(starts[1].user.as_deref(), Some(&b"app"[..]));
+    let y = run.exchange("SELECT 3");
+    assert_eq!((y.start_us, y.end_us), (3_000_300, 3_000_500));
+    assert_eq!(y.session, starts[1].session);
+    assert_eq!(run.stats.streams_restarted, 1);
+}
+
+/// Jumps the same connection does make stay in its session: a retransmission, and the
+/// capture losing more than a window of the client's bytes (its acknowledgement of the
+/// server's bytes shows the connection is the same one): a gap.
+#[test]
+fn a_loss_beyond_the_window_is_a_gap_not_a_new_session() {
+    let mut t = Tcp::new(40005, 10_000, 20_000);
+    let first = t.c(&query("SELECT 1"));
+    let mut frames = vec![
+        (1_000_000, first.clone()),
+        (1_000_200, t.s(&ok())),
+        (1_000_300, first),
+    ];
+    t.client += 100 << 20;
+    frames.push((2_000_000, t.c(&query("SELECT 2"))));
+    frames.push((2_000_500, t.s(&ok())));
+    let run = capture(&frames);
+    assert_answered_promptly(&run);
+    assert_eq!(run.stats.streams_restarted, 0);
+    assert_eq!(run.starts().len(), 1);
+    assert_eq!((run.stats.gaps, run.stats.gap_bytes), (1, 100 << 20));
+    let y = run.exchange("SELECT 2");
+    assert!(matches!(y.response, Response::Ok(_)), "{:?}", y.response);
+    assert_eq!((y.start_us, y.end_us), (2_000_000, 2_000_500));
 }
