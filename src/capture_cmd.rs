@@ -211,6 +211,7 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
                 "encrypted": s.sessions_encrypted,
                 "compressed_detected": s.compression_detected,
                 "logins_failed": s.logins_failed,
+                "handshakes_aborted": s.handshakes_aborted,
             },
             "exchanges": s.exchanges,
             "commands": s.commands,
@@ -244,6 +245,12 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
         "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
         s.sessions_full, s.sessions_mid_stream, s.sessions_encrypted, s.logins_failed
     );
+    if s.handshakes_aborted > 0 {
+        eprintln!(
+            "  connections greeted but never logged in (no session): {}",
+            s.handshakes_aborted
+        );
+    }
     let cmds: Vec<String> = s.commands.iter().map(|(k, v)| format!("{k} {v}")).collect();
     eprintln!(
         "  exchanges {}: {}",

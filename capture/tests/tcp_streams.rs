@@ -6,7 +6,7 @@
 use etherparse::PacketBuilder;
 use myrr_capture::{Capture, CaptureConfig, LinkType, Stats};
 use myrr_recording::{
-    EndReason, Event, Exchange, MissingReason, Response, SessionEnd, SessionStart,
+    EndReason, Event, Exchange, Login, MissingReason, Response, SessionEnd, SessionStart,
 };
 
 const CLIENT_IP: [u8; 4] = [10, 0, 0, 1];
@@ -69,6 +69,14 @@ fn login(user: &str) -> Vec<u8> {
     p.extend_from_slice(b"shop\0");
     p.extend_from_slice(b"mysql_native_password\0");
     plain(1, &p)
+}
+
+/// An ERR the server sends before the client logged in: no SQL state (nothing negotiated yet).
+fn handshake_err(seq: u8, code: u16, msg: &str) -> Vec<u8> {
+    let mut p = vec![0xff];
+    p.extend_from_slice(&code.to_le_bytes());
+    p.extend_from_slice(msg.as_bytes());
+    plain(seq, &p)
 }
 
 // ---- TCP -------------------------------------------------------------------------------
@@ -134,6 +142,37 @@ impl Tcp {
         }
     }
 
+    /// SYN, SYN-ACK, ACK: the streams start one after the initial sequence numbers.
+    fn handshake(&mut self) -> Vec<Vec<u8>> {
+        let syn = Flags {
+            syn: true,
+            ..Flags::default()
+        };
+        let syn_ack = Flags { ack: true, ..syn };
+        let v = vec![
+            frame(true, self.port, self.client, 0, syn, &[]),
+            frame(
+                false,
+                self.port,
+                self.server,
+                self.client.wrapping_add(1),
+                syn_ack,
+                &[],
+            ),
+            frame(
+                true,
+                self.port,
+                self.client.wrapping_add(1),
+                self.server.wrapping_add(1),
+                ACK,
+                &[],
+            ),
+        ];
+        self.client = self.client.wrapping_add(1);
+        self.server = self.server.wrapping_add(1);
+        v
+    }
+
     /// The client's next segment (acknowledging all the server sent); the stream moves on.
     fn c(&mut self, data: &[u8]) -> Vec<u8> {
         let f = frame(true, self.port, self.client, self.server, ACK, data);
@@ -145,6 +184,30 @@ impl Tcp {
         let f = frame(false, self.port, self.server, self.client, ACK, data);
         self.server = self.server.wrapping_add(data.len() as u32);
         f
+    }
+
+    /// Both sides close: FIN from the client, FIN from the server.
+    fn close(&mut self) -> Vec<Vec<u8>> {
+        let fin = Flags { fin: true, ..ACK };
+        let v = vec![
+            frame(true, self.port, self.client, self.server, fin, &[]),
+            frame(
+                false,
+                self.port,
+                self.server,
+                self.client.wrapping_add(1),
+                fin,
+                &[],
+            ),
+        ];
+        self.client = self.client.wrapping_add(1);
+        self.server = self.server.wrapping_add(1);
+        v
+    }
+
+    fn reset_by_server(&self) -> Vec<u8> {
+        let rst = Flags { rst: true, ..ACK };
+        frame(false, self.port, self.server, self.client, rst, &[])
     }
 }
 
@@ -442,4 +505,81 @@ fn a_loss_beyond_the_window_is_a_gap_not_a_new_session() {
     let y = run.exchange("SELECT 2");
     assert!(matches!(y.response, Response::Ok(_)), "{:?}", y.response);
     assert_eq!((y.start_us, y.end_us), (2_000_000, 2_000_500));
+}
+
+// ---- handshakes that stop short --------------------------------------------------------
+
+/// The server greets; the client never logs in and closes (a health check, a port probe, a
+/// client that gave up). No session, but counted.
+#[test]
+fn greeting_never_answered_is_an_aborted_handshake() {
+    for end in ["client closes", "server resets"] {
+        let mut t = Tcp::new(40010, 100, 200);
+        let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+        for f in t.handshake() {
+            frames.push((1_000_000, f));
+        }
+        frames.push((1_000_100, t.s(&greeting())));
+        if end == "client closes" {
+            frames.extend(t.close().into_iter().map(|f| (1_000_200, f)));
+        } else {
+            frames.push((11_000_000, t.reset_by_server()));
+        }
+        let run = capture(&frames);
+        assert_eq!(run.stats.handshakes_aborted, 1, "{end}");
+        assert_eq!(run.stats.logins_failed, 0, "{end}");
+        assert!(run.starts().is_empty(), "{end}");
+    }
+    // Still waiting for the login when the capture ends: not aborted.
+    let mut t = Tcp::new(40011, 100, 200);
+    let mut frames: Vec<(u64, Vec<u8>)> =
+        t.handshake().into_iter().map(|f| (1_000_000, f)).collect();
+    frames.push((1_000_100, t.s(&greeting())));
+    assert_eq!(capture(&frames).stats.handshakes_aborted, 0);
+}
+
+/// The server greets, then refuses before the client answered (an ERR instead of the
+/// client's login): a failed login, and a session that says so.
+#[test]
+fn err_after_the_greeting_is_a_failed_login() {
+    let mut t = Tcp::new(40012, 100, 200);
+    let mut frames: Vec<(u64, Vec<u8>)> =
+        t.handshake().into_iter().map(|f| (1_000_000, f)).collect();
+    frames.push((1_000_100, t.s(&greeting())));
+    frames.push((11_000_000, t.s(&handshake_err(1, 1043, "Bad handshake"))));
+    frames.extend(t.close().into_iter().map(|f| (11_000_100, f)));
+    let run = capture(&frames);
+    assert_eq!(run.stats.logins_failed, 1);
+    assert_eq!(run.stats.handshakes_aborted, 0);
+    assert_eq!(run.starts().len(), 1);
+    let ends = run.ends();
+    assert!(
+        matches!(&ends[..], [e] if matches!(e.login, Login::Failed { code: 1043, .. })),
+        "{ends:?}"
+    );
+}
+
+/// An ERR instead of the greeting ("Host is blocked", "Too many connections"), with or
+/// without the SYN in the capture: a failed login.
+#[test]
+fn err_instead_of_the_greeting_is_a_failed_login() {
+    for syn in [true, false] {
+        let mut t = Tcp::new(40013, 100, 200);
+        let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+        if syn {
+            frames.extend(t.handshake().into_iter().map(|f| (1_000_000, f)));
+        }
+        frames.push((
+            1_000_100,
+            t.s(&handshake_err(0, 1040, "Too many connections")),
+        ));
+        frames.extend(t.close().into_iter().map(|f| (1_000_200, f)));
+        let run = capture(&frames);
+        assert_eq!(run.stats.logins_failed, 1, "syn {syn}");
+        let ends = run.ends();
+        assert!(
+            matches!(&ends[..], [e] if matches!(e.login, Login::Failed { code: 1040, .. })),
+            "syn {syn}: {ends:?}"
+        );
+    }
 }
