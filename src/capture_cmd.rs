@@ -220,12 +220,14 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
             "packets": s.packets,
             "bytes": s.bytes,
             "flows": s.flows,
+            "streams_restarted": s.streams_restarted,
             "sessions": {
                 "full": d.sessions_full,
                 "mid_stream": d.sessions_mid_stream,
                 "encrypted": d.sessions_encrypted,
                 "compressed_detected": d.compression_detected,
                 "logins_failed": d.logins_failed,
+                "handshakes_aborted": d.handshakes_aborted,
             },
             "exchanges": d.exchanges,
             "commands": d.commands,
@@ -250,10 +252,22 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
         "  packets {}  bytes {}  flows {}",
         s.packets, s.bytes, s.flows
     );
+    if s.streams_restarted > 0 {
+        eprintln!(
+            "  new connections on a reused client port, SYN not captured: {}",
+            s.streams_restarted
+        );
+    }
     eprintln!(
         "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
         d.sessions_full, d.sessions_mid_stream, d.sessions_encrypted, d.logins_failed
     );
+    if d.handshakes_aborted > 0 {
+        eprintln!(
+            "  connections greeted but never logged in (no session): {}",
+            d.handshakes_aborted
+        );
+    }
     let cmds: Vec<String> = d.commands.iter().map(|(k, v)| format!("{k} {v}")).collect();
     eprintln!(
         "  exchanges {}: {}",

@@ -35,6 +35,9 @@ pub struct Stats {
     pub flows: u64,
     pub flows_evicted: u64,
     pub retransmitted_bytes: u64,
+    /// Data segments out of any window of their flow, with no SYN: a new connection on the
+    /// same addresses and ports. The old session was ended and a new flow started.
+    pub streams_restarted: u64,
     /// What the MySQL decoder counted: sessions, exchanges, gaps, anomalies.
     pub decode: DecodeStats,
     /// Live capture: packets the kernel or the interface dropped.
@@ -85,6 +88,22 @@ struct Flow {
     client_isn: Option<u32>,
 }
 
+impl Flow {
+    /// Whether a segment with data cannot belong to this flow: its sequence number is out of
+    /// its direction's window, and so is its acknowledgement of the other direction, when
+    /// that one has started. Only a new connection on the same addresses and ports does
+    /// that — or a capture that lost more than a window of both directions, after which the
+    /// old session could not be followed anyway. Less far, a jump is a loss, and a gap.
+    fn new_stream(&self, dir: Direction, seq: SeqNum, ack: Option<SeqNum>) -> bool {
+        let (this, other) = match dir {
+            Direction::ClientToServer => (&self.c2s, &self.s2c),
+            Direction::ServerToClient => (&self.s2c, &self.c2s),
+        };
+        this.out_of_window(seq)
+            && ack.is_none_or(|a| other.next_seq().is_none() || other.out_of_window(a))
+    }
+}
+
 /// The capture pipeline: packets in, events out.
 pub struct Capture {
     config: CaptureConfig,
@@ -98,7 +117,8 @@ pub struct Capture {
 }
 
 enum DeliveryOwned {
-    Data(Vec<u8>),
+    /// Bytes and the capture time (µs) of the segment that brought them.
+    Data(Vec<u8>, u64),
     Gap(u64),
 }
 
@@ -200,6 +220,17 @@ impl Capture {
                 }
             }
         }
+        // Data that cannot continue the flow: a new connection on the same ports, without a
+        // SYN in the capture. Taken for a retransmission, it would be dropped and the new
+        // connection's answers given to the old one's commands.
+        if !syn && !payload.is_empty() {
+            let ack = tcp.ack().then(|| SeqNum(tcp.acknowledgment_number()));
+            if let Some(f) = self.flows.get(&key).filter(|f| f.new_stream(dir, seq, ack)) {
+                let last_us = f.last_us;
+                self.stats.streams_restarted += 1;
+                self.end_flow(key, EndReason::Closed, last_us);
+            }
+        }
         if !self.flows.contains_key(&key) {
             if payload.is_empty() && !syn {
                 return; // a stray ACK/FIN/RST of a connection we never saw
@@ -253,10 +284,10 @@ impl Capture {
         };
         self.deliveries.clear();
         for d in out.drain(..) {
-            self.deliveries.push((other_dir, own(d)));
+            self.deliveries.push((other_dir, own(d, ts_us)));
         }
         let before = this.retransmitted_bytes;
-        this.segment(seq.advance(syn as usize), payload, &mut out);
+        this.segment(seq.advance(syn as usize), payload, ts_us, &mut out);
         self.stats.retransmitted_bytes += this.retransmitted_bytes - before;
         if tcp.fin() {
             this.fin(seq.advance(syn as usize + payload.len()));
@@ -270,14 +301,14 @@ impl Capture {
         };
         for (d, del) in self.deliveries.drain(..) {
             match del {
-                DeliveryOwned::Data(b) => flow.conn.data(d, &b, ts_us, &mut ctx),
+                DeliveryOwned::Data(b, at_us) => flow.conn.data(d, &b, at_us, &mut ctx),
                 DeliveryOwned::Gap(n) => flow.conn.gap(d, n, ts_us, &mut ctx),
             }
         }
         for del in out {
             match del {
                 Delivery::Data(b) => flow.conn.data(dir, b, ts_us, &mut ctx),
-                Delivery::Queued(b) => flow.conn.data(dir, &b, ts_us, &mut ctx),
+                Delivery::Queued { bytes, at_us } => flow.conn.data(dir, &bytes, at_us, &mut ctx),
                 Delivery::Gap(n) => flow.conn.gap(dir, n, ts_us, &mut ctx),
             }
         }
@@ -310,7 +341,9 @@ impl Capture {
             for del in out {
                 match del {
                     Delivery::Data(b) => flow.conn.data(dir, b, now, &mut ctx),
-                    Delivery::Queued(b) => flow.conn.data(dir, &b, now, &mut ctx),
+                    Delivery::Queued { bytes, at_us } => {
+                        flow.conn.data(dir, &bytes, at_us, &mut ctx)
+                    }
                     Delivery::Gap(n) => flow.conn.gap(dir, n, now, &mut ctx),
                 }
             }
@@ -360,10 +393,11 @@ impl Capture {
     }
 }
 
-fn own(d: Delivery<'_>) -> DeliveryOwned {
+/// `d`, owned; `ts_us` is the time of the segment being handled.
+fn own(d: Delivery<'_>, ts_us: u64) -> DeliveryOwned {
     match d {
-        Delivery::Data(b) => DeliveryOwned::Data(b.to_vec()),
-        Delivery::Queued(b) => DeliveryOwned::Data(b),
+        Delivery::Data(b) => DeliveryOwned::Data(b.to_vec(), ts_us),
+        Delivery::Queued { bytes, at_us } => DeliveryOwned::Data(bytes, at_us),
         Delivery::Gap(n) => DeliveryOwned::Gap(n),
     }
 }

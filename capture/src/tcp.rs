@@ -3,12 +3,20 @@
 //! In-order data is handed on without copying; out-of-order segments wait in a bounded queue.
 //! Bytes that never arrive (the capture missed them: the peer acknowledged them, the queue
 //! overflowed, or the flow ended) become a reported gap, and delivery resumes after it — the
-//! reassembler never guesses at missing bytes.
+//! reassembler never guesses at missing bytes. Queued bytes keep the capture time of the
+//! segment that brought them: a request delivered late (after a hole is filled, or when the
+//! peer's acknowledgement declares the hole lost) still starts when it was sent.
 
 use std::collections::BTreeMap;
 
 /// Out-of-order segments queued per direction at most.
 const MAX_SEGMENTS: usize = 1024;
+
+/// How far a sender's bytes in flight reach beyond the receiver's last acknowledgement, at
+/// most, as far as a capture is concerned. Window scaling allows up to 1 GiB, but receive
+/// buffers stay well under 64 MiB in practice, and a 1 GiB bound would let half of all new
+/// initial sequence numbers pass for the old stream's.
+pub const MAX_WINDOW: usize = 64 << 20;
 
 /// A TCP sequence number: arithmetic and comparison wrap at 2^32 (RFC 1982).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,8 +44,17 @@ pub enum Delivery<'a> {
     Data(&'a [u8]),
     /// Bytes that will never come; delivery goes on after them.
     Gap(u64),
-    /// Previously queued bytes, now in order.
-    Queued(Vec<u8>),
+    /// Previously queued bytes, now in order, with the capture time (µs) of the segment that
+    /// brought them: usually earlier than the segment being handled.
+    Queued { bytes: Vec<u8>, at_us: u64 },
+}
+
+/// An out-of-order segment waiting for the bytes before it.
+#[derive(Debug)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// When it was captured (µs); of its first copy when it was retransmitted.
+    at_us: u64,
 }
 
 /// Reassembly state for one direction of one flow.
@@ -47,7 +64,7 @@ pub struct Reassembler {
     next: Option<SeqNum>,
     /// Out-of-order segments keyed by distance from `next` at insertion... kept by sequence
     /// number and re-examined whenever `next` moves.
-    pending: BTreeMap<u32, Vec<u8>>,
+    pending: BTreeMap<u32, Pending>,
     pending_bytes: usize,
     limit: usize,
     /// Counters.
@@ -78,8 +95,26 @@ impl Reassembler {
         self.pending_bytes
     }
 
-    /// Feeds one segment; `out` receives what can now be delivered, in order.
-    pub fn segment<'a>(&mut self, seq: SeqNum, payload: &'a [u8], out: &mut Vec<Delivery<'a>>) {
+    /// Whether `seq` lies further from the next byte expected, back or ahead, than any
+    /// retransmission or reordered segment of this stream can: further than a window
+    /// ([`MAX_WINDOW`]) and the reorder limit. Never before the stream has started.
+    pub fn out_of_window(&self, seq: SeqNum) -> bool {
+        let Some(next) = self.next else {
+            return false;
+        };
+        let reach = self.limit.saturating_add(MAX_WINDOW) as u64;
+        u64::from(seq.diff(next).unsigned_abs()) > reach
+    }
+
+    /// Feeds one segment, captured at `at_us`; `out` receives what can now be delivered, in
+    /// order.
+    pub fn segment<'a>(
+        &mut self,
+        seq: SeqNum,
+        payload: &'a [u8],
+        at_us: u64,
+        out: &mut Vec<Delivery<'a>>,
+    ) {
         if payload.is_empty() {
             return;
         }
@@ -97,7 +132,7 @@ impl Reassembler {
             out.push(Delivery::Data(fresh));
             self.drain_pending(out);
         } else {
-            self.queue(seq, payload);
+            self.queue(seq, payload, at_us);
             // Over the limit (in bytes, or in segments, which bounds the work per segment):
             // what is still missing before the queued data counts as lost.
             while !self.pending.is_empty()
@@ -108,15 +143,21 @@ impl Reassembler {
         }
     }
 
-    fn queue(&mut self, seq: SeqNum, payload: &[u8]) {
+    fn queue(&mut self, seq: SeqNum, payload: &[u8], at_us: u64) {
         match self.pending.get(&seq.0) {
-            Some(old) if old.len() >= payload.len() => {
+            Some(old) if old.bytes.len() >= payload.len() => {
                 self.retransmitted_bytes += payload.len() as u64;
             }
-            _ => {
-                if let Some(old) = self.pending.insert(seq.0, payload.to_vec()) {
-                    self.pending_bytes -= old.len();
-                    self.retransmitted_bytes += old.len() as u64;
+            old => {
+                // A longer copy replaces a shorter one; its first bytes came with the shorter.
+                let at_us = old.map_or(at_us, |old| old.at_us.min(at_us));
+                let seg = Pending {
+                    bytes: payload.to_vec(),
+                    at_us,
+                };
+                if let Some(old) = self.pending.insert(seq.0, seg) {
+                    self.pending_bytes -= old.bytes.len();
+                    self.retransmitted_bytes += old.bytes.len() as u64;
                 }
                 self.pending_bytes += payload.len();
             }
@@ -142,20 +183,19 @@ impl Reassembler {
             if off > 0 {
                 return;
             }
-            let seg = self.pending.remove(&key).unwrap_or_default();
-            self.pending_bytes -= seg.len();
+            let Some(Pending { mut bytes, at_us }) = self.pending.remove(&key) else {
+                return;
+            };
+            self.pending_bytes -= bytes.len();
             let skip = (-(off as i64)) as usize;
-            if skip >= seg.len() {
-                self.retransmitted_bytes += seg.len() as u64;
+            if skip >= bytes.len() {
+                self.retransmitted_bytes += bytes.len() as u64;
                 continue;
             }
             self.retransmitted_bytes += skip as u64;
-            self.next = Some(next.advance(seg.len() - skip));
-            if skip == 0 {
-                out.push(Delivery::Queued(seg));
-            } else {
-                out.push(Delivery::Queued(seg[skip..].to_vec()));
-            }
+            self.next = Some(next.advance(bytes.len() - skip));
+            bytes.drain(..skip);
+            out.push(Delivery::Queued { bytes, at_us });
         }
     }
 
@@ -229,7 +269,7 @@ mod tests {
         for x in d {
             match x {
                 Delivery::Data(b) => data.extend_from_slice(b),
-                Delivery::Queued(b) => data.extend_from_slice(b),
+                Delivery::Queued { bytes, .. } => data.extend_from_slice(bytes),
                 Delivery::Gap(n) => gap += n,
             }
         }
@@ -251,10 +291,10 @@ mod tests {
         let mut r = Reassembler::new(1 << 20);
         let mut out = vec![];
         r.syn(SeqNum(base.0.wrapping_sub(1)));
-        r.segment(base.advance(10), b"klmno", &mut out);
-        r.segment(base.advance(4), b"efghij", &mut out);
-        r.segment(base, b"abcdef", &mut out); // overlaps "ef"
-        r.segment(base, b"abcd", &mut out); // retransmission
+        r.segment(base.advance(10), b"klmno", 0, &mut out);
+        r.segment(base.advance(4), b"efghij", 0, &mut out);
+        r.segment(base, b"abcdef", 0, &mut out); // overlaps "ef"
+        r.segment(base, b"abcd", 0, &mut out); // retransmission
         let (data, gap) = flat(&out);
         assert_eq!(data, b"abcdefghijklmno");
         assert_eq!(gap, 0);
@@ -266,8 +306,8 @@ mod tests {
     fn ack_beyond_seen_data_reports_gap() {
         let mut r = Reassembler::new(1 << 20);
         let mut out = vec![];
-        r.segment(SeqNum(100), b"abc", &mut out);
-        r.segment(SeqNum(110), b"xyz", &mut out);
+        r.segment(SeqNum(100), b"abc", 0, &mut out);
+        r.segment(SeqNum(110), b"xyz", 0, &mut out);
         r.acked(SeqNum(113), &mut out);
         let (data, gap) = flat(&out);
         assert_eq!(data, b"abcxyz");
@@ -275,11 +315,55 @@ mod tests {
     }
 
     #[test]
+    fn out_of_window_is_beyond_a_window_and_the_reorder_limit_either_way() {
+        let mut r = Reassembler::new(1000);
+        assert!(!r.out_of_window(SeqNum(0)), "not started");
+        let next = SeqNum(u32::MAX - 10);
+        r.syn(SeqNum(next.0.wrapping_sub(1)));
+        let reach = (MAX_WINDOW + 1000) as u32;
+        assert!(!r.out_of_window(next.advance(reach as usize)));
+        assert!(r.out_of_window(next.advance(reach as usize + 1)));
+        assert!(!r.out_of_window(SeqNum(next.0.wrapping_sub(reach))));
+        assert!(r.out_of_window(SeqNum(next.0.wrapping_sub(reach + 1))));
+        assert!(r.out_of_window(SeqNum(next.0.wrapping_add(1 << 31))));
+    }
+
+    #[test]
+    fn queued_bytes_keep_the_time_of_their_segment() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = vec![];
+        r.segment(SeqNum(100), b"abc", 10, &mut out);
+        r.segment(SeqNum(106), b"ghi", 20, &mut out);
+        r.segment(SeqNum(110), b"kl", 30, &mut out);
+        r.segment(SeqNum(110), b"klm", 35, &mut out); // a longer copy: its start came at 30
+                                                      // The hole at 103 is filled later; what was queued behind it keeps its own time.
+        r.segment(SeqNum(103), b"def", 40, &mut out);
+        // The peer acknowledges 109 ("j", never seen): delivery resumes at "klm".
+        r.acked(SeqNum(113), &mut out);
+        assert_eq!(
+            out,
+            vec![
+                Delivery::Data(b"abc"),
+                Delivery::Data(b"def"),
+                Delivery::Queued {
+                    bytes: b"ghi".to_vec(),
+                    at_us: 20
+                },
+                Delivery::Gap(1),
+                Delivery::Queued {
+                    bytes: b"klm".to_vec(),
+                    at_us: 30
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn queue_limit_forces_gap() {
         let mut r = Reassembler::new(8);
         let mut out = vec![];
-        r.segment(SeqNum(0), b"a", &mut out);
-        r.segment(SeqNum(10), b"0123456789", &mut out);
+        r.segment(SeqNum(0), b"a", 0, &mut out);
+        r.segment(SeqNum(10), b"0123456789", 0, &mut out);
         let (data, gap) = flat(&out);
         assert_eq!(data, b"a0123456789");
         assert_eq!(gap, 9);
@@ -290,8 +374,8 @@ mod tests {
     fn finish_flushes_queue() {
         let mut r = Reassembler::new(1 << 20);
         let mut out = vec![];
-        r.segment(SeqNum(0), b"a", &mut out);
-        r.segment(SeqNum(5), b"b", &mut out);
+        r.segment(SeqNum(0), b"a", 0, &mut out);
+        r.segment(SeqNum(5), b"b", 0, &mut out);
         r.finish(&mut out);
         assert_eq!(flat(&out), (b"ab".to_vec(), 4));
     }
@@ -320,7 +404,7 @@ mod tests {
             let start = SeqNum(isn).advance(1);
             let mut out = vec![];
             for &(a, b) in &segs {
-                r.segment(start.advance(a), &data[a..b], &mut out);
+                r.segment(start.advance(a), &data[a..b], 0, &mut out);
             }
             r.finish(&mut out);
             let (got, gap) = flat(&out);
@@ -339,19 +423,19 @@ mod limit_tests {
     fn queue_stays_within_its_limit() {
         let mut r = Reassembler::new(8);
         let mut out = vec![];
-        r.segment(SeqNum(0), b"a", &mut out);
+        r.segment(SeqNum(0), b"a", 0, &mut out);
         for i in 0..8u32 {
-            r.segment(SeqNum(10 + 2 * i), b"x", &mut out);
+            r.segment(SeqNum(10 + 2 * i), b"x", 0, &mut out);
             assert!(r.pending_bytes() <= 8);
         }
         for i in 0..8u32 {
-            r.segment(SeqNum(100 + 60 * i), &[b'y'; 50], &mut out);
+            r.segment(SeqNum(100 + 60 * i), &[b'y'; 50], 0, &mut out);
             assert!(r.pending_bytes() <= 8, "{} bytes queued", r.pending_bytes());
         }
         let mut r = Reassembler::new(1 << 30);
-        r.segment(SeqNum(0), b"a", &mut out);
+        r.segment(SeqNum(0), b"a", 0, &mut out);
         for i in 0..5000u32 {
-            r.segment(SeqNum(10 + 2 * i), b"x", &mut out);
+            r.segment(SeqNum(10 + 2 * i), b"x", 0, &mut out);
         }
         assert!(r.pending.len() <= MAX_SEGMENTS);
     }

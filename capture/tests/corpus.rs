@@ -300,6 +300,18 @@ fn failed_logins_and_err_instead_of_greeting() {
     ));
 }
 
+/// A readiness probe in a real capture: it connects, takes the greeting and closes.
+#[test]
+fn greeted_connection_closed_without_a_login_is_an_aborted_handshake() {
+    let (events, stats) = decode_named("pcap2mysql-log__execute.pcap");
+    assert_eq!(stats.decode.handshakes_aborted, 1);
+    let sessions = events
+        .iter()
+        .filter(|e| matches!(e, Event::SessionStart(_)))
+        .count();
+    assert_eq!(sessions, 2, "only the connections that logged in");
+}
+
 #[test]
 fn mid_stream_sessions_are_marked_and_rows_counted() {
     let (events, _) = decode_named("packetbeat__mysql_long.pcap");

@@ -17,7 +17,8 @@
 //! number equals the first one plus delivered data bytes plus gap bytes plus FINs counted
 //! (mod 2^32); after `finish()` nothing is pending. In stream mode also: every delivered byte is
 //! the stream's byte at that position, nothing is delivered beyond the stream's end, and data +
-//! gaps never exceed the furthest sequence number seen (segment end or ack).
+//! gaps never exceed the furthest sequence number seen (segment end or ack). Segments are captured
+//! at the number of their op: queued bytes never come out with a later time than the op.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,6 +36,8 @@ struct Model<'s> {
     fins: u64,
     /// Furthest sequence number offered (segment end / ack), relative to `data_start`.
     furthest: i64,
+    /// Capture time of the call being checked: the number of the op.
+    now: u64,
 }
 
 impl Model<'_> {
@@ -46,7 +49,10 @@ impl Model<'_> {
         for d in out.drain(..) {
             let (bytes, gap): (&[u8], u64) = match &d {
                 Delivery::Data(b) => (b, 0),
-                Delivery::Queued(b) => (b, 0),
+                Delivery::Queued { bytes, at_us } => {
+                    assert!(*at_us <= self.now, "{what}: queued bytes from a later segment");
+                    (bytes, 0)
+                }
                 Delivery::Gap(n) => (&[], *n),
             };
             assert!(!matches!(d, Delivery::Gap(0)), "{what}: empty gap");
@@ -134,6 +140,7 @@ fuzz_target!(|data: &[u8]| {
         gaps: 0,
         fins: 0,
         furthest: 0,
+        now: 0,
     };
     let mut out = Vec::new();
     if flags & 1 != 0 {
@@ -149,6 +156,7 @@ fuzz_target!(|data: &[u8]| {
             (u16le(&ops[1..3]) as u32, u16le(&ops[3..5]) as usize)
         };
         ops = &ops[oplen..];
+        m.now += 1;
         match tag % 5 {
             0 | 1 => {
                 let (seq, payload) = if wild {
@@ -165,7 +173,7 @@ fuzz_target!(|data: &[u8]| {
                     // Without a SYN the first segment fixes where the stream starts.
                     m.base = Some(seq);
                 }
-                r.segment(seq, payload, &mut out);
+                r.segment(seq, payload, m.now, &mut out);
                 m.check(&r, &mut out, "segment");
             }
             2 => {

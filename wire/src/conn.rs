@@ -461,6 +461,10 @@ impl Conn {
             return;
         }
         self.ended = true;
+        if self.phase == Phase::AwaitLogin && !matches!(reason, EndReason::EndOfRun) {
+            // The server greeted and the client never answered: no session, but counted.
+            ctx.stats.handshakes_aborted += 1;
+        }
         let missing = match reason {
             EndReason::EndOfRun => MissingReason::EndOfCapture,
             _ => MissingReason::Closed,
@@ -882,7 +886,9 @@ impl Conn {
 
     fn server_data(&mut self, data: &[u8], now: u64, ctx: &mut Ctx<'_>) {
         if self.server_resync {
-            if self.phase == Phase::Unattached && looks_like_greeting(data) {
+            if self.phase == Phase::Unattached
+                && (looks_like_greeting(data) || looks_like_refusal(data))
+            {
                 // The SYN is missing but the handshake is here.
                 self.phase = Phase::AwaitGreeting;
                 self.server_resync = false;
@@ -977,6 +983,8 @@ impl Conn {
     fn server_packet_slow(&mut self, _seq: u8, p: &[u8], now: u64, ctx: &mut Ctx<'_>) {
         match self.phase {
             Phase::AwaitGreeting => self.greeting(p, ctx),
+            // The server gave up on the client's login (a timeout, a bad handshake).
+            Phase::AwaitLogin if p.first() == Some(&0xff) => self.greeting(p, ctx),
             Phase::Auth => match p.first() {
                 Some(0x00) => {
                     self.login = Login::Ok;
@@ -1662,7 +1670,22 @@ fn looks_like_greeting(data: &[u8]) -> bool {
         && data[5..].iter().take(64).position(|&b| b == 0).is_some()
 }
 
-/// The query-attributes prefix of COM_QUERY: (attributes, SQL).
+/// An ERR a server sends instead of its greeting ("Host is blocked", "Too many connections"):
+/// packet 0, alone in the segment, with an error code and no SQL state, since nothing has been
+/// negotiated yet (every ERR after a 4.1 login has one).
+fn looks_like_refusal(data: &[u8]) -> bool {
+    match crate::framing::whole_packet(data) {
+        Some((0, p, rest)) => {
+            rest.is_empty()
+                && p.len() > 3
+                && p[0] == 0xff
+                && u16::from_le_bytes([p[1], p[2]]) >= 1000
+                && p[3] != b'#'
+        }
+        _ => false,
+    }
+}
+
 /// An ERR packet's code, SQL state and message.
 pub fn parse_err(p: &[u8]) -> ErrInfo {
     let mut r = Reader::new(p.get(1..).unwrap_or_default());

@@ -43,6 +43,8 @@ pub struct Framer {
     limit: usize,
     /// When the oldest byte still buffered arrived (µs).
     pub first_byte_us: u64,
+    /// When the last bytes were pushed (µs).
+    last_push_us: u64,
 }
 
 /// The first packet of `data`, if `data` starts with a whole one under 16 MiB: its sequence
@@ -70,6 +72,7 @@ impl Framer {
             out: Vec::new(),
             limit,
             first_byte_us: 0,
+            last_push_us: 0,
         }
     }
 
@@ -117,6 +120,7 @@ impl Framer {
         if self.buffered() == 0 {
             self.first_byte_us = now_us;
         }
+        self.last_push_us = now_us;
         if self.compressed {
             self.zbuf.extend_from_slice(data);
             self.unframe()
@@ -186,6 +190,12 @@ impl Framer {
         &self.buf[self.start..]
     }
 
+    /// A packet is being handed out. Packets are taken out after every push, so it ended in
+    /// the last one: the bytes still buffered after it came with that push.
+    fn handed_out(&mut self) {
+        self.first_byte_us = self.last_push_us;
+    }
+
     /// The next whole logical packet, or `None` until more bytes arrive.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, FrameError> {
         loop {
@@ -203,6 +213,7 @@ impl Framer {
                 }
                 let s = self.start + 4;
                 self.start = s + len;
+                self.handed_out();
                 return Ok(Some(Packet {
                     seq,
                     payload: &self.buf[s..s + len],
@@ -225,6 +236,7 @@ impl Framer {
             if len < MAX_CHUNK {
                 self.out = std::mem::take(&mut self.big);
                 let seq = self.big_seq.take().unwrap_or(0);
+                self.handed_out();
                 return Ok(Some(Packet {
                     seq,
                     payload: &self.out,

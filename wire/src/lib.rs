@@ -108,7 +108,13 @@ pub struct DecodeStats {
     pub sessions_mid_stream: u64,
     pub sessions_encrypted: u64,
     pub compression_detected: u64,
+    /// Logins the server refused: an ERR instead of the greeting, after it, or after the
+    /// client's login.
     pub logins_failed: u64,
+    /// Connections the server greeted whose client never sent a login before the connection
+    /// ended (health checks, port probes, clients that gave up); not counted at the end of
+    /// the capture. They have no session.
+    pub handshakes_aborted: u64,
     pub exchanges: u64,
     pub commands: BTreeMap<&'static str, u64>,
     pub gaps: u64,
