@@ -57,7 +57,7 @@ impl Follow {
         if self.reads % CHECK_EVERY != 0 {
             return;
         }
-        let alone = crate::pool::sessions_on_this_thread() == 1;
+        let alone = crate::waiting::sessions_on_this_thread() == 1;
         THREAD.with(|t| {
             let Some(mut st) = t.get().or_else(|| {
                 Some(ThreadState {
@@ -299,7 +299,7 @@ mod tests {
         };
         let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
         let pinned = std::thread::spawn(move || {
-            crate::pool::set_live_counter(live.clone());
+            crate::waiting::set_live_counter(live.clone());
             let start = affinity().unwrap();
             // The sender is on CPU 1, this thread on CPU 0.
             assert!(set_affinity(&only(0)));
@@ -353,7 +353,7 @@ mod tests {
         };
         let sender = send_from_cpu1(server);
         let apart = std::thread::spawn(move || {
-            crate::pool::set_live_counter(std::sync::Arc::new(1.into()));
+            crate::waiting::set_live_counter(std::sync::Arc::new(1.into()));
             // As if started with `taskset -c 0`: CPU 1 is not the thread's to use.
             assert!(set_affinity(&only(0)));
             let mut f = Follow::default();

@@ -35,6 +35,7 @@ mod sched;
 mod session;
 mod sync;
 mod tls;
+mod waiting;
 pub use sync::SyncMode;
 pub use tls::{Tls, TlsMode};
 pub mod target;

@@ -6,12 +6,8 @@
 //! tokio's reactor: it wakes within the kernel's timer slack, tens of µs. Where no timerfd can
 //! be had (out of file descriptors), the session falls back to tokio's sleep.
 //!
-//! A session alone on its thread sleeps in the thread itself ([`sleep_alone`]), as it waits
-//! for its answers in a blocking recv(2): the runtime's park, its timerfd and the task wake-up
-//! are work (and a context switch) per exchange that a thread with nothing else to do need
-//! not pay. It sleeps with nanosleep in chunks of up to 10 ms (session threads have a timer
-//! slack of 1 ns): user CPU per paced exchange fell from 19 to 15.6 µs (16 sessions × 1
-//! query/ms, interleaved runs).
+//! A session alone on its thread does not need this: it sleeps in the thread itself
+//! ([`crate::waiting::sleep_alone`]).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -24,8 +20,6 @@ use rustix::time::{
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::time::Instant;
-
-use crate::pool::ALONE_WAIT;
 
 pub(crate) struct PreciseTimer {
     fd: Option<AsyncFd<OwnedFd>>,
@@ -71,22 +65,6 @@ impl PreciseTimer {
     }
 }
 
-/// Sleeps until `at` in the calling thread, if it runs only the calling session; `false`
-/// (early) when another session comes to the thread or `give_up()` turns true (checked every
-/// [`ALONE_WAIT`]): the caller then waits in the runtime, or not at all.
-pub(crate) fn sleep_alone(at: Instant, give_up: impl Fn() -> bool) -> bool {
-    loop {
-        if crate::pool::sessions_on_this_thread() != 1 || give_up() {
-            return false;
-        }
-        let now = Instant::now();
-        if at <= now {
-            return true;
-        }
-        std::thread::sleep((at - now).min(ALONE_WAIT));
-    }
-}
-
 /// Arms the timer to fire once, `after` from now.
 fn arm(fd: &OwnedFd, after: Duration) -> io::Result<()> {
     let after = after.max(Duration::from_nanos(1));
@@ -125,42 +103,5 @@ mod tests {
         let p50 = late[late.len() / 2];
         // tokio's own sleep would be ~500 µs late at the median on these deadlines.
         assert!(p50 < 300, "median lateness {p50} µs: {late:?}");
-    }
-
-    /// A lone session sleeps in its thread to the deadline; it stops sleeping there when it
-    /// is asked to, or when another session comes to its thread (which needs the runtime).
-    #[test]
-    fn a_lone_session_sleeps_in_its_thread_until_another_comes() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
-        // Not a pool thread: no session of its own, no sleep here.
-        assert!(!sleep_alone(
-            Instant::now() + Duration::from_secs(5),
-            || false
-        ));
-        let live = Arc::new(AtomicUsize::new(1));
-        crate::pool::set_live_counter(live.clone());
-
-        let at = Instant::now() + ALONE_WAIT * 3 + Duration::from_micros(300);
-        assert!(sleep_alone(at, || false));
-        assert!(Instant::now() >= at, "woke early");
-
-        let t = Instant::now();
-        assert!(!sleep_alone(t + Duration::from_secs(5), || true));
-        assert!(t.elapsed() < Duration::from_secs(1));
-
-        let joins = live.clone();
-        let joiner = std::thread::spawn(move || {
-            std::thread::sleep(ALONE_WAIT * 5);
-            joins.store(2, Ordering::Relaxed);
-        });
-        let t = Instant::now();
-        assert!(!sleep_alone(t + Duration::from_secs(5), || false));
-        let waited = t.elapsed();
-        assert!(
-            waited >= ALONE_WAIT * 5 && waited < Duration::from_secs(2),
-            "{waited:?}"
-        );
-        joiner.join().unwrap();
     }
 }

@@ -15,7 +15,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -85,7 +84,7 @@ impl Pool {
         let thread = std::thread::Builder::new()
             .name(format!("myrr-s{}", self.threads.len()))
             .spawn(move || {
-                set_live_counter(counter);
+                crate::waiting::set_live_counter(counter);
                 // Paced waits end at their deadline, not up to the default 50 µs later.
                 // SAFETY: PR_SET_TIMERSLACK takes a value and touches no memory of ours.
                 unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
@@ -99,26 +98,6 @@ impl Pool {
         });
         Ok(())
     }
-}
-
-/// How long a session alone on its thread blocks (in recv(2), send(2) or a paced sleep)
-/// before it looks whether it should stop waiting there: another session came to its thread
-/// (which needs the runtime), or the replay is stopping.
-pub(crate) const ALONE_WAIT: Duration = Duration::from_millis(10);
-
-thread_local! {
-    /// On a pool thread: how many sessions it runs.
-    static LIVE: std::cell::RefCell<Option<Arc<AtomicUsize>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Makes `live` the count [`sessions_on_this_thread`] reads on the calling thread.
-pub(crate) fn set_live_counter(live: Arc<AtomicUsize>) {
-    LIVE.with(|l| *l.borrow_mut() = Some(live));
-}
-
-/// Sessions running on the calling thread, if it is a pool thread (0 otherwise).
-pub(crate) fn sessions_on_this_thread() -> usize {
-    LIVE.with(|l| l.borrow().as_ref().map_or(0, |n| n.load(Ordering::Relaxed)))
 }
 
 impl Drop for Pool {

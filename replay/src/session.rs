@@ -16,6 +16,7 @@ use crate::dispatch::{Handed, Recorded, Work};
 use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
 use crate::sync::Waited;
+use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::{Batch, Shared, Tally};
 
@@ -159,10 +160,8 @@ impl Worker {
             Ok(c) => c.map_err(|e| e.to_string())?,
             Err(_) => return Err(format!("no login within {CONNECT_TIMEOUT:?}")),
         };
-        if self.shared.policy == crate::sched::Policy::Pair {
-            conn.follow_server_cpu();
-        }
-        conn.wait_alone(self.shared.abandon.clone());
+        let pair = self.shared.policy == crate::sched::Policy::Pair;
+        conn.wait_with(Waiting::new(self.shared.abandon.clone(), pair));
         self.conn = Some(conn);
         Ok(())
     }
@@ -409,7 +408,7 @@ impl Worker {
             self.hand_over().await;
             shared.flush(&mut self.tally);
         }
-        if !crate::pacer::sleep_alone(at, || shared.stopping()) && !shared.stopping() {
+        if !crate::waiting::sleep_alone(at, || shared.stopping()) && !shared.stopping() {
             timer
                 .get_or_insert_with(PreciseTimer::new)
                 .sleep_until(at)

@@ -16,15 +16,13 @@ use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket};
 use mysql_common::proto::MySerialize;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::pool::ALONE_WAIT;
 use crate::tls::{Tls, TlsMode};
+use crate::waiting::Waiting;
 
 /// Largest packet the decoder accepts: the server's own ceiling (max_allowed_packet ≤ 1 GiB).
 const MAX_PACKET: usize = 1 << 30;
@@ -167,29 +165,9 @@ pub(crate) struct WireConn {
     plugin: AuthPlugin<'static>,
     pub connection_id: u32,
     pub server_version: String,
-    /// `--sched pair`: this session's thread follows its server thread's CPU.
-    follow: Option<crate::follow::Follow>,
-    /// While this session is alone on its thread, answers are waited for in a blocking
-    /// recv(2) (see [`WireConn::wait_alone`]).
-    alone: Option<Alone>,
-}
-
-/// A lone session's own wait: its socket turned blocking, with a receive timeout, so a wait
-/// for an answer is one recv(2), as in a blocking client such as sysbench.
-///
-/// Waiting through the tokio runtime (its park, I/O driver and task wake-up) cost about 3 % of
-/// a session thread's CPU per query. A first version waited in an epoll set of the session's
-/// own and then read, a syscall more per query: the blocking read cut client CPU per query by
-/// 8 % at 16 sessions and 13–17 % at 64 in interleaved closed-loop runs
-/// (`benches/replay-ab.sh`). When another session comes to the thread, or the replay
-/// abandons its answers, the socket is made non-blocking again and the session waits in the
-/// runtime; the 10 ms timeout is how often it looks.
-struct Alone {
-    /// Set: give up waiting.
-    abandon: Arc<AtomicBool>,
-    /// The socket is in blocking mode now (the runtime needs it non-blocking again before it
-    /// waits on it).
-    blocking: bool,
+    /// How this session waits for its answers (see [`crate::waiting`]): plain connections
+    /// only; without it, always in the runtime.
+    waiting: Option<Waiting>,
 }
 
 impl WireConn {
@@ -218,8 +196,7 @@ impl WireConn {
             plugin: AuthPlugin::MysqlNativePassword,
             connection_id: 0,
             server_version: String::new(),
-            follow: None,
-            alone: None,
+            waiting: None,
         }
     }
 
@@ -506,84 +483,29 @@ impl WireConn {
         answer
     }
 
-    /// From now on, keep this session's thread on its server thread's CPU ([`crate::follow`]).
-    pub(crate) fn follow_server_cpu(&mut self) {
-        self.follow = Some(Default::default());
-    }
-
-    /// While this session is the only one on its thread, wait for answers in a blocking
-    /// recv(2) rather than in the runtime. The thread has nothing else to do
-    /// meanwhile. Going through the runtime's park, its I/O driver and a task wake-up cost
-    /// about 3 % of a session thread's CPU per query (16 sysbench sessions: 6.98 against
-    /// 6.80 µs, the same syscalls); waiting in epoll_wait(2) and then reading costs a syscall
-    /// more per query than a blocking read. `abandon` set: wait in the runtime again (the
-    /// replay gives up on answers still due: it drops its sessions, which it can only do while
-    /// they wait there). Plain connections only.
-    pub(crate) fn wait_alone(&mut self, abandon: Arc<AtomicBool>) {
+    /// From now on, this session waits for its answers as `waiting` says (plain connections;
+    /// a TLS one always waits in the runtime).
+    pub(crate) fn wait_with(&mut self, waiting: Waiting) {
         if let Stream::Plain(_) = &self.stream {
-            self.alone = Some(Alone {
-                abandon,
-                blocking: false,
-            });
-        }
-    }
-
-    /// A read for a session alone on its thread, blocking in recv(2); `None` when it must wait
-    /// in the runtime instead (the socket is then non-blocking again).
-    fn read_alone(&mut self) -> Option<io::Result<usize>> {
-        use rustix::net::{recv, sockopt, RecvFlags};
-        let (Stream::Plain(s), Some(alone)) = (&self.stream, &mut self.alone) else {
-            return None;
-        };
-        let stay = |alone: &Alone| {
-            !alone.abandon.load(Ordering::Relaxed) && crate::pool::sessions_on_this_thread() == 1
-        };
-        if !alone.blocking {
-            if !stay(alone) {
-                return None;
-            }
-            let set = sockopt::set_socket_timeout(s, sockopt::Timeout::Recv, Some(ALONE_WAIT))
-                .and_then(|()| {
-                    sockopt::set_socket_timeout(s, sockopt::Timeout::Send, Some(ALONE_WAIT))
-                })
-                .and_then(|()| rustix::io::ioctl_fionbio(s, false));
-            if set.is_err() {
-                // Still non-blocking (or, had FIONBIO failed half-way, nothing changed).
-                self.alone = None;
-                return None;
-            }
-            alone.blocking = true;
-        }
-        while stay(alone) {
-            // Waits up to ALONE_WAIT for the first byte.
-            match recv(s, &mut self.rbuf, RecvFlags::empty()) {
-                Ok((n, _)) => return Some(Ok(n)),
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                Err(e) => return Some(Err(e.into())),
-            }
-        }
-        // Another session has come to this thread, or the replay gives up on this answer
-        // (it will drop the session once the wait is back in the runtime).
-        match rustix::io::ioctl_fionbio(s, true) {
-            Ok(()) => {
-                alone.blocking = false;
-                None
-            }
-            Err(e) => Some(Err(e.into())),
+            self.waiting = Some(waiting);
         }
     }
 
     /// Reads what the socket has into `rbuf`; the connection is lost on EOF.
     async fn fill(&mut self) -> Result<usize, Lost> {
-        let read = match self.read_alone() {
+        let waited = match (&mut self.waiting, &self.stream) {
+            (Some(w), Stream::Plain(s)) => w.read(s, &mut self.rbuf),
+            _ => None,
+        };
+        let read = match waited {
             Some(r) => r,
             None => self.stream.read(&mut self.rbuf).await,
         };
         match read {
             Ok(0) => Err(Lost("the server closed the connection".into())),
             Ok(n) => {
-                if let (Some(f), Stream::Plain(s)) = (&mut self.follow, &self.stream) {
-                    f.after_read(std::os::fd::AsRawFd::as_raw_fd(s));
+                if let (Some(w), Stream::Plain(s)) = (&mut self.waiting, &self.stream) {
+                    w.after_read(s);
                 }
                 if n == self.rbuf.len() && n < READ_MAX {
                     // Grown after use: the bytes just read stay where they are.
@@ -662,8 +584,17 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::time::Instant;
+
+    /// What the connection's read does first: the session's own wait, if it waits alone.
+    fn read_alone(c: &mut WireConn) -> Option<io::Result<usize>> {
+        let (Some(w), Stream::Plain(s)) = (&mut c.waiting, &c.stream) else {
+            return None;
+        };
+        w.read(s, &mut c.rbuf)
+    }
 
     fn non_blocking(c: &WireConn) -> bool {
         let Stream::Plain(s) = &c.stream else {
@@ -682,10 +613,10 @@ mod tests {
         let client = TcpStream::connect(&addr).await.unwrap();
         let (mut server, _) = listener.accept().unwrap();
         let live = Arc::new(AtomicUsize::new(1));
-        crate::pool::set_live_counter(live.clone());
+        crate::waiting::set_live_counter(live.clone());
         let mut c = WireConn::over(client, &addr);
         let abandon = Arc::new(AtomicBool::new(false));
-        c.wait_alone(abandon.clone());
+        c.wait_with(Waiting::new(abandon.clone(), false));
         assert!(
             non_blocking(&c),
             "the runtime hands over a non-blocking socket"
@@ -694,14 +625,14 @@ mod tests {
         // Several receive timeouts pass before the answer: the read goes on waiting.
         let started = Instant::now();
         let writer = std::thread::spawn(move || {
-            std::thread::sleep(ALONE_WAIT * 5);
+            std::thread::sleep(crate::waiting::BLOCK_FOR * 5);
             server.write_all(b"answer").unwrap();
             server
         });
-        let n = c.read_alone().expect("waits alone").unwrap();
+        let n = read_alone(&mut c).expect("waits alone").unwrap();
         assert_eq!(&c.rbuf[..n], b"answer");
         assert!(
-            started.elapsed() >= ALONE_WAIT * 4,
+            started.elapsed() >= crate::waiting::BLOCK_FOR * 4,
             "{:?}",
             started.elapsed()
         );
@@ -711,7 +642,7 @@ mod tests {
         // A second session on the thread: the wait goes back to the runtime, which needs the
         // socket non-blocking; the runtime's read then gets what the server sends.
         live.store(2, Ordering::Relaxed);
-        assert!(c.read_alone().is_none());
+        assert!(read_alone(&mut c).is_none());
         assert!(non_blocking(&c));
         server.write_all(b"next").unwrap();
         let n = c.fill().await.unwrap();
@@ -720,11 +651,11 @@ mod tests {
         // Alone again: blocking again, until the replay abandons its answers.
         live.store(1, Ordering::Relaxed);
         server.write_all(b"third").unwrap();
-        let n = c.read_alone().expect("waits alone").unwrap();
+        let n = read_alone(&mut c).expect("waits alone").unwrap();
         assert_eq!(&c.rbuf[..n], b"third");
         assert!(!non_blocking(&c));
         abandon.store(true, Ordering::Relaxed);
-        assert!(c.read_alone().is_none());
+        assert!(read_alone(&mut c).is_none());
         assert!(non_blocking(&c));
     }
 }
