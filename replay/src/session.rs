@@ -197,7 +197,7 @@ impl Worker {
         for (id, sql) in old {
             match self.prepare(Some(id), &sql).await {
                 Ok(_) => {}
-                Err(Lost(_)) => return false,
+                Err(_) => return false,
             }
         }
         true
@@ -206,7 +206,7 @@ impl Worker {
     /// Prepares `sql` on the target under recorded id `id`.
     async fn prepare(&mut self, id: Option<u32>, sql: &[u8]) -> Result<Answer, Lost> {
         let Some(conn) = self.conn.as_mut() else {
-            return Err(Lost("not connected".into()));
+            return Err(Lost::NotConnected);
         };
         self.buf.clear();
         self.buf.push(command::Code::StmtPrepare.byte());
@@ -457,11 +457,11 @@ impl Worker {
         }
         match self.send(cmd, x.prepared_id).await {
             Ok(answer) => answer,
-            Err(Lost(msg)) => {
+            Err(lost) => {
                 self.conn = None;
                 self.shared.progress.lost.fetch_add(1, Ordering::Relaxed);
                 self.shared.note_error(format!(
-                    "session {}: connection lost: {msg}",
+                    "session {}: connection lost: {lost}",
                     self.start.session
                 ));
                 if !matches!(cmd, Command::Quit) {
@@ -596,7 +596,7 @@ impl Worker {
         }
         let sent = match self.conn.as_mut() {
             Some(conn) => conn.send_command(&b).await,
-            None => Err(Lost("not connected".into())),
+            None => Err(Lost::NotConnected),
         };
         self.buf = b;
         sent?;
@@ -604,7 +604,7 @@ impl Worker {
         self.hand_over().await;
         let answer = match self.conn.as_mut() {
             Some(conn) => conn.read_answer().await,
-            None => Err(Lost("not connected".into())),
+            None => Err(Lost::NotConnected),
         }?;
         self.after(cmd, &answer.0);
         Ok(answer)
@@ -640,7 +640,7 @@ impl Worker {
         let (u, p) = self.shared.config.target.credentials_for(Some(&recorded));
         let db = db.map(|d| String::from_utf8_lossy(d).into_owned());
         let Some(conn) = self.conn.as_mut() else {
-            return Err(Lost("not connected".into()));
+            return Err(Lost::NotConnected);
         };
         let answer = conn
             .change_user(u.as_deref().unwrap_or(""), p.as_deref(), db.as_deref())

@@ -72,9 +72,23 @@ pub(crate) struct LoginOpts<'a> {
     pub recorded_caps: Option<u32>,
 }
 
-/// The connection is unusable (closed, reset, or the protocol went wrong).
-#[derive(Debug)]
-pub(crate) struct Lost(pub String);
+/// Why the connection is unusable: it must be dropped (and the session reconnects).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Lost {
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("bad packet from the server: {0}")]
+    Framing(#[from] myrr_wire::FrameError),
+    /// The decoder lost its place in the answer (named by the anomaly it counted).
+    #[error("the answer cannot be decoded ({0}); the connection is dropped")]
+    Undecodable(String),
+    #[error("change user: {0}")]
+    ChangeUser(String),
+    #[error("not connected")]
+    NotConnected,
+}
 
 /// Why connecting failed.
 #[derive(Debug)]
@@ -101,7 +115,7 @@ impl std::fmt::Display for ConnectError {
 
 impl From<Lost> for ConnectError {
     fn from(l: Lost) -> Self {
-        ConnectError::Other(l.0)
+        ConnectError::Other(l.to_string())
     }
 }
 
@@ -419,7 +433,7 @@ impl WireConn {
         pass: Option<&str>,
         db: Option<&str>,
     ) -> Result<Answer, Lost> {
-        let auth = auth_data(&self.plugin, pass, &self.nonce).map_err(|e| Lost(e.to_string()))?;
+        let auth = auth_data(&self.plugin, pass, &self.nonce).map_err(|e| Lost::ChangeUser(e.to_string()))?;
         let mut p = Vec::new();
         command::encode_change_user(
             user.as_bytes(),
@@ -432,10 +446,10 @@ impl WireConn {
         self.write_packet(0, &p).await?;
         match self.authenticate(pass).await {
             Ok(()) | Err(ConnectError::Refused(_)) => {}
-            Err(ConnectError::Other(m)) => return Err(Lost(m)),
+            Err(ConnectError::Other(m)) => return Err(Lost::ChangeUser(m)),
         }
         self.take_answer()
-            .ok_or_else(|| Lost("change user: the answer did not decode".into()))
+            .ok_or_else(|| Lost::ChangeUser("the answer did not decode".into()))
     }
 
     /// Says goodbye (COM_QUIT) and closes the socket.
@@ -452,10 +466,9 @@ impl WireConn {
             }
             if self.broken {
                 let why = self.stats.undecodable.keys().next().cloned();
-                return Err(Lost(format!(
-                    "the answer cannot be decoded ({}); the connection is dropped",
-                    why.unwrap_or_else(|| "stream out of step".into())
-                )));
+                return Err(Lost::Undecodable(
+                    why.unwrap_or_else(|| "stream out of step".into()),
+                ));
             }
             if self.decoder.infile_requests > self.infile_answered {
                 // LOAD DATA LOCAL: the file's contents are not in the recording; send an
@@ -502,7 +515,7 @@ impl WireConn {
             None => self.stream.read(&mut self.rbuf).await,
         };
         match read {
-            Ok(0) => Err(Lost("the server closed the connection".into())),
+            Ok(0) => Err(Lost::Closed),
             Ok(n) => {
                 if let (Some(w), Stream::Plain(s)) = (&mut self.waiting, &self.stream) {
                     w.after_read(s);
@@ -513,7 +526,7 @@ impl WireConn {
                 }
                 Ok(n)
             }
-            Err(e) => Err(Lost(e.to_string())),
+            Err(e) => Err(Lost::Io(e)),
         }
     }
 
@@ -538,13 +551,13 @@ impl WireConn {
             match self.framer.next_packet() {
                 Ok(Some(p)) => return Ok((p.seq, p.payload.to_vec())),
                 Ok(None) => {}
-                Err(e) => return Err(Lost(format!("bad packet from the server: {e}"))),
+                Err(e) => return Err(Lost::Framing(e)),
             }
             let n = self.fill().await?;
             self.feed(Direction::ServerToClient, n);
             self.framer
                 .push(&self.rbuf[..n], 0)
-                .map_err(|e| Lost(format!("bad packet from the server: {e}")))?;
+                .map_err(Lost::Framing)?;
         }
     }
 
@@ -562,7 +575,7 @@ impl WireConn {
         self.stream
             .write_all(&self.wbuf)
             .await
-            .map_err(|e| Lost(e.to_string()))
+            .map_err(Lost::Io)
     }
 }
 
