@@ -37,14 +37,7 @@ fi
 bench_tools setup sysbench:sysbench
 bench_tools apt /usr/bin/time:time python3:python3
 [[ ${MYRR_AB_SYSCALLS:-0} == 1 ]] && bench_tools apt perf:linux-perf
-if ((${#BINS[@]} == 0 || BENCH_BUILD_ONLY)); then
-    bench_build -p myrr --bin myrr
-    MYRR=$(bench_built myrr)
-    ((${#BINS[@]})) || BINS=("$MYRR")
-fi
-for bin in "${BINS[@]}"; do
-    [[ -x $bin && ! -d $bin ]] || bench_die "$bin is not an executable (BINARY: a myrr binary)"
-done
+bench_binaries "${BINS[@]}"
 bench_build_only_exit
 eval "$(bash "$ROOT/scripts/db.sh" env)"
 HZ=$(getconf CLK_TCK)

@@ -31,14 +31,7 @@ else
 fi
 WINDOW=${MYRR_THREADS_WINDOW:-4} WARMUP=${MYRR_THREADS_WARMUP:-2}
 bench_tools apt perf:linux-perf python3:python3
-if ((${#BINS[@]} == 0 || BENCH_BUILD_ONLY)); then
-    bench_build -p myrr --bin myrr
-    MYRR=$(bench_built myrr)
-    ((${#BINS[@]})) || BINS=("$MYRR")
-fi
-for bin in "${BINS[@]}"; do
-    [[ -x $bin && ! -d $bin ]] || bench_die "$bin is not an executable (BINARY: a myrr binary)"
-done
+bench_binaries "${BINS[@]}"
 bench_build_only_exit
 eval "$(bash "$ROOT/scripts/db.sh" env)"
 T=$(mktemp -d)

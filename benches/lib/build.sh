@@ -16,6 +16,9 @@
 #                        `examples/synthetic`); fails if the script did not ask for it. Scripts
 #                        run only such paths, never target/release/..., so nothing they run can
 #                        be missing from a fresh clone.
+#   bench_binaries BINARY...  the myrr executables an A/B script compares, in BINS: those given,
+#                        or this checkout's, built here (with --build-only it is built either
+#                        way); each must be an executable.
 #   bench_build_only_exit  with --build-only: say so and exit 0, before any benchmark.
 #
 # Environment: MYRR_BENCH_CARGO_PROFILE (release): the cargo profile to build with. The test
@@ -112,6 +115,20 @@ bench_built() {
     [[ -n $exe ]] || bench_die "$1 is run by this script but not built by its bench_build (built: ${!BENCH_BUILT[*]})"
     [[ -x $exe ]] || bench_die "$exe (built for $1) is not an executable"
     printf '%s\n' "$exe"
+}
+
+bench_binaries() {
+    BINS=("$@")
+    if ((${#BINS[@]} == 0 || BENCH_BUILD_ONLY)); then
+        bench_build -p myrr --bin myrr
+        local myrr
+        myrr=$(bench_built myrr)
+        ((${#BINS[@]})) || BINS=("$myrr")
+    fi
+    local bin
+    for bin in "${BINS[@]}"; do
+        [[ -x $bin && ! -d $bin ]] || bench_die "$bin is not an executable (BINARY: a myrr binary)"
+    done
 }
 
 bench_build_only_exit() {
