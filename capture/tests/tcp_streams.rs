@@ -8,6 +8,7 @@ use myrr_capture::{Capture, CaptureConfig, LinkType, Stats};
 use myrr_recording::{
     EndReason, Event, Exchange, Login, MissingReason, Response, SessionEnd, SessionStart,
 };
+use myrr_wire::handshake::{self, Greeting};
 
 const CLIENT_IP: [u8; 4] = [10, 0, 0, 1];
 const SERVER_IP: [u8; 4] = [10, 0, 0, 2];
@@ -16,9 +17,8 @@ const SERVER_PORT: u16 = 3306;
 // ---- MySQL packets ---------------------------------------------------------------------
 
 fn plain(seq: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = (payload.len() as u32).to_le_bytes()[..3].to_vec();
-    v.push(seq);
-    v.extend_from_slice(payload);
+    let mut v = Vec::new();
+    myrr_wire::framing::frame(seq, payload, &mut v);
     v
 }
 
@@ -42,32 +42,24 @@ fn ok() -> Vec<u8> {
 const CAPS: u32 = 1 | 8 | 0x200 | 0x8000 | (1 << 19);
 
 fn greeting() -> Vec<u8> {
-    let mut p = vec![0x0a];
-    p.extend_from_slice(b"10.11.19-MariaDB\0");
-    p.extend_from_slice(&42u32.to_le_bytes());
-    p.extend_from_slice(b"abcdefgh\0");
-    p.extend_from_slice(&(CAPS as u16).to_le_bytes());
-    p.push(33);
-    p.extend_from_slice(&2u16.to_le_bytes());
-    p.extend_from_slice(&((CAPS >> 16) as u16).to_le_bytes());
-    p.push(21);
-    p.extend_from_slice(&[0; 10]);
-    p.extend_from_slice(b"ijklmnopqrst\0");
-    p.extend_from_slice(b"mysql_native_password\0");
+    let mut p = Vec::new();
+    Greeting {
+        capabilities: CAPS,
+        ..Greeting::default()
+    }
+    .encode(&mut p);
     plain(0, &p)
 }
 
 fn login(user: &str) -> Vec<u8> {
-    let mut p = CAPS.to_le_bytes().to_vec();
-    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
-    p.push(33);
-    p.extend_from_slice(&[0; 23]);
-    p.extend_from_slice(user.as_bytes());
-    p.push(0);
-    p.push(20);
-    p.extend_from_slice(&[7; 20]);
-    p.extend_from_slice(b"shop\0");
-    p.extend_from_slice(b"mysql_native_password\0");
+    let mut p = Vec::new();
+    handshake::Login {
+        capabilities: CAPS,
+        user: user.as_bytes(),
+        database: Some(b"shop"),
+        ..handshake::Login::default()
+    }
+    .encode(&mut p);
     plain(1, &p)
 }
 

@@ -10,6 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use myrr_recording::{Direction, Event, Response};
 use myrr_wire::caps;
 use myrr_wire::conn::{Conn, Ctx};
+use myrr_wire::handshake::{Greeting, Login};
 use myrr_wire::DecodeStats as Stats;
 
 const C: Direction = Direction::ClientToServer;
@@ -34,31 +35,26 @@ fn lenenc_str(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 fn greeting() -> Vec<u8> {
-    let mut p = vec![0x0a];
-    p.extend_from_slice(b"10.11.19-MariaDB\0");
-    p.extend_from_slice(&42u32.to_le_bytes());
-    p.extend_from_slice(b"abcdefgh\0");
-    p.extend_from_slice(&(CAPS as u16).to_le_bytes());
-    p.push(45);
-    p.extend_from_slice(&2u16.to_le_bytes());
-    p.extend_from_slice(&((CAPS >> 16) as u16).to_le_bytes());
-    p.push(21);
-    p.extend_from_slice(&[0; 10]);
-    p.extend_from_slice(b"ijklmnopqrst\0");
-    p.extend_from_slice(b"mysql_native_password\0");
+    let mut p = Vec::new();
+    Greeting {
+        capabilities: CAPS,
+        collation: 45,
+        ..Greeting::default()
+    }
+    .encode(&mut p);
     p
 }
 
 fn login() -> Vec<u8> {
-    let mut p = CAPS.to_le_bytes().to_vec();
-    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
-    p.push(45);
-    p.extend_from_slice(&[0; 23]);
-    p.extend_from_slice(b"sbtest\0");
-    p.push(20);
-    p.extend_from_slice(&[7; 20]);
-    p.extend_from_slice(b"sbtest\0");
-    p.extend_from_slice(b"mysql_native_password\0");
+    let mut p = Vec::new();
+    Login {
+        capabilities: CAPS,
+        collation: 45,
+        user: b"sbtest",
+        database: Some(b"sbtest"),
+        ..Login::default()
+    }
+    .encode(&mut p);
     p
 }
 

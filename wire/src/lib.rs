@@ -7,6 +7,7 @@
 //! - [`command`]: the command codes ([`command::Code`]) and the encoding of a recorded
 //!   [`Command`](myrr_recording::Command) into the bytes a client sends.
 //! - [`caps`]: capability flags, defined once.
+//! - [`handshake`]: a server's greeting and a client's login, encoded (fixtures).
 //! - [`conn`]: the decoder of one connection ([`conn::Conn`]): handshake, commands and
 //!   responses in, [`Event`](myrr_recording::Event)s out. Used by capture on captured bytes
 //!   and by replay on its own connection's bytes, so a recorded and a replayed answer are
@@ -21,6 +22,7 @@ pub mod caps;
 pub mod command;
 pub mod conn;
 pub mod framing;
+pub mod handshake;
 pub mod reader;
 pub mod values;
 
