@@ -3,9 +3,13 @@
 //! to the same events however its messages are split, and truncated or impossible input must
 //! not panic.
 
+use std::sync::Arc;
+
+use myrr_recording::{Column, Command, Exchange, Response, Value};
+
+use super::results::{COLUMN_SETS, COLUMN_SET_BYTES};
 use super::*;
 use crate::framing::{compressed_frame, plain};
-use myrr_recording::Value;
 
 const C: Direction = Direction::ClientToServer;
 const S: Direction = Direction::ServerToClient;
