@@ -433,7 +433,8 @@ impl WireConn {
         pass: Option<&str>,
         db: Option<&str>,
     ) -> Result<Answer, Lost> {
-        let auth = auth_data(&self.plugin, pass, &self.nonce).map_err(|e| Lost::ChangeUser(e.to_string()))?;
+        let auth = auth_data(&self.plugin, pass, &self.nonce)
+            .map_err(|e| Lost::ChangeUser(e.to_string()))?;
         let mut p = Vec::new();
         command::encode_change_user(
             user.as_bytes(),
@@ -572,10 +573,7 @@ impl WireConn {
         if decode {
             self.feed(Direction::ClientToServer, 0);
         }
-        self.stream
-            .write_all(&self.wbuf)
-            .await
-            .map_err(Lost::Io)
+        self.stream.write_all(&self.wbuf).await.map_err(Lost::Io)
     }
 }
 
