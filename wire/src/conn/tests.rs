@@ -21,33 +21,24 @@ fn lenenc_str(s: &[u8]) -> Vec<u8> {
 }
 
 fn greeting(caps: u32) -> Vec<u8> {
-    let mut p = vec![0x0a];
-    p.extend_from_slice(b"10.11.19-MariaDB\0");
-    p.extend_from_slice(&42u32.to_le_bytes());
-    p.extend_from_slice(b"abcdefgh\0");
-    p.extend_from_slice(&(caps as u16).to_le_bytes());
-    p.push(33);
-    p.extend_from_slice(&2u16.to_le_bytes());
-    p.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
-    p.push(21);
-    p.extend_from_slice(&[0; 10]);
-    p.extend_from_slice(b"ijklmnopqrst\0");
-    p.extend_from_slice(b"mysql_native_password\0");
+    let mut p = Vec::new();
+    crate::handshake::Greeting {
+        capabilities: caps,
+        ..Default::default()
+    }
+    .encode(&mut p);
     p
 }
 
 fn login(caps: u32, user: &[u8], db: &[u8]) -> Vec<u8> {
-    let mut p = caps.to_le_bytes().to_vec();
-    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
-    p.push(33);
-    p.extend_from_slice(&[0; 23]);
-    p.extend_from_slice(user);
-    p.push(0);
-    p.push(20);
-    p.extend_from_slice(&[7; 20]);
-    p.extend_from_slice(db);
-    p.push(0);
-    p.extend_from_slice(b"mysql_native_password\0");
+    let mut p = Vec::new();
+    crate::handshake::Login {
+        capabilities: caps,
+        user,
+        database: Some(db),
+        ..Default::default()
+    }
+    .encode(&mut p);
     p
 }
 
