@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use myrr_capture::source::{self, LiveOptions};
-use myrr_capture::{Capture, CaptureConfig, Stats};
+use myrr_capture::source::{self, LiveOptions, PcapFiles};
+use myrr_capture::{CaptureConfig, PacketSource, Stats};
 use myrr_recording::{Header, RecordingWriter, RunKind};
 
 use crate::util::parse_duration;
@@ -53,13 +53,6 @@ pub struct Args {
     json: bool,
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.ports.is_empty() {
         bail!("give at least one --port");
@@ -77,12 +70,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(","),
     };
-    let header = Header {
-        kind: RunKind::Capture,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        source: source_desc,
-        started_us: now_us(),
-        options: vec![
+    let header = Header::new(
+        RunKind::Capture,
+        source_desc,
+        vec![
             (
                 "ports".into(),
                 a.ports
@@ -93,106 +84,46 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             ),
             ("filter".into(), filter.clone()),
         ],
-    };
+    );
     // A live source is opened first: without the rights to capture, say so and write nothing.
-    let live = match &a.interface {
-        Some(iface) => {
-            let opts = LiveOptions {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut source: Box<dyn PacketSource> = match &a.interface {
+        Some(iface) => Box::new(source::open_live(
+            &LiveOptions {
                 iface: iface.clone(),
                 filter: filter.clone(),
                 buffer: a.buffer_mib.saturating_mul(1 << 20),
                 duration: a.duration,
-            };
-            let source = source::open_live(&opts)?;
-            Some((opts, source))
-        }
-        None => None,
+            },
+            stop.clone(),
+        )?),
+        None => Box::new(PcapFiles::new(a.files.clone(), a.filter.clone())),
     };
     let mut writer = RecordingWriter::create(&a.output, &header)
         .with_context(|| format!("cannot create {}", a.output.display()))?;
-    let mut cap = Capture::new(CaptureConfig {
+    if let Some(iface) = &a.interface {
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+        eprintln!("myrr: capturing on {iface} ({filter}); Ctrl-C to stop");
+    }
+    let config = CaptureConfig {
         server_ports: a.ports.clone(),
         max_packet: a.max_packet_mib << 20,
         ..CaptureConfig::default()
-    });
-    let mut write_err: Option<anyhow::Error> = None;
-    let mut damaged = false;
-    let mut flush = |cap: &mut Capture, writer: &mut RecordingWriter<_>, live: bool| {
-        for e in cap.drain_events() {
-            if write_err.is_none() {
-                if let Err(err) = writer.push(&e) {
-                    write_err = Some(err.into());
-                }
-            }
-        }
-        if live && write_err.is_none() {
-            if let Err(err) = writer.flush_if_older(Duration::from_secs(1)) {
-                write_err = Some(err.into());
-            }
-        }
     };
-    if let Some((opts, source)) = live {
-        let stop = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-        eprintln!(
-            "myrr: capturing on {} ({}); Ctrl-C to stop",
-            opts.iface, opts.filter
-        );
-        let cap_cell = std::cell::RefCell::new(&mut cap);
-        let writer_cell = std::cell::RefCell::new(&mut writer);
-        let res = source::capture_live(
-            source,
-            &opts,
-            &stop,
-            |ts, link, frame| cap_cell.borrow_mut().packet(ts, link, frame),
-            || {
-                flush(
-                    &mut cap_cell.borrow_mut(),
-                    &mut writer_cell.borrow_mut(),
-                    true,
-                )
-            },
-        );
-        match res {
-            Ok(s) => {
-                let st = cap.stats_mut();
-                st.kernel_drops = s.dropped;
-                st.interface_drops = s.if_dropped;
-            }
-            Err(e) => {
-                eprintln!("myrr: {e}");
-                damaged = true;
-            }
-        }
-    } else {
-        for f in &a.files {
-            let res = source::read_file(f, a.filter.as_deref(), |ts, link, frame| {
-                cap.packet(ts, link, frame);
-                if cap.has_events() {
-                    flush(&mut cap, &mut writer, false);
-                }
-            });
-            if let Err(e) = res {
-                eprintln!("myrr: {e}");
-                damaged = true;
-            }
-        }
+    let summary = myrr_capture::run(config, source.as_mut(), &mut writer)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    for e in &summary.source_errors {
+        eprintln!("myrr: {e}");
     }
-    cap.finish();
-    flush(&mut cap, &mut writer, false);
-    if let Some(e) = write_err {
-        return Err(e.context(format!("writing {}", a.output.display())));
-    }
-    let events = writer.events_written();
     writer
         .finish()
         .with_context(|| format!("writing {}", a.output.display()))?;
-    print_summary(cap.stats(), events, &a.output, a.json);
-    Ok(if damaged {
-        ExitCode::from(1)
-    } else {
+    print_summary(&summary.stats, summary.events, &a.output, a.json);
+    Ok(if summary.source_errors.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

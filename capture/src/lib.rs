@@ -1,15 +1,19 @@
 //! myrr-capture: from packets to [`Event`]s.
 //!
-//! - [`source`]: packet sources — pcap/pcapng files and live interfaces through libpcap — and
-//!   the link layers they carry ([`LinkType`]).
+//! - [`source`]: packet sources behind [`PacketSource`] — pcap/pcapng files
+//!   ([`source::PcapFiles`]) and live interfaces through libpcap ([`source::LiveSource`]) —
+//!   and the link layers they carry ([`LinkType`]).
 //! - [`tcp`]: per-direction TCP reassembly ([`tcp::Reassembler`], [`tcp::SeqNum`]).
 //! - [`Capture`]: the pipeline that ties them together: feed it packets, take events out.
 //!   Each flow's bytes go to a [`myrr_wire::conn::Conn`], the MySQL decoder shared with replay.
+//! - [`run`]: a whole capture, source to [`EventSink`] (a `RecordingWriter`): when output is
+//!   sealed, what a damaged input leaves; returns a [`Summary`].
 //!
 //! Direction comes from the server ports the user names, never from addresses: client and
 //! server may share an IP. Memory is bounded per flow (reassembly queue, largest packet) and in
 //! the number of flows.
 
+mod run;
 pub mod source;
 pub mod tcp;
 
@@ -21,7 +25,8 @@ use myrr_recording::{Direction, EndReason, Event, SessionId};
 
 use myrr_wire::conn::{Conn, Ctx};
 pub use myrr_wire::DecodeStats;
-pub use source::LinkType;
+pub use run::{run, CaptureError, EventSink, Summary, SEAL_EVERY};
+pub use source::{LinkType, PacketSource};
 use tcp::{Delivery, Reassembler, SeqNum};
 
 /// What a capture counted; printed at the end of `myrr capture`.

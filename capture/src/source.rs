@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherparse::{EtherType, LaxSlicedPacket};
@@ -96,6 +97,161 @@ pub enum SourceError {
 
 const PERMISSION_HINT: &str = "\n  live capture needs root or the capabilities to open raw sockets; grant them with\n  sudo setcap cap_net_raw,cap_net_admin=eip $(command -v myrr)\n  or run myrr capture as root";
 
+/// One captured frame; it borrows from its source until the next call.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Capture time, µs since the Unix epoch.
+    pub ts_us: u64,
+    pub link: LinkType,
+    pub frame: &'a [u8],
+}
+
+/// What a [`PacketSource`] has next.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Packet(Packet<'a>),
+    /// Nothing for now: a live source says so after 100 ms without packets, so the caller
+    /// gets to do its timed work (sealing output) on a quiet link.
+    Idle,
+    /// The source has no more packets.
+    End,
+}
+
+/// Packets a live source lost, as libpcap counts them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// Dropped by the kernel: the capture buffer was full.
+    pub kernel: u64,
+    /// Dropped by the interface or its driver.
+    pub interface: u64,
+}
+
+/// Where packets come from: capture files, a live interface, or frames a test builds.
+///
+/// An error ends the current input, not the source: calling again goes on with the next input
+/// (the next file), or says [`Next::End`].
+pub trait PacketSource {
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError>;
+
+    /// Whether packets come as they happen, so that output must be sealed as it goes: a crash
+    /// of a live capture must not lose more than a second.
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    /// Packets lost before they reached the source; final once it said [`Next::End`].
+    fn drops(&self) -> Drops {
+        Drops::default()
+    }
+}
+
+/// pcap or pcapng files, read one after the other (each through `filter`, when there is one).
+/// A file that cannot be opened or is damaged is an error at that point; the next call goes
+/// on with the next file.
+pub struct PcapFiles {
+    pending: std::vec::IntoIter<PathBuf>,
+    filter: Option<String>,
+    current: Option<PcapFile>,
+    /// The last frame read: libpcap's buffer is only lent until the next read.
+    frame: Vec<u8>,
+}
+
+/// An open capture file and how far it has been read.
+struct PcapFile {
+    path: PathBuf,
+    cap: pcap::Capture<pcap::Offline>,
+    link: LinkType,
+    size: u64,
+    packets: u64,
+    offset: u64,
+}
+
+impl PcapFiles {
+    pub fn new(paths: impl IntoIterator<Item = PathBuf>, filter: Option<String>) -> Self {
+        Self {
+            pending: paths.into_iter().collect::<Vec<_>>().into_iter(),
+            filter,
+            current: None,
+            frame: Vec::new(),
+        }
+    }
+}
+
+impl PcapFile {
+    fn open(path: PathBuf, filter: Option<&str>) -> Result<Self, SourceError> {
+        let mut cap = pcap::Capture::from_file(&path).map_err(|e| SourceError::Open {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        let dlt = cap.get_datalink();
+        let Some(link) = LinkType::from_dlt(dlt.0) else {
+            return Err(SourceError::LinkType {
+                path,
+                dlt: dlt.0,
+                name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
+            });
+        };
+        if let Some(f) = filter {
+            cap.filter(f, true).map_err(|e| SourceError::Open {
+                path: path.clone(),
+                msg: format!("bad filter {f:?}: {e}"),
+            })?;
+        }
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Ok(Self {
+            path,
+            cap,
+            link,
+            size,
+            packets: 0,
+            offset: 24,
+        })
+    }
+}
+
+impl PacketSource for PcapFiles {
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        let (ts_us, link) = loop {
+            let file = match &mut self.current {
+                Some(f) => f,
+                None => {
+                    let Some(path) = self.pending.next() else {
+                        return Ok(Next::End);
+                    };
+                    self.current
+                        .insert(PcapFile::open(path, self.filter.as_deref())?)
+                }
+            };
+            match file.cap.next_packet() {
+                Ok(p) => {
+                    file.packets += 1;
+                    file.offset += 16 + p.header.caplen as u64;
+                    self.frame.clear();
+                    self.frame.extend_from_slice(p.data);
+                    break (ts_us(p.header), file.link);
+                }
+                Err(pcap::Error::NoMorePackets) => self.current = None,
+                Err(e) => {
+                    let err = SourceError::Damaged {
+                        path: file.path.clone(),
+                        packet: file.packets,
+                        offset: file.offset,
+                        size: file.size,
+                        msg: e.to_string(),
+                    };
+                    self.current = None;
+                    return Err(err);
+                }
+            }
+        };
+        Ok(Next::Packet(Packet {
+            ts_us,
+            link,
+            frame: &self.frame,
+        }))
+    }
+}
+
 /// Reads a pcap or pcapng file and hands every frame to `each(ts_us, link, frame)`.
 /// Returns the number of packets read; a damaged file reports where, after every packet before
 /// the damage was handed on.
@@ -104,42 +260,16 @@ pub fn read_file(
     filter: Option<&str>,
     mut each: impl FnMut(u64, LinkType, &[u8]),
 ) -> Result<u64, SourceError> {
-    let mut cap = pcap::Capture::from_file(path).map_err(|e| SourceError::Open {
-        path: path.to_owned(),
-        msg: e.to_string(),
-    })?;
-    let dlt = cap.get_datalink();
-    let link = LinkType::from_dlt(dlt.0).ok_or_else(|| SourceError::LinkType {
-        path: path.to_owned(),
-        dlt: dlt.0,
-        name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
-    })?;
-    if let Some(f) = filter {
-        cap.filter(f, true).map_err(|e| SourceError::Open {
-            path: path.to_owned(),
-            msg: format!("bad filter {f:?}: {e}"),
-        })?;
-    }
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut n = 0u64;
-    let mut offset = 24u64;
+    let mut file = PcapFiles::new([path.to_owned()], filter.map(str::to_owned));
+    let mut n = 0;
     loop {
-        match cap.next_packet() {
-            Ok(p) => {
+        match file.next_packet()? {
+            Next::Packet(p) => {
                 n += 1;
-                offset += 16 + p.header.caplen as u64;
-                each(ts_us(p.header), link, p.data);
+                each(p.ts_us, p.link, p.frame);
             }
-            Err(pcap::Error::NoMorePackets) => return Ok(n),
-            Err(e) => {
-                return Err(SourceError::Damaged {
-                    path: path.to_owned(),
-                    packet: n,
-                    offset,
-                    size,
-                    msg: e.to_string(),
-                })
-            }
+            Next::Idle => {}
+            Next::End => return Ok(n),
         }
     }
 }
@@ -161,14 +291,6 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
 }
 
-/// Live counters reported at the end.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LiveStats {
-    pub received: u64,
-    pub dropped: u64,
-    pub if_dropped: u64,
-}
-
 /// Frames read together by the capture thread, handed to the decoding thread at once.
 struct Batch {
     data: Vec<u8>,
@@ -184,10 +306,32 @@ impl Batch {
     }
 }
 
-/// A live capture, open and filtered, not reading yet.
+/// A live capture on an interface, through libpcap.
+///
+/// A thread of its own only moves frames out of the kernel ring into batches, so decoding (on
+/// the caller's thread) never makes the kernel drop packets; the batch queue is bounded. The
+/// thread starts at the first read and stops when the caller's `stop` flag is set or the
+/// duration is over; the source then says [`Next::End`] once the batches read are handed on.
 pub struct LiveSource {
-    cap: pcap::Capture<pcap::Active>,
+    iface: String,
     link: LinkType,
+    duration: Option<Duration>,
+    stop: Arc<AtomicBool>,
+    /// The open capture, until the first read hands it to the reader thread.
+    cap: Option<pcap::Capture<pcap::Active>>,
+    reader: Option<Reader>,
+    /// Set when the source is dropped before the end: the reader thread stops too.
+    dropped: Arc<AtomicBool>,
+    batch: Batch,
+    /// The next frame of `batch` to hand on.
+    at: usize,
+    drops: Drops,
+}
+
+/// The thread reading the kernel ring, and its batches.
+struct Reader {
+    batches: std::sync::mpsc::Receiver<Batch>,
+    thread: std::thread::JoinHandle<Result<pcap::Stat, pcap::Error>>,
 }
 
 fn live_err(iface: &str, msg: String) -> SourceError {
@@ -200,8 +344,9 @@ fn live_err(iface: &str, msg: String) -> SourceError {
 }
 
 /// Opens the interface (this is where missing rights show), so a caller can fail before it
-/// creates any output.
-pub fn open_live(opts: &LiveOptions) -> Result<LiveSource, SourceError> {
+/// creates any output. Reading starts at the first [`PacketSource::next_packet`] and stops
+/// once `stop` is set or `opts.duration` is over.
+pub fn open_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveSource, SourceError> {
     let live_err = |msg: String| live_err(&opts.iface, msg);
     let inactive =
         pcap::Capture::from_device(opts.iface.as_str()).map_err(|e| live_err(e.to_string()))?;
@@ -225,32 +370,34 @@ pub fn open_live(opts: &LiveOptions) -> Result<LiveSource, SourceError> {
     let dlt = cap.get_datalink();
     let link = LinkType::from_dlt(dlt.0)
         .ok_or_else(|| live_err(format!("link type {} is not supported", dlt.0)))?;
-    Ok(LiveSource { cap, link })
+    Ok(LiveSource {
+        iface: opts.iface.clone(),
+        link,
+        duration: opts.duration,
+        stop,
+        cap: Some(cap),
+        reader: None,
+        dropped: Arc::new(AtomicBool::new(false)),
+        batch: Batch::new(),
+        at: 0,
+        drops: Drops::default(),
+    })
 }
 
-/// Captures on an opened interface until `stop` is set or the duration is over. `each` gets
-/// every frame; `tick` runs at least every 100 ms (to flush output).
-///
-/// A dedicated thread only moves frames out of the kernel ring into batches, so decoding
-/// (on the calling thread) never makes the kernel drop packets; the batch queue is bounded.
-pub fn capture_live(
-    source: LiveSource,
-    opts: &LiveOptions,
-    stop: &AtomicBool,
-    mut each: impl FnMut(u64, LinkType, &[u8]),
-    mut tick: impl FnMut(),
-) -> Result<LiveStats, SourceError> {
-    let live_err = |msg: String| live_err(&opts.iface, msg);
-    let LiveSource { mut cap, link } = source;
-    let started = Instant::now();
-    let duration = opts.duration;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(256);
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> Result<pcap::Stat, pcap::Error> {
+impl LiveSource {
+    fn start_reader(&self, mut cap: pcap::Capture<pcap::Active>) -> Result<Reader, SourceError> {
+        let started = Instant::now();
+        let duration = self.duration;
+        let stop = self.stop.clone();
+        let dropped = self.dropped.clone();
+        let (tx, batches) = std::sync::mpsc::sync_channel::<Batch>(256);
+        let read = move || -> Result<pcap::Stat, pcap::Error> {
             let mut batch = Batch::new();
             let mut last_send = Instant::now();
             loop {
-                if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d)
+                if stop.load(Ordering::Relaxed)
+                    || dropped.load(Ordering::Relaxed)
+                    || duration.is_some_and(|d| started.elapsed() >= d)
                 {
                     break;
                 }
@@ -285,27 +432,81 @@ pub fn capture_live(
                 let _ = tx.send(batch);
             }
             cap.stats()
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(b) => {
-                    for &(ts, at, len) in &b.frames {
-                        each(ts, link, &b.data[at..at + len]);
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            tick();
-        }
+        };
+        let thread = std::thread::Builder::new()
+            .name("myrr-pcap".into())
+            .spawn(read)
+            .map_err(|e| live_err(&self.iface, format!("cannot start the capture thread: {e}")))?;
+        Ok(Reader { batches, thread })
+    }
+
+    /// The reader thread has stopped: its counters, or what stopped it.
+    fn join_reader(&mut self, reader: Reader) -> Result<(), SourceError> {
+        drop(reader.batches);
         let s = reader
+            .thread
             .join()
-            .map_err(|_| live_err("capture thread failed".into()))?
-            .map_err(|e| live_err(e.to_string()))?;
-        Ok(LiveStats {
-            received: s.received as u64,
-            dropped: s.dropped as u64,
-            if_dropped: s.if_dropped as u64,
-        })
-    })
+            .map_err(|_| live_err(&self.iface, "capture thread failed".into()))?
+            .map_err(|e| live_err(&self.iface, e.to_string()))?;
+        self.drops = Drops {
+            kernel: s.dropped as u64,
+            interface: s.if_dropped as u64,
+        };
+        Ok(())
+    }
+}
+
+impl PacketSource for LiveSource {
+    fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
+        if self.at >= self.batch.frames.len() {
+            if let Some(cap) = self.cap.take() {
+                self.reader = Some(self.start_reader(cap)?);
+            }
+            let got = match &self.reader {
+                Some(r) => r.batches.recv_timeout(Duration::from_millis(100)),
+                None => return Ok(Next::End),
+            };
+            match got {
+                Ok(b) => {
+                    self.batch = b;
+                    self.at = 0;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(Next::Idle),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    if let Some(r) = self.reader.take() {
+                        self.join_reader(r)?;
+                    }
+                    return Ok(Next::End);
+                }
+            }
+        }
+        let Some(&(ts_us, at, len)) = self.batch.frames.get(self.at) else {
+            return Ok(Next::Idle);
+        };
+        self.at += 1;
+        Ok(Next::Packet(Packet {
+            ts_us,
+            link: self.link,
+            frame: self.batch.data.get(at..at + len).unwrap_or_default(),
+        }))
+    }
+
+    fn is_live(&self) -> bool {
+        true
+    }
+
+    fn drops(&self) -> Drops {
+        self.drops
+    }
+}
+
+impl Drop for LiveSource {
+    /// Stopped before the end (the output failed): the reader thread stops too.
+    fn drop(&mut self) {
+        if let Some(r) = self.reader.take() {
+            self.dropped.store(true, Ordering::Relaxed);
+            drop(r.batches);
+            let _ = r.thread.join();
+        }
+    }
 }

@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bincode::{Decode, Encode};
 
@@ -60,6 +60,23 @@ pub struct Header {
     pub started_us: u64,
     /// Options the run was made with, as `name=value` pairs.
     pub options: Vec<(String, String)>,
+}
+
+impl Header {
+    /// The header of a run starting now, made by this version of myrr (every crate of the
+    /// workspace shares its version). Capture and replay both build theirs here.
+    pub fn new(kind: RunKind, source: String, options: Vec<(String, String)>) -> Self {
+        Self {
+            kind,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            source,
+            started_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
+            options,
+        }
+    }
 }
 
 /// What went wrong reading a recording, and where.

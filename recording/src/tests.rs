@@ -233,3 +233,22 @@ fn skim_decodes_the_first_and_last_blocks_and_checks_every_block() {
     assert_eq!(damage.offset(), Some(mid as u64), "{damage}");
     assert_eq!(skim.first[..], evs[..skim.first.len()]);
 }
+
+#[test]
+fn a_new_header_names_this_myrr_and_starts_now() {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let h = Header::new(
+        RunKind::Replay,
+        "db:3306".into(),
+        vec![("speed".into(), "1".into())],
+    );
+    assert_eq!(h.kind, RunKind::Replay);
+    // The workspace's version, which the myrr binary reports too.
+    assert_eq!(h.tool_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(h.source, "db:3306");
+    assert_eq!(h.options, [("speed".to_string(), "1".to_string())]);
+    assert!(h.started_us >= before && h.started_us < before + 60_000_000);
+}

@@ -500,12 +500,10 @@ pub async fn run(
         .recorded_us
         .store(scan.origin_us, Ordering::Relaxed);
 
-    let header = Header {
-        kind: RunKind::Replay,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        source: config.target.address(),
-        started_us: Clock::new().now_us(),
-        options: vec![
+    let header = Header::new(
+        RunKind::Replay,
+        config.target.address(),
+        vec![
             (
                 "inputs".into(),
                 config
@@ -531,7 +529,7 @@ pub async fn run(
             ("sched".into(), policy.name().into()),
             ("server_version".into(), server_version.clone()),
         ],
-    };
+    );
     let output = config.output.clone();
     let out_err = |e: myrr_recording::WriteError| ReplayError::Output {
         path: output.clone(),
