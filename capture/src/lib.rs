@@ -217,26 +217,35 @@ impl Capture {
         let seq = SeqNum(tcp.sequence_number());
         let payload = tcp.payload();
 
-        // A new SYN on a known flow with another ISN: the client port was reused.
-        if syn && !tcp.ack() && dir == Direction::ClientToServer {
-            if let Some(f) = self.flows.get(&key) {
-                if f.client_isn != Some(seq.0) {
-                    self.end_flow(key, EndReason::Closed, ts_us);
-                }
-            }
-        }
+        // One lookup of the flow for the common case (a known flow going on); two cases end
+        // it first. A new SYN on a known flow with another ISN: the client port was reused.
         // Data that cannot continue the flow: a new connection on the same ports, without a
         // SYN in the capture. Taken for a retransmission, it would be dropped and the new
         // connection's answers given to the old one's commands.
-        if !syn && !payload.is_empty() {
-            let ack = tcp.ack().then(|| SeqNum(tcp.acknowledgment_number()));
-            if let Some(f) = self.flows.get(&key).filter(|f| f.new_stream(dir, seq, ack)) {
-                let last_us = f.last_us;
-                self.stats.streams_restarted += 1;
-                self.end_flow(key, EndReason::Closed, last_us);
+        let known = match self.flows.get(&key) {
+            None => false,
+            Some(f) if syn && !tcp.ack() && dir == Direction::ClientToServer => {
+                if f.client_isn != Some(seq.0) {
+                    self.end_flow(key, EndReason::Closed, ts_us);
+                    false
+                } else {
+                    true
+                }
             }
-        }
-        if !self.flows.contains_key(&key) {
+            Some(f) if !syn && !payload.is_empty() => {
+                let ack = tcp.ack().then(|| SeqNum(tcp.acknowledgment_number()));
+                if f.new_stream(dir, seq, ack) {
+                    let last_us = f.last_us;
+                    self.stats.streams_restarted += 1;
+                    self.end_flow(key, EndReason::Closed, last_us);
+                    false
+                } else {
+                    true
+                }
+            }
+            Some(_) => true,
+        };
+        if !known {
             if payload.is_empty() && !syn {
                 return; // a stray ACK/FIN/RST of a connection we never saw
             }

@@ -152,8 +152,8 @@ pub struct PcapFiles {
     pending: std::vec::IntoIter<PathBuf>,
     filter: Option<String>,
     current: Option<PcapFile>,
-    /// The last frame read: libpcap's buffer is only lent until the next read.
-    frame: Vec<u8>,
+    /// `current` has no more packets: it is closed at the next call.
+    finished: bool,
 }
 
 /// An open capture file and how far it has been read.
@@ -172,7 +172,7 @@ impl PcapFiles {
             pending: paths.into_iter().collect::<Vec<_>>().into_iter(),
             filter,
             current: None,
-            frame: Vec::new(),
+            finished: false,
         }
     }
 }
@@ -211,44 +211,47 @@ impl PcapFile {
 
 impl PacketSource for PcapFiles {
     fn next_packet(&mut self) -> Result<Next<'_>, SourceError> {
-        let (ts_us, link) = loop {
-            let file = match &mut self.current {
-                Some(f) => f,
-                None => {
-                    let Some(path) = self.pending.next() else {
-                        return Ok(Next::End);
-                    };
-                    self.current
-                        .insert(PcapFile::open(path, self.filter.as_deref())?)
-                }
+        // The file that ended (or broke) on the last call is closed now, before anything is
+        // lent: the frame handed out below borrows the open file, so a call cannot both lend
+        // one and move on to the next file (it says `Idle` at a file's end instead).
+        if self.finished {
+            self.finished = false;
+            self.current = None;
+        }
+        if self.current.is_none() {
+            let Some(path) = self.pending.next() else {
+                return Ok(Next::End);
             };
-            match file.cap.next_packet() {
-                Ok(p) => {
-                    file.packets += 1;
-                    file.offset += 16 + p.header.caplen as u64;
-                    self.frame.clear();
-                    self.frame.extend_from_slice(p.data);
-                    break (ts_us(p.header), file.link);
-                }
-                Err(pcap::Error::NoMorePackets) => self.current = None,
-                Err(e) => {
-                    let err = SourceError::Damaged {
-                        path: file.path.clone(),
-                        packet: file.packets,
-                        offset: file.offset,
-                        size: file.size,
-                        msg: e.to_string(),
-                    };
-                    self.current = None;
-                    return Err(err);
-                }
-            }
+            self.current = Some(PcapFile::open(path, self.filter.as_deref())?);
+        }
+        let Some(file) = &mut self.current else {
+            return Ok(Next::End);
         };
-        Ok(Next::Packet(Packet {
-            ts_us,
-            link,
-            frame: &self.frame,
-        }))
+        match file.cap.next_packet() {
+            Ok(p) => {
+                file.packets += 1;
+                file.offset += 16 + p.header.caplen as u64;
+                Ok(Next::Packet(Packet {
+                    ts_us: ts_us(p.header),
+                    link: file.link,
+                    frame: p.data,
+                }))
+            }
+            Err(pcap::Error::NoMorePackets) => {
+                self.finished = true;
+                Ok(Next::Idle)
+            }
+            Err(e) => {
+                self.finished = true;
+                Err(SourceError::Damaged {
+                    path: file.path.clone(),
+                    packet: file.packets,
+                    offset: file.offset,
+                    size: file.size,
+                    msg: e.to_string(),
+                })
+            }
+        }
     }
 }
 
