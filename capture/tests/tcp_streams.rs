@@ -63,6 +63,14 @@ fn login(user: &str) -> Vec<u8> {
     plain(1, &p)
 }
 
+/// "SELECT 1" at 1.0 s, answered 300 µs later: the start of most streams below.
+fn select_1_answered(t: &mut Tcp) -> Vec<(u64, Vec<u8>)> {
+    vec![
+        (1_000_000, t.c(&query("SELECT 1"))),
+        (1_000_300, t.s(&ok())),
+    ]
+}
+
 /// An ERR the server sends before the client logged in: no SQL state (nothing negotiated yet).
 fn handshake_err(seq: u8, code: u16, msg: &str) -> Vec<u8> {
     let mut p = vec![0xff];
@@ -288,10 +296,7 @@ impl Run {
 #[test]
 fn request_flushed_by_the_servers_ack_starts_at_its_own_packet() {
     let mut t = Tcp::new(40001, 1000, 5000);
-    let mut frames = vec![
-        (1_000_000, t.c(&query("SELECT 1"))),
-        (1_000_300, t.s(&ok())),
-    ];
+    let mut frames = select_1_answered(&mut t);
     let _lost = t.c(&close_stmt(1));
     frames.push((2_000_000, t.c(&query("SELECT 2"))));
     frames.push((2_000_800, t.s(&ok())));
@@ -307,10 +312,7 @@ fn request_flushed_by_the_servers_ack_starts_at_its_own_packet() {
 #[test]
 fn request_behind_a_filled_hole_starts_at_its_own_packet() {
     let mut t = Tcp::new(40001, 1000, 5000);
-    let mut frames = vec![
-        (1_000_000, t.c(&query("SELECT 1"))),
-        (1_000_300, t.s(&ok())),
-    ];
+    let mut frames = select_1_answered(&mut t);
     let close = t.c(&close_stmt(1));
     frames.push((2_000_000, t.c(&query("SELECT 2"))));
     frames.push((2_200_000, close));
@@ -327,10 +329,7 @@ fn request_behind_a_filled_hole_starts_at_its_own_packet() {
 #[test]
 fn request_queued_at_the_end_of_the_capture_keeps_its_time() {
     let mut t = Tcp::new(40001, 1000, 5000);
-    let mut frames = vec![
-        (1_000_000, t.c(&query("SELECT 1"))),
-        (1_000_300, t.s(&ok())),
-    ];
+    let mut frames = select_1_answered(&mut t);
     let _lost = t.c(&close_stmt(1));
     frames.push((2_000_000, t.c(&query("SELECT 2"))));
     // A keep-alive from the server long after: it acknowledges nothing new.

@@ -256,16 +256,7 @@ impl Conn {
         if let Some(mut c) = f.cur.take() {
             if matches!(f.state, RState::Cols { .. } | RState::FieldList) {
                 // Cut off among its column definitions: the ones that came.
-                c.columns = self.column_sets.finish(
-                    ctx.stats,
-                    anomaly_at(
-                        self.session,
-                        Direction::ServerToClient,
-                        self.received[1],
-                        &self.server,
-                        Anomaly::MalformedColumnDefinition,
-                    ),
-                );
+                c.columns = result_columns!(self, ctx);
             }
             let mut rs = c.finish(0, 0, None);
             rs.complete = false;

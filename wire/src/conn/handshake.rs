@@ -72,16 +72,22 @@ impl Conn {
         self.attach(user, db, false, ctx);
     }
 
+    /// The server refused the login (ERR `p`, instead of the greeting, after it or after the
+    /// login): counted, and the connection is over for the decoder.
+    pub(super) fn login_refused(&mut self, p: &[u8], ctx: &mut Ctx<'_>) {
+        let e = parse_err(p);
+        ctx.stats.logins_failed += 1;
+        self.login = Login::Failed {
+            code: e.code,
+            message: e.message,
+        };
+        self.phase = Phase::Done;
+    }
+
     pub(super) fn greeting(&mut self, p: &[u8], ctx: &mut Ctx<'_>) {
         match p.first() {
             Some(0xff) => {
-                let e = parse_err(p);
-                ctx.stats.logins_failed += 1;
-                self.login = Login::Failed {
-                    code: e.code,
-                    message: e.message,
-                };
-                self.phase = Phase::Done;
+                self.login_refused(p, ctx);
                 self.attach(None, None, false, ctx);
             }
             Some(0x0a) => {

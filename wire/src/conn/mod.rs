@@ -15,6 +15,24 @@
 //! result sets and their rows, `packets` the generic server packets, `handshake` greeting
 //! and login, `attach` where a stream with no known start can be picked up.
 
+/// The columns of the result being read (`ColumnSets::finish`); definitions that do not parse
+/// are counted at the server stream's position. A macro rather than a method: its callers hold
+/// the command in flight (a borrow of `inflight`) while it uses other fields of the `Conn`.
+macro_rules! result_columns {
+    ($conn:expr, $ctx:expr) => {
+        $conn.column_sets.finish(
+            $ctx.stats,
+            anomaly_at(
+                $conn.session,
+                Direction::ServerToClient,
+                $conn.received[1],
+                &$conn.server,
+                Anomaly::MalformedColumnDefinition,
+            ),
+        )
+    };
+}
+
 mod attach;
 mod commands;
 mod handshake;
@@ -535,15 +553,7 @@ impl Conn {
                         self.phase = Phase::Done;
                     }
                 }
-                Some(0xff) => {
-                    let e = parse_err(p);
-                    ctx.stats.logins_failed += 1;
-                    self.login = Login::Failed {
-                        code: e.code,
-                        message: e.message,
-                    };
-                    self.phase = Phase::Done;
-                }
+                Some(0xff) => self.login_refused(p, ctx),
                 _ => {}
             },
             Phase::Command => self.response(p, now, ctx),

@@ -139,16 +139,7 @@ impl Conn {
                 if is_err {
                     let e = parse_err(p);
                     let cur = f.cur.take().map(|mut c| {
-                        c.columns = self.column_sets.finish(
-                            ctx.stats,
-                            anomaly_at(
-                                self.session,
-                                Direction::ServerToClient,
-                                self.received[1],
-                                &self.server,
-                                Anomaly::MalformedColumnDefinition,
-                            ),
-                        );
+                        c.columns = result_columns!(self, ctx);
                         c.finish(0, 0, Some(e.clone()))
                     });
                     f.results
@@ -159,16 +150,7 @@ impl Conn {
                     f.state = if left <= 1 {
                         // The rows that follow are read against the columns.
                         if let Some(c) = f.cur.as_mut() {
-                            c.columns = self.column_sets.finish(
-                                ctx.stats,
-                                anomaly_at(
-                                    self.session,
-                                    Direction::ServerToClient,
-                                    self.received[1],
-                                    &self.server,
-                                    Anomaly::MalformedColumnDefinition,
-                                ),
-                            );
+                            c.columns = result_columns!(self, ctx);
                         }
                         RState::ColsEof
                     } else {
@@ -312,16 +294,7 @@ impl Conn {
                 } else if first == Some(0xfe) {
                     let (warnings, status) = parse_eof(p);
                     if let Some(mut c) = f.cur.take() {
-                        c.columns = self.column_sets.finish(
-                            ctx.stats,
-                            anomaly_at(
-                                self.session,
-                                Direction::ServerToClient,
-                                self.received[1],
-                                &self.server,
-                                Anomaly::MalformedColumnDefinition,
-                            ),
-                        );
+                        c.columns = result_columns!(self, ctx);
                         f.results
                             .push(Response::Rows(c.finish(status, warnings, None)));
                     }
