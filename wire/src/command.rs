@@ -321,6 +321,9 @@ fn decode_execute(body: &[u8], qa: bool, statement: Option<&mut Statement>) -> O
                 value,
             });
         }
+        // With query attributes, the count covers the statement's parameters and then the
+        // attributes (named): the command keeps the parameters; attributes are not re-sent.
+        out.truncate(stmt.params as usize);
         Some(out)
     })();
     Some(match params {

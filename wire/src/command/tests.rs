@@ -155,6 +155,36 @@ fn query_attributes_precede_the_sql_when_negotiated() {
     );
 }
 
+#[test]
+fn query_attributes_sent_with_an_execute_are_not_taken_for_parameters() {
+    // A 1-parameter statement executed with one attribute: count 2, then bitmap, bound, two
+    // (type, flag, name) triples, then the values (a LONGLONG 5 and the attribute's "x").
+    let flags = EXECUTE_PARAMETER_COUNT_AVAILABLE;
+    let mut p = vec![0x17, 9, 0, 0, 0, flags, 1, 0, 0, 0];
+    p.extend_from_slice(&[2, 0, 1, 0x08, 0, 0, 0xfd, 0, 2, b't', b'r']);
+    p.extend_from_slice(&5i64.to_le_bytes());
+    p.extend_from_slice(&[1, b'x']);
+    let mut statement = Statement {
+        params: 1,
+        types: vec![],
+    };
+    let cx = DecodeContext {
+        query_attributes: true,
+        statement: Some(&mut statement),
+        ..Default::default()
+    };
+    assert_eq!(
+        decode(&p, cx),
+        Some(Command::Execute {
+            stmt_id: 9,
+            flags: EXECUTE_PARAMETER_COUNT_AVAILABLE,
+            params: vec![param(0x08, Value::Int(5))],
+            prepare_seen: true,
+            raw_params: vec![],
+        })
+    );
+}
+
 /// A parameter whose value reads back as itself (the binary protocol's canonical pairs).
 fn canonical_param() -> impl Strategy<Value = Param> {
     prop_oneof![
