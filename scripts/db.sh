@@ -230,6 +230,11 @@ start_one() {
             --ssl-cert="$TLS_DIR/server-cert.pem"
             --ssl-key="$TLS_DIR/server-key.pem"
         )
+        # The source keeps performance_schema on: capture's --server backfill reads
+        # its prepared statements and session state there. The candidate keeps
+        # it off, which is also the "server without performance_schema" case.
+        local pfs=(--performance-schema=OFF)
+        [[ "$NAME" == source ]] && pfs=(--performance-schema=ON)
         local args=(
             --no-defaults
             "${tls[@]}"
@@ -246,7 +251,7 @@ start_one() {
             --max-connections=6000
             --max-connect-errors=1000000
             --open-files-limit="$nofile"
-            --performance-schema=OFF
+            "${pfs[@]}"
             --character-set-server=utf8mb4
             --collation-server=utf8mb4_general_ci
         )

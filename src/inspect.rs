@@ -9,7 +9,9 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use myrr_recording::{Command, Event, Exchange, Login, RecordingReader, Response, Value};
+use myrr_recording::{
+    BackfillSource, Command, Event, Exchange, Login, RecordingReader, Response, Value,
+};
 use serde_json::{json, Map, Value as Json};
 
 use crate::util::text;
@@ -154,6 +156,28 @@ pub fn to_json(ev: &Event) -> Json {
                 m.insert("error_code".into(), c.into());
             }
             m.insert("exchanges".into(), e.exchanges.into());
+        }
+        Event::Backfill(b) => {
+            m.insert("at_us".into(), b.at_us.into());
+            let (source, of) = backfill_source(&b.source);
+            m.insert("source".into(), source.into());
+            if let Some((key, id)) = of {
+                m.insert(key.into(), id.into());
+            }
+            m.insert("user".into(), b.user.as_deref().map(text).into());
+            m.insert("db".into(), b.db.as_deref().map(text).into());
+            let vars: Map<String, Json> = b
+                .variables
+                .iter()
+                .map(|(k, v)| (text(k), text(v).into()))
+                .collect();
+            m.insert("variables".into(), Json::Object(vars));
+            let stmts: Vec<Json> = b
+                .statements
+                .iter()
+                .map(|s| json!({"id": s.id, "params": s.params, "sql": text(&s.sql)}))
+                .collect();
+            m.insert("statements".into(), stmts.into());
         }
     }
     Json::Object(m)
@@ -342,6 +366,39 @@ fn to_row(ev: &Event) -> String {
             "session {} end  {:?} login={:?} exchanges={}",
             e.session, e.reason, e.login, e.exchanges
         ),
+        Event::Backfill(b) => {
+            let (source, of) = backfill_source(&b.source);
+            let of = of.map(|(k, id)| format!(" {k}={id}")).unwrap_or_default();
+            let stmts: Vec<String> = b
+                .statements
+                .iter()
+                .map(|s| format!("{}: {}", s.id, one_line(&text(&s.sql), 60)))
+                .collect();
+            format!(
+                "session {} backfill ({source}{of})  user={} db={}  statements: {}",
+                b.session,
+                b.user.as_deref().map(text).unwrap_or_else(|| "?".into()),
+                b.db.as_deref().map(text).unwrap_or_else(|| "-".into()),
+                if stmts.is_empty() {
+                    "none".into()
+                } else {
+                    stmts.join("; ")
+                }
+            )
+        }
+    }
+}
+
+/// A backfill's source as a name, and the id it names.
+fn backfill_source(s: &BackfillSource) -> (&'static str, Option<(&'static str, u64)>) {
+    match s {
+        BackfillSource::Server { connection_id } => {
+            ("server", Some(("connection_id", *connection_id)))
+        }
+        BackfillSource::Inferred { from_session } => {
+            ("inferred", Some(("from_session", *from_session)))
+        }
+        BackfillSource::Unknown => ("unknown", None),
     }
 }
 

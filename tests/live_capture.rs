@@ -199,6 +199,7 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
             Event::Exchange(x) => exchanges.entry(x.session).or_default().push(x.clone()),
             Event::Gap(g) => panic!("gap in a loopback capture: {g:?}"),
             Event::SessionEnd(_) => {}
+            Event::Backfill(b) => panic!("backfill without --server: {b:?}"),
         }
     }
     let mut checked_sessions = 0;

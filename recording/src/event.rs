@@ -18,6 +18,9 @@ pub enum Event {
     Exchange(Exchange),
     Gap(Gap),
     SessionEnd(SessionEnd),
+    /// Format version 2: what the run learned about a session that began before it.
+    /// (Appended last: version-1 files decode unchanged.)
+    Backfill(Backfill),
 }
 
 impl Event {
@@ -35,6 +38,7 @@ impl Event {
             Event::Exchange(e) => e.session,
             Event::Gap(g) => g.session,
             Event::SessionEnd(e) => e.session,
+            Event::Backfill(b) => b.session,
         }
     }
 
@@ -45,6 +49,7 @@ impl Event {
             Event::Exchange(_) => "exchange",
             Event::Gap(_) => "gap",
             Event::SessionEnd(_) => "session_end",
+            Event::Backfill(_) => "backfill",
         }
     }
 }
@@ -72,6 +77,45 @@ pub struct SessionStart {
     pub compressed: bool,
     /// Replay only: which clone of the recorded session this is (0 for captures).
     pub clone: u32,
+}
+
+/// What a run knows of a session that began before it (mid-stream: no handshake, no
+/// PREPAREs): from the server's own tables (`capture --server`, `--backfill FILE`), or
+/// inferred from another session's PREPARE when the evidence allows only that one.
+///
+/// A server backfill comes right after its session's `SessionStart` (which then carries the
+/// user and database); an inferred one right before the first exchange that needed it.
+/// Replay prepares `statements` on the target under their recorded ids and sets `variables`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct Backfill {
+    pub session: SessionId,
+    pub at_us: u64,
+    pub source: BackfillSource,
+    pub user: Option<Vec<u8>>,
+    pub db: Option<Vec<u8>>,
+    /// Session variables as the server reported them: (name, value).
+    pub variables: Vec<(Vec<u8>, Vec<u8>)>,
+    pub statements: Vec<KnownStatement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub enum BackfillSource {
+    /// The server's performance_schema, connection `connection_id` (its processlist id).
+    Server { connection_id: u64 },
+    /// The PREPARE was seen on session `from_session` of this run; id, parameters and
+    /// columns agreed, and no other PREPARE did.
+    Inferred { from_session: SessionId },
+    #[default]
+    Unknown,
+}
+
+/// A prepared statement the session held: the id its EXECUTEs name, its SQL text, its
+/// parameter count.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct KnownStatement {
+    pub id: u32,
+    pub sql: Vec<u8>,
+    pub params: u16,
 }
 
 /// One command and the server's answer to it.
@@ -383,6 +427,41 @@ pub enum SkipReason {
     Unsupported(String),
     /// The session's connection could not be opened.
     NotConnected,
+    /// EXECUTE of a statement known from a backfill whose parameter types the client bound
+    /// before the capture (it sends them once): the values cannot be sent again.
+    TypesNotSent,
+}
+
+impl SkipReason {
+    /// A stable snake_case name, for counts by reason in summaries and JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SkipReason::UnknownStatement => "unknown_statement",
+            SkipReason::Filtered => "filtered",
+            SkipReason::Unsupported(_) => "unsupported",
+            SkipReason::NotConnected => "not_connected",
+            SkipReason::TypesNotSent => "types_not_sent",
+        }
+    }
+
+    /// What a user reads: the reason and what to do about it.
+    pub fn explain(&self) -> &'static str {
+        match self {
+            SkipReason::UnknownStatement => {
+                "EXECUTE of a statement prepared before the capture started: capture with \
+                 --server (backfill from performance_schema), or longer so that pools reconnect"
+            }
+            SkipReason::Filtered => "left out by --read-only, --include or --exclude",
+            SkipReason::Unsupported(_) => "a command myrr cannot send again",
+            SkipReason::NotConnected => {
+                "the session's connection to the target could not be opened"
+            }
+            SkipReason::TypesNotSent => {
+                "EXECUTE whose parameter types were bound before the capture (the client sends \
+                 them once per statement)"
+            }
+        }
+    }
 }
 
 /// A result set, summarised: its shape, its size and a digest of its rows.

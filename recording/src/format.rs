@@ -20,7 +20,10 @@ use crate::event::Event;
 
 pub const MAGIC: &[u8; 8] = b"MYRR\x00REC";
 /// Bumped on any incompatible change; readers refuse newer versions with a clear message.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Version 1 had no `Event::Backfill`; its events decode unchanged (the variant is last).
+pub const OLDEST_READABLE: u16 = 1;
 /// Uncompressed size at which a block is sealed.
 pub const BLOCK_TARGET: usize = 128 * 1024;
 /// Largest block a reader accepts (compressed), so a corrupt length cannot make it allocate
@@ -421,6 +424,14 @@ impl<R: Read> RecordingReader<R> {
                 path,
                 found: version,
                 supported: FORMAT_VERSION,
+            });
+        }
+        if version < OLDEST_READABLE {
+            return Err(FormatError::Corrupt {
+                path,
+                offset: 8,
+                what: "format version",
+                detail: format!("version {version} was never written by myrr"),
             });
         }
         let hlen = u32::from_le_bytes(fixed[10..14].try_into().unwrap());

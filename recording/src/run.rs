@@ -16,6 +16,7 @@ pub fn event_time(e: &Event) -> u64 {
         Event::Exchange(x) => x.start_us,
         Event::Gap(g) => g.at_us,
         Event::SessionEnd(e) => e.end_us,
+        Event::Backfill(b) => b.at_us,
     }
 }
 
@@ -94,6 +95,12 @@ impl Iterator for RunReader {
                 Event::Exchange(x) => x.session = run_session_id(kind, i, x.session),
                 Event::Gap(g) => g.session = run_session_id(kind, i, g.session),
                 Event::SessionEnd(s) => s.session = run_session_id(kind, i, s.session),
+                Event::Backfill(b) => {
+                    b.session = run_session_id(kind, i, b.session);
+                    if let crate::BackfillSource::Inferred { from_session } = &mut b.source {
+                        *from_session = run_session_id(kind, i, *from_session);
+                    }
+                }
             }
             return Some(e);
         }

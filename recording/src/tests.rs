@@ -252,3 +252,46 @@ fn a_new_header_names_this_myrr_and_starts_now() {
     assert_eq!(h.options, [("speed".to_string(), "1".to_string())]);
     assert!(h.started_us >= before && h.started_us < before + 60_000_000);
 }
+
+#[test]
+fn version_1_files_still_read_and_backfills_round_trip() {
+    // A version-1 file is a version-2 file without Backfill events: the same bytes, but for
+    // the version field.
+    let evs = events(50);
+    let mut v1 = write(&evs);
+    v1[8..10].copy_from_slice(&1u16.to_le_bytes());
+    let (got, err) = read(&v1);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, evs);
+
+    let mut v0 = v1.clone();
+    v0[8..10].copy_from_slice(&0u16.to_le_bytes());
+    let (_, err) = read(&v0);
+    assert!(
+        matches!(err, Some(FormatError::Corrupt { what: "format version", .. })),
+        "{err:?}"
+    );
+
+    let mut evs = events(3);
+    evs.insert(
+        1,
+        Event::Backfill(Backfill {
+            session: 1,
+            at_us: 1_000,
+            source: BackfillSource::Server { connection_id: 42 },
+            user: Some(b"app".to_vec()),
+            db: Some(b"shop".to_vec()),
+            variables: vec![(b"sql_mode".to_vec(), b"STRICT_TRANS_TABLES".to_vec())],
+            statements: vec![KnownStatement {
+                id: 7,
+                sql: b"SELECT ? FROM t WHERE id = ?".to_vec(),
+                params: 2,
+            }],
+        }),
+    );
+    let bytes = write(&evs);
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION);
+    let (got, err) = read(&bytes);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, evs);
+}
