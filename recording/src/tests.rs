@@ -268,7 +268,13 @@ fn version_1_files_still_read_and_backfills_round_trip() {
     v0[8..10].copy_from_slice(&0u16.to_le_bytes());
     let (_, err) = read(&v0);
     assert!(
-        matches!(err, Some(FormatError::Corrupt { what: "format version", .. })),
+        matches!(
+            err,
+            Some(FormatError::Corrupt {
+                what: "format version",
+                ..
+            })
+        ),
         "{err:?}"
     );
 

@@ -24,6 +24,7 @@ pub mod conn;
 pub mod framing;
 pub mod handshake;
 pub mod reader;
+pub mod sql;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -108,6 +109,11 @@ pub const ANOMALIES_KEPT: usize = 64;
 pub struct DecodeStats {
     pub sessions_full: u64,
     pub sessions_mid_stream: u64,
+    /// Mid-stream sessions that the server's view (`capture --server`) described.
+    pub sessions_backfilled: u64,
+    /// EXECUTEs naming a statement whose PREPARE this run does not know (it came before the
+    /// capture and no backfill described it): a replay must skip them.
+    pub executes_unprepared: u64,
     pub sessions_encrypted: u64,
     pub compression_detected: u64,
     /// Logins the server refused: an ERR instead of the greeting, after it, or after the

@@ -279,6 +279,13 @@ impl Conn {
     fn emit(&mut self, f: Inflight, ctx: &mut Ctx<'_>) {
         let Some(session) = self.session else { return };
         ctx.stats.exchanges += 1;
+        if let Command::Execute {
+            prepare_seen: false,
+            ..
+        } = f.command
+        {
+            ctx.stats.executes_unprepared += 1;
+        }
         let mut results = f.results.into_iter();
         let response = results
             .next()

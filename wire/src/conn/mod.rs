@@ -41,9 +41,11 @@ mod responses;
 mod results;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use myrr_recording::{
-    Direction, EndReason, Event, Gap, Login, MissingReason, SessionEnd, SessionId, SessionStart,
+    Backfill, Column, Direction, EndReason, Event, Gap, Login, MissingReason, SessionEnd,
+    SessionId, SessionStart,
 };
 use rustc_hash::FxHashMap;
 
@@ -140,6 +142,9 @@ pub struct Conn {
     /// Commands are decoded only as far as reading their answers needs (no SQL or parameter
     /// copies): for a replaying client, which knows what it sent.
     pub answers_only: bool,
+    /// What the server said of this connection before its first command was seen; emitted
+    /// after the session's start if the session turns out to be mid-stream.
+    backfill: Option<Backfill>,
 }
 
 impl Conn {
@@ -187,7 +192,41 @@ impl Conn {
             received: [0; 2],
             infile_requests: 0,
             answers_only: false,
+            backfill: None,
         }
+    }
+
+    /// What the server knows of this connection, for a flow whose start is not in the capture:
+    /// its user, database and prepared statements (whose EXECUTEs then decode). Ignored once
+    /// the session has started, and dropped if its handshake turns up after all.
+    pub fn backfill(&mut self, b: Backfill) {
+        if self.session.is_some() {
+            return;
+        }
+        for s in &b.statements {
+            self.know_statement(s.id, s.params, Vec::new(), Arc::default());
+        }
+        self.backfill = Some(b);
+    }
+
+    /// A prepared statement whose PREPARE is not in this session's capture (known from the
+    /// server, or inferred from another session): its EXECUTEs decode from now on.
+    /// `types`: as last bound, when known; empty otherwise (the next EXECUTE that binds
+    /// types supplies them).
+    pub fn know_statement(
+        &mut self,
+        id: u32,
+        params: u16,
+        types: Vec<(u8, bool)>,
+        columns: Arc<[Column]>,
+    ) {
+        self.stmts.insert(
+            id,
+            Stmt {
+                shape: crate::command::Statement { params, types },
+                columns,
+            },
+        );
     }
 
     pub fn is_encrypted(&self) -> bool {
@@ -307,11 +346,27 @@ impl Conn {
         *ctx.next_session += 1;
         self.session = Some(id);
         let encrypted = self.phase == Phase::Encrypted;
+        let backfill = self.backfill.take();
         if mid_stream {
             ctx.stats.sessions_mid_stream += 1;
         } else {
             ctx.stats.sessions_full += 1;
+            if let Some(b) = &backfill {
+                // The handshake was in the capture after all: the server's view is stale.
+                for s in &b.statements {
+                    self.stmts.remove(&s.id);
+                }
+            }
         }
+        let backfill = backfill.filter(|_| mid_stream).map(|mut b| {
+            b.session = id;
+            b.at_us = self.first_us;
+            b
+        });
+        let (user, db) = match &backfill {
+            Some(b) => (user.or_else(|| b.user.clone()), db.or_else(|| b.db.clone())),
+            None => (user, db),
+        };
         if encrypted {
             ctx.stats.sessions_encrypted += 1;
         }
@@ -330,6 +385,10 @@ impl Conn {
             compressed: self.compressed,
             clone: 0,
         }));
+        if let Some(b) = backfill {
+            ctx.stats.sessions_backfilled += 1;
+            ctx.events.push(Event::Backfill(b));
+        }
     }
 
     // ---- client side -------------------------------------------------------------------

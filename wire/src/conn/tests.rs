@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use myrr_recording::{Column, Command, Exchange, Response, Value};
+use myrr_recording::{Column, Command, Exchange, Param, Response, Value};
 
 use super::results::{COLUMN_SETS, COLUMN_SET_BYTES};
 use super::*;
@@ -452,4 +452,150 @@ fn remembered_column_sets_stay_bounded() {
     let cols = sets.finish(&mut stats, nowhere());
     assert_eq!(cols.len(), COLUMN_SET_BYTES / 40);
     assert!(sets.known_bytes <= COLUMN_SET_BYTES);
+}
+
+/// Two EXECUTEs of statement 5 (`INSERT … VALUES (?, ?)`), each answered with an OK; the
+/// second sends no types (the client sent them already), as libraries do.
+fn executes_of_statement_5() -> (Vec<(Direction, Vec<u8>)>, Vec<Vec<Param>>) {
+    let params: Vec<Vec<Param>> = (0..2)
+        .map(|i| {
+            vec![
+                Param {
+                    column_type: 8, // LONGLONG
+                    unsigned: false,
+                    value: Value::Int(i),
+                },
+                Param {
+                    column_type: 253, // VAR_STRING
+                    unsigned: false,
+                    value: Value::Bytes(format!("row {i}").into_bytes()),
+                },
+            ]
+        })
+        .collect();
+    let mut sent_types = Vec::new();
+    let mut conv = Vec::new();
+    for p in &params {
+        let cmd = Command::Execute {
+            stmt_id: 5,
+            flags: 0,
+            params: p.clone(),
+            prepare_seen: true,
+            raw_params: vec![],
+        };
+        let mut b = Vec::new();
+        crate::command::encode(&cmd, None, &mut sent_types, &mut b).unwrap();
+        conv.push((C, plain(0, &b)));
+        conv.push((S, plain(1, &ok(1, 2))));
+    }
+    (conv, params)
+}
+
+fn decode_backfilled(
+    conv: &[(Direction, Vec<u8>)],
+    backfill: Option<Backfill>,
+) -> (Vec<Event>, DecodeStats) {
+    let mut events = Vec::new();
+    let mut stats = DecodeStats::default();
+    let mut next = 1;
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 7, false, 1 << 20);
+    if let Some(b) = backfill {
+        conn.backfill(b);
+    }
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+    };
+    for (dir, bytes) in conv {
+        conn.data(*dir, bytes, 10, &mut ctx);
+    }
+    conn.end(EndReason::Closed, 20, &mut ctx);
+    (events, stats)
+}
+
+fn statement_5_backfill() -> Backfill {
+    Backfill {
+        source: myrr_recording::BackfillSource::Server { connection_id: 9 },
+        user: Some(b"app".to_vec()),
+        db: Some(b"shop".to_vec()),
+        statements: vec![myrr_recording::KnownStatement {
+            id: 5,
+            sql: b"INSERT INTO t VALUES (?, ?)".to_vec(),
+            params: 2,
+        }],
+        ..Backfill::default()
+    }
+}
+
+#[test]
+fn a_backfilled_session_decodes_executes_of_statements_prepared_before_the_capture() {
+    let (conv, params) = executes_of_statement_5();
+
+    // Without the server's view: both EXECUTEs are kept undecoded, and counted.
+    let (events, stats) = decode_backfilled(&conv, None);
+    assert_eq!(stats.executes_unprepared, 2);
+    assert_eq!(stats.sessions_backfilled, 0);
+    for x in exchanges(&events) {
+        assert!(
+            matches!(&x.command, Command::Execute { prepare_seen: false, params, .. } if params.is_empty())
+        );
+    }
+
+    // With it: the session starts as that user in that database, the backfill follows the
+    // start, and both EXECUTEs decode (the second with the types the first bound).
+    let (events, stats) = decode_backfilled(&conv, Some(statement_5_backfill()));
+    assert_eq!(stats.executes_unprepared, 0);
+    assert_eq!(stats.sessions_backfilled, 1);
+    assert!(matches!(&events[0], Event::SessionStart(s)
+        if s.mid_stream && s.user.as_deref() == Some(b"app") && s.db.as_deref() == Some(b"shop")));
+    let Event::Backfill(b) = &events[1] else {
+        panic!("backfill right after the start: {:?}", events[1]);
+    };
+    assert_eq!((b.session, b.at_us, b.statements.len()), (1, 7, 1));
+    let got: Vec<_> = exchanges(&events)
+        .iter()
+        .map(|x| match &x.command {
+            Command::Execute { params, .. } => params.clone(),
+            c => panic!("{c:?}"),
+        })
+        .collect();
+    assert_eq!(got, params);
+}
+
+#[test]
+fn a_backfilled_statement_whose_types_came_before_the_capture_stays_raw() {
+    let (conv, _) = executes_of_statement_5();
+    // The capture starts at the second EXECUTE, which sends no types.
+    let (events, stats) = decode_backfilled(&conv[2..], Some(statement_5_backfill()));
+    assert_eq!(stats.executes_unprepared, 0);
+    let x = exchanges(&events);
+    assert_eq!(x.len(), 1);
+    assert!(
+        matches!(&x[0].command, Command::Execute { prepare_seen: true, params, raw_params, .. }
+            if params.is_empty() && !raw_params.is_empty()),
+        "{:?}",
+        x[0].command
+    );
+}
+
+#[test]
+fn a_backfill_is_dropped_when_the_handshake_is_in_the_capture() {
+    let conv = conversation(CAPS);
+    let mut events = Vec::new();
+    let mut stats = DecodeStats::default();
+    let mut next = 1;
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, false, 1 << 20);
+    conn.backfill(statement_5_backfill());
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+    };
+    for (dir, bytes) in &conv {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    assert_eq!(stats.sessions_backfilled, 0);
+    assert!(!events.iter().any(|e| matches!(e, Event::Backfill(_))));
+    assert!(matches!(&events[0], Event::SessionStart(s) if !s.mid_stream));
 }
