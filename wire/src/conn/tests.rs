@@ -456,7 +456,9 @@ fn remembered_column_sets_stay_bounded() {
 
 /// Two EXECUTEs of statement 5 (`INSERT … VALUES (?, ?)`), each answered with an OK; the
 /// second sends no types (the client sent them already), as libraries do.
-fn executes_of_statement_5() -> (Vec<(Direction, Vec<u8>)>, Vec<Vec<Param>>) {
+type Conversation = Vec<(Direction, Vec<u8>)>;
+
+fn executes_of_statement_5() -> (Conversation, Vec<Vec<Param>>) {
     let params: Vec<Vec<Param>> = (0..2)
         .map(|i| {
             vec![
