@@ -3,14 +3,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use myrr_capture::backfill::SnapshotView;
 use myrr_capture::source::{self, LiveOptions, PcapFiles};
 use myrr_capture::{CaptureConfig, PacketSource, Stats};
 use myrr_recording::{Header, RecordingWriter, RunKind};
 
+use crate::server_view::LiveView;
 use crate::util::parse_duration;
 
 #[derive(clap::Args)]
@@ -51,6 +53,61 @@ pub struct Args {
     /// Print the summary as JSON on stderr instead of text.
     #[arg(long)]
     json: bool,
+    /// Live capture: read the server's view of connections already open (user, database,
+    /// prepared statements) from performance_schema, so their sessions replay whole:
+    /// mysql://monitor[:password]@host:port (password also from MYRR_SERVER_PASSWORD). The
+    /// account needs PROCESS and SELECT on performance_schema.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["files", "backfill"])]
+    server: Option<String>,
+    /// The server's view saved by `myrr snapshot` when the pcap's recording started: used for
+    /// the connections that were already open.
+    #[arg(long, value_name = "FILE")]
+    backfill: Option<PathBuf>,
+}
+
+/// Why sessions that began before the capture are (not) backfilled, for the summary.
+#[derive(Default)]
+struct BackfillReport {
+    /// What the view is: "server host:port", "file F".
+    from: Option<String>,
+    notes: Vec<String>,
+    connections: usize,
+}
+
+/// The server's view for a capture, from `--server` or `--backfill`; what could not be read
+/// is a note, and the capture goes on without it.
+fn server_view(
+    a: &Args,
+) -> (
+    Option<Arc<Mutex<dyn myrr_capture::backfill::ServerView>>>,
+    BackfillReport,
+) {
+    let mut report = BackfillReport::default();
+    if let Some(url) = &a.server {
+        match crate::server_view::Monitor::connect(url).and_then(LiveView::new) {
+            Ok(v) => {
+                let s = v.snapshot();
+                report.from = Some(format!("server {}", s.server));
+                report.notes = s.notes.clone();
+                report.connections = s.connections.len();
+                return (Some(Arc::new(Mutex::new(v))), report);
+            }
+            Err(e) => report.notes.push(format!(
+                "no backfill: {e:#}; sessions already open are captured without it"
+            )),
+        }
+    } else if let Some(path) = &a.backfill {
+        match crate::server_view::read_file(path) {
+            Ok(s) => {
+                report.from = Some(format!("file {}", path.display()));
+                report.notes = s.notes.clone();
+                report.connections = s.connections.len();
+                return (Some(Arc::new(Mutex::new(SnapshotView::new(s)))), report);
+            }
+            Err(e) => report.notes.push(format!("no backfill: {e:#}")),
+        }
+    }
+    (None, report)
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -70,21 +127,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(","),
     };
-    let header = Header::new(
-        RunKind::Capture,
-        source_desc,
-        vec![
-            (
-                "ports".into(),
-                a.ports
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            ("filter".into(), filter.clone()),
-        ],
-    );
+    let mut options = vec![
+        (
+            "ports".into(),
+            a.ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("filter".into(), filter.clone()),
+    ];
     // A live source is opened first: without the rights to capture, say so and write nothing.
     let stop = Arc::new(AtomicBool::new(false));
     let mut source: Box<dyn PacketSource> = match &a.interface {
@@ -99,6 +152,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         )?),
         None => Box::new(PcapFiles::new(a.files.clone(), a.filter.clone())),
     };
+    // Read after the source is open: what the server held before this moment is in the view,
+    // what comes after is in the capture.
+    let (view, backfill) = server_view(&a);
+    for n in &backfill.notes {
+        eprintln!("myrr: backfill: {n}");
+    }
+    if let Some(from) = &backfill.from {
+        options.push(("backfill".into(), from.clone()));
+    }
+    let header = Header::new(RunKind::Capture, source_desc, options);
     let mut writer = RecordingWriter::create(&a.output, &header)
         .with_context(|| format!("cannot create {}", a.output.display()))?;
     if let Some(iface) = &a.interface {
@@ -109,6 +172,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let config = CaptureConfig {
         server_ports: a.ports.clone(),
         max_packet: a.max_packet_mib << 20,
+        server_view: view,
         ..CaptureConfig::default()
     };
     let summary = myrr_capture::run(config, source.as_mut(), &mut writer)
@@ -119,7 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     writer
         .finish()
         .with_context(|| format!("writing {}", a.output.display()))?;
-    print_summary(&summary.stats, summary.events, &a.output, a.json);
+    print_summary(&summary.stats, summary.events, &a.output, a.json, &backfill);
     Ok(if summary.source_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -127,8 +191,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
+fn print_summary(
+    s: &Stats,
+    events: u64,
+    out: &std::path::Path,
+    json: bool,
+    backfill: &BackfillReport,
+) {
     let d = &s.decode;
+    let warning = crate::util::unprepared_warning(
+        d.executes_unprepared,
+        d.exchanges,
+        backfill.from.is_some(),
+    );
     let anomalies: Vec<_> = d
         .anomalies
         .iter()
@@ -159,7 +234,15 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
                 "compressed_detected": d.compression_detected,
                 "logins_failed": d.logins_failed,
                 "handshakes_aborted": d.handshakes_aborted,
+                "backfilled": d.sessions_backfilled,
             },
+            "backfill": {
+                "from": backfill.from,
+                "connections": backfill.connections,
+                "notes": backfill.notes,
+            },
+            "executes_unprepared": d.executes_unprepared,
+            "warnings": warning.iter().collect::<Vec<_>>(),
             "exchanges": d.exchanges,
             "commands": d.commands,
             "gaps": d.gaps,
@@ -198,6 +281,15 @@ fn print_summary(s: &Stats, events: u64, out: &std::path::Path, json: bool) {
             "  connections greeted but never logged in (no session): {}",
             d.handshakes_aborted
         );
+    }
+    if let Some(from) = &backfill.from {
+        eprintln!(
+            "  backfilled from {from}: {} of {} mid-stream sessions ({} connections in the view)",
+            d.sessions_backfilled, d.sessions_mid_stream, backfill.connections
+        );
+    }
+    if let Some(w) = &warning {
+        eprintln!("  WARNING: {w}");
     }
     let cmds: Vec<String> = d.commands.iter().map(|(k, v)| format!("{k} {v}")).collect();
     eprintln!(

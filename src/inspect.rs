@@ -39,6 +39,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut commands: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut damage = None;
+    let (mut exchanges, mut unprepared, mut types_unknown, mut backfilled) = (0, 0, 0, false);
     if matches!(a.format, Format::Table) {
         writeln!(
             out,
@@ -57,8 +58,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
         };
         *counts.entry(ev.kind_name()).or_default() += 1;
-        if let Event::Exchange(x) = &ev {
-            *commands.entry(x.command.name()).or_default() += 1;
+        match &ev {
+            Event::Exchange(x) => {
+                *commands.entry(x.command.name()).or_default() += 1;
+                exchanges += 1;
+                match &x.command {
+                    Command::Execute {
+                        prepare_seen: false,
+                        ..
+                    } => unprepared += 1,
+                    Command::Execute {
+                        params, raw_params, ..
+                    } if params.is_empty() && !raw_params.is_empty() => types_unknown += 1,
+                    _ => {}
+                }
+            }
+            Event::Backfill(_) => backfilled = true,
+            _ => {}
         }
         let r = match a.format {
             Format::Jsonl => writeln!(out, "{}", to_json(&ev)),
@@ -77,6 +93,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     eprintln!("myrr: {}: {}", a.file.display(), c.join(", "));
     if !m.is_empty() {
         eprintln!("  commands: {}", m.join(", "));
+    }
+    if let Some(w) = crate::util::unprepared_warning(unprepared, exchanges, backfilled) {
+        eprintln!("  WARNING: {w}");
+    }
+    if types_unknown > 0 {
+        eprintln!(
+            "  WARNING: {types_unknown} EXECUTEs carry parameters that could not be decoded \
+             (their types were bound before the capture, or did not parse); replay skips \
+             those whose types it never sent"
+        );
     }
     if let Some(e) = damage {
         eprintln!("myrr: error: {e}; the events before it were printed");

@@ -5,6 +5,7 @@ mod analyze_cmd;
 mod capture_cmd;
 mod inspect;
 mod replay_cmd;
+mod server_view;
 mod util;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Cmd {
     Analyze(analyze_cmd::Args),
     /// Print the fingerprint (query shape) of each SQL statement read from stdin.
     Fingerprint(analyze_cmd::FingerprintArgs),
+    /// Save the server's view of its open connections (users, databases, prepared
+    /// statements) for `capture -r F.pcap --backfill FILE`.
+    Snapshot(server_view::SnapshotArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => replay_cmd::run(a),
         Cmd::Analyze(a) => analyze_cmd::run(a),
         Cmd::Fingerprint(a) => analyze_cmd::fingerprint(a),
+        Cmd::Snapshot(a) => server_view::run(a),
     };
     match result {
         Ok(code) => code,

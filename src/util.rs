@@ -30,6 +30,26 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The warning for EXECUTEs of statements prepared before the capture (`unprepared` of
+/// `exchanges`), if there are any; `backfilled`: the capture had the server's view.
+pub fn unprepared_warning(unprepared: u64, exchanges: u64, backfilled: bool) -> Option<String> {
+    if unprepared == 0 {
+        return None;
+    }
+    let share = 100.0 * unprepared as f64 / exchanges.max(1) as f64;
+    let todo = if backfilled {
+        "the server's view did not have their statements (closed, or prepared by a \
+         connection it could not see); a longer capture lets pools reconnect"
+    } else {
+        "capture with --server mysql://monitor@host:port (or --backfill FILE from \
+         `myrr snapshot` for a pcap) to backfill them, or capture longer so that pools reconnect"
+    };
+    Some(format!(
+        "{unprepared} of {exchanges} exchanges ({share:.1}%) are EXECUTEs of statements \
+         prepared before the capture started; replay will skip them: {todo}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,15 @@ use common::*;
 fn help_snapshots() {
     let update = std::env::var_os("MYRR_UPDATE_SNAPSHOTS").is_some();
     let mut failures = Vec::new();
-    for sub in ["", "capture", "inspect", "replay", "analyze", "fingerprint"] {
+    for sub in [
+        "",
+        "capture",
+        "inspect",
+        "replay",
+        "analyze",
+        "fingerprint",
+        "snapshot",
+    ] {
         let mut c = myrr();
         if !sub.is_empty() {
             c.arg(sub);

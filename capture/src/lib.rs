@@ -13,12 +13,14 @@
 //! server may share an IP. Memory is bounded per flow (reassembly queue, largest packet) and in
 //! the number of flows.
 
+pub mod backfill;
 mod run;
 pub mod source;
 pub mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use myrr_recording::{Direction, EndReason, Event, SessionId};
@@ -63,6 +65,8 @@ pub struct CaptureConfig {
     pub max_flows: usize,
     /// A flow with no packet for this long (capture time) is ended.
     pub idle_timeout_us: u64,
+    /// Asked once per flow that starts without a handshake (`--server`, `--backfill`).
+    pub server_view: Option<Arc<Mutex<dyn backfill::ServerView>>>,
 }
 
 impl Default for CaptureConfig {
@@ -73,6 +77,7 @@ impl Default for CaptureConfig {
             max_packet: 64 << 20,
             max_flows: 100_000,
             idle_timeout_us: 15 * 60 * 1_000_000,
+            server_view: None,
         }
     }
 }
@@ -253,13 +258,25 @@ impl Capture {
                 self.evict_oldest(ts_us);
             }
             self.stats.flows += 1;
-            let conn = Conn::new(
+            let mut conn = Conn::new(
                 key.client.to_string(),
                 key.server.to_string(),
                 ts_us,
                 syn,
                 self.config.max_packet,
             );
+            if !syn {
+                // Its start is not in the capture: what does the server know of it?
+                if let Some(view) = &self.config.server_view {
+                    let found = match view.lock() {
+                        Ok(mut v) => v.lookup(key.client, key.server),
+                        Err(poisoned) => poisoned.into_inner().lookup(key.client, key.server),
+                    };
+                    if let Some(b) = found {
+                        conn.backfill(b);
+                    }
+                }
+            }
             self.flows.insert(
                 key,
                 Flow {

@@ -128,6 +128,11 @@ pub struct LiveCapture {
 
 impl LiveCapture {
     pub fn start(port: u16, output: &Path) -> Self {
+        Self::start_with(port, output, &[])
+    }
+
+    /// [`LiveCapture::start`] with more arguments for `myrr capture`.
+    pub fn start_with(port: u16, output: &Path, extra: &[&str]) -> Self {
         let mut child = myrr()
             .args([
                 "capture",
@@ -140,6 +145,7 @@ impl LiveCapture {
                 "-o",
             ])
             .arg(output)
+            .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

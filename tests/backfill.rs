@@ -1,0 +1,391 @@
+//! Capturing sessions that were open before the capture started: connections that prepared
+//! their statements earlier (as pools do), then a capture with and without `--server`
+//! (backfill from the source's performance_schema) and with `--backfill FILE` from
+//! `myrr snapshot`. The client is mysql_async, which prepares server-side (COM_STMT_PREPARE)
+//! and executes with the binary protocol.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use myrr_recording::{BackfillSource, Command as Cmd, Event};
+use mysql_async::prelude::Queryable;
+
+const DB: &str = "myrr_backfill";
+
+/// The tests share a database and capture the same port: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+const CONNECTIONS: usize = 3;
+const ITERATIONS: i64 = 20;
+
+/// Connections that prepared their statements (and executed each once, so the server has
+/// their parameter types) before any capture starts.
+struct App {
+    rt: tokio::runtime::Runtime,
+    conns: Vec<(mysql_async::Conn, Statements)>,
+}
+
+struct Statements {
+    select: mysql_async::Statement,
+    update: mysql_async::Statement,
+    insert: mysql_async::Statement,
+}
+
+impl App {
+    fn start(url: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conns = rt.block_on(async {
+            let mut out = Vec::new();
+            for worker in 0..CONNECTIONS as i64 {
+                let mut c = mysql_async::Conn::from_url(format!("{url}/{DB}?prefer_socket=false"))
+                    .await
+                    .unwrap();
+                let s = Statements {
+                    select: c
+                        .prep("SELECT balance, note FROM accounts WHERE id = ?")
+                        .await
+                        .unwrap(),
+                    update: c
+                        .prep("UPDATE accounts SET balance = balance + ?, note = ? WHERE id = ?")
+                        .await
+                        .unwrap(),
+                    insert: c
+                        .prep("INSERT INTO events (worker, seq, amount) VALUES (?, ?, ?)")
+                        .await
+                        .unwrap(),
+                };
+                let _: Vec<(String, Option<String>)> = c.exec(&s.select, (worker,)).await.unwrap();
+                c.exec_drop(&s.update, ("0.00", "warm", worker))
+                    .await
+                    .unwrap();
+                c.exec_drop(&s.insert, (worker, -1i64, "0.00"))
+                    .await
+                    .unwrap();
+                out.push((c, s));
+            }
+            out
+        });
+        Self { rt, conns }
+    }
+
+    /// Each connection works on its own rows: the end state does not depend on how the
+    /// sessions interleave.
+    fn work(&mut self) {
+        self.rt.block_on(async {
+            for i in 0..ITERATIONS {
+                for (worker, (c, s)) in self.conns.iter_mut().enumerate() {
+                    let worker = worker as i64;
+                    let _: Vec<(String, Option<String>)> =
+                        c.exec(&s.select, (worker,)).await.unwrap();
+                    let note = (i % 3 != 0).then(|| format!("it {i}"));
+                    c.exec_drop(&s.update, (format!("{}.25", i), note, worker))
+                        .await
+                        .unwrap();
+                    c.exec_drop(&s.insert, (worker, i, format!("{i}.50")))
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+    }
+
+    fn close(self) {
+        let Self { rt, conns } = self;
+        rt.block_on(async {
+            for (c, _) in conns {
+                c.disconnect().await.unwrap();
+            }
+        });
+    }
+}
+
+fn seed(port: u16) {
+    sql(
+        port,
+        &format!(
+            "DROP DATABASE IF EXISTS {DB}; CREATE DATABASE {DB}; USE {DB};
+             CREATE TABLE accounts (id INT PRIMARY KEY, balance DECIMAL(12,2) NOT NULL,
+                note VARCHAR(64));
+             INSERT INTO accounts VALUES (0, 100, NULL), (1, 100, NULL), (2, 100, NULL);
+             CREATE TABLE events (worker INT, seq INT, amount DECIMAL(12,2),
+                PRIMARY KEY (worker, seq));"
+        ),
+    );
+}
+
+fn capture_json(stderr: &str) -> serde_json::Value {
+    stderr
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary in:\n{stderr}"))
+}
+
+/// Seeds, opens the app, captures its work with `extra` capture arguments; returns the
+/// capture's JSON summary and its events.
+fn capture_app(dir: &Path, name: &str, extra: &[&str]) -> (serde_json::Value, Vec<Event>) {
+    let db = db();
+    seed(db.source_port);
+    let mut app = App::start(&db.source_url);
+    let out = dir.join(format!("{name}.myrr"));
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let cap = LiveCapture::start_with(db.source_port, &out, &args);
+    app.work();
+    let stderr = cap.stop();
+    app.close();
+    (capture_json(&stderr), read_events(&out))
+}
+
+#[test]
+fn without_backfill_executes_of_earlier_statements_are_counted_and_warned_about() {
+    let _serial = serial();
+    let dir = tempdir();
+    let (summary, events) = capture_app(&dir, "plain", &[]);
+    let unprepared = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .filter(|x| {
+            matches!(
+                x.command,
+                Cmd::Execute {
+                    prepare_seen: false,
+                    ..
+                }
+            )
+        })
+        .count() as u64;
+    assert_eq!(
+        unprepared,
+        3 * CONNECTIONS as u64 * ITERATIONS as u64,
+        "{summary}"
+    );
+    assert_eq!(summary["executes_unprepared"], unprepared);
+    assert_eq!(summary["sessions"]["mid_stream"], CONNECTIONS as u64);
+    let warning = summary["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("prepared before the capture") && warning.contains("--server"),
+        "{summary}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Backfill(_))));
+    // inspect says it too.
+    let out = myrr()
+        .arg("inspect")
+        .arg(dir.join("plain.myrr"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("WARNING: {unprepared} of ")) && stderr.contains("--server"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn with_server_backfill_every_execute_decodes_with_its_statement() {
+    let _serial = serial();
+    let dir = tempdir();
+    let url = db().source_url.clone();
+    let (summary, events) = capture_app(&dir, "server", &["--server", &url]);
+    assert_eq!(summary["executes_unprepared"], 0, "{summary}");
+    assert_eq!(summary["sessions"]["backfilled"], CONNECTIONS as u64);
+    assert!(summary["warnings"].as_array().unwrap().is_empty());
+    assert!(
+        summary["backfill"]["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("server 127.0.0.1:"),
+        "{summary}"
+    );
+    // MariaDB has no variables_by_thread: that is said, not hidden.
+    let notes = summary["backfill"]["notes"].to_string();
+    assert!(notes.contains("variables_by_thread"), "{notes}");
+    // The password never reaches the recording.
+    let raw = std::fs::read(dir.join("server.myrr")).unwrap();
+    let pass = url.split(':').nth(2).unwrap().split('@').next().unwrap();
+    assert!(
+        !raw.windows(pass.len() + 1)
+            .any(|w| w == format!(":{pass}").as_bytes()),
+        "password in the recording"
+    );
+
+    let backfills: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Backfill(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(backfills.len(), CONNECTIONS);
+    for b in &backfills {
+        assert!(matches!(b.source, BackfillSource::Server { .. }));
+        assert_eq!(b.db.as_deref(), Some(DB.as_bytes()));
+        assert_eq!(b.user.as_deref(), Some(&b"myrr"[..]));
+        let mut params: Vec<u16> = b.statements.iter().map(|s| s.params).collect();
+        params.sort();
+        assert_eq!(params, [1, 3, 3]);
+        let start = events.iter().find_map(|e| match e {
+            Event::SessionStart(s) if s.session == b.session => Some(s),
+            _ => None,
+        });
+        assert_eq!(start.unwrap().db.as_deref(), Some(DB.as_bytes()));
+    }
+    let executes: Vec<_> = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .filter(|x| matches!(x.command, Cmd::Execute { .. }))
+        .collect();
+    assert_eq!(executes.len(), 3 * CONNECTIONS * ITERATIONS as usize);
+    for x in executes {
+        let Cmd::Execute { params, .. } = &x.command else {
+            unreachable!()
+        };
+        assert!(!params.is_empty(), "undecoded: {x:?}");
+    }
+}
+
+#[test]
+fn a_snapshot_file_backfills_a_pcap_decoded_later() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    seed(db.source_port);
+    let mut app = App::start(&db.source_url);
+    // "tcpdump" here is a capture kept as a pcap would be: the snapshot is taken when it
+    // starts, the decoding of the packets later.
+    let view = dir.join("view.json");
+    run(myrr()
+        .args(["snapshot", "--server", &db.source_url, "-o"])
+        .arg(&view));
+    let text = std::fs::read_to_string(&view).unwrap();
+    assert!(!text.contains(":myrr@"), "credentials in the view");
+    let pcap = dir.join("app.pcap");
+    let mut dump = std::process::Command::new("tcpdump")
+        .args(["-i", "lo", "-U", "-w"])
+        .arg(&pcap)
+        .args(["tcp port", &db.source_port.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    app.work();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    run(std::process::Command::new("kill").args(["-INT", &dump.id().to_string()]));
+    dump.wait().unwrap();
+    app.close();
+    let out = dir.join("pcap.myrr");
+    let res = myrr()
+        .args(["capture", "-r"])
+        .arg(&pcap)
+        .args([
+            "--port",
+            &db.source_port.to_string(),
+            "--json",
+            "--backfill",
+        ])
+        .arg(&view)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    let summary = capture_json(&stderr);
+    assert_eq!(summary["sessions"]["backfilled"], CONNECTIONS as u64);
+    assert_eq!(summary["executes_unprepared"], 0, "{summary}");
+
+    // A broken view file: said, and the capture goes on without it.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{ not json").unwrap();
+    let res = myrr()
+        .args(["capture", "-r"])
+        .arg(&pcap)
+        .args(["--port", &db.source_port.to_string(), "--backfill"])
+        .arg(&bad)
+        .arg("-o")
+        .arg(dir.join("bad.myrr"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not a server view written by `myrr snapshot`")
+            && stderr.contains("WARNING"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_monitor_without_grants_or_performance_schema_gets_told_what_is_missing() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    // The candidate runs without performance_schema.
+    let res = myrr()
+        .args(["snapshot", "--server", &db.candidate_url, "-o"])
+        .arg(dir.join("c.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("performance_schema is off") && stderr.contains("performance_schema=ON"),
+        "{stderr}"
+    );
+    // An account with no grants at all.
+    sql(
+        db.source_port,
+        "DROP USER IF EXISTS 'nogrant'@'127.0.0.1'; \
+         CREATE USER 'nogrant'@'127.0.0.1' IDENTIFIED BY 'pw'",
+    );
+    let url = format!("mysql://nogrant@127.0.0.1:{}", db.source_port);
+    let res = myrr()
+        .env("MYRR_SERVER_PASSWORD", "pw")
+        .args(["snapshot", "--server", &url, "-o"])
+        .arg(dir.join("n.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("GRANT PROCESS") && stderr.contains("GRANT SELECT ON performance_schema"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw@"), "{stderr}");
+    // A server that does not answer: the live capture goes on, and says so (without the
+    // password).
+    let out = dir.join("x.myrr");
+    let cap = LiveCapture::start_with(
+        db.source_port,
+        &out,
+        &["--json", "--server", "mysql://x:secret@127.0.0.1:1"],
+    );
+    sql(db.source_port, "SELECT 1");
+    let summary = capture_json(&cap.stop());
+    let notes = summary["backfill"]["notes"].to_string();
+    assert!(notes.contains("no backfill"), "{summary}");
+    assert!(!notes.contains("secret"), "{notes}");
+    assert!(summary["backfill"]["from"].is_null());
+    // --server reads the server now: it cannot describe a pcap recorded earlier.
+    let res = myrr()
+        .args([
+            "capture",
+            "-r",
+            "x.pcap",
+            "--server",
+            "mysql://m@127.0.0.1:1",
+            "-o",
+        ])
+        .arg(dir.join("y.myrr"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("--server"));
+}
