@@ -242,6 +242,12 @@ fn print_summary(
                 "notes": backfill.notes,
             },
             "executes_unprepared": d.executes_unprepared,
+            "inferred": {
+                "statements": s.inferred.statements,
+                "executes": s.inferred.executes,
+                "ambiguous": s.inferred.ambiguous,
+                "forgotten": s.inferred.forgotten,
+            },
             "warnings": warning.iter().collect::<Vec<_>>(),
             "exchanges": d.exchanges,
             "commands": d.commands,
@@ -286,6 +292,14 @@ fn print_summary(
         eprintln!(
             "  backfilled from {from}: {} of {} mid-stream sessions ({} connections in the view)",
             d.sessions_backfilled, d.sessions_mid_stream, backfill.connections
+        );
+    }
+    let i = &s.inferred;
+    if i.statements + i.ambiguous > 0 {
+        eprintln!(
+            "  inferred from other sessions' PREPAREs: {} statements, {} EXECUTEs; {} EXECUTEs \
+             left unprepared because more than one PREPARE agreed",
+            i.statements, i.executes, i.ambiguous
         );
     }
     if let Some(w) = &warning {

@@ -36,6 +36,44 @@ struct Statements {
     insert: mysql_async::Statement,
 }
 
+/// Opens a connection to the workload database and prepares the app's statements on it
+/// (in the app's order: the server numbers them alike), executing each once.
+async fn connect_and_prepare(url: &str, worker: i64) -> (mysql_async::Conn, Statements) {
+    let mut c = mysql_async::Conn::from_url(format!("{url}/{DB}?prefer_socket=false"))
+        .await
+        .unwrap();
+    if worker == 0 {
+        // The first connection's statement ids sit well above where a new connection's
+        // counter starts (see `reconnect_numbered_like`).
+        for _ in 0..300 {
+            let st = c.prep("SELECT 0").await.unwrap();
+            c.close(st).await.unwrap();
+        }
+    }
+    let s = Statements {
+        select: c
+            .prep("SELECT balance, note FROM accounts WHERE id = ?")
+            .await
+            .unwrap(),
+        update: c
+            .prep("UPDATE accounts SET balance = balance + ?, note = ? WHERE id = ?")
+            .await
+            .unwrap(),
+        insert: c
+            .prep("INSERT INTO events (worker, seq, amount) VALUES (?, ?, ?)")
+            .await
+            .unwrap(),
+    };
+    let _: Vec<(String, Option<String>)> = c.exec(&s.select, (worker,)).await.unwrap();
+    c.exec_drop(&s.update, ("0.00", "warm", worker))
+        .await
+        .unwrap();
+    c.exec_drop(&s.insert, (worker, -1i64, "0.00"))
+        .await
+        .unwrap();
+    (c, s)
+}
+
 impl App {
     fn start(url: &str) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -45,31 +83,7 @@ impl App {
         let conns = rt.block_on(async {
             let mut out = Vec::new();
             for worker in 0..CONNECTIONS as i64 {
-                let mut c = mysql_async::Conn::from_url(format!("{url}/{DB}?prefer_socket=false"))
-                    .await
-                    .unwrap();
-                let s = Statements {
-                    select: c
-                        .prep("SELECT balance, note FROM accounts WHERE id = ?")
-                        .await
-                        .unwrap(),
-                    update: c
-                        .prep("UPDATE accounts SET balance = balance + ?, note = ? WHERE id = ?")
-                        .await
-                        .unwrap(),
-                    insert: c
-                        .prep("INSERT INTO events (worker, seq, amount) VALUES (?, ?, ?)")
-                        .await
-                        .unwrap(),
-                };
-                let _: Vec<(String, Option<String>)> = c.exec(&s.select, (worker,)).await.unwrap();
-                c.exec_drop(&s.update, ("0.00", "warm", worker))
-                    .await
-                    .unwrap();
-                c.exec_drop(&s.insert, (worker, -1i64, "0.00"))
-                    .await
-                    .unwrap();
-                out.push((c, s));
+                out.push(connect_and_prepare(url, worker).await);
             }
             out
         });
@@ -85,7 +99,8 @@ impl App {
                     let worker = worker as i64;
                     let _: Vec<(String, Option<String>)> =
                         c.exec(&s.select, (worker,)).await.unwrap();
-                    let note = (i % 3 != 0).then(|| format!("it {i}"));
+                    // A NULL now and then (its own parameter type), never first.
+                    let note = (i % 3 != 1).then(|| format!("it {i}"));
                     c.exec_drop(&s.update, (format!("{}.25", i), note, worker))
                         .await
                         .unwrap();
@@ -388,4 +403,235 @@ fn a_monitor_without_grants_or_performance_schema_gets_told_what_is_missing() {
         .unwrap();
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("--server"));
+}
+
+const SELECT: &str = "SELECT balance, note FROM accounts WHERE id = ?";
+
+/// A connection opened during the capture ("the pool reconnects") that numbers `sqls` from
+/// `first_id` on, as the old session it stands for did. MariaDB hands a new connection ids
+/// from a counter it does not reset, so the connection prepares throw-away statements until
+/// its counter is there (or opens another, whose counter is lower).
+fn reconnect_numbered_like(app: &App, first_id: u32, sqls: &[&str]) -> mysql_async::Conn {
+    let url = db().source_url.clone();
+    app.rt.block_on(async {
+        // Connections whose counter is past the id stay open until the end: closed, their
+        // server thread (and its counter) would serve the next attempt.
+        let mut parked = Vec::new();
+        for _attempt in 0..50 {
+            let mut c = mysql_async::Conn::from_url(format!("{url}/{DB}?prefer_socket=false"))
+                .await
+                .unwrap();
+            loop {
+                // Each PREPARE takes the next id; one that is not the wanted one is closed.
+                let st = c.prep(sqls[0]).await.unwrap();
+                if st.id() == first_id {
+                    for (n, sql) in sqls.iter().enumerate() {
+                        let st = c.prep(*sql).await.unwrap();
+                        assert_eq!(st.id(), first_id + n as u32, "ids are consecutive");
+                        // Bind types once, as the application did.
+                        match n {
+                            0 => {
+                                let _: Vec<(String, Option<String>)> =
+                                    c.exec(&st, (0i64,)).await.unwrap();
+                            }
+                            1 => c.exec_drop(&st, ("0.00", "r", 3i64)).await.unwrap(),
+                            _ => c.exec_drop(&st, (3i64, -2i64, "0.00")).await.unwrap(),
+                        }
+                    }
+                    for p in parked {
+                        let _ = mysql_async::Conn::disconnect(p).await;
+                    }
+                    return c;
+                }
+                let past = st.id() > first_id;
+                c.close(st).await.unwrap();
+                if past {
+                    break;
+                }
+            }
+            parked.push(c);
+        }
+        panic!("no connection could number its statements from {first_id}");
+    })
+}
+
+/// The app's first connection's id for its SELECT, from the server's own tables.
+fn select_id_of(app: &App) -> (u64, u32) {
+    let conn_id = app.conns[0].0.id() as u64;
+    let id = sql(
+        db().source_port,
+        &format!(
+            "SELECT p.STATEMENT_ID FROM performance_schema.prepared_statements_instances p \
+             JOIN performance_schema.threads t ON t.THREAD_ID = p.OWNER_THREAD_ID \
+             WHERE t.PROCESSLIST_ID = {conn_id} AND p.SQL_TEXT = '{SELECT}'"
+        ),
+    );
+    (conn_id, id.trim().parse().expect("the SELECT's id"))
+}
+
+/// Captures the app's work after connections numbered like its first one reconnect,
+/// preparing `others` (each a list of statements from the first one's SELECT id on).
+/// Returns the summary, the events, and the session of the app's first connection.
+fn inferred_capture(
+    dir: &Path,
+    name: &str,
+    others: &[&[&str]],
+) -> (serde_json::Value, Vec<Event>, u64) {
+    let db = db();
+    seed(db.source_port);
+    sql(
+        db.source_port,
+        &format!("INSERT INTO {DB}.accounts VALUES (3, 100, NULL)"),
+    );
+    let mut app = App::start(&db.source_url);
+    let (_, select_id) = select_id_of(&app);
+    let first_port = app.rt.block_on(async {
+        let (ip_port,): (String,) = app.conns[0]
+            .0
+            .query_first(
+                "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        ip_port
+    });
+    let out = dir.join(format!("{name}.myrr"));
+    let cap = LiveCapture::start_with(db.source_port, &out, &["--json"]);
+    let fresh: Vec<_> = others
+        .iter()
+        .map(|sqls| reconnect_numbered_like(&app, select_id, sqls))
+        .collect();
+    app.work();
+    let stderr = cap.stop();
+    app.rt.block_on(async {
+        for c in fresh {
+            c.disconnect().await.unwrap();
+        }
+    });
+    app.close();
+    let events = read_events(&out);
+    let session = events
+        .iter()
+        .find_map(|e| match e {
+            Event::SessionStart(s) if s.client == first_port => Some(s.session),
+            _ => None,
+        })
+        .expect("the first connection's session");
+    (capture_json(&stderr), events, session)
+}
+
+const UPDATE: &str = "UPDATE accounts SET balance = balance + ?, note = ? WHERE id = ?";
+const INSERT: &str = "INSERT INTO events (worker, seq, amount) VALUES (?, ?, ?)";
+
+/// The session's EXECUTEs: (decoded, left unprepared).
+fn executes_of(events: &[Event], session: u64) -> (Vec<&myrr_recording::Exchange>, usize) {
+    let mut decoded = Vec::new();
+    let mut unprepared = 0;
+    for x in events.iter().filter_map(Event::as_exchange) {
+        match &x.command {
+            Cmd::Execute {
+                prepare_seen: false,
+                ..
+            } if x.session == session => unprepared += 1,
+            Cmd::Execute { .. } if x.session == session => decoded.push(x),
+            _ => {}
+        }
+    }
+    (decoded, unprepared)
+}
+
+#[test]
+fn without_backfill_a_reconnected_session_s_prepares_are_reused_when_unambiguous() {
+    let _serial = serial();
+    let dir = tempdir();
+    let (summary, events, first) = inferred_capture(&dir, "inferred", &[&[SELECT, UPDATE, INSERT]]);
+    // The first connection's statements are all inferred, from the reconnected session.
+    let (decoded, unprepared) = executes_of(&events, first);
+    assert_eq!(unprepared, 0, "{summary}");
+    assert_eq!(decoded.len(), 3 * ITERATIONS as usize);
+    let backfills: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Backfill(b) if b.session == first => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(backfills.len(), 3);
+    let mut sqls: Vec<_> = backfills
+        .iter()
+        .map(|b| String::from_utf8_lossy(&b.statements[0].sql).into_owned())
+        .collect();
+    sqls.sort();
+    let mut want = vec![SELECT, UPDATE, INSERT];
+    want.sort();
+    assert_eq!(sqls, want);
+    for b in &backfills {
+        assert!(
+            matches!(b.source, BackfillSource::Inferred { from_session } if from_session != first)
+        );
+    }
+    // Each backfill comes before the first EXECUTE that needed it, and the parameters are
+    // the ones the app sent.
+    let mut known = std::collections::HashSet::new();
+    for e in &events {
+        match e {
+            Event::Backfill(b) => {
+                known.insert((b.session, b.statements[0].id));
+            }
+            Event::Exchange(x) if x.session == first => {
+                if let Cmd::Execute {
+                    stmt_id, params, ..
+                } = &x.command
+                {
+                    assert!(known.contains(&(first, *stmt_id)), "{x:?}");
+                    assert!(!params.is_empty());
+                }
+            }
+            _ => {}
+        }
+    }
+    // What stays unprepared anywhere (other old sessions numbered otherwise) is counted.
+    let unprepared_anywhere = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .filter(|x| {
+            matches!(
+                x.command,
+                Cmd::Execute {
+                    prepare_seen: false,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(summary["executes_unprepared"], unprepared_anywhere as u64);
+}
+
+#[test]
+fn inference_refuses_when_two_statements_share_an_id_and_parameter_types() {
+    let _serial = serial();
+    let dir = tempdir();
+    // A second reconnected session numbers another SELECT like the first one's: the same
+    // parameter type, the same columns.
+    let (summary, events, first) = inferred_capture(
+        &dir,
+        "ambiguous",
+        &[
+            &[SELECT, UPDATE, INSERT],
+            &["SELECT balance, note FROM accounts WHERE id = ? + 0"],
+        ],
+    );
+    let (decoded, unprepared) = executes_of(&events, first);
+    // Its SELECTs stay unprepared; its UPDATEs and INSERTs are inferred.
+    assert_eq!(unprepared, ITERATIONS as usize, "{summary}");
+    assert_eq!(decoded.len(), 2 * ITERATIONS as usize);
+    assert!(
+        summary["inferred"]["ambiguous"].as_u64().unwrap() >= ITERATIONS as u64,
+        "{summary}"
+    );
+    assert!(summary["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("prepared before the capture"));
 }

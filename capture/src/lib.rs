@@ -26,6 +26,7 @@ use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use myrr_recording::{Direction, EndReason, Event, SessionId};
 
 use myrr_wire::conn::{Conn, Ctx};
+use myrr_wire::infer::{InferStats, Inference};
 pub use myrr_wire::DecodeStats;
 pub use run::{run, CaptureError, EventSink, Summary, SEAL_EVERY};
 pub use source::{LinkType, PacketSource};
@@ -47,6 +48,9 @@ pub struct Stats {
     pub streams_restarted: u64,
     /// What the MySQL decoder counted: sessions, exchanges, gaps, anomalies.
     pub decode: DecodeStats,
+    /// EXECUTEs of statements prepared before the capture, decoded from another session's
+    /// PREPARE (see [`myrr_wire::infer`]).
+    pub inferred: InferStats,
     /// Live capture: packets the kernel or the interface dropped.
     pub kernel_drops: u64,
     pub interface_drops: u64,
@@ -124,6 +128,7 @@ pub struct Capture {
     last_sweep_us: u64,
     now_us: u64,
     deliveries: Vec<(Direction, DeliveryOwned)>,
+    inference: Inference,
 }
 
 enum DeliveryOwned {
@@ -143,6 +148,7 @@ impl Capture {
             last_sweep_us: 0,
             now_us: 0,
             deliveries: Vec::new(),
+            inference: Inference::default(),
         }
     }
 
@@ -155,8 +161,46 @@ impl Capture {
     }
 
     /// Events produced so far, in order; the caller writes them out.
+    /// The events decoded so far, in order; final (inference has seen them).
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.infer();
         self.events.drain(..)
+    }
+
+    /// EXECUTEs of statements their session never prepared in the capture: decoded from
+    /// another session's PREPARE where the evidence allows only that one (a `Backfill` of
+    /// source `Inferred` goes before the first); every event teaches the inference.
+    fn infer(&mut self) {
+        let mut i = 0;
+        while i < self.events.len() {
+            if let Event::Exchange(x) = &mut self.events[i] {
+                if let Some(found) = self.inference.infer(x) {
+                    let session = x.session;
+                    self.stats.decode.executes_unprepared =
+                        self.stats.decode.executes_unprepared.saturating_sub(1);
+                    // Later EXECUTEs of the statement decode in the session itself.
+                    if let Some(f) = self
+                        .flows
+                        .values_mut()
+                        .find(|f| f.conn.session == Some(session))
+                    {
+                        f.conn.know_statement(
+                            found.stmt_id,
+                            found.params,
+                            found.types,
+                            found.columns,
+                        );
+                    }
+                    if let Some(b) = found.backfill {
+                        self.events.insert(i, Event::Backfill(b));
+                        i += 1;
+                    }
+                }
+            }
+            self.inference.observe(&self.events[i]);
+            i += 1;
+        }
+        self.stats.inferred = self.inference.stats.clone();
     }
 
     pub fn has_events(&self) -> bool {

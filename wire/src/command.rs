@@ -265,6 +265,51 @@ pub fn query_attributes_block(body: &[u8]) -> Option<(QueryAttributes, &[u8])> {
     Some((attrs, r.rest()))
 }
 
+/// Parameter types (type, unsigned), whether the block bound them, and the values.
+pub type ParsedParams = (Vec<(u8, bool)>, bool, Vec<Param>);
+
+/// An EXECUTE's undecoded parameter block (`raw_params`) read as `n` parameters: the types
+/// it binds (or `known`, when it binds none) and the values. `None` unless the block is
+/// exactly that: every byte used, no byte missing. `Some((types, bound, params))`, `bound`
+/// when the block itself carried the types.
+pub fn parse_params_exact(
+    raw: &[u8],
+    n: usize,
+    known: Option<&[(u8, bool)]>,
+) -> Option<ParsedParams> {
+    if n == 0 {
+        return raw.is_empty().then(|| (vec![], false, vec![]));
+    }
+    let mut r = Reader::new(raw);
+    let bitmap = r.take(n.div_ceil(8))?;
+    let bound = r.u8()? == 1;
+    let types = if bound {
+        let mut t = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ty = r.u8()?;
+            let f = r.u8()?;
+            t.push((ty, f & 0x80 != 0));
+        }
+        t
+    } else {
+        known.filter(|k| k.len() == n)?.to_vec()
+    };
+    let mut params = Vec::with_capacity(n);
+    for (i, &(t, unsigned)) in types.iter().enumerate() {
+        let value = if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+            Value::Null
+        } else {
+            read_binary(&mut r, t, unsigned)?.to_owned_value()
+        };
+        params.push(Param {
+            column_type: t,
+            unsigned,
+            value,
+        });
+    }
+    r.rest().is_empty().then_some((types, bound, params))
+}
+
 /// COM_STMT_EXECUTE's body. Without the statement (its PREPARE was not seen), or when its
 /// parameters do not parse, the parameter block is kept undecoded in `raw_params`.
 fn decode_execute(body: &[u8], qa: bool, statement: Option<&mut Statement>) -> Option<Command> {

@@ -23,6 +23,7 @@ pub mod command;
 pub mod conn;
 pub mod framing;
 pub mod handshake;
+pub mod infer;
 pub mod reader;
 pub mod sql;
 pub mod values;

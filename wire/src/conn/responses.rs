@@ -96,12 +96,15 @@ impl Conn {
                     match r.lenenc() {
                         Some(n) if n > 0 && n <= 4096 => {
                             let binary = matches!(f.command, Command::Execute { .. });
-                            let metadata_follows =
-                                if binary && ext_caps & caps::MARIADB_CACHE_METADATA != 0 {
-                                    r.u8().unwrap_or(1) != 0
-                                } else {
-                                    true
-                                };
+                            // MariaDB's metadata cache: a flag follows the count. Mid-stream
+                            // (capabilities unknown) the flag byte itself tells.
+                            let cached_metadata = ext_caps & caps::MARIADB_CACHE_METADATA != 0
+                                || (self.caps.is_none() && r.rest().len() == 1);
+                            let metadata_follows = if binary && cached_metadata {
+                                r.u8().unwrap_or(1) != 0
+                            } else {
+                                true
+                            };
                             if metadata_follows {
                                 self.column_sets.begin();
                                 f.cur = Some(ResultBuild::new(binary, Arc::default()));
