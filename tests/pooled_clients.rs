@@ -68,10 +68,17 @@ fn full_capture_replays_to_the_same_tables(driver: Driver) {
             _ => None,
         })
         .collect();
-    assert_eq!(sessions.len(), CONNECTIONS as usize, "one session per connection");
+    assert_eq!(
+        sessions.len(),
+        CONNECTIONS as usize,
+        "one session per connection"
+    );
     let mut per_kind: HashMap<&str, u64> = HashMap::new();
     for x in events.iter().filter_map(Event::as_exchange) {
-        assert!(sessions.contains(&x.session), "a session of another client: {x:?}");
+        assert!(
+            sessions.contains(&x.session),
+            "a session of another client: {x:?}"
+        );
         *per_kind.entry(x.command.name()).or_default() += 1;
         if let Cmd::Execute { prepare_seen, .. } = &x.command {
             assert!(prepare_seen, "EXECUTE of an unknown statement: {x:?}");
@@ -109,7 +116,11 @@ fn full_capture_replays_to_the_same_tables(driver: Driver) {
     let (code, report) = analyze_json(&rec, &[&out], &[]);
     assert_eq!(code, 0, "{:#}", report["verdict"]);
     assert_eq!(report["verdict"]["pass"], true);
-    assert_eq!(report["totals"]["mismatched"], 0, "{:#}", report["mismatches"]);
+    assert_eq!(
+        report["totals"]["mismatched"], 0,
+        "{:#}",
+        report["mismatches"]
+    );
 }
 
 /// The two apps are one workload: the same workers and iterations leave the same tables.

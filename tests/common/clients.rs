@@ -265,9 +265,12 @@ impl App {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     // Stdout closed: the app is exiting; let stderr's reader catch up.
-                    let status = self.child.wait().ok();
+                    let status = match self.child.wait() {
+                        Ok(st) => st.to_string(),
+                        Err(e) => e.to_string(),
+                    };
                     std::thread::sleep(Duration::from_millis(200));
-                    self.fail(&format!("exited ({status:?}) before `{word}`"))
+                    self.fail(&format!("exited ({status}) before `{word}`"))
                 }
             }
         }
