@@ -1,6 +1,9 @@
 //! Shared helpers for the end-to-end tests: the project's own MariaDB pair (started by
-//! `scripts/db.sh`, idempotent), the `myrr` binary, and reading recordings.
+//! `scripts/db.sh`, idempotent), the `myrr` binary, reading recordings, and real client
+//! libraries running a pooled prepared-statement workload (`clients`).
 #![allow(dead_code)]
+
+pub mod clients;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
