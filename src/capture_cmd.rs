@@ -72,6 +72,8 @@ struct BackfillReport {
     from: Option<String>,
     notes: Vec<String>,
     connections: usize,
+    /// The monitor's own connection, left out of the capture.
+    own_client: Option<std::net::SocketAddr>,
 }
 
 /// The server's view for a capture, from `--server` or `--backfill`; what could not be read
@@ -90,6 +92,7 @@ fn server_view(
                 report.from = Some(format!("server {}", s.server));
                 report.notes = s.notes.clone();
                 report.connections = s.connections.len();
+                report.own_client = v.client();
                 return (Some(Arc::new(Mutex::new(v))), report);
             }
             Err(e) => report.notes.push(format!(
@@ -173,6 +176,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         server_ports: a.ports.clone(),
         max_packet: a.max_packet_mib << 20,
         server_view: view,
+        own_clients: backfill.own_client.into_iter().collect(),
         ..CaptureConfig::default()
     };
     let summary = myrr_capture::run(config, source.as_mut(), &mut writer)
@@ -262,6 +266,7 @@ fn print_summary(
             "undecodable_packets": s.undecodable_packets,
             "non_tcp_packets": s.non_tcp_packets,
             "other_port_packets": s.other_port_packets,
+            "own_packets": s.own_packets,
             "unsolicited_packets": d.unsolicited_packets,
         });
         eprintln!("{v}");

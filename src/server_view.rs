@@ -39,6 +39,8 @@ pub struct Monitor {
     conn: mysql_async::Conn,
     address: String,
     port: u16,
+    /// This connection's client address as the server sees it (a capture leaves it out).
+    pub client: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -68,14 +70,25 @@ impl Monitor {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let conn = rt
+        let mut conn = rt
             .block_on(mysql_async::Conn::new(opts))
             .with_context(|| format!("cannot log in to {address} for the server's view"))?;
+        let host: Option<String> = rt
+            .block_on(conn.query_first(
+                "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+            ))
+            .context("reading the monitor's own address")?;
+        let client = host.and_then(|h| {
+            let (ip, port) = h.rsplit_once(':')?;
+            let ip: std::net::IpAddr = ip.trim_matches(['[', ']']).parse().ok()?;
+            Some(SocketAddr::new(ip, port.parse().ok()?))
+        });
         Ok(Self {
             rt,
             conn,
             address,
             port,
+            client,
         })
     }
 
@@ -86,6 +99,7 @@ impl Monitor {
             conn,
             address,
             port,
+            ..
         } = self;
         rt.block_on(read_snapshot(conn, address, *port))
     }
@@ -286,6 +300,11 @@ impl LiveView {
 
     pub fn snapshot(&self) -> &ServerSnapshot {
         self.view.snapshot()
+    }
+
+    /// The monitor connection's client address, as the server sees it.
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.monitor.client
     }
 }
 

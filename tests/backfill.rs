@@ -211,6 +211,9 @@ fn with_server_backfill_every_execute_decodes_with_its_statement() {
     let (summary, events) = capture_app(&dir, "server", &["--server", &url]);
     assert_eq!(summary["executes_unprepared"], 0, "{summary}");
     assert_eq!(summary["sessions"]["backfilled"], CONNECTIONS as u64);
+    // The monitor's own connection is not part of the workload.
+    assert_eq!(summary["sessions"]["full"], 0, "{summary}");
+    assert!(summary["own_packets"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["warnings"].as_array().unwrap().is_empty());
     assert!(
         summary["backfill"]["from"]

@@ -39,6 +39,8 @@ pub struct Stats {
     pub bytes: u64,
     pub non_tcp_packets: u64,
     pub other_port_packets: u64,
+    /// Packets of the capture's own connections (`--server`'s monitor), left out.
+    pub own_packets: u64,
     pub undecodable_packets: u64,
     pub flows: u64,
     pub flows_evicted: u64,
@@ -71,6 +73,9 @@ pub struct CaptureConfig {
     pub idle_timeout_us: u64,
     /// Asked once per flow that starts without a handshake (`--server`, `--backfill`).
     pub server_view: Option<Arc<Mutex<dyn backfill::ServerView>>>,
+    /// Client addresses (as the server sees them) of connections the capture made itself:
+    /// their packets are left out.
+    pub own_clients: Vec<SocketAddr>,
 }
 
 impl Default for CaptureConfig {
@@ -82,6 +87,7 @@ impl Default for CaptureConfig {
             max_flows: 100_000,
             idle_timeout_us: 15 * 60 * 1_000_000,
             server_view: None,
+            own_clients: Vec::new(),
         }
     }
 }
@@ -262,6 +268,10 @@ impl Capture {
                 server: src,
             },
         };
+        if !self.config.own_clients.is_empty() && self.config.own_clients.contains(&key.client) {
+            self.stats.own_packets += 1;
+            return;
+        }
         let syn = tcp.syn();
         let seq = SeqNum(tcp.sequence_number());
         let payload = tcp.payload();

@@ -4,6 +4,8 @@
 //! Input: `flags:u8 frame*`, frame := `link:u8 dt:u16le len:u16le bytes[len]`
 //!   flags bit 0: small limits (reorder 4 KiB, max packet 64 KiB, 4 flows, 10 s idle timeout)
 //!                instead of `CaptureConfig::default()`; server port 3306 either way
+//!   flags bit 1: a server view that backfills every flow starting without a SYN with
+//!                statements 1..=4 of 0..=3 parameters (their EXECUTEs then decode)
 //!   link % 6: Ethernet, LinuxSll, LinuxSll2, Null, Loop, Raw
 //!   dt: time step, µs; with the top bit set, (dt & 0x7fff) seconds
 //!
@@ -15,8 +17,29 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use myrr_capture::backfill::ServerView;
 use myrr_capture::{Capture, CaptureConfig, LinkType};
-use myrr_recording::Event;
+use myrr_recording::{Backfill, Event, KnownStatement};
+
+/// Knows every connection: statements 1..=4, statement i with i - 1 parameters.
+#[derive(Debug)]
+struct Everything;
+
+impl ServerView for Everything {
+    fn lookup(&mut self, _: SocketAddr, _: SocketAddr) -> Option<Backfill> {
+        Some(Backfill {
+            user: Some(b"app".to_vec()),
+            db: Some(b"db".to_vec()),
+            statements: (1..=4u32)
+                .map(|id| KnownStatement { id, sql: b"SELECT ?".to_vec(), params: id as u16 - 1 })
+                .collect(),
+            ..Backfill::default()
+        })
+    }
+}
 
 #[derive(Default)]
 struct Session {
@@ -32,6 +55,7 @@ fn check(events: impl Iterator<Item = Event>, sessions: &mut HashMap<u64, Sessio
                 assert!(sessions.insert(id, Session::default()).is_none(), "session {id} started twice");
                 continue;
             }
+            Event::Backfill(b) => assert!(!b.statements.is_empty(), "an empty backfill: {b:?}"),
             _ => {}
         }
         let s = sessions.get_mut(&id).unwrap_or_else(|| panic!("event for unknown session: {e:?}"));
@@ -58,17 +82,23 @@ fuzz_target!(|data: &[u8]| {
 
 fn one(data: &[u8]) {
     let Some((&flags, mut rest)) = data.split_first() else { return };
-    let config = if flags & 1 != 0 {
+    let mut config = if flags & 1 != 0 {
         CaptureConfig {
             server_ports: vec![3306],
             reorder_limit: 4096,
             max_packet: 64 << 10,
             max_flows: 4,
             idle_timeout_us: 10_000_000,
+            server_view: None,
+            own_clients: Vec::new(),
         }
     } else {
         CaptureConfig { server_ports: vec![3306], ..Default::default() }
     };
+    if flags & 2 != 0 {
+        let view: Arc<Mutex<dyn ServerView>> = Arc::new(Mutex::new(Everything));
+        config.server_view = Some(view);
+    }
     let mut cap = Capture::new(config);
     let mut sessions = HashMap::new();
     let mut ts: u64 = 1_700_000_000_000_000;

@@ -151,10 +151,11 @@ fn response(b: &mut Bytes, depth: u8) -> Response {
             3 => MissingReason::Undecodable,
             _ => MissingReason::ConnectionLost,
         }),
-        7 => Response::Skipped(match b.u8() % 4 {
+        7 => Response::Skipped(match b.u8() % 5 {
             0 => SkipReason::UnknownStatement,
             1 => SkipReason::Filtered,
             2 => SkipReason::Unsupported(b.string()),
+            3 => SkipReason::TypesNotSent,
             _ => SkipReason::NotConnected,
         }),
         _ => Response::None,
@@ -194,7 +195,22 @@ fn command(b: &mut Bytes) -> Command {
 }
 
 fn event(b: &mut Bytes) -> Event {
-    match b.u8() % 4 {
+    match b.u8() % 5 {
+        4 => Event::Backfill(Backfill {
+            session: b.u64(),
+            at_us: b.u64(),
+            source: match b.u8() % 3 {
+                0 => BackfillSource::Server { connection_id: b.u64() },
+                1 => BackfillSource::Inferred { from_session: b.u64() },
+                _ => BackfillSource::Unknown,
+            },
+            user: b.opt_bytes(),
+            db: b.opt_bytes(),
+            variables: (0..b.u8() % 3).map(|_| (b.bytes(), b.bytes())).collect(),
+            statements: (0..b.u8() % 3)
+                .map(|_| KnownStatement { id: b.u32(), sql: b.bytes(), params: b.u16() })
+                .collect(),
+        }),
         0 => Event::SessionStart(SessionStart {
             session: b.u64(),
             client: b.string(),

@@ -4,7 +4,10 @@
 // mysql-connector-python; tests/common/clients.rs drives both.
 //
 //   node app.js --url mysql://user:pass@host:port/db [--host H --port P --user U --password W
-//               --db D] --connections N --iterations M
+//               --db D] --connections N --iterations M [--reconnect-every K]
+//
+// --reconnect-every K: a worker closes its connection after every K iterations and takes a
+// new one from the pool, which prepares its statements again (a pool's maximum lifetime).
 //
 // Protocol with the test: open N connections (one per worker, worker ids 1..N), prepare every
 // statement on each and execute each once (the driver binds parameter types on a statement's
@@ -32,7 +35,7 @@ const SQL = {
 const KINDS = ['deposit', 'withdraw', 'fee', 'refund'];
 
 function parseArgs(argv) {
-  const o = { connections: 4, iterations: 50 };
+  const o = { connections: 4, iterations: 50, reconnectEvery: 0 };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
     const value = argv[i + 1];
@@ -48,6 +51,8 @@ function parseArgs(argv) {
       o[key] = value;
     } else if (['port', 'connections', 'iterations'].includes(key)) {
       o[key] = Number(value);
+    } else if (key === 'reconnect-every') {
+      o.reconnectEvery = Number(value);
     } else {
       throw new Error(`unknown argument ${argv[i]}`);
     }
@@ -89,8 +94,13 @@ async function setup(conn, w) {
   await conn.commit();
 }
 
-async function work(conn, w, iterations, counts) {
-  for (let i = 1; i <= iterations; i++) {
+async function work(pool, conn, w, o, counts) {
+  for (let i = 1; i <= o.iterations; i++) {
+    if (o.reconnectEvery > 0 && i > 1 && (i - 1) % o.reconnectEvery === 0) {
+      conn.destroy(); // closed, not returned: the pool opens a new connection
+      conn = await pool.getConnection();
+      counts.reconnects++;
+    }
     const s = step(w, i);
     await conn.beginTransaction();
     const [rows] = await conn.execute(SQL.select, [s.account]);
@@ -106,6 +116,7 @@ async function work(conn, w, iterations, counts) {
     }
     await conn.commit();
   }
+  return conn;
 }
 
 function waitForGo() {
@@ -140,10 +151,11 @@ async function main() {
   await Promise.all(conns.map((c, k) => setup(c, k + 1)));
   process.stdout.write('ready\n');
   await waitForGo();
-  const counts = { select: 0, update: 0, insert: 0, delete: 0 };
-  await Promise.all(conns.map((c, k) => work(c, k + 1, o.iterations, counts)));
-  conns.forEach((c) => c.release());
+  const counts = { select: 0, update: 0, insert: 0, delete: 0, reconnects: 0 };
+  const last = await Promise.all(conns.map((c, k) => work(pool, c, k + 1, o, counts)));
+  last.forEach((c) => c.release());
   await pool.end();
+  if (counts.reconnects === 0) delete counts.reconnects;
   const summary = Object.entries(counts)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');

@@ -130,6 +130,8 @@ pub struct Counts {
     pub update: u64,
     pub insert: u64,
     pub delete: u64,
+    /// Connections a worker closed and replaced (`--reconnect-every`).
+    pub reconnects: u64,
 }
 
 impl Counts {
@@ -142,6 +144,7 @@ impl Counts {
             update: n * m,
             insert: n * m,
             delete: n * (m / 5),
+            reconnects: 0,
         }
     }
 
@@ -159,6 +162,7 @@ impl Counts {
                 "update" => c.update = v,
                 "insert" => c.insert = v,
                 "delete" => c.delete = v,
+                "reconnects" => c.reconnects = v,
                 _ => return None,
             }
         }
@@ -184,12 +188,25 @@ impl App {
     /// workers of `iterations` iterations each; returns once the app printed `ready`. Panics,
     /// with the app's output, if it exits or takes longer than a minute.
     pub fn start(driver: Driver, port: u16, db: &str, connections: u32, iterations: u32) -> Self {
+        Self::start_with(driver, port, db, connections, iterations, &[])
+    }
+
+    /// [`App::start`] with more arguments for the app (e.g. `--reconnect-every K`, node).
+    pub fn start_with(
+        driver: Driver,
+        port: u16,
+        db: &str,
+        connections: u32,
+        iterations: u32,
+        extra: &[&str],
+    ) -> Self {
         let mut child = driver
             .command()
             .arg("--url")
             .arg(format!("mysql://myrr:myrr@127.0.0.1:{port}/{db}"))
             .args(["--connections", &connections.to_string()])
             .args(["--iterations", &iterations.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
