@@ -69,7 +69,9 @@ pub struct Args {
     /// Stop after this much recorded time (e.g. 5m).
     #[arg(long, value_parser = parse_duration, value_name = "D")]
     limit_duration: Option<Duration>,
-    /// Database for sessions whose recording has none (mid-stream sessions).
+    /// Database for sessions whose recording has none (mid-stream sessions the capture learnt
+    /// nothing of). Without it, or one in the target URL, a replay with such sessions refuses
+    /// to start.
     #[arg(long, value_name = "DB")]
     default_db: Option<String>,
     /// File mapping recorded users to target users: lines `recorded = user[:password]`, `*` for any.
@@ -303,7 +305,13 @@ fn spawn_reporter(p: Arc<Progress>, stop: Arc<AtomicBool>) -> Reporter {
 
 fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
     let qps = s.exchanges as f64 / s.elapsed.as_secs_f64().max(1e-9);
+    let b = &s.backfill;
     if json {
+        let skipped_by: serde_json::Map<String, serde_json::Value> = s
+            .skipped_by
+            .iter()
+            .map(|(r, n)| (r.name().to_string(), (*n).into()))
+            .collect();
         let v = serde_json::json!({
             "output": out.display().to_string(),
             "server_version": s.server_version,
@@ -311,11 +319,19 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "exchanges": s.exchanges,
             "errors": s.errors,
             "skipped": s.skipped,
+            "skipped_by_reason": skipped_by,
             "connection_lost": s.lost,
             "reconnects": s.reconnects,
             "connect_failures": s.connect_failures,
             "sync_timeouts": s.sync_timeouts,
             "sync_cycles": s.sync_cycles,
+            "backfill": {
+                "sessions": b.sessions,
+                "statements": b.statements,
+                "statements_failed": b.statements_failed,
+                "variables": b.variables,
+                "variables_rejected": b.variables_rejected,
+            },
             "elapsed_s": s.elapsed.as_secs_f64(),
             "qps": qps,
             "start_lag_us": {"p50": s.lag_p50_us, "p99": s.lag_p99_us, "max": s.lag_max_us},
@@ -339,6 +355,16 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
         "  server errors {}  skipped {}  lost with the connection {}  reconnects {}  failed connects {}",
         s.errors, s.skipped, s.lost, s.reconnects, s.connect_failures
     );
+    for (reason, n) in s.skipped_by.iter().filter(|(_, n)| *n > 0) {
+        eprintln!("    {n} {}: {}", reason.name(), reason.explain());
+    }
+    if b.sessions > 0 {
+        eprintln!(
+            "  sessions restored from backfills {}: statements prepared {} (refused {}), \
+             variables set {} (refused {})",
+            b.sessions, b.statements, b.statements_failed, b.variables, b.variables_rejected
+        );
+    }
     eprintln!(
         "  start lag p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms   service time p50 {:.2} ms  p99 {:.2} ms",
         s.lag_p50_us as f64 / 1e3,

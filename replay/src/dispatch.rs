@@ -9,18 +9,24 @@
 //! to say. Under `--sync`, [`feed_commits`] reads ahead and registers every commit point in
 //! the recorded commit order ([`crate::sync`]), and each exchange is marked with whether it
 //! waits for that order.
+//!
+//! A session that began before the recording may come with a [`Backfill`] (its prepared
+//! statements and variables): it rides on the session's next exchange, so that its tasks
+//! restore the session before sending that exchange, and costs the other exchanges nothing
+//! but an empty pointer. Mid-stream sessions without a database, against a target that names
+//! none, are refused ([`sessions_without_db`] before the replay, [`NoDatabase`] while it runs).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use myrr_recording::{
-    event_time, Command, Event, Exchange, FormatError, Response, RunReader, SessionStart,
+    event_time, Backfill, Command, Event, Exchange, FormatError, Response, RunReader, SessionStart,
 };
 use tokio::sync::mpsc;
 
 use crate::handover::{self, Handover};
-use crate::{pool, session, sync, ReplayConfig, Shared};
+use crate::{pool, session, sync, ReplayConfig, ReplayError, Shared};
 
 /// Closed loop: when no session takes an exchange for this long, the queue budget grows (the
 /// queued exchanges belong to sessions blocked on a lock whose holder's next command is
@@ -33,6 +39,11 @@ const PERMIT_BATCH: usize = 256;
 /// Every this many exchanges handed over, the batches not yet full are sent anyway.
 const FLUSH_EVERY: usize = 1024;
 
+/// How much of the recording the check before the replay reads for mid-stream sessions
+/// without a database: the capture sees such a session at its first command, and the pools
+/// that hold them are busy as the capture starts. Later ones stop the replay when met.
+const DB_CHECK_WINDOW: Duration = Duration::from_secs(10);
+
 /// A recorded exchange as far as a session task needs it: its command and times, not its
 /// recorded answer. The dispatcher frees the answer on the thread that decoded it (a free on
 /// another thread costs the allocator more).
@@ -43,6 +54,9 @@ pub(crate) struct Recorded {
     pub(crate) command: Command,
     /// A PREPARE's recorded statement id, which later EXECUTEs name.
     pub(crate) prepared_id: Option<u32>,
+    /// What the session held before the recording began, learnt since its previous exchange:
+    /// restored before this one is sent.
+    pub(crate) backfill: Option<Box<Backfill>>,
 }
 
 impl From<Exchange> for Recorded {
@@ -56,6 +70,7 @@ impl From<Exchange> for Recorded {
                 _ => None,
             },
             command: x.command,
+            backfill: None,
         }
     }
 }
@@ -110,6 +125,7 @@ struct Selector<'a> {
 
 enum Pick {
     Start(SessionStart),
+    Backfill(Backfill),
     Exchange(Exchange),
     End(u64),
     Skip,
@@ -147,29 +163,151 @@ impl<'a> Selector<'a> {
                 self.taken += 1;
                 Pick::Exchange(x)
             }
+            Event::Backfill(b) if self.live.contains(&b.session) => Pick::Backfill(b),
             Event::SessionEnd(e) if self.live.remove(&e.session) => Pick::End(e.session),
             _ => Pick::Skip,
         }
     }
 }
 
+/// Mid-stream sessions whose database nobody knows, as the events go by: neither their
+/// start nor a backfill before their first exchange names one, and neither the target URL nor
+/// `--default-db` gives one. Inactive when a database is configured.
+pub(crate) struct NoDatabase {
+    active: bool,
+    /// Sessions started without a database, not yet resolved: a description of each.
+    open: HashMap<u64, String>,
+    /// Sessions that reached an exchange without one.
+    refused: u64,
+    example: Option<String>,
+}
+
+impl NoDatabase {
+    pub(crate) fn new(cfg: &ReplayConfig) -> Self {
+        Self {
+            active: cfg.default_db.is_none() && cfg.target.default_db().is_none(),
+            open: HashMap::new(),
+            refused: 0,
+            example: None,
+        }
+    }
+
+    fn start(&mut self, s: &SessionStart) {
+        if self.active && s.mid_stream && s.db.is_none() {
+            let text = |b: &Option<Vec<u8>>| {
+                b.as_deref().map_or("unknown".into(), |b| {
+                    String::from_utf8_lossy(b).into_owned()
+                })
+            };
+            let client = if s.client.is_empty() { "?" } else { &s.client };
+            let what = format!(
+                "session {} from {client}, user {}",
+                s.session,
+                text(&s.user)
+            );
+            self.open.insert(s.session, what);
+        }
+    }
+
+    /// A server's backfill names the session's database.
+    fn backfill(&mut self, b: &Backfill) {
+        if b.db.is_some() {
+            self.open.remove(&b.session);
+        }
+    }
+
+    /// The session's exchange: true when the session has no database (it is refused).
+    fn exchange(&mut self, session: u64) -> bool {
+        if self.open.is_empty() {
+            return false;
+        }
+        match self.open.remove(&session) {
+            Some(what) => {
+                self.refused += 1;
+                self.example.get_or_insert(what);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn end(&mut self, session: u64) {
+        self.open.remove(&session);
+    }
+
+    /// The refusal, if any session was refused (or, `with_open`, is still unresolved).
+    fn error(mut self, with_open: bool, when: &str) -> Option<ReplayError> {
+        let mut sessions = self.refused;
+        if with_open {
+            sessions += self.open.len() as u64;
+            if self.example.is_none() {
+                self.example = self.open.into_iter().min().map(|(_, what)| what);
+            }
+        }
+        (sessions > 0).then(|| ReplayError::NoDatabase {
+            sessions,
+            example: self.example.unwrap_or_default(),
+            when: when.into(),
+        })
+    }
+}
+
+/// The check before the replay: mid-stream sessions without a database (see [`NoDatabase`])
+/// among those this replay takes in the first [`DB_CHECK_WINDOW`] of the recording. Reading
+/// the whole recording here would cost as much as the replay's own reading; the dispatcher
+/// stops the replay on a later one.
+pub(crate) fn sessions_without_db(cfg: &ReplayConfig, origin_us: u64) -> Option<ReplayError> {
+    let mut check = NoDatabase::new(cfg);
+    if !check.active {
+        return None;
+    }
+    let horizon = origin_us.saturating_add(DB_CHECK_WINDOW.as_micros() as u64);
+    let merged = RunReader::open(&cfg.inputs).ok()?;
+    let mut select = Selector::new(cfg, origin_us);
+    for ev in merged {
+        if event_time(&ev) > horizon {
+            break;
+        }
+        match select.pick(ev) {
+            Pick::Stop => break,
+            Pick::Start(s) => check.start(&s),
+            Pick::Backfill(b) => check.backfill(&b),
+            Pick::Exchange(x) => {
+                check.exchange(x.session);
+            }
+            Pick::End(session) => check.end(session),
+            Pick::Skip => {}
+        }
+    }
+    check.error(true, "")
+}
+
+/// What the dispatcher leaves when the reading is over.
+#[derive(Default)]
+pub(crate) struct Dispatched {
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) pool: Option<pool::Pool>,
+    /// Damage met on the way (a block whose checksum is right but whose contents do not
+    /// decode: the pre-scan checks checksums only), which ended the reading there.
+    pub(crate) damage: Option<FormatError>,
+    /// A session the replay had to refuse ([`NoDatabase`]), which stopped it.
+    pub(crate) refused: Option<ReplayError>,
+}
+
 /// Reads events in time order and hands each session's exchanges to its tasks (one per clone).
-///
-/// Damage met on the way (a block whose checksum is right but whose contents do not decode:
-/// the pre-scan checks checksums only) ends the reading there and is returned.
-pub(crate) async fn dispatch(
-    shared: Arc<Shared>,
-    mut pool: pool::Pool,
-) -> (
-    Vec<tokio::task::JoinHandle<()>>,
-    Option<pool::Pool>,
-    Option<FormatError>,
-) {
+pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispatched {
     let cfg = &shared.config;
     let mut tasks = Vec::new();
     let mut merged = match RunReader::open(&cfg.inputs) {
         Ok(m) => m,
-        Err(e) => return (tasks, Some(pool), Some(e)),
+        Err(e) => {
+            return Dispatched {
+                tasks,
+                pool: Some(pool),
+                damage: Some(e),
+                refused: None,
+            }
+        }
     };
     // Paced, an exchange is sent to its session at once: one due soon must not wait in a
     // batch while the dispatcher reads on. So with --sync, where other sessions may wait for
@@ -181,6 +319,9 @@ pub(crate) async fn dispatch(
     let mut refused = Vec::new();
     let mut classifier = sync::Classifier::default();
     let mut select = Selector::new(cfg, pacing.recorded_origin_us());
+    // Backfills not yet handed over, by session: each goes with the session's next exchange.
+    let mut backfills: HashMap<u64, Box<Backfill>> = HashMap::new();
+    let mut no_db = NoDatabase::new(cfg);
     let mut permits = 0u32;
     let mut capacity = shared.budget.available_permits();
     for ev in merged.by_ref() {
@@ -208,6 +349,7 @@ pub(crate) async fn dispatch(
             Pick::Stop => break,
             Pick::Skip => {}
             Pick::Start(s) => {
+                no_db.start(&s);
                 let mut txs = Vec::new();
                 for clone in 0..cfg.scale {
                     let (tx, rx) = mpsc::unbounded_channel();
@@ -223,10 +365,28 @@ pub(crate) async fn dispatch(
                     capacity = want;
                 }
             }
+            Pick::Backfill(b) => {
+                no_db.backfill(&b);
+                if handover.is_open(b.session) {
+                    match backfills.entry(b.session) {
+                        std::collections::hash_map::Entry::Occupied(mut e) => {
+                            merge_backfill(e.get_mut(), b)
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(Box::new(b));
+                        }
+                    }
+                }
+            }
             Pick::Exchange(x) => {
                 let session = x.session;
                 if !handover.is_open(session) {
                     continue;
+                }
+                if no_db.exchange(session) {
+                    // Met after the check before the replay: stop here, with the same error.
+                    shared.halt();
+                    break;
                 }
                 let (write, commit) = match shared.order {
                     Some(_) => classifier.classify(&x),
@@ -234,7 +394,10 @@ pub(crate) async fn dispatch(
                 };
                 let wait = pacing.waits_for_order(write, commit);
                 let commit = commit.then_some((x.end_us, x.session, x.seq));
-                let recorded = Recorded::from(x);
+                let mut recorded = Recorded::from(x);
+                if !backfills.is_empty() {
+                    recorded.backfill = backfills.remove(&session);
+                }
                 let (mut own, shared_x) = if cfg.scale == 1 {
                     (Some(recorded), None)
                 } else {
@@ -296,13 +459,40 @@ pub(crate) async fn dispatch(
                 handover.close(session, &mut refused);
                 give_back(&shared, &mut refused);
                 classifier.session_ended(session);
+                backfills.remove(&session);
+                no_db.end(session);
             }
         }
     }
     // Every session still open gets what it has been handed.
     handover.send_all(&mut refused);
     give_back(&shared, &mut refused);
-    (tasks, Some(pool), merged.take_damage())
+    Dispatched {
+        tasks,
+        pool: Some(pool),
+        damage: merged.take_damage(),
+        refused: no_db.error(
+            false,
+            &format!(
+                ". Met during the replay, which stopped there (the check before it reads the \
+                 recording's first {} s)",
+                DB_CHECK_WINDOW.as_secs()
+            ),
+        ),
+    }
+}
+
+/// A second backfill of a session before its next exchange (a statement inferred after the
+/// server's view): both are restored.
+pub(crate) fn merge_backfill(into: &mut Backfill, b: Backfill) {
+    into.statements.extend(b.statements);
+    into.variables.extend(b.variables);
+    if b.db.is_some() {
+        into.db = b.db;
+    }
+    if into.user.is_none() {
+        into.user = b.user;
+    }
 }
 
 /// Exchanges a session task did not take (it had ended): their queue permits come back, and
@@ -344,7 +534,7 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                     }
                 }
                 Pick::End(session) => classifier.session_ended(session),
-                Pick::Start(_) | Pick::Skip => {}
+                Pick::Start(_) | Pick::Backfill(_) | Pick::Skip => {}
             }
             if n % 256 == 255 {
                 order.read_to(at);
@@ -407,13 +597,33 @@ mod tests {
         })
     }
 
-    /// What a selector makes of a run: "S1", "X1.0", "E1", "-" (skipped), "stop".
+    fn backfill(session: u64, db: Option<&str>) -> Event {
+        Event::Backfill(Backfill {
+            session,
+            db: db.map(|d| d.as_bytes().to_vec()),
+            ..Backfill::default()
+        })
+    }
+
+    /// A mid-stream session seen at `at_s`, its database unknown.
+    fn mid_stream(session: u64, at_s: u64) -> Event {
+        Event::SessionStart(SessionStart {
+            session,
+            start_us: at_s * 1_000_000,
+            mid_stream: true,
+            client: "10.1.1.1:5000".into(),
+            ..SessionStart::default()
+        })
+    }
+
+    /// What a selector makes of a run: "S1", "B1", "X1.0", "E1", "-" (skipped), "stop".
     fn picks(cfg: &ReplayConfig, events: Vec<Event>) -> Vec<String> {
         let mut select = Selector::new(cfg, 0);
         let mut out = Vec::new();
         for ev in events {
             out.push(match select.pick(ev) {
                 Pick::Start(s) => format!("S{}", s.session),
+                Pick::Backfill(b) => format!("B{}", b.session),
                 Pick::Exchange(x) => format!("X{}.{}", x.session, x.seq),
                 Pick::End(s) => format!("E{s}"),
                 Pick::Skip => "-".into(),
@@ -470,5 +680,155 @@ mod tests {
         ];
         let got = picks(&config((0, 1), None, None), events);
         assert_eq!(got, ["S1", "-", "-", "X1.0", "E1", "-", "-"]);
+    }
+
+    #[test]
+    fn a_backfill_is_taken_for_the_sessions_taken() {
+        let events = vec![
+            start(1, 0, 0),
+            start(2, 0, 0),
+            backfill(1, None),
+            backfill(2, None),
+            exchange(1, 0, 0, 1),
+            end(1, 2),
+            backfill(1, None),
+        ];
+        let got = picks(&config((1, 2), None, None), events);
+        assert_eq!(got, ["S1", "-", "B1", "-", "X1.0", "E1", "-"]);
+    }
+
+    /// Applies a run's events to a check the way the dispatcher does; the refused sessions.
+    fn refused(cfg: &ReplayConfig, events: Vec<Event>) -> Vec<u64> {
+        let mut check = NoDatabase::new(cfg);
+        let mut out = Vec::new();
+        for ev in events {
+            match ev {
+                Event::SessionStart(s) => check.start(&s),
+                Event::Backfill(b) => check.backfill(&b),
+                Event::Exchange(x) if check.exchange(x.session) => out.push(x.session),
+                Event::SessionEnd(e) => check.end(e.session),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_mid_stream_session_without_a_database_is_refused_at_its_first_exchange() {
+        let cfg = config((0, 1), None, None);
+        let events = vec![
+            start(1, 0, 0),   // a handshake: not mid-stream
+            mid_stream(2, 0), // no database: refused
+            mid_stream(3, 0), // the server's backfill names its database
+            backfill(3, Some("app")),
+            mid_stream(4, 0), // an inferred backfill names none
+            backfill(4, None),
+            mid_stream(5, 0), // never sends anything
+            exchange(1, 0, 0, 1),
+            exchange(2, 0, 0, 1),
+            exchange(2, 1, 0, 1), // refused once
+            exchange(3, 0, 0, 1),
+            exchange(4, 0, 0, 1),
+            end(5, 2),
+        ];
+        assert_eq!(refused(&cfg, events.clone()), [2, 4]);
+        let mut check = NoDatabase::new(&cfg);
+        if let Event::SessionStart(s) = &events[1] {
+            check.start(s);
+        }
+        match check.error(true, "") {
+            Some(ReplayError::NoDatabase {
+                sessions, example, ..
+            }) => {
+                assert_eq!(sessions, 1);
+                assert_eq!(example, "session 2 from 10.1.1.1:5000, user unknown");
+            }
+            e => panic!("{e:?}"),
+        }
+        // A database from --default-db or the target URL: nothing to refuse.
+        let with_default = ReplayConfig {
+            default_db: Some("app".into()),
+            ..config((0, 1), None, None)
+        };
+        assert_eq!(refused(&with_default, events.clone()), [] as [u64; 0]);
+        let target = crate::Target::new("mysql://u@127.0.0.1:1/app", None, None).unwrap();
+        let with_url = ReplayConfig::new(vec![], target, "out.myrr".into());
+        assert_eq!(refused(&with_url, events), [] as [u64; 0]);
+    }
+
+    /// The check before the replay reads the recording's first `DB_CHECK_WINDOW`, through the
+    /// dispatcher's selector (this shard's sessions only).
+    #[test]
+    fn the_check_before_the_replay_reads_the_first_seconds_of_this_shard() {
+        use myrr_recording::{Header, RecordingWriter, RunKind};
+        let dir = std::env::temp_dir().join(format!("myrr-dbcheck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rec.myrr");
+        let header = Header {
+            kind: RunKind::Capture,
+            tool_version: "test".into(),
+            source: "test".into(),
+            started_us: 0,
+            options: vec![],
+        };
+        let late = DB_CHECK_WINDOW.as_secs() + 1;
+        let events = [
+            start(1, 0, 0),
+            mid_stream(2, 1),
+            mid_stream(3, 2),
+            exchange(2, 0, 0, 3),
+            mid_stream(5, late),
+            exchange(5, 0, 0, late),
+        ];
+        let mut w = RecordingWriter::create(&path, &header).unwrap();
+        for e in &events {
+            w.push(e).unwrap();
+        }
+        w.finish().unwrap();
+        let check = |shard| {
+            let cfg = ReplayConfig {
+                inputs: vec![path.clone()],
+                ..config(shard, None, None)
+            };
+            match sessions_without_db(&cfg, 0) {
+                Some(ReplayError::NoDatabase {
+                    sessions, example, ..
+                }) => Some((sessions, example)),
+                None => None,
+                Some(e) => panic!("{e}"),
+            }
+        };
+        // Session 2 sent something, 3 has not yet: both counted; 5 is beyond the window.
+        let (n, example) = check((0, 1)).unwrap();
+        assert_eq!(n, 2);
+        assert!(example.starts_with("session 2 "), "{example}");
+        // Shard 1/2 holds sessions 1, 3 and 5; 0/2 only session 2.
+        assert_eq!(check((1, 2)).map(|c| c.0), Some(1));
+        let (n, example) = check((0, 2)).unwrap();
+        assert_eq!((n, example.starts_with("session 2 ")), (1, true));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_backfills_before_an_exchange_are_restored_together() {
+        let stmt = |id| myrr_recording::KnownStatement {
+            id,
+            sql: b"SELECT ?".to_vec(),
+            params: 1,
+        };
+        let mut server = Backfill {
+            db: Some(b"app".to_vec()),
+            variables: vec![(b"time_zone".to_vec(), b"+01:00".to_vec())],
+            statements: vec![stmt(1)],
+            ..Backfill::default()
+        };
+        let inferred = Backfill {
+            statements: vec![stmt(2)],
+            ..Backfill::default()
+        };
+        merge_backfill(&mut server, inferred);
+        assert_eq!(server.statements, [stmt(1), stmt(2)]);
+        assert_eq!(server.db.as_deref(), Some(&b"app"[..]));
+        assert_eq!(server.variables.len(), 1);
     }
 }

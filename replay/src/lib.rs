@@ -20,9 +20,16 @@
 //! per row, which cost twice sysbench's client CPU per query). `mysql_async` only parses the
 //! `--target` URL; the preflight logs in with the sessions' own client.
 //!
+//! Sessions that began before the recording (mid-stream) are restored from their backfills
+//! before their next exchange (statements prepared under their recorded ids, session
+//! variables set); those whose database nobody knows are refused before the target hears
+//! from the replay, unless a database is configured. Every exchange not sent is counted by
+//! its [`SkipReason`] ([`Summary::skipped_by`]).
+//!
 //! Main types: [`ReplayConfig`], [`Target`] (where and as whom), [`Progress`] (live counters),
 //! [`Summary`] (the outcome).
 
+mod backfill;
 mod dispatch;
 mod follow;
 mod handover;
@@ -54,7 +61,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use myrr_recording::{
     event_time, Event, FormatError, Header, RecordingReader, RecordingWriter, Response, RunKind,
-    LEVEL_FAST,
+    SkipReason, LEVEL_FAST,
 };
 
 /// Logins in progress at once, over all sessions.
@@ -163,6 +170,45 @@ pub enum ReplayError {
     Empty(String),
     #[error("cannot write {path}: {message}")]
     Output { path: PathBuf, message: String },
+    /// Mid-stream sessions whose database nobody knows: the recording has none (no handshake,
+    /// no backfill naming one) and neither the target URL nor `default_db` gives one. Most of
+    /// their statements would fail with error 1046 (no database selected).
+    #[error(
+        "{sessions} mid-stream session(s) have no database (e.g. {example}): the recording \
+         does not say which, and the target URL names none; give one with --default-db DB \
+         (or in the URL: mysql://user@host:port/DB){when}"
+    )]
+    NoDatabase {
+        sessions: u64,
+        example: String,
+        /// Empty when found before anything was sent; else how the replay stopped.
+        when: String,
+    },
+}
+
+/// Skip reasons, in the order summaries list them; one of each (names and explanations do not
+/// depend on a reason's details).
+pub fn skip_reasons() -> [SkipReason; SKIP_REASONS] {
+    [
+        SkipReason::UnknownStatement,
+        SkipReason::TypesNotSent,
+        SkipReason::Filtered,
+        SkipReason::Unsupported(String::new()),
+        SkipReason::NotConnected,
+    ]
+}
+
+pub const SKIP_REASONS: usize = 5;
+
+/// A reason's place in [`skip_reasons`].
+fn skip_slot(r: &SkipReason) -> usize {
+    match r {
+        SkipReason::UnknownStatement => 0,
+        SkipReason::TypesNotSent => 1,
+        SkipReason::Filtered => 2,
+        SkipReason::Unsupported(_) => 3,
+        SkipReason::NotConnected => 4,
+    }
 }
 
 /// Live counters, readable while the replay runs.
@@ -173,6 +219,8 @@ pub struct Progress {
     pub exchanges: AtomicU64,
     pub errors: AtomicU64,
     pub skipped: AtomicU64,
+    /// `skipped` by reason, in the order of [`skip_reasons`].
+    pub skipped_by: [AtomicU64; SKIP_REASONS],
     pub lost: AtomicU64,
     pub reconnects: AtomicU64,
     pub connect_failures: AtomicU64,
@@ -188,6 +236,14 @@ pub struct Progress {
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
     pub sync_cycles: AtomicU64,
+    /// Backfills applied (per session task: each clone applies its session's).
+    pub backfills: AtomicU64,
+    /// Backfilled statements prepared on the target, and those it refused.
+    pub backfill_statements: AtomicU64,
+    pub backfill_statements_failed: AtomicU64,
+    /// Backfilled session variables set on the target, and those it refused.
+    pub backfill_variables: AtomicU64,
+    pub backfill_variables_rejected: AtomicU64,
 }
 
 /// One session's counts, timings and taken queue permits since it last handed them to
@@ -198,7 +254,8 @@ pub struct Progress {
 pub(crate) struct Tally {
     exchanges: u64,
     errors: u64,
-    skipped: u64,
+    /// By reason, in the order of [`skip_reasons`].
+    skipped: [u64; SKIP_REASONS],
     pub(crate) permits: usize,
     recorded_us: u64,
     max_lag_us: u64,
@@ -212,7 +269,7 @@ impl Tally {
         self.exchanges += 1;
         match r {
             Response::Err(_) => self.errors += 1,
-            Response::Skipped(_) => self.skipped += 1,
+            Response::Skipped(r) => self.skipped[skip_slot(r)] += 1,
             _ => {}
         }
         self.recorded_us = self.recorded_us.max(recorded_us);
@@ -311,12 +368,18 @@ impl Shared {
                 }
             }
         }
+        let skipped = t.skipped.iter().sum();
         for (n, counter) in [
             (t.exchanges, &p.exchanges),
             (t.errors, &p.errors),
-            (t.skipped, &p.skipped),
+            (skipped, &p.skipped),
         ] {
             if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if skipped > 0 {
+            for (&n, counter) in t.skipped.iter().zip(&p.skipped_by) {
                 counter.fetch_add(n, Ordering::Relaxed);
             }
         }
@@ -325,6 +388,11 @@ impl Shared {
             ..Tally::default()
         };
         t.timings.clear();
+    }
+
+    /// Stops the replay as a stop request does (the dispatcher met a session it must refuse).
+    pub(crate) fn halt(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn note_error(&self, e: String) {
@@ -344,11 +412,15 @@ pub struct Summary {
     pub exchanges: u64,
     pub errors: u64,
     pub skipped: u64,
+    /// `skipped` by reason: every reason of [`skip_reasons`], in that order, zeros included.
+    pub skipped_by: Vec<(SkipReason, u64)>,
     pub lost: u64,
     pub reconnects: u64,
     pub connect_failures: u64,
     pub sync_timeouts: u64,
     pub sync_cycles: u64,
+    /// What backfills restored of sessions that began before the recording.
+    pub backfill: BackfillCounts,
     pub elapsed: Duration,
     pub lag_p50_us: u64,
     pub lag_p99_us: u64,
@@ -362,6 +434,18 @@ pub struct Summary {
     pub first_errors: Vec<String>,
     /// What the replay's threads did (see [`Sched`]).
     pub sched: Policy,
+}
+
+/// What the replay restored of sessions that began before the recording (their
+/// [`myrr_recording::Backfill`]s), and what the target refused of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackfillCounts {
+    /// Session tasks that applied a backfill (each clone counts).
+    pub sessions: u64,
+    pub statements: u64,
+    pub statements_failed: u64,
+    pub variables: u64,
+    pub variables_rejected: u64,
 }
 
 /// What a pre-scan of the inputs found.
@@ -489,6 +573,10 @@ pub async fn run(
                 .join(", "),
         ));
     }
+    // Before the target hears from us: sessions that could only fail are refused up front.
+    if let Some(refused) = dispatch::sessions_without_db(&config, scan.origin_us) {
+        return Err(refused);
+    }
     let server_version = preflight(&config, first_user(&config.inputs).as_deref()).await?;
     progress
         .recorded_start_us
@@ -574,7 +662,12 @@ pub async fn run(
     // over an exchange seldom wakes a thread.
     let pool = pool::Pool::new(shared.config.session_threads);
     let feeder = tokio::spawn(dispatch::feed_commits(shared.clone()));
-    let (tasks, pool, read_damage) = tokio::spawn(dispatch::dispatch(shared.clone(), pool))
+    let dispatch::Dispatched {
+        tasks,
+        pool,
+        damage: read_damage,
+        refused,
+    } = tokio::spawn(dispatch::dispatch(shared.clone(), pool))
         .await
         .unwrap_or_default();
     let mut interrupted = stop.load(Ordering::Relaxed);
@@ -622,6 +715,9 @@ pub async fn run(
             })
         }
     }
+    if let Some(refused) = refused {
+        return Err(refused);
+    }
     let (lag, service) =
         summary_timings.unwrap_or_else(|| (Histogram::new(3).unwrap(), Histogram::new(3).unwrap()));
     let p = &progress;
@@ -631,11 +727,23 @@ pub async fn run(
         exchanges: p.exchanges.load(Ordering::Relaxed),
         errors: p.errors.load(Ordering::Relaxed),
         skipped: p.skipped.load(Ordering::Relaxed),
+        skipped_by: skip_reasons()
+            .into_iter()
+            .zip(&p.skipped_by)
+            .map(|(r, n)| (r, n.load(Ordering::Relaxed)))
+            .collect(),
         lost: p.lost.load(Ordering::Relaxed),
         reconnects: p.reconnects.load(Ordering::Relaxed),
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
         sync_timeouts: p.sync_timeouts.load(Ordering::Relaxed),
         sync_cycles: p.sync_cycles.load(Ordering::Relaxed),
+        backfill: BackfillCounts {
+            sessions: p.backfills.load(Ordering::Relaxed),
+            statements: p.backfill_statements.load(Ordering::Relaxed),
+            statements_failed: p.backfill_statements_failed.load(Ordering::Relaxed),
+            variables: p.backfill_variables.load(Ordering::Relaxed),
+            variables_rejected: p.backfill_variables_rejected.load(Ordering::Relaxed),
+        },
         elapsed: started.elapsed(),
         lag_p50_us: lag.value_at_quantile(0.5),
         lag_p99_us: lag.value_at_quantile(0.99),
@@ -656,4 +764,33 @@ pub fn describe(inputs: &[PathBuf]) -> String {
         .map(|p: &PathBuf| Path::new(p).display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts by reason land in the slot of their reason, whatever its details.
+    #[test]
+    fn every_skip_reason_has_its_own_slot() {
+        let reasons = skip_reasons();
+        for (i, r) in reasons.iter().enumerate() {
+            assert_eq!(skip_slot(r), i, "{}", r.name());
+        }
+        let names: std::collections::HashSet<_> = reasons.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), SKIP_REASONS);
+        let mut t = Tally::default();
+        let skipped = |r| Response::Skipped(r);
+        t.count(&skipped(SkipReason::TypesNotSent), 0, 0, 0);
+        t.count(&skipped(SkipReason::Unsupported("debug".into())), 0, 0, 0);
+        t.count(
+            &skipped(SkipReason::Unsupported("process_kill".into())),
+            0,
+            0,
+            0,
+        );
+        t.count(&Response::None, 0, 0, 0);
+        assert_eq!(t.skipped, [0, 1, 0, 2, 0]);
+        assert_eq!(t.exchanges, 4);
+    }
 }

@@ -1,17 +1,22 @@
 //! One replayed session: one real connection, commands re-issued in recorded order.
+//!
+//! A session that began before the recording is restored first from its backfill (statements
+//! prepared under their recorded ids, session variables set: see [`crate::backfill`]), and
+//! again after every reconnect.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use myrr_recording::{
-    Command, EndReason, Event, Exchange, Login, MissingReason, Response, SessionEnd, SessionStart,
-    SkipReason,
+    Backfill, Command, EndReason, Event, Exchange, Login, MissingReason, Response, SessionEnd,
+    SessionStart, SkipReason,
 };
 use myrr_wire::command;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
+use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
 use crate::pacer::PreciseTimer;
 use crate::readonly::is_read_only;
@@ -28,10 +33,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Stmt {
     target_id: u32,
     sql: Vec<u8>,
+    /// Parameters, as the target counts them.
+    params: u16,
     /// The parameter types last sent with an EXECUTE of this statement (2 bytes each), empty
     /// until the first. The server keeps them, so like client libraries an EXECUTE sends types
     /// only when they changed.
     types: Vec<u8>,
+    /// The target holds parameter types for it: an EXECUTE sent some (a reset or a refused
+    /// EXECUTE clears `types`, not what the server holds).
+    bound: bool,
 }
 
 pub(crate) struct Worker {
@@ -47,6 +57,10 @@ pub(crate) struct Worker {
     /// (filtered) or failed on the target.
     stmt_sql: FxHashMap<u32, Vec<u8>>,
     current_db: Option<String>,
+    /// Session variables a backfill set: set again after a reconnect.
+    variables: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A backfill met while the session had no connection: restored once it has one.
+    deferred: Option<Box<Backfill>>,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -98,6 +112,8 @@ impl Worker {
             conn: None,
             stmts: FxHashMap::default(),
             stmt_sql: FxHashMap::default(),
+            variables: Vec::new(),
+            deferred: None,
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -193,6 +209,13 @@ impl Worker {
         }
         self.last_reconnect = Some(Instant::now());
         shared.progress.reconnects.fetch_add(1, Ordering::Relaxed);
+        // Variables first: how statements parse may depend on them (sql_mode).
+        let variables = std::mem::take(&mut self.variables);
+        let set = self.set_variables(&variables, false).await;
+        self.variables = variables;
+        if set.is_err() {
+            return false;
+        }
         let old: Vec<(u32, Vec<u8>)> = self.stmts.drain().map(|(id, s)| (id, s.sql)).collect();
         for (id, sql) in old {
             match self.prepare(Some(id), &sql).await {
@@ -200,7 +223,158 @@ impl Worker {
                 Err(_) => return false,
             }
         }
+        if let Some(b) = self.deferred.take() {
+            if self.apply(&b).await.is_err() {
+                self.deferred = Some(b);
+                return false;
+            }
+        }
         true
+    }
+
+    /// Restores what the session held before the recording began, before the exchange the
+    /// backfill came with (and outside its timing): its database, session variables and
+    /// prepared statements under their recorded ids. What the target refuses is counted and
+    /// noted; a session without a connection is restored when it gets one.
+    async fn restore(&mut self, b: &Backfill) {
+        let shared = self.shared.clone();
+        if self.clone == 0 {
+            // The replay run keeps it too (a replay of the run restores the same), after
+            // the exchange before it.
+            self.hand_over().await;
+            let at_us = self.now_us();
+            self.emit(Event::Backfill(Backfill {
+                session: self.start.session,
+                at_us,
+                ..b.clone()
+            }))
+            .await;
+        }
+        shared.progress.backfills.fetch_add(1, Ordering::Relaxed);
+        if self.conn.is_some() {
+            match self.apply(b).await {
+                Ok(()) => return,
+                Err(lost) => self.lose(lost),
+            }
+        }
+        match &mut self.deferred {
+            Some(d) => crate::dispatch::merge_backfill(d, b.clone()),
+            None => self.deferred = Some(Box::new(b.clone())),
+        }
+    }
+
+    /// [`Worker::restore`] on a connection; counts what it restored.
+    async fn apply(&mut self, b: &Backfill) -> Result<(), Lost> {
+        let shared = self.shared.clone();
+        let progress = &shared.progress;
+        let session = self.start.session;
+        if let Some(db) = &b.db {
+            let name = String::from_utf8_lossy(db).into_owned();
+            if self.current_db.as_deref() != Some(name.as_str()) {
+                let conn = self.conn.as_mut().ok_or(Lost::NotConnected)?;
+                self.buf.clear();
+                self.buf.push(command::Code::InitDb.byte());
+                self.buf.extend_from_slice(db);
+                match conn.command(&self.buf).await?.0 {
+                    Response::Err(e) => shared.note_error(format!(
+                        "session {session}: the backfilled database {name} was refused: \
+                         error {}",
+                        e.code
+                    )),
+                    _ => self.current_db = Some(name),
+                }
+            }
+        }
+        let rejected = self.set_variables(&b.variables, true).await?;
+        progress
+            .backfill_variables
+            .fetch_add(b.variables.len() as u64 - rejected, Ordering::Relaxed);
+        progress
+            .backfill_variables_rejected
+            .fetch_add(rejected, Ordering::Relaxed);
+        for st in &b.statements {
+            let counter = match self.prepare(Some(st.id), &st.sql).await?.0 {
+                Response::Prepared(_) => &progress.backfill_statements,
+                first => {
+                    let why = match first {
+                        Response::Err(e) => format!("error {}", e.code),
+                        r => format!("answer {}", r.kind_name()),
+                    };
+                    shared.note_error(format!(
+                        "session {session}: backfilled statement {} not prepared: {why}",
+                        st.id
+                    ));
+                    &progress.backfill_statements_failed
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.variables.extend(b.variables.iter().cloned());
+        Ok(())
+    }
+
+    /// Sets backfilled session variables; the number the target refused (noted when `note`).
+    /// All go in one SET; when the target refuses that one (none is then set), one SET each,
+    /// so that only the refused ones are missing.
+    async fn set_variables(
+        &mut self,
+        vars: &[(Vec<u8>, Vec<u8>)],
+        note: bool,
+    ) -> Result<u64, Lost> {
+        let shared = self.shared.clone();
+        let session = self.start.session;
+        if vars.is_empty() {
+            return Ok(0);
+        }
+        let conn = self.conn.as_mut().ok_or(Lost::NotConnected)?;
+        let mut rejected = 0;
+        let mut sendable = Vec::with_capacity(vars.len());
+        for (name, value) in vars {
+            if backfill::is_variable_name(name) {
+                sendable.push((name, value));
+            } else {
+                rejected += 1;
+                if note {
+                    shared.note_error(format!(
+                        "session {session}: backfilled variable {:?} not set: not a name",
+                        String::from_utf8_lossy(name)
+                    ));
+                }
+            }
+        }
+        if sendable.is_empty() {
+            return Ok(rejected);
+        }
+        let set = |vars: &[(&Vec<u8>, &Vec<u8>)], b: &mut Vec<u8>| {
+            b.clear();
+            b.push(command::Code::Query.byte());
+            b.extend_from_slice(b"SET ");
+            for (i, (name, value)) in vars.iter().enumerate() {
+                if i > 0 {
+                    b.extend_from_slice(b", ");
+                }
+                backfill::assignment(name, value, b);
+            }
+        };
+        set(&sendable, &mut self.buf);
+        if !matches!(conn.command(&self.buf).await?.0, Response::Err(_)) {
+            return Ok(rejected);
+        }
+        for one in &sendable {
+            set(std::slice::from_ref(one), &mut self.buf);
+            if let Response::Err(e) = conn.command(&self.buf).await?.0 {
+                rejected += 1;
+                if note {
+                    shared.note_error(format!(
+                        "session {session}: backfilled variable {} not set: error {} {}",
+                        String::from_utf8_lossy(one.0),
+                        e.code,
+                        String::from_utf8_lossy(&e.message)
+                    ));
+                }
+            }
+        }
+        Ok(rejected)
     }
 
     /// Prepares `sql` on the target under recorded id `id`.
@@ -219,7 +393,9 @@ impl Worker {
                     Stmt {
                         target_id: p.stmt_id,
                         sql: sql.to_vec(),
+                        params: p.params,
                         types: Vec::new(),
+                        bound: false,
                     },
                 );
                 self.stmt_sql.remove(&id);
@@ -310,6 +486,11 @@ impl Worker {
                 }
             };
             self.tally.permits += 1;
+            if let Some(b) = x.backfill.as_deref() {
+                if !shared.stopping() {
+                    self.restore(b).await;
+                }
+            }
             let scheduled = shared.pacing.due(x.start_us, self.clone);
             if let Some(at) = scheduled {
                 self.wait_for_time(at, &mut timer).await;
@@ -458,18 +639,23 @@ impl Worker {
         match self.send(cmd, x.prepared_id).await {
             Ok(answer) => answer,
             Err(lost) => {
-                self.conn = None;
-                self.shared.progress.lost.fetch_add(1, Ordering::Relaxed);
-                self.shared.note_error(format!(
-                    "session {}: connection lost: {lost}",
-                    self.start.session
-                ));
+                self.lose(lost);
                 if !matches!(cmd, Command::Quit) {
                     self.reconnect().await;
                 }
                 (Response::Missing(MissingReason::ConnectionLost), vec![])
             }
         }
+    }
+
+    /// The server went away.
+    fn lose(&mut self, lost: Lost) {
+        self.conn = None;
+        self.shared.progress.lost.fetch_add(1, Ordering::Relaxed);
+        self.shared.note_error(format!(
+            "session {}: connection lost: {lost}",
+            self.start.session
+        ));
     }
 
     /// The SQL a command runs, for filters: its own, or its statement's.
@@ -580,16 +766,42 @@ impl Worker {
             }
             _ => {}
         }
-        let mut b = std::mem::take(&mut self.buf);
-        b.clear();
         let mut no_types = Vec::new();
         let sent_types = match cmd {
-            Command::Execute { stmt_id, .. } => self
-                .stmts
-                .get_mut(stmt_id)
-                .map_or(&mut no_types, |s| &mut s.types),
+            Command::Execute {
+                stmt_id,
+                params,
+                raw_params,
+                ..
+            } => match self.stmts.get_mut(stmt_id) {
+                Some(s) if params.is_empty() => {
+                    // Sent as recorded: values in the types the recorded client bound. With
+                    // no types in it, they are the ones bound before the recording, unless
+                    // this replay bound some: the target would refuse or misread the values.
+                    match backfill::types_bound(raw_params, s.params) {
+                        Some(false) if !s.bound => return skipped(SkipReason::TypesNotSent),
+                        Some(true) => {
+                            s.bound = true;
+                            s.types.clear();
+                            if let Some(t) = backfill::bound_types(raw_params, s.params) {
+                                s.types.extend_from_slice(t);
+                            }
+                        }
+                        _ => {}
+                    }
+                    &mut s.types
+                }
+                Some(s) => {
+                    // Types go with the first EXECUTE, and with any whose types changed.
+                    s.bound = true;
+                    &mut s.types
+                }
+                None => &mut no_types,
+            },
             _ => &mut no_types,
         };
+        let mut b = std::mem::take(&mut self.buf);
+        b.clear();
         if let Err(e) = command::encode(cmd, stmt, sent_types, &mut b) {
             self.buf = b;
             return skipped(SkipReason::Unsupported(e.to_string()));
@@ -630,7 +842,12 @@ impl Worker {
                     self.current_db = Some(db);
                 }
             }
-            Command::ResetConnection => self.stmts.clear(),
+            Command::ResetConnection => {
+                // The server forgets the session's statements and variables.
+                self.stmts.clear();
+                self.variables.clear();
+                self.deferred = None;
+            }
             _ => {}
         }
     }
@@ -649,6 +866,8 @@ impl Worker {
             self.user = Some(recorded);
             self.current_db = db;
             self.stmts.clear();
+            self.variables.clear();
+            self.deferred = None;
         }
         Ok(answer)
     }

@@ -7,6 +7,7 @@
 mod common;
 
 mod answers;
+mod backfill;
 mod closed_loop;
 mod commands;
 mod connections;
