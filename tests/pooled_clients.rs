@@ -138,3 +138,108 @@ fn node_and_python_apps_write_the_same_tables() {
     }
     assert_eq!(sums[0], sums[1], "node, python");
 }
+
+#[test]
+fn node_pool_open_before_the_capture_replays_whole_with_server_backfill() {
+    mid_stream_capture_with_server_backfill(Driver::Node, &[]);
+}
+
+#[test]
+fn python_pool_open_before_the_capture_replays_whole_with_server_backfill() {
+    mid_stream_capture_with_server_backfill(Driver::Python, &[]);
+}
+
+/// A pool with a short maximum lifetime: its new connections are whole sessions in the
+/// capture, the old ones backfilled; the replay covers both.
+#[test]
+fn node_pool_reconnecting_during_the_capture_replays_whole() {
+    mid_stream_capture_with_server_backfill(Driver::Node, &["--reconnect-every", "20"]);
+}
+
+/// The ordinary production case: the pool connected and prepared its statements before the
+/// capture started. With `--server`, the capture backfills every connection from the
+/// source's performance_schema; the replay prepares the statements again, logs into the
+/// recorded database, skips nothing and leaves the candidate's tables equal to the source's.
+fn mid_stream_capture_with_server_backfill(driver: Driver, app_args: &[&str]) {
+    let _serial = serial();
+    let db = db();
+    let name = format!("myrr_pool_mid_{}", driver.name());
+    let dir = tempdir();
+    seed(db.source_port, &name, CONNECTIONS);
+    let app = App::start_with(
+        driver,
+        db.source_port,
+        &name,
+        CONNECTIONS,
+        ITERATIONS,
+        app_args,
+    );
+    // The candidate starts where the source is when the capture starts.
+    sql(
+        db.candidate_port,
+        &format!("DROP DATABASE IF EXISTS {name}"),
+    );
+    copy_db(db, &name);
+    let at_start = checksums(db.source_port, &name);
+    assert_eq!(at_start, checksums(db.candidate_port, &name));
+
+    let rec = dir.join("capture.myrr");
+    let cap = LiveCapture::start_with(
+        db.source_port,
+        &rec,
+        &["--json", "--server", &db.source_url],
+    );
+    let counts = app.run();
+    let stderr = cap.stop();
+    let reconnects = counts.reconnects;
+    assert_eq!(
+        Counts {
+            reconnects: 0,
+            ..counts
+        },
+        Counts::expected(CONNECTIONS, ITERATIONS)
+    );
+    if !app_args.is_empty() {
+        assert_eq!(reconnects, u64::from(CONNECTIONS) * 2, "{counts:?}");
+    }
+    let summary: serde_json::Value = stderr
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary:\n{stderr}"));
+    assert_eq!(summary["kernel_drops"], 0, "{summary:#}");
+    assert_eq!(
+        summary["sessions"]["mid_stream"], CONNECTIONS,
+        "{summary:#}"
+    );
+    assert_eq!(
+        summary["sessions"]["backfilled"], CONNECTIONS,
+        "{summary:#}"
+    );
+    assert_eq!(summary["executes_unprepared"], 0, "{summary:#}");
+    // Each replaced connection: a whole session, its PREPAREs in the capture.
+    assert_eq!(summary["sessions"]["full"], reconnects, "{summary:#}");
+    let source = checksums(db.source_port, &name);
+    for t in TABLES {
+        assert_ne!(source[t], at_start[t], "{t}: the workload changed nothing");
+    }
+
+    // Replayed against a URL without a database, as the README writes it: the backfill
+    // gives each session its database.
+    let out = dir.join("replay.myrr");
+    let json = run(myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--target", &db.candidate_url, "--json", "-o"])
+        .arg(&out));
+    let s: serde_json::Value = serde_json::from_str(&json).expect("replay --json");
+    for k in ["skipped", "errors", "connection_lost", "connect_failures"] {
+        assert_eq!(s[k], 0, "{k}: {s:#}");
+    }
+    assert_eq!(
+        checksums(db.candidate_port, &name),
+        source,
+        "the candidate's tables differ from the source's after the replay"
+    );
+    let (code, report) = analyze_json(&rec, &[&out], &[]);
+    assert_eq!(code, 0, "{:#}", report["verdict"]);
+}
