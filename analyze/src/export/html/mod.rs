@@ -356,7 +356,7 @@ pub(crate) mod tests {
                     "0.999 % of the candidate's recorded exchanges were not replayed (1202 of 120345: unknown_statement: 1200, lost_in_flight: 2; limit 0.500 %)".into(),
                     "overall p99 5.20 ms → 12.00 ms (×2.31, limit ×1.20)".into(),
                     "shape 0F1E2D3C4B5A6978 regressed: p99 0.60 ms → 1.30 ms (×2.17, limit ×1.20): select c from t where note = '<script>alert(\"x\")</script>'".into(),
-                    "21 of 119500 compared answers differ (0.018 %, limit 0.000 %)".into(),
+                    "21 of 100000 compared application statements differ (0.021 %, limit 0.000 %)".into(),
                 ],
                 thresholds: Thresholds {
                     max_p99_regression: Some(0.2),
@@ -449,6 +449,7 @@ pub(crate) mod tests {
         assert!(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
         assert!(page.contains("near &#39;&lt;&quot;&amp;&#39;&gt;&#39;"));
         assert!(page.contains("mysql-8.0 &amp; &quot;new&quot;.myrr"));
+        assert!(page.contains("prepared before the capture &lt;started&gt;"));
         assert!(!page.contains("<old>"));
         // The only script element is the page's own sorter.
         assert_eq!(page.matches("<script").count(), 1);
