@@ -53,9 +53,14 @@ pub struct Args {
     /// Fail when p99 latency (overall, or of a regressed shape) is this much worse, e.g. 20%.
     #[arg(long, value_parser = fraction, value_name = "PCT")]
     max_p99_regression: Option<f64>,
-    /// Fail when more than this share of compared answers differ (default 0: any difference).
+    /// Fail when more than this share of the compared application statements differ (driver
+    /// chatter such as pings, SET, prepares is left out; default 0: any difference).
     #[arg(long, value_parser = fraction, value_name = "PCT", default_value = "0")]
     max_mismatch_rate: f64,
+    /// Fail when more than this share of a replay's recorded exchanges were not replayed
+    /// (skipped, other than by --read-only/--include/--exclude, or lost in flight).
+    #[arg(long, value_parser = fraction, value_name = "PCT", default_value = "1%")]
+    max_unreplayed: f64,
     /// Samples needed on each side before a shape can be called regressed or improved.
     #[arg(long, default_value = "30", value_name = "N")]
     min_samples: u64,
@@ -83,6 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let opts = Options {
         max_p99_regression: a.max_p99_regression,
         max_mismatch_rate: Some(a.max_mismatch_rate),
+        max_unreplayed: Some(a.max_unreplayed),
         min_samples: a.min_samples,
         alpha: a.alpha,
         min_change: a.min_change,

@@ -11,10 +11,12 @@ use hdrhistogram::Histogram;
 use myrr_recording::{Event, Exchange, Response, RunKind, RunReader};
 use rustc_hash::FxHashMap as HashMap;
 
+use crate::chatter::is_driver_chatter;
 use crate::compare::{compare, Mismatch, Outcome};
 use crate::report::*;
 use crate::shapes::{self, Shapes};
 use crate::stats::{new_histogram, ratio, record, Percentiles};
+use crate::unreplayed::Tally;
 use crate::{verdict, AnalyzeError, Options};
 
 /// (session, seq, clone): how exchanges of two runs join.
@@ -23,6 +25,8 @@ pub(crate) type Key = (u64, u64, u32);
 /// What is kept of an exchange while it waits for its partner.
 struct Slim {
     shape: u32,
+    /// An application statement, not driver chatter.
+    application: bool,
     timed: bool,
     service_us: u64,
     since_scheduled_us: u64,
@@ -42,6 +46,8 @@ struct Side {
     done: bool,
     overall_service: Histogram<u64>,
     overall_sched: Histogram<u64>,
+    /// Exchanges the run did not replay.
+    unreplayed: Tally,
 }
 
 impl Side {
@@ -71,6 +77,7 @@ impl Side {
             done: false,
             overall_service: new_histogram(),
             overall_sched: new_histogram(),
+            unreplayed: Tally::default(),
         })
     }
 
@@ -80,6 +87,7 @@ impl Side {
             match e {
                 Event::Exchange(x) => {
                     self.exchanges += 1;
+                    self.unreplayed.count(&x.response);
                     return Some(x);
                 }
                 Event::SessionStart(_) => self.sessions += 1,
@@ -166,6 +174,7 @@ pub fn analyze(
             continue;
         };
         let shape = shapes.of(&x);
+        let application = !is_driver_chatter(&x.command, shapes.fingerprint(shape));
         let (service, sched) = latency_of(&x);
         // Commands with no answer (close, quit, send_long_data) have no latency to compare.
         let timed = x.command.expects_response();
@@ -176,6 +185,7 @@ pub fn analyze(
         let key = (x.session, x.seq, x.clone);
         let slim = Slim {
             shape,
+            application,
             timed,
             service_us: service,
             since_scheduled_us: sched,
@@ -277,6 +287,7 @@ pub fn analyze(
 fn clone_slim(s: &Slim) -> Slim {
     Slim {
         shape: s.shape,
+        application: s.application,
         timed: s.timed,
         service_us: s.service_us,
         since_scheduled_us: s.since_scheduled_us,
@@ -320,23 +331,24 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
             }
         }
     }
+    // Skipped or missing answers are not compared (`Outcome::NotCompared`): never mismatches.
+    if !matches!(outcome, Outcome::NotCompared(_)) {
+        totals.compared += 1;
+        totals.application_compared += u64::from(b.application);
+    }
     match outcome {
-        Outcome::Same => {
-            totals.compared += 1;
-            totals.same += 1;
-        }
+        Outcome::Same => totals.same += 1,
         Outcome::OrderUnspecified => {
-            totals.compared += 1;
             totals.same += 1;
             totals.order_unspecified += 1;
         }
         Outcome::NotCompared(why) => *totals.not_compared.entry(why.into()).or_default() += 1,
         Outcome::Differs(m) => {
-            totals.compared += 1;
             if sh.nondeterministic {
                 totals.nondeterministic_differences += 1;
             } else {
                 totals.mismatched += 1;
+                totals.application_mismatched += u64::from(b.application);
             }
             sh.record_difference(m, key, &b.response, &c.response, opts.examples);
         }
@@ -344,12 +356,24 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
 }
 
 /// The report, once both runs are read and what never joined is counted.
-fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) -> Report {
-    totals.mismatch_rate = if totals.compared > 0 {
-        totals.mismatched as f64 / totals.compared as f64
-    } else {
-        0.0
+fn finish(mut b: Side, mut c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) -> Report {
+    let unreplayed_of = |s: &mut Side| {
+        std::mem::take(&mut s.unreplayed).into_report(s.exchanges, s.kind == RunKind::Replay)
     };
+    let unreplayed = Unreplayed {
+        baseline: unreplayed_of(&mut b),
+        candidate: unreplayed_of(&mut c),
+    };
+    let rate = |part: u64, all: u64| {
+        if all > 0 {
+            part as f64 / all as f64
+        } else {
+            0.0
+        }
+    };
+    totals.mismatch_rate = rate(totals.mismatched, totals.compared);
+    totals.application_mismatch_rate =
+        rate(totals.application_mismatched, totals.application_compared);
     let mut out_shapes = shapes.into_report(opts);
     let mismatches = shapes::mismatch_totals(&out_shapes);
     let (hb, hc) = if opts.since_scheduled {
@@ -365,7 +389,7 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
         &service
     };
     // Judged on the shapes in the order they were first seen: that orders the reasons.
-    let verdict = verdict::verdict(&out_shapes, overall, &totals, opts);
+    let verdict = verdict::verdict(&out_shapes, overall, &totals, &unreplayed, opts);
     out_shapes.sort_by(|a, b| b.added_us.cmp(&a.added_us).then_with(|| a.id.cmp(&b.id)));
     let curve = [
         0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
@@ -387,6 +411,7 @@ fn finish(b: Side, c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) 
     Report {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        unreplayed,
         comparison: Comparison {
             kind,
             note,

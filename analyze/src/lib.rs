@@ -2,8 +2,9 @@
 //!
 //! [`analyze`] joins two runs exchange by exchange — by (session, seq, clone) — groups them
 //! by [`fingerprint::Fingerprint`], keeps per-shape latency [`stats`] on both sides, classifies
-//! every answer difference ([`compare::Mismatch`]) and returns a [`report::Report`] with a
-//! [`report::Verdict`] against the user's [`Options`]. [`export`] renders it as text, JSON,
+//! every answer difference ([`compare::Mismatch`]), counts what each run did not replay
+//! ([`unreplayed`]) and returns a [`report::Report`] with a [`report::Verdict`] against the
+//! user's [`Options`]. [`export`] renders it as text, JSON,
 //! Markdown or a self-contained HTML page. A run that cannot be analyzed is an
 //! [`AnalyzeError`].
 //!
@@ -14,6 +15,10 @@
 //!   latency histograms, answer differences and examples.
 //! - `verdict`: the thresholds of [`Options`] applied: each shape's latency judgement and the
 //!   [`report::Verdict`] with its reasons.
+//! - [`unreplayed`]: the exchanges a replay skipped or lost in flight, by reason, named first
+//!   in every report and judged by `max_unreplayed`.
+//! - [`chatter`]: which exchanges are driver chatter rather than application statements (the
+//!   mismatch rate the verdict judges is the application statements').
 //! - [`compare`]: two answers to one exchange, classified; [`fingerprint`]: SQL to its shape;
 //!   [`stats`]: histograms and the Mann-Whitney test.
 //! - [`report`]: the result as data; [`export`]: one [`export::Exporter`] per output format.
@@ -22,6 +27,7 @@
 //! HdrHistograms, and only exchanges still waiting for their partner are held (the skew
 //! between the two runs' orders, not their length).
 
+pub mod chatter;
 pub mod compare;
 pub mod export;
 pub mod fingerprint;
@@ -29,6 +35,7 @@ mod join;
 pub mod report;
 mod shapes;
 pub mod stats;
+pub mod unreplayed;
 mod verdict;
 
 use myrr_recording::FormatError;
@@ -41,8 +48,12 @@ pub struct Options {
     /// Fail when the candidate's overall p99 (or a regressed shape's p99) is more than this
     /// fraction slower (0.2 = 20 %).
     pub max_p99_regression: Option<f64>,
-    /// Fail when more than this fraction of compared exchanges differ (0 = any difference).
+    /// Fail when more than this fraction of the compared application statements differ
+    /// (0 = any difference); driver chatter is left out (see [`chatter`]).
     pub max_mismatch_rate: Option<f64>,
+    /// Fail when more than this fraction of a replay's exchanges were not replayed (skipped
+    /// for any reason but `filtered`, or lost in flight; see [`unreplayed`]).
+    pub max_unreplayed: Option<f64>,
     /// Samples needed on each side before a shape can be called regressed or improved.
     pub min_samples: u64,
     /// Significance level of the Mann-Whitney test.
@@ -65,6 +76,7 @@ impl Default for Options {
         Self {
             max_p99_regression: None,
             max_mismatch_rate: Some(0.0),
+            max_unreplayed: Some(0.01),
             min_samples: 30,
             alpha: 0.001,
             min_change: 0.10,

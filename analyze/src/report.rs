@@ -13,6 +13,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Report {
     pub schema_version: u32,
     pub tool_version: String,
+    /// What the runs did not replay: named before any other finding.
+    pub unreplayed: Unreplayed,
     pub comparison: Comparison,
     pub totals: Totals,
     pub latency: Latency,
@@ -21,6 +23,48 @@ pub struct Report {
     /// Mismatches by class over all shapes (nondeterministic shapes excluded).
     pub mismatches: BTreeMap<String, u64>,
     pub verdict: Verdict,
+}
+
+/// Exchanges each run did not replay (see [`crate::unreplayed`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unreplayed {
+    pub baseline: RunUnreplayed,
+    pub candidate: RunUnreplayed,
+}
+
+/// The exchanges of one run that were not replayed, by reason.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunUnreplayed {
+    /// The run is a replay: only replays leave exchanges out, and `--max-unreplayed` judges
+    /// only them.
+    pub replay: bool,
+    /// Exchanges in the run: the recorded exchanges it was given (clones included).
+    pub exchanges: u64,
+    /// Not sent, whatever the reason.
+    pub skipped: u64,
+    /// Sent, but the connection to the target was lost before the answer came.
+    pub lost_in_flight: u64,
+    /// What `--max-unreplayed` judges: skipped for any reason but `filtered` (left out on
+    /// request), and lost in flight.
+    pub counted: u64,
+    /// counted / exchanges (0 when the run has none).
+    pub counted_share: f64,
+    /// Each reason, most exchanges first: the skip reasons and `lost_in_flight`.
+    pub reasons: Vec<UnreplayedReason>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreplayedReason {
+    /// A skip reason's name (`unknown_statement`, `filtered`, `unsupported`,
+    /// `not_connected`, `types_not_sent`) or `lost_in_flight`.
+    pub reason: String,
+    pub count: u64,
+    /// count / the run's exchanges.
+    pub share: f64,
+    /// What the reason means and what to do about it.
+    pub explanation: String,
+    /// Counted against `--max-unreplayed`.
+    pub counted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +99,12 @@ pub struct Totals {
     pub mismatched: u64,
     /// mismatched / compared.
     pub mismatch_rate: f64,
+    /// Compared exchanges that are application statements, not driver chatter (see
+    /// [`crate::chatter`]).
+    pub application_compared: u64,
+    pub application_mismatched: u64,
+    /// application_mismatched / application_compared: what `--max-mismatch-rate` judges.
+    pub application_mismatch_rate: f64,
     /// Differences in shapes whose answers cannot be stable (NOW(), RAND() …): not failures.
     pub nondeterministic_differences: u64,
     /// Same rows in another order where the SQL sets no order: not failures.
@@ -129,6 +179,7 @@ pub struct Shape {
 pub struct Thresholds {
     pub max_p99_regression: Option<f64>,
     pub max_mismatch_rate: Option<f64>,
+    pub max_unreplayed: Option<f64>,
     pub min_samples: u64,
     pub alpha: f64,
     pub min_change: f64,

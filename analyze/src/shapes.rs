@@ -82,6 +82,11 @@ impl Shapes {
         }
     }
 
+    /// A shape's fingerprint text.
+    pub(crate) fn fingerprint(&self, shape: u32) -> &str {
+        &self.shapes[shape as usize].fingerprint
+    }
+
     pub(crate) fn get_mut(&mut self, shape: u32) -> &mut ShapeAcc {
         &mut self.shapes[shape as usize]
     }

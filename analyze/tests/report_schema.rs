@@ -135,6 +135,36 @@ fn workload(candidate: bool) -> Vec<X> {
         ));
     }
     xs.push((3, Command::Ping, Response::Ok(OkInfo::default()), 20));
+    // Session 5: EXECUTEs of a statement prepared before the capture, which the replay
+    // skipped, and a query lost in flight.
+    for i in 0..3 {
+        xs.push((
+            5,
+            Command::Execute {
+                stmt_id: 42,
+                flags: 0,
+                params: vec![],
+                prepare_seen: false,
+                raw_params: vec![],
+            },
+            if candidate {
+                Response::Skipped(SkipReason::UnknownStatement)
+            } else {
+                rows(300 + i)
+            },
+            80,
+        ));
+    }
+    xs.push((
+        5,
+        query("SELECT c FROM t WHERE id = 8"),
+        if candidate {
+            Response::Missing(MissingReason::ConnectionLost)
+        } else {
+            rows(8)
+        },
+        80,
+    ));
     // Session 4: an exchange only the baseline has.
     xs.push((4, query("SELECT 1"), rows(1), 40));
     if !candidate {
@@ -261,6 +291,11 @@ fn real_report_matches_the_schema() {
             .any(|s| !s["examples"].as_array().unwrap().is_empty()));
         assert!(shapes.iter().any(|s| s["nondeterministic"] == json!(true)));
         assert!(doc["verdict"]["thresholds"]["max_p99_regression"].is_number());
+        let cand = &doc["unreplayed"]["candidate"];
+        assert_eq!(cand["skipped"], json!(3), "{doc:#}");
+        assert_eq!(cand["lost_in_flight"], json!(1), "{doc:#}");
+        assert_eq!(cand["reasons"].as_array().unwrap().len(), 2, "{doc:#}");
+        assert!(doc["totals"]["application_compared"].as_u64().unwrap() > 0);
     }
 }
 
@@ -316,6 +351,20 @@ fn drifted_documents_fail() {
         (
             "unknown latency verdict",
             Box::new(|d| d["shapes"][0]["latency"] = json!("slower")),
+        ),
+        (
+            "unknown unreplayed reason",
+            Box::new(|d| d["unreplayed"]["candidate"]["reasons"][0]["reason"] = json!("bored")),
+        ),
+        (
+            "missing unreplayed.baseline",
+            Box::new(|d| {
+                d["unreplayed"].as_object_mut().unwrap().remove("baseline");
+            }),
+        ),
+        (
+            "application rate above 1",
+            Box::new(|d| d["totals"]["application_mismatch_rate"] = json!(1.5)),
         ),
         (
             "server_version as a number",

@@ -2,7 +2,10 @@
 
 use std::io::{self, Write};
 
-use super::{fmt_ratio, fmt_signed_us, fmt_us, top_shapes, Exporter};
+use super::{
+    fmt_ratio, fmt_share, fmt_signed_us, fmt_us, top_shapes, unreplayed_runs, unreplayed_summary,
+    Exporter,
+};
 use crate::report::Report;
 
 pub struct Markdown {
@@ -21,6 +24,33 @@ impl Exporter for Markdown {
             "❌ FAIL"
         };
         writeln!(out, "## myrr analyze: {v}\n")?;
+        // What was not replayed comes before any finding: what follows may be its consequence.
+        for (side, run) in unreplayed_runs(r) {
+            writeln!(
+                out,
+                "**Not replayed in the {side}:** {}\n",
+                cell(&unreplayed_summary(
+                    run,
+                    r.verdict.thresholds.max_unreplayed
+                ))
+            )?;
+            writeln!(
+                out,
+                "| reason | exchanges | share | what it means |\n|---|---|---|---|"
+            )?;
+            for x in &run.reasons {
+                writeln!(
+                    out,
+                    "| `{}` | {} | {} | {}{} |",
+                    x.reason,
+                    x.count,
+                    fmt_share(x.share),
+                    cell(&x.explanation),
+                    if x.counted { "" } else { " (not counted)" }
+                )?;
+            }
+            writeln!(out)?;
+        }
         for reason in &r.verdict.reasons {
             writeln!(out, "- {}", cell(reason))?;
         }
@@ -57,11 +87,14 @@ impl Exporter for Markdown {
         let t = &r.totals;
         writeln!(
             out,
-            "**Answers:** {} joined, {} compared, {} differ ({:.3} %); {} nondeterministic differences ignored; {} order-only differences without ORDER BY.\n",
+            "**Answers:** {} joined, {} compared, {} differ ({:.3} %); application statements (judged): {} compared, {} differ ({}); {} nondeterministic differences ignored; {} order-only differences without ORDER BY.\n",
             t.joined,
             t.compared,
             t.mismatched,
             t.mismatch_rate * 100.0,
+            t.application_compared,
+            t.application_mismatched,
+            fmt_share(t.application_mismatch_rate),
             t.nondeterministic_differences,
             t.order_unspecified
         )?;

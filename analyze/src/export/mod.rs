@@ -6,7 +6,7 @@ mod text;
 
 use std::io::{self, Write};
 
-use crate::report::Report;
+use crate::report::{Report, RunUnreplayed};
 
 pub use html::Html;
 pub use markdown::Markdown;
@@ -51,6 +51,53 @@ pub fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "-".into(), |r| format!("×{r:.2}"))
 }
 
+/// `0.025` → `2.500 %`: shares and rates as the reports print them.
+pub fn fmt_share(share: f64) -> String {
+    format!("{:.3} %", share * 100.0)
+}
+
+/// The runs that left exchanges out, by side (`baseline`, `candidate`): what every report
+/// names before any other finding.
+pub fn unreplayed_runs(r: &Report) -> impl Iterator<Item = (&'static str, &RunUnreplayed)> {
+    [
+        ("baseline", &r.unreplayed.baseline),
+        ("candidate", &r.unreplayed.candidate),
+    ]
+    .into_iter()
+    .filter(|(_, run)| !run.reasons.is_empty())
+}
+
+/// How much of a run was not replayed, against the `--max-unreplayed` limit, in one line.
+pub fn unreplayed_summary(run: &RunUnreplayed, limit: Option<f64>) -> String {
+    let total = run.skipped + run.lost_in_flight;
+    let share = |n: u64| {
+        if run.exchanges > 0 {
+            n as f64 / run.exchanges as f64
+        } else {
+            0.0
+        }
+    };
+    let mut s = format!(
+        "{total} of {} recorded exchanges ({})",
+        run.exchanges,
+        fmt_share(share(total))
+    );
+    match (run.replay, limit) {
+        (false, _) => s.push_str(", not judged: the run is not a replay"),
+        (true, None) => {}
+        (true, Some(max)) if run.counted == total => {
+            s.push_str(&format!(", limit {}", fmt_share(max)));
+        }
+        (true, Some(max)) => s.push_str(&format!(
+            "; {} ({}) count against the limit of {}",
+            run.counted,
+            fmt_share(run.counted_share),
+            fmt_share(max)
+        )),
+    }
+    s
+}
+
 /// Shapes worth showing: regressions and mismatches first, then by added time.
 pub fn top_shapes(report: &Report, n: usize) -> Vec<&crate::report::Shape> {
     let mut v: Vec<_> = report.shapes.iter().collect();
@@ -63,4 +110,102 @@ pub fn top_shapes(report: &Report, n: usize) -> Vec<&crate::report::Shape> {
     });
     v.truncate(n);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::html::tests::failing_report;
+    use super::*;
+
+    fn render(e: &dyn Exporter, r: &Report) -> String {
+        let mut out = Vec::new();
+        e.write(r, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn formats() -> Vec<(&'static str, Box<dyn Exporter>)> {
+        vec![
+            (
+                "text",
+                Box::new(Text {
+                    color: false,
+                    top: 20,
+                }),
+            ),
+            ("md", Box::new(Markdown { top: 20 })),
+            ("html", Box::new(Html)),
+            ("json", Box::new(Json)),
+        ]
+    }
+
+    /// Every format names what was not replayed, with each reason's count, share and
+    /// explanation, before any other finding.
+    #[test]
+    fn unreplayed_comes_first_in_every_format() {
+        let r = failing_report();
+        for (name, e) in formats() {
+            let mut out = render(e.as_ref(), &r);
+            if name == "html" {
+                // The page's content; its style sheet names classes like `regressed`.
+                out = out.split_off(out.find("<main>").unwrap());
+            }
+            let at = |s: &str| {
+                out.find(s)
+                    .unwrap_or_else(|| panic!("{name}: no {s:?} in\n{out}"))
+            };
+            let first = at("unknown_statement");
+            for finding in ["overall p99", "values", "regressed"] {
+                assert!(
+                    first < at(finding),
+                    "{name}: {finding} before unknown_statement"
+                );
+            }
+            let share = if name == "json" { "0.00997" } else { "0.997 %" };
+            for shown in ["1200", share, "EXECUTE of a statement prepared", "filtered"] {
+                let p = at(shown);
+                assert!(p < at("overall p99"), "{name}: {shown} after the findings");
+            }
+            if name != "json" {
+                assert!(out.contains("(not counted)"), "{name}: filtered not marked");
+                assert!(
+                    out.contains("1502 of 120345 recorded exchanges (1.248 %); 1202 (0.999 %) count against the limit of 0.500 %"),
+                    "{name}: no summary in\n{out}"
+                );
+            }
+        }
+    }
+
+    /// A run that replayed everything has no such block.
+    #[test]
+    fn nothing_unreplayed_nothing_named() {
+        let mut r = failing_report();
+        r.unreplayed = Default::default();
+        r.verdict.reasons.remove(0);
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            assert!(!out.contains("unknown_statement"), "{name}");
+            assert!(!out.to_lowercase().contains("not replayed in"), "{name}");
+        }
+    }
+
+    /// Both mismatch rates are shown: over every compared answer and over the application
+    /// statements the verdict judges.
+    #[test]
+    fn both_mismatch_rates_shown() {
+        let r = failing_report();
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            if name == "json" {
+                assert!(
+                    out.contains("\"application_mismatch_rate\": 0.00021"),
+                    "{out}"
+                );
+                continue;
+            }
+            // 21 of 119 500 overall, 21 of 100 000 application statements.
+            assert!(out.contains("0.018 %"), "{name}: overall rate");
+            assert!(out.contains("0.021 %"), "{name}: application rate");
+            assert!(out.contains("application statements"), "{name}");
+        }
+    }
 }

@@ -2,7 +2,10 @@
 
 use std::io::{self, Write};
 
-use super::{fmt_ratio, fmt_signed_us, fmt_us, top_shapes, Exporter};
+use super::{
+    fmt_ratio, fmt_share, fmt_signed_us, fmt_us, top_shapes, unreplayed_runs, unreplayed_summary,
+    Exporter,
+};
 use crate::report::Report;
 
 pub struct Text {
@@ -33,6 +36,26 @@ impl Exporter for Text {
             "myrr analyze: {verdict}  ({})",
             r.comparison.kind.replace('_', " ")
         )?;
+        // What was not replayed comes before any finding: what follows may be its consequence.
+        for (side, run) in unreplayed_runs(r) {
+            writeln!(
+                out,
+                "{} {}",
+                self.paint("1;33", &format!("not replayed in the {side}:")),
+                unreplayed_summary(run, r.verdict.thresholds.max_unreplayed)
+            )?;
+            for x in &run.reasons {
+                writeln!(
+                    out,
+                    "    {:<18} {:>8} {:>9}  {}{}",
+                    x.reason,
+                    x.count,
+                    fmt_share(x.share),
+                    x.explanation,
+                    if x.counted { "" } else { " (not counted)" }
+                )?;
+            }
+        }
         for reason in &r.verdict.reasons {
             writeln!(out, "  - {reason}")?;
         }
@@ -62,6 +85,14 @@ impl Exporter for Text {
             t.mismatch_rate * 100.0,
             t.nondeterministic_differences,
             t.order_unspecified
+        )?;
+        writeln!(
+            out,
+            "  application statements (judged): {} compared, {} differ ({}); driver chatter left out: {} compared",
+            t.application_compared,
+            t.application_mismatched,
+            fmt_share(t.application_mismatch_rate),
+            t.compared.saturating_sub(t.application_compared)
         )?;
         for (what, m) in [
             ("not compared", &t.not_compared),

@@ -114,7 +114,7 @@ impl Exporter for Html {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -278,9 +278,47 @@ mod tests {
             pct(120_000, 210, 2_300, 5_200, 61_000),
             pct(120_000, 300, 4_100, 12_000, 240_000),
         );
+        let reason = |name: &str, count: u64, explanation: &str, counted: bool| UnreplayedReason {
+            reason: name.into(),
+            count,
+            share: count as f64 / 120_345.0,
+            explanation: explanation.into(),
+            counted,
+        };
+        let unreplayed = Unreplayed {
+            baseline: RunUnreplayed {
+                replay: true,
+                exchanges: 120_345,
+                ..RunUnreplayed::default()
+            },
+            candidate: RunUnreplayed {
+                replay: true,
+                exchanges: 120_345,
+                skipped: 1_500,
+                lost_in_flight: 2,
+                counted: 1_202,
+                counted_share: 1_202.0 / 120_345.0,
+                reasons: vec![
+                    reason(
+                        "unknown_statement",
+                        1_200,
+                        "EXECUTE of a statement prepared before the capture <started>",
+                        true,
+                    ),
+                    reason("filtered", 300, "left out by --read-only", false),
+                    reason(
+                        "lost_in_flight",
+                        2,
+                        "sent, but the connection was lost",
+                        true,
+                    ),
+                ],
+            },
+        };
         Report {
             schema_version: SCHEMA_VERSION,
             tool_version: "0.1.0".into(),
+            unreplayed,
             comparison: Comparison {
                 kind: "replay_vs_replay".into(),
                 note: "both sides replayed by myrr from the same position: latencies compare like for like".into(),
@@ -294,6 +332,9 @@ mod tests {
                 same: 119_479,
                 mismatched: 21,
                 mismatch_rate: 21.0 / 119_500.0,
+                application_compared: 100_000,
+                application_mismatched: 21,
+                application_mismatch_rate: 21.0 / 100_000.0,
                 nondeterministic_differences: 4,
                 order_unspecified: 12,
                 not_compared: [("skipped".to_string(), 500u64)].into_iter().collect(),
@@ -312,13 +353,15 @@ mod tests {
             verdict: Verdict {
                 pass: false,
                 reasons: vec![
+                    "0.999 % of the candidate's recorded exchanges were not replayed (1202 of 120345: unknown_statement: 1200, lost_in_flight: 2; limit 0.500 %)".into(),
                     "overall p99 5.20 ms → 12.00 ms (×2.31, limit ×1.20)".into(),
                     "shape 0F1E2D3C4B5A6978 regressed: p99 0.60 ms → 1.30 ms (×2.17, limit ×1.20): select c from t where note = '<script>alert(\"x\")</script>'".into(),
-                    "21 of 119500 compared answers differ (0.018 %, limit 0.000 %)".into(),
+                    "21 of 100000 compared application statements differ (0.021 %, limit 0.000 %)".into(),
                 ],
                 thresholds: Thresholds {
                     max_p99_regression: Some(0.2),
                     max_mismatch_rate: Some(0.0),
+                    max_unreplayed: Some(0.005),
                     min_samples: 30,
                     alpha: 0.001,
                     min_change: 0.1,
@@ -336,6 +379,7 @@ mod tests {
         r.shapes.clear();
         r.mismatches.clear();
         r.totals = Totals::default();
+        r.unreplayed = Unreplayed::default();
         let zero = side(Percentiles::default(), Percentiles::default());
         r.latency = Latency {
             service: zero.clone(),
@@ -405,6 +449,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
         assert!(page.contains("near &#39;&lt;&quot;&amp;&#39;&gt;&#39;"));
         assert!(page.contains("mysql-8.0 &amp; &quot;new&quot;.myrr"));
+        assert!(page.contains("prepared before the capture &lt;started&gt;"));
         assert!(!page.contains("<old>"));
         // The only script element is the page's own sorter.
         assert_eq!(page.matches("<script").count(), 1);

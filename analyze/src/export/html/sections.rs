@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use super::svg::{self, f, BASE_COLOR, CAND_COLOR};
 use super::{esc, human, thousands, truncate};
 use crate::compare::Mismatch;
-use crate::export::{fmt_ratio, fmt_signed_us, fmt_us, top_shapes};
+use crate::export::{
+    fmt_ratio, fmt_signed_us, fmt_us, top_shapes, unreplayed_runs, unreplayed_summary,
+};
 use crate::report::{Report, RunInfo, Shape, SideBySide};
 
 /// Shapes listed in the table (the page stays usable with huge workloads).
@@ -69,6 +71,36 @@ fn measure(r: &Report) -> &SideBySide {
     }
 }
 
+/// The exchanges the runs did not replay, by reason: inside the verdict banner, before its
+/// reasons, since what follows may be their consequence.
+fn unreplayed(s: &mut String, r: &Report) {
+    for (side, run) in unreplayed_runs(r) {
+        w!(
+            s,
+            "<div class=\"unreplayed\" id=\"unreplayed-{side}\"><h3>Not replayed in the {side}: {}</h3>\n\
+             <table><thead><tr><th>reason</th><th class=\"n\">exchanges</th><th class=\"n\">share</th>\
+             <th>what it means</th></tr></thead><tbody>\n",
+            esc(&unreplayed_summary(run, r.verdict.thresholds.max_unreplayed))
+        );
+        for x in &run.reasons {
+            w!(
+                s,
+                "<tr><td class=\"mono\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}{}</td></tr>\n",
+                esc(&x.reason),
+                thousands(x.count),
+                pct(x.share),
+                esc(&x.explanation),
+                if x.counted {
+                    ""
+                } else {
+                    " <span class=\"muted\">(not counted)</span>"
+                }
+            );
+        }
+        s.push_str("</tbody></table></div>\n");
+    }
+}
+
 pub(super) fn verdict_banner(s: &mut String, r: &Report) {
     let v = &r.verdict;
     let (class, word) = if v.pass {
@@ -87,6 +119,7 @@ pub(super) fn verdict_banner(s: &mut String, r: &Report) {
          <span class=\"sub\">{sub} · {}</span></div>\n",
         esc(&human(&r.comparison.kind))
     );
+    unreplayed(s, r);
     if !v.reasons.is_empty() {
         s.push_str("<ul>\n");
         for reason in &v.reasons {
@@ -98,12 +131,12 @@ pub(super) fn verdict_banner(s: &mut String, r: &Report) {
     let t = &r.totals;
     w!(
         s,
-        "<div class=\"facts\"><span><b>{}</b> of {} compared answers differ ({})</span>\
+        "<div class=\"facts\"><span><b>{}</b> of {} compared application statements differ ({})</span>\
          <span>p99 {} → {} <b class=\"{}\">{}</b></span>\
          <span><b>{}</b> shapes regressed, <b>{}</b> improved (of {})</span></div>\n",
-        thousands(t.mismatched),
-        thousands(t.compared),
-        pct(t.mismatch_rate),
+        thousands(t.application_mismatched),
+        thousands(t.application_compared),
+        pct(t.application_mismatch_rate),
         fmt_us(l.baseline.p99_us),
         fmt_us(l.candidate.p99_us),
         ratio_class(l.p99_ratio),
@@ -119,9 +152,11 @@ pub(super) fn verdict_banner(s: &mut String, r: &Report) {
     let mm = th
         .max_mismatch_rate
         .map_or_else(|| "not checked".into(), pct);
+    let mu = th.max_unreplayed.map_or_else(|| "not checked".into(), pct);
     w!(
         s,
-        "<div class=\"thresholds\">Thresholds: p99 regression {p99} · answer mismatch rate {mm} · \
+        "<div class=\"thresholds\">Thresholds: not replayed {mu} · p99 regression {p99} · \
+         answer mismatch rate (application statements) {mm} · \
          shapes judged with ≥ {} samples per side, Mann-Whitney α = {}, median change ≥ {:.0} % and ≥ {} · \
          latency measure: {}</div>\n</section>\n",
         th.min_samples,
@@ -193,7 +228,8 @@ pub(super) fn answers(s: &mut String, r: &Report) {
         "<section class=\"card\" id=\"answers\">\n<h2>Answers</h2>\n<div class=\"tiles\">\n",
     );
     let bad = t.mismatched > 0;
-    let tiles: [(String, &str, &str); 7] = [
+    let app_bad = t.application_mismatched > 0;
+    let tiles: [(String, &str, &str); 9] = [
         (thousands(t.joined), "joined (on both sides)", ""),
         (thousands(t.compared), "compared", ""),
         (thousands(t.same), "same", if bad { "" } else { "good" }),
@@ -206,6 +242,16 @@ pub(super) fn answers(s: &mut String, r: &Report) {
             pct(t.mismatch_rate),
             "mismatch rate",
             if bad { "bad" } else { "" },
+        ),
+        (
+            thousands(t.application_compared),
+            "application statements compared (driver chatter left out)",
+            "",
+        ),
+        (
+            pct(t.application_mismatch_rate),
+            "application mismatch rate (judged)",
+            if app_bad { "bad" } else { "" },
         ),
         (
             thousands(t.nondeterministic_differences),
