@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::stats::Percentiles;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `unreplayed`, the application statements' mismatch rate, `thresholds.max_unreplayed`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
