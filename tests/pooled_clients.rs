@@ -243,3 +243,101 @@ fn mid_stream_capture_with_server_backfill(driver: Driver, app_args: &[&str]) {
     let (code, report) = analyze_json(&rec, &[&out], &[]);
     assert_eq!(code, 0, "{:#}", report["verdict"]);
 }
+
+/// The same capture without `--server`: nothing is hidden. The capture warns (how many
+/// EXECUTEs, what share, what to do); a replay against a URL without a database is refused
+/// before it sends anything, naming `--default-db`; with it, the replay counts what it
+/// skipped by reason; analyze fails for the exchanges not replayed, and says so first.
+#[test]
+fn node_pool_open_before_a_capture_without_backfill_is_accounted_for_everywhere() {
+    let _serial = serial();
+    let db = db();
+    let driver = Driver::Node;
+    let name = format!("myrr_pool_nobf_{}", driver.name());
+    let dir = tempdir();
+    seed(db.source_port, &name, CONNECTIONS);
+    let app = App::start(driver, db.source_port, &name, CONNECTIONS, ITERATIONS);
+    sql(
+        db.candidate_port,
+        &format!("DROP DATABASE IF EXISTS {name}"),
+    );
+    copy_db(db, &name);
+    let at_start = checksums(db.candidate_port, &name);
+
+    let rec = dir.join("capture.myrr");
+    let cap = LiveCapture::start_with(db.source_port, &rec, &["--json"]);
+    let counts = app.run();
+    let stderr = cap.stop();
+    let summary: serde_json::Value = stderr
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary:\n{stderr}"));
+    // Every workload EXECUTE names a statement prepared before the capture.
+    assert_eq!(
+        summary["executes_unprepared"],
+        counts.executes(),
+        "{summary:#}"
+    );
+    let warning = summary["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("--server"), "{summary:#}");
+
+    // Refused up front: the sessions' database is unknown and the URL names none.
+    let out = dir.join("replay.myrr");
+    let refused = myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--target", &db.candidate_url, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
+    assert!(text.contains("--default-db"), "{text}");
+    assert_eq!(
+        checksums(db.candidate_port, &name),
+        at_start,
+        "nothing sent"
+    );
+
+    let json = run(myrr()
+        .arg("replay")
+        .arg(&rec)
+        .args([
+            "--target",
+            &db.candidate_url,
+            "--default-db",
+            &name,
+            "--json",
+            "-o",
+        ])
+        .arg(&out));
+    let s: serde_json::Value = serde_json::from_str(&json).expect("replay --json");
+    // COMMITs and BEGINs are queries and replay; every EXECUTE is skipped, with its reason.
+    assert_eq!(
+        s["skipped_by_reason"]["unknown_statement"],
+        counts.executes(),
+        "{s:#}"
+    );
+    assert_eq!(s["skipped"], counts.executes(), "{s:#}");
+
+    // analyze: fails, the exchanges not replayed first, with their reason.
+    let out_text = myrr()
+        .arg("analyze")
+        .arg("--baseline")
+        .arg(&rec)
+        .arg("--candidate")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out_text.stdout);
+    assert_eq!(out_text.status.code(), Some(1), "{report}");
+    let first_reason = report
+        .lines()
+        .position(|l| l.contains("unknown_statement"))
+        .unwrap_or_else(|| panic!("no unknown_statement in:\n{report}"));
+    let values = report.lines().position(|l| l.contains("differ"));
+    assert!(
+        values.is_none_or(|v| v > first_reason),
+        "not replayed must come first:\n{report}"
+    );
+}
