@@ -168,14 +168,14 @@ async fn read_snapshot(
              backfilled (users and databases can): start it with performance_schema=ON"
                 .to_string(),
         );
-        return Ok(snapshot(
-            address,
+        return Ok(ServerSnapshot {
+            server: address.to_string(),
             port,
             version,
             taken_us,
             connections,
             notes,
-        ));
+        });
     }
     let by_id: HashMap<u64, usize> = connections
         .iter()
@@ -248,32 +248,14 @@ async fn read_snapshot(
                 .to_string(),
         ),
     }
-    Ok(snapshot(
-        address,
-        port,
-        version,
-        taken_us,
-        connections,
-        notes,
-    ))
-}
-
-fn snapshot(
-    address: &str,
-    port: u16,
-    version: String,
-    taken_us: u64,
-    connections: Vec<ServerConnection>,
-    notes: Vec<String>,
-) -> ServerSnapshot {
-    ServerSnapshot {
+    Ok(ServerSnapshot {
         server: address.to_string(),
         port,
         version,
         taken_us,
         connections,
         notes,
-    }
+    })
 }
 
 /// A live capture's view: the snapshot read at its start, and a fresh read of one connection

@@ -136,6 +136,23 @@ fn seed(port: u16) {
     );
 }
 
+/// EXECUTEs of statements the capture did not know.
+fn unprepared_executes(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .filter(|x| {
+            matches!(
+                x.command,
+                Cmd::Execute {
+                    prepare_seen: false,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
 fn capture_json(stderr: &str) -> serde_json::Value {
     stderr
         .lines()
@@ -164,19 +181,7 @@ fn without_backfill_executes_of_earlier_statements_are_counted_and_warned_about(
     let _serial = serial();
     let dir = tempdir();
     let (summary, events) = capture_app(&dir, "plain", &[]);
-    let unprepared = events
-        .iter()
-        .filter_map(Event::as_exchange)
-        .filter(|x| {
-            matches!(
-                x.command,
-                Cmd::Execute {
-                    prepare_seen: false,
-                    ..
-                }
-            )
-        })
-        .count() as u64;
+    let unprepared = unprepared_executes(&events) as u64;
     assert_eq!(
         unprepared,
         3 * CONNECTIONS as u64 * ITERATIONS as u64,
@@ -595,19 +600,7 @@ fn without_backfill_a_reconnected_session_s_prepares_are_reused_when_unambiguous
         }
     }
     // What stays unprepared anywhere (other old sessions numbered otherwise) is counted.
-    let unprepared_anywhere = events
-        .iter()
-        .filter_map(Event::as_exchange)
-        .filter(|x| {
-            matches!(
-                x.command,
-                Cmd::Execute {
-                    prepare_seen: false,
-                    ..
-                }
-            )
-        })
-        .count();
+    let unprepared_anywhere = unprepared_executes(&events);
     assert_eq!(summary["executes_unprepared"], unprepared_anywhere as u64);
 }
 
