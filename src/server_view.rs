@@ -162,21 +162,33 @@ async fn read_snapshot(
             ..ServerConnection::default()
         });
     }
-    if pfs != Some(1) {
+    if pfs == Some(1) {
+        read_performance_schema(conn, &mut connections, text_limit, &mut notes).await;
+    } else {
         notes.push(
             "performance_schema is off on the server, so prepared statements cannot be \
              backfilled (users and databases can): start it with performance_schema=ON"
                 .to_string(),
         );
-        return Ok(ServerSnapshot {
-            server: address.to_string(),
-            port,
-            version,
-            taken_us,
-            connections,
-            notes,
-        });
     }
+    Ok(ServerSnapshot {
+        server: address.to_string(),
+        port,
+        version,
+        taken_us,
+        connections,
+        notes,
+    })
+}
+
+/// The connections' protocol prepared statements and, where the server has them, session
+/// variables; what cannot be read is a note.
+async fn read_performance_schema(
+    conn: &mut mysql_async::Conn,
+    connections: &mut [ServerConnection],
+    text_limit: Option<i64>,
+    notes: &mut Vec<String>,
+) {
     let by_id: HashMap<u64, usize> = connections
         .iter()
         .enumerate()
@@ -248,14 +260,6 @@ async fn read_snapshot(
                 .to_string(),
         ),
     }
-    Ok(ServerSnapshot {
-        server: address.to_string(),
-        port,
-        version,
-        taken_us,
-        connections,
-        notes,
-    })
 }
 
 /// A live capture's view: the snapshot read at its start, and a fresh read of one connection
