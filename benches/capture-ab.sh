@@ -6,9 +6,10 @@
 # Per run: elapsed seconds and CPU seconds (user+sys), and the ratio of each to tcpdump's in
 # the same round; at the end, the median ratio of each binary over the rounds.
 #
-# Usage: benches/capture-ab.sh PCAP ROUNDS [BINARY...]
+# Usage: benches/capture-ab.sh PCAP ROUNDS [BINARY[,ARG...]...]
 #   PCAP: a MySQL capture (benches/capture.sh leaves target/bench/sysbench.pcap and, with
-#   --ps, sysbench-ps.pcap); BINARY: myrr executables (default: this checkout's, built here).
+#   --ps, sysbench-ps.pcap); BINARY: myrr executables (default: this checkout's, built here),
+#   each with extra `capture` arguments after commas (e.g. `myrr,--backfill,view.json`).
 # Environment: MYRR_AB_PORT (23306): the server port the pcap's MySQL traffic uses.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +29,14 @@ else
 fi
 bench_tools setup tcpdump:tcpdump
 bench_tools apt /usr/bin/time:time python3:python3
+# Extra capture arguments per binary ("BIN,ARG,ARG").
+SPECS=("${BINS[@]}")
+BINS=()
+for spec in "${SPECS[@]}"; do
+    BINS+=("${spec%%,*}")
+done
 bench_binaries "${BINS[@]}"
+((${#SPECS[@]})) || SPECS=("${BINS[@]}")
 bench_build_only_exit
 PORT="${MYRR_AB_PORT:-23306}"
 T=$(mktemp -d)
@@ -49,16 +57,17 @@ run() {
 for round in $(seq "$ROUNDS"); do
     run tcpdump tcpdump -r "$PCAP" -w /dev/null
     i=0
-    for bin in "${BINS[@]}"; do
+    for spec in "${SPECS[@]}"; do
         i=$((i + 1))
-        run "myrr$i" "$bin" capture -r "$PCAP" --port "$PORT" -o "$T/out.myrr"
+        IFS=, read -ra parts <<<"$spec"
+        run "myrr$i" "${parts[0]}" capture -r "$PCAP" --port "$PORT" -o "$T/out.myrr" "${parts[@]:1}"
     done
 done
 echo "binaries:"
 i=0
-for bin in "${BINS[@]}"; do
+for spec in "${SPECS[@]}"; do
     i=$((i + 1))
-    echo "  myrr$i = $bin"
+    echo "  myrr$i = ${spec//,/ }"
 done
 python3 - "$T/runs" <<'PY'
 import sys, statistics
