@@ -529,4 +529,32 @@ mod tests {
         let mut x = raw_execute(2, &bytes, rows(&cols));
         assert!(inf.infer(&mut x).is_some());
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes, counts and known types: no panic, and what parses used every byte.
+        #[test]
+        fn parsing_a_parameter_block_never_panics(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            n in 0usize..12,
+            known in proptest::collection::vec((proptest::prelude::any::<u8>(), proptest::prelude::any::<bool>()), 0..12),
+        ) {
+            let _ = parse_params_exact(&raw, n, Some(&known));
+            let _ = parse_params_exact(&raw, n, None);
+        }
+
+        /// A block a client sends with its types reads back as the parameters it carried.
+        #[test]
+        fn a_block_with_types_reads_back(ints in proptest::collection::vec(proptest::prelude::any::<i64>(), 1..6), s in "[a-z]{0,20}") {
+            let mut p: Vec<Param> = ints.iter().map(|&i| Param { column_type: LONGLONG, unsigned: false, value: Value::Int(i) }).collect();
+            p.push(Param { column_type: VAR_STRING, unsigned: false, value: Value::Bytes(s.into_bytes()) });
+            let bytes = execute_bytes(1, &p, &mut Vec::new());
+            let Command::Execute { raw_params, .. } = crate::command::decode(&bytes, Default::default()).unwrap() else {
+                unreachable!()
+            };
+            let (types, bound, got) = parse_params_exact(&raw_params, p.len(), None).unwrap();
+            proptest::prop_assert!(bound);
+            proptest::prop_assert_eq!(types.len(), p.len());
+            proptest::prop_assert_eq!(got, p);
+        }
+    }
 }
