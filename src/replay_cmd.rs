@@ -49,6 +49,11 @@ pub struct Args {
     /// Longest a statement waits for earlier commits under --sync before it goes anyway.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]
     sync_timeout: Duration,
+    /// Pin what production's statements saw (deterministic writes): before a write, or a read
+    /// calling a time function, set `timestamp` to the statement's recorded start and
+    /// `insert_id` to the AUTO_INCREMENT id it generated. `auto`: on with --sync.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pin: PinArg,
     /// TLS to the target: off; prefer (when offered, certificate not checked); require
     /// (certificate not checked); verify-ca (chain to --tls-ca, or the public web roots);
     /// verify-identity (also the host name).
@@ -119,6 +124,13 @@ enum SchedArg {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PinArg {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum SyncArg {
     None,
     Commit,
@@ -167,6 +179,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         SyncArg::All => SyncMode::All,
     };
     cfg.sync_timeout = a.sync_timeout;
+    cfg.pin = match a.pin {
+        PinArg::Auto => !matches!(cfg.sync, SyncMode::None),
+        PinArg::On => true,
+        PinArg::Off => false,
+    };
     let mode = match a.tls {
         TlsArg::Off => TlsMode::Off,
         TlsArg::Prefer => TlsMode::Prefer,
@@ -332,12 +349,17 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
                 "variables": b.variables,
                 "variables_rejected": b.variables_rejected,
             },
+            "pins": {
+                "statements": s.pins.statements,
+                "refused": s.pins.refused,
+            },
             "elapsed_s": s.elapsed.as_secs_f64(),
             "qps": qps,
             "start_lag_us": {"p50": s.lag_p50_us, "p99": s.lag_p99_us, "max": s.lag_max_us},
             "service_us": {"p50": s.service_p50_us, "p99": s.service_p99_us},
             "interrupted": s.interrupted,
             "damage": s.damage,
+            "first_errors": s.first_errors,
             "sched": s.sched.name(),
         });
         println!("{v}");
@@ -363,6 +385,13 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "  sessions restored from backfills {}: statements prepared {} (refused {}), \
              variables set {} (refused {})",
             b.sessions, b.statements, b.statements_failed, b.variables, b.variables_rejected
+        );
+    }
+    if s.pins.statements + s.pins.refused > 0 {
+        eprintln!(
+            "  --pin: {} statements sent with production's timestamp/insert_id; {} sessions' \
+             targets refused a pin (they went on without)",
+            s.pins.statements, s.pins.refused
         );
     }
     eprintln!(

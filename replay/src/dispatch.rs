@@ -54,6 +54,9 @@ pub(crate) struct Recorded {
     pub(crate) command: Command,
     /// A PREPARE's recorded statement id, which later EXECUTEs name.
     pub(crate) prepared_id: Option<u32>,
+    /// The AUTO_INCREMENT id the recorded statement generated (its OK's last_insert_id), 0
+    /// for none: `--pin` has the replayed statement generate the same.
+    pub(crate) insert_id: u64,
     /// What the session held before the recording began, learnt since its previous exchange:
     /// restored before this one is sent.
     pub(crate) backfill: Option<Box<Backfill>>,
@@ -65,9 +68,13 @@ impl From<Exchange> for Recorded {
             seq: x.seq,
             start_us: x.start_us,
             end_us: x.end_us,
-            prepared_id: match x.response {
+            prepared_id: match &x.response {
                 Response::Prepared(p) => Some(p.stmt_id),
                 _ => None,
+            },
+            insert_id: match &x.response {
+                Response::Ok(ok) => ok.last_insert_id,
+                _ => 0,
             },
             command: x.command,
             backfill: None,

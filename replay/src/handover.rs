@@ -165,6 +165,7 @@ mod tests {
                 end_us: seq,
                 command: Command::Ping,
                 prepared_id: None,
+                insert_id: 0,
                 backfill: None,
             }),
             commit: None,

@@ -117,6 +117,10 @@ pub struct ReplayConfig {
     pub sync: SyncMode,
     /// Longest an exchange waits for earlier commits before it goes anyway.
     pub sync_timeout: Duration,
+    /// Pin what production's statements saw: before a write, or a read calling a time
+    /// function, the session sets `timestamp` to the statement's recorded start and, when the
+    /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
+    pub pin: bool,
     /// TLS to the target.
     pub tls: Tls,
     /// Threads that run the sessions (each its own single-threaded runtime); 1: the caller's.
@@ -148,6 +152,7 @@ impl ReplayConfig {
             read_ahead: Duration::from_secs(2),
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
+            pin: false,
             tls: Tls::default(),
             session_threads: 1,
             sched: Sched::Auto,
@@ -244,6 +249,9 @@ pub struct Progress {
     /// Backfilled session variables set on the target, and those it refused.
     pub backfill_variables: AtomicU64,
     pub backfill_variables_rejected: AtomicU64,
+    /// `--pin`: statements sent with pinned values, and sessions whose target refused a pin.
+    pub pins: AtomicU64,
+    pub pins_refused: AtomicU64,
 }
 
 /// One session's counts, timings and taken queue permits since it last handed them to
@@ -421,6 +429,8 @@ pub struct Summary {
     pub sync_cycles: u64,
     /// What backfills restored of sessions that began before the recording.
     pub backfill: BackfillCounts,
+    /// `--pin`.
+    pub pins: PinCounts,
     pub elapsed: Duration,
     pub lag_p50_us: u64,
     pub lag_p99_us: u64,
@@ -446,6 +456,15 @@ pub struct BackfillCounts {
     pub statements_failed: u64,
     pub variables: u64,
     pub variables_rejected: u64,
+}
+
+/// `--pin`: what was pinned, and what the target refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinCounts {
+    /// Statements sent after a `SET timestamp` (and `insert_id`).
+    pub statements: u64,
+    /// Session tasks whose target refused a pin; they went on without pins.
+    pub refused: u64,
 }
 
 /// What a pre-scan of the inputs found.
@@ -743,6 +762,10 @@ pub async fn run(
             statements_failed: p.backfill_statements_failed.load(Ordering::Relaxed),
             variables: p.backfill_variables.load(Ordering::Relaxed),
             variables_rejected: p.backfill_variables_rejected.load(Ordering::Relaxed),
+        },
+        pins: PinCounts {
+            statements: p.pins.load(Ordering::Relaxed),
+            refused: p.pins_refused.load(Ordering::Relaxed),
         },
         elapsed: started.elapsed(),
         lag_p50_us: lag.value_at_quantile(0.5),

@@ -74,6 +74,28 @@ pub fn is_read_only(sql: &[u8]) -> bool {
     }
 }
 
+/// Functions whose result depends on the session's `timestamp` (SYSDATE does not: it reads
+/// the clock whatever the session pins).
+const TIME_FUNCTIONS: &[&[u8]] = &[
+    b"NOW",
+    b"CURRENT_TIMESTAMP",
+    b"CURRENT_DATE",
+    b"CURRENT_TIME",
+    b"CURDATE",
+    b"CURTIME",
+    b"LOCALTIME",
+    b"LOCALTIMESTAMP",
+    b"UNIX_TIMESTAMP",
+    b"UTC_TIMESTAMP",
+    b"UTC_DATE",
+    b"UTC_TIME",
+];
+
+/// True when the statement calls a function that reads the session's time.
+pub fn calls_time_function(sql: &[u8]) -> bool {
+    TIME_FUNCTIONS.iter().any(|f| contains_word(sql, f))
+}
+
 fn upper(sql: &[u8]) -> String {
     String::from_utf8_lossy(sql).to_ascii_uppercase()
 }
@@ -98,6 +120,20 @@ fn into_writes(sql: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_time_functions_as_words() {
+        assert!(calls_time_function(b"SELECT NOW()"));
+        assert!(calls_time_function(
+            b"insert into t values (current_timestamp(6))"
+        ));
+        assert!(calls_time_function(
+            b"UPDATE t SET d = CURDATE() WHERE id = ?"
+        ));
+        assert!(!calls_time_function(b"SELECT nowhere FROM t"));
+        assert!(!calls_time_function(b"SELECT SYSDATE()"));
+        assert!(!calls_time_function(b"SELECT 1"));
+    }
 
     #[test]
     fn classifies() {

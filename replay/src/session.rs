@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
 use crate::pacer::PreciseTimer;
-use crate::readonly::is_read_only;
+use crate::readonly::{calls_time_function, is_read_only};
 use crate::sync::Waited;
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
@@ -61,6 +61,8 @@ pub(crate) struct Worker {
     variables: Vec<(Vec<u8>, Vec<u8>)>,
     /// A backfill met while the session had no connection: restored once it has one.
     deferred: Option<Box<Backfill>>,
+    /// `--pin`: the target refused a pin; the session goes on without.
+    pins_off: bool,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -114,6 +116,7 @@ impl Worker {
             stmt_sql: FxHashMap::default(),
             variables: Vec::new(),
             deferred: None,
+            pins_off: false,
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -411,6 +414,75 @@ impl Worker {
         Ok((first, more))
     }
 
+    /// `--pin`: before a statement whose result depends on them (a write, or a read calling a
+    /// time function), what production's statement saw: its recorded start as `timestamp`,
+    /// and the AUTO_INCREMENT id it generated as `insert_id` (the server uses it for the next
+    /// INSERT only). One round trip before the statement, outside its timing. A target that
+    /// refuses (another engine) or changes the value (out of its range: it warns) turns pins
+    /// off for this session, counted and noted, never fatal. Whether anything was sent.
+    async fn pin(&mut self, x: &Recorded) -> bool {
+        if self.pins_off || self.conn.is_none() {
+            return false;
+        }
+        if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
+            return false;
+        }
+        let (write, time) = match self.sql_of(&x.command) {
+            Some(sql) => {
+                let write = !is_read_only(sql);
+                (write, write || calls_time_function(sql))
+            }
+            None => return false,
+        };
+        if !time {
+            return false;
+        }
+        let mut q = format!(
+            "SET timestamp = {}.{:06}",
+            x.start_us / 1_000_000,
+            x.start_us % 1_000_000
+        );
+        if write && x.insert_id > 0 {
+            q.push_str(&format!(", insert_id = {}", x.insert_id));
+        }
+        self.buf.clear();
+        self.buf.push(command::Code::Query.byte());
+        self.buf.extend_from_slice(q.as_bytes());
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let p = &self.shared.progress;
+        match conn.command(&self.buf).await {
+            Ok((Response::Ok(ok), _)) if ok.warnings == 0 => {
+                p.pins.fetch_add(1, Ordering::Relaxed);
+            }
+            // An error, or a value the target changed (it warns: "Truncated incorrect
+            // timestamp value"): not production's.
+            Ok((refused, _)) => {
+                self.pins_off = true;
+                p.pins_refused.fetch_add(1, Ordering::Relaxed);
+                let why = match &refused {
+                    Response::Err(e) => {
+                        format!("error {}: {}", e.code, String::from_utf8_lossy(&e.message))
+                    }
+                    Response::Ok(ok) => format!(
+                        "accepted with {} warning(s): the value was changed",
+                        ok.warnings
+                    ),
+                    r => r.kind_name().to_string(),
+                };
+                self.shared.note_error(format!(
+                    "session {}: the target refused `{q}` ({why}); the session goes on \
+                     without pins",
+                    self.start.session
+                ));
+            }
+            // The statement finds the connection gone and reconnects.
+            Err(_) => self.conn = None,
+        }
+        true
+    }
+
     /// `--sync`: this commit point has been answered (or never will be).
     fn release(&self, commit: Option<crate::sync::CommitKey>) {
         if let (Some(order), Some(key)) = (&self.shared.order, commit) {
@@ -505,8 +577,9 @@ impl Worker {
                 None => self.now_us(),
             };
             let waited = wait && self.wait_for_order(x.end_us).await;
+            let pinned = shared.config.pin && self.pin(&x).await;
             // Closed loop without a wait: sent when scheduled (one clock read fewer).
-            let sent_us = if scheduled.is_none() && !waited {
+            let sent_us = if scheduled.is_none() && !waited && !pinned {
                 scheduled_us
             } else {
                 self.now_us()

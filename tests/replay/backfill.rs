@@ -13,11 +13,11 @@ use myrr_recording::{
     Value,
 };
 
-const T0: u64 = 1_700_000_000_000_000;
+pub(crate) const T0: u64 = 1_700_000_000_000_000;
 
 /// Builds a recording event by event, on a timeline starting at [`T0`].
 #[derive(Default)]
-struct Recording {
+pub(crate) struct Recording {
     events: Vec<Event>,
     /// Exchanges so far, per session.
     seqs: std::collections::HashMap<u64, u64>,
@@ -26,7 +26,7 @@ struct Recording {
 impl Recording {
     /// A session seen at `at_us`: full (with its handshake, in `db`) or mid-stream (its
     /// database as a server backfill would tell it, or unknown).
-    fn start(&mut self, session: u64, at_us: u64, mid_stream: bool, db: Option<&str>) {
+    pub(crate) fn start(&mut self, session: u64, at_us: u64, mid_stream: bool, db: Option<&str>) {
         self.events.push(Event::SessionStart(SessionStart {
             session,
             client: format!("10.0.0.9:{}", 40000 + session),
@@ -44,6 +44,11 @@ impl Recording {
     }
 
     fn exchange(&mut self, session: u64, at_us: u64, command: Cmd) {
+        self.answered(session, at_us, command, Response::Ok(OkInfo::default()));
+    }
+
+    /// An exchange with its recorded answer.
+    pub(crate) fn answered(&mut self, session: u64, at_us: u64, command: Cmd, response: Response) {
         let seq = self.seqs.entry(session).or_default();
         self.events.push(Event::Exchange(Exchange {
             session,
@@ -53,13 +58,13 @@ impl Recording {
             start_us: T0 + at_us,
             end_us: T0 + at_us + 50,
             command,
-            response: Response::Ok(OkInfo::default()),
+            response,
             more: vec![],
         }));
         *seq += 1;
     }
 
-    fn end(&mut self, session: u64, at_us: u64) {
+    pub(crate) fn end(&mut self, session: u64, at_us: u64) {
         self.events.push(Event::SessionEnd(SessionEnd {
             session,
             end_us: T0 + at_us,
@@ -69,7 +74,7 @@ impl Recording {
         }));
     }
 
-    fn write(&self, path: &Path) {
+    pub(crate) fn write(&self, path: &Path) {
         let header = Header {
             kind: RunKind::Capture,
             tool_version: "test".into(),
@@ -85,7 +90,7 @@ impl Recording {
     }
 }
 
-fn query(sql: &str) -> Cmd {
+pub(crate) fn query(sql: &str) -> Cmd {
     Cmd::Query {
         sql: sql.as_bytes().to_vec(),
         attrs: vec![],

@@ -13,6 +13,7 @@ mod commands;
 mod connections;
 mod damage;
 mod pacing;
+mod pins;
 mod restarts;
 mod selection;
 mod stops;

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# benches/writes.sh — how deterministic is a write replay? Each rule's effect on answers and time.
+#
+# Captures sysbench oltp_read_write (prepared statements) on the source, from a state saved
+# before it; then for each mode, twice: restore the candidate to that state, replay the
+# capture against it, and time it. Per mode: replay time (median of the two), answers that
+# differ between the two replays (analyze replay vs replay: FAIL/PASS, the application
+# statements' mismatch rate) and between each replay and the capture, and whether the two
+# replays' final tables are equal (CHECKSUM TABLE). Modes:
+#   closed      --speed max                       (no order, no pins: the reference time)
+#   sync        --speed max --sync all --pin off  (the recorded commit order only)
+#   sync+pin    --speed max --sync all --pin on   (and production's timestamp/insert_id)
+# Results are printed and appended to benches/RESULTS.md.
+#
+# Usage: benches/writes.sh [--build-only]
+# Environment: MYRR_BENCH_TIME (10 s of sysbench), MYRR_BENCH_THREADS (8),
+#   MYRR_BENCH_DIR, MYRR_BENCH_CARGO_PROFILE (release).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source "$ROOT/benches/lib/build.sh"
+bench_args "$@"
+set -- "${BENCH_ARGS[@]}"
+[[ $# -eq 0 ]] || { sed -n '2,17p' "$0" >&2; exit 2; }
+DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}/writes"
+T="${MYRR_BENCH_TIME:-10}"
+THREADS="${MYRR_BENCH_THREADS:-8}"
+log() { bench_log "$@"; }
+
+bench_tools setup sysbench:sysbench mariadb:mariadb-client mariadb-dump:mariadb-client mariadbd:mariadb-server
+bench_tools apt /usr/bin/time:time python3:python3
+bench_build -p myrr --bin myrr
+MYRR=$(bench_built myrr)
+bench_build_only_exit
+
+mkdir -p "$DIR"
+bash scripts/db.sh start >/dev/null
+eval "$(bash scripts/db.sh env)"
+DB=myrr_writes
+SB=(sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr
+    --mysql-password=myrr --mysql-db=$DB --tables=4 --table-size=2000)
+M=(mariadb -h127.0.0.1 --protocol=tcp -umyrr -pmyrr)
+checksum() { "${M[@]}" -P"$1" -N -e "CHECKSUM TABLE $DB.sbtest1, $DB.sbtest2, $DB.sbtest3, $DB.sbtest4" | awk '{print $2}' | tr '\n' ' '; }
+
+log "loading 4 x 2000 rows into $DB on the source; saving that state"
+"${M[@]}" -P"$MYRR_SOURCE_PORT" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
+"${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" prepare >/dev/null
+mariadb-dump -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_SOURCE_PORT" --databases $DB >"$DIR/before.sql"
+
+log "capturing sysbench oltp_read_write, $THREADS threads, ${T}s"
+"$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$DIR/capture.myrr" 2>"$DIR/capture.log" &
+CAP=$!
+trap 'kill -INT $CAP 2>/dev/null || true' EXIT
+sleep 1
+"${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads="$THREADS" --time="$T" run >"$DIR/sysbench.txt"
+sleep 0.5
+kill -INT $CAP
+wait $CAP || true
+trap - EXIT
+PROD=$(checksum "$MYRR_SOURCE_PORT")
+
+declare -A ARGS=(
+    [closed]="--speed max --pin off"
+    [sync]="--speed max --sync all --pin off"
+    [sync+pin]="--speed max --sync all --pin on"
+)
+MODES=(closed sync sync+pin)
+restore() {
+    "${M[@]}" -P"$MYRR_CANDIDATE_PORT" -e "DROP DATABASE IF EXISTS $DB"
+    "${M[@]}" -P"$MYRR_CANDIDATE_PORT" <"$DIR/before.sql"
+}
+# rate FILE: "verdict app-rate% all-rate%" of an analyze JSON report.
+rate() {
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r["totals"]
+app = 100 * t["application_mismatched"] / max(t["application_compared"], 1)
+every = 100 * t["mismatched"] / max(t["compared"], 1)
+print("PASS" if r["verdict"]["pass"] else "FAIL", f"{app:.3f}", f"{every:.3f}")' "$1"
+}
+declare -A TIME SUMS
+for mode in "${MODES[@]}"; do
+    for i in 1 2; do
+        restore
+        out="$DIR/$mode-$i.myrr"
+        # shellcheck disable=SC2086
+        /usr/bin/time -f '%e' -o "$DIR/time" "$MYRR" replay "$DIR/capture.myrr" \
+            --target "$MYRR_CANDIDATE_URL" --default-db $DB -o "$out" ${ARGS[$mode]} --json >"$DIR/$mode-$i.json" 2>/dev/null
+        TIME[$mode-$i]=$(cat "$DIR/time")
+        SUMS[$mode-$i]=$(checksum "$MYRR_CANDIDATE_PORT")
+        log "$mode #$i: $(cat "$DIR/time") s"
+    done
+    "$MYRR" analyze --baseline "$DIR/$mode-1.myrr" --candidate "$DIR/$mode-2.myrr" --format json -o "$DIR/$mode-rr.json" --max-unreplayed 100% || true
+    "$MYRR" analyze --baseline "$DIR/capture.myrr" --candidate "$DIR/$mode-1.myrr" --format json -o "$DIR/$mode-cr.json" --max-unreplayed 100% || true
+done
+
+{
+    echo
+    echo "## $(date -u '+%F %T') — writes.sh: sysbench oltp_read_write, $THREADS threads, ${T}s, replayed twice per mode"
+    echo
+    echo '```'
+    grep -E "queries:|transactions:" "$DIR/sysbench.txt" | sed 's/^ *//'
+    echo '```'
+    echo
+    echo "| mode | replay s (1, 2) | replay vs replay: verdict, app. mismatch %, all % | capture vs replay 1: app. %, all % | tables: replays equal / = production |"
+    echo "|---|---|---|---|---|"
+    for mode in "${MODES[@]}"; do
+        read -r v a e <<<"$(rate "$DIR/$mode-rr.json")"
+        read -r _ ca ce <<<"$(rate "$DIR/$mode-cr.json")"
+        eq=no; [[ "${SUMS[$mode-1]}" == "${SUMS[$mode-2]}" ]] && eq=yes
+        pr=no; [[ "${SUMS[$mode-1]}" == "$PROD" ]] && pr=yes
+        echo "| $mode (\`${ARGS[$mode]}\`) | ${TIME[$mode-1]}, ${TIME[$mode-2]} | $v, $a, $e | $ca, $ce | $eq / $pr |"
+    done
+} | tee -a benches/RESULTS.md

@@ -1,0 +1,152 @@
+//! `--pin`: before a write, or a read calling a time function, the session sets `timestamp`
+//! to the statement's recorded start and `insert_id` to the AUTO_INCREMENT id the recorded
+//! statement generated, so the candidate writes what production wrote whatever the order
+//! sessions run in; a target that refuses a pin is counted and the session goes on.
+
+use crate::backfill::{query, Recording, T0};
+use crate::common::*;
+use crate::{replay_against, serial};
+use myrr_recording::{OkInfo, Response};
+
+fn inserted(id: u64) -> Response {
+    Response::Ok(OkInfo {
+        affected_rows: 1,
+        last_insert_id: id,
+        ..OkInfo::default()
+    })
+}
+
+/// Production: two INSERTs that got ids 777 and 778 (another session's rows came first),
+/// one taking its time from the column default, one from NOW(6); an UPDATE by the recorded
+/// id; a read of NOW(6).
+fn recording(path: &std::path::Path, t0_offset_us: u64) {
+    let mut r = Recording::default();
+    let at = |us: u64| t0_offset_us + us;
+    r.start(1, at(0), false, Some("myrr_pin"));
+    r.answered(
+        1,
+        at(10),
+        query("INSERT INTO t (note) VALUES ('a')"),
+        inserted(777),
+    );
+    r.answered(
+        1,
+        at(1_010),
+        query("INSERT INTO t (note, at) VALUES ('b', NOW(6))"),
+        inserted(778),
+    );
+    r.answered(
+        1,
+        at(2_010),
+        query("UPDATE t SET note = 'c' WHERE id = 777"),
+        inserted(0),
+    );
+    r.answered(1, at(3_010), query("SELECT 1"), inserted(0));
+    r.end(1, at(4_000));
+    r.write(path);
+}
+
+fn fresh() {
+    sql(
+        db().candidate_port,
+        "DROP DATABASE IF EXISTS myrr_pin; CREATE DATABASE myrr_pin; \
+         CREATE TABLE myrr_pin.t (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20), \
+            at DATETIME(6) DEFAULT NOW(6))",
+    );
+}
+
+fn rows() -> String {
+    sql(
+        db().candidate_port,
+        "SELECT id, note, at FROM myrr_pin.t ORDER BY id",
+    )
+}
+
+/// The DATETIME(6) the candidate shows for µs `us` since the epoch.
+fn datetime(us: u64) -> String {
+    sql(
+        db().candidate_port,
+        &format!(
+            "SELECT FROM_UNIXTIME({}.{:06})",
+            us / 1_000_000,
+            us % 1_000_000
+        ),
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn pinned_writes_get_production_s_ids_and_times() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("pin.myrr");
+    recording(&rec, 0);
+
+    fresh();
+    let o = replay_against(
+        &rec,
+        &db().candidate_url,
+        &dir.join("on.myrr"),
+        &["--pin", "on", "--json"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The three writes; SELECT 1 calls no time function.
+    assert_eq!(s["pins"]["statements"], 3, "{s:#}");
+    assert_eq!(s["pins"]["refused"], 0, "{s:#}");
+    let want = format!(
+        "777\tc\t{}\n778\tb\t{}\n",
+        datetime(T0 + 10),
+        datetime(T0 + 1_010)
+    );
+    assert_eq!(rows(), want);
+
+    // Without pins the candidate numbers and dates the rows itself.
+    fresh();
+    let o = replay_against(
+        &rec,
+        &db().candidate_url,
+        &dir.join("off.myrr"),
+        &["--pin", "off"],
+    );
+    assert!(o.status.success());
+    let got = rows();
+    assert!(
+        got.starts_with("1\ta\t") && got.contains("\n2\tb\t"),
+        "{got}"
+    );
+}
+
+#[test]
+fn a_refused_pin_is_counted_and_the_session_goes_on_without() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("far.myrr");
+    // In the year 2128: beyond what the server's `timestamp` holds (it truncates, and warns).
+    recording(&rec, 5_000_000_000_000_000 - T0);
+    fresh();
+    let o = replay_against(
+        &rec,
+        &db().candidate_url,
+        &dir.join("far-out.myrr"),
+        &["--pin", "on", "--json"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["pins"]["refused"], 1, "{s:#}");
+    assert_eq!(s["pins"]["statements"], 0, "{s:#}");
+    assert!(
+        s["first_errors"]
+            .to_string()
+            .contains("refused `SET timestamp"),
+        "{s:#}"
+    );
+    // Every statement still ran.
+    assert_eq!(s["errors"], 0, "{s:#}");
+    assert_eq!(
+        sql(db().candidate_port, "SELECT COUNT(*) FROM myrr_pin.t").trim(),
+        "2"
+    );
+}
