@@ -20,11 +20,13 @@ pub enum Mismatch {
     Order,
     Values,
     AffectedRows,
+    /// The AUTO_INCREMENT id a write generated (OK's last_insert_id).
+    InsertId,
     Warnings,
 }
 
 impl Mismatch {
-    pub const ALL: [Mismatch; 10] = [
+    pub const ALL: [Mismatch; 11] = [
         Mismatch::ErrorOnlyBaseline,
         Mismatch::ErrorOnlyCandidate,
         Mismatch::ErrorCode,
@@ -34,8 +36,15 @@ impl Mismatch {
         Mismatch::Order,
         Mismatch::Values,
         Mismatch::AffectedRows,
+        Mismatch::InsertId,
         Mismatch::Warnings,
     ];
+
+    /// Whether the statement's time functions (`NOW()`…) can explain such a difference:
+    /// another time gives other values, rows, counts — but not another AUTO_INCREMENT id.
+    pub fn time_can_explain(self) -> bool {
+        self != Mismatch::InsertId
+    }
 
     /// The class named `name` in reports.
     pub fn from_name(name: &str) -> Option<Mismatch> {
@@ -53,6 +62,7 @@ impl Mismatch {
             Mismatch::Order => "order",
             Mismatch::Values => "values",
             Mismatch::AffectedRows => "affected_rows",
+            Mismatch::InsertId => "insert_id",
             Mismatch::Warnings => "warnings",
         }
     }
@@ -68,6 +78,7 @@ impl Mismatch {
             Mismatch::Order => "same rows, different order (SQL has ORDER BY)",
             Mismatch::Values => "different values",
             Mismatch::AffectedRows => "different affected rows",
+            Mismatch::InsertId => "different AUTO_INCREMENT id generated",
             Mismatch::Warnings => "different warning counts",
         }
     }
@@ -141,6 +152,10 @@ pub fn compare(base: &Response, cand: &Response, ordered: bool) -> Outcome {
         (R::Ok(a), R::Ok(b)) => {
             if a.affected_rows != b.affected_rows {
                 Outcome::Differs(Mismatch::AffectedRows)
+            } else if a.last_insert_id != b.last_insert_id {
+                // Another id: later statements naming it touch another row (replay with
+                // --pin to give writes production's ids).
+                Outcome::Differs(Mismatch::InsertId)
             } else if a.warnings != b.warnings {
                 Outcome::Differs(Mismatch::Warnings)
             } else {
@@ -252,6 +267,22 @@ mod tests {
             affected_rows: affected,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn a_different_insert_id_is_a_difference() {
+        let id = |n| {
+            Response::Ok(OkInfo {
+                affected_rows: 1,
+                last_insert_id: n,
+                ..Default::default()
+            })
+        };
+        assert_eq!(compare(&id(7), &id(7), false), Outcome::Same);
+        assert_eq!(
+            compare(&id(7), &id(8), false),
+            Outcome::Differs(Mismatch::InsertId)
+        );
     }
 
     #[test]

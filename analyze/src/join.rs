@@ -344,7 +344,7 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
         }
         Outcome::NotCompared(why) => *totals.not_compared.entry(why.into()).or_default() += 1,
         Outcome::Differs(m) => {
-            if sh.nondeterministic {
+            if sh.nondeterministic && m.time_can_explain() {
                 totals.nondeterministic_differences += 1;
             } else {
                 totals.mismatched += 1;

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::stats::Percentiles;
 
-/// 2: `unreplayed`, the application statements' mismatch rate, `thresholds.max_unreplayed`.
+/// 2: `unreplayed`, the application statements' mismatch rate, `thresholds.max_unreplayed`,
+/// the `insert_id` mismatch class.
 pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]

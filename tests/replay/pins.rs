@@ -116,6 +116,17 @@ fn pinned_writes_get_production_s_ids_and_times() {
         got.starts_with("1\ta\t") && got.contains("\n2\tb\t"),
         "{got}"
     );
+
+    // analyze sees the other ids themselves, not only what follows from them — also for the
+    // INSERT calling NOW(6), whose time may differ but whose id may not.
+    let (_, unpinned) = analyze_json(&rec, &[&dir.join("off.myrr")], &[]);
+    assert_eq!(
+        unpinned["mismatches"]["insert_id"], 2,
+        "{:#}",
+        unpinned["mismatches"]
+    );
+    let (code, pinned) = analyze_json(&rec, &[&dir.join("on.myrr")], &[]);
+    assert_eq!(code, 0, "{:#}", pinned["verdict"]);
 }
 
 #[test]
