@@ -251,6 +251,7 @@ fn print_summary(
                 "executes": s.inferred.executes,
                 "ambiguous": s.inferred.ambiguous,
                 "forgotten": s.inferred.forgotten,
+                "types_from_sql": s.inferred.types_from_sql,
             },
             "warnings": warning.iter().collect::<Vec<_>>(),
             "exchanges": d.exchanges,
@@ -300,6 +301,13 @@ fn print_summary(
         );
     }
     let i = &s.inferred;
+    if i.types_from_sql > 0 {
+        eprintln!(
+            "  EXECUTEs whose types were bound before the capture, read with the types the \
+             same SQL bound elsewhere: {}",
+            i.types_from_sql
+        );
+    }
     if i.statements + i.ambiguous > 0 {
         eprintln!(
             "  inferred from other sessions' PREPAREs: {} statements, {} EXECUTEs; {} EXECUTEs \

@@ -631,3 +631,81 @@ fn inference_refuses_when_two_statements_share_an_id_and_parameter_types() {
         .unwrap()
         .contains("prepared before the capture"));
 }
+
+/// libmysqlclient (sysbench) binds a statement's parameter types once, before the capture:
+/// even backfilled, its EXECUTEs' values cannot be read. When another connection prepares the
+/// same SQL during the capture and binds its types, the old sessions' EXECUTEs are read with
+/// those types, where exactly one type list reads them.
+#[test]
+fn types_bound_before_the_capture_are_read_with_another_session_s() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let port = db.source_port;
+    let sb = |threads: &str, time: &str| {
+        let mut c = sysbench_test(
+            "oltp_point_select",
+            port,
+            &[
+                "--mysql-db=myrr_tsql",
+                "--tables=1",
+                "--table-size=200",
+                "--db-ps-mode=auto",
+            ],
+        );
+        c.args([
+            format!("--threads={threads}"),
+            format!("--time={time}"),
+            "run".into(),
+        ]);
+        c.stdout(std::process::Stdio::null());
+        c
+    };
+    sql(
+        port,
+        "DROP DATABASE IF EXISTS myrr_tsql; CREATE DATABASE myrr_tsql",
+    );
+    run(sysbench_test(
+        "oltp_point_select",
+        port,
+        &[
+            "--mysql-db=myrr_tsql",
+            "--tables=1",
+            "--table-size=200",
+            "prepare",
+        ],
+    )
+    .stdout(std::process::Stdio::null()));
+    // Two connections that prepared and bound before the capture.
+    let mut old = sb("2", "6").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = dir.join("tsql.myrr");
+    let cap = LiveCapture::start_with(port, &out, &["--json", "--server", &db.source_url]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A new connection prepares the same SQL and binds its types in the capture.
+    run(&mut sb("1", "1"));
+    assert!(old.wait().unwrap().success());
+    let summary = capture_json(&cap.stop());
+    let read = summary["inferred"]["types_from_sql"].as_u64().unwrap();
+    assert!(read > 0, "{summary:#}");
+    // The old sessions' EXECUTEs from the new one's on are read; none with other types.
+    let events = read_events(&out);
+    let backfilled: std::collections::HashSet<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Backfill(b) => Some(b.session),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(backfilled.len(), 2, "{summary:#}");
+    let decoded = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .filter(|x| backfilled.contains(&x.session))
+        .filter(|x| matches!(&x.command, Cmd::Execute { params, .. } if !params.is_empty()))
+        .count();
+    assert!(
+        decoded as u64 >= read,
+        "{decoded} decoded, {read} read with other types"
+    );
+}

@@ -180,10 +180,16 @@ impl Capture {
         let mut i = 0;
         while i < self.events.len() {
             if let Event::Exchange(x) = &mut self.events[i] {
-                if let Some(found) = self.inference.infer(x) {
+                let found = match self.inference.infer(x) {
+                    Some(found) => {
+                        self.stats.decode.executes_unprepared =
+                            self.stats.decode.executes_unprepared.saturating_sub(1);
+                        Some(found)
+                    }
+                    None => self.inference.retype(x),
+                };
+                if let Some(found) = found {
                     let session = x.session;
-                    self.stats.decode.executes_unprepared =
-                        self.stats.decode.executes_unprepared.saturating_sub(1);
                     // Later EXECUTEs of the statement decode in the session itself.
                     if let Some(f) = self
                         .flows

@@ -23,6 +23,10 @@ const MAX_TYPE_LISTS: usize = 8;
 
 type Types = Vec<(u8, bool)>;
 
+/// A statement a server backfill described: its SQL, its parameter count, the types its
+/// session last bound in the capture.
+type Known = (Vec<u8>, u16, Types);
+
 /// A statement seen prepared, with the parameter types its EXECUTEs bound.
 #[derive(Debug)]
 struct Entry {
@@ -64,6 +68,10 @@ pub struct InferStats {
     pub ambiguous: u64,
     /// PREPAREs not remembered (beyond [`MAX_STATEMENTS`]).
     pub forgotten: u64,
+    /// EXECUTEs of a known statement (prepared, or from a backfill) whose parameter types
+    /// were bound before the capture, read with the only type list EXECUTEs of the same SQL
+    /// bound elsewhere that reads their block exactly.
+    pub types_from_sql: u64,
 }
 
 /// The PREPAREs of a run, and what each session's statement ids name.
@@ -74,6 +82,11 @@ pub struct Inference {
     entries: usize,
     /// Session → its statement id → what it names (prepared or inferred there).
     sessions: FxHashMap<SessionId, FxHashMap<u32, Slot>>,
+    /// Session → statement id → (SQL, parameters, types last bound) of statements a server
+    /// backfill described.
+    backfilled: FxHashMap<SessionId, FxHashMap<u32, Known>>,
+    /// SQL text → the parameter type lists its EXECUTEs bound, in any session under any id.
+    types_by_sql: FxHashMap<Vec<u8>, Vec<Types>>,
     pub stats: InferStats,
 }
 
@@ -110,8 +123,26 @@ impl Inference {
             Event::Exchange(x) => self.observe_exchange(x),
             Event::SessionEnd(e) => {
                 self.sessions.remove(&e.session);
+                self.backfilled.remove(&e.session);
+            }
+            Event::Backfill(b) if matches!(b.source, BackfillSource::Server { .. }) => {
+                let known = self.backfilled.entry(b.session).or_default();
+                for st in &b.statements {
+                    known.insert(st.id, (st.sql.clone(), st.params, Types::new()));
+                }
             }
             _ => {}
+        }
+    }
+
+    /// Remembers the types an EXECUTE of `sql` bound, for EXECUTEs of the same SQL elsewhere.
+    fn types_for_sql(&mut self, sql: &[u8], types: &Types) {
+        if self.types_by_sql.len() >= MAX_STATEMENTS && !self.types_by_sql.contains_key(sql) {
+            return;
+        }
+        let lists = self.types_by_sql.entry(sql.to_vec()).or_default();
+        if !lists.contains(types) && lists.len() < MAX_TYPE_LISTS {
+            lists.push(types.clone());
         }
     }
 
@@ -154,29 +185,46 @@ impl Inference {
                 },
                 _,
             ) if !params.is_empty() => {
-                let Some(slot) = self
-                    .sessions
-                    .get_mut(&x.session)
-                    .and_then(|s| s.get_mut(stmt_id))
-                else {
-                    return;
-                };
                 let same = |t: &Types| {
                     t.len() == params.len()
                         && t.iter()
                             .zip(params)
                             .all(|(a, p)| *a == (p.column_type, p.unsigned))
                 };
+                let Some(slot) = self
+                    .sessions
+                    .get_mut(&x.session)
+                    .and_then(|s| s.get_mut(stmt_id))
+                else {
+                    // A statement from a backfill: its types count for its SQL.
+                    let Some((sql, _, last)) = self
+                        .backfilled
+                        .get_mut(&x.session)
+                        .and_then(|s| s.get_mut(stmt_id))
+                    else {
+                        return;
+                    };
+                    if same(last) {
+                        return;
+                    }
+                    *last = types_of(params);
+                    let (sql, last) = (sql.clone(), last.clone());
+                    self.types_for_sql(&sql, &last);
+                    return;
+                };
                 if same(&slot.types) {
                     return; // the usual case: the types the session bound last time
                 }
                 slot.types = types_of(params);
+                let types = slot.types.clone();
                 let Some(e) = self.by_id.get_mut(stmt_id).and_then(|l| l.get_mut(slot.at)) else {
                     return;
                 };
                 if !e.types.iter().any(same) && e.types.len() < MAX_TYPE_LISTS {
-                    e.types.push(slot.types.clone());
+                    e.types.push(types.clone());
                 }
+                let sql = e.sql.clone();
+                self.types_for_sql(&sql, &types);
             }
             (Command::CloseStmt { stmt_id }, _) => {
                 if let Some(s) = self.sessions.get_mut(&x.session) {
@@ -185,6 +233,63 @@ impl Inference {
             }
             _ => {}
         }
+    }
+
+    /// Decodes `x`, an EXECUTE of a statement the session knows (prepared, or from a server
+    /// backfill) whose parameter block is undecoded because its types were bound before the
+    /// capture: with the type lists EXECUTEs of the same SQL bound elsewhere, when exactly one
+    /// of them reads the block (every byte used). `None` leaves it as it is.
+    pub fn retype(&mut self, x: &mut Exchange) -> Option<Inferred> {
+        let Command::Execute {
+            stmt_id,
+            flags,
+            params,
+            prepare_seen: true,
+            raw_params,
+        } = &mut x.command
+        else {
+            return None;
+        };
+        if !params.is_empty()
+            || raw_params.is_empty()
+            || *flags & crate::command::EXECUTE_PARAMETER_COUNT_AVAILABLE != 0
+        {
+            return None;
+        }
+        let slot = self.sessions.get(&x.session).and_then(|s| s.get(stmt_id));
+        let (sql, n, columns) = match slot {
+            Some(slot) => {
+                let e = self.by_id.get(stmt_id)?.get(slot.at)?;
+                (e.sql.as_slice(), e.params, e.columns.clone())
+            }
+            None => {
+                let (sql, n, _) = self.backfilled.get(&x.session)?.get(stmt_id)?;
+                (sql.as_slice(), *n, Arc::default())
+            }
+        };
+        let lists = self.types_by_sql.get(sql)?;
+        let mut found = None;
+        let mut reading = 0;
+        for t in lists.iter().filter(|t| t.len() == n as usize) {
+            if let Some((types, _, decoded)) = parse_params_exact(raw_params, n as usize, Some(t)) {
+                reading += 1;
+                found = Some((types, decoded));
+            }
+        }
+        if reading != 1 {
+            return None;
+        }
+        let (types, decoded) = found?;
+        *params = decoded;
+        raw_params.clear();
+        self.stats.types_from_sql += 1;
+        Some(Inferred {
+            backfill: None,
+            stmt_id: *stmt_id,
+            params: n,
+            types,
+            columns,
+        })
     }
 
     /// Decodes `x`, an EXECUTE of a statement its session never prepared in this run, from
@@ -528,6 +633,70 @@ mod tests {
         }));
         let mut x = raw_execute(2, &bytes, rows(&cols));
         assert!(inf.infer(&mut x).is_some());
+    }
+
+    /// A backfill of session `session`: statement `id` is `sql` with two parameters.
+    fn backfilled(session: SessionId, id: u32, sql: &str) -> Event {
+        Event::Backfill(Backfill {
+            session,
+            source: BackfillSource::Server { connection_id: 1 },
+            statements: vec![KnownStatement {
+                id,
+                sql: sql.as_bytes().to_vec(),
+                params: 2,
+            }],
+            ..Backfill::default()
+        })
+    }
+
+    /// An EXECUTE of a backfilled statement whose types the client bound before the capture.
+    fn typeless(session: SessionId, id: u32, p: &[Param]) -> Exchange {
+        let mut sent = Vec::new();
+        let _ = execute_bytes(id, p, &mut sent); // the EXECUTE before the capture
+        let bytes = execute_bytes(id, p, &mut sent);
+        let mut x = raw_execute(session, &bytes, ok());
+        if let Command::Execute { prepare_seen, .. } = &mut x.command {
+            *prepare_seen = true; // the session knows the statement, from its backfill
+        }
+        x
+    }
+
+    #[test]
+    fn types_bound_before_the_capture_are_read_with_the_same_sql_s_types_elsewhere() {
+        let sql = "INSERT INTO t VALUES (?, ?)";
+        let mut inf = Inference::default();
+        inf.observe(&backfilled(2, 40, sql));
+        // Nothing known of its types yet.
+        let mut x = typeless(2, 40, &params(5, "e"));
+        assert!(inf.retype(&mut x).is_none());
+        // Session 1 prepared the same SQL (another id) and bound its types.
+        inf.observe(&prepare(1, 3, sql, 2, &[]));
+        inf.observe(&decoded_execute(1, 3, &params(1, "a"), ok()));
+        let got = inf.retype(&mut x).expect("read with session 1's types");
+        assert_eq!(got.types, vec![(LONGLONG, false), (VAR_STRING, false)]);
+        assert!(
+            matches!(&x.command, Command::Execute { params: p, raw_params, .. }
+            if *p == params(5, "e") && raw_params.is_empty())
+        );
+        assert_eq!(inf.stats.types_from_sql, 1);
+    }
+
+    #[test]
+    fn types_are_not_guessed_when_two_lists_read_the_block() {
+        let sql = "INSERT INTO t VALUES (?, ?)";
+        let mut inf = Inference::default();
+        inf.observe(&backfilled(2, 40, sql));
+        inf.observe(&prepare(1, 3, sql, 2, &[]));
+        inf.observe(&decoded_execute(1, 3, &params(1, "a"), ok()));
+        // Another session bound a DOUBLE where session 1 bound a LONGLONG: 8 bytes either way.
+        let mut p = params(1, "a");
+        p[0].column_type = 5;
+        p[0].value = Value::Double(1.5);
+        inf.observe(&prepare(3, 8, sql, 2, &[]));
+        inf.observe(&decoded_execute(3, 8, &p, ok()));
+        let mut x = typeless(2, 40, &params(5, "e"));
+        assert!(inf.retype(&mut x).is_none());
+        assert!(matches!(&x.command, Command::Execute { params, .. } if params.is_empty()));
     }
 
     proptest::proptest! {
