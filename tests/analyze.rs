@@ -223,11 +223,14 @@ fn dropped_index_regresses_only_the_shape_that_used_it() {
     let (code, r) = analyze(
         &f.baseline,
         &cand,
+        // A full scan of 80,000 rows instead of an index lookup is hundreds of times slower;
+        // 3× is far from it and far from what a shared 2-core machine's noise did to other
+        // shapes (a range count once came out 1.5× slower beside the other tests).
         &[
             "--max-p99-regression",
-            "50%",
+            "200%",
             "--min-change",
-            "50%",
+            "200%",
             "--alpha",
             "0.0001",
         ],
