@@ -235,6 +235,7 @@ fn print_summary(
                 "full": d.sessions_full,
                 "mid_stream": d.sessions_mid_stream,
                 "encrypted": d.sessions_encrypted,
+                "tls_read": d.sessions_tls_read,
                 "compressed_detected": d.compression_detected,
                 "logins_failed": d.logins_failed,
                 "handshakes_aborted": d.handshakes_aborted,
@@ -288,6 +289,9 @@ fn print_summary(
         "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
         d.sessions_full, d.sessions_mid_stream, d.sessions_encrypted, d.logins_failed
     );
+    if d.sessions_tls_read > 0 {
+        eprintln!("  TLS sessions read in plaintext: {}", d.sessions_tls_read);
+    }
     if d.handshakes_aborted > 0 {
         eprintln!(
             "  connections greeted but never logged in (no session): {}",
