@@ -221,6 +221,11 @@ impl Conn {
         self.phase == Phase::TlsPending
     }
 
+    /// The handshake is under way (greeting or login awaited): an SSLRequest may still come.
+    pub fn in_handshake(&self) -> bool {
+        matches!(self.phase, Phase::AwaitGreeting | Phase::AwaitLogin)
+    }
+
     /// Whether the bytes decoded are a TLS session's plaintext.
     pub fn reads_tls(&self) -> bool {
         self.tls
