@@ -95,6 +95,13 @@ fn tls_probe(
     let Some(pid) = a.tls_probe else {
         return Ok(None);
     };
+    let missing = myrr_tlsprobe::missing_capabilities();
+    if !missing.is_empty() {
+        return Err(ProbeError::Permission {
+            missing: missing.join(" and "),
+        }
+        .into());
+    }
     let pid = if pid != 0 {
         Ok(pid)
     } else {

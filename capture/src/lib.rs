@@ -138,6 +138,10 @@ struct Flow {
     probed: bool,
     /// Plaintext that came before the packets' SSLRequest was decoded.
     early: Vec<Plaintext>,
+    /// A mid-stream probed flow's client plaintext, waiting for the server's answer: a
+    /// server reads a command in pieces (header, then body), and the decoder attaches only
+    /// at a piece that is a whole plausible command.
+    unattached_c2s: Option<Plaintext>,
     /// FIN or RST seen on a probed flow: it ends once its last plaintext had time to come.
     ending: Option<(EndReason, u64)>,
 }
@@ -502,6 +506,7 @@ impl Capture {
                 client_isn: None,
                 probed: false,
                 early: Vec::new(),
+                unattached_c2s: None,
                 ending: None,
             },
         );
@@ -547,6 +552,37 @@ impl Capture {
         }
         self.stats.tls_plaintext_chunks += 1;
         self.stats.tls_plaintext_bytes += p.data.len() as u64;
+        let p = if flow.conn.unattached() {
+            match p.direction {
+                Direction::ClientToServer => {
+                    match &mut flow.unattached_c2s {
+                        Some(held) if held.data.len() + p.data.len() <= EARLY_MAX => {
+                            held.data.extend_from_slice(&p.data);
+                            held.lost_before += p.lost_before;
+                        }
+                        held => {
+                            if let Some(h) = held.take() {
+                                flow.conn.data(h.direction, &h.data, h.ts_us, &mut ctx);
+                            }
+                            *held = Some(p);
+                        }
+                    }
+                    return;
+                }
+                Direction::ServerToClient => {
+                    // The answer: the command before it is whole.
+                    if let Some(h) = flow.unattached_c2s.take() {
+                        if h.lost_before > 0 {
+                            flow.conn.gap(h.direction, h.lost_before, h.ts_us, &mut ctx);
+                        }
+                        flow.conn.data(h.direction, &h.data, h.ts_us, &mut ctx);
+                    }
+                    p
+                }
+            }
+        } else {
+            p
+        };
         if p.lost_before > 0 {
             self.stats.tls_plaintext_lost += p.lost_before;
             flow.conn.gap(p.direction, p.lost_before, p.ts_us, &mut ctx);

@@ -226,6 +226,11 @@ impl Conn {
         matches!(self.phase, Phase::AwaitGreeting | Phase::AwaitLogin)
     }
 
+    /// No session yet and no handshake: waiting for a plausible command to attach at.
+    pub fn unattached(&self) -> bool {
+        self.phase == Phase::Unattached
+    }
+
     /// Whether the bytes decoded are a TLS session's plaintext.
     pub fn reads_tls(&self) -> bool {
         self.tls
