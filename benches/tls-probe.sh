@@ -67,7 +67,7 @@ run() {
     local qps total
     qps=$(awk '/queries:/ {gsub(/[()]/, "", $3); print $3}' "$out.sysbench")
     total=$(awk '$1 == "total:" {print $2; exit}' "$out.sysbench")
-    printf '%s %s' "$qps" "$total"
+    printf '%s %s\n' "$qps" "$total"
 }
 
 declare -A QPS

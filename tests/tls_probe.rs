@@ -439,3 +439,68 @@ fn the_probe_says_what_is_missing_and_plaintext_capture_goes_on() {
         probe_programs_left()
     );
 }
+
+/// However the capture ends — its --duration, or killed outright — the probe is gone with it.
+#[test]
+fn no_probe_outlives_the_capture() {
+    let _one = PROBE.lock().unwrap_or_else(|p| p.into_inner());
+    let port = tls_port();
+    let dir = tempdir();
+    let o = myrr()
+        .args([
+            "capture",
+            "-i",
+            "lo",
+            "--port",
+            &port.to_string(),
+            "--tls-probe",
+            "--duration",
+            "2s",
+            "-o",
+        ])
+        .arg(dir.join("duration.myrr"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("reading TLS sessions of process"),
+        "{err}"
+    );
+    assert!(
+        probe_programs_left().is_empty(),
+        "{:?}",
+        probe_programs_left()
+    );
+
+    let mut child = myrr()
+        .args([
+            "capture",
+            "-i",
+            "lo",
+            "--port",
+            &port.to_string(),
+            "--tls-probe",
+            "-o",
+        ])
+        .arg(dir.join("killed.myrr"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Attached: our programs are loaded.
+    let attached = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        Command::new("bpftool")
+            .args(["prog", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(" name myrr_read_in"))
+            .unwrap_or(false)
+    });
+    assert!(attached, "the probe never attached");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        probe_programs_left().is_empty(),
+        "{:?}",
+        probe_programs_left()
+    );
+}

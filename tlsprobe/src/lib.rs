@@ -368,6 +368,41 @@ fn run(
 
 /// The ring buffer record's header (`struct event` in the C program).
 const HEADER: usize = 56;
+
+/// One ring buffer record, read.
+#[derive(Debug, PartialEq)]
+struct Record<'a> {
+    ts_ns: u64,
+    ssl: u64,
+    lost_before: u64,
+    fd: i32,
+    kind: u8,
+    dir: Dir,
+    data: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// None for a record shorter than its header; `data` is at most what the record holds.
+    fn parse(b: &'a [u8]) -> Option<Self> {
+        let header = b.get(..HEADER)?;
+        let u64_at = |i: usize| u64::from_ne_bytes(header[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_ne_bytes(header[i..i + 4].try_into().unwrap_or([0; 4]));
+        let len = (u32_at(36) as usize).min(b.len() - HEADER);
+        Some(Record {
+            ts_ns: u64_at(0),
+            ssl: u64_at(8),
+            lost_before: u64_at(16),
+            fd: u32_at(32) as i32,
+            kind: header[48],
+            dir: if header[49] == 0 {
+                Dir::ToServer
+            } else {
+                Dir::ToClient
+            },
+            data: &b[HEADER..HEADER + len],
+        })
+    }
+}
 const DATA: u8 = 0;
 const SET_FD: u8 = 1;
 const FREE: u8 = 2;
@@ -423,21 +458,17 @@ impl Reader {
     }
 
     fn record(&mut self, b: &[u8]) {
-        if b.len() < HEADER {
+        let Some(Record {
+            ts_ns,
+            ssl,
+            lost_before,
+            fd,
+            kind,
+            dir,
+            data,
+        }) = Record::parse(b)
+        else {
             return;
-        }
-        let u64_at = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-        let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
-        let ts_ns = u64_at(0);
-        let ssl = u64_at(8);
-        let lost_before = u64_at(16);
-        let fd = u32_at(32) as i32;
-        let len = (u32_at(36) as usize).min(b.len() - HEADER);
-        let kind = b[48];
-        let dir = if b[49] == 0 {
-            Dir::ToServer
-        } else {
-            Dir::ToClient
         };
         let ts_us = ((ts_ns as i128 + self.clock_offset_ns).max(0) / 1000) as u64;
         match kind {
@@ -459,7 +490,7 @@ impl Reader {
                 if self.seen.insert(ssl) {
                     self.stats.sessions += 1;
                 }
-                let data = b[HEADER..HEADER + len].to_vec();
+                let data = data.to_vec();
                 if fd < 0 {
                     if self.held_bytes + data.len() > HELD_MAX {
                         self.stats.unattributed_bytes += data.len() as u64 + lost_before;
@@ -524,5 +555,55 @@ impl Reader {
             data,
             lost_before,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fd: i32, len: u32, dir: u8, data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&7u64.to_ne_bytes());
+        b.extend_from_slice(&0xabcdu64.to_ne_bytes());
+        b.extend_from_slice(&3u64.to_ne_bytes());
+        b.extend_from_slice(&1u32.to_ne_bytes());
+        b.extend_from_slice(&2u32.to_ne_bytes());
+        b.extend_from_slice(&fd.to_ne_bytes());
+        b.extend_from_slice(&len.to_ne_bytes());
+        b.extend_from_slice(&[0; 8]);
+        b.push(DATA);
+        b.push(dir);
+        b.extend_from_slice(&[0; 6]);
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn records_read_as_the_c_program_writes_them() {
+        let b = record(9, 5, 1, b"hello");
+        assert_eq!(
+            Record::parse(&b),
+            Some(Record {
+                ts_ns: 7,
+                ssl: 0xabcd,
+                lost_before: 3,
+                fd: 9,
+                kind: DATA,
+                dir: Dir::ToClient,
+                data: b"hello",
+            })
+        );
+        // A length beyond the record is cut to it; a record shorter than its header is none.
+        assert_eq!(
+            Record::parse(&record(-1, 999, 0, b"abc")).unwrap().data,
+            b"abc"
+        );
+        assert_eq!(Record::parse(&b[..HEADER - 1]), None);
+        // Any bytes: no panic.
+        for n in 0..200 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
+            let _ = Record::parse(&junk);
+        }
     }
 }
