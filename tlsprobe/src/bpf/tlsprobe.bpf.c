@@ -59,7 +59,7 @@ struct call {
     __s32 fd;
     __u8 dir;
     __u8 ex;
-    __u16 depth;
+    __u16 pad;
 };
 
 struct loss_key {
@@ -105,7 +105,7 @@ struct {
 } scratch SEC(".maps");
 
 // [0] records lost, [1] bytes lost, [2] records delivered, [3] calls whose byte count could
-// not be read, [4] calls nested in another (not recorded twice).
+// not be read, [4] calls that found an earlier one of their thread unfinished.
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 5);
@@ -146,12 +146,10 @@ static __always_inline int enter(struct regs *ctx, __u8 dir, __u8 ex) {
     if (!ours())
         return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    struct call *c = bpf_map_lookup_elem(&calls, &tid);
-    if (c) {
-        // SSL_read_ex inside SSL_read (or the like): the outer call records.
-        c->depth++;
+    if (bpf_map_lookup_elem(&calls, &tid)) {
+        // A call on this thread whose return was never seen, or one public SSL_* function
+        // calling another (not in OpenSSL 1.1 and 3): the latest call records.
         count(4, 1);
-        return 0;
     }
     struct call n = {
         .ssl = ctx->di,
@@ -177,10 +175,6 @@ static __always_inline int leave(struct regs *ctx) {
     struct call *c = bpf_map_lookup_elem(&calls, &tid);
     if (!c)
         return 0;
-    if (c->depth) {
-        c->depth--;
-        return 0;
-    }
     struct call k = *c;
     bpf_map_delete_elem(&calls, &tid);
     long rc = (long)ctx->ax;
