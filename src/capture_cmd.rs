@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use myrr_capture::backfill::SnapshotView;
 use myrr_capture::source::{self, LiveOptions, PcapFiles};
+use myrr_capture::tls::KeyLog;
 use myrr_capture::{CaptureConfig, PacketSource, Stats};
 use myrr_recording::{Header, RecordingWriter, RunKind};
 
@@ -63,6 +64,10 @@ pub struct Args {
     /// the connections that were already open.
     #[arg(long, value_name = "FILE")]
     backfill: Option<PathBuf>,
+    /// Read TLS sessions with the secrets of this NSS key log (SSLKEYLOGFILE format; repeat
+    /// for several). Key logs in pcapng Decryption Secrets Blocks are used without it.
+    #[arg(long, value_name = "FILE", conflicts_with = "interface")]
+    keylog: Vec<PathBuf>,
 }
 
 /// Why sessions that began before the capture are (not) backfilled, for the summary.
@@ -78,6 +83,39 @@ struct BackfillReport {
 
 /// The server's view for a capture, from `--server` or `--backfill`; what could not be read
 /// is a note, and the capture goes on without it.
+/// The key log of a capture from files: `--keylog` files, then the secrets blocks of pcapng
+/// inputs. None when neither gave a line.
+fn keylog(a: &Args) -> anyhow::Result<Option<Arc<KeyLog>>> {
+    let mut k = KeyLog::default();
+    for path in &a.keylog {
+        k.read_file(path)
+            .with_context(|| format!("cannot read key log {}", path.display()))?;
+        if k.is_empty() {
+            eprintln!(
+                "myrr: warning: no TLS secrets in key log {}",
+                path.display()
+            );
+        }
+    }
+    for path in &a.files {
+        // An unreadable capture file is reported by the packet reader.
+        let _ = k.read_pcapng_secrets(path);
+    }
+    for b in &k.bad {
+        eprintln!("myrr: key log: {b}");
+    }
+    if k.bad_lines > k.bad.len() as u64 {
+        eprintln!(
+            "myrr: key log: {} more lines not used",
+            k.bad_lines - k.bad.len() as u64
+        );
+    }
+    Ok(
+        (k.lines_used + k.bad_lines + k.secrets_blocks > 0 || !a.keylog.is_empty())
+            .then(|| Arc::new(k)),
+    )
+}
+
 fn server_view(
     a: &Args,
 ) -> (
@@ -164,6 +202,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(from) = &backfill.from {
         options.push(("backfill".into(), from.clone()));
     }
+    let keylog = if a.interface.is_some() {
+        None
+    } else {
+        keylog(&a)?
+    };
+    if let Some(k) = &keylog {
+        options.push((
+            "keylog".into(),
+            format!("{} TLS sessions' secrets", k.sessions()),
+        ));
+    }
     let header = Header::new(RunKind::Capture, source_desc, options);
     let mut writer = RecordingWriter::create(&a.output, &header)
         .with_context(|| format!("cannot create {}", a.output.display()))?;
@@ -177,6 +226,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         max_packet: a.max_packet_mib << 20,
         server_view: view,
         own_clients: backfill.own_client.into_iter().collect(),
+        keylog: keylog.clone(),
         ..CaptureConfig::default()
     };
     let summary = myrr_capture::run(config, source.as_mut(), &mut writer)
@@ -187,7 +237,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     writer
         .finish()
         .with_context(|| format!("writing {}", a.output.display()))?;
-    print_summary(&summary.stats, summary.events, &a.output, a.json, &backfill);
+    print_summary(
+        &summary.stats,
+        summary.events,
+        &a.output,
+        a.json,
+        &backfill,
+        keylog.as_deref(),
+    );
     Ok(if summary.source_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -201,7 +258,9 @@ fn print_summary(
     out: &std::path::Path,
     json: bool,
     backfill: &BackfillReport,
+    keylog: Option<&KeyLog>,
 ) {
+    let t = &s.tls;
     let d = &s.decode;
     let warning = crate::util::unprepared_warning(
         d.executes_unprepared,
@@ -245,6 +304,30 @@ fn print_summary(
                 "from": backfill.from,
                 "connections": backfill.connections,
                 "notes": backfill.notes,
+            },
+            "tls": {
+                "keylog": keylog.map(|k| serde_json::json!({
+                    "sessions": k.sessions(),
+                    "lines_used": k.lines_used,
+                    "secrets_blocks": k.secrets_blocks,
+                    "bad_lines": k.bad_lines,
+                    "bad": k.bad.iter().map(|b| serde_json::json!({
+                        "source": b.source,
+                        "line": b.line,
+                        "why": b.kind.to_string(),
+                    })).collect::<Vec<_>>(),
+                })),
+                "sessions_decrypted": t.sessions_decrypted,
+                "sessions_without_keys": t.sessions_without_keys,
+                "sessions_unsupported": t.sessions_unsupported,
+                "sessions_failed": t.sessions_failed,
+                "unsupported": t.unsupported,
+                "failures": t.failures,
+                "suites": t.suites,
+                "records_decrypted": t.records_decrypted,
+                "records_skipped": t.records_skipped,
+                "plaintext_bytes": t.plaintext_bytes,
+                "key_updates": t.key_updates,
             },
             "executes_unprepared": d.executes_unprepared,
             "inferred": {
@@ -291,6 +374,31 @@ fn print_summary(
     );
     if d.sessions_tls_read > 0 {
         eprintln!("  TLS sessions read in plaintext: {}", d.sessions_tls_read);
+    }
+    if let Some(k) = keylog {
+        eprintln!(
+            "  TLS with key log ({} sessions' secrets, {} lines not used): {} decrypted, {} \
+             without keys, {} unsupported, {} failed",
+            k.sessions(),
+            k.bad_lines,
+            t.sessions_decrypted,
+            t.sessions_without_keys,
+            t.sessions_unsupported,
+            t.sessions_failed
+        );
+        for (suite, n) in &t.suites {
+            eprintln!("    {suite}: {n}");
+        }
+        for (what, n) in &t.unsupported {
+            eprintln!("    not supported: {what} ×{n}");
+        }
+        if !t.failures.is_empty() {
+            let f: Vec<String> = t.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            eprintln!("    reading stopped: {}", f.join(", "));
+        }
+        if t.key_updates > 0 {
+            eprintln!("    key updates followed: {}", t.key_updates);
+        }
     }
     if d.handshakes_aborted > 0 {
         eprintln!(
