@@ -144,11 +144,15 @@ impl KeyLog {
             | "SERVER_HANDSHAKE_TRAFFIC_SECRET"
             | "CLIENT_TRAFFIC_SECRET_0"
             | "SERVER_TRAFFIC_SECRET_0" => {}
+            // Secrets not needed; OpenSSL 3.0 logs the secrets after a KeyUpdate as
+            // `*_TRAFFIC_SECRET_N`, which are derived here from `_0`.
             "EXPORTER_SECRET"
             | "EARLY_EXPORTER_SECRET"
             | "CLIENT_EARLY_TRAFFIC_SECRET"
             | "ECH_SECRET"
-            | "ECH_CONFIG" => return Ok(false),
+            | "ECH_CONFIG"
+            | "CLIENT_TRAFFIC_SECRET_N"
+            | "SERVER_TRAFFIC_SECRET_N" => return Ok(false),
             "RSA" | "PMS_CLIENT_RANDOM" => return Err(BadLineKind::Unsupported(label.into())),
             _ => return Err(BadLineKind::UnknownLabel(truncate(label))),
         }
