@@ -18,7 +18,7 @@ use crate::util::parse_duration;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  myrr capture -r traffic.pcap -o prod.myrr\n  myrr capture -r a.pcapng -r b.pcap --port 3306 --port 3307 -o prod.myrr\n  sudo myrr capture -i eth0 --port 3306 --duration 10m -o prod.myrr"
+    after_help = "Examples:\n  myrr capture -r traffic.pcap -o prod.myrr\n  myrr capture -r a.pcapng -r b.pcap --port 3306 --port 3307 -o prod.myrr\n  myrr capture -r tls.pcap --keylog keys.log -o prod.myrr\n  sudo myrr capture -i eth0 --port 3306 --duration 10m -o prod.myrr"
 )]
 pub struct Args {
     /// Read packets from this pcap or pcapng file (repeat for several, read in order).

@@ -211,6 +211,11 @@ impl Handshakes {
         }
     }
 
+    /// Bytes held for the message being read.
+    pub fn buffered(&self) -> usize {
+        self.body.capacity()
+    }
+
     /// Whether a message is partly read (a record boundary inside it).
     pub fn in_message(&self) -> bool {
         self.head_len > 0

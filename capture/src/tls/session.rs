@@ -193,11 +193,11 @@ impl Session {
         self.state == State::Reading
     }
 
-    /// Bytes held: partial records, the scratch buffer.
+    /// Bytes held: partial records, handshake messages being read, the scratch buffer.
     pub fn buffered(&self) -> usize {
         self.dirs
             .iter()
-            .map(|d| d.records.buffered())
+            .map(|d| d.records.buffered() + d.handshakes.buffered())
             .sum::<usize>()
             + self.scratch.capacity()
     }
