@@ -26,7 +26,7 @@ fn one(data: &[u8]) {
         let _ = b.to_string();
     }
     assert!(k.sessions() as u64 <= k.lines_used);
-    let found = secrets_blocks(&mut std::io::Cursor::new(data)).unwrap();
+    let found = secrets_blocks(&mut std::io::BufReader::new(std::io::Cursor::new(data))).unwrap();
     let mut last = None;
     for (offset, secrets) in &found {
         assert!((*offset as usize) + secrets.len() <= data.len());
