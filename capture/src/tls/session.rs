@@ -654,3 +654,121 @@ impl ServerHello {
         Some(sh)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RANDOM: [u8; 32] = [0x11; 32];
+
+    fn record(content_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![
+            content_type,
+            3,
+            3,
+            (body.len() >> 8) as u8,
+            body.len() as u8,
+        ];
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn handshake(t: u8, body: &[u8]) -> Vec<u8> {
+        let n = body.len();
+        let mut m = vec![t, (n >> 16) as u8, (n >> 8) as u8, n as u8];
+        m.extend_from_slice(body);
+        record(HANDSHAKE, &m)
+    }
+
+    fn client_hello() -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&RANDOM);
+        b.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        handshake(CLIENT_HELLO, &b)
+    }
+
+    /// A ServerHello choosing `suite`, TLS 1.3 when `tls13` (supported_versions).
+    fn server_hello(random: [u8; 32], suite: u16, tls13: bool) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&random);
+        b.push(0); // no session id
+        b.extend_from_slice(&suite.to_be_bytes());
+        b.push(0);
+        let ext: &[u8] = if tls13 { &[0, 43, 0, 2, 3, 4] } else { &[] };
+        b.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        b.extend_from_slice(ext);
+        handshake(SERVER_HELLO, &b)
+    }
+
+    fn keylog(with_random: bool) -> Arc<KeyLog> {
+        let mut k = KeyLog::default();
+        let r: String = RANDOM.iter().map(|b| format!("{b:02x}")).collect();
+        let r = if with_random { r } else { "22".repeat(32) };
+        let s = "ab".repeat(32);
+        k.parse(
+            format!("CLIENT_TRAFFIC_SECRET_0 {r} {s}\nSERVER_TRAFFIC_SECRET_0 {r} {s}\n\
+                     CLIENT_HANDSHAKE_TRAFFIC_SECRET {r} {s}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {r} {s}\n\
+                     CLIENT_RANDOM {r} {}\n", "cd".repeat(48))
+            .as_bytes(),
+            "test",
+        );
+        Arc::new(k)
+    }
+
+    /// Feeds the client's and then the server's bytes, each cut at `cut`; what was said.
+    fn run(keys: Arc<KeyLog>, client: &[u8], server: &[u8], cut: usize) -> (Vec<String>, TlsStats) {
+        let mut s = Session::new(keys);
+        let mut stats = TlsStats::default();
+        let mut said = Vec::new();
+        for (dir, bytes) in [
+            (Direction::ClientToServer, client),
+            (Direction::ServerToClient, server),
+        ] {
+            let cut = cut.min(bytes.len());
+            for part in [&bytes[..cut], &bytes[cut..]] {
+                s.feed(dir, part, &mut stats, &mut |o| said.push(format!("{o:?}")));
+            }
+        }
+        (said, stats)
+    }
+
+    #[test]
+    fn hellos_give_keys_or_say_why_not_at_every_split() {
+        let ch = client_hello();
+        let sh13 = server_hello([7; 32], 0x1301, true);
+        for cut in 0..sh13.len() + 1 {
+            // Keys found: nothing said until a record decrypts, or fails to.
+            let (said, _) = run(keylog(true), &ch, &sh13, cut);
+            assert!(said.is_empty(), "cut {cut}: {said:?}");
+            let (said, stats) = run(keylog(false), &ch, &sh13, cut);
+            assert_eq!(said, ["Unreadable(NoKeys)"], "cut {cut}");
+            assert_eq!(stats.sessions_without_keys, 1);
+        }
+        let (said, stats) = run(keylog(true), &ch, &server_hello([7; 32], 0x000A, false), 3);
+        assert_eq!(said, ["Unreadable(UnsupportedSuite(Tls12, 10))"]);
+        assert_eq!(
+            stats.unsupported.keys().collect::<Vec<_>>(),
+            ["TLS 1.2 suite 0x000a"]
+        );
+        let (said, _) = run(keylog(true), &[], &sh13, 0);
+        assert_eq!(said, ["Unreadable(NoClientHello)"]);
+    }
+
+    #[test]
+    fn a_hello_retry_request_is_passed_over_and_a_bad_record_is_a_failure() {
+        let ch = client_hello();
+        let mut server = server_hello(HELLO_RETRY, 0x1301, true);
+        server.extend(server_hello([7; 32], 0x1301, true));
+        let (said, _) = run(keylog(true), &ch, &server, 0);
+        assert!(said.is_empty(), "{said:?}");
+        // The first protected record does not open with the logged keys: unreadable.
+        server.extend(record(APPLICATION_DATA, &[0x55; 40]));
+        let (said, stats) = run(keylog(true), &ch, &server, 7);
+        assert_eq!(said, ["Unreadable(Failed(Open(Auth)))"]);
+        assert_eq!(stats.failures.get("authentication"), Some(&1));
+        assert_eq!(stats.sessions_failed, 1);
+        // Not TLS at all after the SSLRequest.
+        let (said, _) = run(keylog(true), b"GET / HTTP/1.1\r\n", &[], 0);
+        assert_eq!(said, ["Unreadable(Failed(Record(ContentType(71))))"]);
+    }
+}
