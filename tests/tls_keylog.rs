@@ -100,7 +100,7 @@ fn node_tls_client(port: u16, keylog: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Exchanges by session, and each session's connection id.
+/// Exchanges by session, and each session's connection id (no gaps allowed).
 fn sessions(events: &[Event]) -> HashMap<u32, (u64, Vec<&Exchange>)> {
     let mut conn_of = HashMap::new();
     let mut by_session: HashMap<u64, Vec<&Exchange>> = HashMap::new();
@@ -125,6 +125,10 @@ fn sessions(events: &[Event]) -> HashMap<u32, (u64, Vec<&Exchange>)> {
 fn check_against_client(client: &[Value], events: &[Event]) {
     let by_conn = sessions(events);
     assert_eq!(by_conn.len(), client.len(), "one session per connection");
+    check_sessions(client, &by_conn);
+}
+
+fn check_sessions(client: &[Value], by_conn: &HashMap<u32, (u64, Vec<&Exchange>)>) {
     for c in client {
         let id = c["connection_id"].as_u64().unwrap() as u32;
         let variant = c["variant"].as_str().unwrap();
@@ -276,6 +280,58 @@ fn tls_sessions_of_a_real_client_decode_with_its_key_log() {
     assert_eq!(summary["tls"]["keylog"]["secrets_blocks"], 1, "{summary}");
     assert_eq!(summary["tls"]["sessions_decrypted"], 14, "{summary}");
     check_against_client(&client, &dsb_events);
+
+    // A damaged byte in the middle of a session (in the largest frame: a result's records):
+    // that direction's reading stops there, and the bytes not read are a gap, not silence.
+    let damaged = dir.join("damaged.pcap");
+    let mut bytes = std::fs::read(&pcap).unwrap();
+    let (mut at, mut largest) = (24, (0, 0));
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        if len > largest.1 {
+            largest = (at + 16, len);
+        }
+        at += 16 + len;
+    }
+    bytes[largest.0 + largest.1 - 100] ^= 0x40;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let (summary, events) = capture(&damaged, port, &["--keylog", keys], &dir.join("d.myrr"));
+    let tls = &summary["tls"];
+    assert_eq!(tls["sessions_decrypted"], 14, "{tls}");
+    let failures: u64 = tls["failures"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(failures, 1, "{tls}");
+    assert!(summary["gap_bytes"].as_u64().unwrap() > 0, "{summary}");
+    let gapped: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Gap(g) => Some(g.session),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !gapped.is_empty() && gapped.iter().all(|s| *s == gapped[0]),
+        "{gapped:?}"
+    );
+    // Every other session is whole.
+    let whole: Vec<Event> = events
+        .iter()
+        .filter(|e| e.session() != gapped[0])
+        .cloned()
+        .collect();
+    let by_conn = sessions(&whole);
+    assert_eq!(by_conn.len(), 13);
+    let others: Vec<Value> = client
+        .iter()
+        .filter(|c| by_conn.contains_key(&(c["connection_id"].as_u64().unwrap() as u32)))
+        .cloned()
+        .collect();
+    assert_eq!(others.len(), 13);
+    check_sessions(&others, &by_conn);
 }
 
 /// The login packet of user `myrr` without a password, as the third packet of a connection
