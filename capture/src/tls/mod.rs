@@ -6,7 +6,7 @@
 //!   the segments.
 //! - [`cipher`]: suites, the TLS 1.0–1.2 PRF and TLS 1.3 HKDF-Expand-Label (compositions of
 //!   the RustCrypto `hmac`/`hkdf` crates, no hand-written cryptography), record decryption
-//!   (AES-GCM, ChaCha20-Poly1305, AES-CBC with HMAC: RustCrypto crates).
+//!   (AES-GCM and ChaCha20-Poly1305 by `ring`, AES-CBC with HMAC by RustCrypto crates).
 //! - [`session`]: one TLS session followed passively: hellos, key schedule, records in, the
 //!   application data out ([`session::Session`]).
 //! - [`TlsFlow`]: where a MySQL connection's TLS begins (after the client's SSLRequest, in
