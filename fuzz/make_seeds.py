@@ -211,6 +211,23 @@ def conn_seeds(name, fl):
             break
 
 
+def tls_session_seeds(name, fl):
+    """The wireshark-notes TLS captures, whose keys the tls_session target holds: the conn
+    target's ops, flags 1 (SYN seen)."""
+    if not name.startswith("wireshark-notes__"):
+        return
+    for i, f in enumerate(fl.values()):
+        out = bytearray([1])
+        for o in f["ops"]:
+            if o[0] == "g":
+                out += bytes([2 | (o[1] << 2)]) + struct.pack("<H", min(o[2], 0xFFFF))
+            else:
+                for k in range(0, len(o[2]), 0xFFFF):
+                    part = o[2][k:k + 0xFFFF]
+                    out += bytes([o[1]]) + struct.pack("<H", len(part)) + part
+        write("tls_session", f"{name}-{i}", bytes(out))
+
+
 def capture_seeds(name, path):
     cap = CAP // 2
     out = bytearray([0])
@@ -316,7 +333,8 @@ def main():
         myrr = args[i + 1]
         del args[i:i + 2]
     src = args[0] if args else "/work/shared/corpus/pcaps"
-    for t in ("framing", "conn", "reassembly", "recording_reader", "capture_packets"):
+    for t in ("framing", "conn", "reassembly", "recording_reader", "capture_packets",
+              "tls_session"):
         shutil.rmtree(os.path.join(SEEDS, t), ignore_errors=True)
     pcaps = sorted(os.path.join(src, f) for f in os.listdir(src)
                    if f.endswith((".pcap", ".pcapng", ".cap")))
@@ -330,6 +348,7 @@ def main():
             continue
         framing_seeds(name, fl)
         conn_seeds(name, fl)
+        tls_session_seeds(name, fl)
         capture_seeds(name, p)
         for f in list(fl.values())[:1]:
             for d in (1, 0):

@@ -19,7 +19,7 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # clang, libbpf-dev (headers), libelf-dev, zlib1g-dev and pkg-config build the TLS probe
 # (tlsprobe/: its eBPF program, and libbpf which libbpf-sys compiles); bpftool lets the tests
 # check that no probe stays loaded.
-PACKAGES=(libpcap-dev mariadb-server mariadb-client tcpdump tshark sysbench python3-venv clang libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool)
+PACKAGES=(libpcap-dev mariadb-server mariadb-client tcpdump tshark sysbench python3-venv clang libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool openssl)
 # node and npm are asked for by command, not package: a nodejs from elsewhere
 # (NodeSource's bundles npm) conflicts with Debian's npm package.
 NODE_PACKAGES=(node:nodejs npm:npm)
@@ -84,10 +84,10 @@ fi
 # Binaries the scripts and tests call directly. mariadbd/mariadb-install-db
 # live in /usr/sbin or /usr/bin depending on the release.
 export PATH="$PATH:/usr/sbin:/sbin"
-for cmd in mariadbd mariadb-install-db mariadb mariadb-admin tcpdump tshark sysbench node npm; do
+for cmd in mariadbd mariadb-install-db mariadb mariadb-admin tcpdump tshark editcap sysbench openssl node npm; do
     command -v "$cmd" >/dev/null 2>&1 || die "command '$cmd' not found even though its package is installed"
 done
-log "commands present: mariadbd mariadb-install-db mariadb mariadb-admin tcpdump tshark sysbench node npm"
+log "commands present: mariadbd mariadb-install-db mariadb mariadb-admin tcpdump tshark editcap sysbench openssl node npm"
 
 # Client libraries for tests/clients/app.js and app.py (tests/common/clients.rs runs them).
 # Each install is redone only when its pin file differs from the copy kept after the last

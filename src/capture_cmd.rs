@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use myrr_capture::backfill::SnapshotView;
 use myrr_capture::source::{self, LiveOptions, PcapFiles};
+use myrr_capture::tls::KeyLog;
 use myrr_capture::{CaptureConfig, PacketSource, Stats};
 use myrr_recording::{Header, RecordingWriter, RunKind};
 
@@ -17,7 +18,7 @@ use crate::util::parse_duration;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  myrr capture -r traffic.pcap -o prod.myrr\n  myrr capture -r a.pcapng -r b.pcap --port 3306 --port 3307 -o prod.myrr\n  sudo myrr capture -i eth0 --port 3306 --duration 10m -o prod.myrr"
+    after_help = "Examples:\n  myrr capture -r traffic.pcap -o prod.myrr\n  myrr capture -r a.pcapng -r b.pcap --port 3306 --port 3307 -o prod.myrr\n  myrr capture -r tls.pcap --keylog keys.log -o prod.myrr\n  sudo myrr capture -i eth0 --port 3306 --duration 10m -o prod.myrr"
 )]
 pub struct Args {
     /// Read packets from this pcap or pcapng file (repeat for several, read in order).
@@ -74,6 +75,10 @@ pub struct Args {
         requires = "interface"
     )]
     tls_probe: Option<u32>,
+    /// Read TLS sessions with the secrets of this NSS key log (SSLKEYLOGFILE format; repeat
+    /// for several). Key logs in pcapng Decryption Secrets Blocks are used without it.
+    #[arg(long, value_name = "FILE", conflicts_with = "interface")]
+    keylog: Vec<PathBuf>,
 }
 
 /// What `--tls-probe` attached to, and what it saw once stopped.
@@ -171,6 +176,39 @@ struct BackfillReport {
 
 /// The server's view for a capture, from `--server` or `--backfill`; what could not be read
 /// is a note, and the capture goes on without it.
+/// The key log of a capture from files: `--keylog` files, then the secrets blocks of pcapng
+/// inputs. None when neither gave a line.
+fn keylog(a: &Args) -> anyhow::Result<Option<Arc<KeyLog>>> {
+    let mut k = KeyLog::default();
+    for path in &a.keylog {
+        k.read_file(path)
+            .with_context(|| format!("cannot read key log {}", path.display()))?;
+        if k.is_empty() {
+            eprintln!(
+                "myrr: warning: no TLS secrets in key log {}",
+                path.display()
+            );
+        }
+    }
+    for path in &a.files {
+        // An unreadable capture file is reported by the packet reader.
+        let _ = k.read_pcapng_secrets(path);
+    }
+    for b in &k.bad {
+        eprintln!("myrr: key log: {b}");
+    }
+    if k.bad_lines > k.bad.len() as u64 {
+        eprintln!(
+            "myrr: key log: {} more lines not used",
+            k.bad_lines - k.bad.len() as u64
+        );
+    }
+    Ok(
+        (k.lines_used + k.bad_lines + k.secrets_blocks > 0 || !a.keylog.is_empty())
+            .then(|| Arc::new(k)),
+    )
+}
+
 fn server_view(
     a: &Args,
 ) -> (
@@ -270,6 +308,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(from) = &backfill.from {
         options.push(("backfill".into(), from.clone()));
     }
+    let keylog = if a.interface.is_some() {
+        None
+    } else {
+        keylog(&a)?
+    };
+    if let Some(k) = &keylog {
+        options.push((
+            "keylog".into(),
+            format!("{} TLS sessions' secrets", k.sessions()),
+        ));
+    }
     let header = Header::new(RunKind::Capture, source_desc, options);
     let mut writer = RecordingWriter::create(&a.output, &header)
         .with_context(|| format!("cannot create {}", a.output.display()))?;
@@ -283,6 +332,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         max_packet: a.max_packet_mib << 20,
         server_view: view,
         own_clients: backfill.own_client.into_iter().collect(),
+        keylog: keylog.clone(),
         ..CaptureConfig::default()
     };
     let summary = match feed {
@@ -304,6 +354,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.json,
         &backfill,
         &probe,
+        keylog.as_deref(),
     );
     Ok(if summary.source_errors.is_empty() {
         ExitCode::SUCCESS
@@ -319,7 +370,9 @@ fn print_summary(
     json: bool,
     backfill: &BackfillReport,
     probe: &ProbeReport,
+    keylog: Option<&KeyLog>,
 ) {
+    let t = &s.tls;
     let d = &s.decode;
     let ps = probe.stats.clone().unwrap_or_default();
     let warning = crate::util::unprepared_warning(
@@ -364,6 +417,30 @@ fn print_summary(
                 "from": backfill.from,
                 "connections": backfill.connections,
                 "notes": backfill.notes,
+            },
+            "tls": {
+                "keylog": keylog.map(|k| serde_json::json!({
+                    "sessions": k.sessions(),
+                    "lines_used": k.lines_used,
+                    "secrets_blocks": k.secrets_blocks,
+                    "bad_lines": k.bad_lines,
+                    "bad": k.bad.iter().map(|b| serde_json::json!({
+                        "source": b.source,
+                        "line": b.line,
+                        "why": b.kind.to_string(),
+                    })).collect::<Vec<_>>(),
+                })),
+                "sessions_decrypted": t.sessions_decrypted,
+                "sessions_without_keys": t.sessions_without_keys,
+                "sessions_unsupported": t.sessions_unsupported,
+                "sessions_failed": t.sessions_failed,
+                "unsupported": t.unsupported,
+                "failures": t.failures,
+                "suites": t.suites,
+                "records_decrypted": t.records_decrypted,
+                "records_skipped": t.records_skipped,
+                "plaintext_bytes": t.plaintext_bytes,
+                "key_updates": t.key_updates,
             },
             "executes_unprepared": d.executes_unprepared,
             "inferred": {
@@ -422,6 +499,31 @@ fn print_summary(
     );
     if d.sessions_tls_read > 0 {
         eprintln!("  TLS sessions read in plaintext: {}", d.sessions_tls_read);
+    }
+    if let Some(k) = keylog {
+        eprintln!(
+            "  TLS with key log ({} sessions' secrets, {} lines not used): {} decrypted, {} \
+             without keys, {} unsupported, {} failed",
+            k.sessions(),
+            k.bad_lines,
+            t.sessions_decrypted,
+            t.sessions_without_keys,
+            t.sessions_unsupported,
+            t.sessions_failed
+        );
+        for (suite, n) in &t.suites {
+            eprintln!("    {suite}: {n}");
+        }
+        for (what, n) in &t.unsupported {
+            eprintln!("    not supported: {what} ×{n}");
+        }
+        if !t.failures.is_empty() {
+            let f: Vec<String> = t.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            eprintln!("    reading stopped: {}", f.join(", "));
+        }
+        if t.key_updates > 0 {
+            eprintln!("    key updates followed: {}", t.key_updates);
+        }
     }
     if d.handshakes_aborted > 0 {
         eprintln!(

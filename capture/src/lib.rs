@@ -6,6 +6,8 @@
 //! - [`tcp`]: per-direction TCP reassembly ([`tcp::Reassembler`], [`tcp::SeqNum`]).
 //! - [`Capture`]: the pipeline that ties them together: feed it packets, take events out.
 //!   Each flow's bytes go to a [`myrr_wire::conn::Conn`], the MySQL decoder shared with replay.
+//! - [`tls`]: TLS sessions read with a key log ([`tls::KeyLog`]): where a flow's TLS starts,
+//!   records, key schedule, decryption; the plaintext goes to the flow's `Conn`.
 //! - [`run`]: a whole capture, source to [`EventSink`] (a `RecordingWriter`): when output is
 //!   sealed, what a damaged input leaves; returns a [`Summary`].
 //!
@@ -17,6 +19,7 @@ pub mod backfill;
 mod run;
 pub mod source;
 pub mod tcp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -58,6 +61,8 @@ pub struct Stats {
     /// Live capture: packets the kernel or the interface dropped.
     pub kernel_drops: u64,
     pub interface_drops: u64,
+    /// TLS sessions read with a key log (all zero without one).
+    pub tls: tls::TlsStats,
     /// TLS plaintext read inside the server (`--tls-probe`): chunks and bytes decoded.
     pub tls_plaintext_chunks: u64,
     pub tls_plaintext_bytes: u64,
@@ -102,6 +107,9 @@ pub struct CaptureConfig {
     /// TLS sessions' plaintext comes from inside the server ([`Capture::plaintext`]): a
     /// connection's SSLRequest waits for it instead of counting the session encrypted.
     pub tls_plaintext: bool,
+    /// Secrets to read TLS sessions with (`--keylog`, pcapng secrets blocks). Without it, TLS
+    /// sessions are counted encrypted and no TLS code runs.
+    pub keylog: Option<Arc<tls::KeyLog>>,
 }
 
 impl Default for CaptureConfig {
@@ -115,6 +123,7 @@ impl Default for CaptureConfig {
             server_view: None,
             own_clients: Vec::new(),
             tls_plaintext: false,
+            keylog: None,
         }
     }
 }
@@ -144,6 +153,8 @@ struct Flow {
     unattached_c2s: Option<Plaintext>,
     /// FIN or RST seen on a probed flow: it ends once its last plaintext had time to come.
     ending: Option<(EndReason, u64)>,
+    /// With a key log: this flow's TLS reading.
+    tls: Option<Box<tls::TlsFlow>>,
 }
 
 /// How long a probed flow waits after its FIN/RST for the plaintext still on its way.
@@ -152,6 +163,37 @@ const PLAINTEXT_LATE_US: u64 = 1_000_000;
 const EARLY_MAX: usize = 1 << 20;
 
 impl Flow {
+    /// In-order bytes of `dir`: to the MySQL decoder, through the TLS reader when there is one.
+    #[inline]
+    fn data(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        at_us: u64,
+        ctx: &mut Ctx<'_>,
+        tls_stats: &mut tls::TlsStats,
+    ) {
+        match &mut self.tls {
+            None => self.conn.data(dir, bytes, at_us, ctx),
+            Some(t) => t.data(&mut self.conn, dir, bytes, at_us, ctx, tls_stats),
+        }
+    }
+
+    /// `bytes` of `dir` lost in the capture.
+    fn gap(
+        &mut self,
+        dir: Direction,
+        bytes: u64,
+        at_us: u64,
+        ctx: &mut Ctx<'_>,
+        tls_stats: &mut tls::TlsStats,
+    ) {
+        match &mut self.tls {
+            None => self.conn.gap(dir, bytes, at_us, ctx),
+            Some(t) => t.gap(&mut self.conn, dir, bytes, at_us, ctx, tls_stats),
+        }
+    }
+
     /// Whether a segment with data cannot belong to this flow: its sequence number is out of
     /// its direction's window, and so is its acknowledgement of the other direction, when
     /// that one has started. Only a new connection on the same addresses and ports does
@@ -423,20 +465,21 @@ impl Capture {
         };
         // A probed connection's packets carry TLS records: its bytes come from the server.
         let ciphertext = flow.probed && flow.conn.reads_tls();
+        let tls_stats = &mut self.stats.tls;
         if !ciphertext {
             for (d, del) in self.deliveries.drain(..) {
                 match del {
-                    DeliveryOwned::Data(b, at_us) => flow.conn.data(d, &b, at_us, &mut ctx),
-                    DeliveryOwned::Gap(n) => flow.conn.gap(d, n, ts_us, &mut ctx),
+                    DeliveryOwned::Data(b, at_us) => flow.data(d, &b, at_us, &mut ctx, tls_stats),
+                    DeliveryOwned::Gap(n) => flow.gap(d, n, ts_us, &mut ctx, tls_stats),
                 }
             }
             for del in out {
                 match del {
-                    Delivery::Data(b) => flow.conn.data(dir, b, ts_us, &mut ctx),
+                    Delivery::Data(b) => flow.data(dir, b, ts_us, &mut ctx, tls_stats),
                     Delivery::Queued { bytes, at_us } => {
-                        flow.conn.data(dir, &bytes, at_us, &mut ctx)
+                        flow.data(dir, &bytes, at_us, &mut ctx, tls_stats)
                     }
-                    Delivery::Gap(n) => flow.conn.gap(dir, n, ts_us, &mut ctx),
+                    Delivery::Gap(n) => flow.gap(dir, n, ts_us, &mut ctx, tls_stats),
                 }
             }
         }
@@ -482,6 +525,10 @@ impl Capture {
         if self.config.tls_plaintext {
             conn.expect_tls_plaintext();
         }
+        let tls = match &self.config.keylog {
+            Some(k) if syn => Some(Box::new(tls::TlsFlow::new(k.clone(), &mut conn))),
+            _ => None,
+        };
         if !syn {
             // Its start is not in the capture: what does the server know of it?
             if let Some(view) = &self.config.server_view {
@@ -508,6 +555,7 @@ impl Capture {
                 early: Vec::new(),
                 unattached_c2s: None,
                 ending: None,
+                tls,
             },
         );
     }
@@ -617,20 +665,27 @@ impl Capture {
             next_session: &mut self.next_session,
         };
         for (dir, r) in [
-            (Direction::ClientToServer, &mut flow.c2s),
-            (Direction::ServerToClient, &mut flow.s2c),
+            (Direction::ClientToServer, Direction::ClientToServer),
+            (Direction::ServerToClient, Direction::ServerToClient),
         ] {
+            let r = match r {
+                Direction::ClientToServer => &mut flow.c2s,
+                Direction::ServerToClient => &mut flow.s2c,
+            };
             let mut out = Vec::new();
             r.finish(&mut out);
             for del in out {
                 match del {
-                    Delivery::Data(b) => flow.conn.data(dir, b, now, &mut ctx),
+                    Delivery::Data(b) => flow.data(dir, b, now, &mut ctx, &mut self.stats.tls),
                     Delivery::Queued { bytes, at_us } => {
-                        flow.conn.data(dir, &bytes, at_us, &mut ctx)
+                        flow.data(dir, &bytes, at_us, &mut ctx, &mut self.stats.tls)
                     }
-                    Delivery::Gap(n) => flow.conn.gap(dir, n, now, &mut ctx),
+                    Delivery::Gap(n) => flow.gap(dir, n, now, &mut ctx, &mut self.stats.tls),
                 }
             }
+        }
+        if let Some(t) = &mut flow.tls {
+            t.finish(&mut flow.conn, now, &mut ctx);
         }
         flow.conn.end(reason, now, &mut ctx);
     }

@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use myrr_capture::tls::KeyLog;
 use myrr_capture::{source, Capture, CaptureConfig, Stats};
-use myrr_recording::{Command, Event, Login};
+use myrr_recording::{Command, Event, Login, Response};
 
 fn corpus() -> PathBuf {
     let dir = std::env::var_os("MYRR_CORPUS")
@@ -43,8 +46,25 @@ fn rows() -> Vec<Row> {
 }
 
 fn decode(row: &Row) -> (Vec<Event>, Stats) {
+    decode_with(row, None)
+}
+
+/// The key log the corpus gives for a capture (`keys/<file>.keylog`).
+fn corpus_keylog(file: &str) -> Option<Arc<KeyLog>> {
+    let path = corpus().join("keys").join(format!("{file}.keylog"));
+    if !path.is_file() {
+        return None;
+    }
+    let mut k = KeyLog::default();
+    k.read_file(&path).unwrap();
+    assert_eq!(k.bad_lines, 0, "{:?}", k.bad);
+    Some(Arc::new(k))
+}
+
+fn decode_with(row: &Row, keylog: Option<Arc<KeyLog>>) -> (Vec<Event>, Stats) {
     let mut cap = Capture::new(CaptureConfig {
         server_ports: row.ports.clone(),
+        keylog,
         ..CaptureConfig::default()
     });
     let mut events = Vec::new();
@@ -181,8 +201,8 @@ fn expected_queries(row: &Row) -> Option<Vec<String>> {
     }
 }
 
-/// TLS captures that tshark decrypted with a key we are not given: we must mark them
-/// encrypted and decode nothing inside.
+/// TLS captures that tshark decrypted with the key in `keys/`: without it, we must mark them
+/// encrypted and decode nothing inside; with it, decode what tshark found.
 fn decrypted_by_tshark(file: &str) -> bool {
     file.starts_with("wireshark-notes__")
 }
@@ -212,7 +232,22 @@ fn every_corpus_capture_matches_its_oracle() {
                     row.file
                 ));
             }
-            continue;
+        }
+        let (events, stats) = if decrypted_by_tshark(&row.file) {
+            let keylog = corpus_keylog(&row.file)
+                .unwrap_or_else(|| panic!("{}: no key log in the corpus", row.file));
+            decode_with(row, Some(keylog))
+        } else {
+            (events, stats)
+        };
+        let ours = sql_list(&events);
+        if decrypted_by_tshark(&row.file)
+            && (stats.decode.sessions_tls_read, stats.tls.sessions_decrypted) != (1, 1)
+        {
+            failures.push(format!(
+                "{}: the TLS session must be read with the key log: {:?}",
+                row.file, stats.tls
+            ));
         }
         let want: Vec<String> = match expected_queries(row) {
             Some(q) => q,
@@ -427,4 +462,82 @@ fn fuzz_regressions_do_not_panic() {
         }
     }
     assert!(n >= 2, "regression pcaps not found in {}", dir.display());
+}
+
+fn decode_named_with(file: &str, keylog: Option<Arc<KeyLog>>) -> (Vec<Event>, Stats) {
+    let row = rows().into_iter().find(|r| r.file == file).unwrap();
+    decode_with(&row, keylog)
+}
+
+#[test]
+fn tls_sessions_decode_with_their_key_log() {
+    // mysql-ssl: TLS 1.0, DHE_RSA_WITH_AES_256_CBC_SHA (MAC-then-encrypt, chained IVs).
+    let file = "wireshark-notes__mysql-ssl.pcapng";
+    let (events, stats) = decode_named_with(file, corpus_keylog(file));
+    let Event::SessionStart(s) = &events[0] else {
+        panic!("{:?}", events[0]);
+    };
+    assert!(s.encrypted && !s.mid_stream, "{s:?}");
+    assert_eq!(s.user.as_deref(), Some(&b"test"[..]));
+    let xs = exchanges(&events);
+    assert_eq!(xs.len(), 10);
+    assert!(
+        matches!(&xs[2].response, Response::Err(e) if e.code == 1044),
+        "{:?}",
+        xs[2]
+    );
+    assert_eq!(xs[5].total_rows(), 3);
+    assert!(matches!(events.last(), Some(Event::SessionEnd(e)) if e.login == Login::Ok));
+    assert_eq!(
+        stats.tls.suites.keys().collect::<Vec<_>>(),
+        ["TLS 1.0 TLS_DHE_RSA_WITH_AES_256_CBC_SHA"]
+    );
+    assert!(stats.tls.failures.is_empty(), "{:?}", stats.tls.failures);
+    assert_eq!((stats.decode.gaps, stats.decode.sessions_encrypted), (0, 0));
+
+    // mysql-ssl-larger: 'show variables' spans TLS records and TCP segments.
+    let file = "wireshark-notes__mysql-ssl-larger.pcapng";
+    let (events, stats) = decode_named_with(file, corpus_keylog(file));
+    let xs = exchanges(&events);
+    let rows: Vec<u64> = xs.iter().map(|x| x.total_rows()).collect();
+    assert_eq!(rows, [1, 14, 431, 0]);
+    assert!(
+        matches!(&events[0], Event::SessionStart(s) if s.db.as_deref() == Some(&b"testdb"[..]))
+    );
+    // tshark counts 18 application data records and the two encrypted Finished messages.
+    assert_eq!(stats.tls.records_decrypted, 20);
+}
+
+#[test]
+fn tls_sessions_with_wrong_or_missing_keys_stay_encrypted() {
+    let file = "wireshark-notes__mysql-ssl.pcapng";
+    let good =
+        std::fs::read_to_string(corpus().join("keys").join(format!("{file}.keylog"))).unwrap();
+    // The other capture's key: no secret for this client random.
+    let other = corpus().join("keys/wireshark-notes__mysql-ssl-larger.pcapng.keylog");
+    let mut k = KeyLog::default();
+    k.read_file(&other).unwrap();
+    // A damaged master secret: the first record does not authenticate.
+    let last = good.trim_end().chars().last().unwrap();
+    let flipped = if last == '0' { '1' } else { '0' };
+    let bad = format!(
+        "{}{flipped}\n",
+        &good.trim_end()[..good.trim_end().len() - 1]
+    );
+    let mut wrong = KeyLog::default();
+    wrong.parse(bad.as_bytes(), "wrong");
+    assert_eq!(wrong.sessions(), 1);
+    for (keylog, without, failed) in [(k, 1, 0), (wrong, 0, 1)] {
+        let (events, stats) = decode_named_with(file, Some(Arc::new(keylog)));
+        assert!(exchanges(&events).is_empty());
+        assert!(matches!(&events[0], Event::SessionStart(s) if s.encrypted && s.user.is_none()));
+        assert_eq!(stats.decode.sessions_encrypted, 1);
+        assert_eq!(stats.decode.sessions_tls_read, 0);
+        assert_eq!(
+            (stats.tls.sessions_without_keys, stats.tls.sessions_failed),
+            (without, failed),
+            "{:?}",
+            stats.tls
+        );
+    }
 }
