@@ -389,6 +389,7 @@ impl Capture {
             events: &mut self.events,
             stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
+            samples: None,
         };
         for (d, del) in self.deliveries.drain(..) {
             match del {
@@ -422,6 +423,7 @@ impl Capture {
             events: &mut self.events,
             stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
+            samples: None,
         };
         for (dir, r) in [
             (Direction::ClientToServer, &mut flow.c2s),

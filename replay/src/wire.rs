@@ -542,6 +542,7 @@ impl WireConn {
             events: &mut self.events,
             stats: &mut self.stats,
             next_session: &mut self.next_session,
+            samples: None,
         };
         self.decoder.data(dir, data, 0, &mut ctx);
     }
