@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use myrr_recording::{Direction, EndReason, Event, SessionId};
 
-use myrr_wire::conn::{Conn, Ctx};
+use myrr_wire::conn::{Conn, Ctx, ShapeSampler};
 use myrr_wire::infer::{InferStats, Inference};
 pub use myrr_wire::DecodeStats;
 pub use run::{run, CaptureError, EventSink, Summary, SEAL_EVERY};
@@ -53,6 +53,10 @@ pub struct Stats {
     /// EXECUTEs of statements prepared before the capture, decoded from another session's
     /// PREPARE (see [`myrr_wire::infer`]).
     pub inferred: InferStats,
+    /// Answers whose first rows were kept (the first of each statement shape), and answers
+    /// not kept because too many shapes were (see [`myrr_wire::conn::ShapeSampler`]).
+    pub row_samples: u64,
+    pub row_sample_shapes_over_limit: u64,
     /// Live capture: packets the kernel or the interface dropped.
     pub kernel_drops: u64,
     pub interface_drops: u64,
@@ -76,6 +80,9 @@ pub struct CaptureConfig {
     /// Client addresses (as the server sees them) of connections the capture made itself:
     /// their packets are left out.
     pub own_clients: Vec<SocketAddr>,
+    /// Keep the first rows of the first answers of each statement shape (`RowSample`
+    /// events), so that reports can show differing rows.
+    pub row_samples: bool,
 }
 
 impl Default for CaptureConfig {
@@ -88,6 +95,7 @@ impl Default for CaptureConfig {
             idle_timeout_us: 15 * 60 * 1_000_000,
             server_view: None,
             own_clients: Vec::new(),
+            row_samples: true,
         }
     }
 }
@@ -135,6 +143,7 @@ pub struct Capture {
     now_us: u64,
     deliveries: Vec<(Direction, DeliveryOwned)>,
     inference: Inference,
+    samples: Option<ShapeSampler>,
 }
 
 enum DeliveryOwned {
@@ -146,7 +155,6 @@ enum DeliveryOwned {
 impl Capture {
     pub fn new(config: CaptureConfig) -> Self {
         Self {
-            config,
             flows: HashMap::new(),
             stats: Stats::default(),
             events: Vec::new(),
@@ -155,6 +163,8 @@ impl Capture {
             now_us: 0,
             deliveries: Vec::new(),
             inference: Inference::default(),
+            samples: config.row_samples.then(ShapeSampler::new),
+            config,
         }
     }
 
@@ -213,6 +223,10 @@ impl Capture {
             i += 1;
         }
         self.stats.inferred = self.inference.stats.clone();
+        if let Some(s) = &self.samples {
+            self.stats.row_samples = s.samples;
+            self.stats.row_sample_shapes_over_limit = s.shapes_over_limit;
+        }
     }
 
     pub fn has_events(&self) -> bool {
@@ -389,7 +403,7 @@ impl Capture {
             events: &mut self.events,
             stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
-            samples: None,
+            samples: self.samples.as_mut(),
         };
         for (d, del) in self.deliveries.drain(..) {
             match del {
@@ -423,7 +437,7 @@ impl Capture {
             events: &mut self.events,
             stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
-            samples: None,
+            samples: self.samples.as_mut(),
         };
         for (dir, r) in [
             (Direction::ClientToServer, &mut flow.c2s),

@@ -54,7 +54,7 @@ impl Event {
             Event::Gap(_) => "gap",
             Event::SessionEnd(_) => "session_end",
             Event::Backfill(_) => "backfill",
-            Event::Rows(_) => "rows",
+            Event::Rows(_) => "row_sample",
         }
     }
 }

@@ -24,7 +24,7 @@ pub use format::{
     Skim, WriteError, LEVEL_DEFAULT, LEVEL_FAST,
 };
 pub use run::{event_time, RunReader};
-pub use sample::{RowSample, SampleBuilder, SampleReason};
+pub use sample::{render_value, RowSample, SampleBuilder, SampleReason};
 
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,59 @@ pub struct RowSample {
     pub cells_cut: u32,
 }
 
+impl SampleReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleReason::FirstOfShape => "first_of_shape",
+            SampleReason::DiffersFromRecorded => "differs_from_recorded",
+        }
+    }
+}
+
+/// A value as a person reads it: text as text (bytes that are not UTF-8 in hex), numbers,
+/// dates and times as MySQL prints them, `NULL`.
+pub fn render_value(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) if !s.chars().any(|c| c.is_control() && c != '\t' && c != '\n') => s.into(),
+            _ => {
+                let mut h = String::with_capacity(2 + 2 * b.len());
+                h.push_str("0x");
+                for x in b {
+                    h.push_str(&format!("{x:02X}"));
+                }
+                h
+            }
+        },
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Double(d) => d.to_string(),
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            let mut t = format!("{y:04}-{mo:02}-{d:02}");
+            if (*h, *mi, *s, *us) != (0, 0, 0, 0) {
+                t.push_str(&format!(" {h:02}:{mi:02}:{s:02}"));
+            }
+            if *us != 0 {
+                t.push_str(&format!(".{us:06}"));
+            }
+            t
+        }
+        Value::Time(neg, d, h, m, s, us) => {
+            let mut t = format!(
+                "{}{:02}:{m:02}:{s:02}",
+                if *neg { "-" } else { "" },
+                *d * 24 + *h as u32
+            );
+            if *us != 0 {
+                t.push_str(&format!(".{us:06}"));
+            }
+            t
+        }
+    }
+}
+
 /// Collects the first rows of an answer within the bounds, one value at a time.
 #[derive(Debug, Default)]
 pub struct SampleBuilder {
@@ -86,7 +139,10 @@ impl SampleBuilder {
     /// Ends the current row: kept if it fits within the bounds, else left out with every row
     /// after it.
     pub fn end_row(&mut self) {
-        if self.full || self.rows.len() >= ROWS_MAX || (self.bytes > BYTES_MAX && !self.rows.is_empty()) {
+        if self.full
+            || self.rows.len() >= ROWS_MAX
+            || (self.bytes > BYTES_MAX && !self.rows.is_empty())
+        {
             self.full = true;
             self.left_out += 1;
             self.row.clear();
@@ -102,7 +158,14 @@ impl SampleBuilder {
     }
 
     /// The sample of an answer of `total_rows` rows, of which the builder saw the first ones.
-    pub fn finish(self, session: SessionId, seq: u64, at_us: u64, why: SampleReason, total_rows: u64) -> RowSample {
+    pub fn finish(
+        self,
+        session: SessionId,
+        seq: u64,
+        at_us: u64,
+        why: SampleReason,
+        total_rows: u64,
+    ) -> RowSample {
         let kept = self.rows.len() as u64;
         RowSample {
             session,
@@ -133,8 +196,29 @@ mod tests {
     }
 
     #[test]
+    fn values_render_as_mysql_prints_them() {
+        assert_eq!(render_value(&Value::Null), "NULL");
+        assert_eq!(render_value(&Value::Bytes(b"pen".to_vec())), "pen");
+        assert_eq!(render_value(&Value::Bytes(vec![0, 0xff])), "0x00FF");
+        assert_eq!(render_value(&Value::Int(-3)), "-3");
+        assert_eq!(render_value(&Value::Double(1.5)), "1.5");
+        assert_eq!(
+            render_value(&Value::Date(2024, 2, 29, 0, 0, 0, 0)),
+            "2024-02-29"
+        );
+        assert_eq!(
+            render_value(&Value::Date(2024, 2, 29, 13, 5, 9, 120)),
+            "2024-02-29 13:05:09.000120"
+        );
+        assert_eq!(render_value(&Value::Time(true, 1, 2, 3, 4, 0)), "-26:03:04");
+    }
+
+    #[test]
     fn small_answers_are_kept_whole() {
-        let s = build(&[&[ValueRef::Int(1), ValueRef::Bytes(b"a")], &[ValueRef::Null, ValueRef::Bytes(b"b")]]);
+        let s = build(&[
+            &[ValueRef::Int(1), ValueRef::Bytes(b"a")],
+            &[ValueRef::Null, ValueRef::Bytes(b"b")],
+        ]);
         assert_eq!(
             s.rows,
             vec![

@@ -323,7 +323,11 @@ fn version_2_files_still_read_and_row_samples_round_trip() {
             clone: 2,
             at_us: 1_000,
             why: SampleReason::DiffersFromRecorded,
-            rows: vec![vec![Value::Int(1), Value::Bytes(b"x".to_vec()), Value::Null]],
+            rows: vec![vec![
+                Value::Int(1),
+                Value::Bytes(b"x".to_vec()),
+                Value::Null,
+            ]],
             rows_left_out: 4,
             cells_cut: 1,
         }),

@@ -121,6 +121,9 @@ pub struct ReplayConfig {
     /// function, the session sets `timestamp` to the statement's recorded start and, when the
     /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
     pub pin: bool,
+    /// Keep the first rows (bounded: see `myrr_recording::sample`) of every answer whose rows
+    /// differ from the recorded answer's, as a `RowSample` after its exchange.
+    pub row_samples: bool,
     /// TLS to the target.
     pub tls: Tls,
     /// Threads that run the sessions (each its own single-threaded runtime); 1: the caller's.
@@ -153,6 +156,7 @@ impl ReplayConfig {
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
             pin: false,
+            row_samples: true,
             tls: Tls::default(),
             session_threads: 1,
             sched: Sched::Auto,
@@ -241,6 +245,8 @@ pub struct Progress {
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
     pub sync_cycles: AtomicU64,
+    /// Answers whose rows differed from the recorded and were kept (`row_samples`).
+    pub row_samples: AtomicU64,
     /// Backfills applied (per session task: each clone applies its session's).
     pub backfills: AtomicU64,
     /// Backfilled statements prepared on the target, and those it refused.
@@ -427,6 +433,8 @@ pub struct Summary {
     pub connect_failures: u64,
     pub sync_timeouts: u64,
     pub sync_cycles: u64,
+    /// Answers whose rows differed from the recorded ones, kept as row samples.
+    pub row_samples: u64,
     /// What backfills restored of sessions that began before the recording.
     pub backfill: BackfillCounts,
     /// `--pin`.
@@ -752,6 +760,7 @@ pub async fn run(
             .map(|(r, n)| (r, n.load(Ordering::Relaxed)))
             .collect(),
         lost: p.lost.load(Ordering::Relaxed),
+        row_samples: p.row_samples.load(Ordering::Relaxed),
         reconnects: p.reconnects.load(Ordering::Relaxed),
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
         sync_timeouts: p.sync_timeouts.load(Ordering::Relaxed),

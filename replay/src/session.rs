@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use myrr_recording::{
-    Backfill, Command, EndReason, Event, Exchange, Login, MissingReason, Response, SessionEnd,
-    SessionStart, SkipReason,
+    Backfill, Command, EndReason, Event, Exchange, Login, MissingReason, Response, SampleReason,
+    SessionEnd, SessionStart, SkipReason,
 };
 use myrr_wire::command;
+use myrr_wire::conn::KeptRows;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
@@ -77,6 +78,8 @@ struct Answered {
     x: Handed,
     response: Response,
     more: Vec<Response>,
+    /// The answer's first rows, undecoded (`row_samples`).
+    kept: Option<KeptRows>,
     scheduled_us: u64,
     sent_us: u64,
     end_us: u64,
@@ -86,8 +89,11 @@ struct Answered {
 /// last answered exchange (if the output queue has room) and its counts.
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(e) = self.take_answered() {
+        if let Some((e, rows)) = self.take_answered() {
             self.shared.events.try_send(e);
+            if let Some(r) = rows {
+                self.shared.events.try_send(r);
+            }
         }
         self.shared.flush(&mut self.tally);
     }
@@ -126,14 +132,35 @@ impl Worker {
 
     /// Counts and writes the last answered exchange (see `answered`).
     async fn hand_over(&mut self) {
-        if let Some(e) = self.take_answered() {
+        if let Some((e, rows)) = self.take_answered() {
             self.emit(e).await;
+            if let Some(r) = rows {
+                self.emit(r).await;
+            }
         }
     }
 
-    /// The last answered exchange as an output event, counted.
-    fn take_answered(&mut self) -> Option<Event> {
+    /// The last answered exchange as an output event, counted; and its first rows, when they
+    /// differ from the recorded answer's (a row sample, right after it).
+    fn take_answered(&mut self) -> Option<(Event, Option<Event>)> {
         let a = self.answered.take()?;
+        let rows = match (&a.response, &a.kept) {
+            (Response::Rows(rs), Some(k)) if a.x.rows_digest != Some(rs.digest) => {
+                self.shared
+                    .progress
+                    .row_samples
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut sample = k.sample(
+                    self.start.session,
+                    a.x.seq,
+                    a.sent_us,
+                    SampleReason::DiffersFromRecorded,
+                );
+                sample.clone = self.clone;
+                Some(Event::Rows(sample))
+            }
+            _ => None,
+        };
         self.tally.count(
             &a.response,
             a.x.start_us,
@@ -145,7 +172,7 @@ impl Worker {
         }
         let seq = a.x.seq;
         let command = a.x.into_command();
-        Some(Event::Exchange(Exchange {
+        let exchange = Event::Exchange(Exchange {
             session: self.start.session,
             seq,
             clone: self.clone,
@@ -155,7 +182,8 @@ impl Worker {
             command,
             response: a.response,
             more: a.more,
-        }))
+        });
+        Some((exchange, rows))
     }
 
     async fn emit(&self, e: Event) {
@@ -181,6 +209,7 @@ impl Worker {
         };
         let pair = self.shared.policy == crate::sched::Policy::Pair;
         conn.wait_with(Waiting::new(self.shared.abandon.clone(), pair));
+        conn.keep_rows(self.shared.config.row_samples);
         self.conn = Some(conn);
         Ok(())
     }
@@ -588,6 +617,7 @@ impl Worker {
                 order.in_server(session, self.clone, true);
             }
             let (response, more) = self.execute(&x).await;
+            let kept = self.conn.as_mut().and_then(|c| c.take_kept());
             if let Some(order) = &shared.order {
                 order.in_server(session, self.clone, false);
             }
@@ -601,6 +631,7 @@ impl Worker {
                 x,
                 response,
                 more,
+                kept,
                 scheduled_us,
                 sent_us,
                 end_us,

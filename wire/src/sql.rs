@@ -63,7 +63,9 @@ pub fn shape_key(sql: &[u8]) -> u64 {
                 i = skip_quoted(sql, i + 1, c);
                 b'?'
             }
-            b'0'..=b'9' if i == 0 || !(sql[i - 1].is_ascii_alphanumeric() || sql[i - 1] == b'_') => {
+            b'0'..=b'9'
+                if i == 0 || !(sql[i - 1].is_ascii_alphanumeric() || sql[i - 1] == b'_') =>
+            {
                 while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'.') {
                     i += 1;
                 }
@@ -133,7 +135,10 @@ mod tests {
         assert_ne!(a, shape_key(b"SELECT c FROM sbtest2 WHERE id=5"));
         assert_ne!(a, shape_key(b"SELECT k FROM sbtest1 WHERE id=5"));
         // Digits inside a name are the name's.
-        assert_ne!(shape_key(b"SELECT * FROM t1"), shape_key(b"SELECT * FROM t2"));
+        assert_ne!(
+            shape_key(b"SELECT * FROM t1"),
+            shape_key(b"SELECT * FROM t2")
+        );
         // Unterminated literals and empty text do not panic.
         shape_key(b"SELECT 'abc");
         shape_key(b"");

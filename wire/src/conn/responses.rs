@@ -108,7 +108,8 @@ impl Conn {
                             let keep = Self::keep_key(self.keep_rows, &self.stmts, f, ctx);
                             if metadata_follows {
                                 self.column_sets.begin();
-                                f.cur = Some(ResultBuild::new(binary, Arc::default()).keeping(keep));
+                                f.cur =
+                                    Some(ResultBuild::new(binary, Arc::default()).keeping(keep));
                                 f.state = RState::Cols { left: n };
                             } else {
                                 let cols = match &f.command {

@@ -12,10 +12,10 @@ use super::commands::{Inflight, Stmt};
 use super::packets::parse_column;
 use super::sample::{KeptRows, RawRows};
 use super::{Conn, Ctx};
-use myrr_recording::Command;
 use crate::reader::Reader;
 use crate::values::{read_binary, UNSIGNED_FLAG};
 use crate::{AnomalyAt, DecodeStats};
+use myrr_recording::Command;
 
 /// Largest payload that can be a terminator rather than a row starting with 0xfe.
 const MAX_TERMINATOR: usize = 0xff_fffe;

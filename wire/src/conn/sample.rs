@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use myrr_recording::sample::{ROWS_MAX, SampleReason};
+use myrr_recording::sample::{SampleReason, ROWS_MAX};
 use myrr_recording::{Column, RowSample, SampleBuilder, SessionId, ValueRef};
 use rustc_hash::FxHashMap;
 
@@ -46,7 +46,8 @@ impl RawRows {
             self.full = true;
             return;
         }
-        self.buf.extend_from_slice(&(row.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(row.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(row);
         self.rows += 1;
     }

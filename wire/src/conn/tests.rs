@@ -643,7 +643,9 @@ fn a_capture_keeps_the_first_rows_of_text_and_binary_answers_after_their_exchang
     assert_eq!(seqs, [0, 4], "{rows:?}");
     for (i, r) in &rows {
         // Right after its exchange.
-        let x = events[i - 1].as_exchange().expect("an exchange before the sample");
+        let x = events[i - 1]
+            .as_exchange()
+            .expect("an exchange before the sample");
         assert_eq!((x.session, x.seq), (r.session, r.seq));
         assert_eq!(r.at_us, x.start_us);
         assert_eq!(r.why, myrr_recording::SampleReason::FirstOfShape);
