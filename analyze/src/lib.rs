@@ -19,7 +19,9 @@
 //!   in every report and judged by `max_unreplayed`.
 //! - [`chatter`]: which exchanges are driver chatter rather than application statements (the
 //!   mismatch rate the verdict judges is the application statements').
-//! - [`compare`]: two answers to one exchange, classified; [`fingerprint`]: SQL to its shape;
+//! - [`compare`]: two answers to one exchange, classified; [`cells`]: the rows of a differing
+//!   answer on both sides, bounded, with the differing cells marked; [`fingerprint`]: SQL to
+//!   its shape;
 //!   [`stats`]: histograms and the Mann-Whitney test.
 //! - [`report`]: the result as data; [`export`]: one [`export::Exporter`] per output format.
 //!
@@ -27,6 +29,7 @@
 //! HdrHistograms, and only exchanges still waiting for their partner are held (the skew
 //! between the two runs' orders, not their length).
 
+pub mod cells;
 pub mod chatter;
 pub mod compare;
 pub mod export;
