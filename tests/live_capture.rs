@@ -200,6 +200,7 @@ fn live_capture_of_real_clients_matches_the_server_general_log() {
             Event::Gap(g) => panic!("gap in a loopback capture: {g:?}"),
             Event::SessionEnd(_) => {}
             Event::Backfill(b) => panic!("backfill without --server: {b:?}"),
+            Event::Rows(_) => {}
         }
     }
     let mut checked_sessions = 0;
