@@ -48,7 +48,10 @@ fn marked(side: &Json) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|rc| {
-            let (r, c) = (rc[0].as_u64().unwrap() as usize, rc[1].as_u64().unwrap() as usize);
+            let (r, c) = (
+                rc[0].as_u64().unwrap() as usize,
+                rc[1].as_u64().unwrap() as usize,
+            );
             side["rows"][r][c].as_str().unwrap().to_string()
         })
         .collect()
@@ -129,7 +132,10 @@ fn a_changed_row_shows_its_statement_and_the_differing_cell_on_both_sides() {
     assert_eq!(r["schema_version"], 3);
 
     // Literal SQL (text protocol): both sides' rows, the changed cell marked on each.
-    let xs = examples(&r, "select id, v, d from t where id between ? and ? order by id");
+    let xs = examples(
+        &r,
+        "select id, v, d from t where id between ? and ? order by id",
+    );
     assert_eq!(xs.len(), 2, "{xs:#?}");
     let x = xs
         .iter()
@@ -205,7 +211,10 @@ fn a_replay_keeps_only_the_rows_that_differ_and_nothing_with_no_row_samples() {
     let capture = capture_workload(&dir);
     load(db.candidate_port);
     copy_db(db, "myrr_rows_sb");
-    sql(db.candidate_port, "UPDATE myrr_rows.t SET v = 'TWO' WHERE id = 2");
+    sql(
+        db.candidate_port,
+        "UPDATE myrr_rows.t SET v = 'TWO' WHERE id = 2",
+    );
     let url = format!("mysql://myrr:myrr@127.0.0.1:{}", db.candidate_port);
     let replay = |out: &Path, extra: &[&str]| {
         run(myrr()
@@ -241,7 +250,10 @@ fn a_replay_keeps_only_the_rows_that_differ_and_nothing_with_no_row_samples() {
     assert!(samples(&none).is_empty());
     // Without rows on the candidate's side, the example says so.
     let (_, r) = analyze_json(&capture, &[&none], &[]);
-    let xs = examples(&r, "select id, v, d from t where id between ? and ? order by id");
+    let xs = examples(
+        &r,
+        "select id, v, d from t where id between ? and ? order by id",
+    );
     assert_eq!(side(&xs[0], "candidate")["kept"], false, "{:#}", xs[0]);
     assert!(side(&xs[0], "candidate")["note"]
         .as_str()

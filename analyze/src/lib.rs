@@ -68,7 +68,8 @@ pub struct Options {
     pub min_change_us: u64,
     /// Use time since the scheduled start (queueing included) instead of service time.
     pub since_scheduled: bool,
-    /// Examples kept per shape and mismatch class.
+    /// Examples kept per shape (a class with none yet takes the place of one of a class with
+    /// several).
     pub examples: usize,
     /// Analyze the readable part of damaged runs instead of refusing them.
     pub ignore_damage: bool,

@@ -455,3 +455,110 @@ fn describe(r: &Response) -> String {
         other => other.kind_name().to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_keeps_three_examples_and_makes_room_for_a_new_class() {
+        let mut shapes = Shapes::default();
+        let x = Exchange {
+            session: 1,
+            seq: 0,
+            clone: 0,
+            scheduled_us: None,
+            start_us: 0,
+            end_us: 0,
+            command: Command::Query {
+                sql: b"SELECT v FROM t WHERE id = 1".to_vec(),
+                attrs: vec![],
+            },
+            response: Response::None,
+            more: vec![],
+        };
+        let shape = shapes.of(&x);
+        let (statement, params) = shapes.statement(1, &x.command);
+        assert_eq!(statement, "SELECT v FROM t WHERE id = 1");
+        assert!(params.is_empty());
+        let sh = shapes.get_mut(shape);
+        let mut record = |m: Mismatch, seq: u64| {
+            let r = Response::None;
+            sh.record_difference(
+                m,
+                (1, seq, 0),
+                ("q".into(), vec![]),
+                (&r, Side::of(&r, None)),
+                (&r, Side::of(&r, None)),
+                3,
+            )
+        };
+        assert_eq!(record(Mismatch::Values, 1), Some(0));
+        assert_eq!(record(Mismatch::Values, 2), Some(1));
+        assert_eq!(record(Mismatch::Values, 3), Some(2));
+        assert_eq!(record(Mismatch::Values, 4), None);
+        // A class without an example replaces the last of the class with the most.
+        assert_eq!(record(Mismatch::RowCount, 5), Some(2));
+        assert_eq!(record(Mismatch::Warnings, 6), Some(1));
+        // One example per class now: no room.
+        assert_eq!(record(Mismatch::Order, 7), None);
+        let seqs: Vec<u64> = sh.examples.iter().map(|e| e.example.seq).collect();
+        assert_eq!(seqs, [1, 6, 5]);
+        assert_eq!(sh.mismatches[&Mismatch::Values], 4);
+    }
+
+    #[test]
+    fn an_execute_shows_its_prepared_text_and_parameters_as_literals() {
+        let mut shapes = Shapes::default();
+        let prepare = Exchange {
+            session: 3,
+            seq: 0,
+            clone: 0,
+            scheduled_us: None,
+            start_us: 0,
+            end_us: 0,
+            command: Command::Prepare {
+                sql: b"SELECT c FROM t WHERE id = ? AND k = ?".to_vec(),
+            },
+            response: Response::Prepared(myrr_recording::Prepared {
+                stmt_id: 9,
+                params: 2,
+                columns: 1,
+                warnings: 0,
+                param_defs: vec![],
+                column_defs: vec![],
+            }),
+            more: vec![],
+        };
+        shapes.of(&prepare);
+        let param = |value| myrr_recording::Param {
+            column_type: 8,
+            unsigned: false,
+            value,
+        };
+        let execute = Command::Execute {
+            stmt_id: 9,
+            flags: 0,
+            params: vec![param(Value::Int(42)), param(Value::Bytes(b"it's".to_vec()))],
+            prepare_seen: true,
+            raw_params: vec![],
+        };
+        let (text, params) = shapes.statement(3, &execute);
+        assert_eq!(text, "SELECT c FROM t WHERE id = ? AND k = ?");
+        assert_eq!(params, ["42", "'it''s'"]);
+        // Another session's statement 9 is unknown.
+        let (text, _) = shapes.statement(4, &execute);
+        assert!(text.contains("statement 9"), "{text}");
+        let unread = Command::Execute {
+            stmt_id: 9,
+            flags: 0,
+            params: vec![],
+            prepare_seen: false,
+            raw_params: vec![1, 2, 3],
+        };
+        assert_eq!(
+            shapes.statement(3, &unread).1,
+            ["(3 bytes of parameters, not decoded)"]
+        );
+    }
+}
