@@ -90,7 +90,7 @@ fn capture_workload(dir: &Path) -> std::path::PathBuf {
             "-e",
             "SELECT id, v, d FROM t WHERE id BETWEEN 1 AND 3 ORDER BY id; \
              SELECT id, v, d FROM t WHERE id BETWEEN 2 AND 4 ORDER BY id; \
-             SELECT COUNT(*) FROM t",
+             SELECT COUNT(*) FROM t; SELECT v FROM t WHERE id = 2",
         ]);
     run(&mut cli);
     run(&mut sb("run"));
@@ -235,9 +235,9 @@ fn a_replay_keeps_only_the_rows_that_differ_and_nothing_with_no_row_samples() {
             })
             .collect()
     };
-    // The two CLI statements that read row 2; sysbench's answers are the recorded ones.
+    // The three CLI statements that read row 2; sysbench's answers are the recorded ones.
     let got = samples(&kept);
-    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(got.len(), 3, "{got:#?}");
     for s in &got {
         assert_eq!(s.why, myrr_recording::SampleReason::DiffersFromRecorded);
         assert!(s
@@ -261,4 +261,87 @@ fn a_replay_keeps_only_the_rows_that_differ_and_nothing_with_no_row_samples() {
         .contains("not kept"));
     assert_eq!(side(&xs[0], "baseline")["kept"], true, "{:#}", xs[0]);
     assert_eq!(side(&xs[0], "baseline")["differing"], serde_json::json!([]));
+}
+
+#[test]
+fn with_production_as_the_reference_what_the_baseline_did_not_reproduce_is_kept_out() {
+    let _s = serial();
+    let db = db();
+    let dir = tempdir();
+    let capture = capture_workload(&dir);
+    let url = format!("mysql://myrr:myrr@127.0.0.1:{}", db.candidate_port);
+    let replay = |out: &Path| {
+        run(myrr()
+            .arg("replay")
+            .arg(&capture)
+            .args(["--target", &url, "--speed", "max", "-o"])
+            .arg(out));
+    };
+    // The baseline's copy of production is not faithful: row 3 differs. The candidate has the
+    // same flaw, and a real difference of its own: row 2.
+    load(db.candidate_port);
+    copy_db(db, "myrr_rows_sb");
+    sql(
+        db.candidate_port,
+        "UPDATE myrr_rows.t SET v = 'unfaithful' WHERE id = 3",
+    );
+    let base = dir.join("base.myrr");
+    replay(&base);
+    sql(
+        db.candidate_port,
+        "UPDATE myrr_rows.t SET v = 'TWO' WHERE id = 2",
+    );
+    let cand = dir.join("cand.myrr");
+    replay(&cand);
+
+    let (code, r) = analyze_json(&base, &[&cand], &["--reference", capture.to_str().unwrap()]);
+    assert_eq!(code, 1, "{:#}", r["verdict"]);
+    let x = &r["reproduction"];
+    // The two range reads see row 3: the baseline did not reproduce them.
+    assert_eq!(x["not_reproduced"], 2, "{x:#}");
+    assert_eq!(x["causes"], serde_json::json!({"values": 2}), "{x:#}");
+    assert_eq!(x["excluded"], 2, "{x:#}");
+    assert!(x["compared"].as_u64().unwrap() > 20, "{x:#}");
+    assert_eq!(r["totals"]["not_compared"]["not_reproduced"], 2);
+    // What remains is the candidate's own difference.
+    assert_eq!(
+        r["mismatches"],
+        serde_json::json!({"values": 1}),
+        "{:#}",
+        r["shapes"]
+    );
+    let xs = examples(&r, "select v from t where id = ?");
+    assert_eq!(xs[0]["statement"], "SELECT v FROM t WHERE id = 2");
+    assert!(examples(
+        &r,
+        "select id, v, d from t where id between ? and ? order by id"
+    )
+    .is_empty());
+
+    // Without the reference the range reads count as differences, and the report says why it
+    // cannot tell.
+    let (_, plain) = analyze_json(&base, &[&cand], &[]);
+    assert_eq!(plain["totals"]["mismatched"], 3, "{:#}", plain["totals"]);
+    assert!(plain["reproduction"]["reference"].is_null());
+    let text = run(myrr()
+        .arg("analyze")
+        .arg("--baseline")
+        .arg(&base)
+        .arg("--candidate")
+        .arg(&cand)
+        .args(["--max-mismatch-rate", "100%"]));
+    assert!(text.contains("cannot be told apart"), "{text}");
+    let text = run(myrr()
+        .arg("analyze")
+        .arg("--reference")
+        .arg(&capture)
+        .arg("--baseline")
+        .arg(&base)
+        .arg("--candidate")
+        .arg(&cand)
+        .args(["--max-mismatch-rate", "100%"]));
+    assert!(
+        text.contains("baseline answers") && text.contains("not reproduced (values 2)"),
+        "{text}"
+    );
 }

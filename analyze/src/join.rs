@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::chatter::is_driver_chatter;
 use crate::compare::{compare, Mismatch, Outcome};
 use crate::report::*;
+use crate::reproduction::{self, NotReproduced};
 use crate::shapes::{self, Shapes, Side as ExampleSide};
 use crate::stats::{new_histogram, ratio, record, Percentiles};
 use crate::unreplayed::Tally;
@@ -38,7 +39,7 @@ struct Slim {
 }
 
 /// What a run yields to the join: an exchange, or the rows kept of one.
-enum Item {
+pub(crate) enum Item {
     Exchange(Exchange),
     Rows(RowSample),
 }
@@ -47,15 +48,15 @@ enum Item {
 type Pending = HashMap<(bool, Key), (u32, usize)>;
 
 /// One run as it is read: its reader, what its headers say, and its overall latency.
-struct Side {
+pub(crate) struct Side {
     files: Vec<PathBuf>,
-    reader: RunReader,
+    pub(crate) reader: RunReader,
     kind: RunKind,
     source: String,
     server_version: Option<String>,
     sessions: u64,
-    exchanges: u64,
-    done: bool,
+    pub(crate) exchanges: u64,
+    pub(crate) done: bool,
     overall_service: Histogram<u64>,
     overall_sched: Histogram<u64>,
     /// Exchanges the run did not replay.
@@ -63,7 +64,7 @@ struct Side {
 }
 
 impl Side {
-    fn open(files: &[PathBuf]) -> Result<Self, AnalyzeError> {
+    pub(crate) fn open(files: &[PathBuf]) -> Result<Self, AnalyzeError> {
         let reader = RunReader::open(files)?;
         let h = reader.headers().first().cloned();
         let kind = h.as_ref().map_or(RunKind::Capture, |h| h.kind);
@@ -94,7 +95,7 @@ impl Side {
     }
 
     /// The next exchange or row sample, or None at the end.
-    fn next_item(&mut self) -> Option<Item> {
+    pub(crate) fn next_item(&mut self) -> Option<Item> {
         for e in self.reader.by_ref() {
             match e {
                 Event::Exchange(x) => {
@@ -111,7 +112,7 @@ impl Side {
         None
     }
 
-    fn info(&self) -> RunInfo {
+    pub(crate) fn info(&self) -> RunInfo {
         RunInfo {
             files: self.files.iter().map(|p| p.display().to_string()).collect(),
             kind: self.kind.name().to_string(),
@@ -141,6 +142,10 @@ pub fn analyze(
     candidate: &[PathBuf],
     opts: &Options,
 ) -> Result<Report, AnalyzeError> {
+    let mut reference = match &opts.reference {
+        Some(r) => Some(reproduction::not_reproduced(r, baseline, opts)?),
+        None => None,
+    };
     let mut b = Side::open(baseline)?;
     let mut c = Side::open(candidate)?;
     let mut shapes = Shapes::default();
@@ -227,7 +232,16 @@ pub fn analyze(
             sample: None,
         };
         let mut join = |ck: Key, bk: Key, b: Slim, c: Slim| {
-            join(&mut shapes, &mut totals, &mut pending, opts, (ck, bk), b, c)
+            join(
+                &mut shapes,
+                &mut totals,
+                &mut pending,
+                reference.as_mut(),
+                opts,
+                (ck, bk),
+                b,
+                c,
+            )
         };
         if read_base && fanout == 1 {
             match wait_c.remove(&key) {
@@ -318,7 +332,11 @@ pub fn analyze(
         };
         *totals.only_candidate.entry(reason.into()).or_default() += 1;
     }
-    Ok(finish(b, c, shapes, totals, opts))
+    let reproduction = match reference {
+        Some(r) => r.into_report(),
+        None => reproduction::without_reference(),
+    };
+    Ok(finish(b, c, shapes, totals, reproduction, opts))
 }
 
 fn clone_slim(s: &Slim) -> Slim {
@@ -338,10 +356,12 @@ fn clone_slim(s: &Slim) -> Slim {
 /// One joined pair: its latency and answers, counted into the totals and its shape. `keys`:
 /// the candidate's and the baseline's (they differ with a fan-out); an example whose rows are
 /// still to come is noted in `pending`.
+#[allow(clippy::too_many_arguments)]
 fn join(
     shapes: &mut Shapes,
     totals: &mut Totals,
     pending: &mut Pending,
+    reference: Option<&mut NotReproduced>,
     opts: &Options,
     (key, bkey): (Key, Key),
     b: Slim,
@@ -365,6 +385,14 @@ fn join(
             (b.service_us, c.service_us)
         };
         sh.record_latency(lb, lc);
+    }
+    // The baseline did not reproduce production here: the candidate cannot be judged by it.
+    if reference.is_some_and(|r| r.exclude(&bkey)) {
+        *totals
+            .not_compared
+            .entry("not_reproduced".into())
+            .or_default() += 1;
+        return;
     }
     let mut outcome = compare(&b.response, &c.response, sh.ordered);
     if outcome == Outcome::Same {
@@ -422,7 +450,14 @@ fn join(
 }
 
 /// The report, once both runs are read and what never joined is counted.
-fn finish(mut b: Side, mut c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) -> Report {
+fn finish(
+    mut b: Side,
+    mut c: Side,
+    shapes: Shapes,
+    mut totals: Totals,
+    reproduction: crate::report::Reproduction,
+    opts: &Options,
+) -> Report {
     let unreplayed_of = |s: &mut Side| {
         std::mem::take(&mut s.unreplayed).into_report(s.exchanges, s.kind == RunKind::Replay)
     };
@@ -478,6 +513,7 @@ fn finish(mut b: Side, mut c: Side, shapes: Shapes, mut totals: Totals, opts: &O
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         unreplayed,
+        reproduction,
         comparison: Comparison {
             kind,
             note,

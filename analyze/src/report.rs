@@ -10,7 +10,8 @@ use crate::stats::Percentiles;
 /// 2: `unreplayed`, the application statements' mismatch rate, `thresholds.max_unreplayed`,
 /// the `insert_id` mismatch class.
 /// 3: examples name their mismatch class and carry the statement as sent (`statement`,
-/// `params`) and the rows of both answers with the differing cells (`rows`).
+/// `params`) and the rows of both answers with the differing cells (`rows`); `reproduction`
+/// (`--reference`: the baseline's exchanges that did not reproduce production's answers).
 pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +21,8 @@ pub struct Report {
     /// What the runs did not replay: named before any other finding.
     pub unreplayed: Unreplayed,
     pub comparison: Comparison,
+    /// Whether the baseline reproduced production (`--reference`).
+    pub reproduction: Reproduction,
     pub totals: Totals,
     pub latency: Latency,
     /// Query shapes, most added time first.
@@ -81,6 +84,26 @@ pub struct Comparison {
     pub candidate: RunInfo,
     /// Which latency the shapes and verdict use: `service` or `since_scheduled`.
     pub latency_measure: String,
+}
+
+/// With production's run as the reference: the baseline's exchanges whose answers differ from
+/// production's were not reproduced, and are kept out of the comparison and the verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reproduction {
+    /// The reference run (production's capture), when given.
+    pub reference: Option<RunInfo>,
+    /// Baseline answers compared with the reference's.
+    pub compared: u64,
+    /// Of those, answers that differ from the reference's: not reproduced.
+    pub not_reproduced: u64,
+    /// not_reproduced / compared.
+    pub not_reproduced_share: f64,
+    /// Not-reproduced exchanges by the class of their difference from the reference.
+    pub causes: BTreeMap<String, u64>,
+    /// Joined baseline/candidate pairs kept out of the comparison for it (clones included).
+    pub excluded: u64,
+    /// What this means for reading the report.
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

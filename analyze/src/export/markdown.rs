@@ -3,8 +3,9 @@
 use std::io::{self, Write};
 
 use super::{
-    example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us, rows_note,
-    top_shapes, unreplayed_runs, unreplayed_summary, Exporter, EXAMPLE_SHAPES,
+    example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us,
+    reproduction_summary, rows_note, top_shapes, unreplayed_runs, unreplayed_summary, Exporter,
+    EXAMPLE_SHAPES,
 };
 use crate::report::Report;
 use crate::report::SideRows;
@@ -85,6 +86,11 @@ impl Exporter for Markdown {
             writeln!(out, "| {name} latency | {} | {} |", fmt_us(bv), fmt_us(cv))?;
         }
         writeln!(out, "\n_{}_\n", cell(&r.comparison.note))?;
+        writeln!(
+            out,
+            "**Reproduction:** {}\n",
+            cell(&reproduction_summary(r))
+        )?;
         let t = &r.totals;
         writeln!(
             out,

@@ -112,6 +112,30 @@ pub fn top_shapes(report: &Report, n: usize) -> Vec<&crate::report::Shape> {
     v
 }
 
+/// Whether the baseline reproduced production, in a line: the not-reproduced share and its
+/// causes with `--reference`, or why write-order noise cannot be told apart without.
+pub fn reproduction_summary(r: &Report) -> String {
+    let x = &r.reproduction;
+    let Some(reference) = &x.reference else {
+        return x.note.clone();
+    };
+    let causes: Vec<String> = x.causes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "reference {}: {} of {} baseline answers ({}) not reproduced{}; {} joined exchanges kept \
+         out of the comparison and the verdict",
+        reference.files.join(", "),
+        x.not_reproduced,
+        x.compared,
+        fmt_share(x.not_reproduced_share),
+        if causes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", causes.join(", "))
+        },
+        x.excluded
+    )
+}
+
 /// Shapes whose examples the text and Markdown reports show (all are in the JSON).
 pub const EXAMPLE_SHAPES: usize = 20;
 
@@ -253,6 +277,27 @@ mod tests {
                     has("\"statement\": \"SELECT id, note FROM t WHERE id = ?\"");
                 }
             }
+        }
+    }
+
+    /// Every format says how much the baseline did not reproduce of the reference, and why;
+    /// without a reference, that write-order noise cannot be told apart.
+    #[test]
+    fn reproduction_is_reported_in_every_format() {
+        let mut r = failing_report();
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            let want = if name == "json" {
+                "\"not_reproduced\": 12"
+            } else {
+                "12 of 20000 baseline answers (0.060 %) not reproduced (insert_id 2, values 10)"
+            };
+            assert!(out.contains(want), "{name}: no {want:?} in\n{out}");
+        }
+        r.reproduction = crate::reproduction::without_reference();
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            assert!(out.contains("cannot be told apart"), "{name}:\n{out}");
         }
     }
 

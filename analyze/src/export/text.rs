@@ -3,8 +3,9 @@
 use std::io::{self, Write};
 
 use super::{
-    example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us, rows_lines,
-    rows_note, top_shapes, unreplayed_runs, unreplayed_summary, Exporter, EXAMPLE_SHAPES,
+    example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us,
+    reproduction_summary, rows_lines, rows_note, top_shapes, unreplayed_runs, unreplayed_summary,
+    Exporter, EXAMPLE_SHAPES,
 };
 use crate::report::Report;
 
@@ -73,6 +74,7 @@ impl Exporter for Text {
             )?;
         }
         writeln!(out, "note: {}", r.comparison.note)?;
+        writeln!(out, "reproduction: {}", reproduction_summary(r))?;
         let t = &r.totals;
         writeln!(out)?;
         writeln!(

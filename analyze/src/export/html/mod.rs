@@ -350,6 +350,17 @@ pub(crate) mod tests {
             schema_version: SCHEMA_VERSION,
             tool_version: "0.1.0".into(),
             unreplayed,
+            reproduction: Reproduction {
+                reference: Some(run("capture", "/data/prod <live>.myrr", Some("5.7.44-log"))),
+                compared: 20_000,
+                not_reproduced: 12,
+                not_reproduced_share: 0.0006,
+                causes: [("values".to_string(), 10u64), ("insert_id".to_string(), 2)]
+                    .into_iter()
+                    .collect(),
+                excluded: 12,
+                note: "kept out".into(),
+            },
             comparison: Comparison {
                 kind: "replay_vs_replay".into(),
                 note: "both sides replayed by myrr from the same position: latencies compare like for like".into(),

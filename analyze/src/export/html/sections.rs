@@ -8,7 +8,8 @@ use super::svg::{self, f, BASE_COLOR, CAND_COLOR};
 use super::{esc, human, thousands, truncate};
 use crate::compare::Mismatch;
 use crate::export::{
-    fmt_ratio, fmt_signed_us, fmt_us, rows_note, top_shapes, unreplayed_runs, unreplayed_summary,
+    fmt_ratio, fmt_signed_us, fmt_us, reproduction_summary, rows_note, top_shapes, unreplayed_runs,
+    unreplayed_summary,
 };
 use crate::report::{Example, Report, RunInfo, Shape, SideBySide};
 
@@ -219,6 +220,11 @@ pub(super) fn compared(s: &mut String, r: &Report) {
     if !c.note.is_empty() {
         w!(s, "<div class=\"note\">{}</div>\n", esc(&c.note));
     }
+    w!(
+        s,
+        "<div class=\"note\" id=\"reproduction\"><b>Reproduction:</b> {}</div>\n",
+        esc(&reproduction_summary(r))
+    );
     s.push_str("</section>\n");
 }
 
