@@ -4,8 +4,11 @@
 # Records sysbench oltp_read_write on the source with tcpdump (text protocol, then prepared
 # statements), then decodes each pcap twice with `myrr capture -r`: with row samples (the
 # default: the first rows of the first 3 answers of each statement shape) and with
-# --no-row-samples (what recordings held before samples existed). Prints both sizes, the
-# growth and the capture's CPU time, and appends the table to benches/RESULTS.md.
+# --no-row-samples (what recordings held before samples existed); then replays the prepared-
+# statement capture (closed loop, no --sync: most answers differ, the worst case for a
+# replay's samples) onto the candidate restored to the pre-capture state, with and without
+# samples, twice each. Prints sizes, growth, CPU and replay times, and appends the tables to
+# benches/RESULTS.md.
 #
 # Usage: benches/row-samples.sh [--build-only]
 # Environment: MYRR_BENCH_TIME (30 s of sysbench per protocol), MYRR_BENCH_THREADS (8),
@@ -23,7 +26,7 @@ THREADS="${MYRR_BENCH_THREADS:-8}"
 RESULTS_MD="${MYRR_BENCH_RESULTS:-$ROOT/benches/RESULTS.md}"
 log() { bench_log "$@"; }
 
-bench_tools setup tcpdump:tcpdump sysbench:sysbench mariadb:mariadb-client mariadbd:mariadb-server
+bench_tools setup tcpdump:tcpdump sysbench:sysbench mariadb:mariadb-client mariadb-dump:mariadb-client mariadbd:mariadb-server
 bench_tools apt /usr/bin/time:time
 bench_build -p myrr --bin myrr
 MYRR=$(bench_built myrr)
@@ -41,7 +44,9 @@ M=(mariadb -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_SOURCE_PORT")
 "${SB[@]}" prepare >/dev/null
 
 ROWS=()
+MC=(mariadb -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_CANDIDATE_PORT")
 for mode in disable auto; do
+    mariadb-dump -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_SOURCE_PORT" --databases $DB >"$DIR/before-$mode.sql"
     pcap="$DIR/sysbench-$mode.pcap"
     log "recording sysbench oltp_read_write (--db-ps-mode=$mode), $THREADS threads, ${T}s"
     tcpdump -i lo -s 0 -w "$pcap" "tcp port $MYRR_SOURCE_PORT" 2>"$DIR/tcpdump-$mode.log" &
@@ -70,12 +75,35 @@ for mode in disable auto; do
     ROWS+=("| $mode | $queries | $((pcap_size >> 20)) MiB | $off | $on | +$growth % | $kept | ${cpu_off} s / ${cpu_on} s |")
 done
 
+REPLAYS=()
+for run in 1 2; do
+    for with in on off; do
+        "${MC[@]}" <"$DIR/before-auto.sql"
+        extra=()
+        [[ $with == off ]] && extra=(--no-row-samples)
+        out="$DIR/replay-$with-$run.myrr"
+        /usr/bin/time -f '%e %U %S' -o "$DIR/time-replay-$with-$run" \
+            "$MYRR" replay "$DIR/auto-on.myrr" --target "mysql://myrr:myrr@127.0.0.1:$MYRR_CANDIDATE_PORT" \
+            --speed max --json -o "$out" "${extra[@]+"${extra[@]}"}" 2>"$DIR/replay-$with-$run.json"
+        samples=$(grep -o '"row_samples":[0-9]*' "$DIR/replay-$with-$run.json" | cut -d: -f2)
+        read -r wall user sys <"$DIR/time-replay-$with-$run"
+        REPLAYS+=("| $run | $with | $(stat -c %s "$out") | $samples | $wall s | $(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') s |")
+    done
+done
+log "replays done"
+
 TABLE=$(
     echo "| --db-ps-mode | queries | pcap | recording without samples (bytes) | with samples (bytes) | growth | answers sampled | capture CPU without / with |"
     echo "|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
 )
+REPLAY_TABLE=$(
+    echo "| run | row samples | replay recording (bytes) | answers sampled | replay wall time | replay CPU (user+sys) |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${REPLAYS[@]}"
+)
 echo "$TABLE"
+echo "$REPLAY_TABLE"
 {
     echo
     echo "## $(date '+%Y-%m-%d %H:%M:%S') — row-samples.sh: recording growth from row samples, sysbench oltp_read_write, $THREADS threads, ${T}s"
@@ -83,4 +111,8 @@ echo "$TABLE"
     echo "Each pcap decoded twice by \`myrr capture -r\`: with row samples (default) and with \`--no-row-samples\`."
     echo
     echo "$TABLE"
+    echo
+    echo "The prepared-statement capture replayed (\`--speed max\`, no \`--sync\`) onto the candidate restored to the pre-capture state:"
+    echo
+    echo "$REPLAY_TABLE"
 } >>"$RESULTS_MD"

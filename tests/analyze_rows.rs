@@ -303,7 +303,10 @@ fn with_production_as_the_reference_what_the_baseline_did_not_reproduce_is_kept_
     assert_eq!(x["excluded"], 2, "{x:#}");
     // Every recorded exchange with an answer was compared with the baseline's.
     assert!(x["compared"].as_u64().unwrap() >= 15, "{x:#}");
-    assert!(x["compared"].as_u64() <= x["reference"]["exchanges"].as_u64(), "{x:#}");
+    assert!(
+        x["compared"].as_u64() <= x["reference"]["exchanges"].as_u64(),
+        "{x:#}"
+    );
     assert_eq!(r["totals"]["not_compared"]["not_reproduced"], 2);
     // What remains is the candidate's own difference.
     assert_eq!(

@@ -342,6 +342,9 @@ pub(crate) struct Shared {
     errors: Mutex<Vec<String>>,
     /// `--sync`: the recorded commit order and who is in the server.
     pub(crate) order: Option<sync::Order>,
+    /// `row_samples`: the differing answers of each statement shape whose rows are kept
+    /// (at most `DIFFERING_PER_SHAPE` a shape; see `session::Worker::sample_key`).
+    pub(crate) samples: std::sync::Mutex<myrr_wire::conn::ShapeSampler>,
     /// Exchanges that may be queued for sessions, over all sessions.
     pub(crate) budget: tokio::sync::Semaphore,
     /// Logins in progress at once. A storm of thousands of sessions starting together, each
@@ -677,6 +680,9 @@ pub async fn run(
         }),
         errors: Mutex::new(Vec::new()),
         order: (config.sync != SyncMode::None).then(|| sync::Order::new(config.scale)),
+        samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(
+            myrr_wire::conn::DIFFERING_PER_SHAPE,
+        )),
         logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
         policy,
         abandon: Arc::default(),

@@ -34,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Stmt {
     target_id: u32,
     sql: Vec<u8>,
+    /// Its shape, for sampling rows (`myrr_wire::sql::shape_key`).
+    key: u64,
     /// Parameters, as the target counts them.
     params: u16,
     /// The parameter types last sent with an EXECUTE of this statement (2 bytes each), empty
@@ -72,14 +74,17 @@ pub(crate) struct Worker {
     /// after the next command has been sent, while the server works on that one, so the
     /// next command leaves as soon as an answer is in.
     answered: Option<Answered>,
+    /// Statement shapes whose budget of kept rows is spent (see `Shared::samples`): known
+    /// here, the shared budget is not asked again.
+    samples_spent: rustc_hash::FxHashSet<u64>,
 }
 
 struct Answered {
     x: Handed,
     response: Response,
     more: Vec<Response>,
-    /// The answer's first rows, undecoded (`row_samples`).
-    kept: Option<KeptRows>,
+    /// The answer's first rows, undecoded (`row_samples`), and the statement's shape.
+    kept: Option<(KeptRows, u64)>,
     scheduled_us: u64,
     sent_us: u64,
     end_us: u64,
@@ -127,6 +132,7 @@ impl Worker {
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
             answered: None,
+            samples_spent: Default::default(),
         }
     }
 
@@ -145,7 +151,9 @@ impl Worker {
     fn take_answered(&mut self) -> Option<(Event, Option<Event>)> {
         let a = self.answered.take()?;
         let rows = match (&a.response, &a.kept) {
-            (Response::Rows(rs), Some(k)) if a.x.rows_digest != Some(rs.digest) => {
+            (Response::Rows(rs), Some((k, key)))
+                if a.x.rows_digest != Some(rs.digest) && self.take_sample(*key) =>
+            {
                 self.shared
                     .progress
                     .row_samples
@@ -186,6 +194,34 @@ impl Worker {
         Some((exchange, rows))
     }
 
+    /// The shape by which `command`'s rows are sampled, when they may be kept: row samples
+    /// are on and the shape's budget is not known to be spent.
+    fn sample_key(&self, command: &Command) -> Option<u64> {
+        if !self.shared.config.row_samples {
+            return None;
+        }
+        let key = match command {
+            Command::Query { sql, .. } => myrr_wire::sql::shape_key(sql),
+            Command::Execute { stmt_id, .. } => self.stmts.get(stmt_id)?.key,
+            _ => return None,
+        };
+        (!self.samples_spent.contains(&key)).then_some(key)
+    }
+
+    /// Takes a place in the shared budget for a differing answer of shape `key`.
+    fn take_sample(&mut self, key: u64) -> bool {
+        let mut budget = self
+            .shared
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let taken = budget.take(key);
+        if !budget.has_room(key) {
+            self.samples_spent.insert(key);
+        }
+        taken
+    }
+
     async fn emit(&self, e: Event) {
         self.shared.events.send(e).await;
     }
@@ -209,7 +245,6 @@ impl Worker {
         };
         let pair = self.shared.policy == crate::sched::Policy::Pair;
         conn.wait_with(Waiting::new(self.shared.abandon.clone(), pair));
-        conn.keep_rows(self.shared.config.row_samples);
         self.conn = Some(conn);
         Ok(())
     }
@@ -424,6 +459,7 @@ impl Worker {
                     id,
                     Stmt {
                         target_id: p.stmt_id,
+                        key: myrr_wire::sql::shape_key(sql),
                         sql: sql.to_vec(),
                         params: p.params,
                         types: Vec::new(),
@@ -616,8 +652,16 @@ impl Worker {
             if let Some(order) = &shared.order {
                 order.in_server(session, self.clone, true);
             }
+            let sample_key = self.sample_key(&x.command);
+            if let Some(c) = self.conn.as_mut() {
+                c.keep_rows(sample_key.is_some());
+            }
             let (response, more) = self.execute(&x).await;
-            let kept = self.conn.as_mut().and_then(|c| c.take_kept());
+            let kept = self
+                .conn
+                .as_mut()
+                .and_then(|c| c.take_kept())
+                .zip(sample_key);
             if let Some(order) = &shared.order {
                 order.in_server(session, self.clone, false);
             }

@@ -336,6 +336,9 @@ impl Conn {
             response,
             more: results.collect(),
         }));
+        // What the exchange emitted last kept, and only that (`keep_rows` may change between
+        // exchanges).
+        self.kept = None;
         if self.keep_rows {
             self.kept = kept;
         } else if let (Some(k), Some(samples)) = (kept, ctx.samples.as_deref_mut()) {

@@ -58,7 +58,7 @@ use commands::{Inflight, Stmt};
 pub use packets::parse_err;
 use responses::RState;
 use results::{ends_rows, ColumnSets};
-pub use sample::{KeptRows, ShapeSampler, ANSWERS_PER_SHAPE, SHAPES_MAX};
+pub use sample::{KeptRows, ShapeSampler, ANSWERS_PER_SHAPE, DIFFERING_PER_SHAPE, SHAPES_MAX};
 
 /// Shared output and counters for all connections of a capture.
 pub struct Ctx<'a> {

@@ -102,14 +102,20 @@ impl RowSink for Check {
 
 /// How many answers of each statement shape a capture keeps rows of.
 pub const ANSWERS_PER_SHAPE: u8 = 3;
+/// How many differing answers of each statement shape a replay keeps rows of: more than a
+/// capture's first answers, so that examples of differences have theirs, and bounded, so that
+/// a replay whose answers mostly differ (writes replayed out of order) grows by little.
+pub const DIFFERING_PER_SHAPE: u8 = 10;
 /// Shapes a capture keeps samples of; answers of shapes beyond are counted, not kept.
 pub const SHAPES_MAX: usize = 10_000;
 
-/// A capture's choice of answers to keep rows of: the first [`ANSWERS_PER_SHAPE`] answers with
-/// rows of each statement shape (by [`crate::sql::shape_key`]; an EXECUTE by its PREPARE's
-/// text), over at most [`SHAPES_MAX`] shapes.
-#[derive(Debug, Default)]
+/// A choice of answers to keep rows of: the first `per_shape` answers with rows of each
+/// statement shape (by [`crate::sql::shape_key`]; an EXECUTE by its PREPARE's text), over at
+/// most [`SHAPES_MAX`] shapes. A capture's keeps [`ANSWERS_PER_SHAPE`] of every answer; a
+/// replay's, [`DIFFERING_PER_SHAPE`] of the answers that differ from the recorded ones.
+#[derive(Debug)]
 pub struct ShapeSampler {
+    per_shape: u8,
     kept: FxHashMap<u64, u8>,
     /// Samples written.
     pub samples: u64,
@@ -117,14 +123,31 @@ pub struct ShapeSampler {
     pub shapes_over_limit: u64,
 }
 
+impl Default for ShapeSampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ShapeSampler {
+    /// A capture's: [`ANSWERS_PER_SHAPE`] answers of each shape.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_per_shape(ANSWERS_PER_SHAPE)
     }
 
-    fn has_room(&self, key: u64) -> bool {
+    pub fn with_per_shape(per_shape: u8) -> Self {
+        Self {
+            per_shape,
+            kept: FxHashMap::default(),
+            samples: 0,
+            shapes_over_limit: 0,
+        }
+    }
+
+    /// Whether an answer of shape `key` would be kept.
+    pub fn has_room(&self, key: u64) -> bool {
         match self.kept.get(&key) {
-            Some(&n) => n < ANSWERS_PER_SHAPE,
+            Some(&n) => n < self.per_shape,
             None => self.kept.len() < SHAPES_MAX,
         }
     }
@@ -141,7 +164,7 @@ impl ShapeSampler {
 
     /// Takes a place for an answer of shape `key` that had rows; false when its shape has none
     /// left (answers of one shape read at once on several connections).
-    pub(super) fn take(&mut self, key: u64) -> bool {
+    pub fn take(&mut self, key: u64) -> bool {
         if !self.has_room(key) {
             return false;
         }

@@ -717,5 +717,17 @@ fn a_replaying_client_takes_the_rows_of_the_last_answer() {
         conn.data(*dir, bytes, 0, &mut ctx);
     }
     assert!(conn.take_kept().is_none());
+    // Keeping turned off between two answers: the first's rows are not taken as the second's.
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
+    conn.keep_rows = true;
+    for (dir, bytes) in &conv[..5] {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    conn.keep_rows = false;
+    for (dir, bytes) in &conv[5..13] {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    assert!(conn.take_kept().is_none());
+    drop(ctx);
     assert!(!events.iter().any(|e| matches!(e, Event::Rows(_))));
 }
