@@ -84,7 +84,8 @@ for run in 1 2; do
         out="$DIR/replay-$with-$run.myrr"
         /usr/bin/time -f '%e %U %S' -o "$DIR/time-replay-$with-$run" \
             "$MYRR" replay "$DIR/auto-on.myrr" --target "mysql://myrr:myrr@127.0.0.1:$MYRR_CANDIDATE_PORT" \
-            --speed max --json -o "$out" "${extra[@]+"${extra[@]}"}" 2>"$DIR/replay-$with-$run.json"
+            --speed max --json -o "$out" "${extra[@]+"${extra[@]}"}" >"$DIR/replay-$with-$run.json" \
+            2>"$DIR/replay-$with-$run.log"
         samples=$(grep -o '"row_samples":[0-9]*' "$DIR/replay-$with-$run.json" | cut -d: -f2)
         read -r wall user sys <"$DIR/time-replay-$with-$run"
         REPLAYS+=("| $run | $with | $(stat -c %s "$out") | $samples | $wall s | $(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') s |")

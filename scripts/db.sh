@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Manage the two project-owned MariaDB servers used by myrr's tests.
 #
-#   scripts/db.sh start   [source|candidate|all]   start (or reuse) servers, ensure user/db
-#   scripts/db.sh stop    [source|candidate|all]   stop servers started by this script
-#   scripts/db.sh restart [source|candidate|all]   stop + start (same data)
-#   scripts/db.sh status  [source|candidate|all]   show state; exit 3 if one is not answering
+#   scripts/db.sh start   [source|candidate|tls|all]   start (or reuse) servers, ensure user/db
+#   scripts/db.sh stop    [source|candidate|tls|all]   stop servers started by this script
+#   scripts/db.sh restart [source|candidate|tls|all]   stop + start (same data)
+#   scripts/db.sh status  [source|candidate|tls|all]   show state; exit 3 if one is not answering
 #   scripts/db.sh env                              print `export` lines for the test env
 #
 # "source" listens on 127.0.0.1:${MYRR_SOURCE_PORT:-23306}, "candidate" on
-# 127.0.0.1:${MYRR_CANDIDATE_PORT:-23307}. All state (data dir, socket, pid
+# 127.0.0.1:${MYRR_CANDIDATE_PORT:-23307}, "tls" (a source whose clients use TLS, for
+# capture through TLS) on 127.0.0.1:${MYRR_TLS_PORT:-23308}. All state (data dir, socket, pid
 # file, log) lives under ${MYRR_DB_DIR:-<repo>/target/myrr-db}/<name>/.
 # Servers are only ever stopped through their own pid files.
 set -euo pipefail
@@ -21,6 +22,7 @@ die() { printf '[db] ERROR: %s\n' "$*" >&2; exit 1; }
 
 SOURCE_PORT="${MYRR_SOURCE_PORT:-23306}"
 CANDIDATE_PORT="${MYRR_CANDIDATE_PORT:-23307}"
+TLS_PORT="${MYRR_TLS_PORT:-23308}"
 DB_DIR="${MYRR_DB_DIR:-$ROOT/target/myrr-db}"
 mkdir -p "$DB_DIR"
 DB_DIR="$(cd "$DB_DIR" && pwd)"
@@ -41,7 +43,8 @@ inst() {
     case "$NAME" in
         source) PORT="$SOURCE_PORT" ;;
         candidate) PORT="$CANDIDATE_PORT" ;;
-        *) die "unknown instance '$NAME' (expected source or candidate)" ;;
+        tls) PORT="$TLS_PORT" ;;
+        *) die "unknown instance '$NAME' (expected source, candidate or tls)" ;;
     esac
     [[ "$PORT" =~ ^[0-9]+$ ]] || die "port for $NAME is not a number: '$PORT'"
     DIR="$DB_DIR/$NAME"
@@ -221,20 +224,22 @@ start_one() {
         local nofile
         nofile="$(raise_nofile; ulimit -n)"
         [[ "$nofile" =~ ^[0-9]+$ ]] || nofile=65536
-        # TLS on the candidate only: clients such as the mariadb CLI use TLS whenever the
-        # server offers it, and the source's traffic must stay readable for capture.
+        # TLS on the candidate and the tls server only: clients such as the mariadb CLI use
+        # TLS whenever the server offers it, and the source's traffic must stay in the clear
+        # for the plaintext capture tests. The tls server offers TLS 1.2 and 1.3.
         local tls=()
-        [[ "$NAME" == candidate ]] && ensure_tls
-        [[ "$NAME" == candidate && -s "$TLS_DIR/server-cert.pem" ]] && tls=(
+        [[ "$NAME" != source ]] && ensure_tls
+        [[ "$NAME" != source && -s "$TLS_DIR/server-cert.pem" ]] && tls=(
             --ssl-ca="$TLS_DIR/ca.pem"
             --ssl-cert="$TLS_DIR/server-cert.pem"
             --ssl-key="$TLS_DIR/server-key.pem"
         )
+        [[ "$NAME" == tls ]] && tls+=(--tls-version=TLSv1.2,TLSv1.3)
         # The source keeps performance_schema on: capture's --server backfill reads
         # its prepared statements and session state there. The candidate keeps
         # it off, which is also the "server without performance_schema" case.
         local pfs=(--performance-schema=OFF)
-        [[ "$NAME" == source ]] && pfs=(--performance-schema=ON)
+        [[ "$NAME" != candidate ]] && pfs=(--performance-schema=ON)
         local args=(
             --no-defaults
             "${tls[@]}"
@@ -342,15 +347,20 @@ status_one() {
 }
 
 print_env() {
-    local sock_s pid_s sock_c pid_c
+    local sock_s pid_s sock_c pid_c sock_t pid_t
     inst source; sock_s="$SOCK"; pid_s="$PIDF"
     inst candidate; sock_c="$SOCK"; pid_c="$PIDF"
+    inst tls; sock_t="$SOCK"; pid_t="$PIDF"
     printf 'export %s=%q\n' \
         MYRR_DB_DIR "$DB_DIR" \
         MYRR_SOURCE_PORT "$SOURCE_PORT" \
         MYRR_CANDIDATE_PORT "$CANDIDATE_PORT" \
         MYRR_SOURCE_URL "mysql://$MYRR_USER:$MYRR_PASS@127.0.0.1:$SOURCE_PORT" \
         MYRR_CANDIDATE_URL "mysql://$MYRR_USER:$MYRR_PASS@127.0.0.1:$CANDIDATE_PORT" \
+        MYRR_TLS_PORT "$TLS_PORT" \
+        MYRR_TLS_URL "mysql://$MYRR_USER:$MYRR_PASS@127.0.0.1:$TLS_PORT" \
+        MYRR_TLS_SOCKET "$sock_t" \
+        MYRR_TLS_PIDFILE "$pid_t" \
         MYRR_TLS_CA "$TLS_DIR/ca.pem" \
         MYRR_SOURCE_SOCKET "$sock_s" \
         MYRR_CANDIDATE_SOCKET "$sock_c" \
@@ -365,9 +375,9 @@ usage() {
 
 targets() {
     case "${1:-all}" in
-        all) echo source candidate ;;
-        source | candidate) echo "$1" ;;
-        *) die "unknown instance '$1' (expected source, candidate or all)" ;;
+        all) echo source candidate tls ;;
+        source | candidate | tls) echo "$1" ;;
+        *) die "unknown instance '$1' (expected source, candidate, tls or all)" ;;
     esac
 }
 

@@ -16,7 +16,10 @@ cd "$ROOT"
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
-PACKAGES=(libpcap-dev mariadb-server mariadb-client tcpdump tshark sysbench python3-venv)
+# clang, libbpf-dev (headers), libelf-dev, zlib1g-dev and pkg-config build the TLS probe
+# (tlsprobe/: its eBPF program, and libbpf which libbpf-sys compiles); bpftool lets the tests
+# check that no probe stays loaded.
+PACKAGES=(libpcap-dev mariadb-server mariadb-client tcpdump tshark sysbench python3-venv clang libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool)
 # node and npm are asked for by command, not package: a nodejs from elsewhere
 # (NodeSource's bundles npm) conflicts with Debian's npm package.
 NODE_PACKAGES=(node:nodejs npm:npm)

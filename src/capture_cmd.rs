@@ -67,6 +67,99 @@ pub struct Args {
     /// of each statement shape are kept, so that `analyze` can show differing rows.
     #[arg(long)]
     no_row_samples: bool,
+    /// Live capture: read TLS sessions in plaintext inside the server's TLS library (eBPF
+    /// uprobes on OpenSSL's SSL_read/SSL_write) of process PID, or of the process listening
+    /// on --port on this host. Needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE.
+    #[arg(
+        long,
+        value_name = "PID",
+        num_args = 0..=1,
+        default_missing_value = "0",
+        requires = "interface"
+    )]
+    tls_probe: Option<u32>,
+}
+
+/// What `--tls-probe` attached to, and what it saw once stopped.
+#[derive(Default)]
+struct ProbeReport {
+    attached: Option<String>,
+    note: Option<String>,
+    stats: Option<myrr_tlsprobe::ProbeStats>,
+}
+
+/// Starts the TLS probe for `--tls-probe`: a feed of plaintext for the capture. Missing
+/// rights stop the capture before it writes anything; a server that cannot be found or probed
+/// is a note, and the capture goes on for plaintext sessions.
+fn tls_probe(
+    a: &Args,
+    report: &Arc<Mutex<ProbeReport>>,
+) -> anyhow::Result<Option<myrr_capture::PlaintextFeed>> {
+    use myrr_tlsprobe::{Dir, Probe, ProbeError};
+    let Some(pid) = a.tls_probe else {
+        return Ok(None);
+    };
+    let missing = myrr_tlsprobe::missing_capabilities();
+    if !missing.is_empty() {
+        return Err(ProbeError::Permission {
+            missing: missing.join(" and "),
+        }
+        .into());
+    }
+    let pid = if pid != 0 {
+        Ok(pid)
+    } else {
+        let mut found = Err(ProbeError::NoListener { port: a.ports[0] });
+        for &port in &a.ports {
+            found = myrr_tlsprobe::find_listener(port);
+            if found.is_ok() {
+                break;
+            }
+        }
+        found
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1 << 16);
+    let started = pid.and_then(|pid| {
+        Probe::start(pid, a.ports.clone(), move |c| {
+            let _ = tx.send(myrr_capture::Plaintext {
+                ts_us: c.ts_us,
+                client: c.client,
+                server: c.server,
+                direction: match c.dir {
+                    Dir::ToServer => myrr_recording::Direction::ClientToServer,
+                    Dir::ToClient => myrr_recording::Direction::ServerToClient,
+                },
+                data: c.data,
+                lost_before: c.lost_before,
+            });
+        })
+    });
+    let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+    match started {
+        Ok(probe) => {
+            r.attached = Some(format!(
+                "process {} through {} ({})",
+                probe.pid,
+                probe.library.display(),
+                probe.functions.join(", ")
+            ));
+            let report = report.clone();
+            Ok(Some(myrr_capture::PlaintextFeed {
+                chunks: rx,
+                stop: Box::new(move || {
+                    let stats = probe.stop();
+                    report.lock().unwrap_or_else(|p| p.into_inner()).stats = Some(stats);
+                }),
+            }))
+        }
+        Err(e @ ProbeError::Permission { .. }) => Err(e.into()),
+        Err(e) => {
+            r.note = Some(format!(
+                "{e}; TLS sessions are counted encrypted, plaintext ones are captured"
+            ));
+            Ok(None)
+        }
+    }
 }
 
 /// Why sessions that began before the capture are (not) backfilled, for the summary.
@@ -159,6 +252,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         )?),
         None => Box::new(PcapFiles::new(a.files.clone(), a.filter.clone())),
     };
+    // The probe before the server's view: a TLS session the view describes is then read.
+    let probe_report = Arc::new(Mutex::new(ProbeReport::default()));
+    let feed = tls_probe(&a, &probe_report)?;
+    {
+        let r = probe_report.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = &r.note {
+            eprintln!("myrr: tls probe: {n}");
+        }
+        if let Some(at) = &r.attached {
+            eprintln!("myrr: tls probe: reading TLS sessions of {at}");
+            options.push(("tls_probe".into(), at.clone()));
+        }
+    }
     // Read after the source is open: what the server held before this moment is in the view,
     // what comes after is in the capture.
     let (view, backfill) = server_view(&a);
@@ -184,15 +290,26 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         row_samples: !a.no_row_samples,
         ..CaptureConfig::default()
     };
-    let summary = myrr_capture::run(config, source.as_mut(), &mut writer)
-        .with_context(|| format!("writing {}", a.output.display()))?;
+    let summary = match feed {
+        Some(feed) => myrr_capture::run_with_plaintext(config, source.as_mut(), feed, &mut writer),
+        None => myrr_capture::run(config, source.as_mut(), &mut writer),
+    }
+    .with_context(|| format!("writing {}", a.output.display()))?;
     for e in &summary.source_errors {
         eprintln!("myrr: {e}");
     }
     writer
         .finish()
         .with_context(|| format!("writing {}", a.output.display()))?;
-    print_summary(&summary.stats, summary.events, &a.output, a.json, &backfill);
+    let probe = std::mem::take(&mut *probe_report.lock().unwrap_or_else(|p| p.into_inner()));
+    print_summary(
+        &summary.stats,
+        summary.events,
+        &a.output,
+        a.json,
+        &backfill,
+        &probe,
+    );
     Ok(if summary.source_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -206,8 +323,10 @@ fn print_summary(
     out: &std::path::Path,
     json: bool,
     backfill: &BackfillReport,
+    probe: &ProbeReport,
 ) {
     let d = &s.decode;
+    let ps = probe.stats.clone().unwrap_or_default();
     let warning = crate::util::unprepared_warning(
         d.executes_unprepared,
         d.exchanges,
@@ -240,6 +359,7 @@ fn print_summary(
                 "full": d.sessions_full,
                 "mid_stream": d.sessions_mid_stream,
                 "encrypted": d.sessions_encrypted,
+                "tls_read": d.sessions_tls_read,
                 "compressed_detected": d.compression_detected,
                 "logins_failed": d.logins_failed,
                 "handshakes_aborted": d.handshakes_aborted,
@@ -271,6 +391,18 @@ fn print_summary(
             "responses_missing": d.responses_missing,
             "kernel_drops": s.kernel_drops,
             "interface_drops": s.interface_drops,
+            "tls_probe": {
+                "attached": probe.attached,
+                "note": probe.note,
+                "tls_sessions": ps.sessions,
+                "chunks": s.tls_plaintext_chunks,
+                "bytes": s.tls_plaintext_bytes,
+                "lost_records": ps.lost_records,
+                "lost_bytes": ps.lost_bytes,
+                "unattributed_bytes": ps.unattributed_bytes,
+                "unused_bytes": s.tls_plaintext_unused,
+                "gap_bytes": s.tls_plaintext_lost,
+            },
             "undecodable": d.undecodable,
             "anomalies": anomalies,
             "undecodable_packets": s.undecodable_packets,
@@ -297,6 +429,9 @@ fn print_summary(
         "  sessions: {} full, {} mid-stream, {} encrypted (TLS, not decodable), {} failed logins",
         d.sessions_full, d.sessions_mid_stream, d.sessions_encrypted, d.logins_failed
     );
+    if d.sessions_tls_read > 0 {
+        eprintln!("  TLS sessions read in plaintext: {}", d.sessions_tls_read);
+    }
     if d.handshakes_aborted > 0 {
         eprintln!(
             "  connections greeted but never logged in (no session): {}",
@@ -363,6 +498,22 @@ fn print_summary(
         );
     } else {
         eprintln!("  drops 0");
+    }
+    if let Some(at) = &probe.attached {
+        eprintln!(
+            "  tls probe ({at}): {} TLS sessions, {} plaintext bytes decoded",
+            ps.sessions, s.tls_plaintext_bytes
+        );
+        let lost = ps.lost_bytes + ps.unattributed_bytes + s.tls_plaintext_unused;
+        if lost > 0 || ps.lost_records > 0 {
+            eprintln!(
+                "  tls probe LOST: {} bytes in {} records (ring buffer full or a call too large), \
+                 {} bytes of sockets not found, {} bytes of sessions not decodable from plaintext",
+                ps.lost_bytes, ps.lost_records, ps.unattributed_bytes, s.tls_plaintext_unused
+            );
+        } else {
+            eprintln!("  tls probe drops 0");
+        }
     }
     let other = s.non_tcp_packets + s.other_port_packets + s.undecodable_packets;
     if other > 0 {

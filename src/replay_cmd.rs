@@ -54,8 +54,9 @@ pub struct Args {
     /// `insert_id` to the AUTO_INCREMENT id it generated. `auto`: on with --sync.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     pin: PinArg,
-    /// Keep no rows: by default the first rows (at most 20 rows, 4 KiB) of every answer whose
-    /// rows differ from the recorded answer's are kept, so that `analyze` can show them.
+    /// Keep no rows: by default the first rows (at most 20 rows, 4 KiB) of the first 10 answers
+    /// of each statement shape whose rows differ from the recorded answer's are kept, so that
+    /// `analyze` can show them.
     #[arg(long)]
     no_row_samples: bool,
     /// TLS to the target: off; prefer (when offered, certificate not checked); require

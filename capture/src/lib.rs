@@ -28,7 +28,9 @@ use myrr_recording::{Direction, EndReason, Event, SessionId};
 use myrr_wire::conn::{Conn, Ctx, ShapeSampler};
 use myrr_wire::infer::{InferStats, Inference};
 pub use myrr_wire::DecodeStats;
-pub use run::{run, CaptureError, EventSink, Summary, SEAL_EVERY};
+pub use run::{
+    run, run_with_plaintext, CaptureError, EventSink, PlaintextFeed, Summary, SEAL_EVERY,
+};
 pub use source::{LinkType, PacketSource};
 use tcp::{Delivery, Reassembler, SeqNum};
 
@@ -60,6 +62,27 @@ pub struct Stats {
     /// Live capture: packets the kernel or the interface dropped.
     pub kernel_drops: u64,
     pub interface_drops: u64,
+    /// TLS plaintext read inside the server (`--tls-probe`): chunks and bytes decoded.
+    pub tls_plaintext_chunks: u64,
+    pub tls_plaintext_bytes: u64,
+    /// Plaintext bytes the probe lost (each loss is a gap in its session).
+    pub tls_plaintext_lost: u64,
+    /// Plaintext of a connection already decoded in the clear or counted encrypted, or held
+    /// too long for a handshake that never came: not decoded.
+    pub tls_plaintext_unused: u64,
+}
+
+/// Plaintext of one TLS connection, read inside the server (`--tls-probe`).
+#[derive(Debug, Clone)]
+pub struct Plaintext {
+    /// When the server had it, µs since the Unix epoch (as packet times).
+    pub ts_us: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub direction: Direction,
+    pub data: Vec<u8>,
+    /// Bytes of this connection and direction lost just before these.
+    pub lost_before: u64,
 }
 
 /// Limits and choices of a capture.
@@ -83,6 +106,9 @@ pub struct CaptureConfig {
     /// Keep the first rows of the first answers of each statement shape (`RowSample`
     /// events), so that reports can show differing rows.
     pub row_samples: bool,
+    /// TLS sessions' plaintext comes from inside the server ([`Capture::plaintext`]): a
+    /// connection's SSLRequest waits for it instead of counting the session encrypted.
+    pub tls_plaintext: bool,
 }
 
 impl Default for CaptureConfig {
@@ -96,6 +122,7 @@ impl Default for CaptureConfig {
             server_view: None,
             own_clients: Vec::new(),
             row_samples: true,
+            tls_plaintext: false,
         }
     }
 }
@@ -114,7 +141,23 @@ struct Flow {
     fin_c2s: bool,
     fin_s2c: bool,
     client_isn: Option<u32>,
+    /// Its TLS plaintext comes from the server ([`Capture::plaintext`]): packets' payloads
+    /// (TLS records) are not decoded.
+    probed: bool,
+    /// Plaintext that came before the packets' SSLRequest was decoded.
+    early: Vec<Plaintext>,
+    /// A mid-stream probed flow's client plaintext, waiting for the server's answer: a
+    /// server reads a command in pieces (header, then body), and the decoder attaches only
+    /// at a piece that is a whole plausible command.
+    unattached_c2s: Option<Plaintext>,
+    /// FIN or RST seen on a probed flow: it ends once its last plaintext had time to come.
+    ending: Option<(EndReason, u64)>,
 }
+
+/// How long a probed flow waits after its FIN/RST for the plaintext still on its way.
+const PLAINTEXT_LATE_US: u64 = 1_000_000;
+/// Plaintext held per flow waiting for its SSLRequest, at most.
+const EARLY_MAX: usize = 1 << 20;
 
 impl Flow {
     /// Whether a segment with data cannot belong to this flow: its sequence number is out of
@@ -140,6 +183,7 @@ pub struct Capture {
     events: Vec<Event>,
     next_session: SessionId,
     last_sweep_us: u64,
+    last_tick_us: u64,
     now_us: u64,
     deliveries: Vec<(Direction, DeliveryOwned)>,
     inference: Inference,
@@ -160,6 +204,7 @@ impl Capture {
             events: Vec::new(),
             next_session: 1,
             last_sweep_us: 0,
+            last_tick_us: 0,
             now_us: 0,
             deliveries: Vec::new(),
             inference: Inference::default(),
@@ -246,7 +291,24 @@ impl Capture {
         if self.now_us.saturating_sub(self.last_sweep_us) > 1_000_000 {
             self.last_sweep_us = self.now_us;
             self.sweep_idle();
+            if self.config.tls_plaintext {
+                self.end_closing(self.now_us);
+            }
         }
+    }
+
+    /// The capture's clock moved without a packet (a live capture with nothing on the wire):
+    /// probed flows that closed long enough ago end.
+    pub fn tick(&mut self, now_us: u64) {
+        if self.config.tls_plaintext && now_us.saturating_sub(self.last_tick_us) >= 100_000 {
+            self.last_tick_us = now_us;
+            self.end_closing(now_us);
+        }
+    }
+
+    /// The latest packet time seen (µs).
+    pub fn now_us(&self) -> u64 {
+        self.now_us
     }
 
     fn ip_packet(&mut self, ts_us: u64, pkt: &LaxSlicedPacket<'_>) {
@@ -331,38 +393,7 @@ impl Capture {
             if self.flows.len() >= self.config.max_flows {
                 self.evict_oldest(ts_us);
             }
-            self.stats.flows += 1;
-            let mut conn = Conn::new(
-                key.client.to_string(),
-                key.server.to_string(),
-                ts_us,
-                syn,
-                self.config.max_packet,
-            );
-            if !syn {
-                // Its start is not in the capture: what does the server know of it?
-                if let Some(view) = &self.config.server_view {
-                    let found = match view.lock() {
-                        Ok(mut v) => v.lookup(key.client, key.server),
-                        Err(poisoned) => poisoned.into_inner().lookup(key.client, key.server),
-                    };
-                    if let Some(b) = found {
-                        conn.backfill(b);
-                    }
-                }
-            }
-            self.flows.insert(
-                key,
-                Flow {
-                    conn,
-                    c2s: Reassembler::new(self.config.reorder_limit),
-                    s2c: Reassembler::new(self.config.reorder_limit),
-                    last_us: ts_us,
-                    fin_c2s: false,
-                    fin_s2c: false,
-                    client_isn: None,
-                },
-            );
+            self.new_flow(key, ts_us, syn);
         }
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
@@ -405,27 +436,190 @@ impl Capture {
             next_session: &mut self.next_session,
             samples: self.samples.as_mut(),
         };
-        for (d, del) in self.deliveries.drain(..) {
-            match del {
-                DeliveryOwned::Data(b, at_us) => flow.conn.data(d, &b, at_us, &mut ctx),
-                DeliveryOwned::Gap(n) => flow.conn.gap(d, n, ts_us, &mut ctx),
+        // A probed connection's packets carry TLS records: its bytes come from the server.
+        let ciphertext = flow.probed && flow.conn.reads_tls();
+        if !ciphertext {
+            for (d, del) in self.deliveries.drain(..) {
+                match del {
+                    DeliveryOwned::Data(b, at_us) => flow.conn.data(d, &b, at_us, &mut ctx),
+                    DeliveryOwned::Gap(n) => flow.conn.gap(d, n, ts_us, &mut ctx),
+                }
             }
-        }
-        for del in out {
-            match del {
-                Delivery::Data(b) => flow.conn.data(dir, b, ts_us, &mut ctx),
-                Delivery::Queued { bytes, at_us } => flow.conn.data(dir, &bytes, at_us, &mut ctx),
-                Delivery::Gap(n) => flow.conn.gap(dir, n, ts_us, &mut ctx),
+            for del in out {
+                match del {
+                    Delivery::Data(b) => flow.conn.data(dir, b, ts_us, &mut ctx),
+                    Delivery::Queued { bytes, at_us } => {
+                        flow.conn.data(dir, &bytes, at_us, &mut ctx)
+                    }
+                    Delivery::Gap(n) => flow.conn.gap(dir, n, ts_us, &mut ctx),
+                }
             }
         }
         match dir {
             Direction::ClientToServer => flow.fin_c2s |= fin,
             Direction::ServerToClient => flow.fin_s2c |= fin,
         }
-        if rst {
-            self.end_flow(key, EndReason::Reset, ts_us);
+        let early = if !flow.early.is_empty() && flow.conn.awaits_tls() {
+            std::mem::take(&mut flow.early)
+        } else {
+            Vec::new()
+        };
+        let ends = if rst {
+            Some(EndReason::Reset)
         } else if flow.fin_c2s && flow.fin_s2c {
-            self.end_flow(key, EndReason::Closed, ts_us);
+            Some(EndReason::Closed)
+        } else {
+            None
+        };
+        // The plaintext of a TLS connection may still be on its way when its FIN is seen.
+        let defer = self.config.tls_plaintext && (flow.probed || flow.conn.awaits_tls());
+        if let (Some(r), true) = (&ends, defer) {
+            flow.ending.get_or_insert((*r, ts_us));
+        }
+        for p in early {
+            self.plaintext(p);
+        }
+        match ends {
+            Some(r) if !defer => self.end_flow(key, r, ts_us),
+            _ => {}
+        }
+    }
+
+    fn new_flow(&mut self, key: FlowKey, ts_us: u64, syn: bool) {
+        self.stats.flows += 1;
+        let mut conn = Conn::new(
+            key.client.to_string(),
+            key.server.to_string(),
+            ts_us,
+            syn,
+            self.config.max_packet,
+        );
+        if self.config.tls_plaintext {
+            conn.expect_tls_plaintext();
+        }
+        if !syn {
+            // Its start is not in the capture: what does the server know of it?
+            if let Some(view) = &self.config.server_view {
+                let found = match view.lock() {
+                    Ok(mut v) => v.lookup(key.client, key.server),
+                    Err(poisoned) => poisoned.into_inner().lookup(key.client, key.server),
+                };
+                if let Some(b) = found {
+                    conn.backfill(b);
+                }
+            }
+        }
+        self.flows.insert(
+            key,
+            Flow {
+                conn,
+                c2s: Reassembler::new(self.config.reorder_limit),
+                s2c: Reassembler::new(self.config.reorder_limit),
+                last_us: ts_us,
+                fin_c2s: false,
+                fin_s2c: false,
+                client_isn: None,
+                probed: false,
+                early: Vec::new(),
+                unattached_c2s: None,
+                ending: None,
+            },
+        );
+    }
+
+    /// Plaintext of a TLS connection, read inside the server: decoded as that connection's
+    /// bytes (the login onwards after its SSLRequest, or from its next command for one that
+    /// began before the capture). Give it in time order with the packets, as
+    /// [`run_with_plaintext`] does.
+    pub fn plaintext(&mut self, p: Plaintext) {
+        let key = FlowKey {
+            client: p.client,
+            server: p.server,
+        };
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.config.max_flows {
+                self.evict_oldest(p.ts_us);
+            }
+            // A connection the packets have not shown (yet): it began before the capture.
+            self.new_flow(key, p.ts_us, false);
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.probed = true;
+        flow.last_us = flow.last_us.max(p.ts_us);
+        let mut ctx = Ctx {
+            events: &mut self.events,
+            stats: &mut self.stats.decode,
+            next_session: &mut self.next_session,
+            samples: self.samples.as_mut(),
+        };
+        if !flow.conn.reads_tls() && !flow.conn.tls_plaintext() {
+            if flow.conn.in_handshake()
+                && flow.early.iter().map(|e| e.data.len()).sum::<usize>() + p.data.len()
+                    <= EARLY_MAX
+            {
+                // The packets' SSLRequest is not decoded yet.
+                flow.early.push(p);
+            } else {
+                self.stats.tls_plaintext_unused += p.data.len() as u64;
+            }
+            return;
+        }
+        self.stats.tls_plaintext_chunks += 1;
+        self.stats.tls_plaintext_bytes += p.data.len() as u64;
+        let p = if flow.conn.unattached() {
+            match p.direction {
+                Direction::ClientToServer => {
+                    match &mut flow.unattached_c2s {
+                        Some(held) if held.data.len() + p.data.len() <= EARLY_MAX => {
+                            held.data.extend_from_slice(&p.data);
+                            held.lost_before += p.lost_before;
+                        }
+                        held => {
+                            if let Some(h) = held.take() {
+                                flow.conn.data(h.direction, &h.data, h.ts_us, &mut ctx);
+                            }
+                            *held = Some(p);
+                        }
+                    }
+                    return;
+                }
+                Direction::ServerToClient => {
+                    // The answer: the command before it is whole.
+                    if let Some(h) = flow.unattached_c2s.take() {
+                        if h.lost_before > 0 {
+                            flow.conn.gap(h.direction, h.lost_before, h.ts_us, &mut ctx);
+                        }
+                        flow.conn.data(h.direction, &h.data, h.ts_us, &mut ctx);
+                    }
+                    p
+                }
+            }
+        } else {
+            p
+        };
+        if p.lost_before > 0 {
+            self.stats.tls_plaintext_lost += p.lost_before;
+            flow.conn.gap(p.direction, p.lost_before, p.ts_us, &mut ctx);
+        }
+        flow.conn.data(p.direction, &p.data, p.ts_us, &mut ctx);
+    }
+
+    /// Probed flows whose FIN/RST is older than [`PLAINTEXT_LATE_US`] end now.
+    fn end_closing(&mut self, now: u64) {
+        let due: Vec<(FlowKey, EndReason, u64)> = self
+            .flows
+            .iter()
+            .filter_map(|(k, f)| match &f.ending {
+                Some((r, at)) if now.saturating_sub(*at) >= PLAINTEXT_LATE_US => {
+                    Some((*k, *r, *at))
+                }
+                _ => None,
+            })
+            .collect();
+        for (k, r, at) in due {
+            self.end_flow(k, r, at);
         }
     }
 
@@ -495,7 +689,10 @@ impl Capture {
         });
         let now = self.now_us;
         for k in keys {
-            self.end_flow(k, EndReason::EndOfRun, now);
+            match self.flows.get(&k).and_then(|f| f.ending) {
+                Some((reason, at)) => self.end_flow(k, reason, at),
+                None => self.end_flow(k, EndReason::EndOfRun, now),
+            }
         }
     }
 }

@@ -6,13 +6,78 @@
 //! read before it: the capture goes on with the source's next input and the error is reported
 //! in the [`Summary`]. Only a failing sink stops it.
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use myrr_recording::{Event, RecordingWriter, WriteError};
 
 use crate::source::{Next, PacketSource, SourceError};
-use crate::{Capture, CaptureConfig, Stats};
+use crate::{Capture, CaptureConfig, Plaintext, Stats};
+
+/// TLS plaintext read inside the server, beside a live packet source (`--tls-probe`).
+pub struct PlaintextFeed {
+    /// The plaintext, in time order per connection.
+    pub chunks: Receiver<Plaintext>,
+    /// Called when the packet source has ended: stops whatever sends `chunks` (the senders
+    /// are dropped), after which the rest is decoded.
+    pub stop: Box<dyn FnOnce() + Send>,
+}
+
+/// Plaintext waits this long for the packets of the same time: a connection's SSLRequest must
+/// be decoded before its login's plaintext, and its FIN after its last answer.
+const PLAINTEXT_HOLD: Duration = Duration::from_millis(200);
+
+/// What the run loop holds of a [`PlaintextFeed`].
+struct Feed {
+    chunks: Receiver<Plaintext>,
+    stop: Option<Box<dyn FnOnce() + Send>>,
+    held: VecDeque<Plaintext>,
+    open: bool,
+}
+
+impl Feed {
+    /// Hands the capture every held chunk that is due: as old as the packets already
+    /// decoded, or older than [`PLAINTEXT_HOLD`] (nothing on the wire); all of them at `end`.
+    fn release(&mut self, cap: &mut Capture, end: bool) {
+        while self.open {
+            match self.chunks.try_recv() {
+                Ok(c) => self.held.push_back(c),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.open = false,
+            }
+        }
+        let wall_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let hold = PLAINTEXT_HOLD.as_micros() as u64;
+        while let Some(c) = self.held.front() {
+            if !(end || c.ts_us <= cap.now_us() || c.ts_us + hold <= wall_us) {
+                break;
+            }
+            if let Some(c) = self.held.pop_front() {
+                cap.plaintext(c);
+            }
+        }
+        cap.tick(wall_us.saturating_sub(hold).max(cap.now_us()));
+    }
+
+    /// The packets are over: stop the sender, decode the rest.
+    fn finish(&mut self, cap: &mut Capture) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+        while self.open {
+            match self.chunks.recv() {
+                Ok(c) => self.held.push_back(c),
+                Err(_) => self.open = false,
+            }
+        }
+        self.release(cap, true);
+    }
+}
 
 /// How long a live capture's events may wait in an unsealed block.
 pub const SEAL_EVERY: Duration = Duration::from_secs(1);
@@ -66,13 +131,28 @@ where
     S: PacketSource + ?Sized,
     K: EventSink + ?Sized,
 {
-    run_with_clock(config, source, sink, Instant::now)
+    run_with_clock(config, source, None, sink, Instant::now)
+}
+
+/// [`run`], with the TLS plaintext of `feed` decoded in time order with the packets.
+pub fn run_with_plaintext<S, K>(
+    config: CaptureConfig,
+    source: &mut S,
+    feed: PlaintextFeed,
+    sink: &mut K,
+) -> Result<Summary, CaptureError>
+where
+    S: PacketSource + ?Sized,
+    K: EventSink + ?Sized,
+{
+    run_with_clock(config, source, Some(feed), sink, Instant::now)
 }
 
 /// [`run`], reading the time from `now` (tests give it a clock of their own).
 fn run_with_clock<S, K>(
-    config: CaptureConfig,
+    mut config: CaptureConfig,
     source: &mut S,
+    feed: Option<PlaintextFeed>,
     sink: &mut K,
     mut now: impl FnMut() -> Instant,
 ) -> Result<Summary, CaptureError>
@@ -80,6 +160,13 @@ where
     S: PacketSource + ?Sized,
     K: EventSink + ?Sized,
 {
+    config.tls_plaintext |= feed.is_some();
+    let mut feed = feed.map(|f| Feed {
+        chunks: f.chunks,
+        stop: Some(f.stop),
+        held: VecDeque::new(),
+        open: true,
+    });
     let mut cap = Capture::new(config);
     let live = source.is_live();
     let mut events = 0u64;
@@ -95,6 +182,10 @@ where
             Ok(Next::End) => break,
             Err(e) => source_errors.push(e),
         }
+        if let Some(f) = feed.as_mut() {
+            f.release(&mut cap, false);
+            events += hand_on(&mut cap, sink)?;
+        }
         if live {
             let t = now();
             if t.saturating_duration_since(sealed_at) >= SEAL_EVERY {
@@ -102,6 +193,9 @@ where
                 sealed_at = t;
             }
         }
+    }
+    if let Some(f) = feed.as_mut() {
+        f.finish(&mut cap);
     }
     cap.finish();
     events += hand_on(&mut cap, sink)?;

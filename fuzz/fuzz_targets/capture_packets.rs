@@ -6,7 +6,10 @@
 //!                instead of `CaptureConfig::default()`; server port 3306 either way
 //!   flags bit 1: a server view that backfills every flow starting without a SYN with
 //!                statements 1..=4 of 0..=3 parameters (their EXECUTEs then decode)
-//!   link % 6: Ethernet, LinuxSll, LinuxSll2, Null, Loop, Raw
+//!   flags bit 2: TLS plaintext comes from inside the server (`tls_plaintext`)
+//!   link % 6: Ethernet, LinuxSll, LinuxSll2, Null, Loop, Raw; link >= 0xf0: not a frame but
+//!     TLS plaintext (`Capture::plaintext`) of 10.0.0.1:(40000 + link & 3) ↔ 10.0.0.2:3306,
+//!     client → server when link & 4 == 0, with `dt` bytes lost before it when link & 8
 //!   dt: time step, µs; with the top bit set, (dt & 0x7fff) seconds
 //!
 //! Checks: no panic; events are well formed per session: SessionStart first and once, no event
@@ -21,8 +24,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use myrr_capture::backfill::ServerView;
-use myrr_capture::{Capture, CaptureConfig, LinkType};
-use myrr_recording::{Backfill, Event, KnownStatement};
+use myrr_capture::{Capture, CaptureConfig, LinkType, Plaintext};
+use myrr_recording::{Backfill, Direction, Event, KnownStatement};
 
 /// Knows every connection: statements 1..=4, statement i with i - 1 parameters.
 #[derive(Debug)]
@@ -89,12 +92,12 @@ fn one(data: &[u8]) {
             max_packet: 64 << 10,
             max_flows: 4,
             idle_timeout_us: 10_000_000,
-            server_view: None,
-            own_clients: Vec::new(),
+            ..Default::default()
         }
     } else {
         CaptureConfig { server_ports: vec![3306], ..Default::default() }
     };
+    config.tls_plaintext = flags & 4 != 0;
     if flags & 2 != 0 {
         let view: Arc<Mutex<dyn ServerView>> = Arc::new(Mutex::new(Everything));
         config.server_view = Some(view);
@@ -115,7 +118,24 @@ fn one(data: &[u8]) {
         ts += if dt & 0x8000 != 0 { (dt & 0x7fff) * 1_000_000 } else { dt };
         let len = (u16::from_le_bytes([rest[3], rest[4]]) as usize).min(rest.len() - 5);
         let frame = &rest[5..5 + len];
+        let tag = rest[0];
         rest = &rest[5 + len..];
+        if tag >= 0xf0 {
+            cap.plaintext(Plaintext {
+                ts_us: ts,
+                client: SocketAddr::from(([10, 0, 0, 1], 40000 + (tag & 3) as u16)),
+                server: SocketAddr::from(([10, 0, 0, 2], 3306)),
+                direction: if tag & 4 == 0 {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                },
+                data: frame.to_vec(),
+                lost_before: if tag & 8 != 0 { dt } else { 0 },
+            });
+            check(cap.drain_events(), &mut sessions);
+            continue;
+        }
         cap.packet(ts, link, frame);
         check(cap.drain_events(), &mut sessions);
     }

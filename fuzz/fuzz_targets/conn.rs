@@ -2,14 +2,16 @@
 //! directions, then ended.
 //!
 //! Input: `flags:u8 op*`
-//!   flags bit 0: syn_seen; bit 1: tiny packet limit (4 KiB) instead of 1 MiB; bit 2: a
-//!   capture's row sampler; bit 3: a replaying client's row keeping (the rows kept of each
-//!   answer are taken and decoded after every operation)
+//!   flags bit 0: syn_seen; bit 1: tiny packet limit (4 KiB) instead of 1 MiB;
+//!   bit 2: the TLS plaintext may follow (`expect_tls_plaintext`); bit 3: a capture's row
+//!   sampler; bit 4: a replaying client's row keeping (the rows kept of each answer are taken
+//!   and decoded after every operation)
 //!   op := tag:u8 ...
 //!     tag & 3 == 0 | 1 : data, direction = tag & 1 (0 = client→server); `len:u16le bytes[len]`
 //!                        (clipped to what is left); time advances by (tag >> 2) ms
 //!     tag & 3 == 2     : gap, direction = (tag >> 2) & 1; `n:u16le` bytes lost
-//!     tag & 3 == 3     : time jumps by (tag >> 2) seconds
+//!     tag & 3 == 3     : time jumps by (tag >> 2) seconds, except tag >> 2 == 63: the TLS
+//!                        plaintext follows (`tls_plaintext`), 62: it will not (`tls_unreadable`)
 //!   At the end: `conn.end(EndReason::EndOfRun, ..)`.
 //!
 //! Checks: no panic; the events form one well-ordered session: at most one SessionStart and it
@@ -52,12 +54,15 @@ fn one(data: &[u8]) {
     let mut stats = Stats::default();
     let mut next_session = 7u64;
     let mut sampler = ShapeSampler::new();
-    conn.keep_rows = flags & 8 != 0;
+    conn.keep_rows = flags & 16 != 0;
+    if flags & 4 != 0 {
+        conn.expect_tls_plaintext();
+    }
     let mut ctx = Ctx {
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next_session,
-        samples: (flags & 4 != 0).then_some(&mut sampler),
+        samples: (flags & 8 != 0).then_some(&mut sampler),
     };
     while let Some((&tag, r)) = rest.split_first() {
         rest = r;
@@ -80,6 +85,10 @@ fn one(data: &[u8]) {
                 rest = &rest[2..];
                 conn.gap(dir(tag >> 2), n, now, &mut ctx);
             }
+            _ if tag >> 2 == 63 => {
+                conn.tls_plaintext();
+            }
+            _ if tag >> 2 == 62 => conn.tls_unreadable(&mut ctx),
             _ => now += (tag >> 2) as u64 * 1_000_000,
         }
         if let Some(k) = conn.take_kept() {

@@ -121,8 +121,9 @@ pub struct ReplayConfig {
     /// function, the session sets `timestamp` to the statement's recorded start and, when the
     /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
     pub pin: bool,
-    /// Keep the first rows (bounded: see `myrr_recording::sample`) of every answer whose rows
-    /// differ from the recorded answer's, as a `RowSample` after its exchange.
+    /// Keep the first rows (bounded: see `myrr_recording::sample`) of the first
+    /// `DIFFERING_PER_SHAPE` answers of each statement shape whose rows differ from the
+    /// recorded answer's, as a `RowSample` after its exchange.
     pub row_samples: bool,
     /// TLS to the target.
     pub tls: Tls,

@@ -4,7 +4,9 @@
 // mysql-connector-python; tests/common/clients.rs drives both.
 //
 //   node app.js --url mysql://user:pass@host:port/db [--host H --port P --user U --password W
-//               --db D] --connections N --iterations M [--reconnect-every K]
+//               --db D] --connections N --iterations M [--reconnect-every K] [--tls 1.2|1.3]
+//
+// --tls V: connect over TLS version V (the server's certificate is not verified).
 //
 // --reconnect-every K: a worker closes its connection after every K iterations and takes a
 // new one from the pool, which prepares its statements again (a pool's maximum lifetime).
@@ -53,6 +55,9 @@ function parseArgs(argv) {
       o[key] = Number(value);
     } else if (key === 'reconnect-every') {
       o.reconnectEvery = Number(value);
+    } else if (key === 'tls') {
+      if (!['1.2', '1.3'].includes(value)) throw new Error(`--tls 1.2 or 1.3, not ${value}`);
+      o.tls = value;
     } else {
       throw new Error(`unknown argument ${argv[i]}`);
     }
@@ -142,6 +147,9 @@ async function main() {
     database: o.db,
     connectionLimit: o.connections,
     waitForConnections: true,
+    ssl: o.tls
+      ? { rejectUnauthorized: false, minVersion: `TLSv${o.tls}`, maxVersion: `TLSv${o.tls}` }
+      : undefined,
   });
   // One connection per worker, held for the whole run: every connection prepares its own
   // statements (a pool that handed them around would prepare lazily, anywhere).

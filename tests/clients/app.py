@@ -5,7 +5,9 @@ workload, arguments and protocol as tests/clients/app.js (read its header); one 
 worker. tests/common/clients.rs drives both.
 
     python app.py --url mysql://user:pass@host:port/db [--host H --port P --user U
-                  --password W --db D] --connections N --iterations M
+                  --password W --db D] --connections N --iterations M [--tls 1.2|1.3]
+
+--tls V: connect over TLS version V (the server's certificate is not verified).
 
 The connector runs in its pure-Python implementation (use_pure=True): the C extension in the
 wheel needs OpenSSL 3.2 and Debian 12 has 3.0, so it does not load here. scripts/setup.sh
@@ -39,6 +41,7 @@ def parse_args(argv):
     p.add_argument("--db")
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--tls", choices=["1.2", "1.3"])
     o = p.parse_args(argv)
     if o.url:
         u = urllib.parse.urlsplit(o.url)
@@ -140,6 +143,16 @@ def run_threads(workers, fn):
         raise RuntimeError("; ".join(errors))
 
 
+def tls_options(version):
+    if version is None:
+        return {"ssl_disabled": True}
+    return {
+        "ssl_disabled": False,
+        "ssl_verify_cert": False,
+        "tls_versions": [f"TLSv{version}"],
+    }
+
+
 def main(argv):
     o = parse_args(argv)
     pool = mysql.connector.pooling.MySQLConnectionPool(
@@ -151,6 +164,7 @@ def main(argv):
         password=o.password,
         database=o.db,
         use_pure=True,
+        **tls_options(o.tls),
     )
     # One connection per worker, held for the whole run, so that each connection prepares its
     # own statements.

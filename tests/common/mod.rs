@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod genlog;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -126,6 +127,8 @@ pub fn read_events(path: &Path) -> Vec<Event> {
 pub struct LiveCapture {
     child: Child,
     stderr: Receiver<String>,
+    /// What it said before it was capturing.
+    early: String,
     pub output: PathBuf,
 }
 
@@ -161,10 +164,15 @@ impl LiveCapture {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut early = String::new();
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(l) if l.contains("capturing on") => break,
-                Ok(l) => eprintln!("capture: {l}"),
+                Ok(l) => {
+                    eprintln!("capture: {l}");
+                    early.push_str(&l);
+                    early.push('\n');
+                }
                 Err(_) if Instant::now() > deadline => panic!("myrr capture did not start"),
                 Err(_) => {
                     if let Ok(Some(st)) = child.try_wait() {
@@ -178,11 +186,13 @@ impl LiveCapture {
         Self {
             child,
             stderr: rx,
+            early,
             output: output.to_owned(),
         }
     }
 
-    /// Stops it with SIGINT (as Ctrl-C would) and returns its stderr.
+    /// Stops it with SIGINT (as Ctrl-C would) and returns its stderr (all of it, from the
+    /// start).
     pub fn stop(mut self) -> String {
         std::thread::sleep(Duration::from_millis(300));
         let st = Command::new("kill")
@@ -191,7 +201,7 @@ impl LiveCapture {
             .unwrap();
         assert!(st.success());
         let status = self.child.wait().unwrap();
-        let mut err = String::new();
+        let mut err = std::mem::take(&mut self.early);
         while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(2)) {
             err.push_str(&l);
             err.push('\n');

@@ -115,7 +115,11 @@ pub struct DecodeStats {
     /// EXECUTEs naming a statement whose PREPARE this run does not know (it came before the
     /// capture and no backfill described it): a replay must skip them.
     pub executes_unprepared: u64,
+    /// TLS sessions nothing could read (no key log entry, no probe): nothing of them is
+    /// recorded but their start and end.
     pub sessions_encrypted: u64,
+    /// TLS sessions read in plaintext (a key log, the server's TLS library probed).
+    pub sessions_tls_read: u64,
     pub compression_detected: u64,
     /// Logins the server refused: an ERR instead of the greeting, after it, or after the
     /// client's login.

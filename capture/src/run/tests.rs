@@ -247,9 +247,13 @@ fn sealed(live: bool) -> Log {
         pushed: Vec::new(),
         seals: Vec::new(),
     };
-    run_with_clock(CaptureConfig::default(), &mut source, &mut log, || {
-        clock.now()
-    })
+    run_with_clock(
+        CaptureConfig::default(),
+        &mut source,
+        None,
+        &mut log,
+        || clock.now(),
+    )
     .unwrap();
     log
 }

@@ -62,6 +62,11 @@ impl Conn {
         // The session starts compressed once authentication succeeds.
         self.compressed = effective & caps::COMPRESS != 0;
         self.query_attrs = Some(effective & caps::QUERY_ATTRIBUTES != 0);
+        if ssl && client_caps & caps::SSL != 0 && self.tls_readable {
+            // The session starts with the login inside TLS, if its plaintext comes.
+            self.phase = Phase::TlsPending;
+            return;
+        }
         if ssl && client_caps & caps::SSL != 0 {
             self.phase = Phase::Encrypted;
             self.login = Login::Encrypted;

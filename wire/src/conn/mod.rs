@@ -78,7 +78,12 @@ enum Phase {
     AwaitLogin,
     Auth,
     Command,
+    /// TLS (after an SSLRequest) that nothing will read: the session is counted encrypted.
     Encrypted,
+    /// An SSLRequest went by and the TLS session's plaintext may follow
+    /// ([`Conn::expect_tls_plaintext`]): the session starts when it does, or as encrypted
+    /// when it will not ([`Conn::tls_unreadable`]).
+    TlsPending,
     /// Login failed or the connection is otherwise finished.
     Done,
 }
@@ -154,6 +159,11 @@ pub struct Conn {
     /// What the server said of this connection before its first command was seen; emitted
     /// after the session's start if the session turns out to be mid-stream.
     backfill: Option<Backfill>,
+    /// Something can read this connection's TLS (a key log, a probe in the server):
+    /// an SSLRequest waits for the plaintext instead of ending the decoding.
+    tls_readable: bool,
+    /// The bytes being decoded are a TLS session's plaintext.
+    tls: bool,
 }
 
 impl Conn {
@@ -204,6 +214,74 @@ impl Conn {
             keep_rows: false,
             kept: None,
             backfill: None,
+            tls_readable: false,
+            tls: false,
+        }
+    }
+
+    /// The TLS session this connection may switch to can be read: after an SSLRequest the
+    /// decoder waits ([`Self::awaits_tls`]) for [`Self::tls_plaintext`] or
+    /// [`Self::tls_unreadable`] instead of counting the session encrypted.
+    pub fn expect_tls_plaintext(&mut self) {
+        self.tls_readable = true;
+    }
+
+    /// An SSLRequest went by and the decoder waits to hear whether the TLS session's plaintext
+    /// follows. The bytes it is given meanwhile (the TLS records) are ignored.
+    pub fn awaits_tls(&self) -> bool {
+        self.phase == Phase::TlsPending
+    }
+
+    /// The handshake is under way (greeting or login awaited): an SSLRequest may still come.
+    pub fn in_handshake(&self) -> bool {
+        matches!(self.phase, Phase::AwaitGreeting | Phase::AwaitLogin)
+    }
+
+    /// No session yet and no handshake: waiting for a plausible command to attach at.
+    pub fn unattached(&self) -> bool {
+        self.phase == Phase::Unattached
+    }
+
+    /// Whether the bytes decoded are a TLS session's plaintext.
+    pub fn reads_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// From now on the bytes given to [`Self::data`] are this connection's TLS plaintext, in
+    /// both directions: after an SSLRequest, the client's login comes next; for a connection
+    /// whose start is not in the capture, the stream is picked up at the next command, as a
+    /// plaintext one is. Returns false (and changes nothing) when the session was already
+    /// counted encrypted or decoded in the clear: plaintext cannot continue it.
+    pub fn tls_plaintext(&mut self) -> bool {
+        if self.tls {
+            return true;
+        }
+        match self.phase {
+            Phase::TlsPending => {
+                self.phase = Phase::AwaitLogin;
+                self.login = Login::Unknown;
+                self.client.reset();
+                self.server.reset();
+            }
+            Phase::Unattached if self.session.is_none() => {
+                self.client_resync = true;
+                self.server_resync = true;
+                self.client.reset();
+                self.server.reset();
+            }
+            _ => return false,
+        }
+        self.tls = true;
+        true
+    }
+
+    /// The TLS session that began with the SSLRequest cannot be read (no keys for it): the
+    /// session starts now, counted encrypted, as it would without [`Self::expect_tls_plaintext`].
+    pub fn tls_unreadable(&mut self, ctx: &mut Ctx<'_>) {
+        if self.phase == Phase::TlsPending {
+            self.phase = Phase::Encrypted;
+            self.login = Login::Encrypted;
+            self.attach(None, None, false, ctx);
         }
     }
 
@@ -250,8 +328,9 @@ impl Conn {
         self.kept.take()
     }
 
+    /// TLS that is not read: the session is counted encrypted.
     pub fn is_encrypted(&self) -> bool {
-        self.phase == Phase::Encrypted
+        matches!(self.phase, Phase::Encrypted | Phase::TlsPending)
     }
 
     /// Counts an anomaly at the current position of `dir`'s stream.
@@ -276,7 +355,7 @@ impl Conn {
             return;
         }
         match self.phase {
-            Phase::Encrypted | Phase::Done => return,
+            Phase::Encrypted | Phase::TlsPending | Phase::Done => return,
             _ => {}
         }
         match dir {
@@ -325,6 +404,7 @@ impl Conn {
         if self.ended {
             return;
         }
+        self.tls_unreadable(ctx);
         self.ended = true;
         if self.phase == Phase::AwaitLogin && !matches!(reason, EndReason::EndOfRun) {
             // The server greeted and the client never answered: no session, but counted.
@@ -366,7 +446,7 @@ impl Conn {
         let id = *ctx.next_session;
         *ctx.next_session += 1;
         self.session = Some(id);
-        let encrypted = self.phase == Phase::Encrypted;
+        let unreadable = self.phase == Phase::Encrypted;
         let backfill = self.backfill.take();
         if mid_stream {
             ctx.stats.sessions_mid_stream += 1;
@@ -388,8 +468,10 @@ impl Conn {
             Some(b) => (user.or_else(|| b.user.clone()), db.or_else(|| b.db.clone())),
             None => (user, db),
         };
-        if encrypted {
+        if unreadable {
             ctx.stats.sessions_encrypted += 1;
+        } else if self.tls {
+            ctx.stats.sessions_tls_read += 1;
         }
         ctx.events.push(Event::SessionStart(SessionStart {
             session: id,
@@ -402,7 +484,7 @@ impl Conn {
             connection_id: self.connection_id,
             capabilities: self.caps,
             mid_stream,
-            encrypted,
+            encrypted: unreadable || self.tls,
             compressed: self.compressed,
             clone: 0,
         }));
@@ -484,7 +566,11 @@ impl Conn {
     /// Client packets are not handled further for now: the stream must resynchronise, turned
     /// to TLS, or the connection is finished.
     fn client_stopped(&self) -> bool {
-        self.client_resync || matches!(self.phase, Phase::Encrypted | Phase::Done)
+        self.client_resync
+            || matches!(
+                self.phase,
+                Phase::Encrypted | Phase::TlsPending | Phase::Done
+            )
     }
 
     fn frame_error(&mut self, dir: Direction, e: FrameError, now: u64, ctx: &mut Ctx<'_>) {
@@ -512,7 +598,11 @@ impl Conn {
                     f.last_us = now;
                 }
             }
-            Phase::AwaitGreeting | Phase::Auth | Phase::Encrypted | Phase::Done => {}
+            Phase::AwaitGreeting
+            | Phase::Auth
+            | Phase::Encrypted
+            | Phase::TlsPending
+            | Phase::Done => {}
         }
     }
 
@@ -545,7 +635,10 @@ impl Conn {
                     ctx.stats.skipped_server_bytes += data.len() as u64;
                     return;
                 }
-                if matches!(self.phase, Phase::Encrypted | Phase::Done) {
+                if matches!(
+                    self.phase,
+                    Phase::Encrypted | Phase::TlsPending | Phase::Done
+                ) {
                     return;
                 }
                 if std::mem::take(&mut self.compress_server) {
@@ -585,7 +678,12 @@ impl Conn {
                     break;
                 }
             }
-            if self.server_resync || matches!(self.phase, Phase::Encrypted | Phase::Done) {
+            if self.server_resync
+                || matches!(
+                    self.phase,
+                    Phase::Encrypted | Phase::TlsPending | Phase::Done
+                )
+            {
                 break;
             }
         }

@@ -606,6 +606,128 @@ fn a_backfill_is_dropped_when_the_handshake_is_in_the_capture() {
     assert!(matches!(&events[0], Event::SessionStart(s) if !s.mid_stream));
 }
 
+fn ssl_request(caps: u32) -> Vec<u8> {
+    let mut p = (caps | caps::SSL).to_le_bytes().to_vec();
+    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    p.push(33);
+    p.extend_from_slice(&[0; 23]);
+    p
+}
+
+/// A TLS conversation as the capture sees it: the greeting and SSLRequest in the clear, then
+/// TLS records; and what the TLS session carries, the login onwards.
+fn tls_conversation(caps: u32) -> (Conversation, Conversation) {
+    let caps = caps | caps::SSL;
+    let wire = vec![
+        (S, plain(0, &greeting(caps))),
+        (C, plain(1, &ssl_request(caps))),
+        // A ClientHello's record header and the start of an application data record.
+        (C, vec![0x16, 3, 1, 0, 4, 1, 0, 0, 0]),
+        (S, vec![0x17, 3, 3, 0, 9, 1, 2, 3]),
+    ];
+    let mut inside = vec![
+        (C, plain(2, &login(caps, b"app", b"shop"))),
+        (S, plain(3, &ok(0, 2))),
+    ];
+    inside.extend(conversation(caps).into_iter().skip(3));
+    (wire, inside)
+}
+
+/// Feeds `wire`, then (when `read` says so) switches to plaintext and feeds `inside`.
+fn decode_tls(
+    wire: &[(Direction, Vec<u8>)],
+    inside: Option<&Conversation>,
+    syn: bool,
+) -> (Vec<Event>, DecodeStats) {
+    let mut events = Vec::new();
+    let mut stats = DecodeStats::default();
+    let mut next = 1;
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, syn, 1 << 20);
+    conn.expect_tls_plaintext();
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+        samples: None,
+    };
+    for (dir, bytes) in wire {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    if let Some(inside) = inside {
+        assert!(conn.tls_plaintext());
+        for (dir, bytes) in inside {
+            conn.data(*dir, bytes, 0, &mut ctx);
+        }
+    }
+    conn.end(EndReason::Closed, 0, &mut ctx);
+    (events, stats)
+}
+
+#[test]
+fn a_tls_session_is_decoded_from_its_plaintext_with_its_login() {
+    let (wire, inside) = tls_conversation(CAPS);
+    let (events, stats) = decode_tls(&wire, Some(&inside), true);
+    let Event::SessionStart(s) = &events[0] else {
+        panic!("{:?}", events[0]);
+    };
+    assert!(s.encrypted && !s.mid_stream, "{s:?}");
+    assert_eq!(s.user.as_deref(), Some(&b"app"[..]));
+    assert_eq!(s.db.as_deref(), Some(&b"shop"[..]));
+    // Every command of the plaintext conversation, as in the clear.
+    let (clear, _) = decode(&conversation(CAPS), None, true);
+    assert_eq!(exchanges(&events).len(), exchanges(&clear).len());
+    assert_eq!(exchanges(&events)[0].total_rows(), 2);
+    assert!(matches!(events.last(), Some(Event::SessionEnd(e)) if e.login == Login::Ok));
+    assert_eq!((stats.sessions_tls_read, stats.sessions_encrypted), (1, 0));
+    assert!(stats.undecodable.is_empty(), "{:?}", stats.undecodable);
+}
+
+#[test]
+fn a_tls_session_without_plaintext_is_counted_encrypted() {
+    let (wire, _) = tls_conversation(CAPS);
+    // Waiting for the plaintext until the end: then it is an encrypted session, as without
+    // `expect_tls_plaintext`.
+    let (events, stats) = decode_tls(&wire, None, true);
+    assert!(matches!(&events[0], Event::SessionStart(s) if s.encrypted && s.user.is_none()));
+    assert!(matches!(events.last(), Some(Event::SessionEnd(e)) if e.login == Login::Encrypted));
+    assert_eq!((stats.sessions_tls_read, stats.sessions_encrypted), (0, 1));
+    assert!(exchanges(&events).is_empty());
+    // Said at once, the same.
+    let mut events = Vec::new();
+    let mut stats = DecodeStats::default();
+    let mut next = 1;
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
+    conn.expect_tls_plaintext();
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+        samples: None,
+    };
+    for (dir, bytes) in &wire[..2] {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    assert!(conn.awaits_tls() && ctx.events.is_empty());
+    conn.tls_unreadable(&mut ctx);
+    assert!(
+        !conn.tls_plaintext(),
+        "an encrypted session cannot turn readable"
+    );
+    assert_eq!(ctx.stats.sessions_encrypted, 1);
+    assert!(matches!(&ctx.events[0], Event::SessionStart(s) if s.encrypted));
+}
+
+#[test]
+fn a_tls_session_open_before_the_capture_attaches_at_its_first_plaintext_command() {
+    let (wire, inside) = tls_conversation(CAPS);
+    // Only TLS records on the wire (the capture began after the handshake); the plaintext
+    // from the login's answer on.
+    let (events, stats) = decode_tls(&wire[2..], Some(&inside[2..].to_vec()), false);
+    assert!(matches!(&events[0], Event::SessionStart(s) if s.encrypted && s.mid_stream));
+    assert_eq!(exchanges(&events).len(), 8);
+    assert_eq!(stats.sessions_tls_read, 1);
+}
+
 /// Decodes a conversation with a capture's sampler; the events and the sampler.
 fn decode_sampled(conv: &[(Direction, Vec<u8>)]) -> (Vec<Event>, ShapeSampler) {
     let mut events = Vec::new();

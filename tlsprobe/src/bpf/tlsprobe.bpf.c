@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: (MIT OR Apache-2.0) AND GPL-2.0-only
+// The eBPF side of `myrr capture --tls-probe`: what the server's TLS library decrypted and
+// is about to encrypt, with the socket it came from.
+//
+// Probes (attached by tlsprobe/src/lib.rs to one process's TLS library):
+// - SSL_read / SSL_read_ex / SSL_write / SSL_write_ex, entry and return: the entry keeps the
+//   call's arguments per thread; the return copies what the call actually moved (its return
+//   value, or *readbytes / *written) into the ring buffer, in chunks of at most CHUNK bytes.
+// - SSL_set_fd: a new TLS session on a socket (its fd); SSL_free: the session is over.
+// - raw tracepoint sys_enter: a read/write-family syscall on a thread inside an SSL_* call
+//   gives the fd of the SSL object (OpenSSL's own structures are never read). Data served from
+//   OpenSSL's buffer without a syscall takes the fd learnt for that SSL object before.
+// Every byte that cannot be delivered (ring buffer full, a call larger than MAX_CHUNKS chunks)
+// is counted, in total and per SSL object and direction, and the next delivered chunk of that
+// object and direction carries the count, so user space makes a gap of it.
+//
+// x86_64 only (the register layout below).
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+// The kernel's struct pt_regs on x86_64.
+struct regs {
+    unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip,
+        cs, flags, sp, ss;
+};
+
+#define CHUNK 16384
+#define MAX_CHUNKS 16
+
+enum kind { DATA = 0, SET_FD = 1, FREE = 2 };
+enum dir { READ = 0, WRITE = 1 };
+
+// One ring buffer record; `data` holds `len` bytes.
+struct event {
+    __u64 ts_ns;       // bpf_ktime_get_ns (CLOCK_MONOTONIC)
+    __u64 ssl;         // the SSL object
+    __u64 lost_before; // bytes of this object and direction lost before this chunk
+    __u32 tgid;
+    __u32 tid;
+    __s32 fd;          // -1: not known yet
+    __u32 len;         // bytes in data
+    __u32 offset;      // of this chunk in the call's bytes
+    __u32 total;       // bytes the call moved
+    __u8 kind;
+    __u8 dir;
+    __u8 pad[6];
+    __u8 data[CHUNK];
+};
+
+struct call {
+    __u64 ssl;
+    __u64 buf;
+    __u64 size_ptr; // *_ex: where the byte count goes
+    __u64 ts_ns;
+    __s32 fd;
+    __u8 dir;
+    __u8 ex;
+    __u16 pad;
+};
+
+struct loss_key {
+    __u64 ssl;
+    __u32 dir;
+    __u32 pad;
+};
+
+// [0]: the process probed (tgid).
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} target SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct call);
+} calls SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, __s32);
+} ssl_fd SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct loss_key);
+    __type(value, __u64);
+} pending_loss SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct event);
+} scratch SEC(".maps");
+
+// [0] records lost, [1] bytes lost, [2] records delivered, [3] calls whose byte count could
+// not be read, [4] calls that found an earlier one of their thread unfinished.
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 5);
+    __type(key, __u32);
+    __type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 64 << 20);
+} events SEC(".maps");
+
+static __always_inline int ours(void) {
+    __u32 zero = 0;
+    __u32 *t = bpf_map_lookup_elem(&target, &zero);
+    return t && *t == (__u32)(bpf_get_current_pid_tgid() >> 32);
+}
+
+static __always_inline void count(__u32 i, __u64 n) {
+    __u64 *c = bpf_map_lookup_elem(&counters, &i);
+    if (c)
+        *c += n;
+}
+
+static __always_inline void lose(__u64 ssl, __u8 dir, __u64 bytes) {
+    struct loss_key k = {.ssl = ssl, .dir = dir};
+    __u64 *p = bpf_map_lookup_elem(&pending_loss, &k);
+    if (p) {
+        __sync_fetch_and_add(p, bytes);
+    } else {
+        bpf_map_update_elem(&pending_loss, &k, &bytes, BPF_ANY);
+    }
+    count(0, 1);
+    count(1, bytes);
+}
+
+static __always_inline int enter(struct regs *ctx, __u8 dir, __u8 ex) {
+    if (!ours())
+        return 0;
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    if (bpf_map_lookup_elem(&calls, &tid)) {
+        // A call on this thread whose return was never seen, or one public SSL_* function
+        // calling another (not in OpenSSL 1.1 and 3): the latest call records.
+        count(4, 1);
+    }
+    struct call n = {
+        .ssl = ctx->di,
+        .buf = ctx->si,
+        .size_ptr = ex ? ctx->cx : 0,
+        .ts_ns = bpf_ktime_get_ns(),
+        .fd = -1,
+        .dir = dir,
+        .ex = ex,
+    };
+    __s32 *fd = bpf_map_lookup_elem(&ssl_fd, &n.ssl);
+    if (fd)
+        n.fd = *fd;
+    bpf_map_update_elem(&calls, &tid, &n, BPF_ANY);
+    return 0;
+}
+
+static __always_inline int leave(struct regs *ctx) {
+    if (!ours())
+        return 0;
+    __u64 id = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)id;
+    struct call *c = bpf_map_lookup_elem(&calls, &tid);
+    if (!c)
+        return 0;
+    struct call k = *c;
+    bpf_map_delete_elem(&calls, &tid);
+    long rc = (long)ctx->ax;
+    __u64 total = 0;
+    if (k.ex) {
+        if ((int)rc != 1)
+            return 0;
+        if (bpf_probe_read_user(&total, sizeof(total), (void *)k.size_ptr)) {
+            count(3, 1);
+            return 0;
+        }
+    } else {
+        if ((int)rc <= 0)
+            return 0;
+        total = (__u64)(int)rc;
+    }
+    if (k.fd >= 0)
+        bpf_map_update_elem(&ssl_fd, &k.ssl, &k.fd, BPF_ANY);
+    __u32 zero = 0;
+    struct event *e = bpf_map_lookup_elem(&scratch, &zero);
+    if (!e)
+        return 0;
+    e->ts_ns = k.dir == READ ? bpf_ktime_get_ns() : k.ts_ns;
+    e->ssl = k.ssl;
+    e->tgid = id >> 32;
+    e->tid = tid;
+    e->fd = k.fd;
+    e->total = total > 0xffffffff ? 0xffffffff : (__u32)total;
+    e->kind = DATA;
+    e->dir = k.dir;
+    struct loss_key lk = {.ssl = k.ssl, .dir = k.dir};
+    __u64 *pending = bpf_map_lookup_elem(&pending_loss, &lk);
+    e->lost_before = pending ? *pending : 0;
+    __u64 sent = 0;
+    for (int i = 0; i < MAX_CHUNKS; i++) {
+        if (sent >= total)
+            break;
+        __u64 n = total - sent;
+        if (n > CHUNK)
+            n = CHUNK;
+        if (bpf_probe_read_user(e->data, n, (void *)(k.buf + sent))) {
+            break;
+        }
+        e->len = n;
+        e->offset = sent;
+        if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + n, 0)) {
+            break;
+        }
+        count(2, 1);
+        if (e->lost_before) {
+            bpf_map_delete_elem(&pending_loss, &lk);
+            e->lost_before = 0;
+        }
+        sent += n;
+    }
+    if (sent < total)
+        lose(k.ssl, k.dir, total - sent);
+    return 0;
+}
+
+SEC("uprobe")
+int myrr_read_in(struct regs *ctx) { return enter(ctx, READ, 0); }
+SEC("uprobe")
+int myrr_readx_in(struct regs *ctx) { return enter(ctx, READ, 1); }
+SEC("uprobe")
+int myrr_write_in(struct regs *ctx) { return enter(ctx, WRITE, 0); }
+SEC("uprobe")
+int myrr_writex_in(struct regs *ctx) { return enter(ctx, WRITE, 1); }
+SEC("uretprobe")
+int myrr_ssl_out(struct regs *ctx) { return leave(ctx); }
+
+static __always_inline void notice(__u64 ssl, __s32 fd, __u8 kind) {
+    struct event *e;
+    __u32 zero = 0;
+    e = bpf_map_lookup_elem(&scratch, &zero);
+    if (!e)
+        return;
+    __u64 id = bpf_get_current_pid_tgid();
+    e->ts_ns = bpf_ktime_get_ns();
+    e->ssl = ssl;
+    e->tgid = id >> 32;
+    e->tid = (__u32)id;
+    e->fd = fd;
+    e->len = 0;
+    e->offset = 0;
+    e->total = 0;
+    e->kind = kind;
+    e->dir = 0;
+    e->lost_before = 0;
+    if (bpf_ringbuf_output(&events, e, offsetof(struct event, data), 0))
+        count(0, 1);
+}
+
+// SSL_set_fd(ssl, fd): a TLS session begins on this socket.
+SEC("uprobe")
+int myrr_set_fd(struct regs *ctx) {
+    if (!ours())
+        return 0;
+    __u64 ssl = ctx->di;
+    __s32 fd = (__s32)ctx->si;
+    bpf_map_update_elem(&ssl_fd, &ssl, &fd, BPF_ANY);
+    notice(ssl, fd, SET_FD);
+    return 0;
+}
+
+// SSL_free(ssl): the session is over; its SSL object's memory may hold another one next.
+SEC("uprobe")
+int myrr_free(struct regs *ctx) {
+    if (!ours())
+        return 0;
+    __u64 ssl = ctx->di;
+    __s32 *fd = bpf_map_lookup_elem(&ssl_fd, &ssl);
+    notice(ssl, fd ? *fd : -1, FREE);
+    bpf_map_delete_elem(&ssl_fd, &ssl);
+    struct loss_key k = {.ssl = ssl, .dir = READ};
+    bpf_map_delete_elem(&pending_loss, &k);
+    k.dir = WRITE;
+    bpf_map_delete_elem(&pending_loss, &k);
+    return 0;
+}
+
+// The syscalls a socket BIO reads and writes with, x86_64 numbers.
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+
+SEC("raw_tracepoint/sys_enter")
+int myrr_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
+    if (!ours())
+        return 0;
+    unsigned long nr = ctx->args[1];
+    if (nr != NR_READ && nr != NR_WRITE && nr != NR_READV && nr != NR_WRITEV &&
+        nr != NR_SENDTO && nr != NR_RECVFROM && nr != NR_SENDMSG && nr != NR_RECVMSG)
+        return 0;
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct call *c = bpf_map_lookup_elem(&calls, &tid);
+    if (!c)
+        return 0;
+    struct regs *regs = (struct regs *)ctx->args[0];
+    unsigned long di = 0;
+    if (bpf_probe_read_kernel(&di, sizeof(di), &regs->di))
+        return 0;
+    c->fd = (__s32)di;
+    return 0;
+}

@@ -1,0 +1,609 @@
+//! myrr-tlsprobe: the plaintext of a MySQL server's TLS sessions, read inside the server's TLS
+//! library by eBPF uprobes (`myrr capture --tls-probe`).
+//!
+//! The eBPF program (`src/bpf/tlsprobe.bpf.c`, built by `build.rs` with clang, loaded with
+//! libbpf-rs) probes `SSL_read`/`SSL_read_ex` (what the server decrypted: the client's bytes)
+//! and `SSL_write`/`SSL_write_ex` (what it is about to encrypt: its answers) in the one process
+//! named, plus `SSL_set_fd`/`SSL_free` (a session's start and end) and the `sys_enter` raw
+//! tracepoint (the fd of a socket read or written inside an `SSL_*` call). OpenSSL's private
+//! structures are never read. User space turns a session's fd into its addresses with
+//! `pidfd_getfd` + `getsockname`/`getpeername`, and hands each piece of plaintext on as a
+//! [`Chunk`] with the connection's addresses, its direction and the kernel's time.
+//!
+//! Why libbpf-rs rather than aya: it is libbpf's own Rust binding, kept by the kernel's BPF
+//! maintainers and released with libbpf (1.7 here); uprobe attachment by symbol name in a
+//! shared library or executable, ring buffers and raw tracepoints are libbpf's tested code.
+//! aya's current release needs a newer compiler than this project's (1.98 vs 1.95) and would
+//! only save libbpf's C build, which setup already covers.
+//!
+//! Loss is never silent: bytes the kernel side could not deliver (ring buffer full, a call
+//! moving more than 256 KiB) are counted there and reported on the session's next chunk
+//! ([`Chunk::lost_before`]), which the capture turns into a gap; bytes whose socket could not
+//! be found are counted in [`ProbeStats`].
+
+mod procfs;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use libbpf_rs::{MapCore, MapFlags, ObjectBuilder, UprobeOpts};
+
+pub use procfs::{find_listener, missing_capabilities, tls_library_candidates};
+
+static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tlsprobe.bpf.o"));
+
+/// Which way a chunk went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Read by the server: the client's bytes.
+    ToServer,
+    /// Written by the server.
+    ToClient,
+}
+
+/// Plaintext of one TLS connection of the server.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// When the server had it (read: `SSL_read` returned; write: `SSL_write` was called), in
+    /// µs since the Unix epoch, as packet timestamps are.
+    pub ts_us: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub dir: Dir,
+    pub data: Vec<u8>,
+    /// Bytes of this connection and direction lost just before this chunk.
+    pub lost_before: u64,
+}
+
+/// What a probe saw and lost.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeStats {
+    /// Chunks handed on, and their bytes.
+    pub chunks: u64,
+    pub bytes: u64,
+    /// TLS sessions (SSL objects) seen.
+    pub sessions: u64,
+    /// Kernel side: ring buffer records that could not be written, and the bytes they held
+    /// (the ring buffer was full, or one call moved more than the probe copies).
+    pub lost_records: u64,
+    pub lost_bytes: u64,
+    /// Bytes whose socket could not be found (closed before we looked, or never known), or
+    /// on a socket that is not a client of the server's port.
+    pub unattributed_bytes: u64,
+    pub other_sockets_bytes: u64,
+    /// `*_ex` calls whose byte count could not be read.
+    pub unreadable_counts: u64,
+}
+
+/// Why the probe could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "the TLS probe needs {missing}: run myrr as root, or grant them: \
+         sudo setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_net_raw,cap_net_admin=eip $(command -v myrr) \
+         (CAP_BPF and CAP_PERFMON load and attach the probe, CAP_SYS_PTRACE reads the server's sockets)"
+    )]
+    Permission { missing: String },
+    #[error("no process listens on TCP port {port} on this host (give its PID: --tls-probe PID)")]
+    NoListener { port: u16 },
+    #[error("port {port} is listened on, but by no process this user can see (give its PID, or run as root)")]
+    ListenerNotVisible { port: u16 },
+    #[error("several processes listen on port {port} ({pids:?}): name one with --tls-probe PID")]
+    ManyListeners { port: u16, pids: Vec<u32> },
+    #[error("reading {what}: {error}")]
+    Proc { what: String, error: String },
+    #[error(
+        "no TLS library to probe in process {pid}: searched {searched} for SSL_read/SSL_write \
+         (OpenSSL or a library with its API, mapped as libssl.so*, or linked into the \
+         executable with its symbols); a stripped static build or another TLS library cannot \
+         be probed: {detail}"
+    )]
+    NoTlsLibrary {
+        pid: u32,
+        searched: String,
+        detail: String,
+    },
+    #[error("loading the eBPF probe: {0}")]
+    Load(String),
+    #[error("attaching the eBPF probe to {what}: {error}")]
+    Attach { what: String, error: String },
+}
+
+/// A running probe; [`Probe::stop`] detaches it (so does dropping it, and the process's exit).
+pub struct Probe {
+    pub pid: u32,
+    /// The file probed (a libssl, or the server's executable).
+    pub library: PathBuf,
+    /// Functions probed in it.
+    pub functions: Vec<&'static str>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<ProbeStats>>,
+}
+
+struct Attached {
+    library: PathBuf,
+    functions: Vec<&'static str>,
+}
+
+impl Probe {
+    /// Probes the TLS library of process `pid` (its sockets on `server_ports` are the MySQL
+    /// connections); every chunk of plaintext goes to `sink`, on the probe's own thread.
+    pub fn start(
+        pid: u32,
+        server_ports: Vec<u16>,
+        sink: impl FnMut(Chunk) + Send + 'static,
+    ) -> Result<Probe, ProbeError> {
+        let missing = missing_capabilities();
+        if !missing.is_empty() {
+            return Err(ProbeError::Permission {
+                missing: missing.join(" and "),
+            });
+        }
+        let candidates = tls_library_candidates(pid)?;
+        let sockets = procfs::Sockets::open(pid)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("myrr-tlsprobe".into())
+            .spawn(move || {
+                run(
+                    pid,
+                    candidates,
+                    Reader::new(sockets, server_ports, sink),
+                    thread_stop,
+                    ready_tx,
+                )
+            })
+            .map_err(|e| ProbeError::Load(format!("starting the probe's thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(a)) => Ok(Probe {
+                pid,
+                library: a.library,
+                functions: a.functions,
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(ProbeError::Load("the probe's thread ended".into()))
+            }
+        }
+    }
+
+    /// Detaches the probe, after handing on what the ring buffer still holds.
+    pub fn stop(mut self) -> ProbeStats {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> ProbeStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// (entry program, function, required): the uprobes; every one also gets the return probe
+/// when it moves data.
+const PROBES: &[(&str, &str, bool, bool)] = &[
+    ("myrr_read_in", "SSL_read", true, true),
+    ("myrr_write_in", "SSL_write", true, true),
+    ("myrr_readx_in", "SSL_read_ex", false, true),
+    ("myrr_writex_in", "SSL_write_ex", false, true),
+    ("myrr_set_fd", "SSL_set_fd", false, false),
+    ("myrr_free", "SSL_free", false, false),
+];
+
+fn run(
+    pid: u32,
+    candidates: Vec<PathBuf>,
+    mut reader: Reader,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<Attached, ProbeError>>,
+) -> ProbeStats {
+    let loaded = (|| {
+        let open = ObjectBuilder::default()
+            .open_memory(BPF_OBJECT)
+            .map_err(|e| ProbeError::Load(e.to_string()))?;
+        let obj = open.load().map_err(|e| ProbeError::Load(e.to_string()))?;
+        let target = obj
+            .maps()
+            .find(|m| m.name() == "target")
+            .ok_or_else(|| ProbeError::Load("no map `target`".into()))?;
+        target
+            .update(&0u32.to_ne_bytes(), &pid.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| ProbeError::Load(e.to_string()))?;
+        Ok::<_, ProbeError>(obj)
+    })();
+    let obj = match loaded {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return ProbeStats::default();
+        }
+    };
+    let prog = |name: &str| obj.progs_mut().find(|p| p.name() == name);
+    let mut links = Vec::new();
+    let mut attached: Option<Attached> = None;
+    let mut tried = Vec::new();
+    for lib in &candidates {
+        let mut lib_links = Vec::new();
+        let mut functions = Vec::new();
+        let mut failed = None;
+        for &(entry, func, required, ret) in PROBES {
+            let Some(p) = prog(entry) else { continue };
+            let at = |p: &libbpf_rs::ProgramMut<'_>, retprobe: bool| {
+                p.attach_uprobe_with_opts(
+                    pid as i32,
+                    lib,
+                    0,
+                    UprobeOpts {
+                        func_name: Some(func.into()),
+                        retprobe,
+                        ..Default::default()
+                    },
+                )
+            };
+            match at(&p, false) {
+                Ok(l) => {
+                    lib_links.push(l);
+                    functions.push(func);
+                    if ret {
+                        match prog("myrr_ssl_out").map(|o| at(&o, true)) {
+                            Some(Ok(l)) => lib_links.push(l),
+                            Some(Err(e)) => {
+                                failed = Some(format!("{func} (return): {e}"));
+                                break;
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                Err(e) if required => {
+                    failed = Some(format!("{func}: {e}"));
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        match failed {
+            None => {
+                links.extend(lib_links);
+                attached = Some(Attached {
+                    library: lib.clone(),
+                    functions,
+                });
+                break;
+            }
+            Some(why) => tried.push(format!("{} ({why})", lib.display())),
+        }
+    }
+    let Some(attached) = attached else {
+        let _ = ready.send(Err(ProbeError::NoTlsLibrary {
+            pid,
+            searched: candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            detail: tried.join("; "),
+        }));
+        return ProbeStats::default();
+    };
+    match prog("myrr_sys_enter").map(|p| p.attach_raw_tracepoint("sys_enter")) {
+        Some(Ok(l)) => links.push(l),
+        Some(Err(e)) => {
+            let _ = ready.send(Err(ProbeError::Attach {
+                what: "the sys_enter raw tracepoint".into(),
+                error: e.to_string(),
+            }));
+            return ProbeStats::default();
+        }
+        None => {}
+    }
+    let Some(events) = obj.maps().find(|m| m.name() == "events") else {
+        let _ = ready.send(Err(ProbeError::Load("no map `events`".into())));
+        return ProbeStats::default();
+    };
+    let reader = std::cell::RefCell::new(&mut reader);
+    let mut rb = libbpf_rs::RingBufferBuilder::new();
+    let built = rb
+        .add(&events, |bytes: &[u8]| {
+            reader.borrow_mut().record(bytes);
+            0
+        })
+        .map(|_| ())
+        .and_then(|()| rb.build());
+    let rb = match built {
+        Ok(rb) => rb,
+        Err(e) => {
+            let _ = ready.send(Err(ProbeError::Load(e.to_string())));
+            return ProbeStats::default();
+        }
+    };
+    let _ = ready.send(Ok(attached));
+    while !stop.load(Ordering::Relaxed) {
+        let _ = rb.poll(Duration::from_millis(50));
+    }
+    // Detach first, then hand on what is left in the ring buffer.
+    drop(links);
+    let _ = rb.consume();
+    drop(rb);
+    let mut stats = std::mem::take(&mut reader.borrow_mut().stats);
+    if let Some(c) = obj.maps().find(|m| m.name() == "counters") {
+        let sum = |i: u32| -> u64 {
+            c.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
+                .ok()
+                .flatten()
+                .map(|v| {
+                    v.iter()
+                        .map(|b| u64::from_ne_bytes(b[..8].try_into().unwrap_or([0; 8])))
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        stats.lost_records = sum(0);
+        stats.lost_bytes = sum(1);
+        stats.unreadable_counts = sum(3);
+    }
+    stats
+}
+
+/// The ring buffer record's header (`struct event` in the C program).
+const HEADER: usize = 56;
+
+/// One ring buffer record, read.
+#[derive(Debug, PartialEq)]
+struct Record<'a> {
+    ts_ns: u64,
+    ssl: u64,
+    lost_before: u64,
+    fd: i32,
+    kind: u8,
+    dir: Dir,
+    data: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// None for a record shorter than its header; `data` is at most what the record holds.
+    fn parse(b: &'a [u8]) -> Option<Self> {
+        let header = b.get(..HEADER)?;
+        let u64_at = |i: usize| u64::from_ne_bytes(header[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_ne_bytes(header[i..i + 4].try_into().unwrap_or([0; 4]));
+        let len = (u32_at(36) as usize).min(b.len() - HEADER);
+        Some(Record {
+            ts_ns: u64_at(0),
+            ssl: u64_at(8),
+            lost_before: u64_at(16),
+            fd: u32_at(32) as i32,
+            kind: header[48],
+            dir: if header[49] == 0 {
+                Dir::ToServer
+            } else {
+                Dir::ToClient
+            },
+            data: &b[HEADER..HEADER + len],
+        })
+    }
+}
+const DATA: u8 = 0;
+const SET_FD: u8 = 1;
+const FREE: u8 = 2;
+/// Chunks of a session whose fd is not known yet are held, up to this many bytes in all.
+const HELD_MAX: usize = 4 << 20;
+
+/// A chunk waiting for its socket: (time µs, direction, bytes, lost before).
+type Held = (u64, Dir, Vec<u8>, u64);
+
+struct Reader {
+    sockets: procfs::Sockets,
+    server_ports: Vec<u16>,
+    sink: Box<dyn FnMut(Chunk) + Send>,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, ns.
+    clock_offset_ns: i128,
+    /// fd → (SSL object, client, server), or None for a socket that is not a MySQL client's.
+    by_fd: HashMap<i32, (u64, Option<(SocketAddr, SocketAddr)>)>,
+    /// Chunks of SSL objects whose fd is not known yet.
+    held: HashMap<u64, Vec<Held>>,
+    held_bytes: usize,
+    seen: std::collections::HashSet<u64>,
+    stats: ProbeStats,
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+impl Reader {
+    fn new(
+        sockets: procfs::Sockets,
+        server_ports: Vec<u16>,
+        sink: impl FnMut(Chunk) + Send + 'static,
+    ) -> Self {
+        let offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
+        Self {
+            sockets,
+            server_ports,
+            sink: Box::new(sink),
+            clock_offset_ns: offset,
+            by_fd: HashMap::new(),
+            held: HashMap::new(),
+            held_bytes: 0,
+            seen: Default::default(),
+            stats: ProbeStats::default(),
+        }
+    }
+
+    fn record(&mut self, b: &[u8]) {
+        let Some(Record {
+            ts_ns,
+            ssl,
+            lost_before,
+            fd,
+            kind,
+            dir,
+            data,
+        }) = Record::parse(b)
+        else {
+            return;
+        };
+        let ts_us = ((ts_ns as i128 + self.clock_offset_ns).max(0) / 1000) as u64;
+        match kind {
+            SET_FD => {
+                // A new session on this socket: what the fd was is stale.
+                let addrs = self.resolve(fd);
+                self.by_fd.insert(fd, (ssl, addrs));
+            }
+            FREE => {
+                if let Some(h) = self.held.remove(&ssl) {
+                    for (_, _, d, _) in h {
+                        self.held_bytes -= d.len();
+                        self.stats.unattributed_bytes += d.len() as u64;
+                    }
+                }
+                self.by_fd.retain(|_, (s, _)| *s != ssl);
+            }
+            DATA => {
+                if self.seen.insert(ssl) {
+                    self.stats.sessions += 1;
+                }
+                let data = data.to_vec();
+                if fd < 0 {
+                    if self.held_bytes + data.len() > HELD_MAX {
+                        self.stats.unattributed_bytes += data.len() as u64 + lost_before;
+                        return;
+                    }
+                    self.held_bytes += data.len();
+                    self.held
+                        .entry(ssl)
+                        .or_default()
+                        .push((ts_us, dir, data, lost_before));
+                    return;
+                }
+                let addrs = match self.by_fd.get(&fd) {
+                    Some((s, a)) if *s == ssl => *a,
+                    _ => {
+                        let a = self.resolve(fd);
+                        self.by_fd.insert(fd, (ssl, a));
+                        a
+                    }
+                };
+                if let Some(h) = self.held.remove(&ssl) {
+                    for (t, d, bytes, lost) in h {
+                        self.held_bytes -= bytes.len();
+                        self.deliver(addrs, t, d, bytes, lost);
+                    }
+                }
+                self.deliver(addrs, ts_us, dir, data, lost_before);
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection on the server's `fd`, if it is a client of one of the server ports.
+    fn resolve(&mut self, fd: i32) -> Option<(SocketAddr, SocketAddr)> {
+        let (local, peer) = self.sockets.addresses(fd)?;
+        Some((peer, local))
+    }
+
+    fn deliver(
+        &mut self,
+        addrs: Option<(SocketAddr, SocketAddr)>,
+        ts_us: u64,
+        dir: Dir,
+        data: Vec<u8>,
+        lost_before: u64,
+    ) {
+        let Some((client, server)) = addrs else {
+            self.stats.unattributed_bytes += data.len() as u64 + lost_before;
+            return;
+        };
+        if !self.server_ports.contains(&server.port()) {
+            self.stats.other_sockets_bytes += data.len() as u64;
+            return;
+        }
+        self.stats.chunks += 1;
+        self.stats.bytes += data.len() as u64;
+        (self.sink)(Chunk {
+            ts_us,
+            client,
+            server,
+            dir,
+            data,
+            lost_before,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fd: i32, len: u32, dir: u8, data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&7u64.to_ne_bytes());
+        b.extend_from_slice(&0xabcdu64.to_ne_bytes());
+        b.extend_from_slice(&3u64.to_ne_bytes());
+        b.extend_from_slice(&1u32.to_ne_bytes());
+        b.extend_from_slice(&2u32.to_ne_bytes());
+        b.extend_from_slice(&fd.to_ne_bytes());
+        b.extend_from_slice(&len.to_ne_bytes());
+        b.extend_from_slice(&[0; 8]);
+        b.push(DATA);
+        b.push(dir);
+        b.extend_from_slice(&[0; 6]);
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn records_read_as_the_c_program_writes_them() {
+        let b = record(9, 5, 1, b"hello");
+        assert_eq!(
+            Record::parse(&b),
+            Some(Record {
+                ts_ns: 7,
+                ssl: 0xabcd,
+                lost_before: 3,
+                fd: 9,
+                kind: DATA,
+                dir: Dir::ToClient,
+                data: b"hello",
+            })
+        );
+        // A length beyond the record is cut to it; a record shorter than its header is none.
+        assert_eq!(
+            Record::parse(&record(-1, 999, 0, b"abc")).unwrap().data,
+            b"abc"
+        );
+        assert_eq!(Record::parse(&b[..HEADER - 1]), None);
+        // Any bytes: no panic.
+        for n in 0..200 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
+            let _ = Record::parse(&junk);
+        }
+    }
+}
