@@ -234,8 +234,9 @@ fn not_kept(kind: RunKind) -> &'static str {
             "not kept: a capture keeps the rows of the first 3 answers of each statement shape"
         }
         RunKind::Replay => {
-            "not kept: a replay keeps the rows of answers that differ from the recorded ones \
-             (this one did not), unless run with --no-row-samples"
+            "not kept: a replay keeps the rows of the first 10 answers of each statement shape \
+             that differ from the recording it replayed (none with --no-row-samples, nor before \
+             format version 3)"
         }
     }
 }
