@@ -151,13 +151,7 @@ impl Worker {
     fn take_answered(&mut self) -> Option<(Event, Option<Event>)> {
         let a = self.answered.take()?;
         let rows = match (&a.response, &a.kept) {
-            (Response::Rows(rs), Some((k, key)))
-                if a.x.rows_digest != Some(rs.digest) && self.take_sample(*key) =>
-            {
-                self.shared
-                    .progress
-                    .row_samples
-                    .fetch_add(1, Ordering::Relaxed);
+            (Response::Rows(rs), Some((k, key))) if a.x.rows_digest != Some(rs.digest) => {
                 let mut sample = k.sample(
                     self.start.session,
                     a.x.seq,
@@ -165,7 +159,14 @@ impl Worker {
                     SampleReason::DiffersFromRecorded,
                 );
                 sample.clone = self.clone;
-                Some(Event::Rows(sample))
+                // Rows that do not parse against their columns leave nothing to show.
+                (!sample.rows.is_empty() && self.take_sample(*key)).then(|| {
+                    self.shared
+                        .progress
+                        .row_samples
+                        .fetch_add(1, Ordering::Relaxed);
+                    Event::Rows(sample)
+                })
             }
             _ => None,
         };

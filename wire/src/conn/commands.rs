@@ -342,13 +342,12 @@ impl Conn {
         if self.keep_rows {
             self.kept = kept;
         } else if let (Some(k), Some(samples)) = (kept, ctx.samples.as_deref_mut()) {
-            if k.total_rows > 0 && samples.take(k.raw.key) {
-                ctx.events.push(Event::Rows(k.sample(
-                    session,
-                    seq,
-                    start_us,
-                    SampleReason::FirstOfShape,
-                )));
+            if k.total_rows > 0 && samples.has_room(k.raw.key) {
+                let sample = k.sample(session, seq, start_us, SampleReason::FirstOfShape);
+                // Rows that do not parse against their columns leave nothing to show.
+                if !sample.rows.is_empty() && samples.take(k.raw.key) {
+                    ctx.events.push(Event::Rows(sample));
+                }
             }
         }
     }

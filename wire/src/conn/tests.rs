@@ -852,3 +852,25 @@ fn a_replaying_client_takes_the_rows_of_the_last_answer() {
     assert!(conn.take_kept().is_none());
     assert!(!ctx.events.iter().any(|e| matches!(e, Event::Rows(_))));
 }
+
+#[test]
+fn rows_that_do_not_parse_leave_no_sample() {
+    let mut conv = conversation(CAPS);
+    conv.truncate(3);
+    conv.push((C, plain(0, b"\x03SELECT id, name FROM t")));
+    let mut r = plain(1, &[2]);
+    r.extend(plain(2, &coldef(b"id", 3)));
+    r.extend(plain(3, &coldef(b"name", 0xfd)));
+    r.extend(plain(4, &eof(2)));
+    // One value where the columns say two.
+    r.extend(plain(5, b"\x011"));
+    r.extend(plain(6, &eof(2)));
+    conv.push((S, r));
+    let (events, samples) = decode_sampled(&conv);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Rows(_))),
+        "{events:?}"
+    );
+    assert_eq!(samples.samples, 0);
+    assert_eq!(exchanges(&events).len(), 1);
+}
