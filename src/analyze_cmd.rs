@@ -35,7 +35,7 @@ fn fraction(s: &str) -> Result<f64, String> {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 pass, 1 fail (thresholds exceeded), 2 could not analyze.\n\nExamples:\n  myrr analyze --baseline prod.myrr --candidate cand.myrr\n  myrr analyze --baseline old.myrr --candidate shard0.myrr shard1.myrr --max-p99-regression 20% --format html -o report.html"
+    after_help = "Exit codes: 0 pass, 1 fail (thresholds exceeded), 2 could not analyze.\n\nExamples:\n  myrr analyze --baseline prod.myrr --candidate cand.myrr\n  myrr analyze --baseline old.myrr --candidate shard0.myrr shard1.myrr --max-p99-regression 20% --format html -o report.html\n  myrr analyze --reference prod.myrr --baseline base.myrr --candidate cand.myrr"
 )]
 pub struct Args {
     /// Baseline run (a capture, or a replay on the old server); several files are one run.
@@ -44,6 +44,11 @@ pub struct Args {
     /// Candidate run (the shards of one replay may be given together).
     #[arg(long, required = true, num_args = 1.., value_name = "RUN")]
     candidate: Vec<PathBuf>,
+    /// Production's run (the capture) as the reference: exchanges whose baseline answer
+    /// differs from production's were not reproduced by the baseline replay and are kept out
+    /// of the comparison and the verdict (counted, by cause, in the report).
+    #[arg(long, num_args = 1.., value_name = "RUN")]
+    reference: Option<Vec<PathBuf>>,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -95,6 +100,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         min_change_us: a.min_change_us,
         since_scheduled: a.since_scheduled,
         ignore_damage: a.ignore_damage,
+        reference: a.reference.clone(),
         ..Options::default()
     };
     let report = myrr_analyze::analyze(&a.baseline, &a.candidate, &opts)?;

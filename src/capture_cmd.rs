@@ -64,6 +64,10 @@ pub struct Args {
     /// the connections that were already open.
     #[arg(long, value_name = "FILE")]
     backfill: Option<PathBuf>,
+    /// Keep no rows: by default the first rows (at most 20 rows, 4 KiB) of the first 3 answers
+    /// of each statement shape are kept, so that `analyze` can show differing rows.
+    #[arg(long)]
+    no_row_samples: bool,
     /// Live capture: read TLS sessions in plaintext inside the server's TLS library (eBPF
     /// uprobes on OpenSSL's SSL_read/SSL_write) of process PID, or of the process listening
     /// on --port on this host. Needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE.
@@ -333,6 +337,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         server_view: view,
         own_clients: backfill.own_client.into_iter().collect(),
         keylog: keylog.clone(),
+        row_samples: !a.no_row_samples,
         ..CaptureConfig::default()
     };
     let summary = match feed {
@@ -450,6 +455,10 @@ fn print_summary(
                 "forgotten": s.inferred.forgotten,
                 "types_from_sql": s.inferred.types_from_sql,
             },
+            "row_samples": {
+                "kept": s.row_samples,
+                "shapes_over_limit": s.row_sample_shapes_over_limit,
+            },
             "warnings": warning.iter().collect::<Vec<_>>(),
             "exchanges": d.exchanges,
             "commands": d.commands,
@@ -550,6 +559,21 @@ fn print_summary(
             "  inferred from other sessions' PREPAREs: {} statements, {} EXECUTEs; {} EXECUTEs \
              left unprepared because more than one PREPARE agreed",
             i.statements, i.executes, i.ambiguous
+        );
+    }
+    if s.row_samples + s.row_sample_shapes_over_limit > 0 {
+        eprintln!(
+            "  rows kept of {} answers (the first of each statement shape){}",
+            s.row_samples,
+            if s.row_sample_shapes_over_limit > 0 {
+                format!(
+                    "; {} answers of shapes past the first {} not kept",
+                    s.row_sample_shapes_over_limit,
+                    myrr_wire::conn::SHAPES_MAX
+                )
+            } else {
+                String::new()
+            }
         );
     }
     if let Some(w) = &warning {

@@ -183,6 +183,20 @@ pub fn to_json(ev: &Event) -> Json {
             }
             m.insert("exchanges".into(), e.exchanges.into());
         }
+        Event::Rows(r) => {
+            m.insert("seq".into(), r.seq.into());
+            m.insert("clone".into(), r.clone.into());
+            m.insert("at_us".into(), r.at_us.into());
+            m.insert("why".into(), r.why.name().into());
+            let rows: Vec<Json> = r
+                .rows
+                .iter()
+                .map(|row| Json::Array(row.iter().map(value_json).collect()))
+                .collect();
+            m.insert("rows".into(), Json::Array(rows));
+            m.insert("rows_left_out".into(), r.rows_left_out.into());
+            m.insert("cells_cut".into(), r.cells_cut.into());
+        }
         Event::Backfill(b) => {
             m.insert("at_us".into(), b.at_us.into());
             let (source, of) = backfill_source(&b.source);
@@ -392,6 +406,27 @@ fn to_row(ev: &Event) -> String {
             "session {} end  {:?} login={:?} exchanges={}",
             e.session, e.reason, e.login, e.exchanges
         ),
+        Event::Rows(r) => {
+            let first = r.rows.first().map(|row| {
+                row.iter()
+                    .map(|v| one_line(&myrr_recording::render_value(v), 40))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            });
+            format!(
+                "session {} #{:<4} rows kept ({}): {}{}  first: {}",
+                r.session,
+                r.seq,
+                r.why.name(),
+                r.rows.len(),
+                if r.rows_left_out > 0 {
+                    format!(" (+{} not kept)", r.rows_left_out)
+                } else {
+                    String::new()
+                },
+                first.unwrap_or_else(|| "-".into())
+            )
+        }
         Event::Backfill(b) => {
             let (source, of) = backfill_source(&b.source);
             let of = of.map(|(k, id)| format!(" {k}={id}")).unwrap_or_default();

@@ -54,6 +54,11 @@ pub struct Args {
     /// `insert_id` to the AUTO_INCREMENT id it generated. `auto`: on with --sync.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     pin: PinArg,
+    /// Keep no rows: by default the first rows (at most 20 rows, 4 KiB) of the first 10 answers
+    /// of each statement shape whose rows differ from the recorded answer's are kept, so that
+    /// `analyze` can show them.
+    #[arg(long)]
+    no_row_samples: bool,
     /// TLS to the target: off; prefer (when offered, certificate not checked); require
     /// (certificate not checked); verify-ca (chain to --tls-ca, or the public web roots);
     /// verify-identity (also the host name).
@@ -179,6 +184,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         SyncArg::All => SyncMode::All,
     };
     cfg.sync_timeout = a.sync_timeout;
+    cfg.row_samples = !a.no_row_samples;
     cfg.pin = match a.pin {
         PinArg::Auto => !matches!(cfg.sync, SyncMode::None),
         PinArg::On => true,
@@ -353,6 +359,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
                 "statements": s.pins.statements,
                 "refused": s.pins.refused,
             },
+            "row_samples": s.row_samples,
             "elapsed_s": s.elapsed.as_secs_f64(),
             "qps": qps,
             "start_lag_us": {"p50": s.lag_p50_us, "p99": s.lag_p99_us, "max": s.lag_max_us},
@@ -392,6 +399,12 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "  --pin: {} statements sent with production's timestamp/insert_id; {} sessions' \
              targets refused a pin (they went on without)",
             s.pins.statements, s.pins.refused
+        );
+    }
+    if s.row_samples > 0 {
+        eprintln!(
+            "  answers whose rows differ from the recording: {} (their first rows kept)",
+            s.row_samples
         );
     }
     eprintln!(

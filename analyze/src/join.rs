@@ -8,13 +8,14 @@
 use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
-use myrr_recording::{Event, Exchange, Response, RunKind, RunReader};
+use myrr_recording::{Command, Event, Exchange, Response, RowSample, RunKind, RunReader};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::chatter::is_driver_chatter;
 use crate::compare::{compare, Mismatch, Outcome};
 use crate::report::*;
-use crate::shapes::{self, Shapes};
+use crate::reproduction::{self, NotReproduced};
+use crate::shapes::{self, Shapes, Side as ExampleSide};
 use crate::stats::{new_histogram, ratio, record, Percentiles};
 use crate::unreplayed::Tally;
 use crate::{verdict, AnalyzeError, Options};
@@ -32,18 +33,30 @@ struct Slim {
     since_scheduled_us: u64,
     response: Response,
     more: Vec<Response>,
+    command: Command,
+    /// The answer's first rows, when the run kept them (they follow the exchange).
+    sample: Option<RowSample>,
 }
 
+/// What a run yields to the join: an exchange, or the rows kept of one.
+pub(crate) enum Item {
+    Exchange(Exchange),
+    Rows(RowSample),
+}
+
+/// Examples whose rows have not been read yet: (baseline side?, key) → (shape, example index).
+type Pending = HashMap<(bool, Key), (u32, usize)>;
+
 /// One run as it is read: its reader, what its headers say, and its overall latency.
-struct Side {
+pub(crate) struct Side {
     files: Vec<PathBuf>,
-    reader: RunReader,
+    pub(crate) reader: RunReader,
     kind: RunKind,
     source: String,
     server_version: Option<String>,
     sessions: u64,
-    exchanges: u64,
-    done: bool,
+    pub(crate) exchanges: u64,
+    pub(crate) done: bool,
     overall_service: Histogram<u64>,
     overall_sched: Histogram<u64>,
     /// Exchanges the run did not replay.
@@ -51,7 +64,7 @@ struct Side {
 }
 
 impl Side {
-    fn open(files: &[PathBuf]) -> Result<Self, AnalyzeError> {
+    pub(crate) fn open(files: &[PathBuf]) -> Result<Self, AnalyzeError> {
         let reader = RunReader::open(files)?;
         let h = reader.headers().first().cloned();
         let kind = h.as_ref().map_or(RunKind::Capture, |h| h.kind);
@@ -81,15 +94,16 @@ impl Side {
         })
     }
 
-    /// The next exchange, or None at the end.
-    fn next_exchange(&mut self) -> Option<Exchange> {
+    /// The next exchange or row sample, or None at the end.
+    pub(crate) fn next_item(&mut self) -> Option<Item> {
         for e in self.reader.by_ref() {
             match e {
                 Event::Exchange(x) => {
                     self.exchanges += 1;
                     self.unreplayed.count(&x.response);
-                    return Some(x);
+                    return Some(Item::Exchange(x));
                 }
+                Event::Rows(r) => return Some(Item::Rows(r)),
                 Event::SessionStart(_) => self.sessions += 1,
                 _ => {}
             }
@@ -98,7 +112,7 @@ impl Side {
         None
     }
 
-    fn info(&self) -> RunInfo {
+    pub(crate) fn info(&self) -> RunInfo {
         RunInfo {
             files: self.files.iter().map(|p| p.display().to_string()).collect(),
             kind: self.kind.name().to_string(),
@@ -128,6 +142,10 @@ pub fn analyze(
     candidate: &[PathBuf],
     opts: &Options,
 ) -> Result<Report, AnalyzeError> {
+    let mut reference = match &opts.reference {
+        Some(r) => Some(reproduction::not_reproduced(r, baseline, opts)?),
+        None => None,
+    };
     let mut b = Side::open(baseline)?;
     let mut c = Side::open(candidate)?;
     let mut shapes = Shapes::default();
@@ -160,6 +178,7 @@ pub fn analyze(
     // waiting for theirs.
     let mut wait_b: HashMap<Key, (Slim, u32)> = HashMap::default();
     let mut wait_c: HashMap<Key, Slim> = HashMap::default();
+    let mut pending = Pending::default();
     // Read alternately, favouring the side that is behind (fewer exchanges waiting), so what
     // waits for a partner stays as small as the two runs' orders allow.
     loop {
@@ -170,8 +189,26 @@ pub fn analyze(
             (false, false) => wait_b.len() <= wait_c.len(),
         };
         let this = if read_base { &mut b } else { &mut c };
-        let Some(x) = this.next_exchange() else {
-            continue;
+        let x = match this.next_item() {
+            None => continue,
+            Some(Item::Exchange(x)) => x,
+            Some(Item::Rows(r)) => {
+                let key = (r.session, r.seq, r.clone);
+                let waiting = if read_base {
+                    wait_b.get_mut(&key).map(|(s, _)| s)
+                } else {
+                    wait_c.get_mut(&key)
+                };
+                match waiting {
+                    Some(s) => s.sample = Some(r),
+                    None => {
+                        if let Some((shape, i)) = pending.remove(&(read_base, key)) {
+                            shapes.attach(shape, i, read_base, key, r);
+                        }
+                    }
+                }
+                continue;
+            }
         };
         let shape = shapes.of(&x);
         let application = !is_driver_chatter(&x.command, shapes.fingerprint(shape));
@@ -191,10 +228,24 @@ pub fn analyze(
             since_scheduled_us: sched,
             response: x.response,
             more: x.more,
+            command: x.command,
+            sample: None,
+        };
+        let mut join = |ck: Key, bk: Key, b: Slim, c: Slim| {
+            join(
+                &mut shapes,
+                &mut totals,
+                &mut pending,
+                reference.as_mut(),
+                opts,
+                (ck, bk),
+                b,
+                c,
+            )
         };
         if read_base && fanout == 1 {
             match wait_c.remove(&key) {
-                Some(cs) => join(&mut shapes, &mut totals, opts, key, slim, cs),
+                Some(cs) => join(key, key, slim, cs),
                 None => {
                     wait_b.insert(key, (slim, 1));
                 }
@@ -204,7 +255,7 @@ pub fn analyze(
             for k in 0..fanout {
                 let ck = if fanout > 1 { (key.0, key.1, k) } else { key };
                 if let Some(cs) = wait_c.remove(&ck) {
-                    join(&mut shapes, &mut totals, opts, ck, clone_slim(&slim), cs);
+                    join(ck, key, clone_slim(&slim), cs);
                     left -= 1;
                 }
             }
@@ -215,7 +266,7 @@ pub fn analyze(
             let bk = if fanout > 1 { (key.0, key.1, 0) } else { key };
             if fanout == 1 {
                 match wait_b.remove(&bk) {
-                    Some((bs, _)) => join(&mut shapes, &mut totals, opts, key, bs, slim),
+                    Some((bs, _)) => join(key, bk, bs, slim),
                     None => {
                         wait_c.insert(key, slim);
                     }
@@ -224,7 +275,7 @@ pub fn analyze(
             }
             match wait_b.get_mut(&bk) {
                 Some((bs, left)) => {
-                    join(&mut shapes, &mut totals, opts, key, clone_slim(bs), slim);
+                    join(key, bk, clone_slim(bs), slim);
                     *left -= 1;
                     if *left == 0 {
                         wait_b.remove(&bk);
@@ -281,7 +332,11 @@ pub fn analyze(
         };
         *totals.only_candidate.entry(reason.into()).or_default() += 1;
     }
-    Ok(finish(b, c, shapes, totals, opts))
+    let reproduction = match reference {
+        Some(r) => r.into_report(),
+        None => reproduction::without_reference(),
+    };
+    Ok(finish(b, c, shapes, totals, reproduction, opts))
 }
 
 fn clone_slim(s: &Slim) -> Slim {
@@ -293,11 +348,25 @@ fn clone_slim(s: &Slim) -> Slim {
         since_scheduled_us: s.since_scheduled_us,
         response: s.response.clone(),
         more: s.more.clone(),
+        command: s.command.clone(),
+        sample: s.sample.clone(),
     }
 }
 
-/// One joined pair: its latency and answers, counted into the totals and its shape.
-fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: Slim, c: Slim) {
+/// One joined pair: its latency and answers, counted into the totals and its shape. `keys`:
+/// the candidate's and the baseline's (they differ with a fan-out); an example whose rows are
+/// still to come is noted in `pending`.
+#[allow(clippy::too_many_arguments)]
+fn join(
+    shapes: &mut Shapes,
+    totals: &mut Totals,
+    pending: &mut Pending,
+    reference: Option<&mut NotReproduced>,
+    opts: &Options,
+    (key, bkey): (Key, Key),
+    b: Slim,
+    c: Slim,
+) {
     if b.shape != c.shape {
         // Same session and position, another statement: not the same workload.
         *totals
@@ -316,6 +385,14 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
             (b.service_us, c.service_us)
         };
         sh.record_latency(lb, lc);
+    }
+    // The baseline did not reproduce production here: the candidate cannot be judged by it.
+    if reference.is_some_and(|r| r.exclude(&bkey)) {
+        *totals
+            .not_compared
+            .entry("not_reproduced".into())
+            .or_default() += 1;
+        return;
     }
     let mut outcome = compare(&b.response, &c.response, sh.ordered);
     if outcome == Outcome::Same {
@@ -350,13 +427,37 @@ fn join(shapes: &mut Shapes, totals: &mut Totals, opts: &Options, key: Key, b: S
                 totals.mismatched += 1;
                 totals.application_mismatched += u64::from(b.application);
             }
-            sh.record_difference(m, key, &b.response, &c.response, opts.examples);
+            let statement = shapes.statement(key.0, &c.command);
+            let (shape, base_kept, cand_kept) = (b.shape, b.sample.is_some(), c.sample.is_some());
+            let kept = shapes.get_mut(shape).record_difference(
+                m,
+                key,
+                statement,
+                (&b.response, ExampleSide::of(&b.response, b.sample.clone())),
+                (&c.response, ExampleSide::of(&c.response, c.sample.clone())),
+                opts.examples,
+            );
+            if let Some(i) = kept {
+                if !base_kept {
+                    pending.insert((true, bkey), (shape, i));
+                }
+                if !cand_kept {
+                    pending.insert((false, key), (shape, i));
+                }
+            }
         }
     }
 }
 
 /// The report, once both runs are read and what never joined is counted.
-fn finish(mut b: Side, mut c: Side, shapes: Shapes, mut totals: Totals, opts: &Options) -> Report {
+fn finish(
+    mut b: Side,
+    mut c: Side,
+    shapes: Shapes,
+    mut totals: Totals,
+    reproduction: crate::report::Reproduction,
+    opts: &Options,
+) -> Report {
     let unreplayed_of = |s: &mut Side| {
         std::mem::take(&mut s.unreplayed).into_report(s.exchanges, s.kind == RunKind::Replay)
     };
@@ -374,7 +475,7 @@ fn finish(mut b: Side, mut c: Side, shapes: Shapes, mut totals: Totals, opts: &O
     totals.mismatch_rate = rate(totals.mismatched, totals.compared);
     totals.application_mismatch_rate =
         rate(totals.application_mismatched, totals.application_compared);
-    let mut out_shapes = shapes.into_report(opts);
+    let mut out_shapes = shapes.into_report(opts, (b.kind, c.kind));
     let mismatches = shapes::mismatch_totals(&out_shapes);
     let (hb, hc) = if opts.since_scheduled {
         (&b.overall_sched, &c.overall_sched)
@@ -412,6 +513,7 @@ fn finish(mut b: Side, mut c: Side, shapes: Shapes, mut totals: Totals, opts: &O
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         unreplayed,
+        reproduction,
         comparison: Comparison {
             kind,
             note,

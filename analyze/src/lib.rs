@@ -17,9 +17,13 @@
 //!   [`report::Verdict`] with its reasons.
 //! - [`unreplayed`]: the exchanges a replay skipped or lost in flight, by reason, named first
 //!   in every report and judged by `max_unreplayed`.
+//! - `reproduction`: with production's run as the reference, the baseline's exchanges that
+//!   did not reproduce production's answers, kept out of the comparison and the verdict.
 //! - [`chatter`]: which exchanges are driver chatter rather than application statements (the
 //!   mismatch rate the verdict judges is the application statements').
-//! - [`compare`]: two answers to one exchange, classified; [`fingerprint`]: SQL to its shape;
+//! - [`compare`]: two answers to one exchange, classified; [`cells`]: the rows of a differing
+//!   answer on both sides, bounded, with the differing cells marked; [`fingerprint`]: SQL to
+//!   its shape;
 //!   [`stats`]: histograms and the Mann-Whitney test.
 //! - [`report`]: the result as data; [`export`]: one [`export::Exporter`] per output format.
 //!
@@ -27,12 +31,14 @@
 //! HdrHistograms, and only exchanges still waiting for their partner are held (the skew
 //! between the two runs' orders, not their length).
 
+pub mod cells;
 pub mod chatter;
 pub mod compare;
 pub mod export;
 pub mod fingerprint;
 mod join;
 pub mod report;
+mod reproduction;
 mod shapes;
 pub mod stats;
 pub mod unreplayed;
@@ -65,10 +71,14 @@ pub struct Options {
     pub min_change_us: u64,
     /// Use time since the scheduled start (queueing included) instead of service time.
     pub since_scheduled: bool,
-    /// Examples kept per shape and mismatch class.
+    /// Examples kept per shape (a class with none yet takes the place of one of a class with
+    /// several).
     pub examples: usize,
     /// Analyze the readable part of damaged runs instead of refusing them.
     pub ignore_damage: bool,
+    /// Production's run (the capture): the baseline's exchanges whose answers differ from it
+    /// were not reproduced and are kept out of the comparison (see `reproduction`).
+    pub reference: Option<Vec<std::path::PathBuf>>,
 }
 
 impl Default for Options {
@@ -84,6 +94,7 @@ impl Default for Options {
             since_scheduled: false,
             examples: 3,
             ignore_damage: false,
+            reference: None,
         }
     }
 }
@@ -98,6 +109,8 @@ pub enum AnalyzeError {
     Damaged(FormatError),
     #[error("{side} run has no exchanges ({files})")]
     Empty { side: &'static str, files: String },
+    #[error("the baseline does not reproduce the reference: more than {limit} of its answers differ from production's; replay the baseline with --sync all onto a copy restored to the capture's start")]
+    NotReproducible { limit: usize },
     #[error("nothing joins: the candidate's {candidate} exchanges do not match the baseline's {baseline} by session, sequence and statement; are these runs of the same recording?")]
     NothingJoins { baseline: u64, candidate: u64 },
 }

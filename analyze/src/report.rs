@@ -9,7 +9,10 @@ use crate::stats::Percentiles;
 
 /// 2: `unreplayed`, the application statements' mismatch rate, `thresholds.max_unreplayed`,
 /// the `insert_id` mismatch class.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: examples name their mismatch class and carry the statement as sent (`statement`,
+/// `params`) and the rows of both answers with the differing cells (`rows`); `reproduction`
+/// (`--reference`: the baseline's exchanges that did not reproduce production's answers).
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -18,6 +21,8 @@ pub struct Report {
     /// What the runs did not replay: named before any other finding.
     pub unreplayed: Unreplayed,
     pub comparison: Comparison,
+    /// Whether the baseline reproduced production (`--reference`).
+    pub reproduction: Reproduction,
     pub totals: Totals,
     pub latency: Latency,
     /// Query shapes, most added time first.
@@ -79,6 +84,26 @@ pub struct Comparison {
     pub candidate: RunInfo,
     /// Which latency the shapes and verdict use: `service` or `since_scheduled`.
     pub latency_measure: String,
+}
+
+/// With production's run as the reference: the baseline's exchanges whose answers differ from
+/// production's were not reproduced, and are kept out of the comparison and the verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reproduction {
+    /// The reference run (production's capture), when given.
+    pub reference: Option<RunInfo>,
+    /// Baseline answers compared with the reference's.
+    pub compared: u64,
+    /// Of those, answers that differ from the reference's: not reproduced.
+    pub not_reproduced: u64,
+    /// not_reproduced / compared.
+    pub not_reproduced_share: f64,
+    /// Not-reproduced exchanges by the class of their difference from the reference.
+    pub causes: BTreeMap<String, u64>,
+    /// Joined baseline/candidate pairs kept out of the comparison for it (clones included).
+    pub excluded: u64,
+    /// What this means for reading the report.
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,14 +170,53 @@ pub struct Latency {
     pub curve: Vec<CurvePoint>,
 }
 
+/// One differing answer of a shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct Example {
+    /// Where: the session and the exchange's position in it (and the clone, with --scale).
     pub session: u64,
     pub seq: u64,
     pub clone: u32,
+    /// The mismatch class of this difference.
+    pub class: String,
+    /// The shape's fingerprint (cut at 300 characters).
     pub sql: String,
+    /// The statement as sent: the SQL with its literals, or an EXECUTE's prepared text (cut
+    /// at 2000 characters).
+    pub statement: String,
+    /// An EXECUTE's bound parameters, rendered as SQL literals, in order.
+    pub params: Vec<String>,
+    /// Each answer in a line.
     pub baseline: String,
     pub candidate: String,
+    /// The rows of both answers, when either answer has rows.
+    pub rows: Option<ExampleRows>,
+}
+
+/// The rows of a differing answer on both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExampleRows {
+    pub baseline: SideRows,
+    pub candidate: SideRows,
+}
+
+/// The first rows of one side's answer, as kept by its run (see [`crate::cells`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SideRows {
+    /// The run kept this answer's rows.
+    pub kept: bool,
+    /// Why there are no rows to show, when there are none.
+    pub note: Option<String>,
+    pub columns: Vec<String>,
+    /// The rows shown (bounded: 20 rows, 4 KiB of text), each one cell per column.
+    pub rows: Vec<Vec<String>>,
+    /// `[row, column]` of the cells that differ from the other side's (only when both sides
+    /// were kept).
+    pub differing: Vec<[u32; 2]>,
+    /// Rows of the answer not shown.
+    pub rows_left_out: u64,
+    /// Cells cut short by the run (values over 256 bytes).
+    pub cells_cut: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -209,6 +209,7 @@ fn write_run(path: &Path, kind: RunKind, candidate: bool) {
     for (session, command, response, us) in xs {
         let n = seq.entry(session).or_default();
         t += 1_000;
+        let noted = matches!(&command, Command::Query { sql, .. } if sql.starts_with(b"SELECT c FROM t WHERE note"));
         w.push(&Event::Exchange(Exchange {
             session,
             seq: *n,
@@ -221,6 +222,27 @@ fn write_run(path: &Path, kind: RunKind, candidate: bool) {
             more: vec![],
         }))
         .unwrap();
+        if noted {
+            // Both runs kept this answer's rows: the example shows them.
+            w.push(&Event::Rows(RowSample {
+                session,
+                seq: *n,
+                clone: 0,
+                at_us: t,
+                why: SampleReason::FirstOfShape,
+                rows: vec![vec![myrr_recording::Value::Bytes(
+                    if candidate {
+                        &b"<b>&\"y\""[..]
+                    } else {
+                        &b"<b>&\"x\""[..]
+                    }
+                    .to_vec(),
+                )]],
+                rows_left_out: 0,
+                cells_cut: 0,
+            }))
+            .unwrap();
+        }
         *n += 1;
     }
     for &s in &sessions {
@@ -289,6 +311,26 @@ fn real_report_matches_the_schema() {
         assert!(shapes
             .iter()
             .any(|s| !s["examples"].as_array().unwrap().is_empty()));
+        // The rows both runs kept, the differing cell marked on both sides; an answer with
+        // rows on one side only says the other has none.
+        let examples: Vec<&Value> = shapes
+            .iter()
+            .flat_map(|s| s["examples"].as_array().unwrap())
+            .collect();
+        let noted = examples
+            .iter()
+            .find(|e| e["statement"] == json!("SELECT c FROM t WHERE note = '<b>&\"x\"'"))
+            .unwrap_or_else(|| panic!("{doc:#}"));
+        assert_eq!(noted["class"], json!("values"));
+        assert_eq!(noted["rows"]["baseline"]["rows"], json!([["<b>&\"x\""]]));
+        assert_eq!(noted["rows"]["candidate"]["rows"], json!([["<b>&\"y\""]]));
+        assert_eq!(noted["rows"]["baseline"]["differing"], json!([[0, 0]]));
+        assert_eq!(noted["rows"]["candidate"]["differing"], json!([[0, 0]]));
+        assert!(examples
+            .iter()
+            .any(|e| e["rows"]["candidate"]["kept"] == json!(false)
+                && e["rows"]["baseline"]["kept"] == json!(false)
+                && e["rows"]["candidate"]["note"].is_string()));
         assert!(shapes.iter().any(|s| s["nondeterministic"] == json!(true)));
         assert!(doc["verdict"]["thresholds"]["max_p99_regression"].is_number());
         let cand = &doc["unreplayed"]["candidate"];
@@ -335,6 +377,21 @@ fn drifted_documents_fail() {
         (
             "extra field in an example",
             Box::new(move |d| d["shapes"][first_example]["examples"][0]["query"] = json!("x")),
+        ),
+        (
+            "a differing cell with three coordinates",
+            Box::new(move |d| {
+                d["shapes"][first_example]["examples"][0]["rows"] = json!({
+                    "baseline": {"kept": true, "note": null, "columns": [], "rows": [],
+                                 "differing": [[0, 0, 0]], "rows_left_out": 0, "cells_cut": 0},
+                    "candidate": {"kept": true, "note": null, "columns": [], "rows": [],
+                                  "differing": [], "rows_left_out": 0, "cells_cut": 0}
+                })
+            }),
+        ),
+        (
+            "unknown example class",
+            Box::new(move |d| d["shapes"][first_example]["examples"][0]["class"] = json!("other")),
         ),
         (
             "negative count",

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use myrr_recording::{Direction, EndReason, Event, SessionId};
 
-use myrr_wire::conn::{Conn, Ctx};
+use myrr_wire::conn::{Conn, Ctx, ShapeSampler};
 use myrr_wire::infer::{InferStats, Inference};
 pub use myrr_wire::DecodeStats;
 pub use run::{
@@ -58,6 +58,10 @@ pub struct Stats {
     /// EXECUTEs of statements prepared before the capture, decoded from another session's
     /// PREPARE (see [`myrr_wire::infer`]).
     pub inferred: InferStats,
+    /// Answers whose first rows were kept (the first of each statement shape), and answers
+    /// not kept because too many shapes were (see [`myrr_wire::conn::ShapeSampler`]).
+    pub row_samples: u64,
+    pub row_sample_shapes_over_limit: u64,
     /// Live capture: packets the kernel or the interface dropped.
     pub kernel_drops: u64,
     pub interface_drops: u64,
@@ -104,6 +108,9 @@ pub struct CaptureConfig {
     /// Client addresses (as the server sees them) of connections the capture made itself:
     /// their packets are left out.
     pub own_clients: Vec<SocketAddr>,
+    /// Keep the first rows of the first answers of each statement shape (`RowSample`
+    /// events), so that reports can show differing rows.
+    pub row_samples: bool,
     /// TLS sessions' plaintext comes from inside the server ([`Capture::plaintext`]): a
     /// connection's SSLRequest waits for it instead of counting the session encrypted.
     pub tls_plaintext: bool,
@@ -122,6 +129,7 @@ impl Default for CaptureConfig {
             idle_timeout_us: 15 * 60 * 1_000_000,
             server_view: None,
             own_clients: Vec::new(),
+            row_samples: true,
             tls_plaintext: false,
             keylog: None,
         }
@@ -221,6 +229,7 @@ pub struct Capture {
     now_us: u64,
     deliveries: Vec<(Direction, DeliveryOwned)>,
     inference: Inference,
+    samples: Option<ShapeSampler>,
 }
 
 enum DeliveryOwned {
@@ -232,7 +241,6 @@ enum DeliveryOwned {
 impl Capture {
     pub fn new(config: CaptureConfig) -> Self {
         Self {
-            config,
             flows: HashMap::new(),
             stats: Stats::default(),
             events: Vec::new(),
@@ -242,6 +250,8 @@ impl Capture {
             now_us: 0,
             deliveries: Vec::new(),
             inference: Inference::default(),
+            samples: config.row_samples.then(ShapeSampler::new),
+            config,
         }
     }
 
@@ -300,6 +310,10 @@ impl Capture {
             i += 1;
         }
         self.stats.inferred = self.inference.stats.clone();
+        if let Some(s) = &self.samples {
+            self.stats.row_samples = s.samples;
+            self.stats.row_sample_shapes_over_limit = s.shapes_over_limit;
+        }
     }
 
     pub fn has_events(&self) -> bool {
@@ -462,6 +476,7 @@ impl Capture {
             events: &mut self.events,
             stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
+            samples: self.samples.as_mut(),
         };
         // A probed connection's packets carry TLS records: its bytes come from the server.
         let ciphertext = flow.probed && flow.conn.reads_tls();
@@ -585,6 +600,7 @@ impl Capture {
             events: &mut self.events,
             stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
+            samples: self.samples.as_mut(),
         };
         if !flow.conn.reads_tls() && !flow.conn.tls_plaintext() {
             if flow.conn.in_handshake()
@@ -663,6 +679,7 @@ impl Capture {
             events: &mut self.events,
             stats: &mut self.stats.decode,
             next_session: &mut self.next_session,
+            samples: self.samples.as_mut(),
         };
         for (dir, r) in [
             (Direction::ClientToServer, Direction::ClientToServer),

@@ -3,7 +3,9 @@
 //!
 //! Input: `flags:u8 op*`
 //!   flags bit 0: syn_seen; bit 1: tiny packet limit (4 KiB) instead of 1 MiB;
-//!   bit 2: the TLS plaintext may follow (`expect_tls_plaintext`)
+//!   bit 2: the TLS plaintext may follow (`expect_tls_plaintext`); bit 3: a capture's row
+//!   sampler; bit 4: a replaying client's row keeping (the rows kept of each answer are taken
+//!   and decoded after every operation)
 //!   op := tag:u8 ...
 //!     tag & 3 == 0 | 1 : data, direction = tag & 1 (0 = client→server); `len:u16le bytes[len]`
 //!                        (clipped to what is left); time advances by (tag >> 2) ms
@@ -14,11 +16,14 @@
 //!
 //! Checks: no panic; the events form one well-ordered session: at most one SessionStart and it
 //! comes first, every event carries its id, exactly one SessionEnd, last, when a session started;
-//! exchange numbers are unique and stay below SessionEnd.exchanges; end_us >= start_us.
+//! exchange numbers are unique and stay below SessionEnd.exchanges; end_us >= start_us; a row
+//! sample follows its exchange and stays within the sample bounds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myrr_wire::conn::{Conn, Ctx};
+use myrr_recording::sample::ROWS_MAX;
+use myrr_recording::SampleReason;
+use myrr_wire::conn::{Conn, Ctx, ShapeSampler};
 use myrr_wire::DecodeStats as Stats;
 use myrr_recording::{Direction, EndReason, Event};
 
@@ -48,6 +53,8 @@ fn one(data: &[u8]) {
     let mut events = Vec::new();
     let mut stats = Stats::default();
     let mut next_session = 7u64;
+    let mut sampler = ShapeSampler::new();
+    conn.keep_rows = flags & 16 != 0;
     if flags & 4 != 0 {
         conn.expect_tls_plaintext();
     }
@@ -55,6 +62,7 @@ fn one(data: &[u8]) {
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next_session,
+        samples: (flags & 8 != 0).then_some(&mut sampler),
     };
     while let Some((&tag, r)) = rest.split_first() {
         rest = r;
@@ -82,6 +90,10 @@ fn one(data: &[u8]) {
             }
             _ if tag >> 2 == 62 => conn.tls_unreadable(&mut ctx),
             _ => now += (tag >> 2) as u64 * 1_000_000,
+        }
+        if let Some(k) = conn.take_kept() {
+            let s = k.sample(7, 0, now, SampleReason::DiffersFromRecorded);
+            assert!(s.rows.len() <= ROWS_MAX, "{} rows kept", s.rows.len());
         }
     }
     conn.end(EndReason::EndOfRun, now, &mut ctx);
@@ -117,6 +129,13 @@ fn one(data: &[u8]) {
                 assert!(x.end_us >= x.start_us, "exchange ends before it starts: {x:?}");
             }
             Event::Gap(_) | Event::Backfill(_) => {}
+            Event::Rows(r) => {
+                let Some(Event::Exchange(x)) = i.checked_sub(1).map(|p| &events[p]) else {
+                    panic!("row sample {i} not after an exchange");
+                };
+                assert_eq!(r.seq, x.seq, "row sample of another exchange");
+                assert!(r.rows.len() <= ROWS_MAX && !r.rows.is_empty(), "{r:?}");
+            }
         }
     }
     assert!(end.end_us >= start.start_us);

@@ -195,7 +195,21 @@ fn command(b: &mut Bytes) -> Command {
 }
 
 fn event(b: &mut Bytes) -> Event {
-    match b.u8() % 5 {
+    match b.u8() % 6 {
+        5 => Event::Rows(RowSample {
+            session: b.u64(),
+            seq: b.u64(),
+            clone: b.u32(),
+            at_us: b.u64(),
+            why: if b.u8() & 1 == 1 {
+                SampleReason::DiffersFromRecorded
+            } else {
+                SampleReason::FirstOfShape
+            },
+            rows: (0..b.u8() % 3).map(|_| (0..b.u8() % 3).map(|_| value(b)).collect()).collect(),
+            rows_left_out: b.u64(),
+            cells_cut: b.u32(),
+        }),
         4 => Event::Backfill(Backfill {
             session: b.u64(),
             at_us: b.u64(),

@@ -21,6 +21,9 @@ pub enum Event {
     /// Format version 2: what the run learned about a session that began before it.
     /// (Appended last: version-1 files decode unchanged.)
     Backfill(Backfill),
+    /// Format version 3: the first rows of an exchange's answer, right after the exchange
+    /// (see [`crate::sample`]). (Appended last: older files decode unchanged.)
+    Rows(crate::sample::RowSample),
 }
 
 impl Event {
@@ -39,6 +42,7 @@ impl Event {
             Event::Gap(g) => g.session,
             Event::SessionEnd(e) => e.session,
             Event::Backfill(b) => b.session,
+            Event::Rows(r) => r.session,
         }
     }
 
@@ -50,6 +54,7 @@ impl Event {
             Event::Gap(_) => "gap",
             Event::SessionEnd(_) => "session_end",
             Event::Backfill(_) => "backfill",
+            Event::Rows(_) => "row_sample",
         }
     }
 }

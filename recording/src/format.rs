@@ -20,9 +20,10 @@ use crate::event::Event;
 
 pub const MAGIC: &[u8; 8] = b"MYRR\x00REC";
 /// Bumped on any incompatible change; readers refuse newer versions with a clear message.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
-/// Version 1 had no `Event::Backfill`; its events decode unchanged (the variant is last).
+/// Version 1 had no `Event::Backfill`, version 2 no `Event::Rows`; their events decode
+/// unchanged (each variant was appended last).
 pub const OLDEST_READABLE: u16 = 1;
 /// Uncompressed size at which a block is sealed.
 pub const BLOCK_TARGET: usize = 128 * 1024;

@@ -5,6 +5,8 @@
 //! - [`format`]: [`RecordingWriter`] and [`RecordingReader`], streaming, block-checksummed,
 //!   zstd-compressed; damage is reported with the file and byte offset.
 //! - [`digest`]: [`RowDigester`], the one function capture and replay use to digest result rows.
+//! - [`sample`]: [`RowSample`], the bounded first rows of an answer a run keeps to show
+//!   differences, and [`SampleBuilder`], which applies the bounds.
 //!
 //! This crate depends on no other workspace crate.
 
@@ -12,6 +14,7 @@ pub mod digest;
 pub mod event;
 pub mod format;
 pub mod run;
+pub mod sample;
 mod shared_columns;
 
 pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
@@ -21,6 +24,7 @@ pub use format::{
     Skim, WriteError, LEVEL_DEFAULT, LEVEL_FAST,
 };
 pub use run::{event_time, RunReader};
+pub use sample::{render_value, RowSample, SampleBuilder, SampleReason};
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ pub fn event_time(e: &Event) -> u64 {
         Event::Gap(g) => g.at_us,
         Event::SessionEnd(e) => e.end_us,
         Event::Backfill(b) => b.at_us,
+        Event::Rows(r) => r.at_us,
     }
 }
 
@@ -95,6 +96,7 @@ impl Iterator for RunReader {
                 Event::Exchange(x) => x.session = run_session_id(kind, i, x.session),
                 Event::Gap(g) => g.session = run_session_id(kind, i, g.session),
                 Event::SessionEnd(s) => s.session = run_session_id(kind, i, s.session),
+                Event::Rows(r) => r.session = run_session_id(kind, i, r.session),
                 Event::Backfill(b) => {
                     b.session = run_session_id(kind, i, b.session);
                     if let crate::BackfillSource::Inferred { from_session } = &mut b.source {

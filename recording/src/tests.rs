@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::digest::RowDigester;
 use crate::event::*;
 use crate::format::*;
+use crate::sample::{RowSample, SampleReason};
 
 fn header() -> Header {
     Header {
@@ -297,6 +298,42 @@ fn version_1_files_still_read_and_backfills_round_trip() {
     );
     let bytes = write(&evs);
     assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION);
+    let (got, err) = read(&bytes);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, evs);
+}
+
+#[test]
+fn version_2_files_still_read_and_row_samples_round_trip() {
+    // A version-2 file is a version-3 file without Rows events: the same bytes, but for the
+    // version field.
+    let evs = events(50);
+    let mut v2 = write(&evs);
+    v2[8..10].copy_from_slice(&2u16.to_le_bytes());
+    let (got, err) = read(&v2);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, evs);
+
+    let mut evs = events(3);
+    evs.insert(
+        2,
+        Event::Rows(RowSample {
+            session: 1,
+            seq: 0,
+            clone: 2,
+            at_us: 1_000,
+            why: SampleReason::DiffersFromRecorded,
+            rows: vec![vec![
+                Value::Int(1),
+                Value::Bytes(b"x".to_vec()),
+                Value::Null,
+            ]],
+            rows_left_out: 4,
+            cells_cut: 1,
+        }),
+    );
+    let bytes = write(&evs);
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
     let (got, err) = read(&bytes);
     assert!(err.is_none(), "{err:?}");
     assert_eq!(got, evs);

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myrr_recording::{
-    event_time, Backfill, Command, Event, Exchange, FormatError, Response, RunReader, SessionStart,
+    event_time, Backfill, Command, Event, Exchange, FormatError, Response, ResultDigest, RunReader,
+    SessionStart,
 };
 use tokio::sync::mpsc;
 
@@ -57,6 +58,9 @@ pub(crate) struct Recorded {
     /// The AUTO_INCREMENT id the recorded statement generated (its OK's last_insert_id), 0
     /// for none: `--pin` has the replayed statement generate the same.
     pub(crate) insert_id: u64,
+    /// The digest of the recorded answer's first result, when it had rows: a replayed
+    /// answer whose rows differ keeps them (`row_samples`).
+    pub(crate) rows_digest: Option<ResultDigest>,
     /// What the session held before the recording began, learnt since its previous exchange:
     /// restored before this one is sent.
     pub(crate) backfill: Option<Box<Backfill>>,
@@ -75,6 +79,10 @@ impl From<Exchange> for Recorded {
             insert_id: match &x.response {
                 Response::Ok(ok) => ok.last_insert_id,
                 _ => 0,
+            },
+            rows_digest: match &x.response {
+                Response::Rows(rs) => Some(rs.digest),
+                _ => None,
             },
             command: x.command,
             backfill: None,

@@ -166,6 +166,7 @@ mod tests {
                 command: Command::Ping,
                 prepared_id: None,
                 insert_id: 0,
+                rows_digest: None,
                 backfill: None,
             }),
             commit: None,

@@ -121,6 +121,10 @@ pub struct ReplayConfig {
     /// function, the session sets `timestamp` to the statement's recorded start and, when the
     /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
     pub pin: bool,
+    /// Keep the first rows (bounded: see `myrr_recording::sample`) of the first
+    /// `DIFFERING_PER_SHAPE` answers of each statement shape whose rows differ from the
+    /// recorded answer's, as a `RowSample` after its exchange.
+    pub row_samples: bool,
     /// TLS to the target.
     pub tls: Tls,
     /// Threads that run the sessions (each its own single-threaded runtime); 1: the caller's.
@@ -153,6 +157,7 @@ impl ReplayConfig {
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
             pin: false,
+            row_samples: true,
             tls: Tls::default(),
             session_threads: 1,
             sched: Sched::Auto,
@@ -241,6 +246,8 @@ pub struct Progress {
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
     pub sync_cycles: AtomicU64,
+    /// Answers whose rows differed from the recorded and were kept (`row_samples`).
+    pub row_samples: AtomicU64,
     /// Backfills applied (per session task: each clone applies its session's).
     pub backfills: AtomicU64,
     /// Backfilled statements prepared on the target, and those it refused.
@@ -336,6 +343,9 @@ pub(crate) struct Shared {
     errors: Mutex<Vec<String>>,
     /// `--sync`: the recorded commit order and who is in the server.
     pub(crate) order: Option<sync::Order>,
+    /// `row_samples`: the differing answers of each statement shape whose rows are kept
+    /// (at most `DIFFERING_PER_SHAPE` a shape; see `session::Worker::sample_key`).
+    pub(crate) samples: std::sync::Mutex<myrr_wire::conn::ShapeSampler>,
     /// Exchanges that may be queued for sessions, over all sessions.
     pub(crate) budget: tokio::sync::Semaphore,
     /// Logins in progress at once. A storm of thousands of sessions starting together, each
@@ -427,6 +437,8 @@ pub struct Summary {
     pub connect_failures: u64,
     pub sync_timeouts: u64,
     pub sync_cycles: u64,
+    /// Answers whose rows differed from the recorded ones, kept as row samples.
+    pub row_samples: u64,
     /// What backfills restored of sessions that began before the recording.
     pub backfill: BackfillCounts,
     /// `--pin`.
@@ -669,6 +681,9 @@ pub async fn run(
         }),
         errors: Mutex::new(Vec::new()),
         order: (config.sync != SyncMode::None).then(|| sync::Order::new(config.scale)),
+        samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(
+            myrr_wire::conn::DIFFERING_PER_SHAPE,
+        )),
         logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
         policy,
         abandon: Arc::default(),
@@ -752,6 +767,7 @@ pub async fn run(
             .map(|(r, n)| (r, n.load(Ordering::Relaxed)))
             .collect(),
         lost: p.lost.load(Ordering::Relaxed),
+        row_samples: p.row_samples.load(Ordering::Relaxed),
         reconnects: p.reconnects.load(Ordering::Relaxed),
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
         sync_timeouts: p.sync_timeouts.load(Ordering::Relaxed),

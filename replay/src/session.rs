@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use myrr_recording::{
-    Backfill, Command, EndReason, Event, Exchange, Login, MissingReason, Response, SessionEnd,
-    SessionStart, SkipReason,
+    Backfill, Command, EndReason, Event, Exchange, Login, MissingReason, Response, SampleReason,
+    SessionEnd, SessionStart, SkipReason,
 };
 use myrr_wire::command;
+use myrr_wire::conn::KeptRows;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
@@ -33,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Stmt {
     target_id: u32,
     sql: Vec<u8>,
+    /// Its shape, for sampling rows (`myrr_wire::sql::shape_key`).
+    key: u64,
     /// Parameters, as the target counts them.
     params: u16,
     /// The parameter types last sent with an EXECUTE of this statement (2 bytes each), empty
@@ -71,12 +74,17 @@ pub(crate) struct Worker {
     /// after the next command has been sent, while the server works on that one, so the
     /// next command leaves as soon as an answer is in.
     answered: Option<Answered>,
+    /// Statement shapes whose budget of kept rows is spent (see `Shared::samples`): known
+    /// here, the shared budget is not asked again.
+    samples_spent: rustc_hash::FxHashSet<u64>,
 }
 
 struct Answered {
     x: Handed,
     response: Response,
     more: Vec<Response>,
+    /// The answer's first rows, undecoded (`row_samples`), and the statement's shape.
+    kept: Option<(KeptRows, u64)>,
     scheduled_us: u64,
     sent_us: u64,
     end_us: u64,
@@ -86,8 +94,11 @@ struct Answered {
 /// last answered exchange (if the output queue has room) and its counts.
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(e) = self.take_answered() {
+        if let Some((e, rows)) = self.take_answered() {
             self.shared.events.try_send(e);
+            if let Some(r) = rows {
+                self.shared.events.try_send(r);
+            }
         }
         self.shared.flush(&mut self.tally);
     }
@@ -121,19 +132,44 @@ impl Worker {
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
             answered: None,
+            samples_spent: Default::default(),
         }
     }
 
     /// Counts and writes the last answered exchange (see `answered`).
     async fn hand_over(&mut self) {
-        if let Some(e) = self.take_answered() {
+        if let Some((e, rows)) = self.take_answered() {
             self.emit(e).await;
+            if let Some(r) = rows {
+                self.emit(r).await;
+            }
         }
     }
 
-    /// The last answered exchange as an output event, counted.
-    fn take_answered(&mut self) -> Option<Event> {
+    /// The last answered exchange as an output event, counted; and its first rows, when they
+    /// differ from the recorded answer's (a row sample, right after it).
+    fn take_answered(&mut self) -> Option<(Event, Option<Event>)> {
         let a = self.answered.take()?;
+        let rows = match (&a.response, &a.kept) {
+            (Response::Rows(rs), Some((k, key))) if a.x.rows_digest != Some(rs.digest) => {
+                let mut sample = k.sample(
+                    self.start.session,
+                    a.x.seq,
+                    a.sent_us,
+                    SampleReason::DiffersFromRecorded,
+                );
+                sample.clone = self.clone;
+                // Rows that do not parse against their columns leave nothing to show.
+                (!sample.rows.is_empty() && self.take_sample(*key)).then(|| {
+                    self.shared
+                        .progress
+                        .row_samples
+                        .fetch_add(1, Ordering::Relaxed);
+                    Event::Rows(sample)
+                })
+            }
+            _ => None,
+        };
         self.tally.count(
             &a.response,
             a.x.start_us,
@@ -145,7 +181,7 @@ impl Worker {
         }
         let seq = a.x.seq;
         let command = a.x.into_command();
-        Some(Event::Exchange(Exchange {
+        let exchange = Event::Exchange(Exchange {
             session: self.start.session,
             seq,
             clone: self.clone,
@@ -155,7 +191,36 @@ impl Worker {
             command,
             response: a.response,
             more: a.more,
-        }))
+        });
+        Some((exchange, rows))
+    }
+
+    /// The shape by which `command`'s rows are sampled, when they may be kept: row samples
+    /// are on and the shape's budget is not known to be spent.
+    fn sample_key(&self, command: &Command) -> Option<u64> {
+        if !self.shared.config.row_samples {
+            return None;
+        }
+        let key = match command {
+            Command::Query { sql, .. } => myrr_wire::sql::shape_key(sql),
+            Command::Execute { stmt_id, .. } => self.stmts.get(stmt_id)?.key,
+            _ => return None,
+        };
+        (!self.samples_spent.contains(&key)).then_some(key)
+    }
+
+    /// Takes a place in the shared budget for a differing answer of shape `key`.
+    fn take_sample(&mut self, key: u64) -> bool {
+        let mut budget = self
+            .shared
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let taken = budget.take(key);
+        if !budget.has_room(key) {
+            self.samples_spent.insert(key);
+        }
+        taken
     }
 
     async fn emit(&self, e: Event) {
@@ -395,6 +460,7 @@ impl Worker {
                     id,
                     Stmt {
                         target_id: p.stmt_id,
+                        key: myrr_wire::sql::shape_key(sql),
                         sql: sql.to_vec(),
                         params: p.params,
                         types: Vec::new(),
@@ -587,7 +653,16 @@ impl Worker {
             if let Some(order) = &shared.order {
                 order.in_server(session, self.clone, true);
             }
+            let sample_key = self.sample_key(&x.command);
+            if let Some(c) = self.conn.as_mut() {
+                c.keep_rows(sample_key.is_some());
+            }
             let (response, more) = self.execute(&x).await;
+            let kept = self
+                .conn
+                .as_mut()
+                .and_then(|c| c.take_kept())
+                .zip(sample_key);
             if let Some(order) = &shared.order {
                 order.in_server(session, self.clone, false);
             }
@@ -601,6 +676,7 @@ impl Worker {
                 x,
                 response,
                 more,
+                kept,
                 scheduled_us,
                 sent_us,
                 end_us,

@@ -453,6 +453,16 @@ impl WireConn {
             .ok_or_else(|| Lost::ChangeUser("the answer did not decode".into()))
     }
 
+    /// Keep the first rows of every answer, for [`WireConn::take_kept`].
+    pub(crate) fn keep_rows(&mut self, on: bool) {
+        self.decoder.keep_rows = on;
+    }
+
+    /// The first rows of the answer read last (with [`WireConn::keep_rows`]), undecoded.
+    pub(crate) fn take_kept(&mut self) -> Option<myrr_wire::conn::KeptRows> {
+        self.decoder.take_kept()
+    }
+
     /// Says goodbye (COM_QUIT) and closes the socket.
     pub(crate) async fn quit(mut self) {
         let _ = self.write_packet(0, &[Code::Quit.byte()]).await;
@@ -542,6 +552,7 @@ impl WireConn {
             events: &mut self.events,
             stats: &mut self.stats,
             next_session: &mut self.next_session,
+            samples: None,
         };
         self.decoder.data(dir, data, 0, &mut ctx);
     }

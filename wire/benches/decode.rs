@@ -145,6 +145,7 @@ fn session() -> (Conn, Vec<Event>, Stats) {
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     let mut greet = Vec::new();
     packet(&mut greet, 0, &greeting());
@@ -183,6 +184,7 @@ fn answers(c: &mut Criterion) {
                     events: &mut events,
                     stats: &mut stats,
                     next_session: &mut next,
+                    samples: None,
                 };
                 conn.data(C, &req, 1, &mut ctx);
                 conn.data(S, &ans, 2, &mut ctx);

@@ -141,6 +141,7 @@ mod tests {
             events: &mut events,
             stats: &mut stats,
             next_session: &mut next,
+            samples: None,
         };
         let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
         let packet = |seq, p: &[u8]| {

@@ -1,5 +1,7 @@
 //! What the protocol needs to know of SQL text: how many `?` placeholders a statement has
-//! (the parameter count its EXECUTEs carry), counted as the server's lexer counts them.
+//! (the parameter count its EXECUTEs carry), counted as the server's lexer counts them; and a
+//! cheap shape key (literals and case left out) by which a capture samples the first answers of
+//! each statement shape.
 
 /// The number of `?` parameter markers in `sql`, outside string literals, quoted
 /// identifiers and comments. Executable comments (`/*! … */`, `/*M! … */`) are code, as the
@@ -42,6 +44,49 @@ pub fn placeholder_count(sql: &[u8]) -> u16 {
     n.min(u16::MAX as u32) as u16
 }
 
+/// Bytes of a statement's text its shape key reads: enough to tell statements apart.
+const SHAPE_KEY_PREFIX: usize = 1024;
+
+/// A key equal for statements that differ only by their literals (quoted strings, numbers),
+/// letter case and white space: `SELECT c FROM t WHERE id=5` and `select c from t where id = 7`
+/// share one. Not analyze's fingerprint (IN lists of other lengths differ here); a cheap pass
+/// over the first [`SHAPE_KEY_PREFIX`] bytes, for sampling.
+pub fn shape_key(sql: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let sql = &sql[..sql.len().min(SHAPE_KEY_PREFIX)];
+    let mut h = rustc_hash::FxHasher::default();
+    let mut i = 0;
+    while i < sql.len() {
+        let c = sql[i];
+        let token = match c {
+            b'\'' | b'"' => {
+                i = skip_quoted(sql, i + 1, c);
+                b'?'
+            }
+            b'0'..=b'9'
+                if i == 0 || !(sql[i - 1].is_ascii_alphanumeric() || sql[i - 1] == b'_') =>
+            {
+                while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'.') {
+                    i += 1;
+                }
+                b'?'
+            }
+            // White space is left out altogether (`a b` and `ab` collide: a sample lost, no
+            // more).
+            c if c.is_ascii_whitespace() => {
+                i += 1;
+                continue;
+            }
+            c => {
+                i += 1;
+                c.to_ascii_lowercase()
+            }
+        };
+        h.write_u8(token);
+    }
+    h.finish()
+}
+
 /// Past the closing quote `q` of a literal or identifier starting at `i` (backslash escapes
 /// in string literals, doubled quotes in all three).
 fn skip_quoted(sql: &[u8], mut i: usize, q: u8) -> usize {
@@ -78,6 +123,27 @@ fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shape_keys_ignore_literals_case_and_space() {
+        use super::shape_key;
+        let a = shape_key(b"SELECT c FROM sbtest1 WHERE id=5");
+        assert_eq!(a, shape_key(b"select c  from sbtest1 where id = 71"));
+        assert_eq!(
+            shape_key(b"UPDATE t SET s='it''s' WHERE k=1.5"),
+            shape_key(b"update t set s=\"x\" where k=2")
+        );
+        assert_ne!(a, shape_key(b"SELECT c FROM sbtest2 WHERE id=5"));
+        assert_ne!(a, shape_key(b"SELECT k FROM sbtest1 WHERE id=5"));
+        // Digits inside a name are the name's.
+        assert_ne!(
+            shape_key(b"SELECT * FROM t1"),
+            shape_key(b"SELECT * FROM t2")
+        );
+        // Unterminated literals and empty text do not panic.
+        shape_key(b"SELECT 'abc");
+        shape_key(b"");
+    }
+
     use super::placeholder_count as count;
 
     #[test]

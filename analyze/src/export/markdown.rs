@@ -3,10 +3,12 @@
 use std::io::{self, Write};
 
 use super::{
-    fmt_ratio, fmt_share, fmt_signed_us, fmt_us, top_shapes, unreplayed_runs, unreplayed_summary,
-    Exporter,
+    example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us,
+    reproduction_summary, rows_note, top_shapes, unreplayed_runs, unreplayed_summary, Exporter,
+    EXAMPLE_SHAPES,
 };
 use crate::report::Report;
+use crate::report::SideRows;
 
 pub struct Markdown {
     pub top: usize,
@@ -84,6 +86,11 @@ impl Exporter for Markdown {
             writeln!(out, "| {name} latency | {} | {} |", fmt_us(bv), fmt_us(cv))?;
         }
         writeln!(out, "\n_{}_\n", cell(&r.comparison.note))?;
+        writeln!(
+            out,
+            "**Reproduction:** {}\n",
+            cell(&reproduction_summary(r))
+        )?;
         let t = &r.totals;
         writeln!(
             out,
@@ -131,6 +138,111 @@ impl Exporter for Markdown {
                 cell(&s.fingerprint.chars().take(120).collect::<String>()).replace('`', "'")
             )?;
         }
-        Ok(())
+        examples(r, out)
     }
+}
+
+/// A cell of a rows table: escaped, cut for display, bold when it differs.
+fn row_cell(c: &str, differs: bool) -> String {
+    let mut t: String = c.chars().take(80).collect();
+    if t.len() < c.len() {
+        t.push('…');
+    }
+    let t = cell(&t)
+        .replace('*', "\\*")
+        .replace('_', "\\_")
+        .replace('`', "\\`");
+    if differs && !t.is_empty() {
+        format!("**{t}**")
+    } else {
+        t
+    }
+}
+
+fn rows_table(side: &SideRows, out: &mut dyn Write) -> io::Result<()> {
+    let n = side
+        .columns
+        .len()
+        .max(side.rows.iter().map(Vec::len).max().unwrap_or(0));
+    if n == 0 {
+        return Ok(());
+    }
+    let head: Vec<String> = (0..n)
+        .map(|k| row_cell(side.columns.get(k).map_or("", String::as_str), false))
+        .collect();
+    writeln!(out, "| {} |", head.join(" | "))?;
+    writeln!(out, "|{}", "---|".repeat(n))?;
+    for (i, r) in side.rows.iter().enumerate() {
+        let cells: Vec<String> = (0..n)
+            .map(|k| {
+                let differs = side.differing.contains(&[i as u32, k as u32]);
+                row_cell(r.get(k).map_or("", String::as_str), differs)
+            })
+            .collect();
+        writeln!(out, "| {} |", cells.join(" | "))?;
+    }
+    writeln!(out)
+}
+
+/// Each shape's examples: the statement as sent, where, both sides' rows (differing cells in
+/// bold).
+fn examples(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let shapes = example_shapes(r);
+    if shapes.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n### Differing answers\n")?;
+    for s in shapes.iter().take(EXAMPLE_SHAPES) {
+        writeln!(
+            out,
+            "#### `{}`{}\n\n`{}`\n",
+            s.id,
+            if s.nondeterministic {
+                " (nondeterministic, ignored)"
+            } else {
+                ""
+            },
+            cell(&s.fingerprint.chars().take(200).collect::<String>()).replace('`', "'")
+        )?;
+        for e in &s.examples {
+            writeln!(
+                out,
+                "- session {} #{} (clone {}), **{}**:\n\n  ```sql\n  {}\n  ```\n",
+                e.session,
+                e.seq,
+                e.clone,
+                e.class,
+                example_statement(e).replace("```", "'''")
+            )?;
+            for (side, answer, rows) in [
+                (
+                    "baseline",
+                    &e.baseline,
+                    e.rows.as_ref().map(|x| &x.baseline),
+                ),
+                (
+                    "candidate",
+                    &e.candidate,
+                    e.rows.as_ref().map(|x| &x.candidate),
+                ),
+            ] {
+                writeln!(out, "  {side}: {}\n", cell(answer))?;
+                let Some(rows) = rows else { continue };
+                if rows.kept {
+                    rows_table(rows, out)?;
+                }
+                if let Some(n) = rows_note(rows) {
+                    writeln!(out, "  _{}_\n", cell(&n))?;
+                }
+            }
+        }
+    }
+    if shapes.len() > EXAMPLE_SHAPES {
+        writeln!(
+            out,
+            "_Examples of {} more shapes in the JSON report._",
+            shapes.len() - EXAMPLE_SHAPES
+        )?;
+    }
+    Ok(())
 }

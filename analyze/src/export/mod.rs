@@ -6,7 +6,7 @@ mod text;
 
 use std::io::{self, Write};
 
-use crate::report::{Report, RunUnreplayed};
+use crate::report::{Example, Report, RunUnreplayed, Shape, SideRows};
 
 pub use html::Html;
 pub use markdown::Markdown;
@@ -112,6 +112,113 @@ pub fn top_shapes(report: &Report, n: usize) -> Vec<&crate::report::Shape> {
     v
 }
 
+/// Whether the baseline reproduced production, in a line: the not-reproduced share and its
+/// causes with `--reference`, or why write-order noise cannot be told apart without.
+pub fn reproduction_summary(r: &Report) -> String {
+    let x = &r.reproduction;
+    let Some(reference) = &x.reference else {
+        return x.note.clone();
+    };
+    let causes: Vec<String> = x.causes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "reference {}: {} of {} baseline answers ({}) not reproduced{}; {} joined exchanges kept \
+         out of the comparison and the verdict",
+        reference.files.join(", "),
+        x.not_reproduced,
+        x.compared,
+        fmt_share(x.not_reproduced_share),
+        if causes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", causes.join(", "))
+        },
+        x.excluded
+    )
+}
+
+/// Shapes whose examples the text and Markdown reports show (all are in the JSON).
+pub const EXAMPLE_SHAPES: usize = 20;
+
+/// The shapes with examples of differing answers, those that fail the verdict first.
+pub fn example_shapes(report: &Report) -> Vec<&Shape> {
+    top_shapes(report, usize::MAX)
+        .into_iter()
+        .filter(|s| !s.examples.is_empty())
+        .collect()
+}
+
+/// The statement of an example in a line, with its parameters.
+pub fn example_statement(e: &Example) -> String {
+    let one_line: String = e.statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    if e.params.is_empty() {
+        one_line
+    } else {
+        format!("{one_line}  -- params: {}", e.params.join(", "))
+    }
+}
+
+/// One side's rows as lines of aligned cells; `mark` wraps a differing cell. Cells are cut at
+/// `width` characters for display (the mark still says the cell differs).
+pub fn rows_lines(side: &SideRows, width: usize, mark: &dyn Fn(&str) -> String) -> Vec<String> {
+    let cut = |c: &str| -> String {
+        let one: String = c.replace(['\n', '\r', '\t'], " ");
+        if one.chars().count() > width {
+            let mut t: String = one.chars().take(width.saturating_sub(1)).collect();
+            t.push('…');
+            t
+        } else {
+            one
+        }
+    };
+    let header: Vec<String> = side.columns.iter().map(|c| cut(c)).collect();
+    let body: Vec<Vec<String>> = side
+        .rows
+        .iter()
+        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .collect();
+    let n = header
+        .len()
+        .max(body.iter().map(Vec::len).max().unwrap_or(0));
+    let mut widths = vec![0; n];
+    for r in std::iter::once(&header).chain(&body) {
+        for (k, c) in r.iter().enumerate() {
+            widths[k] = widths[k].max(c.chars().count() + 2);
+        }
+    }
+    let line = |r: &[String], row: Option<usize>| -> String {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let marked = row.is_some_and(|i| side.differing.contains(&[i as u32, k as u32]));
+                let shown = if marked { mark(c) } else { format!(" {c} ") };
+                // Padded by the cell's own width: a mark may hold colour codes.
+                let pad = widths[k].saturating_sub(c.chars().count() + 2);
+                format!("{shown}{}", " ".repeat(pad))
+            })
+            .collect();
+        cells.join("|").trim_end().to_string()
+    };
+    let mut out = vec![line(&header, None)];
+    out.extend(body.iter().enumerate().map(|(i, r)| line(r, Some(i))));
+    out
+}
+
+/// What a side shows besides its rows: why none, what was left out.
+pub fn rows_note(side: &SideRows) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(n) = &side.note {
+        parts.push(n.clone());
+    }
+    if side.rows_left_out > 0 {
+        parts.push(format!("{} more rows not shown", side.rows_left_out));
+    }
+    if side.cells_cut > 0 {
+        parts.push(format!("{} values cut at 256 bytes", side.cells_cut));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::html::tests::failing_report;
@@ -136,6 +243,81 @@ mod tests {
             ("html", Box::new(Html)),
             ("json", Box::new(Json)),
         ]
+    }
+
+    /// Every format shows an example's statement, parameters and both sides' rows, with the
+    /// differing cell marked as the format marks it (and escaped).
+    #[test]
+    fn examples_show_statement_params_and_marked_cells() {
+        let r = failing_report();
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            let has = |s: &str| assert!(out.contains(s), "{name}: no {s:?} in\n{out}");
+            has("SELECT id, note FROM t WHERE id = ?");
+            match name {
+                "text" => {
+                    has("session 12 #41 clone 1 (values)");
+                    has("-- params: '<script>'");
+                    has(" 1  |*<b>old</b>*");
+                    has(" 1  |*<b>new</b>*");
+                    has("(2 more rows not shown)");
+                }
+                "md" => {
+                    has("| id | note |");
+                    has("| 1 | **<b>old</b>** |");
+                    has("| 1 | **<b>new</b>** |");
+                }
+                "html" => {
+                    has("<td class=\"differs\"><mark>&lt;b&gt;old&lt;/b&gt;</mark></td>");
+                    has("<td class=\"differs\"><mark>&lt;b&gt;new&lt;/b&gt;</mark></td>");
+                    has("params: &#39;&lt;script&gt;&#39;");
+                }
+                _ => {
+                    has("\"differing\": [");
+                    has("\"statement\": \"SELECT id, note FROM t WHERE id = ?\"");
+                }
+            }
+        }
+    }
+
+    /// Every format says how much the baseline did not reproduce of the reference, and why;
+    /// without a reference, that write-order noise cannot be told apart.
+    #[test]
+    fn reproduction_is_reported_in_every_format() {
+        let mut r = failing_report();
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            let want = if name == "json" {
+                "\"not_reproduced\": 12"
+            } else {
+                "12 of 20000 baseline answers (0.060 %) not reproduced (insert_id 2, values 10)"
+            };
+            assert!(out.contains(want), "{name}: no {want:?} in\n{out}");
+        }
+        r.reproduction = crate::reproduction::without_reference();
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            assert!(out.contains("cannot be told apart"), "{name}:\n{out}");
+        }
+    }
+
+    #[test]
+    fn rows_lines_align_and_mark() {
+        let side = SideRows {
+            kept: true,
+            note: None,
+            columns: vec!["id".into(), "name".into()],
+            rows: vec![
+                vec!["1".into(), "pen".into()],
+                vec!["22".into(), "a\nb".into()],
+            ],
+            differing: vec![[1, 1]],
+            rows_left_out: 0,
+            cells_cut: 0,
+        };
+        let lines = rows_lines(&side, 40, &|c| format!("*{c}*"));
+        assert_eq!(lines, [" id | name", " 1  | pen", " 22 |*a b*"]);
+        assert_eq!(rows_note(&side), None);
     }
 
     /// Every format names what was not replayed, with each reason's count, share and

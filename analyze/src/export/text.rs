@@ -3,8 +3,9 @@
 use std::io::{self, Write};
 
 use super::{
-    fmt_ratio, fmt_share, fmt_signed_us, fmt_us, top_shapes, unreplayed_runs, unreplayed_summary,
-    Exporter,
+    example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us,
+    reproduction_summary, rows_lines, rows_note, top_shapes, unreplayed_runs, unreplayed_summary,
+    Exporter, EXAMPLE_SHAPES,
 };
 use crate::report::Report;
 
@@ -73,6 +74,7 @@ impl Exporter for Text {
             )?;
         }
         writeln!(out, "note: {}", r.comparison.note)?;
+        writeln!(out, "reproduction: {}", reproduction_summary(r))?;
         let t = &r.totals;
         writeln!(out)?;
         writeln!(
@@ -197,6 +199,78 @@ impl Exporter for Text {
                     )?;
                 }
             }
+        }
+        self.examples(r, out)
+    }
+}
+
+impl Text {
+    /// Each shape's examples: the statement as sent, where, and both sides' rows with the
+    /// differing cells between `*`.
+    fn examples(&self, r: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let shapes = example_shapes(r);
+        if shapes.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "\nDiffering answers (cells that differ are between *)")?;
+        let mark = |c: &str| self.paint("1;33", &format!("*{c}*"));
+        for s in shapes.iter().take(EXAMPLE_SHAPES) {
+            let fp: String = s.fingerprint.chars().take(100).collect();
+            writeln!(
+                out,
+                "  shape {}{}: {fp}",
+                s.id,
+                if s.nondeterministic {
+                    " (nondeterministic, ignored)"
+                } else {
+                    ""
+                }
+            )?;
+            for e in &s.examples {
+                let clone = if e.clone > 0 {
+                    format!(" clone {}", e.clone)
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    out,
+                    "    session {} #{}{clone} ({}): {}",
+                    e.session,
+                    e.seq,
+                    e.class,
+                    example_statement(e)
+                )?;
+                for (side, answer, rows) in [
+                    (
+                        "baseline",
+                        &e.baseline,
+                        e.rows.as_ref().map(|x| &x.baseline),
+                    ),
+                    (
+                        "candidate",
+                        &e.candidate,
+                        e.rows.as_ref().map(|x| &x.candidate),
+                    ),
+                ] {
+                    writeln!(out, "      {side}: {answer}")?;
+                    let Some(rows) = rows else { continue };
+                    if rows.kept {
+                        for l in rows_lines(rows, 40, &mark) {
+                            writeln!(out, "        {l}")?;
+                        }
+                    }
+                    if let Some(n) = rows_note(rows) {
+                        writeln!(out, "        ({n})")?;
+                    }
+                }
+            }
+        }
+        if shapes.len() > EXAMPLE_SHAPES {
+            writeln!(
+                out,
+                "  examples of {} more shapes in the JSON report",
+                shapes.len() - EXAMPLE_SHAPES
+            )?;
         }
         Ok(())
     }

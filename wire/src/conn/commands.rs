@@ -6,13 +6,15 @@
 use std::sync::Arc;
 
 use myrr_recording::{
-    Column, Command, Direction, Event, Exchange, MissingReason, Prepared, Response,
+    Column, Command, Direction, ErrInfo, Event, Exchange, MissingReason, Prepared, Response,
+    SampleReason,
 };
 use smallvec::{smallvec, SmallVec};
 
 use super::attach::looks_like_sql;
 use super::responses::RState;
 use super::results::ResultBuild;
+use super::sample::KeptRows;
 use super::{anomaly_at, Conn, Ctx};
 use crate::command::{self, Code, DecodeContext, Statement};
 use crate::reader::Reader;
@@ -30,12 +32,33 @@ pub(super) struct Inflight {
     pub(super) results: SmallVec<[Response; 1]>,
     pub(super) prep: Option<Prepared>,
     pub(super) infile: Option<Vec<u8>>,
+    /// The first result's first rows, when they are kept (see [`super::sample`]).
+    pub(super) kept: Option<KeptRows>,
+}
+
+impl Inflight {
+    /// Ends the result being read (`c`): its kept rows stay with the exchange.
+    pub(super) fn end_result(
+        &mut self,
+        mut c: ResultBuild,
+        status: u16,
+        warnings: u16,
+        error: Option<ErrInfo>,
+    ) {
+        if let Some(k) = c.take_kept() {
+            self.kept.get_or_insert(k);
+        }
+        self.results
+            .push(Response::Rows(c.finish(status, warnings, error)));
+    }
 }
 
 #[derive(Debug, Default, Clone)]
 pub(super) struct Stmt {
     /// Parameter count and the types last bound, for decoding EXECUTEs.
     pub(super) shape: Statement,
+    /// Its sampling key (the PREPARE's [`crate::sql::shape_key`]; see [`super::sample`]).
+    pub(super) key: u64,
     pub(super) columns: Arc<[Column]>,
 }
 
@@ -69,8 +92,10 @@ impl Conn {
                     .get(stmt_id)
                     .map(|s| s.columns.clone())
                     .unwrap_or_default();
-                let f = self.push_inflight(command, start, now, RState::Rows);
-                f.cur = Some(ResultBuild::new(true, cols));
+                self.push_inflight(command, start, now, RState::Rows);
+                let f = self.inflight.back_mut().expect("just pushed");
+                let keep = Self::keep_key(self.keep_rows, &self.stmts, f, ctx);
+                f.cur = Some(ResultBuild::new(true, cols).keeping(keep));
                 return;
             }
             Command::Prepare { .. } => RState::PrepFirst,
@@ -105,6 +130,7 @@ impl Conn {
                 results: smallvec![Response::None],
                 prep: None,
                 infile: None,
+                kept: None,
             };
             self.emit(f, ctx);
             return;
@@ -131,6 +157,7 @@ impl Conn {
             results: SmallVec::new(),
             prep: None,
             infile: None,
+            kept: None,
         });
         self.inflight.back_mut().expect("just pushed")
     }
@@ -258,9 +285,10 @@ impl Conn {
                 // Cut off among its column definitions: the ones that came.
                 c.columns = result_columns!(self, ctx);
             }
-            let mut rs = c.finish(0, 0, None);
-            rs.complete = false;
-            f.results.push(Response::Rows(rs));
+            f.end_result(c, 0, 0, None);
+            if let Some(Response::Rows(rs)) = f.results.last_mut() {
+                rs.complete = false;
+            }
         } else if let Some(mut prep) = f.prep.take() {
             if prep.param_defs.len() < prep.params as usize
                 || prep.column_defs.len() < prep.columns as usize
@@ -286,6 +314,8 @@ impl Conn {
         {
             ctx.stats.executes_unprepared += 1;
         }
+        let kept = f.kept;
+        let (seq, start_us) = (f.seq, f.start_us);
         let mut results = f.results.into_iter();
         let response = results
             .next()
@@ -306,5 +336,19 @@ impl Conn {
             response,
             more: results.collect(),
         }));
+        // What the exchange emitted last kept, and only that (`keep_rows` may change between
+        // exchanges).
+        self.kept = None;
+        if self.keep_rows {
+            self.kept = kept;
+        } else if let (Some(k), Some(samples)) = (kept, ctx.samples.as_deref_mut()) {
+            if k.total_rows > 0 && samples.has_room(k.raw.key) {
+                let sample = k.sample(session, seq, start_us, SampleReason::FirstOfShape);
+                // Rows that do not parse against their columns leave nothing to show.
+                if !sample.rows.is_empty() && samples.take(k.raw.key) {
+                    ctx.events.push(Event::Rows(sample));
+                }
+            }
+        }
     }
 }

@@ -39,6 +39,7 @@ mod handshake;
 mod packets;
 mod responses;
 mod results;
+mod sample;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -57,12 +58,15 @@ use commands::{Inflight, Stmt};
 pub use packets::parse_err;
 use responses::RState;
 use results::{ends_rows, ColumnSets};
+pub use sample::{KeptRows, ShapeSampler, ANSWERS_PER_SHAPE, DIFFERING_PER_SHAPE, SHAPES_MAX};
 
 /// Shared output and counters for all connections of a capture.
 pub struct Ctx<'a> {
     pub events: &'a mut Vec<Event>,
     pub stats: &'a mut DecodeStats,
     pub next_session: &'a mut SessionId,
+    /// A capture's choice of answers whose first rows it keeps (`None`: none).
+    pub samples: Option<&'a mut ShapeSampler>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +151,11 @@ pub struct Conn {
     /// Commands are decoded only as far as reading their answers needs (no SQL or parameter
     /// copies): for a replaying client, which knows what it sent.
     pub answers_only: bool,
+    /// Keep the first rows of every exchange's first result, for [`Conn::take_kept`]: a
+    /// replaying client, which keeps them in its run only when they differ from the recorded.
+    pub keep_rows: bool,
+    /// The rows kept of the exchange emitted last (with `keep_rows`).
+    kept: Option<KeptRows>,
     /// What the server said of this connection before its first command was seen; emitted
     /// after the session's start if the session turns out to be mid-stream.
     backfill: Option<Backfill>,
@@ -202,6 +211,8 @@ impl Conn {
             received: [0; 2],
             infile_requests: 0,
             answers_only: false,
+            keep_rows: false,
+            kept: None,
             backfill: None,
             tls_readable: false,
             tls: false,
@@ -283,6 +294,9 @@ impl Conn {
         }
         for s in &b.statements {
             self.know_statement(s.id, s.params, Vec::new(), Arc::default());
+            if let Some(st) = self.stmts.get_mut(&s.id) {
+                st.key = crate::sql::shape_key(&s.sql);
+            }
         }
         self.backfill = Some(b);
     }
@@ -302,9 +316,16 @@ impl Conn {
             id,
             Stmt {
                 shape: crate::command::Statement { params, types },
+                // No text: sampled by its columns.
+                key: myrr_recording::columns_digest(&columns),
                 columns,
             },
         );
+    }
+
+    /// With `keep_rows`: the first rows of the exchange emitted last, if it had a result.
+    pub fn take_kept(&mut self) -> Option<KeptRows> {
+        self.kept.take()
     }
 
     /// TLS that is not read: the session is counted encrypted.

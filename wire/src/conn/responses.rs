@@ -105,9 +105,11 @@ impl Conn {
                             } else {
                                 true
                             };
+                            let keep = Self::keep_key(self.keep_rows, &self.stmts, f, ctx);
                             if metadata_follows {
                                 self.column_sets.begin();
-                                f.cur = Some(ResultBuild::new(binary, Arc::default()));
+                                f.cur =
+                                    Some(ResultBuild::new(binary, Arc::default()).keeping(keep));
                                 f.state = RState::Cols { left: n };
                             } else {
                                 let cols = match &f.command {
@@ -118,7 +120,7 @@ impl Conn {
                                         .unwrap_or_default(),
                                     _ => Arc::default(),
                                 };
-                                f.cur = Some(ResultBuild::new(binary, cols));
+                                f.cur = Some(ResultBuild::new(binary, cols).keeping(keep));
                                 f.state = RState::ColsEof;
                             }
                         }
@@ -177,8 +179,7 @@ impl Conn {
                                     },
                                 ));
                             }
-                            f.results
-                                .push(Response::Rows(c.finish(status, warnings, None)));
+                            f.end_result(c, status, warnings, None);
                         }
                         f.state = RState::Done;
                     } else {
@@ -369,7 +370,7 @@ impl Conn {
             .is_some_and(|f| f.state == RState::Done);
         if done {
             if let Some(f) = self.inflight.pop_front() {
-                if let (Command::Prepare { .. }, Some(prep)) = (&f.command, &f.prep) {
+                if let (Command::Prepare { sql }, Some(prep)) = (&f.command, &f.prep) {
                     prepared = Some((
                         prep.stmt_id,
                         Stmt {
@@ -377,6 +378,7 @@ impl Conn {
                                 params: prep.params,
                                 types: vec![],
                             },
+                            key: crate::sql::shape_key(sql),
                             columns: prep.column_defs.as_slice().into(),
                         },
                     ));
@@ -430,8 +432,7 @@ impl Conn {
                 .cur
                 .take()
                 .unwrap_or_else(|| ResultBuild::new(false, Arc::default()));
-            f.results
-                .push(Response::Rows(cur.finish(status, warnings, None)));
+            f.end_result(cur, status, warnings, None);
             f.state = if status & STATUS_MORE_RESULTS != 0
                 && !matches!(f.command, Command::Fetch { .. })
             {
@@ -445,7 +446,7 @@ impl Conn {
                 .cur
                 .take()
                 .unwrap_or_else(|| ResultBuild::new(false, Arc::default()));
-            f.results.push(Response::Rows(cur.finish(0, 0, Some(e))));
+            f.end_result(cur, 0, 0, Some(e));
             f.state = RState::Done;
         }
     }

@@ -5,15 +5,17 @@
 
 use std::sync::Arc;
 
-use myrr_recording::{Column, ErrInfo, ResultSet, RowDigester, ValueRef};
+use myrr_recording::{Column, ErrInfo, ResultSet, RowDigester, SampleBuilder, ValueRef};
 use rustc_hash::FxHashMap;
 
-use super::commands::Inflight;
+use super::commands::{Inflight, Stmt};
 use super::packets::parse_column;
-use super::Conn;
+use super::sample::{KeptRows, RawRows};
+use super::{Conn, Ctx};
 use crate::reader::Reader;
 use crate::values::{read_binary, UNSIGNED_FLAG};
 use crate::{AnomalyAt, DecodeStats};
+use myrr_recording::Command;
 
 /// Largest payload that can be a terminator rather than a row starting with 0xfe.
 const MAX_TERMINATOR: usize = 0xff_fffe;
@@ -36,6 +38,8 @@ pub(super) struct ResultBuild {
     digest: RowDigester,
     binary: bool,
     pub(super) complete: bool,
+    /// The first rows' bytes, when this result's rows are kept (see [`super::sample`]).
+    keep: Option<Box<RawRows>>,
 }
 
 impl ResultBuild {
@@ -47,17 +51,28 @@ impl ResultBuild {
             digest: RowDigester::new(),
             binary,
             complete: true,
+            keep: None,
         }
+    }
+
+    /// Keeps the first rows (within [`RawRows`]' bounds) of this result, under the
+    /// sampling key `key`.
+    pub(super) fn keeping(mut self, key: Option<u64>) -> Self {
+        self.keep = key.map(|key| Box::new(RawRows::new(key)));
+        self
     }
 
     /// Digests one row; false when the row does not parse against the columns.
     fn row(&mut self, payload: &[u8]) -> bool {
         self.rows += 1;
         self.bytes += payload.len() as u64;
+        if let Some(k) = self.keep.as_mut() {
+            k.push(payload);
+        }
         let ok = if self.binary {
-            self.binary_row(payload)
+            binary_row(&self.columns, payload, &mut self.digest)
         } else {
-            self.text_row(payload)
+            text_row(self.columns.len(), payload, &mut self.digest)
         };
         if !ok {
             self.complete = false;
@@ -65,48 +80,15 @@ impl ResultBuild {
         ok
     }
 
-    fn text_row(&mut self, payload: &[u8]) -> bool {
-        let mut r = Reader::new(payload);
-        for _ in 0..self.columns.len() {
-            if r.rest().first() == Some(&0xfb) {
-                r.skip(1);
-                self.digest.value(ValueRef::Null);
-            } else {
-                match r.lenenc_bytes() {
-                    Some(b) => self.digest.value(ValueRef::Bytes(b)),
-                    None => {
-                        self.digest.end_row();
-                        return false;
-                    }
-                }
-            }
-        }
-        self.digest.end_row();
-        r.is_empty()
-    }
-
-    fn binary_row(&mut self, payload: &[u8]) -> bool {
-        let mut r = Reader::new(payload);
-        let n = self.columns.len();
-        let ok = (|| {
-            if r.u8()? != 0 {
-                return None;
-            }
-            let bitmap = r.take((n + 7 + 2) / 8)?;
-            for (i, c) in self.columns.iter().enumerate() {
-                let bit = i + 2;
-                if bitmap[bit / 8] & (1 << (bit % 8)) != 0 {
-                    self.digest.value(ValueRef::Null);
-                } else {
-                    let v = read_binary(&mut r, c.column_type, c.flags & UNSIGNED_FLAG != 0)?;
-                    self.digest.value(v);
-                }
-            }
-            Some(())
-        })()
-        .is_some();
-        self.digest.end_row();
-        ok && r.is_empty()
+    /// The rows kept of this result, with what reading them needs.
+    pub(super) fn take_kept(&mut self) -> Option<KeptRows> {
+        let raw = self.keep.take()?;
+        Some(KeptRows {
+            raw: *raw,
+            binary: self.binary,
+            columns: self.columns.clone(),
+            total_rows: self.rows,
+        })
     }
 
     pub(super) fn finish(self, status: u16, warnings: u16, error: Option<ErrInfo>) -> ResultSet {
@@ -121,6 +103,78 @@ impl ResultBuild {
             error,
         }
     }
+}
+
+/// Where a row's values go: the digest, or a sample of the first rows.
+pub(super) trait RowSink {
+    fn value(&mut self, v: ValueRef<'_>);
+    fn end_row(&mut self);
+}
+
+impl RowSink for RowDigester {
+    #[inline]
+    fn value(&mut self, v: ValueRef<'_>) {
+        RowDigester::value(self, v)
+    }
+    #[inline]
+    fn end_row(&mut self) {
+        RowDigester::end_row(self)
+    }
+}
+
+impl RowSink for SampleBuilder {
+    fn value(&mut self, v: ValueRef<'_>) {
+        SampleBuilder::value(self, v)
+    }
+    fn end_row(&mut self) {
+        SampleBuilder::end_row(self)
+    }
+}
+
+/// A text-protocol row of `columns` values into `sink`; false when it does not parse.
+pub(super) fn text_row(columns: usize, payload: &[u8], sink: &mut impl RowSink) -> bool {
+    let mut r = Reader::new(payload);
+    for _ in 0..columns {
+        if r.rest().first() == Some(&0xfb) {
+            r.skip(1);
+            sink.value(ValueRef::Null);
+        } else {
+            match r.lenenc_bytes() {
+                Some(b) => sink.value(ValueRef::Bytes(b)),
+                None => {
+                    sink.end_row();
+                    return false;
+                }
+            }
+        }
+    }
+    sink.end_row();
+    r.is_empty()
+}
+
+/// A binary-protocol row into `sink`; false when it does not parse against `columns`.
+pub(super) fn binary_row(columns: &[Column], payload: &[u8], sink: &mut impl RowSink) -> bool {
+    let mut r = Reader::new(payload);
+    let n = columns.len();
+    let ok = (|| {
+        if r.u8()? != 0 {
+            return None;
+        }
+        let bitmap = r.take((n + 7 + 2) / 8)?;
+        for (i, c) in columns.iter().enumerate() {
+            let bit = i + 2;
+            if bitmap[bit / 8] & (1 << (bit % 8)) != 0 {
+                sink.value(ValueRef::Null);
+            } else {
+                let v = read_binary(&mut r, c.column_type, c.flags & UNSIGNED_FLAG != 0)?;
+                sink.value(v);
+            }
+        }
+        Some(())
+    })()
+    .is_some();
+    sink.end_row();
+    ok && r.is_empty()
 }
 
 /// The most distinct column sets, and bytes of their definitions, a connection remembers.
@@ -193,6 +247,34 @@ impl ColumnSets {
 }
 
 impl Conn {
+    /// Whether to keep the first rows of the result `f` starts now, and under which sampling
+    /// key: a replaying client keeps every exchange's first result (it keeps them in its run
+    /// only when they differ from the recorded ones); a capture, the first answers of each
+    /// statement shape (`ctx.samples`).
+    /// (A function of the fields it reads: its callers hold the command in flight.)
+    pub(super) fn keep_key(
+        keep_rows: bool,
+        stmts: &FxHashMap<u32, Stmt>,
+        f: &Inflight,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<u64> {
+        if !f.results.is_empty() {
+            return None;
+        }
+        if keep_rows {
+            return Some(0);
+        }
+        let samples = ctx.samples.as_deref_mut()?;
+        let key = match &f.command {
+            Command::Query { sql, .. } => crate::sql::shape_key(sql),
+            Command::Execute { stmt_id, .. } | Command::Fetch { stmt_id, .. } => {
+                stmts.get(stmt_id)?.key
+            }
+            _ => return None,
+        };
+        samples.wants(key).then_some(key)
+    }
+
     /// A row of the result being read (none: the result's start was not seen).
     pub(super) fn row(f: &mut Inflight, p: &[u8]) {
         if let Some(c) = f.cur.as_mut() {

@@ -151,6 +151,7 @@ fn decode(
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     for (i, (dir, bytes)) in conv.iter().enumerate() {
         match split {
@@ -304,6 +305,7 @@ fn gap_in_a_result_resumes_at_the_next_command() {
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     for (i, (dir, bytes)) in conv.iter().enumerate() {
         if i == 4 {
@@ -508,6 +510,7 @@ fn decode_backfilled(
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     for (dir, bytes) in conv {
         conn.data(*dir, bytes, 10, &mut ctx);
@@ -593,6 +596,7 @@ fn a_backfill_is_dropped_when_the_handshake_is_in_the_capture() {
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     for (dir, bytes) in &conv {
         conn.data(*dir, bytes, 0, &mut ctx);
@@ -644,6 +648,7 @@ fn decode_tls(
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     for (dir, bytes) in wire {
         conn.data(*dir, bytes, 0, &mut ctx);
@@ -697,6 +702,7 @@ fn a_tls_session_without_plaintext_is_counted_encrypted() {
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     for (dir, bytes) in &wire[..2] {
         conn.data(*dir, bytes, 0, &mut ctx);
@@ -720,4 +726,151 @@ fn a_tls_session_open_before_the_capture_attaches_at_its_first_plaintext_command
     assert!(matches!(&events[0], Event::SessionStart(s) if s.encrypted && s.mid_stream));
     assert_eq!(exchanges(&events).len(), 8);
     assert_eq!(stats.sessions_tls_read, 1);
+}
+
+/// Decodes a conversation with a capture's sampler; the events and the sampler.
+fn decode_sampled(conv: &[(Direction, Vec<u8>)]) -> (Vec<Event>, ShapeSampler) {
+    let mut events = Vec::new();
+    let mut stats = DecodeStats::default();
+    let mut next = 1;
+    let mut samples = ShapeSampler::new();
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+        samples: Some(&mut samples),
+    };
+    for (dir, bytes) in conv {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    conn.end(EndReason::Closed, 0, &mut ctx);
+    (events, samples)
+}
+
+#[test]
+fn a_capture_keeps_the_first_rows_of_text_and_binary_answers_after_their_exchange() {
+    let (events, samples) = decode_sampled(&conversation(CAPS));
+    let rows: Vec<(usize, &myrr_recording::RowSample)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::Rows(r) => Some((i, r)),
+            _ => None,
+        })
+        .collect();
+    // The text SELECT (seq 0) and the EXECUTE (seq 4); not the multi-result's second result,
+    // nor the error.
+    let seqs: Vec<u64> = rows.iter().map(|(_, r)| r.seq).collect();
+    assert_eq!(seqs, [0, 4], "{rows:?}");
+    for (i, r) in &rows {
+        // Right after its exchange.
+        let x = events[i - 1]
+            .as_exchange()
+            .expect("an exchange before the sample");
+        assert_eq!((x.session, x.seq), (r.session, r.seq));
+        assert_eq!(r.at_us, x.start_us);
+        assert_eq!(r.why, myrr_recording::SampleReason::FirstOfShape);
+    }
+    assert_eq!(
+        rows[0].1.rows,
+        vec![
+            vec![Value::Bytes(b"1".to_vec()), Value::Bytes(b"pen".to_vec())],
+            vec![Value::Bytes(b"2".to_vec()), Value::Null],
+        ]
+    );
+    assert_eq!(rows[1].1.rows, vec![vec![Value::Bytes(b"lamp".to_vec())]]);
+    assert_eq!(samples.samples, 2);
+}
+
+#[test]
+fn a_capture_keeps_three_answers_per_shape_and_nothing_without_a_sampler() {
+    let mut conv = conversation(CAPS);
+    conv.truncate(3);
+    for i in 0..5u8 {
+        // Same shape, other literals.
+        let q = format!("\x03SELECT id FROM t WHERE id = {i}");
+        conv.push((C, plain(0, q.as_bytes())));
+        let mut r = plain(1, &[1]);
+        r.extend(plain(2, &coldef(b"id", 3)));
+        r.extend(plain(3, &eof(2)));
+        r.extend(plain(4, &[1, b'0' + i]));
+        r.extend(plain(5, &eof(2)));
+        conv.push((S, r));
+    }
+    let (events, samples) = decode_sampled(&conv);
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rows(r) => Some(r.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [0, 1, 2]);
+    assert_eq!(samples.samples, 3);
+    let (plain_events, _) = decode(&conv, None, true);
+    assert!(!plain_events.iter().any(|e| matches!(e, Event::Rows(_))));
+}
+
+#[test]
+fn a_replaying_client_takes_the_rows_of_the_last_answer() {
+    let conv = conversation(CAPS);
+    let mut events = Vec::new();
+    let mut stats = DecodeStats::default();
+    let mut next = 1;
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
+    conn.keep_rows = true;
+    let mut ctx = Ctx {
+        events: &mut events,
+        stats: &mut stats,
+        next_session: &mut next,
+        samples: None,
+    };
+    for (dir, bytes) in &conv[..5] {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    let kept = conn.take_kept().expect("rows kept");
+    assert_eq!(kept.total_rows, 2);
+    let s = kept.sample(1, 0, 0, myrr_recording::SampleReason::DiffersFromRecorded);
+    assert_eq!(s.rows.len(), 2);
+    assert_eq!(s.rows[1], vec![Value::Bytes(b"2".to_vec()), Value::Null]);
+    // The error that follows has no rows: nothing is left over from the answer before.
+    for (dir, bytes) in &conv[5..7] {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    assert!(conn.take_kept().is_none());
+    // Keeping turned off between two answers: the first's rows are not taken as the second's.
+    let mut conn = Conn::new("c:1".into(), "s:2".into(), 0, true, 1 << 20);
+    conn.keep_rows = true;
+    for (dir, bytes) in &conv[..5] {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    conn.keep_rows = false;
+    for (dir, bytes) in &conv[5..13] {
+        conn.data(*dir, bytes, 0, &mut ctx);
+    }
+    assert!(conn.take_kept().is_none());
+    assert!(!ctx.events.iter().any(|e| matches!(e, Event::Rows(_))));
+}
+
+#[test]
+fn rows_that_do_not_parse_leave_no_sample() {
+    let mut conv = conversation(CAPS);
+    conv.truncate(3);
+    conv.push((C, plain(0, b"\x03SELECT id, name FROM t")));
+    let mut r = plain(1, &[2]);
+    r.extend(plain(2, &coldef(b"id", 3)));
+    r.extend(plain(3, &coldef(b"name", 0xfd)));
+    r.extend(plain(4, &eof(2)));
+    // One value where the columns say two.
+    r.extend(plain(5, b"\x011"));
+    r.extend(plain(6, &eof(2)));
+    conv.push((S, r));
+    let (events, samples) = decode_sampled(&conv);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Rows(_))),
+        "{events:?}"
+    );
+    assert_eq!(samples.samples, 0);
+    assert_eq!(exchanges(&events).len(), 1);
 }

@@ -226,17 +226,44 @@ pub(crate) mod tests {
                 session: 12,
                 seq: 40,
                 clone: 0,
+                class: "error_only_candidate".into(),
                 sql: shapes[1].fingerprint.clone(),
+                statement: "SELECT JSON_VALUE(doc, '$.a') FROM t".into(),
+                params: vec![],
                 baseline: "3 rows × 2 columns, digest 00aa/11bb".into(),
                 candidate: "error 1064 You have an error near '<\"&'>' at line 1".into(),
+                rows: None,
             },
             Example {
                 session: 12,
                 seq: 41,
                 clone: 1,
+                class: "values".into(),
                 sql: shapes[1].fingerprint.clone(),
+                statement: "SELECT id, note FROM t WHERE id = ?".into(),
+                params: vec!["'<script>'".into()],
                 baseline: "3 rows × 2 columns, digest 00aa/11bb".into(),
                 candidate: "3 rows × 2 columns, digest 00aa/22cc".into(),
+                rows: Some(ExampleRows {
+                    baseline: SideRows {
+                        kept: true,
+                        note: None,
+                        columns: vec!["id".into(), "note".into()],
+                        rows: vec![vec!["1".into(), "<b>old</b>".into()]],
+                        differing: vec![[0, 1]],
+                        rows_left_out: 2,
+                        cells_cut: 0,
+                    },
+                    candidate: SideRows {
+                        kept: true,
+                        note: None,
+                        columns: vec!["id".into(), "note".into()],
+                        rows: vec![vec!["1".into(), "<b>new</b>".into()]],
+                        differing: vec![[0, 1]],
+                        rows_left_out: 2,
+                        cells_cut: 0,
+                    },
+                }),
             },
         ];
         shapes[4].nondeterministic = true;
@@ -245,9 +272,13 @@ pub(crate) mod tests {
             session: 3,
             seq: 7,
             clone: 0,
+            class: "values".into(),
             sql: "select now(), rand()".into(),
+            statement: "SELECT NOW(), RAND()".into(),
+            params: vec![],
             baseline: "1 rows × 2 columns, digest 1/2".into(),
             candidate: "1 rows × 2 columns, digest 3/4".into(),
+            rows: None,
         }];
         let mut mismatches = BTreeMap::new();
         mismatches.insert("values".to_string(), 17u64);
@@ -319,6 +350,17 @@ pub(crate) mod tests {
             schema_version: SCHEMA_VERSION,
             tool_version: "0.1.0".into(),
             unreplayed,
+            reproduction: Reproduction {
+                reference: Some(run("capture", "/data/prod <live>.myrr", Some("5.7.44-log"))),
+                compared: 20_000,
+                not_reproduced: 12,
+                not_reproduced_share: 0.0006,
+                causes: [("values".to_string(), 10u64), ("insert_id".to_string(), 2)]
+                    .into_iter()
+                    .collect(),
+                excluded: 12,
+                note: "kept out".into(),
+            },
             comparison: Comparison {
                 kind: "replay_vs_replay".into(),
                 note: "both sides replayed by myrr from the same position: latencies compare like for like".into(),

@@ -8,9 +8,10 @@ use super::svg::{self, f, BASE_COLOR, CAND_COLOR};
 use super::{esc, human, thousands, truncate};
 use crate::compare::Mismatch;
 use crate::export::{
-    fmt_ratio, fmt_signed_us, fmt_us, top_shapes, unreplayed_runs, unreplayed_summary,
+    fmt_ratio, fmt_signed_us, fmt_us, reproduction_summary, rows_note, top_shapes, unreplayed_runs,
+    unreplayed_summary,
 };
-use crate::report::{Report, RunInfo, Shape, SideBySide};
+use crate::report::{Example, Report, RunInfo, Shape, SideBySide};
 
 /// Shapes listed in the table (the page stays usable with huge workloads).
 const MAX_SHAPES: usize = 500;
@@ -219,6 +220,11 @@ pub(super) fn compared(s: &mut String, r: &Report) {
     if !c.note.is_empty() {
         w!(s, "<div class=\"note\">{}</div>\n", esc(&c.note));
     }
+    w!(
+        s,
+        "<div class=\"note\" id=\"reproduction\"><b>Reproduction:</b> {}</div>\n",
+        esc(&reproduction_summary(r))
+    );
     s.push_str("</section>\n");
 }
 
@@ -515,6 +521,64 @@ fn badge_class(latency: &str) -> &'static str {
     }
 }
 
+/// One example in full: the statement as sent, its parameters, both sides' rows with the
+/// differing cells marked.
+fn example_rows(s: &mut String, e: &Example) {
+    w!(
+        s,
+        "<div class=\"stmt\"><b>session {} #{}{}</b> · {}<br>{}</div>\n",
+        e.session,
+        e.seq,
+        if e.clone > 0 {
+            format!(" clone {}", e.clone)
+        } else {
+            String::new()
+        },
+        esc(&e.class),
+        esc(&truncate(&e.statement, 2000))
+    );
+    if !e.params.is_empty() {
+        w!(
+            s,
+            "<div class=\"stmt muted\">params: {}</div>\n",
+            esc(&truncate(&e.params.join(", "), 2000))
+        );
+    }
+    let Some(rows) = &e.rows else { return };
+    s.push_str("<div class=\"sides\">\n");
+    for (side, r) in [("baseline", &rows.baseline), ("candidate", &rows.candidate)] {
+        w!(s, "<div class=\"side\"><div class=\"muted\">{side}</div>\n");
+        if r.kept {
+            s.push_str("<table class=\"rows\"><thead><tr>");
+            for c in &r.columns {
+                w!(s, "<th>{}</th>", esc(&truncate(c, 100)));
+            }
+            s.push_str("</tr></thead><tbody>\n");
+            for (i, row) in r.rows.iter().enumerate() {
+                s.push_str("<tr>");
+                for (k, c) in row.iter().enumerate() {
+                    if r.differing.contains(&[i as u32, k as u32]) {
+                        w!(
+                            s,
+                            "<td class=\"differs\"><mark>{}</mark></td>",
+                            esc(&truncate(c, 300))
+                        );
+                    } else {
+                        w!(s, "<td>{}</td>", esc(&truncate(c, 300)));
+                    }
+                }
+                s.push_str("</tr>\n");
+            }
+            s.push_str("</tbody></table>\n");
+        }
+        if let Some(n) = rows_note(r) {
+            w!(s, "<div class=\"muted\">{}</div>\n", esc(&n));
+        }
+        s.push_str("</div>\n");
+    }
+    s.push_str("</div>\n");
+}
+
 pub(super) fn examples(s: &mut String, r: &Report) {
     let with: Vec<&Shape> = top_shapes(r, usize::MAX)
         .into_iter()
@@ -553,7 +617,11 @@ pub(super) fn examples(s: &mut String, r: &Report) {
                 esc(&truncate(&e.candidate, 600))
             );
         }
-        s.push_str("</tbody></table></div>\n");
+        s.push_str("</tbody></table>\n");
+        for e in &x.examples {
+            example_rows(s, e);
+        }
+        s.push_str("</div>\n");
     }
     if with.len() > MAX_EXAMPLE_SHAPES {
         w!(

@@ -1,0 +1,192 @@
+//! Production as the reference: which exchanges the baseline did not reproduce.
+//!
+//! A baseline is a replay on a copy of the old server; where its answer differs from the one
+//! production gave (`--reference prod.myrr`, the capture), the replay did not recreate what
+//! production saw — writes that ran in another order, an id or a time it could not pin — and
+//! the candidate's answer to that exchange says nothing about the candidate. Such an exchange
+//! is *not reproduced*: [`not_reproduced`] finds them by joining the reference with the
+//! baseline before the analysis, and the analysis keeps them out of the comparison and the
+//! verdict, counted by the class of the reference/baseline difference (its cause, as far as
+//! the runs know it: they carry no per-exchange labels of how the replay ordered them). One
+//! whose baseline matches production while the candidate does not is a real difference.
+//!
+//! Memory: the keys of the exchanges not reproduced, at most [`MAX_NOT_REPRODUCED`] (a
+//! baseline further from production than that is refused: it reproduces too little to judge a
+//! candidate by).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use myrr_recording::Response;
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::compare::{compare, Mismatch, Outcome};
+use crate::join::{Item, Key, Side};
+use crate::report::{Reproduction, RunInfo};
+use crate::shapes::Shapes;
+use crate::{AnalyzeError, Options};
+
+/// Exchanges not reproduced that an analysis keeps track of.
+pub const MAX_NOT_REPRODUCED: usize = 1_000_000;
+
+/// The exchanges of the baseline whose answers differ from the reference's.
+pub(crate) struct NotReproduced {
+    /// By the baseline's key; the class of the difference.
+    keys: HashMap<Key, Mismatch>,
+    compared: u64,
+    reference: RunInfo,
+    /// Joined pairs of the analysis kept out because their exchange was not reproduced.
+    pub(crate) excluded: u64,
+}
+
+impl NotReproduced {
+    /// Whether the baseline's exchange `key` was not reproduced (it is then counted).
+    pub(crate) fn exclude(&mut self, key: &Key) -> bool {
+        let hit = self.keys.contains_key(key);
+        self.excluded += u64::from(hit);
+        hit
+    }
+
+    pub(crate) fn into_report(self) -> Reproduction {
+        let mut causes: BTreeMap<String, u64> = BTreeMap::new();
+        for m in self.keys.values() {
+            *causes.entry(m.name().to_string()).or_default() += 1;
+        }
+        let n = self.keys.len() as u64;
+        Reproduction {
+            reference: Some(self.reference),
+            compared: self.compared,
+            not_reproduced: n,
+            not_reproduced_share: if self.compared > 0 {
+                n as f64 / self.compared as f64
+            } else {
+                0.0
+            },
+            causes,
+            excluded: self.excluded,
+            note: "exchanges whose baseline answer differs from the reference's (production) \
+                   were not reproduced by the baseline replay: they are kept out of the \
+                   comparison and the verdict; causes are the classes of those differences \
+                   (the runs carry no per-exchange order labels)"
+                .into(),
+        }
+    }
+}
+
+/// What the report says when there is no reference.
+pub(crate) fn without_reference() -> Reproduction {
+    Reproduction {
+        reference: None,
+        compared: 0,
+        not_reproduced: 0,
+        not_reproduced_share: 0.0,
+        causes: BTreeMap::new(),
+        excluded: 0,
+        note: "no --reference: answers that differ because the replays ran writes in another \
+               order than production (or could not pin its ids and times) cannot be told apart \
+               from real differences; analyze with --reference PROD.myrr to keep them out"
+            .into(),
+    }
+}
+
+/// An exchange waiting for its partner: its shape and answers.
+type Waiting = HashMap<Key, (u32, Response, Vec<Response>)>;
+
+/// Joins `reference` (production's run) with `baseline` and returns the baseline's exchanges
+/// whose answers differ. A reference holds each exchange once: it joins the baseline's clone 0.
+pub(crate) fn not_reproduced(
+    reference: &[PathBuf],
+    baseline: &[PathBuf],
+    opts: &Options,
+) -> Result<NotReproduced, AnalyzeError> {
+    let mut r = Side::open(reference)?;
+    let mut b = Side::open(baseline)?;
+    let mut shapes = Shapes::default();
+    let (mut wait_r, mut wait_b) = (Waiting::default(), Waiting::default());
+    let mut keys: HashMap<Key, Mismatch> = HashMap::default();
+    let mut compared = 0u64;
+    loop {
+        let read_ref = match (r.done, b.done) {
+            (true, true) => break,
+            (false, true) => true,
+            (true, false) => false,
+            (false, false) => wait_r.len() <= wait_b.len(),
+        };
+        let this = if read_ref { &mut r } else { &mut b };
+        let x = match this.next_item() {
+            Some(Item::Exchange(x)) => x,
+            Some(Item::Rows(_)) | None => continue,
+        };
+        let shape = shapes.of(&x);
+        let key = (x.session, x.seq, if read_ref { 0 } else { x.clone });
+        let (mine, other) = if read_ref {
+            (&mut wait_r, &mut wait_b)
+        } else {
+            (&mut wait_b, &mut wait_r)
+        };
+        let Some(o) = other.remove(&key) else {
+            mine.insert(key, (shape, x.response, x.more));
+            continue;
+        };
+        let (rx, bx) = if read_ref {
+            ((shape, x.response, x.more), o)
+        } else {
+            (o, (shape, x.response, x.more))
+        };
+        if rx.0 != bx.0 {
+            // Another statement at the same place: not the same workload there.
+            continue;
+        }
+        let sh = shapes.get_mut(shape);
+        let mut outcome = compare(&rx.1, &bx.1, sh.ordered);
+        if outcome == Outcome::Same && rx.2.len() != bx.2.len() {
+            outcome = Outcome::Differs(Mismatch::ResponseKind);
+        }
+        if outcome == Outcome::Same {
+            if let Some(o) =
+                rx.2.iter()
+                    .zip(&bx.2)
+                    .map(|(x, y)| compare(x, y, sh.ordered))
+                    .find(|o| *o != Outcome::Same)
+            {
+                outcome = o;
+            }
+        }
+        match outcome {
+            Outcome::NotCompared(_) => {}
+            Outcome::Same | Outcome::OrderUnspecified => compared += 1,
+            Outcome::Differs(m) => {
+                compared += 1;
+                // A time function's answer may differ: not a failure of the reproduction.
+                if sh.nondeterministic && m.time_can_explain() {
+                    continue;
+                }
+                if keys.len() >= MAX_NOT_REPRODUCED {
+                    return Err(AnalyzeError::NotReproducible {
+                        limit: MAX_NOT_REPRODUCED,
+                    });
+                }
+                keys.insert(key, m);
+            }
+        }
+    }
+    for side in [&mut r, &mut b] {
+        if let Some(d) = side.reader.take_damage() {
+            if !opts.ignore_damage {
+                return Err(AnalyzeError::Damaged(d));
+            }
+        }
+    }
+    if r.exchanges == 0 {
+        return Err(AnalyzeError::Empty {
+            side: "the reference",
+            files: r.info().files.join(", "),
+        });
+    }
+    Ok(NotReproduced {
+        keys,
+        compared,
+        reference: r.info(),
+        excluded: 0,
+    })
+}

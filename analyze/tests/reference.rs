@@ -1,0 +1,195 @@
+//! Production as the reference (`Options::reference`): the baseline's exchanges whose answers
+//! differ from production's are not reproduced, kept out of the comparison and the verdict and
+//! counted by cause; those the baseline reproduced are compared as usual — answers, insert ids,
+//! affected rows and warnings. Three synthetic runs, analyzed and exported as JSON, which must
+//! match the schema.
+
+use std::path::{Path, PathBuf};
+
+use myrr_analyze::export::{Exporter, Json};
+use myrr_analyze::{analyze, Options};
+use myrr_recording::*;
+use serde_json::{json, Value as J};
+
+const T0: u64 = 1_700_000_000_000_000;
+
+/// A fresh directory per call (tests run in parallel).
+fn dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("myrr-reference-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rows(digest: u64) -> Response {
+    Response::Rows(ResultSet {
+        columns: vec![Column {
+            name: b"v".to_vec(),
+            ..Default::default()
+        }]
+        .into(),
+        rows: 1,
+        bytes: 4,
+        digest: ResultDigest {
+            ordered: digest,
+            unordered: digest,
+        },
+        status: 2,
+        warnings: 0,
+        complete: true,
+        error: None,
+    })
+}
+
+fn ok(affected_rows: u64, last_insert_id: u64, warnings: u16) -> Response {
+    Response::Ok(OkInfo {
+        affected_rows,
+        last_insert_id,
+        warnings,
+        ..Default::default()
+    })
+}
+
+/// (SQL, production's answer, the baseline's, the candidate's).
+fn workload() -> Vec<(&'static str, [Response; 3])> {
+    vec![
+        ("SELECT v FROM t WHERE id = 1", [rows(1), rows(1), rows(1)]),
+        // Not reproduced: the baseline saw other rows than production; the candidate agrees
+        // with the baseline.
+        (
+            "SELECT v FROM t WHERE id = 2",
+            [rows(2), rows(22), rows(22)],
+        ),
+        // Not reproduced, and the candidate differs too: not judged.
+        (
+            "SELECT v FROM t WHERE id = 3",
+            [rows(3), rows(33), rows(34)],
+        ),
+        // Another AUTO_INCREMENT id than production's: not reproduced.
+        (
+            "INSERT INTO t (v) VALUES ('x')",
+            [ok(1, 10, 0), ok(1, 11, 0), ok(1, 12, 0)],
+        ),
+        // Reproduced; the candidate differs: real differences (values, warnings, insert id).
+        ("SELECT v FROM t WHERE id = 5", [rows(5), rows(5), rows(6)]),
+        (
+            "UPDATE t SET v = 'y' WHERE id < 3",
+            [ok(2, 0, 0), ok(2, 0, 0), ok(2, 0, 1)],
+        ),
+        (
+            "INSERT INTO u (v) VALUES ('z')",
+            [ok(1, 7, 0), ok(1, 7, 0), ok(1, 8, 0)],
+        ),
+    ]
+}
+
+fn write_run(path: &Path, which: usize) {
+    let kind = if which == 0 {
+        RunKind::Capture
+    } else {
+        RunKind::Replay
+    };
+    let header = Header {
+        kind,
+        tool_version: "test".into(),
+        source: "synthetic".into(),
+        started_us: T0,
+        options: vec![],
+    };
+    let mut w = RecordingWriter::create(path, &header).unwrap();
+    w.push(&Event::SessionStart(SessionStart {
+        session: 1,
+        start_us: T0,
+        ..Default::default()
+    }))
+    .unwrap();
+    for (seq, (sql, answers)) in workload().into_iter().enumerate() {
+        let t = T0 + 1_000 * (seq as u64 + 1);
+        w.push(&Event::Exchange(Exchange {
+            session: 1,
+            seq: seq as u64,
+            clone: 0,
+            scheduled_us: (which > 0).then_some(t),
+            start_us: t,
+            end_us: t + 100,
+            command: Command::Query {
+                sql: sql.as_bytes().to_vec(),
+                attrs: vec![],
+            },
+            response: answers[which].clone(),
+            more: vec![],
+        }))
+        .unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn report(reference: bool) -> J {
+    let d = dir();
+    let paths: Vec<PathBuf> = ["prod", "base", "cand"]
+        .iter()
+        .map(|n| d.join(format!("{n}-{reference}.myrr")))
+        .collect();
+    for (i, p) in paths.iter().enumerate() {
+        write_run(p, i);
+    }
+    let opts = Options {
+        reference: reference.then(|| vec![paths[0].clone()]),
+        ..Options::default()
+    };
+    let r = analyze(&paths[1..2], &paths[2..3], &opts).expect("analyze");
+    let mut out = Vec::new();
+    Json.write(&r, &mut out).unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn exchanges_the_baseline_did_not_reproduce_are_kept_out_and_the_rest_judged() {
+    let r = report(true);
+    let x = &r["reproduction"];
+    assert_eq!(x["compared"], 7, "{x:#}");
+    assert_eq!(x["not_reproduced"], 3, "{x:#}");
+    assert_eq!(x["causes"], json!({"values": 2, "insert_id": 1}), "{x:#}");
+    assert_eq!(x["excluded"], 3, "{x:#}");
+    assert!((x["not_reproduced_share"].as_f64().unwrap() - 3.0 / 7.0).abs() < 1e-9);
+    assert_eq!(x["reference"]["kind"], "capture");
+    let t = &r["totals"];
+    assert_eq!(t["not_compared"]["not_reproduced"], 3, "{t:#}");
+    assert_eq!(t["compared"], 4, "{t:#}");
+    assert_eq!(t["mismatched"], 3, "{t:#}");
+    assert_eq!(
+        r["mismatches"],
+        json!({"values": 1, "warnings": 1, "insert_id": 1}),
+        "{:#}",
+        r["mismatches"]
+    );
+    assert_eq!(r["verdict"]["pass"], false);
+
+    let without = report(false);
+    assert!(without["reproduction"]["reference"].is_null());
+    assert!(without["reproduction"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be told apart"));
+    // Without the reference, the exchanges the baseline did not reproduce and the candidate
+    // answered otherwise count as differences.
+    assert_eq!(
+        without["totals"]["mismatched"], 5,
+        "{:#}",
+        without["totals"]
+    );
+}
+
+#[test]
+fn reports_with_and_without_a_reference_match_the_schema() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
+    let schema: J = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    for reference in [true, false] {
+        let doc = report(reference);
+        let errs: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errs.is_empty(), "{errs:#?}\n{doc:#}");
+    }
+}
