@@ -24,6 +24,17 @@ fn tls_port() -> u16 {
     db().env["MYRR_TLS_PORT"].parse().unwrap()
 }
 
+/// The lock on the probe, the tls server's port and a directory of the test's own.
+fn one_probe_at_a_time() -> (std::sync::MutexGuard<'static, ()>, u16, std::path::PathBuf) {
+    let one = PROBE.lock().unwrap_or_else(|p| p.into_inner());
+    (one, tls_port(), tempdir())
+}
+
+fn assert_no_probe_left() {
+    let left = probe_programs_left();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// Our eBPF programs loaded in the kernel (bpftool), after the kernel's grace period for
 /// programs just released.
 fn probe_programs_left() -> Vec<String> {
@@ -107,9 +118,7 @@ fn sessions(events: &[Event]) -> Vec<&myrr_recording::SessionStart> {
 
 #[test]
 fn tls_clients_are_recorded_as_the_server_logged_them() {
-    let _one = PROBE.lock().unwrap_or_else(|p| p.into_inner());
-    let port = tls_port();
-    let dir = tempdir();
+    let (_one, port, dir) = one_probe_at_a_time();
     let _ = sysbench_test(
         "oltp_read_write",
         port,
@@ -177,11 +186,7 @@ fn tls_clients_are_recorded_as_the_server_logged_them() {
         summary.contains("drops 0\n") && summary.contains("tls probe drops 0"),
         "{summary}"
     );
-    assert!(
-        probe_programs_left().is_empty(),
-        "{:?}",
-        probe_programs_left()
-    );
+    assert_no_probe_left();
 
     let events = read_events(&dir.join("tls.myrr"));
     let starts = sessions(&events);
@@ -254,9 +259,7 @@ fn tls_clients_are_recorded_as_the_server_logged_them() {
 
 #[test]
 fn tls_sessions_open_before_the_capture_are_recorded_from_then_on() {
-    let _one = PROBE.lock().unwrap_or_else(|p| p.into_inner());
-    let port = tls_port();
-    let dir = tempdir();
+    let (_one, port, dir) = one_probe_at_a_time();
     seed(port, "myrr_tls_pool", 3);
     // The pool connects over TLS 1.2, prepares its statements and runs each once: all before
     // the capture. The server's view gives the statements.
@@ -296,18 +299,12 @@ fn tls_sessions_open_before_the_capture_are_recorded_from_then_on() {
         counts.executes(),
         "every EXECUTE, decoded: {summary}"
     );
-    assert!(
-        probe_programs_left().is_empty(),
-        "{:?}",
-        probe_programs_left()
-    );
+    assert_no_probe_left();
 }
 
 #[test]
 fn sixteen_tls_sessions_at_full_speed_lose_nothing() {
-    let _one = PROBE.lock().unwrap_or_else(|p| p.into_inner());
-    let port = tls_port();
-    let dir = tempdir();
+    let (_one, port, dir) = one_probe_at_a_time();
     let _ = sysbench_test(
         "oltp_read_only",
         port,
@@ -362,18 +359,12 @@ fn sixteen_tls_sessions_at_full_speed_lose_nothing() {
         "every statement sysbench sent, with its answer: {summary}"
     );
     assert!(!events.iter().any(|e| matches!(e, Event::Gap(_))));
-    assert!(
-        probe_programs_left().is_empty(),
-        "{:?}",
-        probe_programs_left()
-    );
+    assert_no_probe_left();
 }
 
 #[test]
 fn the_probe_says_what_is_missing_and_plaintext_capture_goes_on() {
-    let _one = PROBE.lock().unwrap_or_else(|p| p.into_inner());
-    let port = tls_port();
-    let dir = tempdir();
+    let (_one, port, dir) = one_probe_at_a_time();
     // Without CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE (but with the packet capture's rights):
     // said, with how to grant them, and nothing written.
     let out = dir.join("noperm.myrr");
@@ -433,19 +424,13 @@ fn the_probe_says_what_is_missing_and_plaintext_capture_goes_on() {
         .iter()
         .filter_map(Event::as_exchange)
         .any(|x| x.command.sql() == Some(&b"SELECT 'still captured'"[..])));
-    assert!(
-        probe_programs_left().is_empty(),
-        "{:?}",
-        probe_programs_left()
-    );
+    assert_no_probe_left();
 }
 
 /// However the capture ends — its --duration, or killed outright — the probe is gone with it.
 #[test]
 fn no_probe_outlives_the_capture() {
-    let _one = PROBE.lock().unwrap_or_else(|p| p.into_inner());
-    let port = tls_port();
-    let dir = tempdir();
+    let (_one, port, dir) = one_probe_at_a_time();
     let o = myrr()
         .args([
             "capture",
@@ -466,11 +451,7 @@ fn no_probe_outlives_the_capture() {
         o.status.success() && err.contains("reading TLS sessions of process"),
         "{err}"
     );
-    assert!(
-        probe_programs_left().is_empty(),
-        "{:?}",
-        probe_programs_left()
-    );
+    assert_no_probe_left();
 
     let mut child = myrr()
         .args([
@@ -498,9 +479,5 @@ fn no_probe_outlives_the_capture() {
     assert!(attached, "the probe never attached");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        probe_programs_left().is_empty(),
-        "{:?}",
-        probe_programs_left()
-    );
+    assert_no_probe_left();
 }

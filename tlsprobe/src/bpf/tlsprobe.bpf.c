@@ -220,7 +220,7 @@ static __always_inline int leave(struct regs *ctx) {
         }
         e->len = n;
         e->offset = sent;
-        if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + n, 0)) {
+        if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + n, BPF_RB_NO_WAKEUP)) {
             break;
         }
         count(2, 1);
@@ -264,7 +264,7 @@ static __always_inline void notice(__u64 ssl, __s32 fd, __u8 kind) {
     e->kind = kind;
     e->dir = 0;
     e->lost_before = 0;
-    if (bpf_ringbuf_output(&events, e, offsetof(struct event, data), 0))
+    if (bpf_ringbuf_output(&events, e, offsetof(struct event, data), BPF_RB_NO_WAKEUP))
         count(0, 1);
 }
 
