@@ -86,8 +86,11 @@ fn sync_keeps_the_recorded_commit_order() {
         free > 0.05,
         "the workload should conflict without sync: {free:.3}"
     );
+    // Alone on the machine --sync all differs about 5x less; beside the crate's other
+    // replays (tests run two at a time on 2 cores) a clean-clone CI saw 2.5x (0.097 vs 0.245,
+    // start lag p50 400 ms): at least half is what the order must give.
     assert!(
-        synced < free / 3.0,
+        synced < free / 2.0,
         "--sync all {synced:.3} vs none {free:.3}"
     );
 }
