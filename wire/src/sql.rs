@@ -54,7 +54,10 @@ const SHAPE_KEY_PREFIX: usize = 1024;
 pub fn shape_key(sql: &[u8]) -> u64 {
     use std::hash::Hasher;
     let sql = &sql[..sql.len().min(SHAPE_KEY_PREFIX)];
-    let mut h = rustc_hash::FxHasher::default();
+    // The normalised text is never longer than the text; it is hashed at once (the hasher
+    // takes 8 bytes a step: hashing it byte by byte made text-protocol captures 5 % slower).
+    let mut out = [0u8; SHAPE_KEY_PREFIX];
+    let mut n = 0;
     let mut i = 0;
     while i < sql.len() {
         let c = sql[i];
@@ -82,8 +85,11 @@ pub fn shape_key(sql: &[u8]) -> u64 {
                 c.to_ascii_lowercase()
             }
         };
-        h.write_u8(token);
+        out[n] = token;
+        n += 1;
     }
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(&out[..n]);
     h.finish()
 }
 

@@ -266,7 +266,12 @@ impl Conn {
         }
         let samples = ctx.samples.as_deref_mut()?;
         let key = match &f.command {
-            Command::Query { sql, .. } => crate::sql::shape_key(sql),
+            Command::Query { sql, .. } => {
+                if !samples.look() {
+                    return None;
+                }
+                crate::sql::shape_key(sql)
+            }
             Command::Execute { stmt_id, .. } | Command::Fetch { stmt_id, .. } => {
                 stmts.get(stmt_id)?.key
             }

@@ -108,6 +108,13 @@ pub const ANSWERS_PER_SHAPE: u8 = 3;
 pub const DIFFERING_PER_SHAPE: u8 = 10;
 /// Shapes a capture keeps samples of; answers of shapes beyond are counted, not kept.
 pub const SHAPES_MAX: usize = 10_000;
+/// Text answers in a row whose shape had no room left, after which a capture computes the
+/// shape of only one text answer in [`LOOK_EVERY`]: the workload's shapes are all sampled by
+/// then, and the shape key was 3 % of a text-protocol capture's time. A shape first seen
+/// later is still sampled when it comes back (and a replay keeps the rows of every differing
+/// answer's shape anyway).
+const SATURATED: u32 = 10_000;
+const LOOK_EVERY: u32 = 16;
 
 /// A choice of answers to keep rows of: the first `per_shape` answers with rows of each
 /// statement shape (by [`crate::sql::shape_key`]; an EXECUTE by its PREPARE's text), over at
@@ -121,6 +128,10 @@ pub struct ShapeSampler {
     pub samples: u64,
     /// Answers not sampled because [`SHAPES_MAX`] shapes were already sampled.
     pub shapes_over_limit: u64,
+    /// Answers in a row that found no room (see [`SATURATED`]).
+    full_in_row: u32,
+    /// Text answers since the last one whose shape was computed, once saturated.
+    unlooked: u32,
 }
 
 impl Default for ShapeSampler {
@@ -141,6 +152,8 @@ impl ShapeSampler {
             kept: FxHashMap::default(),
             samples: 0,
             shapes_over_limit: 0,
+            full_in_row: 0,
+            unlooked: 0,
         }
     }
 
@@ -156,10 +169,29 @@ impl ShapeSampler {
     /// new shape past [`SHAPES_MAX`] is counted).
     pub(super) fn wants(&mut self, key: u64) -> bool {
         let room = self.has_room(key);
+        self.full_in_row = if room {
+            0
+        } else {
+            self.full_in_row.saturating_add(1)
+        };
         if !room && !self.kept.contains_key(&key) {
             self.shapes_over_limit += 1;
         }
         room
+    }
+
+    /// Whether a text answer's shape is worth computing: always, until [`SATURATED`] answers
+    /// in a row found theirs full; then one in [`LOOK_EVERY`].
+    pub(super) fn look(&mut self) -> bool {
+        if self.full_in_row < SATURATED {
+            return true;
+        }
+        self.unlooked += 1;
+        if self.unlooked < LOOK_EVERY {
+            return false;
+        }
+        self.unlooked = 0;
+        true
     }
 
     /// Takes a place for an answer of shape `key` that had rows; false when its shape has none
@@ -171,5 +203,36 @@ impl ShapeSampler {
         *self.kept.entry(key).or_default() += 1;
         self.samples += 1;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `keep_key` does for a text answer of shape `key`.
+    fn answer(s: &mut ShapeSampler, key: u64) -> bool {
+        s.look() && s.wants(key) && s.take(key)
+    }
+
+    #[test]
+    fn a_saturated_capture_looks_at_one_text_answer_in_sixteen_and_still_samples_a_new_shape() {
+        let mut s = ShapeSampler::new();
+        for _ in 0..3 {
+            assert!(answer(&mut s, 1));
+        }
+        let mut looked = 0;
+        for _ in 0..SATURATED + 16 * 100 {
+            let look = s.look();
+            looked += look as u32;
+            assert!(!(look && s.wants(1)));
+        }
+        // Every answer is looked at until saturated, then one in 16.
+        assert_eq!(looked, SATURATED + 100);
+        // A new shape: sampled within 16 answers of it, three times, then full again.
+        let kept = (0..3 * 16).filter(|_| answer(&mut s, 2)).count();
+        assert_eq!(kept, 3);
+        assert_eq!(s.samples, 6);
+        assert!(!s.has_room(2));
     }
 }
