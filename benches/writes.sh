@@ -7,14 +7,23 @@
 # differ between the two replays (analyze replay vs replay: FAIL/PASS, the application
 # statements' mismatch rate) and between each replay and the capture, and whether the two
 # replays' final tables are equal (CHECKSUM TABLE). Modes:
-#   closed      --speed max                       (no order, no pins: the reference time)
-#   sync        --speed max --sync all --pin off  (the recorded commit order only)
-#   sync+pin    --speed max --sync all --pin on   (and production's timestamp/insert_id)
+#   closed          --speed max --pin off      (no order, no pins: the reference time)
+#   sync            --sync all --sync-views off --sync-writes off --pin off
+#                                              (statements wait for earlier commits)
+#   sync+pin        ... --pin on               (and production's timestamp/insert_id)
+#   sync+pin+views  ... --sync-views on        (commits also wait for the reads that
+#                                               ended before they started)
+#   all             --sync all                 (the default: writes also wait for the
+#                                               writes that ended before they started)
+# Per mode also: `analyze --reference capture --baseline replay1 --candidate replay2
+# --max-mismatch-rate 0` (verdict, share not reproduced, differences on labelled exchanges),
+# and the replays' order labels (order-ambiguous reads, exchanges out of order).
 # Results are printed and appended to benches/RESULTS.md.
 #
 # Usage: benches/writes.sh [--build-only]
 # Environment: MYRR_BENCH_TIME (10 s of sysbench), MYRR_BENCH_THREADS (8),
-#   MYRR_BENCH_DIR, MYRR_BENCH_CARGO_PROFILE (release).
+#   MYRR_BENCH_MODES (all five, space-separated), MYRR_BENCH_DIR,
+#   MYRR_BENCH_CARGO_PROFILE (release).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -61,10 +70,12 @@ PROD=$(checksum "$MYRR_SOURCE_PORT")
 
 declare -A ARGS=(
     [closed]="--speed max --pin off"
-    [sync]="--speed max --sync all --pin off"
-    [sync+pin]="--speed max --sync all --pin on"
+    [sync]="--speed max --sync all --sync-views off --sync-writes off --pin off"
+    [sync+pin]="--speed max --sync all --sync-views off --sync-writes off --pin on"
+    [sync+pin+views]="--speed max --sync all --sync-writes off"
+    [all]="--speed max --sync all"
 )
-MODES=(closed sync sync+pin)
+read -r -a MODES <<<"${MYRR_BENCH_MODES:-closed sync sync+pin sync+pin+views all}"
 restore() {
     "${M[@]}" -P"$MYRR_CANDIDATE_PORT" -e "DROP DATABASE IF EXISTS $DB"
     "${M[@]}" -P"$MYRR_CANDIDATE_PORT" <"$DIR/before.sql"
@@ -78,6 +89,25 @@ t = r["totals"]
 app = 100 * t["application_mismatched"] / max(t["application_compared"], 1)
 every = 100 * t["mismatched"] / max(t["compared"], 1)
 print("PASS" if r["verdict"]["pass"] else "FAIL", f"{app:.3f}", f"{every:.3f}")' "$1"
+}
+# against_reference FILE: "verdict (reasons) | not-reproduced % (causes) | labelled differences"
+against_reference() {
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+v, x, t = r["verdict"], r["reproduction"], r["totals"]
+verdict = "PASS" if v["pass"] else "FAIL: " + "; ".join(v["reasons"])
+causes = ", ".join(f"{k} {n}" for k, n in x["causes"].items())
+dep = ", ".join(f"{k} {n}" for k, n in t["order_dependent"].items()) or "0"
+share, counted = 100 * x["not_reproduced_share"], t["mismatched"]
+print(f"{verdict} | {share:.3f} ({causes}) | {dep} | {counted}")' "$1"
+}
+# labels FILE: "ambiguous out-of-order" of a replay JSON summary.
+labels() {
+    python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(s.get("order_ambiguous", 0), s.get("out_of_order", 0))' "$1"
 }
 declare -A TIME SUMS
 for mode in "${MODES[@]}"; do
@@ -93,6 +123,8 @@ for mode in "${MODES[@]}"; do
     done
     "$MYRR" analyze --baseline "$DIR/$mode-1.myrr" --candidate "$DIR/$mode-2.myrr" --format json -o "$DIR/$mode-rr.json" --max-unreplayed 100% || true
     "$MYRR" analyze --baseline "$DIR/capture.myrr" --candidate "$DIR/$mode-1.myrr" --format json -o "$DIR/$mode-cr.json" --max-unreplayed 100% || true
+    "$MYRR" analyze --reference "$DIR/capture.myrr" --baseline "$DIR/$mode-1.myrr" --candidate "$DIR/$mode-2.myrr" \
+        --max-mismatch-rate 0 --format json -o "$DIR/$mode-ref.json" --max-unreplayed 100% || true
 done
 
 {
@@ -103,13 +135,22 @@ done
     grep -E "queries:|transactions:" "$DIR/sysbench.txt" | sed 's/^ *//'
     echo '```'
     echo
-    echo "| mode | replay s (1, 2) | replay vs replay: verdict, app. mismatch %, all % | capture vs replay 1: app. %, all % | tables: replays equal / = production |"
-    echo "|---|---|---|---|---|"
+    echo "| mode | replay s (1, 2) | replay vs replay: verdict, app. mismatch %, all % | capture vs replay 1: app. %, all % | tables: replays equal / = production | labels (replay 1): order-ambiguous, out-of-order |"
+    echo "|---|---|---|---|---|---|"
     for mode in "${MODES[@]}"; do
         read -r v a e <<<"$(rate "$DIR/$mode-rr.json")"
         read -r _ ca ce <<<"$(rate "$DIR/$mode-cr.json")"
         eq=no; [[ "${SUMS[$mode-1]}" == "${SUMS[$mode-2]}" ]] && eq=yes
         pr=no; [[ "${SUMS[$mode-1]}" == "$PROD" ]] && pr=yes
-        echo "| $mode (\`${ARGS[$mode]}\`) | ${TIME[$mode-1]}, ${TIME[$mode-2]} | $v, $a, $e | $ca, $ce | $eq / $pr |"
+        read -r la lo <<<"$(labels "$DIR/$mode-1.json")"
+        echo "| $mode (\`${ARGS[$mode]}\`) | ${TIME[$mode-1]}, ${TIME[$mode-2]} | $v, $a, $e | $ca, $ce | $eq / $pr | $la, $lo |"
+    done
+    echo
+    echo "With production as the reference (\`analyze --reference capture --baseline replay1 --candidate replay2 --max-mismatch-rate 0\`):"
+    echo
+    echo "| mode | verdict | not reproduced % of compared (causes) | differences on labelled exchanges (not counted) | differences counted |"
+    echo "|---|---|---|---|---|"
+    for mode in "${MODES[@]}"; do
+        echo "| $mode | $(against_reference "$DIR/$mode-ref.json") |"
     done
 } | tee -a benches/RESULTS.md

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use myrr_recording::{
-    BackfillSource, Command, Event, Exchange, Login, RecordingReader, Response, Value,
+    BackfillSource, Command, Event, Exchange, Login, OrderLabel, RecordingReader, Response, Value,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -182,6 +182,12 @@ pub fn to_json(ev: &Event) -> Json {
                 m.insert("error_code".into(), c.into());
             }
             m.insert("exchanges".into(), e.exchanges.into());
+        }
+        Event::Label(l) => {
+            m.insert("seq".into(), l.seq.into());
+            m.insert("clone".into(), l.clone.into());
+            m.insert("at_us".into(), l.at_us.into());
+            m.insert("labels".into(), OrderLabel::names(l.labels).into());
         }
         Event::Rows(r) => {
             m.insert("seq".into(), r.seq.into());
@@ -405,6 +411,12 @@ fn to_row(ev: &Event) -> String {
         Event::SessionEnd(e) => format!(
             "session {} end  {:?} login={:?} exchanges={}",
             e.session, e.reason, e.login, e.exchanges
+        ),
+        Event::Label(l) => format!(
+            "session {} #{:<4} {}",
+            l.session,
+            l.seq,
+            OrderLabel::names(l.labels).join(", ")
         ),
         Event::Rows(r) => {
             let first = r.rows.first().map(|row| {

@@ -49,6 +49,14 @@ pub struct Args {
     /// Longest a statement waits for earlier commits under --sync before it goes anyway.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]
     sync_timeout: Duration,
+    /// Under --sync, a commit also waits until the reads that had finished before it started
+    /// in the recording have run (they did not see it). `off`: only the other direction.
+    #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
+    sync_views: OnOff,
+    /// Under --sync, a write also waits until the other sessions' writes that had finished
+    /// before it started in the recording have run (row locks taken in production's order).
+    #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
+    sync_writes: OnOff,
     /// Pin what production's statements saw (deterministic writes): before a write, or a read
     /// calling a time function, set `timestamp` to the statement's recorded start and
     /// `insert_id` to the AUTO_INCREMENT id it generated. `auto`: on with --sync.
@@ -136,6 +144,12 @@ enum PinArg {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum SyncArg {
     None,
     Commit,
@@ -184,6 +198,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         SyncArg::All => SyncMode::All,
     };
     cfg.sync_timeout = a.sync_timeout;
+    cfg.sync_views = matches!(a.sync_views, OnOff::On);
+    cfg.sync_writes = matches!(a.sync_writes, OnOff::On);
     cfg.row_samples = !a.no_row_samples;
     cfg.pin = match a.pin {
         PinArg::Auto => !matches!(cfg.sync, SyncMode::None),
@@ -348,6 +364,8 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "connect_failures": s.connect_failures,
             "sync_timeouts": s.sync_timeouts,
             "sync_cycles": s.sync_cycles,
+            "order_ambiguous": s.order_ambiguous,
+            "out_of_order": s.out_of_order,
             "backfill": {
                 "sessions": b.sessions,
                 "statements": b.statements,
@@ -423,6 +441,13 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             s.sync_timeouts + s.sync_cycles,
             s.sync_timeouts,
             s.sync_cycles
+        );
+    }
+    if s.order_ambiguous + s.out_of_order > 0 {
+        eprintln!(
+            "  --sync: labelled in the run: {} order-ambiguous reads (they overlapped another \
+             session's commit in the recording), {} exchanges out of the recorded order",
+            s.order_ambiguous, s.out_of_order
         );
     }
     if s.interrupted {

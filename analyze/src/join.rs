@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
-use myrr_recording::{Command, Event, Exchange, Response, RowSample, RunKind, RunReader};
+use myrr_recording::{
+    Command, Event, Exchange, OrderLabel, Response, RowSample, RunKind, RunReader,
+};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::chatter::is_driver_chatter;
@@ -36,12 +38,15 @@ struct Slim {
     command: Command,
     /// The answer's first rows, when the run kept them (they follow the exchange).
     sample: Option<RowSample>,
+    /// The replay's `OrderLabel` bits (they precede the exchange).
+    labels: u8,
 }
 
 /// What a run yields to the join: an exchange, or the rows kept of one.
 pub(crate) enum Item {
     Exchange(Exchange),
     Rows(RowSample),
+    Label(OrderLabel),
 }
 
 /// Examples whose rows have not been read yet: (baseline side?, key) → (shape, example index).
@@ -104,6 +109,7 @@ impl Side {
                     return Some(Item::Exchange(x));
                 }
                 Event::Rows(r) => return Some(Item::Rows(r)),
+                Event::Label(l) => return Some(Item::Label(l)),
                 Event::SessionStart(_) => self.sessions += 1,
                 _ => {}
             }
@@ -179,6 +185,8 @@ pub fn analyze(
     let mut wait_b: HashMap<Key, (Slim, u32)> = HashMap::default();
     let mut wait_c: HashMap<Key, Slim> = HashMap::default();
     let mut pending = Pending::default();
+    // Order labels read, waiting for their exchanges (which follow them).
+    let (mut labels_b, mut labels_c): (HashMap<Key, u8>, HashMap<Key, u8>) = Default::default();
     // Read alternately, favouring the side that is behind (fewer exchanges waiting), so what
     // waits for a partner stays as small as the two runs' orders allow.
     loop {
@@ -192,6 +200,15 @@ pub fn analyze(
         let x = match this.next_item() {
             None => continue,
             Some(Item::Exchange(x)) => x,
+            Some(Item::Label(l)) => {
+                let labels = if read_base {
+                    &mut labels_b
+                } else {
+                    &mut labels_c
+                };
+                labels.insert((l.session, l.seq, l.clone), l.labels);
+                continue;
+            }
             Some(Item::Rows(r)) => {
                 let key = (r.session, r.seq, r.clone);
                 let waiting = if read_base {
@@ -230,6 +247,13 @@ pub fn analyze(
             more: x.more,
             command: x.command,
             sample: None,
+            labels: if read_base {
+                &mut labels_b
+            } else {
+                &mut labels_c
+            }
+            .remove(&key)
+            .unwrap_or(0),
         };
         let mut join = |ck: Key, bk: Key, b: Slim, c: Slim| {
             join(
@@ -350,6 +374,7 @@ fn clone_slim(s: &Slim) -> Slim {
         more: s.more.clone(),
         command: s.command.clone(),
         sample: s.sample.clone(),
+        labels: s.labels,
     }
 }
 
@@ -420,6 +445,11 @@ fn join(
             totals.order_unspecified += 1;
         }
         Outcome::NotCompared(why) => *totals.not_compared.entry(why.into()).or_default() += 1,
+        Outcome::Differs(_) if b.labels | c.labels != 0 => {
+            // By the first label (one count per exchange).
+            let name = OrderLabel::names(b.labels | c.labels)[0];
+            *totals.order_dependent.entry(name.into()).or_default() += 1;
+        }
         Outcome::Differs(m) => {
             if sh.nondeterministic && m.time_can_explain() {
                 totals.nondeterministic_differences += 1;

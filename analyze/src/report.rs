@@ -12,7 +12,7 @@ use crate::stats::Percentiles;
 /// 3: examples name their mismatch class and carry the statement as sent (`statement`,
 /// `params`) and the rows of both answers with the differing cells (`rows`); `reproduction`
 /// (`--reference`: the baseline's exchanges that did not reproduce production's answers).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -136,6 +136,10 @@ pub struct Totals {
     pub nondeterministic_differences: u64,
     /// Same rows in another order where the SQL sets no order: not failures.
     pub order_unspecified: u64,
+    /// Differences on exchanges that a replay labelled (`--sync`: order-ambiguous,
+    /// out-of-order, unpinned), by label: the replay's order, not the server, can explain
+    /// them, so they are not counted as mismatches (nor in the verdict).
+    pub order_dependent: BTreeMap<String, u64>,
     /// Joined but not compared, by reason (skipped, missing, incomplete result …).
     pub not_compared: BTreeMap<String, u64>,
     /// Exchanges on one side only, by reason.

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use myrr_recording::Response;
+use myrr_recording::{OrderLabel, Response};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::compare::{compare, Mismatch, Outcome};
@@ -31,8 +31,9 @@ pub const MAX_NOT_REPRODUCED: usize = 1_000_000;
 
 /// The exchanges of the baseline whose answers differ from the reference's.
 pub(crate) struct NotReproduced {
-    /// By the baseline's key; the class of the difference.
-    keys: HashMap<Key, Mismatch>,
+    /// By the baseline's key; its cause: the baseline's order label, or else the class of
+    /// the difference.
+    keys: HashMap<Key, &'static str>,
     compared: u64,
     reference: RunInfo,
     /// Joined pairs of the analysis kept out because their exchange was not reproduced.
@@ -50,7 +51,7 @@ impl NotReproduced {
     pub(crate) fn into_report(self) -> Reproduction {
         let mut causes: BTreeMap<String, u64> = BTreeMap::new();
         for m in self.keys.values() {
-            *causes.entry(m.name().to_string()).or_default() += 1;
+            *causes.entry(m.to_string()).or_default() += 1;
         }
         let n = self.keys.len() as u64;
         Reproduction {
@@ -66,8 +67,9 @@ impl NotReproduced {
             excluded: self.excluded,
             note: "exchanges whose baseline answer differs from the reference's (production) \
                    were not reproduced by the baseline replay: they are kept out of the \
-                   comparison and the verdict; causes are the classes of those differences \
-                   (the runs carry no per-exchange order labels)"
+                   comparison and the verdict; a cause is the baseline replay's order label \
+                   for the exchange (order-ambiguous, out-of-order, unpinned) or else the \
+                   class of the difference"
                 .into(),
         }
     }
@@ -90,7 +92,7 @@ pub(crate) fn without_reference() -> Reproduction {
 }
 
 /// An exchange waiting for its partner: its shape and answers.
-type Waiting = HashMap<Key, (u32, Response, Vec<Response>)>;
+type Waiting = HashMap<Key, (u32, Response, Vec<Response>, u8)>;
 
 /// Joins `reference` (production's run) with `baseline` and returns the baseline's exchanges
 /// whose answers differ. A reference holds each exchange once: it joins the baseline's clone 0.
@@ -103,7 +105,9 @@ pub(crate) fn not_reproduced(
     let mut b = Side::open(baseline)?;
     let mut shapes = Shapes::default();
     let (mut wait_r, mut wait_b) = (Waiting::default(), Waiting::default());
-    let mut keys: HashMap<Key, Mismatch> = HashMap::default();
+    let mut keys: HashMap<Key, &'static str> = HashMap::default();
+    // The baseline's order labels, waiting for their exchanges (which follow them).
+    let mut labels: HashMap<Key, u8> = HashMap::default();
     let mut compared = 0u64;
     loop {
         let read_ref = match (r.done, b.done) {
@@ -115,23 +119,34 @@ pub(crate) fn not_reproduced(
         let this = if read_ref { &mut r } else { &mut b };
         let x = match this.next_item() {
             Some(Item::Exchange(x)) => x,
+            Some(Item::Label(l)) => {
+                if !read_ref {
+                    labels.insert((l.session, l.seq, l.clone), l.labels);
+                }
+                continue;
+            }
             Some(Item::Rows(_)) | None => continue,
         };
         let shape = shapes.of(&x);
         let key = (x.session, x.seq, if read_ref { 0 } else { x.clone });
+        let label = if read_ref {
+            0
+        } else {
+            labels.remove(&key).unwrap_or(0)
+        };
         let (mine, other) = if read_ref {
             (&mut wait_r, &mut wait_b)
         } else {
             (&mut wait_b, &mut wait_r)
         };
         let Some(o) = other.remove(&key) else {
-            mine.insert(key, (shape, x.response, x.more));
+            mine.insert(key, (shape, x.response, x.more, label));
             continue;
         };
         let (rx, bx) = if read_ref {
-            ((shape, x.response, x.more), o)
+            ((shape, x.response, x.more, label), o)
         } else {
-            (o, (shape, x.response, x.more))
+            (o, (shape, x.response, x.more, label))
         };
         if rx.0 != bx.0 {
             // Another statement at the same place: not the same workload there.
@@ -166,7 +181,11 @@ pub(crate) fn not_reproduced(
                         limit: MAX_NOT_REPRODUCED,
                     });
                 }
-                keys.insert(key, m);
+                let cause = match bx.3 {
+                    0 => m.name(),
+                    l => OrderLabel::names(l)[0],
+                };
+                keys.insert(key, cause);
             }
         }
     }

@@ -81,7 +81,19 @@ fn workload() -> Vec<(&'static str, [Response; 3])> {
             "INSERT INTO u (v) VALUES ('z')",
             [ok(1, 7, 0), ok(1, 7, 0), ok(1, 8, 0)],
         ),
+        // Reproduced; the candidate differs, but its replay labelled the exchange: the
+        // replay's order can explain it, not counted.
+        ("SELECT v FROM t WHERE id = 8", [rows(8), rows(8), rows(9)]),
     ]
+}
+
+/// The order labels the replays (1: baseline, 2: candidate) wrote for an exchange.
+fn label(sql: &str, which: usize) -> u8 {
+    match (sql, which) {
+        ("SELECT v FROM t WHERE id = 3", 1) => OrderLabel::AMBIGUOUS,
+        ("SELECT v FROM t WHERE id = 8", 2) => OrderLabel::OUT_OF_ORDER,
+        _ => 0,
+    }
 }
 
 fn write_run(path: &Path, which: usize) {
@@ -106,6 +118,16 @@ fn write_run(path: &Path, which: usize) {
     .unwrap();
     for (seq, (sql, answers)) in workload().into_iter().enumerate() {
         let t = T0 + 1_000 * (seq as u64 + 1);
+        if label(sql, which) != 0 {
+            w.push(&Event::Label(OrderLabel {
+                session: 1,
+                seq: seq as u64,
+                clone: 0,
+                at_us: t,
+                labels: label(sql, which),
+            }))
+            .unwrap();
+        }
         w.push(&Event::Exchange(Exchange {
             session: 1,
             seq: seq as u64,
@@ -149,16 +171,22 @@ fn report(reference: bool) -> J {
 fn exchanges_the_baseline_did_not_reproduce_are_kept_out_and_the_rest_judged() {
     let r = report(true);
     let x = &r["reproduction"];
-    assert_eq!(x["compared"], 7, "{x:#}");
+    assert_eq!(x["compared"], 8, "{x:#}");
     assert_eq!(x["not_reproduced"], 3, "{x:#}");
-    assert_eq!(x["causes"], json!({"values": 2, "insert_id": 1}), "{x:#}");
+    // The baseline's order label is the cause where it has one.
+    assert_eq!(
+        x["causes"],
+        json!({"values": 1, "order-ambiguous": 1, "insert_id": 1}),
+        "{x:#}"
+    );
     assert_eq!(x["excluded"], 3, "{x:#}");
-    assert!((x["not_reproduced_share"].as_f64().unwrap() - 3.0 / 7.0).abs() < 1e-9);
+    assert!((x["not_reproduced_share"].as_f64().unwrap() - 3.0 / 8.0).abs() < 1e-9);
     assert_eq!(x["reference"]["kind"], "capture");
     let t = &r["totals"];
     assert_eq!(t["not_compared"]["not_reproduced"], 3, "{t:#}");
-    assert_eq!(t["compared"], 4, "{t:#}");
+    assert_eq!(t["compared"], 5, "{t:#}");
     assert_eq!(t["mismatched"], 3, "{t:#}");
+    assert_eq!(t["order_dependent"], json!({"out-of-order": 1}), "{t:#}");
     assert_eq!(
         r["mismatches"],
         json!({"values": 1, "warnings": 1, "insert_id": 1}),
@@ -174,9 +202,15 @@ fn exchanges_the_baseline_did_not_reproduce_are_kept_out_and_the_rest_judged() {
         .unwrap()
         .contains("cannot be told apart"));
     // Without the reference, the exchanges the baseline did not reproduce and the candidate
-    // answered otherwise count as differences.
+    // answered otherwise count as differences, unless a replay labelled them.
     assert_eq!(
-        without["totals"]["mismatched"], 5,
+        without["totals"]["mismatched"], 4,
+        "{:#}",
+        without["totals"]
+    );
+    assert_eq!(
+        without["totals"]["order_dependent"],
+        json!({"order-ambiguous": 1, "out-of-order": 1}),
         "{:#}",
         without["totals"]
     );

@@ -129,6 +129,7 @@ fn one(data: &[u8]) {
                 assert!(x.end_us >= x.start_us, "exchange ends before it starts: {x:?}");
             }
             Event::Gap(_) | Event::Backfill(_) => {}
+            Event::Label(l) => panic!("the decoder made an order label: {l:?}"),
             Event::Rows(r) => {
                 let Some(Event::Exchange(x)) = i.checked_sub(1).map(|p| &events[p]) else {
                     panic!("row sample {i} not after an exchange");

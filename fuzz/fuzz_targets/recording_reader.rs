@@ -195,7 +195,14 @@ fn command(b: &mut Bytes) -> Command {
 }
 
 fn event(b: &mut Bytes) -> Event {
-    match b.u8() % 6 {
+    match b.u8() % 7 {
+        6 => Event::Label(OrderLabel {
+            session: b.u64(),
+            seq: b.u64(),
+            clone: b.u32(),
+            at_us: b.u64(),
+            labels: b.u8(),
+        }),
         5 => Event::Rows(RowSample {
             session: b.u64(),
             seq: b.u64(),

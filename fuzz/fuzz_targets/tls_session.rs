@@ -84,6 +84,7 @@ fn one(data: &[u8]) {
         events: &mut events,
         stats: &mut stats,
         next_session: &mut next,
+        samples: None,
     };
     while let Some((&tag, r)) = rest.split_first() {
         rest = r;

@@ -24,6 +24,48 @@ pub enum Event {
     /// Format version 3: the first rows of an exchange's answer, right after the exchange
     /// (see [`crate::sample`]). (Appended last: older files decode unchanged.)
     Rows(crate::sample::RowSample),
+    /// Format version 4: how a replay under `--sync` ran an exchange against the recorded
+    /// order, written just before the exchange, for exchanges with a label only. (Appended
+    /// last: older files decode unchanged.)
+    Label(OrderLabel),
+}
+
+/// How a replay under `--sync` ran one exchange against the recorded order: what can make its
+/// answer differ from production's (or another replay's) without the server being at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct OrderLabel {
+    pub session: SessionId,
+    pub seq: u64,
+    pub clone: u32,
+    /// Its exchange's start (a run merged from several files keeps it by its exchange).
+    pub at_us: u64,
+    /// [`OrderLabel::AMBIGUOUS`], [`OrderLabel::OUT_OF_ORDER`], [`OrderLabel::UNPINNED`].
+    pub labels: u8,
+}
+
+impl OrderLabel {
+    /// A read whose recorded interval (or its transaction's first read's) overlapped a commit
+    /// of another session: production's order between them is unknown.
+    pub const AMBIGUOUS: u8 = 1;
+    /// Its wait for the recorded order gave way (the session it waited for was blocked in
+    /// the target, or `--sync-timeout`): it ran out of the recorded order.
+    pub const OUT_OF_ORDER: u8 = 2;
+    /// `--pin` was on but the target had refused a pin in this session: production's
+    /// timestamp / insert id were not pinned for it.
+    pub const UNPINNED: u8 = 4;
+
+    /// The labels' names, in a fixed order.
+    pub fn names(labels: u8) -> Vec<&'static str> {
+        [
+            (Self::AMBIGUOUS, "order-ambiguous"),
+            (Self::OUT_OF_ORDER, "out-of-order"),
+            (Self::UNPINNED, "unpinned"),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| labels & bit != 0)
+        .map(|(_, name)| name)
+        .collect()
+    }
 }
 
 impl Event {
@@ -43,6 +85,7 @@ impl Event {
             Event::SessionEnd(e) => e.session,
             Event::Backfill(b) => b.session,
             Event::Rows(r) => r.session,
+            Event::Label(l) => l.session,
         }
     }
 
@@ -55,6 +98,7 @@ impl Event {
             Event::SessionEnd(_) => "session_end",
             Event::Backfill(_) => "backfill",
             Event::Rows(_) => "row_sample",
+            Event::Label(_) => "order_label",
         }
     }
 }

@@ -18,6 +18,7 @@ pub fn event_time(e: &Event) -> u64 {
         Event::SessionEnd(e) => e.end_us,
         Event::Backfill(b) => b.at_us,
         Event::Rows(r) => r.at_us,
+        Event::Label(l) => l.at_us,
     }
 }
 
@@ -97,6 +98,7 @@ impl Iterator for RunReader {
                 Event::Gap(g) => g.session = run_session_id(kind, i, g.session),
                 Event::SessionEnd(s) => s.session = run_session_id(kind, i, s.session),
                 Event::Rows(r) => r.session = run_session_id(kind, i, r.session),
+                Event::Label(l) => l.session = run_session_id(kind, i, l.session),
                 Event::Backfill(b) => {
                     b.session = run_session_id(kind, i, b.session);
                     if let crate::BackfillSource::Inferred { from_session } = &mut b.source {

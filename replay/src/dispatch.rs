@@ -123,8 +123,11 @@ impl Handed {
 /// One recorded exchange for a session task, with its place in the commit order (`--sync`).
 pub(crate) struct Work {
     pub(crate) x: Handed,
-    /// Registered commit point: release it once answered.
-    pub(crate) commit: Option<sync::CommitKey>,
+    /// Registered commit point, view point (`--sync-views`), write (`--sync-writes`):
+    /// released once answered.
+    pub(crate) keys: sync::Keys,
+    /// What it is to the commit order (`--sync`).
+    pub(crate) class: sync::Class,
     /// Wait for the commits that ended before it started.
     pub(crate) wait: bool,
 }
@@ -403,12 +406,33 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                     shared.halt();
                     break;
                 }
-                let (write, commit) = match shared.order {
+                let class = match shared.order {
                     Some(_) => classifier.classify(&x),
-                    None => (false, false),
+                    None => sync::Class::default(),
                 };
-                let wait = pacing.waits_for_order(write, commit);
-                let commit = commit.then_some((x.end_us, x.session, x.seq));
+                let wait = pacing.waits_for_order(class.locks, class.commit);
+                let key = (x.end_us, x.session, x.seq);
+                // Registered before any later exchange is handed over (see `sync`).
+                let register = |order: Option<&sync::CommitOrder>, on: bool| match order {
+                    Some(o) if on => {
+                        for clone in 0..cfg.scale {
+                            o.register(clone, key);
+                        }
+                        Some(key)
+                    }
+                    _ => None,
+                };
+                let keys = sync::Keys {
+                    commit: class.commit.then_some(key),
+                    view: register(
+                        shared.order.as_ref().and_then(|o| o.views.as_ref()),
+                        class.view,
+                    ),
+                    write: register(
+                        shared.order.as_ref().and_then(|o| o.writes.as_ref()),
+                        class.locks,
+                    ),
+                };
                 let mut recorded = Recorded::from(x);
                 if !backfills.is_empty() {
                     recorded.backfill = backfills.remove(&session);
@@ -464,7 +488,13 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                         (None, Some(x)) => Handed::Own(x),
                         (None, None) => break,
                     };
-                    if !handover.hand(session, clone, Work { x, commit, wait }, &mut refused) {
+                    let work = Work {
+                        x,
+                        keys,
+                        class,
+                        wait,
+                    };
+                    if !handover.hand(session, clone, work, &mut refused) {
                         break;
                     }
                 }
@@ -518,8 +548,8 @@ fn give_back(shared: &Shared, refused: &mut Vec<handover::Refused>) {
     }
     shared.budget.add_permits(refused.len());
     for (clone, w) in refused.drain(..) {
-        if let (Some(order), Some(key)) = (&shared.order, w.commit) {
-            order.commits.done(clone, key);
+        if let Some(order) = &shared.order {
+            order.release(clone, w.keys);
         }
     }
 }
@@ -527,12 +557,15 @@ fn give_back(shared: &Shared, refused: &mut Vec<handover::Refused>) {
 /// `--sync`: reads the recordings ahead of the dispatcher and registers every commit point, so
 /// an exchange can wait for commits that *started* after it but ended before it did.
 pub(crate) async fn feed_commits(shared: Arc<Shared>) {
-    let Some(order) = shared.order.as_ref().map(|o| &o.commits) else {
+    let Some(all) = shared.order.as_ref() else {
         return;
     };
+    let order = &all.commits;
     let cfg = &shared.config;
     if let Ok(merged) = RunReader::open(&cfg.inputs) {
         let mut classifier = sync::Classifier::default();
+        let mut ambiguity = sync::Ambiguity::default();
+        let mut found = Vec::new();
         let mut select = Selector::new(cfg, shared.pacing.recorded_origin_us());
         for (n, ev) in merged.enumerate() {
             if shared.stopping() {
@@ -542,10 +575,15 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
             match select.pick(ev) {
                 Pick::Stop => break,
                 Pick::Exchange(x) => {
-                    if classifier.classify(&x).1 {
+                    let class = classifier.classify(&x);
+                    if class.commit {
                         for clone in 0..cfg.scale {
                             order.register(clone, (x.end_us, x.session, x.seq));
                         }
+                    }
+                    ambiguity.exchange(&x, class, &mut found);
+                    if !found.is_empty() {
+                        all.mark_ambiguous(&mut found, cfg.scale);
                     }
                 }
                 Pick::End(session) => classifier.session_ended(session),

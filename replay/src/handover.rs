@@ -169,7 +169,8 @@ mod tests {
                 rows_digest: None,
                 backfill: None,
             }),
-            commit: None,
+            keys: Default::default(),
+            class: Default::default(),
             wait: false,
         }
     }

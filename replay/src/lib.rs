@@ -117,6 +117,12 @@ pub struct ReplayConfig {
     pub sync: SyncMode,
     /// Longest an exchange waits for earlier commits before it goes anyway.
     pub sync_timeout: Duration,
+    /// Under `sync`, the other direction too: a commit waits for the reads that had finished
+    /// before it started (they must not see it; see `sync`).
+    pub sync_views: bool,
+    /// Under `sync`, a write waits for the other sessions' writes that had finished before it
+    /// started (row locks are taken in production's order).
+    pub sync_writes: bool,
     /// Pin what production's statements saw: before a write, or a read calling a time
     /// function, the session sets `timestamp` to the statement's recorded start and, when the
     /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
@@ -156,6 +162,8 @@ impl ReplayConfig {
             read_ahead: Duration::from_secs(2),
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
+            sync_views: true,
+            sync_writes: true,
             pin: false,
             row_samples: true,
             tls: Tls::default(),
@@ -243,6 +251,10 @@ pub struct Progress {
     pub max_lag_us: AtomicU64,
     /// `--sync`: exchanges that stopped waiting for earlier commits after the timeout.
     pub sync_timeouts: AtomicU64,
+    /// `--sync`: exchanges labelled (`OrderLabel`): reads that overlapped another session's
+    /// commit in the recording, exchanges that ran out of the recorded order.
+    pub order_ambiguous: AtomicU64,
+    pub out_of_order: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
     pub sync_cycles: AtomicU64,
@@ -437,6 +449,9 @@ pub struct Summary {
     pub connect_failures: u64,
     pub sync_timeouts: u64,
     pub sync_cycles: u64,
+    /// `--sync`: exchanges labelled order-ambiguous / out-of-order in the run.
+    pub order_ambiguous: u64,
+    pub out_of_order: u64,
     /// Answers whose rows differed from the recorded ones, kept as row samples.
     pub row_samples: u64,
     /// What backfills restored of sessions that began before the recording.
@@ -680,7 +695,8 @@ pub async fn run(
             service: Histogram::new(3).expect("histogram"),
         }),
         errors: Mutex::new(Vec::new()),
-        order: (config.sync != SyncMode::None).then(|| sync::Order::new(config.scale)),
+        order: (config.sync != SyncMode::None)
+            .then(|| sync::Order::new(config.scale, config.sync_views, config.sync_writes)),
         samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(
             myrr_wire::conn::DIFFERING_PER_SHAPE,
         )),
@@ -772,6 +788,8 @@ pub async fn run(
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
         sync_timeouts: p.sync_timeouts.load(Ordering::Relaxed),
         sync_cycles: p.sync_cycles.load(Ordering::Relaxed),
+        order_ambiguous: p.order_ambiguous.load(Ordering::Relaxed),
+        out_of_order: p.out_of_order.load(Ordering::Relaxed),
         backfill: BackfillCounts {
             sessions: p.backfills.load(Ordering::Relaxed),
             statements: p.backfill_statements.load(Ordering::Relaxed),

@@ -74,6 +74,14 @@ pub fn is_read_only(sql: &[u8]) -> bool {
     }
 }
 
+/// True when a read takes row locks (`SELECT … FOR UPDATE`, `LOCK IN SHARE MODE`, `FOR
+/// SHARE`): under `--sync-writes` it is ordered as a write.
+pub fn takes_locks(sql: &[u8]) -> bool {
+    let u = upper(sql);
+    let u = u.split_whitespace().collect::<Vec<_>>().join(" ");
+    u.contains("FOR UPDATE") || u.contains("LOCK IN SHARE MODE") || u.contains("FOR SHARE")
+}
+
 /// Functions whose result depends on the session's `timestamp` (SYSDATE does not: it reads
 /// the clock whatever the session pins).
 const TIME_FUNCTIONS: &[&[u8]] = &[

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use myrr_recording::{
-    Backfill, Command, EndReason, Event, Exchange, Login, MissingReason, Response, SampleReason,
-    SessionEnd, SessionStart, SkipReason,
+    Backfill, Command, EndReason, Event, Exchange, Login, MissingReason, OrderLabel, Response,
+    SampleReason, SessionEnd, SessionStart, SkipReason,
 };
 use myrr_wire::command;
 use myrr_wire::conn::KeptRows;
@@ -21,7 +21,7 @@ use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
 use crate::pacer::PreciseTimer;
 use crate::readonly::{calls_time_function, is_read_only};
-use crate::sync::Waited;
+use crate::sync::{Keys, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::{Batch, Shared, Tally};
@@ -66,6 +66,10 @@ pub(crate) struct Worker {
     deferred: Option<Box<Backfill>>,
     /// `--pin`: the target refused a pin; the session goes on without.
     pins_off: bool,
+    /// `--sync`: the labels of the current transaction's view point, and its seq (the
+    /// transaction's later reads read from its view: they share them).
+    view_labels: u8,
+    view_seq: u64,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -88,16 +92,32 @@ struct Answered {
     scheduled_us: u64,
     sent_us: u64,
     end_us: u64,
+    /// `OrderLabel` bits (`--sync`), 0: none.
+    labels: u8,
+    /// A view point (`--sync`): a commit may have gone ahead of it while it was answered.
+    view: bool,
+}
+
+/// An answered exchange's events: its order label, the exchange, its kept rows.
+type Handing = (Option<Event>, Event, Option<Event>);
+
+/// Whether `--pin` pinned a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pinned {
+    /// It needs no pin (or pins are off for the replay).
+    No,
+    Sent,
+    /// It needed one, but the target had refused a pin in this session.
+    Refused,
 }
 
 /// A session task cancelled after a stop's drain timeout still hands over what it had: its
 /// last answered exchange (if the output queue has room) and its counts.
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some((e, rows)) = self.take_answered() {
-            self.shared.events.try_send(e);
-            if let Some(r) = rows {
-                self.shared.events.try_send(r);
+        if let Some((label, e, rows)) = self.take_answered() {
+            for e in label.into_iter().chain([e]).chain(rows) {
+                self.shared.events.try_send(e);
             }
         }
         self.shared.flush(&mut self.tally);
@@ -128,6 +148,8 @@ impl Worker {
             variables: Vec::new(),
             deferred: None,
             pins_off: false,
+            view_labels: 0,
+            view_seq: 0,
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -138,7 +160,10 @@ impl Worker {
 
     /// Counts and writes the last answered exchange (see `answered`).
     async fn hand_over(&mut self) {
-        if let Some((e, rows)) = self.take_answered() {
+        if let Some((label, e, rows)) = self.take_answered() {
+            if let Some(l) = label {
+                self.emit(l).await;
+            }
             self.emit(e).await;
             if let Some(r) = rows {
                 self.emit(r).await;
@@ -148,7 +173,7 @@ impl Worker {
 
     /// The last answered exchange as an output event, counted; and its first rows, when they
     /// differ from the recorded answer's (a row sample, right after it).
-    fn take_answered(&mut self) -> Option<(Event, Option<Event>)> {
+    fn take_answered(&mut self) -> Option<Handing> {
         let a = self.answered.take()?;
         let rows = match (&a.response, &a.kept) {
             (Response::Rows(rs), Some((k, key))) if a.x.rows_digest != Some(rs.digest) => {
@@ -180,6 +205,28 @@ impl Worker {
             self.shared.flush(&mut self.tally);
         }
         let seq = a.x.seq;
+        let mut labels = a.labels;
+        if a.view
+            && labels & OrderLabel::OUT_OF_ORDER == 0
+            && self
+                .shared
+                .order
+                .as_ref()
+                .is_some_and(|o| o.displaced(self.start.session, seq, self.clone))
+        {
+            labels |= OrderLabel::OUT_OF_ORDER;
+            self.shared
+                .progress
+                .out_of_order
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let label = (labels != 0).then_some(Event::Label(OrderLabel {
+            session: self.start.session,
+            seq,
+            clone: self.clone,
+            at_us: a.sent_us,
+            labels,
+        }));
         let command = a.x.into_command();
         let exchange = Event::Exchange(Exchange {
             session: self.start.session,
@@ -192,7 +239,7 @@ impl Worker {
             response: a.response,
             more: a.more,
         });
-        Some((exchange, rows))
+        Some((label, exchange, rows))
     }
 
     /// The shape by which `command`'s rows are sampled, when they may be kept: row samples
@@ -486,22 +533,25 @@ impl Worker {
     /// INSERT only). One round trip before the statement, outside its timing. A target that
     /// refuses (another engine) or changes the value (out of its range: it warns) turns pins
     /// off for this session, counted and noted, never fatal. Whether anything was sent.
-    async fn pin(&mut self, x: &Recorded) -> bool {
-        if self.pins_off || self.conn.is_none() {
-            return false;
-        }
+    async fn pin(&mut self, x: &Recorded) -> Pinned {
         if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
-            return false;
+            return Pinned::No;
         }
         let (write, time) = match self.sql_of(&x.command) {
             Some(sql) => {
                 let write = !is_read_only(sql);
                 (write, write || calls_time_function(sql))
             }
-            None => return false,
+            None => return Pinned::No,
         };
         if !time {
-            return false;
+            return Pinned::No;
+        }
+        if self.pins_off {
+            return Pinned::Refused;
+        }
+        if self.conn.is_none() {
+            return Pinned::No;
         }
         let mut q = format!(
             "SET timestamp = {}.{:06}",
@@ -515,7 +565,7 @@ impl Worker {
         self.buf.push(command::Code::Query.byte());
         self.buf.extend_from_slice(q.as_bytes());
         let Some(conn) = self.conn.as_mut() else {
-            return false;
+            return Pinned::No;
         };
         let p = &self.shared.progress;
         match conn.command(&self.buf).await {
@@ -546,13 +596,13 @@ impl Worker {
             // The statement finds the connection gone and reconnects.
             Err(_) => self.conn = None,
         }
-        true
+        Pinned::Sent
     }
 
-    /// `--sync`: this commit point has been answered (or never will be).
-    fn release(&self, commit: Option<crate::sync::CommitKey>) {
-        if let (Some(order), Some(key)) = (&self.shared.order, commit) {
-            order.commits.done(self.clone, key);
+    /// `--sync`: this commit point / view point has been answered (or never will be).
+    fn release(&self, keys: Keys) {
+        if let Some(order) = &self.shared.order {
+            order.release(self.clone, keys);
         }
     }
 
@@ -604,7 +654,12 @@ impl Worker {
         // The batch being worked through.
         let mut inbox = Batch::new().into_iter();
         loop {
-            let Work { x, commit, wait } = match inbox.next() {
+            let Work {
+                x,
+                keys,
+                class,
+                wait,
+            } = match inbox.next() {
                 Some(w) => w,
                 None => {
                     let batch = match rx.try_recv() {
@@ -635,23 +690,41 @@ impl Worker {
             }
             // Stopped, before or while this exchange waited for its time: it is not sent.
             if shared.stopping() {
-                self.release(commit);
+                self.release(keys);
                 break;
             }
             let scheduled_us = match scheduled {
                 Some(at) => shared.clock.us_at(at),
                 None => self.now_us(),
             };
-            let waited = wait && self.wait_for_order(x.end_us).await;
-            let pinned = shared.config.pin && self.pin(&x).await;
+            let mut labels = 0u8;
+            let waited = wait && {
+                let (start, end) = (x.start_us, x.end_us);
+                if !self.wait_for_order(end, start, class).await {
+                    labels |= OrderLabel::OUT_OF_ORDER;
+                }
+                true
+            };
+            if class.view || class.in_view {
+                labels |= self.view_labels(&x, class, labels).await;
+            }
+            let pinned = if shared.config.pin {
+                self.pin(&x).await
+            } else {
+                Pinned::No
+            };
+            if pinned == Pinned::Refused {
+                labels |= OrderLabel::UNPINNED;
+            }
             // Closed loop without a wait: sent when scheduled (one clock read fewer).
-            let sent_us = if scheduled.is_none() && !waited && !pinned {
+            let sent_us = if scheduled.is_none() && !waited && pinned != Pinned::Sent {
                 scheduled_us
             } else {
                 self.now_us()
             };
             if let Some(order) = &shared.order {
-                order.in_server(session, self.clone, true);
+                let recorded = Duration::from_micros(x.end_us.saturating_sub(x.start_us));
+                order.in_server(session, self.clone, Some(recorded));
             }
             let sample_key = self.sample_key(&x.command);
             if let Some(c) = self.conn.as_mut() {
@@ -664,10 +737,10 @@ impl Worker {
                 .and_then(|c| c.take_kept())
                 .zip(sample_key);
             if let Some(order) = &shared.order {
-                order.in_server(session, self.clone, false);
+                order.in_server(session, self.clone, None);
             }
             let end_us = self.now_us();
-            self.release(commit);
+            self.release(keys);
             exchanges += 1;
             let quit = matches!(x.command, Command::Quit);
             // The previous exchange, if sending this one did not already hand it over.
@@ -680,6 +753,8 @@ impl Worker {
                 scheduled_us,
                 sent_us,
                 end_us,
+                labels,
+                view: class.view,
             });
             if quit {
                 reason = EndReason::Quit;
@@ -696,7 +771,7 @@ impl Worker {
         }
         shared.budget.add_permits(left.len());
         for w in left {
-            self.release(w.commit);
+            self.release(w.keys);
         }
         if let Some(conn) = self.conn.take() {
             conn.quit().await;
@@ -747,30 +822,86 @@ impl Worker {
     }
 
     /// `--sync`: waits until the commits recorded as ended before this exchange ended (at
-    /// `recorded_end_us`) have been answered, or the wait gives way (counted). False: the
-    /// replay keeps no commit order.
-    async fn wait_for_order(&mut self, recorded_end_us: u64) -> bool {
+    /// `recorded_end_us`) have been answered; a commit point, under `--sync-views`, also for
+    /// the view points that ended before it started (`recorded_start_us`); a write, under
+    /// `--sync-writes`, for the other sessions' writes that ended before it started. Or
+    /// until a wait gives way (counted). False: it went out of the recorded order.
+    async fn wait_for_order(
+        &mut self,
+        recorded_end_us: u64,
+        recorded_start_us: u64,
+        class: crate::sync::Class,
+    ) -> bool {
         let shared = self.shared.clone();
         let Some(order) = &shared.order else {
-            return false;
+            return true;
         };
         self.hand_over().await;
         shared.flush(&mut self.tally);
         let timeout = shared.config.sync_timeout;
         let stuck = |s| order.stuck_in_server(s, self.clone);
-        let counter = match order
+        let mut waited = order
             .commits
             .wait(self.clone, recorded_end_us, timeout, stuck)
-            .await
-        {
-            Waited::Ready => None,
-            Waited::TimedOut => Some(&shared.progress.sync_timeouts),
-            Waited::Cycle => Some(&shared.progress.sync_cycles),
-        };
-        if let Some(c) = counter {
-            c.fetch_add(1, Ordering::Relaxed);
+            .await;
+        if let (Some(writes), true) = (&order.writes, class.locks) {
+            let w = writes
+                .wait(self.clone, recorded_start_us, timeout, stuck)
+                .await;
+            if waited == Waited::Ready {
+                waited = w;
+            }
         }
-        true
+        if let (Some(views), true) = (&order.views, class.commit) {
+            let v = views
+                .wait(self.clone, recorded_start_us, timeout, stuck)
+                .await;
+            if v != Waited::Ready {
+                order.displace(self.clone, recorded_start_us);
+            }
+            if waited == Waited::Ready {
+                waited = v;
+            }
+        }
+        let counter = match waited {
+            Waited::Ready => return true,
+            Waited::TimedOut => &shared.progress.sync_timeouts,
+            Waited::Cycle => &shared.progress.sync_cycles,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        shared.progress.out_of_order.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// `--sync`: the labels a read shares with its transaction's view: a view point is
+    /// [`OrderLabel::AMBIGUOUS`] when it took its view while another session's commit ran (in
+    /// the recording), out of order when it went ahead of an earlier commit (`own`); a read
+    /// from its view inherits those, and is out of order too when a commit went ahead of the
+    /// view point meanwhile.
+    async fn view_labels(&mut self, x: &Recorded, class: crate::sync::Class, own: u8) -> u8 {
+        let Some(order) = &self.shared.order else {
+            return 0;
+        };
+        let session = self.start.session;
+        if class.view {
+            let timeout = self.shared.config.sync_timeout;
+            let ambiguous = order.ambiguous(session, x.seq, x.end_us, timeout).await;
+            self.view_labels = own | if ambiguous { OrderLabel::AMBIGUOUS } else { 0 };
+            self.view_seq = x.seq;
+        } else if self.view_labels & OrderLabel::OUT_OF_ORDER == 0
+            && order.displaced(session, self.view_seq, self.clone)
+        {
+            self.view_labels |= OrderLabel::OUT_OF_ORDER;
+        }
+        let added = self.view_labels & !own;
+        let p = &self.shared.progress;
+        if added & OrderLabel::AMBIGUOUS != 0 {
+            p.order_ambiguous.fetch_add(1, Ordering::Relaxed);
+        }
+        if added & OrderLabel::OUT_OF_ORDER != 0 {
+            p.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        self.view_labels
     }
 
     /// Sends one command; never fails: what went wrong becomes the response.

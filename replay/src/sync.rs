@@ -25,6 +25,22 @@
 //! X waits for the dispatcher too (see [`CommitOrder::dispatched_to`]). The earliest pending
 //! end is published on a watch channel; a waiter wakes only when it moves. A wait is bounded
 //! (`sync_timeout`) so that whatever the candidate does differently, the replay goes on.
+//!
+//! The other direction (`--sync-views`, on by default): a read that had finished before a
+//! commit started did not see it, so under `--sync` a commit point also waits until every
+//! *view point* that ended before the commit started has been answered: an autocommit read
+//! with rows, or the first read with rows of a transaction (InnoDB's REPEATABLE READ reads the
+//! whole transaction from the view its first read took). Without it, a commit replayed early
+//! shows its rows to a read that did not see them in production. The dispatcher registers each
+//! view point when it reads it, in start order, so every view point that ended before a commit
+//! started is registered before that commit is handed over; view points are keyed by recorded
+//! end as commits are, and a commit waits only for ones that ended before it *started*, so
+//! every wait still points to an earlier recorded end: no cycle among the waits. A view point
+//! blocked in the server (a locking read) gives way as a commit does.
+//!
+//! Pairs whose recorded intervals overlap have no recorded order: [`Ambiguity`] finds the view
+//! points that overlapped a commit point of another session, so that the run labels them (and
+//! the reads of the same transaction after them) `order-ambiguous`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -33,7 +49,7 @@ use std::time::{Duration, Instant};
 use myrr_recording::{Command, Exchange, Response};
 use tokio::sync::watch;
 
-use crate::readonly::is_read_only;
+use crate::readonly::{is_read_only, takes_locks};
 
 /// Which exchanges wait for earlier commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,10 +69,19 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 /// A commit point: (recorded end µs, session, seq).
 pub(crate) type CommitKey = (u64, u64, u64);
 
+/// An exchange's registered points, released once it is answered (or never will be).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Keys {
+    pub(crate) commit: Option<CommitKey>,
+    pub(crate) view: Option<CommitKey>,
+    pub(crate) write: Option<CommitKey>,
+}
+
 /// Most commit points registered ahead of the replay (memory stays bounded).
 pub(crate) const MAX_PENDING: usize = 1 << 20;
 
-/// A command in the server this long is taken to be blocked on a lock.
+/// A command in the server this long (plus twice what it took in production) is taken to be
+/// blocked on a lock.
 const STUCK_AFTER: Duration = Duration::from_millis(20);
 
 /// The replay's `--sync` state: the recorded commit order, and since when each session's
@@ -64,41 +89,136 @@ const STUCK_AFTER: Duration = Duration::from_millis(20);
 /// the candidate, on a lock this replay took in another order, gives way at once).
 pub(crate) struct Order {
     pub(crate) commits: CommitOrder,
-    /// (session, clone) → since when its current command is in the server.
+    /// `--sync-views`: view points not answered yet (registered by the dispatcher in start
+    /// order, so none is ever missing: always read to the end).
+    pub(crate) views: Option<CommitOrder>,
+    /// `--sync-writes`: writes not answered yet (registered as view points are).
+    pub(crate) writes: Option<CommitOrder>,
+    /// (session, clone) → from when its current command, in the server, counts as stuck.
     in_server: Mutex<HashMap<(u64, u32), Instant>>,
+    /// View points found order-ambiguous by the feeder ([`Ambiguity`]): (session, seq) →
+    /// clones that have not asked yet.
+    ambiguous: Mutex<HashMap<(u64, u64), u32>>,
+    /// View points a commit went ahead of (its wait for them gave way): (session, seq,
+    /// clone). They, and the reads from their view, may have seen that commit.
+    displaced: Mutex<HashSet<(u64, u64, u32)>>,
 }
 
 impl Order {
-    pub(crate) fn new(clones: u32) -> Self {
+    pub(crate) fn new(clones: u32, views: bool, writes: bool) -> Self {
+        let registered = |on: bool| {
+            on.then(|| {
+                let v = CommitOrder::new(clones);
+                v.read_to(u64::MAX);
+                v
+            })
+        };
         Self {
             commits: CommitOrder::new(clones),
+            views: registered(views),
+            writes: registered(writes),
             in_server: Mutex::new(HashMap::new()),
+            ambiguous: Mutex::new(HashMap::new()),
+            displaced: Mutex::new(HashSet::new()),
         }
     }
 
-    /// A session's command entered (or left) the server.
-    pub(crate) fn in_server(&self, session: u64, clone: u32, inside: bool) {
-        if let Ok(mut m) = self.in_server.lock() {
-            if inside {
-                m.insert((session, clone), Instant::now());
-            } else {
-                m.remove(&(session, clone));
+    /// A commit that started at `start_us` (recorded) went ahead of the view points still
+    /// pending that ended before it: they are out of order.
+    pub(crate) fn displace(&self, clone: u32, start_us: u64) {
+        let Some(views) = &self.views else {
+            return;
+        };
+        let keys = views.pending_before(clone, start_us);
+        if let Ok(mut d) = self.displaced.lock() {
+            if d.len() < MAX_PENDING {
+                d.extend(
+                    keys.into_iter()
+                        .map(|(_, session, seq)| (session, seq, clone)),
+                );
             }
         }
     }
 
+    /// Whether a commit went ahead of view point (session, seq) in `clone`.
+    pub(crate) fn displaced(&self, session: u64, seq: u64, clone: u32) -> bool {
+        self.displaced
+            .lock()
+            .is_ok_and(|d| d.contains(&(session, seq, clone)))
+    }
+
+    /// An exchange's commit point and view point are answered (or never will be).
+    pub(crate) fn release(&self, clone: u32, keys: Keys) {
+        if let Some(key) = keys.commit {
+            self.commits.done(clone, key);
+        }
+        if let (Some(views), Some(key)) = (&self.views, keys.view) {
+            views.done(clone, key);
+        }
+        if let (Some(writes), Some(key)) = (&self.writes, keys.write) {
+            writes.done(clone, key);
+        }
+    }
+
+    /// The feeder found these view points order-ambiguous.
+    pub(crate) fn mark_ambiguous(&self, found: &mut Vec<(u64, u64)>, clones: u32) {
+        if let Ok(mut m) = self.ambiguous.lock() {
+            m.extend(found.drain(..).map(|k| (k, clones.max(1))));
+        }
+    }
+
+    /// Whether the view point (session, seq), which ended at `end_us` in the recording, was
+    /// order-ambiguous. Its answer is final once the feeder has read past its end: waits for
+    /// that, at most `timeout` (then: as far as known).
+    pub(crate) async fn ambiguous(
+        &self,
+        session: u64,
+        seq: u64,
+        end_us: u64,
+        timeout: Duration,
+    ) -> bool {
+        self.commits.wait_read(end_us, timeout).await;
+        let Ok(mut m) = self.ambiguous.lock() else {
+            return false;
+        };
+        match m.get_mut(&(session, seq)) {
+            Some(left) if *left > 1 => {
+                *left -= 1;
+                true
+            }
+            Some(_) => {
+                m.remove(&(session, seq));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A session's command entered the server (`Some`: it took this long in the recording),
+    /// or left it (`None`).
+    pub(crate) fn in_server(&self, session: u64, clone: u32, recorded: Option<Duration>) {
+        if let Ok(mut m) = self.in_server.lock() {
+            match recorded {
+                // A statement that was long in production (a report, a SLEEP) is not stuck
+                // for being long here.
+                Some(d) => m.insert((session, clone), Instant::now() + STUCK_AFTER + 2 * d),
+                None => m.remove(&(session, clone)),
+            };
+        }
+    }
+
     /// The session's current command has been in the server far longer than an answer
-    /// takes (blocked on a lock, most likely).
+    /// takes, and than it took in production (blocked on a lock, most likely).
     pub(crate) fn stuck_in_server(&self, session: u64, clone: u32) -> bool {
         self.in_server.lock().is_ok_and(|m| {
             m.get(&(session, clone))
-                .is_some_and(|t| t.elapsed() > STUCK_AFTER)
+                .is_some_and(|stuck_at| Instant::now() > *stuck_at)
         })
     }
 }
 
-/// Commit points read and not yet answered, per clone (clones are independent copies of the
-/// workload and are not ordered against each other).
+/// Commit points (or view points) read and not yet answered, per clone (clones are
+/// independent copies of the workload and are not ordered against each other).
 pub(crate) struct CommitOrder {
     clones: Vec<Pending>,
 }
@@ -167,6 +287,23 @@ impl CommitOrder {
         }
     }
 
+    /// Waits until the reader has registered every commit point that started before
+    /// `until_us`, at most `timeout`.
+    pub(crate) async fn wait_read(&self, until_us: u64, timeout: Duration) {
+        let mut rx = self.clones[0].state.subscribe();
+        if rx.borrow().read_to >= until_us {
+            return;
+        }
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|st| st.read_to >= until_us)).await;
+    }
+
+    /// The points of `clone` not answered that ended before `until_us`.
+    pub(crate) fn pending_before(&self, clone: u32, until_us: u64) -> Vec<CommitKey> {
+        self.clone_state(clone).keys.lock().map_or(Vec::new(), |k| {
+            k.range(..(until_us, 0, 0)).copied().collect()
+        })
+    }
+
     /// Commit points registered and not answered (largest over clones).
     pub(crate) fn pending(&self) -> usize {
         self.clones
@@ -209,7 +346,8 @@ impl CommitOrder {
             if tokio::time::Instant::now() >= deadline {
                 return Waited::TimedOut;
             }
-            let blocker = p.keys.lock().ok().and_then(|k| k.first().map(|k| k.1));
+            let first = p.keys.lock().ok().and_then(|k| k.first().copied());
+            let blocker = first.map(|k| k.1);
             if blocker.is_some_and(&stuck) {
                 return Waited::Cycle;
             }
@@ -229,33 +367,55 @@ pub(crate) enum Waited {
     Cycle,
 }
 
-/// Finds commit points in recorded exchanges, in the order the dispatcher reads them.
+/// What an exchange is to the commit order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Class {
+    /// It can write.
+    pub(crate) write: bool,
+    /// It can write or takes row locks (a locking read): ordered among writes.
+    pub(crate) locks: bool,
+    /// It ended a transaction that wrote (or was an autocommit write).
+    pub(crate) commit: bool,
+    /// A read with rows that took a view: autocommit, or its transaction's first.
+    pub(crate) view: bool,
+    /// A read with rows inside a transaction whose view an earlier read took.
+    pub(crate) in_view: bool,
+}
+
+/// Finds commit points and view points in recorded exchanges, in the order the dispatcher
+/// reads them.
 #[derive(Default)]
 pub(crate) struct Classifier {
-    /// (session, recorded statement id) → the statement can write.
-    writes: HashMap<(u64, u32), bool>,
+    /// (session, recorded statement id) → the statement can write, it takes row locks.
+    writes: HashMap<(u64, u32), (bool, bool)>,
     /// Sessions with a transaction that wrote and has not ended.
     dirty: HashSet<u64>,
+    /// Sessions in a transaction whose view a read has taken.
+    viewed: HashSet<u64>,
 }
 
 impl Classifier {
-    /// Whether `x` can write, and whether it is a commit point.
-    pub(crate) fn classify(&mut self, x: &Exchange) -> (bool, bool) {
-        let write = match &x.command {
-            Command::Query { sql, .. } => !is_read_only(sql),
-            Command::Execute { stmt_id, .. } => self
-                .writes
-                .get(&(x.session, *stmt_id))
-                .copied()
-                .unwrap_or(false),
+    pub(crate) fn classify(&mut self, x: &Exchange) -> Class {
+        let kind = |sql: &[u8]| {
+            let write = !is_read_only(sql);
+            (write, write || takes_locks(sql))
+        };
+        let (statement, (write, locks)) = match &x.command {
+            Command::Query { sql, .. } => (true, kind(sql)),
+            Command::Execute { stmt_id, .. } => (
+                true,
+                self.writes
+                    .get(&(x.session, *stmt_id))
+                    .copied()
+                    .unwrap_or((false, false)),
+            ),
             Command::Prepare { sql } => {
                 if let Response::Prepared(p) = &x.response {
-                    self.writes
-                        .insert((x.session, p.stmt_id), !is_read_only(sql));
+                    self.writes.insert((x.session, p.stmt_id), kind(sql));
                 }
-                false
+                (false, (false, false))
             }
-            _ => false,
+            _ => (false, (false, false)),
         };
         if write {
             self.dirty.insert(x.session);
@@ -272,13 +432,89 @@ impl Classifier {
             _ => false,
         };
         let commit = ended && self.dirty.remove(&x.session);
-        (write, commit)
+        let read = statement && !write && matches!(x.response, Response::Rows(_));
+        let in_view = read && self.viewed.contains(&x.session);
+        let view = read && !in_view;
+        if ended {
+            self.viewed.remove(&x.session);
+        } else if view {
+            self.viewed.insert(x.session);
+        }
+        Class {
+            write,
+            locks,
+            commit,
+            view,
+            in_view,
+        }
     }
 
     /// The session ended: whatever it left open was rolled back.
     pub(crate) fn session_ended(&mut self, session: u64) {
         self.dirty.remove(&session);
+        self.viewed.remove(&session);
         self.writes.retain(|(s, _), _| *s != session);
+    }
+}
+
+/// Finds the view points whose recorded interval overlapped a commit point of another
+/// session (no recorded order between them). The exchanges come roughly in the order they
+/// were recorded — as they ended, not as they started — so each one is tested against those
+/// of the last [`AMBIGUITY_WINDOW_US`] (recorded time) by interval, not by reading order.
+#[derive(Default)]
+pub(crate) struct Ambiguity {
+    /// Commit points read: (end, start, session).
+    commits: BTreeSet<(u64, u64, u64)>,
+    /// View points read and not found ambiguous: (end, start, session, seq).
+    views: BTreeSet<(u64, u64, u64, u64)>,
+    /// The latest start read.
+    latest: u64,
+}
+
+/// How far back in recorded time a new exchange is tested against earlier ones: a view
+/// point longer than this may miss a commit that ran (and ended) early in it.
+pub(crate) const AMBIGUITY_WINDOW_US: u64 = 10_000_000;
+
+impl Ambiguity {
+    /// The next exchange read; the view points found ambiguous on the way go to `found` as
+    /// (session, seq).
+    pub(crate) fn exchange(&mut self, x: &Exchange, class: Class, found: &mut Vec<(u64, u64)>) {
+        let (start, end) = (x.start_us, x.end_us.max(x.start_us));
+        self.latest = self.latest.max(start);
+        let horizon = self.latest.saturating_sub(AMBIGUITY_WINDOW_US);
+        while self.commits.first().is_some_and(|c| c.0 < horizon) {
+            self.commits.pop_first();
+        }
+        while self.views.first().is_some_and(|v| v.0 < horizon) {
+            self.views.pop_first();
+        }
+        // Intervals [start, end] that overlap this one: they end after it starts (the sets
+        // are ordered by end) and start before it ends.
+        let after = |v: u64| (v.saturating_add(1), 0, 0);
+        if class.view {
+            let hit = self
+                .commits
+                .range(after(start)..)
+                .any(|c| c.1 < end && c.2 != x.session);
+            if hit {
+                found.push((x.session, x.seq));
+            } else {
+                self.views.insert((end, start, x.session, x.seq));
+            }
+        }
+        if class.commit {
+            let hit: Vec<_> = self
+                .views
+                .range((start.saturating_add(1), 0, 0, 0)..)
+                .filter(|v| v.1 < end && v.2 != x.session)
+                .copied()
+                .collect();
+            for v in hit {
+                self.views.remove(&v);
+                found.push((v.2, v.3));
+            }
+            self.commits.insert((end, start, x.session));
+        }
     }
 }
 
@@ -315,17 +551,20 @@ mod tests {
     fn commit_points() {
         let mut c = Classifier::default();
         // Autocommit write: a commit point; autocommit read: not.
-        assert!(c.classify(&x(1, q("UPDATE t SET a=1"), 0x0002)).1);
-        assert!(!c.classify(&x(1, q("SELECT 1"), 0x0002)).1);
+        assert!(c.classify(&x(1, q("UPDATE t SET a=1"), 0x0002)).commit);
+        assert!(!c.classify(&x(1, q("SELECT 1"), 0x0002)).commit);
         // A transaction that wrote ends at its COMMIT.
-        assert!(!c.classify(&x(1, q("BEGIN"), 0x0003)).1);
-        assert!(!c.classify(&x(1, q("INSERT INTO t VALUES (1)"), 0x0003)).1);
-        assert!(!c.classify(&x(2, q("SELECT 2"), 0x0002)).1);
-        assert!(c.classify(&x(1, q("COMMIT"), 0x0002)).1);
+        assert!(!c.classify(&x(1, q("BEGIN"), 0x0003)).commit);
+        assert!(
+            !c.classify(&x(1, q("INSERT INTO t VALUES (1)"), 0x0003))
+                .commit
+        );
+        assert!(!c.classify(&x(2, q("SELECT 2"), 0x0002)).commit);
+        assert!(c.classify(&x(1, q("COMMIT"), 0x0002)).commit);
         // A read-only transaction is not one.
-        assert!(!c.classify(&x(1, q("BEGIN"), 0x0003)).1);
-        assert!(!c.classify(&x(1, q("SELECT 3"), 0x0003)).1);
-        assert!(!c.classify(&x(1, q("COMMIT"), 0x0002)).1);
+        assert!(!c.classify(&x(1, q("BEGIN"), 0x0003)).commit);
+        assert!(!c.classify(&x(1, q("SELECT 3"), 0x0003)).commit);
+        assert!(!c.classify(&x(1, q("COMMIT"), 0x0002)).commit);
         // Prepared writes are known by their statement.
         let mut prep = x(
             3,
@@ -342,7 +581,7 @@ mod tests {
             param_defs: vec![],
             column_defs: vec![],
         });
-        assert!(!c.classify(&prep).1);
+        assert!(!c.classify(&prep).commit);
         let exec = Command::Execute {
             stmt_id: 5,
             flags: 0,
@@ -350,7 +589,121 @@ mod tests {
             prepare_seen: true,
             raw_params: vec![],
         };
-        assert!(c.classify(&x(3, exec, 0x0002)).1);
+        assert!(c.classify(&x(3, exec, 0x0002)).commit);
+    }
+
+    fn rows(session: u64, seq: u64, sql: &str, status: u16, (start, end): (u64, u64)) -> Exchange {
+        let mut e = x(session, q(sql), status);
+        e.seq = seq;
+        e.start_us = start;
+        e.end_us = end;
+        e.response = Response::Rows(myrr_recording::ResultSet {
+            columns: Vec::new().into(),
+            rows: 1,
+            bytes: 1,
+            digest: Default::default(),
+            status,
+            warnings: 0,
+            complete: true,
+            error: None,
+        });
+        e
+    }
+
+    fn ok(session: u64, seq: u64, sql: &str, status: u16, (start, end): (u64, u64)) -> Exchange {
+        let mut e = x(session, q(sql), status);
+        e.seq = seq;
+        e.start_us = start;
+        e.end_us = end;
+        e
+    }
+
+    #[test]
+    fn view_points_are_autocommit_reads_and_a_transactions_first_read() {
+        let mut c = Classifier::default();
+        let auto = c.classify(&rows(1, 0, "SELECT 1", 0x0002, (0, 1)));
+        assert!(auto.view && !auto.in_view && !auto.write);
+        assert!(!c.classify(&ok(1, 1, "BEGIN", 0x0003, (2, 3))).view);
+        let first = c.classify(&rows(1, 2, "SELECT a FROM t", 0x0003, (4, 5)));
+        assert!(first.view && !first.in_view);
+        let second = c.classify(&rows(1, 3, "SELECT b FROM t", 0x0003, (6, 7)));
+        assert!(!second.view && second.in_view);
+        // A write is neither; its COMMIT ends the transaction and the view with it.
+        let w = c.classify(&ok(1, 4, "UPDATE t SET a=1", 0x0003, (8, 9)));
+        assert!(w.write && !w.view && !w.in_view);
+        assert!(c.classify(&ok(1, 5, "COMMIT", 0x0002, (10, 11))).commit);
+        assert!(
+            c.classify(&rows(1, 6, "SELECT a FROM t", 0x0002, (12, 13)))
+                .view
+        );
+    }
+
+    /// Runs exchanges (in start order) through a classifier and the ambiguity finder.
+    fn ambiguous(xs: &[Exchange]) -> Vec<(u64, u64)> {
+        let (mut c, mut a, mut found) = (Classifier::default(), Ambiguity::default(), vec![]);
+        for x in xs {
+            let class = c.classify(x);
+            a.exchange(x, class, &mut found);
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_read_that_overlapped_another_sessions_commit_is_ambiguous() {
+        // Session 2's autocommit UPDATE runs 100..200.
+        let commit = |s, e| ok(2, 0, "UPDATE t SET a=a+1", 0x0002, (s, e));
+        // A read that ended before it started, and one that started after it ended: ordered.
+        assert!(ambiguous(&[
+            rows(1, 0, "SELECT a FROM t", 0x0002, (10, 90)),
+            commit(100, 200)
+        ])
+        .is_empty());
+        assert!(ambiguous(&[
+            commit(100, 200),
+            rows(1, 0, "SELECT a FROM t", 0x0002, (210, 300))
+        ])
+        .is_empty());
+        // Started before the commit and ended during it; started during it.
+        assert_eq!(
+            ambiguous(&[
+                rows(1, 7, "SELECT a FROM t", 0x0002, (50, 150)),
+                commit(100, 200)
+            ]),
+            [(1, 7)]
+        );
+        assert_eq!(
+            ambiguous(&[
+                commit(100, 200),
+                rows(1, 8, "SELECT a FROM t", 0x0002, (150, 250))
+            ]),
+            [(1, 8)]
+        );
+        // Its own session's commit orders it; reads inside a transaction's view are not
+        // view points (the session labels them from their view point).
+        assert!(ambiguous(&[
+            ok(1, 0, "BEGIN", 0x0003, (0, 10)),
+            ok(1, 1, "UPDATE t SET a=1", 0x0003, (20, 30)),
+            ok(1, 2, "COMMIT", 0x0002, (100, 200)),
+            rows(3, 0, "SELECT a FROM t", 0x0002, (300, 400)),
+        ])
+        .is_empty());
+        // Read as recorded, in end order: a short exchange that started after the read
+        // ended comes between the read and the longer commit it overlapped.
+        assert_eq!(
+            ambiguous(&[
+                rows(1, 9, "SELECT a FROM t", 0x0002, (150, 160)),
+                ok(3, 0, "DO 1", 0x0002, (170, 180)),
+                commit(100, 200),
+            ]),
+            [(1, 9)]
+        );
+        // A read-only transaction's COMMIT is no commit point.
+        assert!(ambiguous(&[
+            rows(1, 0, "SELECT a FROM t", 0x0002, (50, 150)),
+            ok(2, 0, "COMMIT", 0x0002, (100, 200)),
+        ])
+        .is_empty());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -141,6 +141,7 @@ pub fn check_against_log(events: &[Event], log: &HashMap<u32, Vec<Logged>>) -> C
             Event::Backfill(b) => panic!("backfill without --server: {b:?}"),
             // The first rows of some answers: what the general log cannot say.
             Event::Rows(_) => {}
+            Event::Label(l) => panic!("an order label in a capture: {l:?}"),
         }
     }
     for (session, xs) in &exchanges {

@@ -67,7 +67,7 @@ pub fn db() -> &'static Db {
 }
 
 /// The mariadb CLI over TCP to `port`, batch mode, running `statements`.
-fn mariadb_cli(port: u16, statements: &str) -> Command {
+pub fn mariadb_cli(port: u16, statements: &str) -> Command {
     let mut c = Command::new("mariadb");
     c.args([
         "-h127.0.0.1",

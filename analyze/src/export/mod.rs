@@ -116,13 +116,25 @@ pub fn top_shapes(report: &Report, n: usize) -> Vec<&crate::report::Shape> {
 /// causes with `--reference`, or why write-order noise cannot be told apart without.
 pub fn reproduction_summary(r: &Report) -> String {
     let x = &r.reproduction;
+    let dependent = &r.totals.order_dependent;
+    let labelled = if dependent.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = dependent.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        format!(
+            "; {} answers differ on exchanges a replay labelled ({}): the replay's order can \
+             explain them, they are not counted as differences",
+            dependent.values().sum::<u64>(),
+            parts.join(", ")
+        )
+    };
     let Some(reference) = &x.reference else {
-        return x.note.clone();
+        return format!("{}{labelled}", x.note);
     };
     let causes: Vec<String> = x.causes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     format!(
         "reference {}: {} of {} baseline answers ({}) not reproduced{}; {} joined exchanges kept \
-         out of the comparison and the verdict",
+         out of the comparison and the verdict{labelled}",
         reference.files.join(", "),
         x.not_reproduced,
         x.compared,

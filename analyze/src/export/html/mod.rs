@@ -379,6 +379,7 @@ pub(crate) mod tests {
                 application_mismatch_rate: 21.0 / 100_000.0,
                 nondeterministic_differences: 4,
                 order_unspecified: 12,
+                order_dependent: [("order-ambiguous".to_string(), 7u64)].into_iter().collect(),
                 not_compared: [("skipped".to_string(), 500u64)].into_iter().collect(),
                 only_baseline: [("not_in_candidate".to_string(), 345u64)]
                     .into_iter()
