@@ -11,9 +11,9 @@
 #   sync            --sync all --sync-views off --sync-writes off --pin off
 #                                              (statements wait for earlier commits)
 #   sync+pin        ... --pin on               (and production's timestamp/insert_id)
-#   sync+pin+views  ... --sync-views on        (commits also wait for the reads that
+#   sync+pin+views  --sync all                 (the default: commits also wait for the reads that
 #                                               ended before they started)
-#   all             --sync all                 (the default: writes also wait for the
+#   all             ... --sync-writes on       (writes also wait for the
 #                                               writes that ended before they started)
 # Per mode also: `analyze --reference capture --baseline replay1 --candidate replay2
 # --max-mismatch-rate 0` (verdict, share not reproduced, differences on labelled exchanges),
@@ -72,8 +72,8 @@ declare -A ARGS=(
     [closed]="--speed max --pin off"
     [sync]="--speed max --sync all --sync-views off --sync-writes off --pin off"
     [sync+pin]="--speed max --sync all --sync-views off --sync-writes off --pin on"
-    [sync+pin+views]="--speed max --sync all --sync-writes off"
-    [all]="--speed max --sync all"
+    [sync+pin+views]="--speed max --sync all"
+    [all]="--speed max --sync all --sync-writes on"
 )
 read -r -a MODES <<<"${MYRR_BENCH_MODES:-closed sync sync+pin sync+pin+views all}"
 restore() {

@@ -163,7 +163,7 @@ impl ReplayConfig {
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
             sync_views: true,
-            sync_writes: true,
+            sync_writes: false,
             pin: false,
             row_samples: true,
             tls: Tls::default(),
