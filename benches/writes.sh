@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # benches/writes.sh — how deterministic is a write replay? Each rule's effect on answers and time.
 #
-# Captures sysbench oltp_read_write (prepared statements) on the source, from a state saved
-# before it; then for each mode, twice: restore the candidate to that state, replay the
+# Captures a write workload on the source, from a state saved before it — sysbench
+# oltp_read_write (prepared statements), or with MYRR_BENCH_WORKLOAD=tpcc the TPC-C-like
+# benches/tpcc.py (mysql-connector-python, prepared statements, FOR UPDATE, AUTO_INCREMENT,
+# multi-row INSERTs, NOW(6)) — then for each mode, twice: restore the candidate to that state, replay the
 # capture against it, and time it. Per mode: replay time (median of the two), answers that
 # differ between the two replays (analyze replay vs replay: FAIL/PASS, the application
 # statements' mismatch rate) and between each replay and the capture, and whether the two
@@ -22,7 +24,8 @@
 #
 # Usage: benches/writes.sh [--build-only]
 # Environment: MYRR_BENCH_TIME (10 s of sysbench), MYRR_BENCH_THREADS (8),
-#   MYRR_BENCH_MODES (all five, space-separated), MYRR_BENCH_DIR,
+#   MYRR_BENCH_MODES (all five, space-separated), MYRR_BENCH_WORKLOAD (sysbench|tpcc),
+#   MYRR_BENCH_DIR,
 #   MYRR_BENCH_CARGO_PROFILE (release).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +34,12 @@ source "$ROOT/benches/lib/build.sh"
 bench_args "$@"
 set -- "${BENCH_ARGS[@]}"
 [[ $# -eq 0 ]] || { sed -n '2,17p' "$0" >&2; exit 2; }
-DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}/writes"
+WORKLOAD="${MYRR_BENCH_WORKLOAD:-sysbench}"
+case "$WORKLOAD" in
+    sysbench) DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}/writes" ;;
+    tpcc) DIR="${MYRR_BENCH_DIR:-$ROOT/target/bench}/writes-tpcc" ;;
+    *) bench_die "MYRR_BENCH_WORKLOAD is sysbench or tpcc, not '$WORKLOAD'" ;;
+esac
 T="${MYRR_BENCH_TIME:-10}"
 THREADS="${MYRR_BENCH_THREADS:-8}"
 log() { bench_log "$@"; }
@@ -46,22 +54,38 @@ mkdir -p "$DIR"
 bash scripts/db.sh start >/dev/null
 eval "$(bash scripts/db.sh env)"
 DB=myrr_writes
-SB=(sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr
-    --mysql-password=myrr --mysql-db=$DB --tables=4 --table-size=2000)
 M=(mariadb -h127.0.0.1 --protocol=tcp -umyrr -pmyrr)
-checksum() { "${M[@]}" -P"$1" -N -e "CHECKSUM TABLE $DB.sbtest1, $DB.sbtest2, $DB.sbtest3, $DB.sbtest4" | awk '{print $2}' | tr '\n' ' '; }
+if [[ $WORKLOAD == sysbench ]]; then
+    SB=(sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=myrr
+        --mysql-password=myrr --mysql-db=$DB --tables=4 --table-size=2000)
+    TABLES="$DB.sbtest1, $DB.sbtest2, $DB.sbtest3, $DB.sbtest4"
+    load() { "${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" prepare >/dev/null; }
+    work() { "${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads="$THREADS" --time="$T" run; }
+    WHAT="sysbench oltp_read_write"
+else
+    PY="$ROOT/target/clients/venv/bin/python"
+    [[ -x $PY ]] || bench_die "no $PY: run scripts/setup.sh (it installs the Python client)"
+    TPCC=("$PY" "$ROOT/benches/tpcc.py" --host 127.0.0.1 --port "$MYRR_SOURCE_PORT" --user myrr
+          --password myrr --db "$DB")
+    TABLES=$(for t in warehouse district customer history orders new_order order_line item stock; do
+        printf '%s.%s, ' "$DB" "$t"; done | sed 's/, $//')
+    load() { "${TPCC[@]}" --prepare; }
+    work() { "${TPCC[@]}" --threads "$THREADS" --time "$T"; }
+    WHAT="benches/tpcc.py (TPC-C-like)"
+fi
+checksum() { "${M[@]}" -P"$1" -N -e "CHECKSUM TABLE $TABLES" | awk '{print $2}' | tr '\n' ' '; }
 
-log "loading 4 x 2000 rows into $DB on the source; saving that state"
+log "loading $DB on the source ($WHAT); saving that state"
 "${M[@]}" -P"$MYRR_SOURCE_PORT" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
-"${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" prepare >/dev/null
+load
 mariadb-dump -h127.0.0.1 --protocol=tcp -umyrr -pmyrr -P"$MYRR_SOURCE_PORT" --databases $DB >"$DIR/before.sql"
 
-log "capturing sysbench oltp_read_write, $THREADS threads, ${T}s"
+log "capturing $WHAT, $THREADS threads, ${T}s"
 "$MYRR" capture -i lo --port "$MYRR_SOURCE_PORT" -o "$DIR/capture.myrr" 2>"$DIR/capture.log" &
 CAP=$!
 trap 'kill -INT $CAP 2>/dev/null || true' EXIT
 sleep 1
-"${SB[@]}" --mysql-port="$MYRR_SOURCE_PORT" --threads="$THREADS" --time="$T" run >"$DIR/sysbench.txt"
+work >"$DIR/sysbench.txt"
 sleep 0.5
 kill -INT $CAP
 wait $CAP || true
@@ -129,7 +153,7 @@ done
 
 {
     echo
-    echo "## $(date -u '+%F %T') — writes.sh: sysbench oltp_read_write, $THREADS threads, ${T}s, replayed twice per mode"
+    echo "## $(date -u '+%F %T') — writes.sh: $WHAT, $THREADS threads, ${T}s, replayed twice per mode"
     echo
     echo '```'
     grep -E "queries:|transactions:" "$DIR/sysbench.txt" | sed 's/^ *//'
