@@ -6,6 +6,11 @@
 // - SSL_read / SSL_read_ex / SSL_write / SSL_write_ex, entry and return: the entry keeps the
 //   call's arguments per thread; the return copies what the call actually moved (its return
 //   value, or *readbytes / *written) into the ring buffer, in chunks of at most CHUNK bytes.
+//   Where user space proves from the machine code (tlsprobe/src/elf.rs) that SSL_read and
+//   SSL_read_ex both call one internal function with SSL_read_ex's arguments (OpenSSL's
+//   ssl_read_internal; the same for writes), the *_ex programs are attached there instead of
+//   to the two exported functions: it starts with an instruction the kernel emulates, while
+//   SSL_read's first one must be single-stepped out of line, a second trap per call.
 // - SSL_set_fd: a new TLS session on a socket (its fd); SSL_free: the session is over.
 // - raw tracepoint sys_enter: a read/write-family syscall on a thread inside an SSL_* call
 //   gives the fd of the SSL object (OpenSSL's own structures are never read). Data served from
@@ -180,7 +185,8 @@ static __always_inline int leave(struct regs *ctx) {
     long rc = (long)ctx->ax;
     __u64 total = 0;
     if (k.ex) {
-        if ((int)rc != 1)
+        // SSL_*_ex: 1, or 0 on failure; their internal function (see below): > 0, or <= 0.
+        if ((int)rc <= 0)
             return 0;
         if (bpf_probe_read_user(&total, sizeof(total), (void *)k.size_ptr)) {
             count(3, 1);
