@@ -37,6 +37,10 @@ use libbpf_rs::{MapCore, MapFlags, ObjectBuilder, UprobeOpts};
 pub use procfs::{find_listener, missing_capabilities, tls_library_candidates};
 
 static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tlsprobe.bpf.o"));
+/// The same program keeping each thread's call in a hash by thread id, for kernels that do
+/// not give tracing programs task storage (before 5.11).
+static BPF_OBJECT_BY_TID: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tlsprobe-by-tid.bpf.o"));
 
 /// Which way a chunk went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,10 +270,13 @@ fn run(
     ready: mpsc::Sender<Result<Attached, ProbeError>>,
 ) -> ProbeStats {
     let loaded = (|| {
-        let open = ObjectBuilder::default()
-            .open_memory(BPF_OBJECT)
-            .map_err(|e| ProbeError::Load(e.to_string()))?;
-        let obj = open.load().map_err(|e| ProbeError::Load(e.to_string()))?;
+        let load = |object: &[u8]| {
+            ObjectBuilder::default()
+                .open_memory(object)
+                .and_then(|o| o.load())
+                .map_err(|e| ProbeError::Load(e.to_string()))
+        };
+        let obj = load(BPF_OBJECT).or_else(|e| load(BPF_OBJECT_BY_TID).map_err(|_| e))?;
         let target = obj
             .maps()
             .find(|m| m.name() == "target")
