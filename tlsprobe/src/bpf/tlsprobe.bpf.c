@@ -4,7 +4,8 @@
 //
 // Probes (attached by tlsprobe/src/lib.rs to one process's TLS library):
 // - SSL_read / SSL_read_ex / SSL_write / SSL_write_ex, entry and return: the entry keeps the
-//   call's arguments per thread; the return copies what the call actually moved (its return
+//   call's arguments per thread (in task storage; built with -DCALLS_BY_TID, for kernels
+//   before 5.11, in a hash by thread id); the return copies what the call actually moved (its return
 //   value, or *readbytes / *written) into the ring buffer, in chunks of at most CHUNK bytes.
 //   Where user space proves from the machine code (tlsprobe/src/elf.rs) that SSL_read and
 //   SSL_read_ex both call one internal function with SSL_read_ex's arguments (OpenSSL's
