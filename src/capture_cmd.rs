@@ -142,8 +142,13 @@ fn tls_probe(
     let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
     match started {
         Ok(probe) => {
+            let shared = if probe.shared.is_empty() {
+                String::new()
+            } else {
+                format!("; probed at their common code: {}", probe.shared.join(", "))
+            };
             r.attached = Some(format!(
-                "process {} through {} ({})",
+                "process {} through {} ({}{shared})",
                 probe.pid,
                 probe.library.display(),
                 probe.functions.join(", ")

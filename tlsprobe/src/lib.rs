@@ -21,6 +21,7 @@
 //! ([`Chunk::lost_before`]), which the capture turns into a gap; bytes whose socket could not
 //! be found are counted in [`ProbeStats`].
 
+mod elf;
 mod procfs;
 
 use std::collections::HashMap;
@@ -36,6 +37,10 @@ use libbpf_rs::{MapCore, MapFlags, ObjectBuilder, UprobeOpts};
 pub use procfs::{find_listener, missing_capabilities, tls_library_candidates};
 
 static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tlsprobe.bpf.o"));
+/// The same program keeping each thread's call in a hash by thread id, for kernels that do
+/// not give tracing programs task storage (before 5.11).
+static BPF_OBJECT_BY_TID: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tlsprobe-by-tid.bpf.o"));
 
 /// Which way a chunk went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +126,9 @@ pub struct Probe {
     pub library: PathBuf,
     /// Functions probed in it.
     pub functions: Vec<&'static str>,
+    /// Functions probed through the internal function they share (`SSL_read/SSL_read_ex at
+    /// +0x35290`), not at their own first instruction.
+    pub shared: Vec<String>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<ProbeStats>>,
 }
@@ -128,6 +136,7 @@ pub struct Probe {
 struct Attached {
     library: PathBuf,
     functions: Vec<&'static str>,
+    shared: Vec<String>,
 }
 
 impl Probe {
@@ -166,6 +175,7 @@ impl Probe {
                 pid,
                 library: a.library,
                 functions: a.functions,
+                shared: a.shared,
                 stop,
                 thread: Some(thread),
             }),
@@ -200,8 +210,7 @@ impl Drop for Probe {
     }
 }
 
-/// (entry program, function, required): the uprobes; every one also gets the return probe
-/// when it moves data.
+/// (entry program, function, required, with the return probe): the uprobes.
 const PROBES: &[(&str, &str, bool, bool)] = &[
     ("myrr_read_in", "SSL_read", true, true),
     ("myrr_write_in", "SSL_write", true, true),
@@ -211,6 +220,48 @@ const PROBES: &[(&str, &str, bool, bool)] = &[
     ("myrr_free", "SSL_free", false, false),
 ];
 
+/// Where one probe goes: a function by name, or a function start by file offset.
+#[derive(Clone, Copy)]
+enum At {
+    Func(&'static str),
+    Offset(u64),
+}
+
+/// The probes for one library: where `SSL_read`/`SSL_read_ex` (`SSL_write`/`_ex`) share an
+/// internal function that [`elf::engine`] can prove, one probe there replaces both (their
+/// first instruction would cost a single-step trap per call; see elf.rs).
+/// (entry program, where, required, with the return probe, the functions it covers).
+fn plan(lib: &std::path::Path) -> Vec<(&'static str, At, bool, bool, Vec<&'static str>)> {
+    let (read, write) = elf::engines(lib);
+    let mut plan = Vec::new();
+    for &(entry, func, required, ret) in PROBES {
+        let shared = match func {
+            "SSL_read" | "SSL_read_ex" => read,
+            "SSL_write" | "SSL_write_ex" => write,
+            _ => None,
+        };
+        match (shared, func) {
+            (Some(off), "SSL_read") => plan.push((
+                "myrr_readx_in",
+                At::Offset(off),
+                true,
+                true,
+                vec!["SSL_read", "SSL_read_ex"],
+            )),
+            (Some(off), "SSL_write") => plan.push((
+                "myrr_writex_in",
+                At::Offset(off),
+                true,
+                true,
+                vec!["SSL_write", "SSL_write_ex"],
+            )),
+            (Some(_), _) => {}
+            (None, _) => plan.push((entry, At::Func(func), required, ret, vec![func])),
+        }
+    }
+    plan
+}
+
 fn run(
     pid: u32,
     candidates: Vec<PathBuf>,
@@ -219,10 +270,13 @@ fn run(
     ready: mpsc::Sender<Result<Attached, ProbeError>>,
 ) -> ProbeStats {
     let loaded = (|| {
-        let open = ObjectBuilder::default()
-            .open_memory(BPF_OBJECT)
-            .map_err(|e| ProbeError::Load(e.to_string()))?;
-        let obj = open.load().map_err(|e| ProbeError::Load(e.to_string()))?;
+        let load = |object: &[u8]| {
+            ObjectBuilder::default()
+                .open_memory(object)
+                .and_then(|o| o.load())
+                .map_err(|e| ProbeError::Load(e.to_string()))
+        };
+        let obj = load(BPF_OBJECT).or_else(|e| load(BPF_OBJECT_BY_TID).map_err(|_| e))?;
         let target = obj
             .maps()
             .find(|m| m.name() == "target")
@@ -246,30 +300,42 @@ fn run(
     for lib in &candidates {
         let mut lib_links = Vec::new();
         let mut functions = Vec::new();
+        let mut shared = Vec::new();
         let mut failed = None;
-        for &(entry, func, required, ret) in PROBES {
+        for (entry, at, required, ret, covers) in plan(lib) {
             let Some(p) = prog(entry) else { continue };
-            let at = |p: &libbpf_rs::ProgramMut<'_>, retprobe: bool| {
+            let what = match at {
+                At::Func(f) => f.to_string(),
+                At::Offset(o) => {
+                    shared.push(format!("{} at +{o:#x}", covers.join("/")));
+                    format!("{} (their common code at +{o:#x})", covers.join("/"))
+                }
+            };
+            let attach = |p: &libbpf_rs::ProgramMut<'_>, retprobe: bool| {
+                let (func_name, offset) = match at {
+                    At::Func(f) => (Some(f.to_string()), 0),
+                    At::Offset(o) => (None, o as usize),
+                };
                 p.attach_uprobe_with_opts(
                     pid as i32,
                     lib,
-                    0,
+                    offset,
                     UprobeOpts {
-                        func_name: Some(func.into()),
+                        func_name,
                         retprobe,
                         ..Default::default()
                     },
                 )
             };
-            match at(&p, false) {
+            match attach(&p, false) {
                 Ok(l) => {
                     lib_links.push(l);
-                    functions.push(func);
+                    functions.extend(covers);
                     if ret {
-                        match prog("myrr_ssl_out").map(|o| at(&o, true)) {
+                        match prog("myrr_ssl_out").map(|o| attach(&o, true)) {
                             Some(Ok(l)) => lib_links.push(l),
                             Some(Err(e)) => {
-                                failed = Some(format!("{func} (return): {e}"));
+                                failed = Some(format!("{what} (return): {e}"));
                                 break;
                             }
                             None => {}
@@ -277,7 +343,7 @@ fn run(
                     }
                 }
                 Err(e) if required => {
-                    failed = Some(format!("{func}: {e}"));
+                    failed = Some(format!("{what}: {e}"));
                     break;
                 }
                 Err(_) => {}
@@ -289,6 +355,7 @@ fn run(
                 attached = Some(Attached {
                     library: lib.clone(),
                     functions,
+                    shared,
                 });
                 break;
             }

@@ -4,8 +4,14 @@
 //
 // Probes (attached by tlsprobe/src/lib.rs to one process's TLS library):
 // - SSL_read / SSL_read_ex / SSL_write / SSL_write_ex, entry and return: the entry keeps the
-//   call's arguments per thread; the return copies what the call actually moved (its return
+//   call's arguments per thread (in task storage; built with -DCALLS_BY_TID, for kernels
+//   before 5.11, in a hash by thread id); the return copies what the call actually moved (its return
 //   value, or *readbytes / *written) into the ring buffer, in chunks of at most CHUNK bytes.
+//   Where user space proves from the machine code (tlsprobe/src/elf.rs) that SSL_read and
+//   SSL_read_ex both call one internal function with SSL_read_ex's arguments (OpenSSL's
+//   ssl_read_internal; the same for writes), the *_ex programs are attached there instead of
+//   to the two exported functions: it starts with an instruction the kernel emulates, while
+//   SSL_read's first one must be single-stepped out of line, a second trap per call.
 // - SSL_set_fd: a new TLS session on a socket (its fd); SSL_free: the session is over.
 // - raw tracepoint sys_enter: a read/write-family syscall on a thread inside an SSL_* call
 //   gives the fd of the SSL object (OpenSSL's own structures are never read). Data served from
@@ -57,9 +63,11 @@ struct call {
     __u64 size_ptr; // *_ex: where the byte count goes
     __u64 ts_ns;
     __s32 fd;
+    __s32 fd_known; // the fd ssl_fd had at entry, -1: none
     __u8 dir;
     __u8 ex;
-    __u16 pad;
+    __u8 active;    // between the entry and the return (a task's storage outlives its calls)
+    __u8 pad[5];
 };
 
 struct loss_key {
@@ -76,12 +84,59 @@ struct {
     __type(value, __u32);
 } target SEC(".maps");
 
+// The call in progress on each thread: in the thread's own storage (no hashing, no locks;
+// Linux 5.11+), or, built with -DCALLS_BY_TID for older kernels, in a hash by thread id.
+// call_begin returns whether an earlier call of the thread was still in progress.
+#ifndef CALLS_BY_TID
+struct task_struct;
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct call);
+} calls SEC(".maps");
+
+static __always_inline int call_begin(struct call *n) {
+    struct call *c = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0,
+                                          BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!c)
+        return 0;
+    int unfinished = c->active;
+    *c = *n;
+    return unfinished;
+}
+
+static __always_inline struct call *call_find(void) {
+    struct call *c = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
+    return c && c->active ? c : 0;
+}
+
+static __always_inline void call_end(struct call *c) { c->active = 0; }
+#else
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 65536);
     __type(key, __u32);
     __type(value, struct call);
 } calls SEC(".maps");
+
+static __always_inline int call_begin(struct call *n) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    int unfinished = bpf_map_lookup_elem(&calls, &tid) != 0;
+    bpf_map_update_elem(&calls, &tid, n, BPF_ANY);
+    return unfinished;
+}
+
+static __always_inline struct call *call_find(void) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    return bpf_map_lookup_elem(&calls, &tid);
+}
+
+static __always_inline void call_end(struct call *c) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    bpf_map_delete_elem(&calls, &tid);
+}
+#endif
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -145,25 +200,25 @@ static __always_inline void lose(__u64 ssl, __u8 dir, __u64 bytes) {
 static __always_inline int enter(struct regs *ctx, __u8 dir, __u8 ex) {
     if (!ours())
         return 0;
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    if (bpf_map_lookup_elem(&calls, &tid)) {
-        // A call on this thread whose return was never seen, or one public SSL_* function
-        // calling another (not in OpenSSL 1.1 and 3): the latest call records.
-        count(4, 1);
-    }
     struct call n = {
         .ssl = ctx->di,
         .buf = ctx->si,
         .size_ptr = ex ? ctx->cx : 0,
         .ts_ns = bpf_ktime_get_ns(),
         .fd = -1,
+        .fd_known = -1,
         .dir = dir,
         .ex = ex,
+        .active = 1,
     };
     __s32 *fd = bpf_map_lookup_elem(&ssl_fd, &n.ssl);
     if (fd)
-        n.fd = *fd;
-    bpf_map_update_elem(&calls, &tid, &n, BPF_ANY);
+        n.fd = n.fd_known = *fd;
+    if (call_begin(&n)) {
+        // A call on this thread whose return was never seen, or one public SSL_* function
+        // calling another (not in OpenSSL 1.1 and 3): the latest call records.
+        count(4, 1);
+    }
     return 0;
 }
 
@@ -172,15 +227,16 @@ static __always_inline int leave(struct regs *ctx) {
         return 0;
     __u64 id = bpf_get_current_pid_tgid();
     __u32 tid = (__u32)id;
-    struct call *c = bpf_map_lookup_elem(&calls, &tid);
+    struct call *c = call_find();
     if (!c)
         return 0;
     struct call k = *c;
-    bpf_map_delete_elem(&calls, &tid);
+    call_end(c);
     long rc = (long)ctx->ax;
     __u64 total = 0;
     if (k.ex) {
-        if ((int)rc != 1)
+        // SSL_*_ex: 1, or 0 on failure; their internal function (see below): > 0, or <= 0.
+        if ((int)rc <= 0)
             return 0;
         if (bpf_probe_read_user(&total, sizeof(total), (void *)k.size_ptr)) {
             count(3, 1);
@@ -191,7 +247,7 @@ static __always_inline int leave(struct regs *ctx) {
             return 0;
         total = (__u64)(int)rc;
     }
-    if (k.fd >= 0)
+    if (k.fd >= 0 && k.fd != k.fd_known)
         bpf_map_update_elem(&ssl_fd, &k.ssl, &k.fd, BPF_ANY);
     __u32 zero = 0;
     struct event *e = bpf_map_lookup_elem(&scratch, &zero);
@@ -314,8 +370,7 @@ int myrr_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     if (nr != NR_READ && nr != NR_WRITE && nr != NR_READV && nr != NR_WRITEV &&
         nr != NR_SENDTO && nr != NR_RECVFROM && nr != NR_SENDMSG && nr != NR_RECVMSG)
         return 0;
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    struct call *c = bpf_map_lookup_elem(&calls, &tid);
+    struct call *c = call_find();
     if (!c)
         return 0;
     struct regs *regs = (struct regs *)ctx->args[0];
