@@ -158,10 +158,12 @@ class Worker:
                 continue
             o_pk = row[0][0]
             self.q("DELETE FROM new_order WHERE no_o_pk = ?", o_pk)
-            (c,), = self.q("SELECT o_c_id FROM orders WHERE o_pk = ?", o_pk)
+            # Locking reads: the order may be newer than this transaction's view.
+            (c,), = self.q("SELECT o_c_id FROM orders WHERE o_pk = ? FOR UPDATE", o_pk)
             self.q("UPDATE orders SET o_carrier_id = ? WHERE o_pk = ?", carrier, o_pk)
             self.q("UPDATE order_line SET ol_delivery_d = NOW(6) WHERE ol_o_pk = ?", o_pk)
-            (total,), = self.q("SELECT SUM(ol_amount) FROM order_line WHERE ol_o_pk = ?", o_pk)
+            (total,), = self.q("SELECT SUM(ol_amount) FROM order_line WHERE ol_o_pk = ? "
+                               "LOCK IN SHARE MODE", o_pk)
             self.q("UPDATE customer SET c_balance = c_balance + ?, "
                    "c_delivery_cnt = c_delivery_cnt + 1 "
                    "WHERE c_w_id = 1 AND c_d_id = ? AND c_id = ?", total or 0, d, c)
