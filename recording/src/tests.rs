@@ -333,7 +333,7 @@ fn version_2_files_still_read_and_row_samples_round_trip() {
         }),
     );
     let bytes = write(&evs);
-    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION);
     let (got, err) = read(&bytes);
     assert!(err.is_none(), "{err:?}");
     assert_eq!(got, evs);
