@@ -379,7 +379,7 @@ impl RecordingReader<BufReader<File>> {
 }
 
 /// Reads up to `buf.len()` bytes; returns how many (short only at end of input).
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -20,8 +20,8 @@ mod shared_columns;
 pub use digest::{columns_digest, ResultDigest, RowDigester, ValueRef};
 pub use event::*;
 pub use format::{
-    block_offsets, run_session_id, FormatError, Header, RecordingReader, RecordingWriter, RunKind,
-    Skim, WriteError, LEVEL_DEFAULT, LEVEL_FAST,
+    block_offsets, read_full, run_session_id, FormatError, Header, RecordingReader,
+    RecordingWriter, RunKind, Skim, WriteError, LEVEL_DEFAULT, LEVEL_FAST,
 };
 pub use run::{event_time, RunReader};
 pub use sample::{render_value, RowSample, SampleBuilder, SampleReason};

@@ -15,6 +15,8 @@ use std::fmt;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 
+use myrr_recording::read_full;
+
 /// Bad lines kept with their place (all are counted).
 pub const BAD_LINES_KEPT: usize = 20;
 
@@ -316,19 +318,6 @@ pub fn secrets_blocks<R: Read + Seek>(r: &mut BufReader<R>) -> io::Result<Vec<(u
         }
         offset += u64::from(total);
     }
-}
-
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
