@@ -133,7 +133,9 @@ fn value_json(v: &Value) -> Json {
 pub fn to_json(ev: &Event) -> Json {
     let mut m = Map::new();
     m.insert("event".into(), ev.kind_name().into());
-    m.insert("session".into(), ev.session().into());
+    if let Some(session) = ev.session() {
+        m.insert("session".into(), session.into());
+    }
     match ev {
         Event::SessionStart(s) => {
             m.insert("client".into(), s.client.clone().into());
@@ -182,6 +184,20 @@ pub fn to_json(ev: &Event) -> Json {
                 m.insert("error_code".into(), c.into());
             }
             m.insert("exchanges".into(), e.exchanges.into());
+        }
+        Event::Phase(p) => {
+            m.insert("step".into(), p.index.into());
+            m.insert("multiple".into(), p.multiple.into());
+            m.insert("first_clone".into(), p.first_clone.into());
+            m.insert("clones".into(), p.clones.into());
+            m.insert("speed".into(), p.speed.into());
+            m.insert("at_us".into(), p.at_us.into());
+            if let Some(e) = &p.end {
+                m.insert("stopped".into(), e.stopped.clone().into());
+                m.insert("exchanges".into(), e.exchanges.into());
+                m.insert("late".into(), e.late.into());
+                m.insert("new_errors".into(), e.new_errors.into());
+            }
         }
         Event::Label(l) => {
             m.insert("seq".into(), l.seq.into());
@@ -412,6 +428,27 @@ fn to_row(ev: &Event) -> String {
             "session {} end  {:?} login={:?} exchanges={}",
             e.session, e.reason, e.login, e.exchanges
         ),
+        Event::Phase(p) => match &p.end {
+            None => format!(
+                "ramp step {} starts: x{} ({} clones from clone {}, speed {})",
+                p.index + 1,
+                p.multiple,
+                p.clones,
+                p.first_clone,
+                p.speed
+            ),
+            Some(e) => format!(
+                "ramp step {} ends: {} exchanges, {} late, {} new errors{}",
+                p.index + 1,
+                e.exchanges,
+                e.late,
+                e.new_errors,
+                e.stopped
+                    .as_deref()
+                    .map(|s| format!("; stopped: {s}"))
+                    .unwrap_or_default()
+            ),
+        },
         Event::Label(l) => format!(
             "session {} #{:<4} {}",
             l.session,

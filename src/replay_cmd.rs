@@ -41,6 +41,28 @@ pub struct Args {
     /// Replay only statements that cannot write (SELECT, SHOW, SET session, BEGIN/COMMIT…).
     #[arg(long)]
     read_only: bool,
+    /// Load ramp: replay the recording once per step at these multiples of its load, one
+    /// after another, and stop at the first step the candidate cannot keep up with. A step
+    /// of m runs floor(m) clones of every session (more users, production's think times) at
+    /// m/floor(m) x --speed. Clones write too: use --read-only on data you care about.
+    #[arg(long, value_name = "M,M,…", value_delimiter = ',', num_args = 1..)]
+    ramp: Vec<f64>,
+    /// --ramp: each step replays this much of the recording (default: all of it).
+    #[arg(long, value_parser = parse_duration, value_name = "D")]
+    ramp_step: Option<Duration>,
+    /// --ramp: a step fails when, in two 1-second windows in a row (or over the whole step),
+    /// more than 1 % of its exchanges started more than this after they were due.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration, value_name = "D")]
+    ramp_max_lag: Duration,
+    /// --ramp: a step fails when more than this share of its exchanges fail where
+    /// production's statement did not (in two windows in a row, or over the step).
+    #[arg(long, default_value = "1%", value_parser = parse_share, value_name = "P%")]
+    ramp_max_errors: f64,
+    /// Begin the recorded timeline at this wall-clock time (RFC 3339 in UTC, e.g.
+    /// 2026-12-06T12:00:00Z, or +30s from now), so that the shards of a replay started on
+    /// several machines replay together. At most 5 s late is caught up; later is refused.
+    #[arg(long, value_parser = parse_start_at, value_name = "TIME")]
+    start_at: Option<std::time::SystemTime>,
     /// Keep the recorded commit order across sessions (write workloads): `commit` holds every
     /// write and commit until the commits that had finished before it did in the recording have
     /// finished in the replay; `all` holds every statement so (reads then see what they saw).
@@ -157,6 +179,32 @@ enum SyncArg {
     All,
 }
 
+/// `5%` or `0.05`.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v = match s.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => s.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("{s:?} is not a share (try 1% or 0.01)"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{s:?}: a share is between 0 and 100 %"));
+    }
+    Ok(v)
+}
+
+/// RFC 3339 in UTC (`2026-12-06T12:00:00Z`, fractions of a second allowed) or `+D` from now.
+pub(crate) fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    let s = s.trim();
+    if let Some(d) = s.strip_prefix('+') {
+        return Ok(std::time::SystemTime::now() + parse_duration(d)?);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .or_else(|_| humantime::parse_rfc3339(s))
+        .map_err(|e| {
+            format!("{s:?}: not an RFC 3339 time such as 2026-12-06T12:00:00Z, nor +30s ({e})")
+        })
+}
+
 fn parse_shard(s: &str) -> anyhow::Result<(u32, u32)> {
     let (i, n) = s.split_once('/').context("--shard is i/N, e.g. 0/4")?;
     let (i, n): (u32, u32) = (i.trim().parse()?, n.trim().parse()?);
@@ -227,6 +275,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .map(regex::Regex::new)
         .transpose()
         .context("--exclude")?;
+    if !a.ramp.is_empty() {
+        let mut ramp = myrr_replay::Ramp::new(a.ramp.clone());
+        ramp.max_lag = a.ramp_max_lag;
+        ramp.max_errors = a.ramp_max_errors;
+        ramp.step_duration = a.ramp_step;
+        cfg.ramp = Some(ramp);
+    } else if a.ramp_step.is_some() {
+        bail!("--ramp-step needs --ramp");
+    }
+    cfg.start_at = a.start_at;
     cfg.limit_exchanges = a.limit;
     cfg.limit_duration = a.limit_duration;
     cfg.default_db = a.default_db.clone();
@@ -325,6 +383,7 @@ fn spawn_reporter(p: Arc<Progress>, stop: Arc<AtomicBool>) -> Reporter {
                 p.take_max_lag_us() as f64 / 1000.0,
                 if stop.load(Ordering::Relaxed) { "  stopping…" } else { "" },
             );
+            let msg = format!("{}{msg}", ramp_progress(&p));
             match &bar {
                 Some(b) => {
                     b.set_position((frac.clamp(0.0, 1.0) * 1000.0) as u64);
@@ -341,6 +400,34 @@ fn spawn_reporter(p: Arc<Progress>, stop: Arc<AtomicBool>) -> Reporter {
         done,
         handle: Some(handle),
     }
+}
+
+/// `--ramp`: the step running and the multiple of the recorded load it achieves so far: its
+/// clones times how fast the recorded timeline advances (1 = the recorded pace).
+fn ramp_progress(p: &Progress) -> String {
+    let step = p.ramp_step.load(Ordering::Relaxed);
+    if step == 0 {
+        return String::new();
+    }
+    let started = p.ramp_started_us.load(Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let wall = now.saturating_sub(started);
+    let recorded = p
+        .recorded_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(p.recorded_start_us.load(Ordering::Relaxed));
+    let achieved = if wall > 0 {
+        p.ramp_clones.load(Ordering::Relaxed) as f64 * recorded as f64 / wall as f64
+    } else {
+        0.0
+    };
+    format!(
+        "step {step}/{} x{} (achieved x{achieved:.2})  ",
+        p.ramp_steps.load(Ordering::Relaxed),
+        p.ramp_multiple_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+    )
 }
 
 fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
@@ -387,6 +474,22 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "damage": s.damage,
             "first_errors": s.first_errors,
             "sched": s.sched.name(),
+            "start_late_s": s.start_late.as_secs_f64(),
+            "ramp": s.steps.iter().map(|st| serde_json::json!({
+                "step": st.step.index + 1,
+                "multiple": st.step.multiple,
+                "clones": st.step.clones,
+                "speed": st.step.speed,
+                "exchanges": st.counts.exchanges,
+                "late": st.counts.late,
+                "new_errors": st.counts.new_errors,
+                "elapsed_s": st.elapsed.as_secs_f64(),
+                "qps": st.counts.exchanges as f64 / st.elapsed.as_secs_f64().max(1e-9),
+                "start_lag_p99_us": st.lag_p99_us,
+                "service_p99_us": st.service_p99_us,
+                "failed": st.failed,
+                "interrupted": st.interrupted,
+            })).collect::<Vec<_>>(),
         });
         println!("{v}");
     }
@@ -449,6 +552,34 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "  --sync: labelled in the run: {} order-ambiguous reads (they overlapped another \
              session's commit in the recording), {} exchanges out of the recorded order",
             s.order_ambiguous, s.out_of_order
+        );
+    }
+    if !s.start_late.is_zero() {
+        eprintln!(
+            "  --start-at: began the recorded timeline {:.2} s late (caught up)",
+            s.start_late.as_secs_f64()
+        );
+    }
+    for st in &s.steps {
+        eprintln!(
+            "  ramp step {} x{}: {} clones at {} x the pace, {} exchanges in {:.1}s ({:.0} qps), \
+             start lag p99 {:.2} ms, service p99 {:.2} ms, {} late, {} new errors: {}",
+            st.step.index + 1,
+            st.step.multiple,
+            st.step.clones,
+            st.step.speed,
+            st.counts.exchanges,
+            st.elapsed.as_secs_f64(),
+            st.counts.exchanges as f64 / st.elapsed.as_secs_f64().max(1e-9),
+            st.lag_p99_us as f64 / 1e3,
+            st.service_p99_us as f64 / 1e3,
+            st.counts.late,
+            st.counts.new_errors,
+            match (&st.failed, st.interrupted) {
+                (_, true) => "stopped on request".to_string(),
+                (Some(why), _) => format!("NOT SUSTAINED, the ramp stops here: {why}"),
+                (None, _) => "sustained".to_string(),
+            }
         );
     }
     if s.interrupted {

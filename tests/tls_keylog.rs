@@ -320,7 +320,7 @@ fn tls_sessions_of_a_real_client_decode_with_its_key_log() {
     // Every other session is whole.
     let whole: Vec<Event> = events
         .iter()
-        .filter(|e| e.session() != gapped[0])
+        .filter(|e| e.session() != Some(gapped[0]))
         .cloned()
         .collect();
     let by_conn = sessions(&whole);

@@ -52,7 +52,7 @@ struct Session {
 
 fn check(events: impl Iterator<Item = Event>, sessions: &mut HashMap<u64, Session>) {
     for e in events {
-        let id = e.session();
+        let id = e.session().unwrap_or_else(|| panic!("a capture made a run-wide event: {e:?}"));
         match &e {
             Event::SessionStart(_) => {
                 assert!(sessions.insert(id, Session::default()).is_none(), "session {id} started twice");

@@ -119,7 +119,7 @@ fn one(data: &[u8]) {
     // for theirs (see README, findings).
     let mut seqs = std::collections::HashSet::new();
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(e.session(), 7, "event {i} of another session");
+        assert_eq!(e.session(), Some(7), "event {i} of another session");
         match e {
             Event::SessionStart(_) => assert_eq!(i, 0, "second SessionStart"),
             Event::SessionEnd(_) => assert_eq!(i, events.len() - 1, "SessionEnd not last"),
@@ -130,6 +130,7 @@ fn one(data: &[u8]) {
             }
             Event::Gap(_) | Event::Backfill(_) => {}
             Event::Label(l) => panic!("the decoder made an order label: {l:?}"),
+            Event::Phase(p) => panic!("the decoder made a ramp phase: {p:?}"),
             Event::Rows(r) => {
                 let Some(Event::Exchange(x)) = i.checked_sub(1).map(|p| &events[p]) else {
                     panic!("row sample {i} not after an exchange");

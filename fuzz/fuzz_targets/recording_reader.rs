@@ -195,7 +195,21 @@ fn command(b: &mut Bytes) -> Command {
 }
 
 fn event(b: &mut Bytes) -> Event {
-    match b.u8() % 7 {
+    match b.u8() % 8 {
+        7 => Event::Phase(Phase {
+            index: b.u32(),
+            multiple: f64::from(b.u32()) / 16.0,
+            first_clone: b.u32(),
+            clones: b.u32(),
+            speed: f64::from(b.u16()) / 8.0,
+            at_us: b.u64(),
+            end: (b.u8() & 1 == 1).then(|| PhaseEnd {
+                stopped: (b.u8() & 1 == 1).then(|| b.string()),
+                exchanges: b.u64(),
+                late: b.u64(),
+                new_errors: b.u64(),
+            }),
+        }),
         6 => Event::Label(OrderLabel {
             session: b.u64(),
             seq: b.u64(),

@@ -28,6 +28,40 @@ pub enum Event {
     /// order, written just before the exchange, for exchanges with a label only. (Appended
     /// last: older files decode unchanged.)
     Label(OrderLabel),
+    /// Format version 5: a step of a replay's load ramp (`replay --ramp`), written when the
+    /// step starts and again when it ends. (Appended last: older files decode unchanged.)
+    Phase(Phase),
+}
+
+/// One step of a load ramp: the recording replayed at `multiple` × its recorded load, by
+/// `clones` clones of every session (numbered from `first_clone` in the run, so the steps'
+/// exchanges never share a key) at `speed` × the recorded pace.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Phase {
+    /// The step's place in the ramp, from 0.
+    pub index: u32,
+    /// Load asked, as a multiple of the recorded load (`clones` × `speed`).
+    pub multiple: f64,
+    pub first_clone: u32,
+    pub clones: u32,
+    pub speed: f64,
+    /// When the step started, or (with `end`) ended.
+    pub at_us: u64,
+    /// Set on the event that ends the step.
+    pub end: Option<PhaseEnd>,
+}
+
+/// How a ramp step ended.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct PhaseEnd {
+    /// Why the step was cut short (the candidate could not keep up: start lag or errors over
+    /// the ramp's limits, or a stop request); `None` when it replayed all it had to.
+    pub stopped: Option<String>,
+    /// Exchanges the step replayed, those that started later than the ramp's lag limit, and
+    /// those that failed where the recording had no error.
+    pub exchanges: u64,
+    pub late: u64,
+    pub new_errors: u64,
 }
 
 /// How a replay under `--sync` ran one exchange against the recorded order: what can make its
@@ -77,8 +111,9 @@ impl Event {
         }
     }
 
-    pub fn session(&self) -> SessionId {
-        match self {
+    /// The session the event belongs to; `None` for a run-wide event (a ramp's `Phase`).
+    pub fn session(&self) -> Option<SessionId> {
+        Some(match self {
             Event::SessionStart(s) => s.session,
             Event::Exchange(e) => e.session,
             Event::Gap(g) => g.session,
@@ -86,7 +121,8 @@ impl Event {
             Event::Backfill(b) => b.session,
             Event::Rows(r) => r.session,
             Event::Label(l) => l.session,
-        }
+            Event::Phase(_) => return None,
+        })
     }
 
     /// Short name used by `inspect` and the JSON output.
@@ -99,6 +135,7 @@ impl Event {
             Event::Backfill(_) => "backfill",
             Event::Rows(_) => "row_sample",
             Event::Label(_) => "order_label",
+            Event::Phase(_) => "phase",
         }
     }
 }

@@ -20,10 +20,10 @@ use crate::event::Event;
 
 pub const MAGIC: &[u8; 8] = b"MYRR\x00REC";
 /// Bumped on any incompatible change; readers refuse newer versions with a clear message.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 /// Version 1 had no `Event::Backfill`, version 2 no `Event::Rows`, version 3 no
-/// `Event::Label`; their events decode
+/// `Event::Label`, version 4 no `Event::Phase`; their events decode
 /// unchanged (each variant was appended last).
 pub const OLDEST_READABLE: u16 = 1;
 /// Uncompressed size at which a block is sealed.

@@ -19,6 +19,7 @@ pub fn event_time(e: &Event) -> u64 {
         Event::Backfill(b) => b.at_us,
         Event::Rows(r) => r.at_us,
         Event::Label(l) => l.at_us,
+        Event::Phase(p) => p.at_us,
     }
 }
 
@@ -99,6 +100,7 @@ impl Iterator for RunReader {
                 Event::SessionEnd(s) => s.session = run_session_id(kind, i, s.session),
                 Event::Rows(r) => r.session = run_session_id(kind, i, r.session),
                 Event::Label(l) => l.session = run_session_id(kind, i, l.session),
+                Event::Phase(_) => {}
                 Event::Backfill(b) => {
                     b.session = run_session_id(kind, i, b.session);
                     if let crate::BackfillSource::Inferred { from_session } = &mut b.source {

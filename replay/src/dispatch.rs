@@ -61,6 +61,8 @@ pub(crate) struct Recorded {
     /// The digest of the recorded answer's first result, when it had rows: a replayed
     /// answer whose rows differ keeps them (`row_samples`).
     pub(crate) rows_digest: Option<ResultDigest>,
+    /// The recorded answer was an error (a replayed error is new only where it was not).
+    pub(crate) recorded_err: bool,
     /// What the session held before the recording began, learnt since its previous exchange:
     /// restored before this one is sent.
     pub(crate) backfill: Option<Box<Backfill>>,
@@ -84,6 +86,7 @@ impl From<Exchange> for Recorded {
                 Response::Rows(rs) => Some(rs.digest),
                 _ => None,
             },
+            recorded_err: matches!(x.response, Response::Err(_)),
             command: x.command,
             backfill: None,
         }

@@ -163,6 +163,7 @@ mod tests {
                 seq,
                 start_us: seq,
                 end_us: seq,
+                recorded_err: false,
                 command: Command::Ping,
                 prepared_id: None,
                 insert_id: 0,

@@ -37,6 +37,7 @@ mod outbox;
 mod pacer;
 mod pacing;
 mod pool;
+pub mod ramp;
 mod readonly;
 mod sched;
 mod session;
@@ -50,6 +51,7 @@ pub(crate) use handover::Batch;
 pub use sched::{Policy, Sched};
 mod wire;
 
+pub use ramp::Ramp;
 pub use readonly::{first_keyword, is_read_only};
 pub use target::Target;
 
@@ -137,6 +139,14 @@ pub struct ReplayConfig {
     pub session_threads: usize,
     /// Scheduling policy of the replay's threads (see [`Sched`]).
     pub sched: Sched,
+    /// The run numbers this replay's clones from here (a ramp's steps follow each other in
+    /// one run: see [`Ramp`]).
+    pub clone_base: u32,
+    /// Replay the recording once per step, at growing multiples of its load (`--ramp`).
+    pub ramp: Option<Ramp>,
+    /// When the recording's first instant is replayed (wall clock), so that the shards of
+    /// a replay on several machines start together (`--start-at`); `None`: at once.
+    pub start_at: Option<SystemTime>,
 }
 
 impl ReplayConfig {
@@ -169,6 +179,9 @@ impl ReplayConfig {
             tls: Tls::default(),
             session_threads: 1,
             sched: Sched::Auto,
+            clone_base: 0,
+            ramp: None,
+            start_at: None,
         }
     }
 }
@@ -178,6 +191,9 @@ impl ReplayConfig {
 pub enum ReplayError {
     #[error("{0}")]
     Target(String),
+    /// Options that cannot go together, or a `--start-at` already past.
+    #[error("{0}")]
+    Config(String),
     #[error("cannot reach the target {address}: {message}")]
     Preflight { address: String, message: String },
     #[error("{0}\n  (replay the readable part with --ignore-damage)")]
@@ -271,6 +287,17 @@ pub struct Progress {
     /// `--pin`: statements sent with pinned values, and sessions whose target refused a pin.
     pub pins: AtomicU64,
     pub pins_refused: AtomicU64,
+    /// Exchanges that started later than the ramp's `max_lag` after they were due, and
+    /// those that failed where production's statement had not (`--ramp` judges both).
+    pub late: AtomicU64,
+    pub new_errors: AtomicU64,
+    /// `--ramp`: the step running (from 1; 0 without a ramp), of how many, its multiple of
+    /// the recorded load (× 1000), its clones and when it started (µs since the epoch).
+    pub ramp_step: AtomicU64,
+    pub ramp_steps: AtomicU64,
+    pub ramp_multiple_milli: AtomicU64,
+    pub ramp_clones: AtomicU64,
+    pub ramp_started_us: AtomicU64,
 }
 
 /// One session's counts, timings and taken queue permits since it last handed them to
@@ -281,21 +308,45 @@ pub struct Progress {
 pub(crate) struct Tally {
     exchanges: u64,
     errors: u64,
+    /// Errors where the recorded answer was none.
+    new_errors: u64,
     /// By reason, in the order of [`skip_reasons`].
     skipped: [u64; SKIP_REASONS],
     pub(crate) permits: usize,
     recorded_us: u64,
     max_lag_us: u64,
     timings: Vec<(u64, u64)>,
+    /// When the first exchange counted since the last hand-over ended (µs since the epoch).
+    first_end_us: u64,
+    last_end_us: u64,
 }
 
 impl Tally {
     pub(crate) const BATCH: usize = 32;
+    /// Counts are handed over at least this often (a ramp judges them every second; a
+    /// session that never waits, being behind, would otherwise hand them over only every
+    /// [`Tally::BATCH`] exchanges, seconds apart on a slow candidate).
+    pub(crate) const MAX_AGE_US: u64 = 200_000;
 
-    pub(crate) fn count(&mut self, r: &Response, recorded_us: u64, lag_us: u64, service_us: u64) {
+    pub(crate) fn count(
+        &mut self,
+        r: &Response,
+        recorded_err: bool,
+        recorded_us: u64,
+        lag_us: u64,
+        service_us: u64,
+        end_us: u64,
+    ) {
+        if self.exchanges == 0 {
+            self.first_end_us = end_us;
+        }
+        self.last_end_us = end_us;
         self.exchanges += 1;
         match r {
-            Response::Err(_) => self.errors += 1,
+            Response::Err(_) => {
+                self.errors += 1;
+                self.new_errors += u64::from(!recorded_err);
+            }
             Response::Skipped(r) => self.skipped[skip_slot(r)] += 1,
             _ => {}
         }
@@ -305,13 +356,24 @@ impl Tally {
     }
 
     pub(crate) fn full(&self) -> bool {
-        self.timings.len() >= Self::BATCH || self.permits >= Self::BATCH
+        self.timings.len() >= Self::BATCH
+            || self.permits >= Self::BATCH
+            || self.last_end_us.saturating_sub(self.first_end_us) >= Self::MAX_AGE_US
     }
 }
 
 impl Progress {
     pub fn take_max_lag_us(&self) -> u64 {
         self.max_lag_us.swap(0, Ordering::Relaxed)
+    }
+
+    /// What a ramp judges, so far.
+    pub fn ramp_counts(&self) -> ramp::Counts {
+        ramp::Counts {
+            exchanges: self.exchanges.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            new_errors: self.new_errors.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -370,6 +432,8 @@ pub(crate) struct Shared {
     /// over): sessions waiting for one outside their runtime go back to waiting in it, where
     /// they can be dropped.
     pub(crate) abandon: Arc<AtomicBool>,
+    /// An exchange that starts more than this after it was due is late (`--ramp`).
+    late_after_us: u64,
 }
 
 struct Timings {
@@ -391,6 +455,14 @@ impl Shared {
         if !t.timings.is_empty() {
             p.max_lag_us.fetch_max(t.max_lag_us, Ordering::Relaxed);
             p.recorded_us.fetch_max(t.recorded_us, Ordering::Relaxed);
+            let late = t
+                .timings
+                .iter()
+                .filter(|(lag, _)| *lag > self.late_after_us)
+                .count() as u64;
+            if late > 0 {
+                p.late.fetch_add(late, Ordering::Relaxed);
+            }
             if let Ok(mut h) = self.timings.lock() {
                 for &(lag, service) in &t.timings {
                     let _ = h.lag.record(lag.max(1));
@@ -402,6 +474,7 @@ impl Shared {
         for (n, counter) in [
             (t.exchanges, &p.exchanges),
             (t.errors, &p.errors),
+            (t.new_errors, &p.new_errors),
             (skipped, &p.skipped),
         ] {
             if n > 0 {
@@ -471,6 +544,24 @@ pub struct Summary {
     pub first_errors: Vec<String>,
     /// What the replay's threads did (see [`Sched`]).
     pub sched: Policy,
+    /// `--ramp`: each step run, in order.
+    pub steps: Vec<StepSummary>,
+    /// `--start-at`: how late this process began the timeline (0: on time or not asked).
+    pub start_late: Duration,
+}
+
+/// One ramp step's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSummary {
+    pub step: ramp::Step,
+    pub counts: ramp::Counts,
+    pub elapsed: Duration,
+    pub lag_p99_us: u64,
+    pub service_p99_us: u64,
+    /// Why the step was cut short or not sustained; `None`: the candidate kept up.
+    pub failed: Option<String>,
+    /// Stopped by a stop request, not by the ramp's limits.
+    pub interrupted: bool,
 }
 
 /// What the replay restored of sessions that began before the recording (their
@@ -598,6 +689,7 @@ pub async fn run(
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, ReplayError> {
+    check(&config)?;
     raise_fd_limit();
     // Before any thread starts, so that all of them inherit the policy. Where the policy
     // cannot be set (a sandbox), the replay runs under the one it has.
@@ -654,12 +746,30 @@ pub async fn run(
                     Speed::Factor(f) => f.to_string(),
                 },
             ),
-            ("scale".into(), config.scale.to_string()),
+            // Every clone of the run (a ramp's steps number theirs on), for analyze.
+            (
+                "scale".into(),
+                match &config.ramp {
+                    Some(r) => r.plan().iter().map(|s| s.clones).sum::<u32>(),
+                    None => config.scale,
+                }
+                .to_string(),
+            ),
             (
                 "shard".into(),
                 format!("{}/{}", config.shard.0, config.shard.1),
             ),
             ("read_only".into(), config.read_only.to_string()),
+            (
+                "ramp".into(),
+                config.ramp.as_ref().map_or(String::new(), |r| {
+                    r.steps
+                        .iter()
+                        .map(f64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+            ),
             ("sched".into(), policy.name().into()),
             ("server_version".into(), server_version.clone()),
         ],
@@ -678,83 +788,139 @@ pub async fn run(
         })?;
 
     let started = Instant::now();
-    let pacing = pacing::Pacing::new(
-        &config,
-        tokio::time::Instant::now() + Duration::from_millis(50),
-        scan.origin_us,
-    );
-    let budget = pacing.initial_budget();
-    let shared = Arc::new(Shared {
-        progress: progress.clone(),
-        clock: Clock::new(),
-        events,
-        stop: stop.clone(),
-        pacing,
-        timings: Mutex::new(Timings {
-            lag: Histogram::new(3).expect("histogram"),
-            service: Histogram::new(3).expect("histogram"),
-        }),
-        errors: Mutex::new(Vec::new()),
-        order: (config.sync != SyncMode::None)
-            .then(|| sync::Order::new(config.scale, config.sync_views, config.sync_writes)),
-        samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(
-            myrr_wire::conn::DIFFERING_PER_SHAPE,
-        )),
-        logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
-        policy,
-        abandon: Arc::default(),
-        budget: tokio::sync::Semaphore::new(budget),
-        config,
-    });
-
-    // The dispatcher reads the recordings on this thread and feeds the session tasks, which
-    // run on the pool's threads. In a closed loop their queues are rarely empty, so handing
-    // over an exchange seldom wakes a thread.
-    let pool = pool::Pool::new(shared.config.session_threads);
-    let feeder = tokio::spawn(dispatch::feed_commits(shared.clone()));
-    let dispatch::Dispatched {
-        tasks,
-        pool,
-        damage: read_damage,
-        refused,
-    } = tokio::spawn(dispatch::dispatch(shared.clone(), pool))
-        .await
-        .unwrap_or_default();
-    let mut interrupted = stop.load(Ordering::Relaxed);
-    let drain = async {
-        for t in tasks {
-            let _ = t.await;
-        }
+    let steps: Vec<Option<ramp::Step>> = match &config.ramp {
+        Some(r) => r.plan().into_iter().map(Some).collect(),
+        None => vec![None],
     };
-    // Tasks finish when their queues drain; after a stop they get `drain_timeout`.
-    let mut drain = Box::pin(drain);
-    loop {
-        tokio::select! {
-            _ = &mut drain => break,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                if stop.load(Ordering::Relaxed) {
-                    interrupted = true;
-                    let _ = tokio::time::timeout(shared.config.drain_timeout, &mut drain).await;
-                    break;
+    progress.ramp_steps.store(
+        config.ramp.as_ref().map_or(0, |r| r.steps.len() as u64),
+        Ordering::Relaxed,
+    );
+    let mut lag = Histogram::<u64>::new(3).expect("histogram");
+    let mut service = Histogram::<u64>::new(3).expect("histogram");
+    let mut first_errors = Vec::new();
+    let (mut interrupted, mut read_damage, mut refused) = (false, None, None);
+    let mut step_summaries = Vec::new();
+    let mut start_late = Duration::ZERO;
+    for (i, step) in steps.into_iter().enumerate() {
+        let mut cfg = config.clone();
+        // The first step starts at --start-at; the others as soon as the one before ends.
+        let start = match (i, config.start_at) {
+            (0, Some(at)) => {
+                let (start, late) = anchor(at);
+                start_late = late;
+                start
+            }
+            _ => tokio::time::Instant::now() + Duration::from_millis(50),
+        };
+        let clock = Clock::new();
+        if let Some(s) = step {
+            cfg.scale = s.clones;
+            cfg.clone_base = s.first_clone;
+            if let Speed::Factor(f) = config.speed {
+                cfg.speed = Speed::Factor(f * s.speed);
+            }
+            if let Some(d) = config.ramp.as_ref().and_then(|r| r.step_duration) {
+                cfg.limit_duration = Some(config.limit_duration.map_or(d, |l| l.min(d)));
+            }
+            progress
+                .recorded_us
+                .store(scan.origin_us, Ordering::Relaxed);
+            progress
+                .ramp_step
+                .store(u64::from(s.index) + 1, Ordering::Relaxed);
+            progress
+                .ramp_multiple_milli
+                .store((s.multiple * 1000.0) as u64, Ordering::Relaxed);
+            progress
+                .ramp_clones
+                .store(u64::from(s.clones), Ordering::Relaxed);
+            progress
+                .ramp_started_us
+                .store(clock.us_at(start), Ordering::Relaxed);
+            events.send(phase(s, clock.us_at(start), None)).await;
+        }
+        let step_stop = Arc::new(AtomicBool::new(stop.load(Ordering::Relaxed)));
+        let before = progress.ramp_counts();
+        let step_started = Instant::now();
+        let mut judged = config.ramp.as_ref().map(ramp::Judge::new);
+        let mut failed = None;
+        let mut pass = Box::pin(pass(
+            cfg,
+            start,
+            scan.origin_us,
+            events.clone(),
+            progress.clone(),
+            step_stop.clone(),
+            policy,
+        ));
+        // Forwards a stop request to the step, and judges the step window by window.
+        let mut window = before;
+        let mut tick = tokio::time::interval_at(start + ramp::WINDOW, ramp::WINDOW);
+        let out = loop {
+            tokio::select! {
+                out = &mut pass => break out,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if stop.load(Ordering::Relaxed) {
+                        step_stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                _ = tick.tick(), if judged.is_some() && failed.is_none() => {
+                    let now = progress.ramp_counts();
+                    if let Some(why) = judged.as_mut().and_then(|j| j.window(now.since(window))) {
+                        failed = Some(why);
+                        step_stop.store(true, Ordering::Relaxed);
+                    }
+                    window = now;
                 }
             }
+        };
+        let stopped_by_user = stop.load(Ordering::Relaxed);
+        interrupted |= stopped_by_user || (out.interrupted && failed.is_none());
+        let _ = lag.add(&out.lag);
+        let _ = service.add(&out.service);
+        first_errors.extend(out.errors);
+        first_errors.truncate(20);
+        read_damage = read_damage.or(out.read_damage);
+        refused = refused.or(out.refused);
+        if let (Some(s), Some(judge)) = (step, &judged) {
+            let counts = progress.ramp_counts().since(before);
+            if failed.is_none() && !stopped_by_user {
+                failed = judge.step(counts);
+            }
+            let at_us = clock.now_us();
+            let stopped = if stopped_by_user {
+                Some("stopped on request".to_string())
+            } else {
+                failed.clone()
+            };
+            events
+                .send(phase(
+                    s,
+                    at_us,
+                    Some(myrr_recording::PhaseEnd {
+                        stopped,
+                        exchanges: counts.exchanges,
+                        late: counts.late,
+                        new_errors: counts.new_errors,
+                    }),
+                ))
+                .await;
+            step_summaries.push(StepSummary {
+                step: s,
+                counts,
+                elapsed: step_started.elapsed(),
+                lag_p99_us: out.lag.value_at_quantile(0.99),
+                service_p99_us: out.service.value_at_quantile(0.99),
+                failed: failed.clone(),
+                interrupted: stopped_by_user,
+            });
+        }
+        if stopped_by_user || failed.is_some() || refused.is_some() {
+            break;
         }
     }
-    let summary_timings = {
-        let t = shared
-            .timings
-            .lock()
-            .map(|t| (t.lag.clone(), t.service.clone()));
-        t.ok()
-    };
-    let first_errors = shared.errors.lock().map(|v| v.clone()).unwrap_or_default();
-    // Sessions still waiting for an answer outside their runtime go back to it, so their
-    // threads can drop them and end.
-    shared.abandon.store(true, Ordering::Relaxed);
-    feeder.abort();
-    let _ = feeder.await;
-    drop(pool);
-    drop(shared);
+    drop(events);
     match writer_thread.join() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(out_err(e)),
@@ -768,8 +934,6 @@ pub async fn run(
     if let Some(refused) = refused {
         return Err(refused);
     }
-    let (lag, service) =
-        summary_timings.unwrap_or_else(|| (Histogram::new(3).unwrap(), Histogram::new(3).unwrap()));
     let p = &progress;
     Ok(Summary {
         server_version,
@@ -811,7 +975,186 @@ pub async fn run(
         damage: scan.damage.or(read_damage).map(|d| d.to_string()),
         first_errors,
         sched: policy,
+        steps: step_summaries,
+        start_late,
     })
+}
+
+/// Refuses what cannot run: a ramp without a pace or with `--scale`, a `--start-at` past.
+fn check(config: &ReplayConfig) -> Result<(), ReplayError> {
+    let refuse = |m: String| Err(ReplayError::Config(m));
+    if let Some(r) = &config.ramp {
+        if config.speed == Speed::Max {
+            return refuse(
+                "--ramp multiplies the recorded load: it needs a paced replay (--speed F), \
+                 not --speed max (a closed loop has no load to multiply)"
+                    .into(),
+            );
+        }
+        if config.scale != 1 {
+            return refuse("--ramp sets the clones of each step: leave --scale out".into());
+        }
+        if let Some(bad) = r.steps.iter().find(|m| !(m.is_finite() && **m > 0.0)) {
+            return refuse(format!("--ramp: {bad} is not a positive multiple"));
+        }
+        if r.steps.is_empty() {
+            return refuse("--ramp needs at least one step".into());
+        }
+    }
+    if let Some(at) = config.start_at {
+        if let Err(e) = at.duration_since(SystemTime::now()) {
+            if e.duration() > START_AT_GRACE {
+                return refuse(format!(
+                    "--start-at was {:.1} s ago: this shard would begin the recorded timeline \
+                     that far behind the others (at most {} s late is caught up); give a \
+                     time far enough ahead for every shard to be ready",
+                    e.duration().as_secs_f64(),
+                    START_AT_GRACE.as_secs()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A ramp step's start (`end: None`) or end event.
+fn phase(s: ramp::Step, at_us: u64, end: Option<myrr_recording::PhaseEnd>) -> Event {
+    Event::Phase(myrr_recording::Phase {
+        index: s.index,
+        multiple: s.multiple,
+        first_clone: s.first_clone,
+        clones: s.clones,
+        speed: s.speed,
+        at_us,
+        end,
+    })
+}
+
+/// `--start-at` later than this is refused: this process would start that far behind the
+/// other shards, and catching up would be a burst production never had.
+pub const START_AT_GRACE: Duration = Duration::from_secs(5);
+
+/// The monotonic instant of a wall-clock time, and how late it already is.
+fn anchor(at: SystemTime) -> (tokio::time::Instant, Duration) {
+    let now = tokio::time::Instant::now();
+    match at.duration_since(SystemTime::now()) {
+        Ok(wait) => (now + wait, Duration::ZERO),
+        Err(e) => {
+            let late = e.duration();
+            (now.checked_sub(late).unwrap_or(now), late)
+        }
+    }
+}
+
+/// What one pass over the recording (the replay, or one ramp step) gave.
+struct Pass {
+    lag: Histogram<u64>,
+    service: Histogram<u64>,
+    errors: Vec<String>,
+    interrupted: bool,
+    read_damage: Option<FormatError>,
+    refused: Option<ReplayError>,
+}
+
+/// Replays the recording once as `config` says, starting its timeline at `start`. `stop` ends
+/// it early: no new command is sent, in-flight ones get `drain_timeout` to finish.
+async fn pass(
+    config: ReplayConfig,
+    start: tokio::time::Instant,
+    origin_us: u64,
+    events: outbox::Outbox,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    policy: Policy,
+) -> Pass {
+    let pacing = pacing::Pacing::new(&config, start, origin_us);
+    if pacing.closed_loop() {
+        // Nothing waits for its time in a closed loop: the pass waits for its start.
+        tokio::time::sleep_until(start).await;
+    }
+    let budget = pacing.initial_budget();
+    let late_after_us = config
+        .ramp
+        .as_ref()
+        .map_or(u64::MAX, |r| r.max_lag.as_micros() as u64);
+    let shared = Arc::new(Shared {
+        progress: progress.clone(),
+        clock: Clock::new(),
+        events,
+        stop: stop.clone(),
+        pacing,
+        timings: Mutex::new(Timings {
+            lag: Histogram::new(3).expect("histogram"),
+            service: Histogram::new(3).expect("histogram"),
+        }),
+        errors: Mutex::new(Vec::new()),
+        order: (config.sync != SyncMode::None)
+            .then(|| sync::Order::new(config.scale, config.sync_views, config.sync_writes)),
+        samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(
+            myrr_wire::conn::DIFFERING_PER_SHAPE,
+        )),
+        logins: tokio::sync::Semaphore::new(LOGIN_SLOTS),
+        policy,
+        abandon: Arc::default(),
+        budget: tokio::sync::Semaphore::new(budget),
+        late_after_us,
+        config,
+    });
+
+    // The dispatcher reads the recordings on this thread and feeds the session tasks, which
+    // run on the pool's threads. In a closed loop their queues are rarely empty, so handing
+    // over an exchange seldom wakes a thread.
+    let pool = pool::Pool::new(shared.config.session_threads);
+    let feeder = tokio::spawn(dispatch::feed_commits(shared.clone()));
+    let dispatch::Dispatched {
+        tasks,
+        pool,
+        damage: read_damage,
+        refused,
+    } = tokio::spawn(dispatch::dispatch(shared.clone(), pool))
+        .await
+        .unwrap_or_default();
+    let mut interrupted = stop.load(Ordering::Relaxed);
+    let drain = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    // Tasks finish when their queues drain; after a stop they get `drain_timeout`.
+    let mut drain = Box::pin(drain);
+    loop {
+        tokio::select! {
+            _ = &mut drain => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if stop.load(Ordering::Relaxed) {
+                    interrupted = true;
+                    let _ = tokio::time::timeout(shared.config.drain_timeout, &mut drain).await;
+                    break;
+                }
+            }
+        }
+    }
+    let (lag, service) = shared
+        .timings
+        .lock()
+        .map(|t| (t.lag.clone(), t.service.clone()))
+        .unwrap_or_else(|_| (Histogram::new(3).unwrap(), Histogram::new(3).unwrap()));
+    let errors = shared.errors.lock().map(|v| v.clone()).unwrap_or_default();
+    // Sessions still waiting for an answer outside their runtime go back to it, so their
+    // threads can drop them and end.
+    shared.abandon.store(true, Ordering::Relaxed);
+    feeder.abort();
+    let _ = feeder.await;
+    drop(pool);
+    drop(shared);
+    Pass {
+        lag,
+        service,
+        errors,
+        interrupted,
+        read_damage,
+        refused,
+    }
 }
 
 /// Recording paths, for messages.
@@ -838,15 +1181,24 @@ mod tests {
         assert_eq!(names.len(), SKIP_REASONS);
         let mut t = Tally::default();
         let skipped = |r| Response::Skipped(r);
-        t.count(&skipped(SkipReason::TypesNotSent), 0, 0, 0);
-        t.count(&skipped(SkipReason::Unsupported("debug".into())), 0, 0, 0);
+        t.count(&skipped(SkipReason::TypesNotSent), false, 0, 0, 0, 0);
         t.count(
-            &skipped(SkipReason::Unsupported("process_kill".into())),
+            &skipped(SkipReason::Unsupported("debug".into())),
+            false,
+            0,
             0,
             0,
             0,
         );
-        t.count(&Response::None, 0, 0, 0);
+        t.count(
+            &skipped(SkipReason::Unsupported("process_kill".into())),
+            false,
+            0,
+            0,
+            0,
+            0,
+        );
+        t.count(&Response::None, false, 0, 0, 0, 0);
         assert_eq!(t.skipped, [0, 1, 0, 2, 0]);
         assert_eq!(t.exchanges, 4);
     }

@@ -50,7 +50,10 @@ struct Stmt {
 pub(crate) struct Worker {
     shared: Arc<Shared>,
     start: SessionStart,
+    /// This task's clone of the session, and its number in the run (a ramp's steps number
+    /// their clones on from the previous step's: `ReplayConfig::clone_base`).
     clone: u32,
+    out_clone: u32,
     /// The recorded user (credentials on the target come from the target's settings).
     user: Option<String>,
     conn: Option<WireConn>,
@@ -136,11 +139,13 @@ impl Worker {
             .map(|d| String::from_utf8_lossy(d).into_owned())
             .or_else(|| shared.config.default_db.clone())
             .or_else(|| shared.config.target.default_db());
+        let out_clone = shared.config.clone_base + clone;
         Self {
             current_db: db,
             shared,
             start,
             clone,
+            out_clone,
             user,
             conn: None,
             stmts: FxHashMap::default(),
@@ -183,7 +188,7 @@ impl Worker {
                     a.sent_us,
                     SampleReason::DiffersFromRecorded,
                 );
-                sample.clone = self.clone;
+                sample.clone = self.out_clone;
                 // Rows that do not parse against their columns leave nothing to show.
                 (!sample.rows.is_empty() && self.take_sample(*key)).then(|| {
                     self.shared
@@ -197,9 +202,11 @@ impl Worker {
         };
         self.tally.count(
             &a.response,
+            a.x.recorded_err,
             a.x.start_us,
             a.sent_us.saturating_sub(a.scheduled_us),
             a.end_us.saturating_sub(a.sent_us),
+            a.end_us,
         );
         if self.tally.full() {
             self.shared.flush(&mut self.tally);
@@ -223,7 +230,7 @@ impl Worker {
         let label = (labels != 0).then_some(Event::Label(OrderLabel {
             session: self.start.session,
             seq,
-            clone: self.clone,
+            clone: self.out_clone,
             at_us: a.sent_us,
             labels,
         }));
@@ -231,7 +238,7 @@ impl Worker {
         let exchange = Event::Exchange(Exchange {
             session: self.start.session,
             seq,
-            clone: self.clone,
+            clone: self.out_clone,
             scheduled_us: Some(a.scheduled_us),
             start_us: a.sent_us,
             end_us: a.end_us,
@@ -628,7 +635,7 @@ impl Worker {
             .fetch_add(1, Ordering::Relaxed);
         let connected = self.connect().await;
         let mut start = self.start.clone();
-        start.clone = self.clone;
+        start.clone = self.out_clone;
         start.start_us = self.now_us();
         start.server = shared.config.target.address();
         start.client = String::new();

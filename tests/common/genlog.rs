@@ -142,6 +142,7 @@ pub fn check_against_log(events: &[Event], log: &HashMap<u32, Vec<Logged>>) -> C
             // The first rows of some answers: what the general log cannot say.
             Event::Rows(_) => {}
             Event::Label(l) => panic!("an order label in a capture: {l:?}"),
+            Event::Phase(p) => panic!("a ramp phase in a capture: {p:?}"),
         }
     }
     for (session, xs) in &exchanges {

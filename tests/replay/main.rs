@@ -14,6 +14,7 @@ mod connections;
 mod damage;
 mod pacing;
 mod pins;
+mod ramp;
 mod restarts;
 mod selection;
 mod stops;
