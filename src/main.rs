@@ -2,9 +2,11 @@
 //! and maps outcomes to exit codes.
 
 mod analyze_cmd;
+#[cfg(feature = "capture")]
 mod capture_cmd;
 mod inspect;
 mod replay_cmd;
+#[cfg(feature = "capture")]
 mod server_view;
 mod util;
 
@@ -33,6 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Record MySQL traffic from pcap/pcapng files or a live interface into a .myrr recording.
+    #[cfg(feature = "capture")]
     Capture(capture_cmd::Args),
     /// Print every event of a recording (table for people, jsonl for tools).
     Inspect(inspect::Args),
@@ -44,17 +47,20 @@ enum Cmd {
     Fingerprint(analyze_cmd::FingerprintArgs),
     /// Save the server's view of its open connections (users, databases, prepared
     /// statements) for `capture -r F.pcap --backfill FILE`.
+    #[cfg(feature = "capture")]
     Snapshot(server_view::SnapshotArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "capture")]
         Cmd::Capture(a) => capture_cmd::run(a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Replay(a) => replay_cmd::run(a),
         Cmd::Analyze(a) => analyze_cmd::run(a),
         Cmd::Fingerprint(a) => analyze_cmd::fingerprint(a),
+        #[cfg(feature = "capture")]
         Cmd::Snapshot(a) => server_view::run(a),
     };
     match result {

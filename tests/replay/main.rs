@@ -17,6 +17,7 @@ mod pins;
 mod ramp;
 mod restarts;
 mod selection;
+mod shards;
 mod stops;
 mod sync;
 
