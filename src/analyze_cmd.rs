@@ -78,6 +78,11 @@ pub struct Args {
     /// Smallest change of a shape's median latency that counts, in µs.
     #[arg(long, default_value = "100", value_name = "US")]
     min_change_us: u64,
+    /// A ramp run (replay --ramp): the latency limit of its steps, e.g. 50ms; the headroom
+    /// is the largest multiple of the recorded load whose p99 stays within it (and every
+    /// step's before it). Without it: step 1's p99 plus --max-p99-regression (default 100%).
+    #[arg(long, value_parser = crate::util::parse_duration, value_name = "D")]
+    max_p99: Option<std::time::Duration>,
     /// Judge latency from the scheduled start (queueing included) instead of service time.
     #[arg(long)]
     since_scheduled: bool,
@@ -101,6 +106,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         since_scheduled: a.since_scheduled,
         ignore_damage: a.ignore_damage,
         reference: a.reference.clone(),
+        max_p99_us: a.max_p99.map(|d| d.as_micros() as u64),
         ..Options::default()
     };
     let report = myrr_analyze::analyze(&a.baseline, &a.candidate, &opts)?;

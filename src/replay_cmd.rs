@@ -592,3 +592,43 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
         eprintln!("  {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_progress_names_the_ramp_step_and_the_multiple_achieved() {
+        let p = Progress::default();
+        assert_eq!(ramp_progress(&p), "", "no ramp, no step");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        p.ramp_step.store(2, Ordering::Relaxed);
+        p.ramp_steps.store(3, Ordering::Relaxed);
+        p.ramp_multiple_milli.store(2000, Ordering::Relaxed);
+        p.ramp_clones.store(2, Ordering::Relaxed);
+        // 2 s into the step, the replay has reached 1.9 s of the recording: 2 clones at
+        // 0.95 × the pace.
+        p.ramp_started_us.store(now - 2_000_000, Ordering::Relaxed);
+        p.recorded_start_us.store(10_000_000, Ordering::Relaxed);
+        p.recorded_us.store(11_900_000, Ordering::Relaxed);
+        let line = ramp_progress(&p);
+        assert!(line.starts_with("step 2/3 x2 (achieved x1.9"), "{line}");
+    }
+
+    #[test]
+    fn start_at_takes_rfc3339_or_an_offset_from_now() {
+        let at = parse_start_at("2026-12-06T12:00:00Z").unwrap();
+        let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs, 1_796_558_400);
+        let later = parse_start_at("+30s").unwrap();
+        let ahead = later.duration_since(std::time::SystemTime::now()).unwrap();
+        assert!(ahead > Duration::from_secs(29) && ahead <= Duration::from_secs(30));
+        assert!(parse_start_at("12:00").is_err());
+        assert_eq!(parse_share("5%"), Ok(0.05));
+        assert_eq!(parse_share("0.5"), Ok(0.5));
+        assert!(parse_share("150%").is_err());
+    }
+}

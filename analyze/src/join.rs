@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::chatter::is_driver_chatter;
 use crate::compare::{compare, Mismatch, Outcome};
+use crate::ramp::RampTracker;
 use crate::report::*;
 use crate::reproduction::{self, NotReproduced};
 use crate::shapes::{self, Shapes, Side as ExampleSide};
@@ -66,6 +67,8 @@ pub(crate) struct Side {
     overall_sched: Histogram<u64>,
     /// Exchanges the run did not replay.
     unreplayed: Tally,
+    /// A ramp run's steps (`replay --ramp`).
+    ramp: Option<RampTracker>,
 }
 
 impl Side {
@@ -79,7 +82,9 @@ impl Side {
                 .find(|(k, _)| k == "server_version")
                 .map(|(_, v)| v.clone())
         });
+        let ramp = RampTracker::of(reader.headers());
         Ok(Self {
+            ramp,
             files: files.to_vec(),
             source: reader
                 .headers()
@@ -110,6 +115,11 @@ impl Side {
                 }
                 Event::Rows(r) => return Some(Item::Rows(r)),
                 Event::Label(l) => return Some(Item::Label(l)),
+                Event::Phase(p) => {
+                    if let Some(r) = &mut self.ramp {
+                        r.phase(&p);
+                    }
+                }
                 Event::SessionStart(_) => self.sessions += 1,
                 _ => {}
             }
@@ -232,9 +242,13 @@ pub fn analyze(
         let (service, sched) = latency_of(&x);
         // Commands with no answer (close, quit, send_long_data) have no latency to compare.
         let timed = x.command.expects_response();
-        if timed && !matches!(x.response, Response::Skipped(_) | Response::Missing(_)) {
+        let measured = timed && !matches!(x.response, Response::Skipped(_) | Response::Missing(_));
+        if measured {
             record(&mut this.overall_service, service);
             record(&mut this.overall_sched, sched);
+        }
+        if let Some(r) = &mut this.ramp {
+            r.exchange(&x, measured.then_some((service, sched)));
         }
         let key = (x.session, x.seq, x.clone);
         let slim = Slim {
@@ -342,9 +356,12 @@ pub fn analyze(
         });
     }
     // What is left waiting had no partner.
+    let ramp_stopped = c.ramp.as_ref().is_some_and(RampTracker::stopped);
     for (_, (s, left)) in wait_b.drain() {
         let reason = match s.response {
             Response::Missing(_) => "missing_answer_in_baseline",
+            // The clones of the steps a ramp did not run (or cut short).
+            _ if ramp_stopped => "ramp_stopped",
             _ => "not_in_candidate",
         };
         *totals.only_baseline.entry(reason.into()).or_default() += left as u64;
@@ -539,7 +556,9 @@ fn finish(
         _ => "runs of the same kind",
     }
     .to_string();
+    let ramp = c.ramp.take().map(|r| r.into_report(opts));
     Report {
+        ramp,
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         unreplayed,

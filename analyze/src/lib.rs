@@ -37,6 +37,7 @@ pub mod compare;
 pub mod export;
 pub mod fingerprint;
 mod join;
+pub mod ramp;
 pub mod report;
 mod reproduction;
 mod shapes;
@@ -79,6 +80,9 @@ pub struct Options {
     /// Production's run (the capture): the baseline's exchanges whose answers differ from it
     /// were not reproduced and are kept out of the comparison (see `reproduction`).
     pub reference: Option<Vec<std::path::PathBuf>>,
+    /// A ramp run's latency limit (µs of p99): the headroom is the largest step within it
+    /// (see [`ramp`]); without it, step 1's p99 × (1 + `max_p99_regression`, or 100 %).
+    pub max_p99_us: Option<u64>,
 }
 
 impl Default for Options {
@@ -95,6 +99,7 @@ impl Default for Options {
             examples: 3,
             ignore_damage: false,
             reference: None,
+            max_p99_us: None,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Report {
     /// Mismatches by class over all shapes (nondeterministic shapes excluded).
     pub mismatches: BTreeMap<String, u64>,
     pub verdict: Verdict,
+    /// The candidate is a ramp run (`replay --ramp`): its steps and headroom.
+    pub ramp: Option<crate::ramp::RampReport>,
 }
 
 /// Exchanges each run did not replay (see [`crate::unreplayed`]).

@@ -173,10 +173,14 @@ fn workload(candidate: bool) -> Vec<X> {
     xs
 }
 
-fn write_run(path: &Path, kind: RunKind, candidate: bool) {
+/// `ramp`: the run is a one-step ramp (`replay --ramp 1`), its step marked by phases.
+fn write_run(path: &Path, kind: RunKind, candidate: bool, ramp: bool) {
     let mut options = vec![];
     if kind == RunKind::Replay {
         options.push(("server_version".to_string(), "8.0.36 <test>".to_string()));
+    }
+    if ramp {
+        options.push(("ramp".to_string(), "1".to_string()));
     }
     let header = Header {
         kind,
@@ -203,6 +207,20 @@ fn write_run(path: &Path, kind: RunKind, candidate: bool) {
             ..Default::default()
         }))
         .unwrap();
+    }
+    let phase = |at_us, end| {
+        Event::Phase(myrr_recording::Phase {
+            index: 0,
+            multiple: 1.0,
+            first_clone: 0,
+            clones: 1,
+            speed: 1.0,
+            at_us,
+            end,
+        })
+    };
+    if ramp {
+        w.push(&phase(T0, None)).unwrap();
     }
     let mut seq = std::collections::HashMap::<u64, u64>::new();
     let mut t = T0;
@@ -245,6 +263,15 @@ fn write_run(path: &Path, kind: RunKind, candidate: bool) {
         }
         *n += 1;
     }
+    if ramp {
+        let end = myrr_recording::PhaseEnd {
+            stopped: None,
+            exchanges: seq.values().sum(),
+            late: 0,
+            new_errors: 0,
+        };
+        w.push(&phase(t, Some(end))).unwrap();
+    }
     for &s in &sessions {
         w.push(&Event::SessionEnd(SessionEnd {
             session: s,
@@ -262,8 +289,9 @@ fn write_run(path: &Path, kind: RunKind, candidate: bool) {
 fn report_json(since_scheduled: bool) -> Value {
     let d = dir();
     let (b, c) = (d.join("baseline.myrr"), d.join("candidate.myrr"));
-    write_run(&b, RunKind::Capture, false);
-    write_run(&c, RunKind::Replay, true);
+    write_run(&b, RunKind::Capture, false, false);
+    // One of the two reports is of a ramp run: its `ramp` is an object, the other's null.
+    write_run(&c, RunKind::Replay, true, since_scheduled);
     let opts = Options {
         max_p99_regression: Some(0.2),
         since_scheduled,
@@ -288,6 +316,12 @@ fn real_report_matches_the_schema() {
         // mismatches with examples, nondeterministic differences, one-sided exchanges, and
         // nulls where there are any.
         assert_eq!(doc["verdict"]["pass"], json!(false), "{doc:#}");
+        assert_eq!(
+            doc["ramp"].is_object(),
+            since_scheduled,
+            "{:#}",
+            doc["ramp"]
+        );
         assert!(
             doc["totals"]["mismatched"].as_u64().unwrap() >= 3,
             "{doc:#}"

@@ -51,6 +51,18 @@ pub struct Phase {
     pub end: Option<PhaseEnd>,
 }
 
+/// The clones of each step of a ramp at these multiples of the recorded load: floor(m), at
+/// least one (the rest of m is taken by speed). A replay numbers the steps' clones on from
+/// the previous step's, so the clones of step k are the next `clones[k]` after those of the
+/// steps before it; analyze finds a ramp run's steps from its header by this too.
+pub fn ramp_clones(multiples: &[f64]) -> Vec<u32> {
+    // 2.9999999 is 3 clones, not 2 at 1.5 × the pace.
+    multiples
+        .iter()
+        .map(|m| ((m + 1e-9).floor() as u32).max(1))
+        .collect()
+}
+
 /// How a ramp step ended.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct PhaseEnd {

@@ -64,10 +64,9 @@ impl Ramp {
         let mut first_clone = 0;
         self.steps
             .iter()
+            .zip(myrr_recording::ramp_clones(&self.steps))
             .enumerate()
-            .map(|(index, &multiple)| {
-                // 2.9999999 is 3 clones, not 2 at 1.5 × the pace.
-                let clones = ((multiple + 1e-9).floor() as u32).max(1);
+            .map(|(index, (&multiple, clones))| {
                 let step = Step {
                     index: index as u32,
                     multiple,

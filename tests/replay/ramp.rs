@@ -142,6 +142,62 @@ fn a_ramp_stops_at_the_first_step_the_candidate_cannot_keep_up_with() {
     assert!(end.late > 0, "{end:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("NOT SUSTAINED, the ramp stops here"), "{err}");
+
+    // analyze: per step, what was asked and achieved, and the headroom.
+    let analyze = |format: &str| {
+        let o = myrr()
+            .args(["analyze", "--format", format, "--baseline"])
+            .arg(&rec)
+            .arg("--candidate")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "analyze: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    let report: serde_json::Value = serde_json::from_str(&analyze("json")).unwrap();
+    let ramp = &report["ramp"];
+    assert_eq!(ramp["headroom"].as_f64(), Some(1.0), "{ramp}");
+    let steps = ramp["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0]["exchanges"].as_u64(), Some(60));
+    assert_eq!(
+        steps[0]["within_limit"].as_bool(),
+        Some(true),
+        "{}",
+        steps[0]
+    );
+    // x1 achieved what it asked; x4 asked four times as much and fell short.
+    let (asked1, achieved1) = (
+        steps[0]["asked_per_s"].as_f64().unwrap(),
+        steps[0]["achieved_per_s"].as_f64().unwrap(),
+    );
+    assert!((achieved1 / asked1 - 1.0).abs() < 0.2, "{}", steps[0]);
+    let (asked4, achieved4) = (
+        steps[1]["asked_per_s"].as_f64().unwrap(),
+        steps[1]["achieved_per_s"].as_f64().unwrap(),
+    );
+    assert!(asked4 > 2.5 * asked1, "{}", steps[1]);
+    assert!(achieved4 < 0.8 * asked4, "{}", steps[1]);
+    assert_eq!(steps[1]["stopped"].as_str(), Some(why));
+    assert_eq!(steps[2]["ran"].as_bool(), Some(false));
+    // The exchanges of the clones that never ran are named for the ramp's stop.
+    assert!(
+        report["totals"]["only_baseline"]["ramp_stopped"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{}",
+        report["totals"]
+    );
+    let text = analyze("text");
+    assert!(text.contains("load ramp: headroom x1"), "{text}");
+    assert!(text.contains("cut short: p99 start lag"), "{text}");
 }
 
 #[test]

@@ -56,6 +56,20 @@ impl Exporter for Markdown {
         for reason in &r.verdict.reasons {
             writeln!(out, "- {}", cell(reason))?;
         }
+        if let Some(ramp) = &r.ramp {
+            writeln!(
+                out,
+                "\n### Load ramp\n\n{}\n",
+                cell(&super::ramp_summary(ramp))
+            )?;
+            let (header, rows) = super::ramp_table(ramp);
+            writeln!(out, "| {} |", header.join(" | "))?;
+            writeln!(out, "|{}", "---|".repeat(header.len()))?;
+            for row in rows {
+                let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+                writeln!(out, "| {} |", cells.join(" | "))?;
+            }
+        }
         let (b, c) = (&r.comparison.baseline, &r.comparison.candidate);
         writeln!(out, "\n| | baseline | candidate |\n|---|---|---|")?;
         writeln!(

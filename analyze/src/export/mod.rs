@@ -231,6 +231,62 @@ pub fn rows_note(side: &SideRows) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// A ramp run's headroom, in a sentence.
+pub fn ramp_summary(ramp: &crate::ramp::RampReport) -> String {
+    let ran = ramp.steps.iter().filter(|s| s.ran).count();
+    let head = match ramp.headroom {
+        Some(m) => format!("headroom x{m}: the largest multiple of the recorded load sustained"),
+        None => "no headroom: the candidate did not sustain the recorded load (step 1)".into(),
+    };
+    format!(
+        "{head} within the limit ({}, {} time); {ran} of {} steps ran",
+        ramp.limit,
+        ramp.measure.replace('_', " "),
+        ramp.steps.len()
+    )
+}
+
+/// A ramp run's steps as a table: the header, then a row per step.
+pub fn ramp_table(ramp: &crate::ramp::RampReport) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "step",
+        "load",
+        "asked/s",
+        "achieved/s",
+        "p50",
+        "p95",
+        "p99",
+        "p99 since sched.",
+        "errors",
+        "outcome",
+    ];
+    let rows = ramp
+        .steps
+        .iter()
+        .map(|s| {
+            let outcome = match (&s.stopped, s.ran, s.within_limit) {
+                (_, false, _) => "not run".to_string(),
+                (Some(why), _, _) => format!("cut short: {why}"),
+                (None, true, true) => "within the limit".to_string(),
+                (None, true, false) => "over the latency limit".to_string(),
+            };
+            vec![
+                s.step.to_string(),
+                format!("x{}", s.multiple),
+                format!("{:.0}", s.asked_per_s),
+                format!("{:.0}", s.achieved_per_s),
+                fmt_us(s.service.p50_us),
+                fmt_us(s.service.p95_us),
+                fmt_us(s.service.p99_us),
+                fmt_us(s.since_scheduled.p99_us),
+                s.errors.to_string(),
+                outcome,
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::html::tests::failing_report;

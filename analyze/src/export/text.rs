@@ -75,6 +75,30 @@ impl Exporter for Text {
         }
         writeln!(out, "note: {}", r.comparison.note)?;
         writeln!(out, "reproduction: {}", reproduction_summary(r))?;
+        if let Some(ramp) = &r.ramp {
+            writeln!(out)?;
+            writeln!(out, "load ramp: {}", super::ramp_summary(ramp))?;
+            let (header, rows) = super::ramp_table(ramp);
+            let widths: Vec<usize> = (0..header.len())
+                .map(|i| {
+                    rows.iter()
+                        .map(|r| r[i].chars().count())
+                        .chain([header[i].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for row in std::iter::once(header.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+                .chain(rows)
+            {
+                let cells: Vec<String> = row
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                writeln!(out, "  {}", cells.join("  ").trim_end())?;
+            }
+        }
         let t = &r.totals;
         writeln!(out)?;
         writeln!(

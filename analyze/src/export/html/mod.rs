@@ -347,6 +347,7 @@ pub(crate) mod tests {
             },
         };
         Report {
+            ramp: None,
             schema_version: SCHEMA_VERSION,
             tool_version: "0.1.0".into(),
             unreplayed,
