@@ -802,17 +802,43 @@ pub async fn run(
     let (mut interrupted, mut read_damage, mut refused) = (false, None, None);
     let mut step_summaries = Vec::new();
     let mut start_late = Duration::ZERO;
-    for (i, step) in steps.into_iter().enumerate() {
+    let (mut first_anchor, mut timetable) = (None, Duration::ZERO);
+    for step in steps {
         let mut cfg = config.clone();
         // The first step starts at --start-at; the others as soon as the one before ends.
-        let start = match (i, config.start_at) {
-            (0, Some(at)) => {
+        // With --start-at, every step begins on one timetable (the shards of a ramp on
+        // several machines step up together): step k at the anchor plus the scheduled
+        // length of the steps before it, plus a pause of `STEP_PAUSE` after each. A step
+        // that overran begins late and catches up (its start lag shows it). Without
+        // --start-at, a step begins as soon as the one before it has ended.
+        let soon = tokio::time::Instant::now() + Duration::from_millis(50);
+        let start = match (&first_anchor, config.start_at) {
+            (None, Some(at)) => {
                 let (start, late) = anchor(at);
                 start_late = late;
+                first_anchor = Some(start);
                 start
             }
-            _ => tokio::time::Instant::now() + Duration::from_millis(50),
+            (Some(a), Some(_)) => (*a + timetable).max(soon),
+            _ => soon,
         };
+        if let Some(s) = step {
+            let window = config
+                .ramp
+                .as_ref()
+                .and_then(|r| r.step_duration)
+                .into_iter()
+                .chain(config.limit_duration)
+                .fold(
+                    Duration::from_micros(scan.end_us.saturating_sub(scan.origin_us)),
+                    Duration::min,
+                );
+            let speed = match config.speed {
+                Speed::Factor(f) => f * s.speed,
+                Speed::Max => 1.0,
+            };
+            timetable += window.div_f64(speed) + ramp::STEP_PAUSE;
+        }
         let clock = Clock::new();
         if let Some(s) = step {
             cfg.scale = s.clones;

@@ -26,6 +26,8 @@
 
 use std::time::Duration;
 
+/// With `--start-at`, the pause between one step's scheduled end and the next step's start.
+pub const STEP_PAUSE: Duration = Duration::from_secs(1);
 /// A window: how often a running step is judged.
 pub const WINDOW: Duration = Duration::from_secs(1);
 /// Bad windows in a row that stop a step.

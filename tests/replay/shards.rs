@@ -381,3 +381,63 @@ fn the_replay_image_needs_no_capture_library() {
     );
     assert_eq!(linked(&tree(&["--no-default-features"])), HashSet::new());
 }
+
+/// With --start-at, a ramp's steps follow one timetable: two shards started apart step up
+/// together.
+#[test]
+fn the_steps_of_a_sharded_ramp_begin_together() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("prod.myrr");
+    steady_recording(&rec, "sbtest", 4, 50_000, 20, |i| format!("SELECT {i}"));
+    let start_at = SystemTime::now() + STAGGER + Duration::from_secs(1);
+    let start_at = humantime::format_rfc3339_millis(start_at).to_string();
+    let mut children = vec![];
+    for k in 0..2 {
+        let out = dir.join(format!("shard-{k}.myrr"));
+        let shard = format!("{k}/2");
+        children.push((
+            out.clone(),
+            crate::replay_command(
+                &rec,
+                &db.candidate_url,
+                &out,
+                &["--ramp", "1,2", "--shard", &shard, "--start-at", &start_at],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        ));
+        std::thread::sleep(STAGGER);
+    }
+    let mut starts = vec![];
+    for (out, c) in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let phases: Vec<u64> = read_events(&out)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Phase(p) if p.end.is_none() => Some(p.at_us),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(phases.len(), 2, "{}", out.display());
+        starts.push(phases);
+    }
+    for step in 0..2 {
+        let d = starts[0][step].abs_diff(starts[1][step]);
+        assert!(
+            d <= 5_000,
+            "step {} begins {d} µs apart on the two shards",
+            step + 1
+        );
+    }
+    // Step 2 begins after step 1's scheduled length (the recording: ~1 s) and the pause.
+    let gap = starts[0][1] - starts[0][0];
+    assert!(
+        (1_900_000..2_500_000).contains(&gap),
+        "step 2 began {gap} µs after step 1"
+    );
+}
