@@ -426,8 +426,8 @@ fn the_steps_of_a_sharded_ramp_begin_together() {
         assert_eq!(phases.len(), 2, "{}", out.display());
         starts.push(phases);
     }
-    for step in 0..2 {
-        let d = starts[0][step].abs_diff(starts[1][step]);
+    for (step, (a, b)) in starts[0].iter().zip(&starts[1]).enumerate() {
+        let d = a.abs_diff(*b);
         assert!(
             d <= 5_000,
             "step {} begins {d} µs apart on the two shards",
