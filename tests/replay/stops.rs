@@ -134,3 +134,41 @@ fn a_session_stuck_at_ctrl_c_keeps_its_answered_exchanges() {
     assert_eq!(written.len(), 10, "the 10 answered exchanges are written");
     assert_eq!(summary["exchanges"], 10, "{summary:#}");
 }
+
+/// Ctrl-C in the middle of a ramp: the step running ends "stopped on request", no later step
+/// starts, the run is readable and the replay exits 1 (interrupted).
+#[test]
+fn ctrl_c_during_a_ramp_ends_the_step_and_the_ramp() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("steady.myrr");
+    // 2 s per step: the stop comes 1 s into step 2.
+    steady_recording(&rec, "sbtest", 2, 50_000, 40, |i| format!("SELECT {i}"));
+    let out = dir.join("ramp.myrr");
+    let o = interrupt(
+        spawn_replay(&rec, &db.candidate_url, &out, &["--ramp", "1,2,4"]),
+        3300,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let phases: Vec<myrr_recording::Phase> = read_events(&out)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Phase(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let starts: Vec<u32> = phases
+        .iter()
+        .filter(|p| p.end.is_none())
+        .map(|p| p.index)
+        .collect();
+    assert_eq!(starts, [0, 1], "{phases:?}");
+    let ends: Vec<Option<String>> = phases
+        .iter()
+        .filter_map(|p| p.end.as_ref().map(|e| e.stopped.clone()))
+        .collect();
+    assert_eq!(ends, [None, Some("stopped on request".to_string())]);
+}
