@@ -19,6 +19,7 @@ use crate::report::*;
 use crate::reproduction::{self, NotReproduced};
 use crate::shapes::{self, Shapes, Side as ExampleSide};
 use crate::stats::{new_histogram, ratio, record, Percentiles};
+use crate::timeline::{self, RunSeries};
 use crate::unreplayed::Tally;
 use crate::{verdict, AnalyzeError, Options};
 
@@ -64,6 +65,8 @@ pub(crate) struct Side {
     pub(crate) done: bool,
     overall_service: Histogram<u64>,
     overall_sched: Histogram<u64>,
+    /// The run over time.
+    series: RunSeries,
     /// Exchanges the run did not replay.
     unreplayed: Tally,
 }
@@ -95,6 +98,7 @@ impl Side {
             done: false,
             overall_service: new_histogram(),
             overall_sched: new_histogram(),
+            series: RunSeries::default(),
             unreplayed: Tally::default(),
         })
     }
@@ -235,6 +239,8 @@ pub fn analyze(
         if timed && !matches!(x.response, Response::Skipped(_) | Response::Missing(_)) {
             record(&mut this.overall_service, service);
             record(&mut this.overall_sched, sched);
+            let measure = if opts.since_scheduled { sched } else { service };
+            this.series.record(&x, shape, (service, sched, measure));
         }
         let key = (x.session, x.seq, x.clone);
         let slim = Slim {
@@ -483,7 +489,7 @@ fn join(
 fn finish(
     mut b: Side,
     mut c: Side,
-    shapes: Shapes,
+    mut shapes: Shapes,
     mut totals: Totals,
     reproduction: crate::report::Reproduction,
     opts: &Options,
@@ -505,6 +511,7 @@ fn finish(
     totals.mismatch_rate = rate(totals.mismatched, totals.compared);
     totals.application_mismatch_rate =
         rate(totals.application_mismatched, totals.application_compared);
+    let index = shapes.take_index();
     let mut out_shapes = shapes.into_report(opts, (b.kind, c.kind));
     let mismatches = shapes::mismatch_totals(&out_shapes);
     let (hb, hc) = if opts.since_scheduled {
@@ -522,6 +529,12 @@ fn finish(
     // Judged on the shapes in the order they were first seen: that orders the reasons.
     let verdict = verdict::verdict(&out_shapes, overall, &totals, &unreplayed, opts);
     out_shapes.sort_by(|a, b| b.added_us.cmp(&a.added_us).then_with(|| a.id.cmp(&b.id)));
+    let timeline = timeline::timeline(
+        std::mem::take(&mut b.series),
+        std::mem::take(&mut c.series),
+        &out_shapes,
+        |s| index.get(&s.fingerprint).copied(),
+    );
     let curve = [
         0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
     ]
@@ -562,6 +575,7 @@ fn finish(
             since_scheduled,
             curve,
         },
+        timeline,
         shapes: out_shapes,
         mismatches,
         verdict,

@@ -25,6 +25,8 @@
 //!   answer on both sides, bounded, with the differing cells marked; [`fingerprint`]: SQL to
 //!   its shape;
 //!   [`stats`]: histograms and the Mann-Whitney test.
+//! - `timeline`: both runs over time (throughput, p99, errors per bucket), their stalls and
+//!   the regressed shapes over time, in bounded memory whatever the runs' length.
 //! - [`report`]: the result as data; [`export`]: one [`export::Exporter`] per output format.
 //!
 //! Memory does not grow with the number of exchanges: both runs are streamed, latency lives in
@@ -41,6 +43,7 @@ pub mod report;
 mod reproduction;
 mod shapes;
 pub mod stats;
+mod timeline;
 pub mod unreplayed;
 mod verdict;
 
