@@ -12,26 +12,31 @@
 //! Memory is bounded whatever the run's length, which is known only at its end:
 //! - [`RunSeries`] starts at 1 s buckets and widens them along [`WIDTHS_S`] (each width divides
 //!   the next, so buckets merge whole) whenever a bucket index would reach [`MAX_BUCKETS`]:
-//!   1 s buckets up to 5 min, 2 s up to 10 min, 10 s up to 50 min, and so on. A bucket holds two
-//!   HdrHistograms at 1 significant digit (±6 %, 3.7 KiB each), allocated when the bucket gets
-//!   its first exchange: at most ~2.2 MiB per side.
+//!   1 s buckets up to 5 min, 2 s up to 10 min, 10 s up to 50 min, and so on. A bucket holds a
+//!   histogram of service time at ±6 % (3.7 KiB, allocated with its first exchange), and one of
+//!   since-scheduled time once that differs (in a replay): at most ~2.2 MiB per side.
 //! - Stalls are found on 100 ms slots: per slot, the exchanges completed and the change in
 //!   exchanges in flight (+1 at a start's slot, −1 at its end's). A stall is a run of slots in
 //!   which nothing completed while something was in flight, at least [`STALL_MIN_US`] long,
 //!   after the run's first completion (so an idle workload is not a stall, and neither is the
 //!   wait for the first answer). Slots double in width past [`MAX_SLOTS`] (1.8 h at 100 ms):
 //!   12 bytes a slot, ≤ 768 KiB per side.
-//! - Per shape, per bucket: count, sum and max of the latency the verdict uses (a hash map
-//!   keyed by (shape, bucket), merged with the buckets), so the shapes found regressed at the
-//!   end can be shown over time: at most shapes × [`MAX_BUCKETS`] cells.
+//! - Per shape, per bucket: count, sum and max of the latency the verdict uses (per shape, the
+//!   buckets it was seen in, in order: exchanges come nearly in the order they ended, so the
+//!   bucket is almost always the last one; merged with the buckets), so the shapes found
+//!   regressed at the end can be shown over time: at most shapes × [`MAX_BUCKETS`] cells.
 //!
 //! Both sides are shown at the same bucket width: the wider of the two, the finer side merged
-//! up to it. Cost, measured with an interleaved A/B of `myrr analyze` on a sysbench recording
-//! (see the commit that added this module): within the noise of the run, well under 5 %.
+//! up to it.
+//!
+//! Cost, measured with an interleaved A/B of `myrr analyze --baseline X --candidate X`
+//! against the same code without the timeline (release builds, median CPU time of 20–40 runs
+//! each): +1.7 % on a sysbench capture of 83k exchanges, +3.2 % on one of 207k (prepared
+//! statements), +3.7 % on a write workload's capture of 364k; peak RSS +1 MiB. The first
+//! version (HdrHistograms per bucket, a hash map per (shape, bucket), divisions per offset)
+//! cost +7.5 %.
 
-use hdrhistogram::Histogram;
 use myrr_recording::{Exchange, Response};
-use rustc_hash::FxHashMap as HashMap;
 
 use crate::report::{
     RunTimeline, Shape, ShapeBucket, ShapePoint, ShapeTimeline, Stall, TimeBucket, Timeline,
@@ -61,19 +66,145 @@ fn wider(width_us: u64) -> u64 {
         .unwrap_or_else(|| width_us.saturating_mul(2))
 }
 
-/// 1 µs .. 1 hour at 1 significant digit: the p99 of a bucket to ±6 %, in 3.7 KiB.
-fn bucket_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 1).expect("valid histogram bounds")
+/// Counts per power of two in a [`Coarse`] histogram (4 bits below the leading one).
+const SUB: u32 = 16;
+/// Cells of a [`Coarse`] histogram: values up to 2³² µs (71 minutes; longer ones count there).
+const COARSE_CELLS: usize = ((32 - 3) * SUB) as usize;
+
+/// A latency distribution at ±6 % (16 cells per power of two, like an HdrHistogram at one
+/// significant digit), in 3.7 KiB. Recording is a leading-zero count, a shift and an add,
+/// where `hdrhistogram`'s checked record path is a call per value: with two of those per
+/// exchange (and a hash map per shape, divisions per offset) the timeline cost 7.5 % of
+/// analyze's CPU time; with these, 2–4 % (see the module doc).
+#[derive(Clone)]
+struct Coarse {
+    counts: Box<[u64; COARSE_CELLS]>,
+    total: u64,
 }
 
-fn record(h: &mut Histogram<u64>, us: u64) {
-    h.saturating_record(us.clamp(1, 3_600_000_000));
+impl Coarse {
+    fn new() -> Self {
+        Self {
+            counts: Box::new([0; COARSE_CELLS]),
+            total: 0,
+        }
+    }
+
+    /// The cell of `us`: values under 16 exactly, then 16 cells per power of two.
+    fn cell(us: u64) -> usize {
+        let v = us.clamp(1, u64::from(u32::MAX));
+        let exp = 63 - v.leading_zeros();
+        if exp < 4 {
+            v as usize
+        } else {
+            ((exp - 3) * SUB + ((v >> (exp - 4)) as u32 & (SUB - 1))) as usize
+        }
+    }
+
+    /// The highest value of cell `i`.
+    fn highest(i: usize) -> u64 {
+        let i = i as u64;
+        if i < u64::from(SUB) {
+            i
+        } else {
+            let (exp, sub) = (i / u64::from(SUB) + 3, i % u64::from(SUB));
+            ((u64::from(SUB) + sub + 1) << (exp - 4)) - 1
+        }
+    }
+
+    fn record(&mut self, us: u64) {
+        self.counts[Self::cell(us)] += 1;
+        self.total += 1;
+    }
+
+    fn add(&mut self, other: &Coarse) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.total += other.total;
+    }
+
+    /// The value at quantile `q` (the highest of its cell, as HdrHistogram answers); 0 when
+    /// empty.
+    fn quantile(&self, q: f64) -> u64 {
+        let want = ((q * self.total as f64).ceil() as u64).clamp(1, self.total.max(1));
+        let mut seen = 0;
+        for (i, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= want && n > 0 {
+                return Self::highest(i);
+            }
+        }
+        0
+    }
+}
+
+/// The index of an offset in cells `width` wide, remembering the last cell's range: the
+/// exchanges of a run come nearly in the order they ended, so most offsets fall in the cell
+/// of the one before and need no division (a 64-bit division costs more than the rest of
+/// recording an exchange).
+struct Grid {
+    width: u64,
+    lo: u64,
+    hi: u64,
+    at: usize,
+}
+
+impl Grid {
+    fn new(width: u64) -> Self {
+        Self {
+            width,
+            lo: 0,
+            hi: 0,
+            at: 0,
+        }
+    }
+
+    fn index(&mut self, offset: u64) -> u64 {
+        if offset >= self.lo && offset < self.hi {
+            return self.at as u64;
+        }
+        let i = offset / self.width;
+        self.lo = i * self.width;
+        self.hi = self.lo.saturating_add(self.width);
+        self.at = i as usize;
+        i
+    }
+
+    fn widen(&mut self, width: u64) {
+        *self = Self::new(width);
+    }
 }
 
 /// The two distributions of a bucket, allocated with its first exchange.
 struct Latencies {
-    service: Histogram<u64>,
-    sched: Histogram<u64>,
+    service: Coarse,
+    /// Since scheduled, once an exchange's differs from its service time (never in a
+    /// capture): until then it is the service time's, and recording it twice would cost the
+    /// time of one more histogram per exchange.
+    sched: Option<Coarse>,
+}
+
+impl Latencies {
+    fn record(&mut self, service_us: u64, sched_us: u64) {
+        if self.sched.is_none() && sched_us != service_us {
+            self.sched = Some(self.service.clone());
+        }
+        self.service.record(service_us);
+        if let Some(h) = &mut self.sched {
+            h.record(sched_us);
+        }
+    }
+
+    fn add(&mut self, other: &Latencies) {
+        if self.sched.is_none() && other.sched.is_some() {
+            self.sched = Some(self.service.clone());
+        }
+        if let Some(h) = &mut self.sched {
+            h.add(other.sched.as_ref().unwrap_or(&other.service));
+        }
+        self.service.add(&other.service);
+    }
 }
 
 #[derive(Default)]
@@ -90,19 +221,15 @@ impl Bucket {
         match (&mut self.latencies, other.latencies) {
             (_, None) => {}
             (None, Some(l)) => self.latencies = Some(l),
-            (Some(a), Some(b)) => {
-                // Same bounds on both: adding cannot fail.
-                let _ = a.service.add(&b.service);
-                let _ = a.sched.add(&b.sched);
-            }
+            (Some(a), Some(b)) => a.add(&b),
         }
     }
 
     fn p99(&self) -> (u64, u64) {
         self.latencies.as_ref().map_or((0, 0), |l| {
             (
-                l.service.value_at_quantile(0.99),
-                l.sched.value_at_quantile(0.99),
+                l.service.quantile(0.99),
+                l.sched.as_ref().unwrap_or(&l.service).quantile(0.99),
             )
         })
     }
@@ -136,9 +263,23 @@ impl Cell {
     }
 }
 
+/// Adds `cell` to bucket `b` of one shape's cells (in bucket order): almost always the last
+/// one or a new last one, as exchanges come nearly in the order they ended.
+fn add_cell(cells: &mut Vec<(u32, Cell)>, b: u32, cell: Cell) {
+    match cells.last_mut() {
+        Some((last, c)) if *last == b => c.add(cell),
+        Some((last, _)) if *last > b => match cells.binary_search_by_key(&b, |c| c.0) {
+            Ok(i) => cells[i].1.add(cell),
+            Err(i) => cells.insert(i, (b, cell)),
+        },
+        _ => cells.push((b, cell)),
+    }
+}
+
 /// Completions and exchanges in flight on fine slots, for stalls.
 struct Slots {
     width_us: u64,
+    grid: Grid,
     /// Exchanges completed in each slot.
     completed: Vec<u32>,
     /// Exchanges in flight from this slot on, minus those before it: the prefix sum is the
@@ -150,6 +291,7 @@ impl Slots {
     fn new() -> Self {
         Self {
             width_us: SLOT_US,
+            grid: Grid::new(SLOT_US),
             completed: Vec::new(),
             in_flight: Vec::new(),
         }
@@ -157,10 +299,10 @@ impl Slots {
 
     /// The slot of `offset_us`, made room for.
     fn slot(&mut self, offset_us: u64) -> usize {
-        while offset_us / self.width_us >= MAX_SLOTS as u64 {
+        while self.grid.index(offset_us) >= MAX_SLOTS as u64 {
             self.halve();
         }
-        let i = (offset_us / self.width_us) as usize;
+        let i = self.grid.index(offset_us) as usize;
         if i >= self.completed.len() {
             self.completed.resize(i + 1, 0);
             self.in_flight.resize(i + 1, 0);
@@ -171,6 +313,7 @@ impl Slots {
     /// Slots twice as wide: pairs merged.
     fn halve(&mut self) {
         self.width_us = self.width_us.saturating_mul(2);
+        self.grid.widen(self.width_us);
         let pairs = self.completed.len().div_ceil(2);
         for i in 0..pairs {
             let (a, b) = (2 * i, 2 * i + 1);
@@ -185,7 +328,11 @@ impl Slots {
     fn exchange(&mut self, start_us: u64, end_us: u64) {
         // The end's slot first: making room for it may widen the slots (start ≤ end).
         let e = self.slot(end_us);
-        let s = (start_us / self.width_us) as usize;
+        let s = if start_us >= self.grid.lo {
+            e
+        } else {
+            (start_us / self.width_us) as usize
+        };
         self.completed[e] = self.completed[e].saturating_add(1);
         if s < e {
             self.in_flight[s] += 1;
@@ -235,10 +382,11 @@ pub(crate) struct RunSeries {
     /// The first measured exchange's start: time 0.
     origin_us: Option<u64>,
     width_us: u64,
+    grid: Grid,
     buckets: Vec<Bucket>,
     slots: Slots,
-    /// (shape, bucket) → the latency the verdict uses.
-    shapes: HashMap<(u32, u32), Cell>,
+    /// By shape index: the latency the verdict uses, per bucket.
+    shapes: Vec<Vec<(u32, Cell)>>,
     /// The last end, from the origin.
     last_us: u64,
 }
@@ -248,9 +396,10 @@ impl Default for RunSeries {
         Self {
             origin_us: None,
             width_us: WIDTHS_S[0] * 1_000_000,
+            grid: Grid::new(WIDTHS_S[0] * 1_000_000),
             buckets: Vec::new(),
             slots: Slots::new(),
-            shapes: HashMap::default(),
+            shapes: Vec::new(),
             last_us: 0,
         }
     }
@@ -276,27 +425,34 @@ impl RunSeries {
         if failed(&x.response) || x.more.iter().any(failed) {
             bucket.errors += 1;
         }
-        let l = bucket.latencies.get_or_insert_with(|| {
-            Box::new(Latencies {
-                service: bucket_histogram(),
-                sched: bucket_histogram(),
+        bucket
+            .latencies
+            .get_or_insert_with(|| {
+                Box::new(Latencies {
+                    service: Coarse::new(),
+                    sched: None,
+                })
             })
-        });
-        record(&mut l.service, service_us);
-        record(&mut l.sched, sched_us);
-        let cell = self.shapes.entry((shape, b as u32)).or_default();
-        cell.count += 1;
-        cell.sum_us = cell.sum_us.saturating_add(measure_us);
-        cell.max_us = cell.max_us.max(measure_us);
+            .record(service_us, sched_us);
+        let shape = shape as usize;
+        if shape >= self.shapes.len() {
+            self.shapes.resize_with(shape + 1, Vec::new);
+        }
+        let cell = Cell {
+            count: 1,
+            sum_us: measure_us,
+            max_us: measure_us,
+        };
+        add_cell(&mut self.shapes[shape], b as u32, cell);
         self.slots.exchange(start, end);
     }
 
     /// The bucket of `offset_us`, made room for (widening the buckets if need be).
     fn bucket(&mut self, offset_us: u64) -> usize {
-        while offset_us / self.width_us >= MAX_BUCKETS as u64 {
+        while self.grid.index(offset_us) >= MAX_BUCKETS as u64 {
             self.widen(wider(self.width_us));
         }
-        let i = (offset_us / self.width_us) as usize;
+        let i = self.grid.index(offset_us) as usize;
         if i >= self.buckets.len() {
             self.buckets.resize_with(i + 1, Bucket::default);
         }
@@ -307,6 +463,7 @@ impl RunSeries {
     fn widen(&mut self, width_us: u64) {
         let k = (width_us / self.width_us).max(1) as usize;
         self.width_us = width_us;
+        self.grid.widen(width_us);
         if k == 1 {
             return;
         }
@@ -318,9 +475,18 @@ impl RunSeries {
                 last.merge(b);
             }
         }
-        let cells = std::mem::take(&mut self.shapes);
-        for ((shape, b), c) in cells {
-            self.shapes.entry((shape, b / k as u32)).or_default().add(c);
+        for cells in &mut self.shapes {
+            for (b, _) in cells.iter_mut() {
+                *b /= k as u32;
+            }
+            // Still in bucket order: merge the neighbours that now share a bucket.
+            cells.dedup_by(|(b, c), (into_b, into)| {
+                let same = b == into_b;
+                if same {
+                    into.add(*c);
+                }
+                same
+            });
         }
     }
 
@@ -375,8 +541,11 @@ pub(crate) fn timeline(
         .map(|&(s, i)| {
             let at = |side: &RunSeries, b: usize| {
                 side.shapes
-                    .get(&(i, b as u32))
-                    .copied()
+                    .get(i as usize)
+                    .and_then(|cells| {
+                        let at = cells.binary_search_by_key(&(b as u32), |c| c.0).ok()?;
+                        Some(cells[at].1)
+                    })
                     .unwrap_or_default()
                     .point()
             };
@@ -684,6 +853,90 @@ mod tests {
         assert_eq!(three[7].candidate.max_us, 1_030);
         assert_eq!(three[7].baseline.max_us, 103);
         assert!(t.shapes.iter().all(|s| s.id != format!("{:016X}", 0)));
+    }
+
+    /// Since-scheduled time gets its own histogram only once it differs from service time,
+    /// starting from what the bucket held; merged buckets keep each one's.
+    #[test]
+    fn since_scheduled_only_where_it_differs() {
+        let near = |v: u64, w: u64| (v as f64 - w as f64).abs() <= w as f64 * 0.07;
+        let mut s = RunSeries::default();
+        for i in 0..10 {
+            s.record(
+                &x(i * 1_000, i * 1_000 + 5_000, ok()),
+                0,
+                (5_000, 5_000, 5_000),
+            );
+        }
+        s.record(&x(20_000, 20_100, ok()), 0, (100, 200, 100));
+        // A second bucket as a capture has it, and a third with a late exchange.
+        s.record(&x(1_000_000, 1_007_000, ok()), 0, (7_000, 7_000, 7_000));
+        s.record(&x(2_000_000, 2_000_300, ok()), 0, (300, 9_000, 300));
+        let (b0, b1) = (s.buckets[0].p99(), s.buckets[1].p99());
+        assert!(near(b0.0, 5_000) && near(b0.1, 5_000), "{b0:?}");
+        assert!(near(b1.0, 7_000) && near(b1.1, 7_000), "{b1:?}");
+        assert!(s.buckets[1].latencies.as_ref().unwrap().sched.is_none());
+        s.widen(2_000_000);
+        let (m0, m1) = (s.buckets[0].p99(), s.buckets[1].p99());
+        assert!(near(m0.0, 7_000) && near(m0.1, 7_000), "{m0:?}");
+        assert!(near(m1.0, 300) && near(m1.1, 9_000), "{m1:?}");
+        let l = s.buckets[0].latencies.as_ref().unwrap();
+        assert_eq!(l.sched.as_ref().unwrap().total, 12);
+        assert_eq!(l.service.total, 12);
+    }
+
+    /// A shape's cells stay in bucket order when an exchange comes after a later bucket's.
+    #[test]
+    fn shape_cells_out_of_order() {
+        let mut cells = Vec::new();
+        let c = |us: u64| Cell {
+            count: 1,
+            sum_us: us,
+            max_us: us,
+        };
+        for (b, us) in [(0, 10), (2, 20), (1, 30), (2, 40), (0, 50), (5, 60)] {
+            add_cell(&mut cells, b, c(us));
+        }
+        let got: Vec<(u32, u64, u64, u64)> = cells
+            .iter()
+            .map(|(b, c)| (*b, c.count, c.sum_us, c.max_us))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 2, 60, 50),
+                (1, 1, 30, 30),
+                (2, 2, 60, 40),
+                (5, 1, 60, 60)
+            ]
+        );
+    }
+
+    /// Every value lands in a cell whose highest value is at most 6.25 % above it; quantiles
+    /// are those of the values, to that precision.
+    #[test]
+    fn coarse_histogram_precision() {
+        let mut v = 1u64;
+        while v < 5_000_000_000 {
+            let hi = Coarse::highest(Coarse::cell(v));
+            let v32 = v.min(u64::from(u32::MAX));
+            assert!(hi >= v32 && hi as f64 <= v32 as f64 * 1.0625, "{v} → {hi}");
+            v = v * 9 / 8 + 1;
+        }
+        assert!(Coarse::cell(0) == 1 && Coarse::cell(u64::MAX) == COARSE_CELLS - 1);
+        let mut h = Coarse::new();
+        assert_eq!(h.quantile(0.99), 0);
+        for us in 1..=1_000u64 {
+            h.record(us * 100);
+        }
+        for (q, want) in [(0.5, 50_000.0), (0.99, 99_000.0), (1.0, 100_000.0)] {
+            let got = h.quantile(q) as f64;
+            assert!(got >= want && got <= want * 1.0625, "q {q}: {got}");
+        }
+        let mut twice = h.clone();
+        twice.add(&h);
+        assert_eq!(twice.total, 2_000);
+        assert_eq!(twice.quantile(0.99), h.quantile(0.99));
     }
 
     #[test]
