@@ -30,8 +30,9 @@
 //! - [`report`]: the result as data; [`export`]: one [`export::Exporter`] per output format.
 //!
 //! Memory does not grow with the number of exchanges: both runs are streamed, latency lives in
-//! HdrHistograms, and only exchanges still waiting for their partner are held (the skew
-//! between the two runs' orders, not their length).
+//! HdrHistograms, the timeline's buckets merge as a run grows, and only exchanges still
+//! waiting for their partner are held (the skew between the two runs' orders, not their
+//! length).
 
 pub mod cells;
 pub mod chatter;
