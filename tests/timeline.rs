@@ -114,6 +114,25 @@ fn a_stalled_candidate_shows_the_stall_at_its_time() {
         .unwrap_or_else(|| panic!("no stall named in\n{text}"));
     assert!(line.contains(&named), "{named:?} not in {line:?}");
     assert!(text.contains("baseline: no stall"), "{text}");
+    // A bucket width asked for; one the timeline cannot merge into is refused.
+    let analyze_with = |bucket: &str| {
+        myrr()
+            .arg("analyze")
+            .arg("--baseline")
+            .arg(&rec)
+            .arg("--candidate")
+            .arg(&out)
+            .args(["--bucket", bucket])
+            .output()
+            .unwrap()
+    };
+    let wide = analyze_with("10");
+    let wide_text = String::from_utf8_lossy(&wide.stdout);
+    assert!(wide_text.contains("10 s buckets"), "{wide_text}");
+    assert!(wide_text.contains(&named), "{wide_text}");
+    let odd = analyze_with("7");
+    assert_eq!(odd.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("multiple of 3600"));
     let _ = std::fs::remove_dir_all(&dir);
     sql(port, "DROP DATABASE IF EXISTS myrr_tl");
 }

@@ -158,6 +158,10 @@ pub fn analyze(
     };
     let mut b = Side::open(baseline)?;
     let mut c = Side::open(candidate)?;
+    if let Some(w) = opts.bucket_s {
+        b.series = RunSeries::starting_at(w);
+        c.series = RunSeries::starting_at(w);
+    }
     let mut shapes = Shapes::default();
     let mut totals = Totals::default();
     let latency_of = |x: &Exchange| -> (u64, u64) {

@@ -51,6 +51,9 @@ mod verdict;
 use myrr_recording::FormatError;
 
 pub use join::analyze;
+/// The widths `Options::bucket_s` may ask for, in seconds (each divides the next; past the
+/// last, multiples of an hour).
+pub use timeline::WIDTHS_S as BUCKET_WIDTHS_S;
 
 /// Thresholds and choices of an analysis.
 #[derive(Debug, Clone)]
@@ -83,6 +86,10 @@ pub struct Options {
     /// Production's run (the capture): the baseline's exchanges whose answers differ from it
     /// were not reproduced and are kept out of the comparison (see `reproduction`).
     pub reference: Option<Vec<std::path::PathBuf>>,
+    /// The timeline's bucket width in seconds, one of [`BUCKET_WIDTHS_S`] or a multiple of an
+    /// hour; wider when the runs need more than 300 buckets. None: 1 s, widened as the runs
+    /// need.
+    pub bucket_s: Option<u64>,
 }
 
 impl Default for Options {
@@ -99,6 +106,7 @@ impl Default for Options {
             examples: 3,
             ignore_damage: false,
             reference: None,
+            bucket_s: None,
         }
     }
 }

@@ -45,7 +45,7 @@ use crate::report::{
 
 /// Bucket widths, in seconds, from the finest; past the last, widths double. Each divides the
 /// next, so a bucket of one width is whole buckets of the finer ones.
-pub(crate) const WIDTHS_S: [u64; 9] = [1, 2, 10, 30, 60, 300, 600, 1800, 3600];
+pub const WIDTHS_S: [u64; 9] = [1, 2, 10, 30, 60, 300, 600, 1800, 3600];
 /// Buckets kept per side: the charts' resolution.
 pub(crate) const MAX_BUCKETS: usize = 300;
 /// The finest slot stalls are looked for at.
@@ -393,19 +393,31 @@ pub(crate) struct RunSeries {
 
 impl Default for RunSeries {
     fn default() -> Self {
+        Self::starting_at(WIDTHS_S[0])
+    }
+}
+
+impl RunSeries {
+    /// Buckets `width_s` wide to begin with; one of [`WIDTHS_S`] (or wider ones: a width the
+    /// chain does not divide would merge buckets unevenly), else the finest.
+    pub(crate) fn starting_at(width_s: u64) -> Self {
+        let width_s = if WIDTHS_S.contains(&width_s) || width_s % 3600 == 0 && width_s > 0 {
+            width_s
+        } else {
+            WIDTHS_S[0]
+        };
+        let width_us = width_s.saturating_mul(1_000_000);
         Self {
             origin_us: None,
-            width_us: WIDTHS_S[0] * 1_000_000,
-            grid: Grid::new(WIDTHS_S[0] * 1_000_000),
+            width_us,
+            grid: Grid::new(width_us),
             buckets: Vec::new(),
             slots: Slots::new(),
             shapes: Vec::new(),
             last_us: 0,
         }
     }
-}
 
-impl RunSeries {
     /// A measured exchange (timed, answered): `service_us` and `sched_us` its latencies,
     /// `measure_us` the one the verdict uses.
     pub(crate) fn record(
@@ -937,6 +949,26 @@ mod tests {
         twice.add(&h);
         assert_eq!(twice.total, 2_000);
         assert_eq!(twice.quantile(0.99), h.quantile(0.99));
+    }
+
+    /// A width asked for is where the buckets start; a run too long for it still gets at
+    /// most MAX_BUCKETS; a width off the chain is not taken.
+    #[test]
+    fn a_width_asked_for() {
+        let mut s = RunSeries::starting_at(10);
+        steady(&mut s, 0, 100_000_000, 1_000_000, 500);
+        let t = timeline(s, RunSeries::starting_at(2), &[], |_| None);
+        assert_eq!(t.bucket_s, 10.0);
+        assert_eq!(t.baseline.buckets.len(), 10);
+        let mut s = RunSeries::starting_at(1);
+        steady(&mut s, 0, 400_000_000, 1_000_000, 500);
+        assert_eq!(
+            timeline(s, RunSeries::default(), &[], |_| None).bucket_s,
+            2.0
+        );
+        assert_eq!(RunSeries::starting_at(7).width_us, 1_000_000);
+        assert_eq!(RunSeries::starting_at(0).width_us, 1_000_000);
+        assert_eq!(RunSeries::starting_at(7200).width_us, 7_200_000_000);
     }
 
     #[test]
