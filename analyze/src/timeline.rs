@@ -632,6 +632,26 @@ mod tests {
         Response::Ok(OkInfo::default())
     }
 
+    /// A shape of the report, its id the hex of `id`.
+    fn shape(id: u32, latency: &str) -> Shape {
+        Shape {
+            id: format!("{id:016X}"),
+            fingerprint: format!("select {id}"),
+            nondeterministic: false,
+            baseline: Default::default(),
+            candidate: Default::default(),
+            total_baseline_us: 0,
+            total_candidate_us: 0,
+            added_us: 0,
+            p50_ratio: None,
+            p99_ratio: None,
+            p_value: None,
+            latency: latency.into(),
+            mismatches: Default::default(),
+            examples: vec![],
+        }
+    }
+
     /// A steady run: one exchange of `us` µs every `every_us` from `from_us` to `to_us`.
     fn steady(s: &mut RunSeries, from_us: u64, to_us: u64, every_us: u64, us: u64) {
         let mut t = from_us;
@@ -698,9 +718,24 @@ mod tests {
             };
             s.record(&x(t, t + us, r), (i % 3) as u32, (us, us + 10, us));
         }
-        let t = timeline(RunSeries::default(), s, &[], |_| None);
+        let shapes = [shape(1, "regressed")];
+        let t = timeline(RunSeries::default(), s, &shapes, |_| Some(1));
         let c = &t.candidate;
         assert_eq!(t.bucket_s, 10.0);
+        // Shape 1's cells merged with the buckets: a third of each bucket's exchanges.
+        let cells = &t.shapes[0].buckets;
+        assert_eq!(cells.len(), 120);
+        assert_eq!(cells.iter().map(|b| b.candidate.count).sum::<u64>(), 4_000);
+        for b in cells {
+            let slow = (180.0..240.0).contains(&b.start_s);
+            assert!((33..=34).contains(&b.candidate.count), "{b:?}");
+            assert_eq!(
+                b.candidate.max_us,
+                if slow { 5_000 } else { 1_000 },
+                "{b:?}"
+            );
+            assert_eq!(b.baseline.count, 0);
+        }
         assert_eq!(c.buckets.len(), 120);
         assert_eq!(c.buckets.iter().map(|b| b.exchanges).sum::<u64>(), 12_000);
         assert_eq!(c.buckets.iter().map(|b| b.errors).sum::<u64>(), 300);
@@ -833,22 +868,6 @@ mod tests {
                 c.record(&x(t, t + us * slow, ok()), shape, (us, us, us * slow));
             }
         }
-        let shape = |id: u32, latency: &str| Shape {
-            id: format!("{id:016X}"),
-            fingerprint: format!("select {id}"),
-            nondeterministic: false,
-            baseline: Default::default(),
-            candidate: Default::default(),
-            total_baseline_us: 0,
-            total_candidate_us: 0,
-            added_us: 0,
-            p50_ratio: None,
-            p99_ratio: None,
-            p_value: None,
-            latency: latency.into(),
-            mismatches: Default::default(),
-            examples: vec![],
-        };
         let mut shapes: Vec<Shape> = (0..12).map(|i| shape(i, "regressed")).collect();
         shapes[0].latency = "unchanged".into();
         shapes.swap(1, 3);
