@@ -606,6 +606,11 @@ pub(crate) mod tests {
         assert!(page.contains("<title>candidate stalled at 29.8 s for 2.5 s</title>"));
         assert!(page.contains("candidate: 1 stalled at 29.8 s for 2.5 s"));
         assert!(page.contains("240.00 ms at 32 s–33 s; baseline 5.20 ms then"));
+        assert_eq!(
+            page.matches("<title>worst window: candidate p99 240.00 ms at 32 s</title>")
+                .count(),
+            1
+        );
         assert!(page.contains("-2.60 s") && page.contains("+8.40 s"));
         assert_clean_svg(&page);
     }

@@ -8,8 +8,8 @@ use super::svg::{self, f, Line, Scale, Stalls, TimeChart, BASE_COLOR, CAND_COLOR
 use super::{esc, human, thousands, truncate};
 use crate::compare::Mismatch;
 use crate::export::{
-    fmt_ratio, fmt_signed_us, fmt_us, reproduction_summary, rows_note, timeline_lines, top_shapes,
-    unreplayed_runs, unreplayed_summary,
+    fmt_ratio, fmt_s, fmt_signed_us, fmt_us, reproduction_summary, rows_note, timeline_lines,
+    top_shapes, unreplayed_runs, unreplayed_summary,
 };
 use crate::report::{
     Example, Report, RunInfo, RunTimeline, Shape, ShapeBucket, ShapePoint, SideBySide, TimeBucket,
@@ -448,7 +448,17 @@ pub(super) fn timeline(s: &mut String, r: &Report) {
         ),
         ("Errors per second", Scale::Rate, |b| Some(b.errors_per_s)),
     ];
-    for (title, scale, get) in charts {
+    let worst = t.worst_window.as_ref().map(|w| {
+        (
+            w.start_s,
+            format!(
+                "worst window: candidate p99 {} at {}",
+                fmt_us(w.candidate_p99_us),
+                fmt_s(w.start_s)
+            ),
+        )
+    });
+    for (i, (title, scale, get)) in charts.into_iter().enumerate() {
         w!(s, "<h3>{title}</h3>\n");
         svg::time_chart(
             s,
@@ -471,6 +481,8 @@ pub(super) fn timeline(s: &mut String, r: &Report) {
                     },
                 ],
                 stalls: stalls(),
+                // On the p99 service time chart.
+                marker: if i == 1 { worst.clone() } else { None },
                 height: 220.0,
             },
         );
@@ -517,6 +529,7 @@ pub(super) fn timeline(s: &mut String, r: &Report) {
                     line("candidate max", CAND_COLOR, true, &|b| max(&b.candidate)),
                 ],
                 stalls: stalls(),
+                marker: None,
                 height: 150.0,
             },
         );

@@ -377,6 +377,8 @@ pub(super) struct TimeChart<'a> {
     pub bucket_s: f64,
     pub lines: Vec<Line>,
     pub stalls: Vec<Stalls<'a>>,
+    /// A bucket outlined and named (the worst window): its start and its label.
+    pub marker: Option<(f64, String)>,
     pub height: f64,
 }
 
@@ -561,6 +563,28 @@ pub(super) fn time_chart(s: &mut String, c: &TimeChart) {
         f(mt),
         f(mt + ph)
     );
+    if let Some((start, label)) = &c.marker {
+        let (x0, x1) = (xpos(*start), xpos(start + c.bucket_s));
+        let (tx, anchor) = if x0 > ml + pw / 2.0 {
+            (x0 - 6.0, "end")
+        } else {
+            (x1 + 6.0, "start")
+        };
+        w!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{RED}\" \
+             stroke-dasharray=\"4 3\"><title>{}</title></rect>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" style=\"fill:{RED};font-weight:600\">{}</text>\n",
+            f(x0),
+            f(mt),
+            f((x1 - x0).max(1.5)),
+            f(ph),
+            esc(label),
+            f(tx),
+            f(mt + 14.0),
+            esc(label)
+        );
+    }
     // Each line at its buckets' middles, broken where the run measured nothing.
     for l in &c.lines {
         let dash = if l.dashed {
