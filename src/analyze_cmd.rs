@@ -92,6 +92,27 @@ pub struct Args {
     /// Analyze the readable part of damaged runs.
     #[arg(long)]
     ignore_damage: bool,
+    /// Bucket width of the report's time series, in seconds: 1, 2, 10, 30, 60, 300, 600, 1800
+    /// or a multiple of 3600 (default: 1, wider as the runs need; never more than 300 buckets).
+    #[arg(long, value_parser = bucket, value_name = "SECS")]
+    bucket: Option<u64>,
+}
+
+/// A bucket width the timeline can merge into: one of its widths, or whole hours.
+fn bucket(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if myrr_analyze::BUCKET_WIDTHS_S.contains(&v) || (v > 0 && v % 3600 == 0) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} s: the bucket width is one of {:?} s or a multiple of 3600",
+            myrr_analyze::BUCKET_WIDTHS_S
+        ))
+    }
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -107,6 +128,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ignore_damage: a.ignore_damage,
         reference: a.reference.clone(),
         max_p99_us: a.max_p99.map(|d| d.as_micros() as u64),
+        bucket_s: a.bucket,
         ..Options::default()
     };
     let report = myrr_analyze::analyze(&a.baseline, &a.candidate, &opts)?;

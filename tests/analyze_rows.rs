@@ -129,7 +129,7 @@ fn a_changed_row_shows_its_statement_and_the_differing_cell_on_both_sides() {
         .arg(&cand));
     let (code, r) = analyze_json(&capture, &[&cand], &[]);
     assert_eq!(code, 1, "{:#}", r["verdict"]);
-    assert_eq!(r["schema_version"], 4);
+    assert_eq!(r["schema_version"], 5);
 
     // Literal SQL (text protocol): both sides' rows, the changed cell marked on each.
     let xs = examples(

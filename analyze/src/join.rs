@@ -20,6 +20,7 @@ use crate::report::*;
 use crate::reproduction::{self, NotReproduced};
 use crate::shapes::{self, Shapes, Side as ExampleSide};
 use crate::stats::{new_histogram, ratio, record, Percentiles};
+use crate::timeline::{self, RunSeries};
 use crate::unreplayed::Tally;
 use crate::{verdict, AnalyzeError, Options};
 
@@ -65,6 +66,8 @@ pub(crate) struct Side {
     pub(crate) done: bool,
     overall_service: Histogram<u64>,
     overall_sched: Histogram<u64>,
+    /// The run over time.
+    series: RunSeries,
     /// Exchanges the run did not replay.
     unreplayed: Tally,
     /// A ramp run's steps (`replay --ramp`).
@@ -100,6 +103,7 @@ impl Side {
             done: false,
             overall_service: new_histogram(),
             overall_sched: new_histogram(),
+            series: RunSeries::default(),
             unreplayed: Tally::default(),
         })
     }
@@ -164,6 +168,10 @@ pub fn analyze(
     };
     let mut b = Side::open(baseline)?;
     let mut c = Side::open(candidate)?;
+    if let Some(w) = opts.bucket_s {
+        b.series = RunSeries::starting_at(w);
+        c.series = RunSeries::starting_at(w);
+    }
     let mut shapes = Shapes::default();
     let mut totals = Totals::default();
     let latency_of = |x: &Exchange| -> (u64, u64) {
@@ -246,6 +254,8 @@ pub fn analyze(
         if measured {
             record(&mut this.overall_service, service);
             record(&mut this.overall_sched, sched);
+            let measure = if opts.since_scheduled { sched } else { service };
+            this.series.record(&x, shape, (service, sched, measure));
         }
         if let Some(r) = &mut this.ramp {
             r.exchange(&x, measured.then_some((service, sched)));
@@ -500,7 +510,7 @@ fn join(
 fn finish(
     mut b: Side,
     mut c: Side,
-    shapes: Shapes,
+    mut shapes: Shapes,
     mut totals: Totals,
     reproduction: crate::report::Reproduction,
     opts: &Options,
@@ -522,6 +532,7 @@ fn finish(
     totals.mismatch_rate = rate(totals.mismatched, totals.compared);
     totals.application_mismatch_rate =
         rate(totals.application_mismatched, totals.application_compared);
+    let index = shapes.take_index();
     let mut out_shapes = shapes.into_report(opts, (b.kind, c.kind));
     let mismatches = shapes::mismatch_totals(&out_shapes);
     let (hb, hc) = if opts.since_scheduled {
@@ -539,6 +550,12 @@ fn finish(
     // Judged on the shapes in the order they were first seen: that orders the reasons.
     let verdict = verdict::verdict(&out_shapes, overall, &totals, &unreplayed, opts);
     out_shapes.sort_by(|a, b| b.added_us.cmp(&a.added_us).then_with(|| a.id.cmp(&b.id)));
+    let timeline = timeline::timeline(
+        std::mem::take(&mut b.series),
+        std::mem::take(&mut c.series),
+        &out_shapes,
+        |s| index.get(&s.fingerprint).copied(),
+    );
     let curve = [
         0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
     ]
@@ -581,6 +598,7 @@ fn finish(
             since_scheduled,
             curve,
         },
+        timeline,
         shapes: out_shapes,
         mismatches,
         verdict,

@@ -25,11 +25,14 @@
 //!   answer on both sides, bounded, with the differing cells marked; [`fingerprint`]: SQL to
 //!   its shape;
 //!   [`stats`]: histograms and the Mann-Whitney test.
+//! - `timeline`: both runs over time (throughput, p99, errors per bucket), their stalls and
+//!   the regressed shapes over time, in bounded memory whatever the runs' length.
 //! - [`report`]: the result as data; [`export`]: one [`export::Exporter`] per output format.
 //!
 //! Memory does not grow with the number of exchanges: both runs are streamed, latency lives in
-//! HdrHistograms, and only exchanges still waiting for their partner are held (the skew
-//! between the two runs' orders, not their length).
+//! HdrHistograms, the timeline's buckets merge as a run grows, and only exchanges still
+//! waiting for their partner are held (the skew between the two runs' orders, not their
+//! length).
 
 pub mod cells;
 pub mod chatter;
@@ -42,12 +45,16 @@ pub mod report;
 mod reproduction;
 mod shapes;
 pub mod stats;
+mod timeline;
 pub mod unreplayed;
 mod verdict;
 
 use myrr_recording::FormatError;
 
 pub use join::analyze;
+/// The widths `Options::bucket_s` may ask for, in seconds (each divides the next; past the
+/// last, multiples of an hour).
+pub use timeline::WIDTHS_S as BUCKET_WIDTHS_S;
 
 /// Thresholds and choices of an analysis.
 #[derive(Debug, Clone)]
@@ -83,6 +90,10 @@ pub struct Options {
     /// A ramp run's latency limit (µs of p99): the headroom is the largest step within it
     /// (see [`ramp`]); without it, step 1's p99 × (1 + `max_p99_regression`, or 100 %).
     pub max_p99_us: Option<u64>,
+    /// The timeline's bucket width in seconds, one of [`BUCKET_WIDTHS_S`] or a multiple of an
+    /// hour; wider when the runs need more than 300 buckets. None: 1 s, widened as the runs
+    /// need.
+    pub bucket_s: Option<u64>,
 }
 
 impl Default for Options {
@@ -100,6 +111,7 @@ impl Default for Options {
             ignore_damage: false,
             reference: None,
             max_p99_us: None,
+            bucket_s: None,
         }
     }
 }

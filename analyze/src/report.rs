@@ -12,7 +12,10 @@ use crate::stats::Percentiles;
 /// 3: examples name their mismatch class and carry the statement as sent (`statement`,
 /// `params`) and the rows of both answers with the differing cells (`rows`); `reproduction`
 /// (`--reference`: the baseline's exchanges that did not reproduce production's answers).
-pub const SCHEMA_VERSION: u32 = 4;
+/// 4: `totals.order_dependent`, order labels as reproduction causes.
+/// 5: `timeline`: both runs over time (throughput, p99 service and since-scheduled time,
+/// errors per bucket), their stalls, the worst window and the regressed shapes over time.
+pub const SCHEMA_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -25,6 +28,8 @@ pub struct Report {
     pub reproduction: Reproduction,
     pub totals: Totals,
     pub latency: Latency,
+    /// Both runs over time.
+    pub timeline: Timeline,
     /// Query shapes, most added time first.
     pub shapes: Vec<Shape>,
     /// Mismatches by class over all shapes (nondeterministic shapes excluded).
@@ -266,4 +271,96 @@ pub struct Verdict {
     pub thresholds: Thresholds,
     pub regressed_shapes: u64,
     pub improved_shapes: u64,
+}
+
+/// Both runs over time (see [`crate::timeline`]): each side's time axis starts at its first
+/// measured exchange; both are cut in buckets of the same width.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    /// Width of every bucket, in seconds (adapted to the runs' length: at most 300 buckets).
+    pub bucket_s: f64,
+    /// The resolution stalls are found at, in milliseconds (coarser in runs over 1.8 hours).
+    pub stall_resolution_ms: u64,
+    pub baseline: RunTimeline,
+    pub candidate: RunTimeline,
+    /// The candidate's bucket with the highest p99 service time; none when it measured
+    /// nothing.
+    pub worst_window: Option<WorstWindow>,
+    /// The first 10 regressed shapes (in the order of `shapes`) over time, in the latency
+    /// measure the verdict uses.
+    pub shapes: Vec<ShapeTimeline>,
+}
+
+/// One run over time.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunTimeline {
+    /// Time 0 of this run's axis: its first measured exchange's start, in µs since the Unix
+    /// epoch (none when the run measured nothing).
+    pub origin_us: Option<u64>,
+    /// From time 0 to the last measured exchange's end, in seconds.
+    pub duration_s: f64,
+    /// Every bucket from time 0 to the last exchange's end (empty ones included), each
+    /// counting the exchanges that ended in it.
+    pub buckets: Vec<TimeBucket>,
+    /// Times of at least a second in which no exchange completed while some were in flight,
+    /// after the first completion.
+    pub stalls: Vec<Stall>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeBucket {
+    /// Seconds from the run's time 0.
+    pub start_s: f64,
+    /// Measured exchanges that ended in the bucket.
+    pub exchanges: u64,
+    /// exchanges per second.
+    pub throughput: f64,
+    /// Of those, answered with an error.
+    pub errors: u64,
+    pub errors_per_s: f64,
+    /// p99 of the bucket's service times (0 when it has none; ±6 %).
+    pub p99_service_us: u64,
+    /// p99 of the bucket's times since scheduled (a capture's: its service times).
+    pub p99_since_scheduled_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stall {
+    /// Seconds from the run's time 0.
+    pub start_s: f64,
+    pub length_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorstWindow {
+    /// The bucket's start, seconds from time 0.
+    pub start_s: f64,
+    pub candidate_p99_us: u64,
+    /// The baseline's p99 service time in the bucket at the same time (none when it
+    /// measured nothing then).
+    pub baseline_p99_us: Option<u64>,
+}
+
+/// A regressed shape over time.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShapeTimeline {
+    /// The shape's id (see `shapes`).
+    pub id: String,
+    /// Every bucket of the longer run.
+    pub buckets: Vec<ShapeBucket>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShapeBucket {
+    pub start_s: f64,
+    pub baseline: ShapePoint,
+    pub candidate: ShapePoint,
+}
+
+/// A shape's exchanges that ended in a bucket on one side.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShapePoint {
+    pub count: u64,
+    pub mean_us: f64,
+    pub max_us: u64,
 }

@@ -151,6 +151,12 @@ impl Shapes {
     /// difference (never joined, or only untimed commands that answered alike) has nothing to
     /// report.
     /// `kinds`: the baseline's and the candidate's, which say why rows were not kept.
+    /// Fingerprint → shape index, taken out before [`Shapes::into_report`] (the timeline finds
+    /// the regressed shapes' series by it).
+    pub(crate) fn take_index(&mut self) -> HashMap<String, u32> {
+        std::mem::take(&mut self.by_text)
+    }
+
     pub(crate) fn into_report(self, opts: &Options, kinds: (RunKind, RunKind)) -> Vec<Shape> {
         self.shapes
             .into_iter()

@@ -372,6 +372,23 @@ fn real_report_matches_the_schema() {
         assert_eq!(cand["lost_in_flight"], json!(1), "{doc:#}");
         assert_eq!(cand["reasons"].as_array().unwrap().len(), 2, "{doc:#}");
         assert!(doc["totals"]["application_compared"].as_u64().unwrap() > 0);
+        // Both runs over time: exchanges 1 ms apart, in one 1 s bucket; the regressed
+        // shape over time; the worst window against the baseline's same second.
+        let t = &doc["timeline"];
+        assert_eq!(t["bucket_s"], json!(1.0), "{t:#}");
+        assert_eq!(t["baseline"]["origin_us"], json!(T0 + 1_000), "{t:#}");
+        let buckets = t["candidate"]["buckets"].as_array().unwrap();
+        assert_eq!(buckets.len(), 1, "{t:#}");
+        // Measured: all but the skipped and lost exchanges (and the commands without an answer).
+        assert_eq!(buckets[0]["exchanges"], json!(70), "{t:#}");
+        assert_eq!(buckets[0]["errors"], json!(2), "{t:#}");
+        assert_eq!(t["baseline"]["buckets"][0]["exchanges"], json!(75), "{t:#}");
+        assert_eq!(t["baseline"]["buckets"][0]["errors"], json!(1), "{t:#}");
+        assert!(t["worst_window"]["baseline_p99_us"].is_u64(), "{t:#}");
+        let regressed = t["shapes"].as_array().unwrap();
+        assert_eq!(regressed.len(), 1, "{t:#}");
+        // Session 1's 60 point selects and session 2's one (session 5's was lost in flight).
+        assert_eq!(regressed[0]["buckets"][0]["candidate"]["count"], json!(61));
     }
 }
 
@@ -456,6 +473,39 @@ fn drifted_documents_fail() {
         (
             "application rate above 1",
             Box::new(|d| d["totals"]["application_mismatch_rate"] = json!(1.5)),
+        ),
+        (
+            "missing timeline",
+            Box::new(|d| {
+                d.as_object_mut().unwrap().remove("timeline");
+            }),
+        ),
+        (
+            "extra field in a time bucket",
+            Box::new(|d| d["timeline"]["candidate"]["buckets"][0]["p50_us"] = json!(1)),
+        ),
+        (
+            "negative throughput",
+            Box::new(|d| d["timeline"]["baseline"]["buckets"][0]["throughput"] = json!(-1.0)),
+        ),
+        (
+            "a stall shorter than a second",
+            Box::new(|d| {
+                d["timeline"]["candidate"]["stalls"] = json!([{"start_s": 3.0, "length_s": 0.2}])
+            }),
+        ),
+        (
+            "worst window without the baseline's figure",
+            Box::new(|d| {
+                d["timeline"]["worst_window"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("baseline_p99_us");
+            }),
+        ),
+        (
+            "a shape over time with a bad id",
+            Box::new(|d| d["timeline"]["shapes"][0]["id"] = json!("slow")),
         ),
         (
             "server_version as a number",

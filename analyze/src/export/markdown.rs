@@ -4,8 +4,8 @@ use std::io::{self, Write};
 
 use super::{
     example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us,
-    reproduction_summary, rows_note, top_shapes, unreplayed_runs, unreplayed_summary, Exporter,
-    EXAMPLE_SHAPES,
+    reproduction_summary, rows_note, timeline_lines, top_shapes, unreplayed_runs,
+    unreplayed_summary, Exporter, EXAMPLE_SHAPES,
 };
 use crate::report::Report;
 use crate::report::SideRows;
@@ -126,6 +126,11 @@ impl Exporter for Markdown {
             }
             writeln!(out)?;
         }
+        writeln!(out, "### Over time\n")?;
+        for l in timeline_lines(&r.timeline) {
+            writeln!(out, "- {}", cell(&l))?;
+        }
+        writeln!(out)?;
         writeln!(
             out,
             "### Query shapes ({} regressed, {} improved)\n",

@@ -6,7 +6,7 @@ mod text;
 
 use std::io::{self, Write};
 
-use crate::report::{Example, Report, RunUnreplayed, Shape, SideRows};
+use crate::report::{Example, Report, RunUnreplayed, Shape, SideRows, Stall, Timeline};
 
 pub use html::Html;
 pub use markdown::Markdown;
@@ -54,6 +54,70 @@ pub fn fmt_ratio(r: Option<f64>) -> String {
 /// `0.025` → `2.500 %`: shares and rates as the reports print them.
 pub fn fmt_share(share: f64) -> String {
     format!("{:.3} %", share * 100.0)
+}
+
+/// A time on a run's axis: `12.3 s`; past two minutes also as `m:ss` (`754 s (12:34)`).
+pub fn fmt_s(s: f64) -> String {
+    let s = if s.is_finite() { s.max(0.0) } else { 0.0 };
+    if s < 120.0 {
+        let t = format!("{s:.1}");
+        format!("{} s", t.strip_suffix(".0").unwrap_or(&t))
+    } else {
+        let whole = s.round() as u64;
+        let (h, m, sec) = (whole / 3600, whole / 60 % 60, whole % 60);
+        if h > 0 {
+            format!("{whole} s ({h}:{m:02}:{sec:02})")
+        } else {
+            format!("{whole} s ({m}:{sec:02})")
+        }
+    }
+}
+
+/// Stalls named in a summary; the JSON has them all.
+const STALLS_NAMED: usize = 10;
+
+/// A side's stalls in a line: `at 12.3 s for 2 s, at …`, or `no stall`.
+pub fn stalls_summary(stalls: &[Stall]) -> String {
+    if stalls.is_empty() {
+        return "no stall".into();
+    }
+    let mut parts: Vec<String> = stalls
+        .iter()
+        .take(STALLS_NAMED)
+        .map(|x| format!("at {} for {}", fmt_s(x.start_s), fmt_s(x.length_s)))
+        .collect();
+    if stalls.len() > STALLS_NAMED {
+        parts.push(format!("and {} more", stalls.len() - STALLS_NAMED));
+    }
+    format!("{} stalled {}", stalls.len(), parts.join(", "))
+}
+
+/// The timeline in a few lines: the bucket width, the worst window, each side's stalls.
+pub fn timeline_lines(t: &Timeline) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} buckets from each run's first exchange; a stall is {} or more without a completion \
+         while exchanges were in flight ({} ms resolution)",
+        fmt_s(t.bucket_s),
+        fmt_s(crate::timeline::STALL_MIN_US as f64 / 1e6),
+        t.stall_resolution_ms
+    )];
+    match &t.worst_window {
+        Some(w) => lines.push(format!(
+            "worst window (candidate p99 service time): {} at {}–{}; baseline {}",
+            fmt_us(w.candidate_p99_us),
+            fmt_s(w.start_s),
+            fmt_s(w.start_s + t.bucket_s),
+            w.baseline_p99_us.map_or_else(
+                || "measured nothing then".into(),
+                |b| format!("{} then", fmt_us(b))
+            )
+        )),
+        None => lines.push("worst window: the candidate measured no exchange".into()),
+    }
+    for (side, run) in [("baseline", &t.baseline), ("candidate", &t.candidate)] {
+        lines.push(format!("{side}: {}", stalls_summary(&run.stalls)));
+    }
+    lines
 }
 
 /// The runs that left exchanges out, by side (`baseline`, `candidate`): what every report
@@ -367,6 +431,65 @@ mod tests {
             let out = render(e.as_ref(), &r);
             assert!(out.contains("cannot be told apart"), "{name}:\n{out}");
         }
+    }
+
+    /// Every format names the bucket width, the candidate's worst window against the
+    /// baseline's at the same time, and each side's stalls with their time and length.
+    #[test]
+    fn timeline_in_every_format() {
+        let mut r = failing_report();
+        for (name, e) in formats() {
+            let out = render(e.as_ref(), &r);
+            let want: &[&str] = if name == "json" {
+                &[
+                    "\"bucket_s\": 1.0",
+                    "\"start_s\": 29.8",
+                    "\"length_s\": 2.5",
+                    "\"candidate_p99_us\": 240000",
+                ]
+            } else {
+                &[
+                    "1 s buckets",
+                    "worst window (candidate p99 service time): 240.00 ms at 32 s–33 s; baseline 5.20 ms then",
+                    "baseline: no stall",
+                    "candidate: 1 stalled at 29.8 s for 2.5 s",
+                ]
+            };
+            for w in want {
+                assert!(out.contains(w), "{name}: no {w:?} in\n{out}");
+            }
+        }
+        r.timeline.candidate.stalls = (0..12)
+            .map(|i| Stall {
+                start_s: 200.0 * f64::from(i),
+                length_s: 1.5,
+            })
+            .collect();
+        let out = render(
+            &Text {
+                color: false,
+                top: 5,
+            },
+            &r,
+        );
+        assert!(
+            out.contains("candidate: 12 stalled at 0 s for 1.5 s, at 200 s (3:20) for 1.5 s,"),
+            "{out}"
+        );
+        assert!(
+            out.contains("at 1800 s (30:00) for 1.5 s, and 2 more"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn fmt_seconds() {
+        assert_eq!(fmt_s(0.0), "0 s");
+        assert_eq!(fmt_s(12.34), "12.3 s");
+        assert_eq!(fmt_s(754.0), "754 s (12:34)");
+        assert_eq!(fmt_s(3_725.0), "3725 s (1:02:05)");
+        assert_eq!(fmt_s(f64::NAN), "0 s");
+        assert_eq!(fmt_s(-3.0), "0 s");
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::io::{self, Write};
 
 use super::{
     example_shapes, example_statement, fmt_ratio, fmt_share, fmt_signed_us, fmt_us,
-    reproduction_summary, rows_lines, rows_note, top_shapes, unreplayed_runs, unreplayed_summary,
-    Exporter, EXAMPLE_SHAPES,
+    reproduction_summary, rows_lines, rows_note, timeline_lines, top_shapes, unreplayed_runs,
+    unreplayed_summary, Exporter, EXAMPLE_SHAPES,
 };
 use crate::report::Report;
 
@@ -167,6 +167,10 @@ impl Exporter for Text {
                 fmt_us(cv),
                 fmt_ratio(ratio)
             )?;
+        }
+        writeln!(out, "over time:")?;
+        for l in timeline_lines(&r.timeline) {
+            writeln!(out, "  {l}")?;
         }
         writeln!(
             out,

@@ -1,5 +1,6 @@
 //! Self-contained HTML report: one file, no network. Written for the people deciding whether
-//! to migrate: the verdict first, then what was compared, answers, latency, shapes.
+//! to migrate: the verdict first, then what was compared, answers, latency, both runs over
+//! time, shapes.
 //!
 //! [`Html`] assembles the page: `style.css` and `script.js` (which sorts the shapes table) are
 //! inlined, [`sections`] writes each part of the report, and [`svg`] draws its charts as inline
@@ -100,6 +101,7 @@ impl Exporter for Html {
         sections::compared(&mut s, r);
         sections::answers(&mut s, r);
         sections::latency(&mut s, r);
+        sections::timeline(&mut s, r);
         sections::regressions(&mut s, r);
         sections::shapes_table(&mut s, r);
         sections::examples(&mut s, r);
@@ -170,6 +172,72 @@ pub(crate) mod tests {
             latency: latency.into(),
             mismatches: BTreeMap::new(),
             examples: vec![],
+        }
+    }
+
+    /// A minute of both runs: the baseline steady; the candidate stalls at 30 s for 2.5 s,
+    /// its worst second right after, errors from 40 s; the first regressed shape over time.
+    fn timeline() -> Timeline {
+        let bucket = |i: u64, throughput: f64, p99: u64, errors: u64| TimeBucket {
+            start_s: i as f64,
+            exchanges: throughput as u64,
+            throughput,
+            errors,
+            errors_per_s: errors as f64,
+            p99_service_us: p99,
+            p99_since_scheduled_us: p99 + 40,
+        };
+        let run = |buckets: Vec<TimeBucket>, stalls: Vec<Stall>| RunTimeline {
+            origin_us: Some(1_700_000_000_000_000),
+            duration_s: 59.9,
+            buckets,
+            stalls,
+        };
+        let point = |count: u64, mean_us: f64| ShapePoint {
+            count,
+            mean_us,
+            max_us: (mean_us * 3.0) as u64,
+        };
+        Timeline {
+            bucket_s: 1.0,
+            stall_resolution_ms: 100,
+            baseline: run(
+                (0..60).map(|i| bucket(i, 2_000.0, 5_200, 0)).collect(),
+                vec![],
+            ),
+            candidate: run(
+                (0..60)
+                    .map(|i| match i {
+                        30 | 31 => bucket(i, 0.0, 0, 0),
+                        32 => bucket(i, 3_100.0, 240_000, 0),
+                        40.. => bucket(i, 1_900.0, 12_000, 3),
+                        _ => bucket(i, 2_000.0, 9_000, 0),
+                    })
+                    .collect(),
+                vec![Stall {
+                    start_s: 29.8,
+                    length_s: 2.5,
+                }],
+            ),
+            worst_window: Some(WorstWindow {
+                start_s: 32.0,
+                candidate_p99_us: 240_000,
+                baseline_p99_us: Some(5_200),
+            }),
+            shapes: vec![ShapeTimeline {
+                id: "A1B2C3D4E5F60718".into(),
+                buckets: (0..60)
+                    .map(|i| ShapeBucket {
+                        start_s: i as f64,
+                        baseline: point(100, 800.0),
+                        candidate: if (30..32).contains(&i) {
+                            ShapePoint::default()
+                        } else {
+                            point(100, 2_100.0)
+                        },
+                    })
+                    .collect(),
+            }],
         }
     }
 
@@ -392,6 +460,7 @@ pub(crate) mod tests {
                 since_scheduled: svc,
                 curve,
             },
+            timeline: timeline(),
             shapes,
             mismatches,
             verdict: Verdict {
@@ -441,6 +510,20 @@ pub(crate) mod tests {
         r.verdict.reasons.clear();
         r.verdict.regressed_shapes = 0;
         r.verdict.improved_shapes = 0;
+        let run = RunTimeline {
+            origin_us: None,
+            duration_s: 0.0,
+            buckets: vec![],
+            stalls: vec![],
+        };
+        r.timeline = Timeline {
+            bucket_s: 1.0,
+            stall_resolution_ms: 100,
+            baseline: run.clone(),
+            candidate: run,
+            worst_window: None,
+            shapes: vec![],
+        };
         r
     }
 
@@ -517,8 +600,18 @@ pub(crate) mod tests {
         assert!(page.contains("different values (values)"));
         assert!(page.contains("nondeterministic"));
         assert!(page.contains("polyline"));
-        // Charts: mismatch classes, percentile curves, top shapes by added time.
-        assert_eq!(svgs(&page).len(), 3);
+        // Charts: mismatch classes, percentile curves, four over time and one regressed shape
+        // over time, top shapes by added time.
+        assert_eq!(svgs(&page).len(), 8);
+        // The stall is shaded and named, the worst window named.
+        assert!(page.contains("<title>candidate stalled at 29.8 s for 2.5 s</title>"));
+        assert!(page.contains("candidate: 1 stalled at 29.8 s for 2.5 s"));
+        assert!(page.contains("240.00 ms at 32 s–33 s; baseline 5.20 ms then"));
+        assert_eq!(
+            page.matches("<title>worst window: candidate p99 240.00 ms at 32 s</title>")
+                .count(),
+            1
+        );
         assert!(page.contains("-2.60 s") && page.contains("+8.40 s"));
         assert_clean_svg(&page);
     }
@@ -530,6 +623,7 @@ pub(crate) mod tests {
         assert!(page.contains("No latency samples to chart."));
         assert!(page.contains("No query shapes."));
         assert!(page.contains("No answer differs"));
+        assert!(page.contains("No exchanges measured over time."));
         assert_clean_svg(&page);
 
         // Zero latencies on one side only, an empty curve, odd percentiles.
@@ -547,9 +641,18 @@ pub(crate) mod tests {
             baseline_us: 1,
             candidate_us: 1,
         });
+        // Odd numbers over time: an infinite rate, a zero-width bucket elsewhere.
+        r.timeline.candidate.buckets[3].throughput = f64::INFINITY;
+        r.timeline.baseline.stalls.push(Stall {
+            start_s: f64::NAN,
+            length_s: 1e300,
+        });
         let page = render(&r);
-        assert_eq!(svgs(&page).len(), 2);
+        assert_eq!(svgs(&page).len(), 7);
         assert_clean_svg(&page);
+        let mut odd = r.clone();
+        odd.timeline.bucket_s = 0.0;
+        assert_clean_svg(&render(&odd));
         r.latency.curve.clear();
         assert_clean_svg(&render(&r));
         r.latency.curve = vec![CurvePoint {
@@ -579,6 +682,7 @@ pub(crate) mod tests {
                 "<section class=\"card\" id=\"compared\">",
                 "<section class=\"card\" id=\"answers\">",
                 "<section class=\"card\" id=\"latency\">",
+                "<section class=\"card\" id=\"timeline\">",
                 "<section class=\"card\" id=\"time\">",
                 "<section class=\"card\" id=\"shapes\">",
                 "<section class=\"card\" id=\"examples\">",
@@ -592,8 +696,8 @@ pub(crate) mod tests {
                 })
                 .collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "out of order: {at:?}");
-            assert_eq!(page.matches("<section").count(), 7);
-            assert_eq!(page.matches("</section>").count(), 7);
+            assert_eq!(page.matches("<section").count(), 8);
+            assert_eq!(page.matches("</section>").count(), 8);
         }
     }
 

@@ -1,17 +1,19 @@
 //! The report's sections, in page order: the verdict banner, what was compared, answers,
-//! latency, where the time went, the shapes table and examples of differing answers. Each
+//! latency, both runs over time, where the time went, the shapes table and examples of differing answers. Each
 //! writes one `<section>` of the page; the charts inside them are drawn by [`super::svg`].
 
 use std::fmt::Write as _;
 
-use super::svg::{self, f, BASE_COLOR, CAND_COLOR};
+use super::svg::{self, f, Line, Scale, Stalls, TimeChart, BASE_COLOR, CAND_COLOR};
 use super::{esc, human, thousands, truncate};
 use crate::compare::Mismatch;
 use crate::export::{
-    fmt_ratio, fmt_signed_us, fmt_us, reproduction_summary, rows_note, top_shapes, unreplayed_runs,
-    unreplayed_summary,
+    fmt_ratio, fmt_s, fmt_signed_us, fmt_us, reproduction_summary, rows_note, timeline_lines,
+    top_shapes, unreplayed_runs, unreplayed_summary,
 };
-use crate::report::{Example, Report, RunInfo, Shape, SideBySide};
+use crate::report::{
+    Example, Report, RunInfo, RunTimeline, Shape, ShapeBucket, ShapePoint, SideBySide, TimeBucket,
+};
 
 /// Shapes listed in the table (the page stays usable with huge workloads).
 const MAX_SHAPES: usize = 500;
@@ -391,6 +393,148 @@ pub(super) fn latency(s: &mut String, r: &Report) {
         esc(&human(&r.comparison.latency_measure))
     );
     svg::curve_chart(s, &r.latency.curve);
+    s.push_str("</section>\n");
+}
+
+/// Both runs over time: throughput, p99 service and since-scheduled time, errors, with the
+/// stalls shaded; then the regressed shapes' mean and max latency over time.
+pub(super) fn timeline(s: &mut String, r: &Report) {
+    let t = &r.timeline;
+    s.push_str("<section class=\"card\" id=\"timeline\">\n<h2>Over time</h2>\n");
+    if t.baseline.buckets.is_empty() && t.candidate.buckets.is_empty() {
+        s.push_str("<div class=\"empty\">No exchanges measured over time.</div>\n</section>\n");
+        return;
+    }
+    s.push_str("<ul class=\"timeline\">\n");
+    for l in timeline_lines(t) {
+        w!(s, "<li>{}</li>\n", esc(&l));
+    }
+    w!(
+        s,
+        "</ul>\n<p class=\"muted\"><span style=\"color:{BASE_COLOR}\">■</span> baseline \
+         <span style=\"color:{CAND_COLOR}\">■</span> candidate · each exchange counts in the \
+         bucket it ended in · shaded: a stall</p>\n"
+    );
+    let stalls = || {
+        vec![
+            Stalls {
+                side: "baseline",
+                color: BASE_COLOR,
+                stalls: &t.baseline.stalls,
+            },
+            Stalls {
+                side: "candidate",
+                color: CAND_COLOR,
+                stalls: &t.candidate.stalls,
+            },
+        ]
+    };
+    type Get = fn(&TimeBucket) -> Option<f64>;
+    let series =
+        |run: &RunTimeline, get: Get| -> Vec<Option<f64>> { run.buckets.iter().map(get).collect() };
+    let charts: [(&str, Scale, Get); 4] = [
+        (
+            "Throughput (exchanges completed per second)",
+            Scale::Rate,
+            |b| Some(b.throughput),
+        ),
+        ("p99 service time", Scale::Latency, |b| {
+            (b.exchanges > 0).then_some(b.p99_service_us as f64)
+        }),
+        (
+            "p99 time since scheduled (queueing included)",
+            Scale::Latency,
+            |b| (b.exchanges > 0).then_some(b.p99_since_scheduled_us as f64),
+        ),
+        ("Errors per second", Scale::Rate, |b| Some(b.errors_per_s)),
+    ];
+    let worst = t.worst_window.as_ref().map(|w| {
+        (
+            w.start_s,
+            format!(
+                "worst window: candidate p99 {} at {}",
+                fmt_us(w.candidate_p99_us),
+                fmt_s(w.start_s)
+            ),
+        )
+    });
+    for (i, (title, scale, get)) in charts.into_iter().enumerate() {
+        w!(s, "<h3>{title}</h3>\n");
+        svg::time_chart(
+            s,
+            &TimeChart {
+                label: title,
+                scale,
+                bucket_s: t.bucket_s,
+                lines: vec![
+                    Line {
+                        name: "baseline".into(),
+                        color: BASE_COLOR,
+                        dashed: false,
+                        values: series(&t.baseline, get),
+                    },
+                    Line {
+                        name: "candidate".into(),
+                        color: CAND_COLOR,
+                        dashed: false,
+                        values: series(&t.candidate, get),
+                    },
+                ],
+                stalls: stalls(),
+                // On the p99 service time chart.
+                marker: if i == 1 { worst.clone() } else { None },
+                height: 220.0,
+            },
+        );
+    }
+    if !t.shapes.is_empty() {
+        w!(
+            s,
+            "<h3>Regressed shapes over time <span class=\"muted\" style=\"font-weight:400\">\
+             (mean: solid, max: dashed; {})</span></h3>\n",
+            esc(&human(&r.comparison.latency_measure))
+        );
+    }
+    for st in &t.shapes {
+        let fp = r
+            .shapes
+            .iter()
+            .find(|x| x.id == st.id)
+            .map_or("", |x| x.fingerprint.as_str());
+        w!(
+            s,
+            "<div class=\"shape-time\"><span class=\"mono\" style=\"font-weight:600\">{}</span> \
+             <span class=\"fp\">{}</span>\n",
+            esc(&st.id),
+            esc(&truncate(fp, 160))
+        );
+        let line = |name: &str, color, dashed, get: &dyn Fn(&ShapeBucket) -> Option<f64>| Line {
+            name: name.into(),
+            color,
+            dashed,
+            values: st.buckets.iter().map(get).collect(),
+        };
+        let mean = |p: &ShapePoint| (p.count > 0).then_some(p.mean_us);
+        let max = |p: &ShapePoint| (p.count > 0).then_some(p.max_us as f64);
+        svg::time_chart(
+            s,
+            &TimeChart {
+                label: &format!("shape {} over time", st.id),
+                scale: Scale::Latency,
+                bucket_s: t.bucket_s,
+                lines: vec![
+                    line("baseline mean", BASE_COLOR, false, &|b| mean(&b.baseline)),
+                    line("candidate mean", CAND_COLOR, false, &|b| mean(&b.candidate)),
+                    line("baseline max", BASE_COLOR, true, &|b| max(&b.baseline)),
+                    line("candidate max", CAND_COLOR, true, &|b| max(&b.candidate)),
+                ],
+                stalls: stalls(),
+                marker: None,
+                height: 150.0,
+            },
+        );
+        s.push_str("</div>\n");
+    }
     s.push_str("</section>\n");
 }
 

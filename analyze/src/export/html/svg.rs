@@ -1,12 +1,12 @@
-//! The chart engine: bar charts and percentile curves as inline SVG, sized by a `viewBox` so
-//! they scale with the page. Coordinates go through [`f`], so a chart never holds NaN or
+//! The chart engine: bar charts, percentile curves and series over time as inline SVG, sized
+//! by a `viewBox` so they scale with the page. Coordinates go through [`f`], so a chart never holds NaN or
 //! infinity whatever the report's numbers.
 
 use std::fmt::Write as _;
 
 use super::{esc, thousands, truncate};
-use crate::export::{fmt_signed_us, fmt_us};
-use crate::report::{CurvePoint, Shape};
+use crate::export::{fmt_s, fmt_signed_us, fmt_us};
+use crate::report::{CurvePoint, Shape, Stall};
 
 /// The baseline's colour; the latency table's legend uses it too, to match the curves.
 pub(super) const BASE_COLOR: &str = "#3569b4";
@@ -346,6 +346,289 @@ pub(super) fn added_time_chart(s: &mut String, shapes: &[&Shape]) {
     );
 }
 
+/// How a chart over time reads its values.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Scale {
+    /// Per second, from 0 (linear).
+    Rate,
+    /// Latency in µs (log scale).
+    Latency,
+}
+
+/// One line of a chart over time: a value per bucket, none where the run measured nothing.
+pub(super) struct Line {
+    pub name: String,
+    pub color: &'static str,
+    pub dashed: bool,
+    pub values: Vec<Option<f64>>,
+}
+
+/// Times a run stalled, shaded in its colour.
+pub(super) struct Stalls<'a> {
+    pub side: &'static str,
+    pub color: &'static str,
+    pub stalls: &'a [Stall],
+}
+
+/// A chart over time: buckets `bucket_s` wide from each run's time 0.
+pub(super) struct TimeChart<'a> {
+    pub label: &'a str,
+    pub scale: Scale,
+    pub bucket_s: f64,
+    pub lines: Vec<Line>,
+    pub stalls: Vec<Stalls<'a>>,
+    /// A bucket outlined and named (the worst window): its start and its label.
+    pub marker: Option<(f64, String)>,
+    pub height: f64,
+}
+
+/// A round step of the time axis for `span_s` seconds, at most ~10 ticks.
+fn time_step(span_s: f64) -> f64 {
+    const STEPS: [f64; 14] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    ];
+    let mut step = STEPS
+        .iter()
+        .copied()
+        .find(|s| span_s / s <= 10.0)
+        .unwrap_or(7200.0);
+    while span_s / step > 10.0 && (step * 2.0).is_finite() {
+        step *= 2.0;
+    }
+    step
+}
+
+/// A time axis label: `30 s`, `5 min`, `2 h`.
+fn axis_s(t: f64) -> String {
+    let t = t.round().max(0.0) as u64;
+    if t >= 3600 && t % 3600 == 0 {
+        format!("{} h", t / 3600)
+    } else if t >= 60 && t % 60 == 0 {
+        format!("{} min", t / 60)
+    } else {
+        format!("{t} s")
+    }
+}
+
+/// A round value at or above `v` (1, 2 or 5 × 10ⁿ).
+fn nice_ceil(v: f64) -> f64 {
+    if !(v.is_finite() && v > 0.0) {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|&c| c >= v * (1.0 - 1e-12))
+        .unwrap_or(10.0 * p)
+}
+
+fn axis_rate(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{}/s", thousands(v.round() as u64))
+    } else {
+        format!("{}/s", f(v))
+    }
+}
+
+/// Lines over time, with the runs' stalls shaded: rates from 0, latencies on a log scale.
+pub(super) fn time_chart(s: &mut String, c: &TimeChart) {
+    let n = c.lines.iter().map(|l| l.values.len()).max().unwrap_or(0);
+    let finite = |v: &Option<f64>| v.filter(|x| x.is_finite() && *x >= 0.0);
+    let values: Vec<f64> = c
+        .lines
+        .iter()
+        .flat_map(|l| l.values.iter().filter_map(finite))
+        .collect();
+    if n == 0 || values.is_empty() || !(c.bucket_s.is_finite() && c.bucket_s > 0.0) {
+        s.push_str("<div class=\"empty\">Nothing measured over time.</div>\n");
+        return;
+    }
+    let (width, height) = (1000.0, c.height.max(80.0));
+    let (ml, mr, mt, mb) = (84.0, 24.0, 10.0, 30.0);
+    let (pw, ph) = (width - ml - mr, height - mt - mb);
+    let span = n as f64 * c.bucket_s;
+    let xpos = |t: f64| ml + (t / span).clamp(0.0, 1.0) * pw;
+    let max = values.iter().copied().fold(0.0f64, f64::max);
+    // y: 0 .. a round maximum, or whole decades around the latencies (1 µs at least).
+    let lg = |v: f64| v.max(1.0).log10();
+    let (lo, hi) = match c.scale {
+        Scale::Rate => (0.0, nice_ceil(max)),
+        Scale::Latency => {
+            let lo = values
+                .iter()
+                .map(|&v| lg(v))
+                .fold(f64::INFINITY, f64::min)
+                .floor();
+            let hi = lg(max).ceil().max(lo + 1.0);
+            (lo, hi)
+        }
+    };
+    let ypos = |v: f64| {
+        let r = match c.scale {
+            Scale::Rate => v / hi,
+            Scale::Latency => (lg(v) - lo) / (hi - lo),
+        };
+        mt + ph - r.clamp(0.0, 1.0) * ph
+    };
+    w!(
+        s,
+        "<div class=\"chart\"><svg viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"{}\">\n",
+        f(width),
+        f(height),
+        esc(c.label)
+    );
+    // Stalls first, under the lines.
+    for st in &c.stalls {
+        for x in st.stalls {
+            let (x0, x1) = (xpos(x.start_s), xpos(x.start_s + x.length_s));
+            w!(
+                s,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" opacity=\"0.18\">\
+                 <title>{} stalled at {} for {}</title></rect>\n",
+                f(x0),
+                f(mt),
+                f((x1 - x0).max(1.5)),
+                f(ph),
+                st.color,
+                st.side,
+                esc(&fmt_s(x.start_s)),
+                esc(&fmt_s(x.length_s))
+            );
+        }
+    }
+    // Horizontal grid.
+    let ticks: Vec<f64> = match c.scale {
+        Scale::Rate => (0..=4).map(|i| hi * f64::from(i) / 4.0).collect(),
+        Scale::Latency => {
+            let mut t = Vec::new();
+            for d in lo as i32..=hi as i32 {
+                let base = 10f64.powi(d);
+                t.push(base);
+                if hi - lo <= 2.0 && f64::from(d) < hi {
+                    t.extend([2.0 * base, 5.0 * base]);
+                }
+            }
+            t
+        }
+    };
+    for t in ticks {
+        let y = ypos(t);
+        let label = match c.scale {
+            Scale::Rate => axis_rate(t),
+            Scale::Latency => axis_us(t as u64),
+        };
+        w!(
+            s,
+            "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
+             <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+            f(ml),
+            f(ml + pw),
+            f(y),
+            f(y),
+            f(ml - 8.0),
+            f(y + 4.0),
+            esc(&label)
+        );
+    }
+    // Time axis.
+    let step = time_step(span);
+    let mut t = 0.0;
+    while t <= span + 1e-9 {
+        let x = xpos(t);
+        w!(
+            s,
+            "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
+             <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            f(x),
+            f(x),
+            f(mt),
+            f(mt + ph),
+            f(x),
+            f(mt + ph + 18.0),
+            esc(&axis_s(t))
+        );
+        t += step;
+    }
+    w!(
+        s,
+        "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\
+         <line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\n",
+        f(ml),
+        f(ml + pw),
+        f(mt + ph),
+        f(mt + ph),
+        f(ml),
+        f(ml),
+        f(mt),
+        f(mt + ph)
+    );
+    if let Some((start, label)) = &c.marker {
+        let (x0, x1) = (xpos(*start), xpos(start + c.bucket_s));
+        let (tx, anchor) = if x0 > ml + pw / 2.0 {
+            (x0 - 6.0, "end")
+        } else {
+            (x1 + 6.0, "start")
+        };
+        w!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{RED}\" \
+             stroke-dasharray=\"4 3\"><title>{}</title></rect>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" style=\"fill:{RED};font-weight:600\">{}</text>\n",
+            f(x0),
+            f(mt),
+            f((x1 - x0).max(1.5)),
+            f(ph),
+            esc(label),
+            f(tx),
+            f(mt + 14.0),
+            esc(label)
+        );
+    }
+    // Each line at its buckets' middles, broken where the run measured nothing.
+    for l in &c.lines {
+        let dash = if l.dashed {
+            " stroke-dasharray=\"5 4\" stroke-width=\"1.5\""
+        } else {
+            " stroke-width=\"2\""
+        };
+        let mut segment: Vec<String> = Vec::new();
+        let flush = |s: &mut String, seg: &mut Vec<String>| {
+            match seg.len() {
+                0 => {}
+                1 => {
+                    let (x, y) = seg[0].split_once(',').unwrap_or(("0", "0"));
+                    w!(
+                        s,
+                        "<circle cx=\"{x}\" cy=\"{y}\" r=\"2.5\" fill=\"{}\"/>",
+                        l.color
+                    );
+                }
+                _ => w!(
+                    s,
+                    "<polyline fill=\"none\" stroke=\"{}\"{dash} stroke-linejoin=\"round\" points=\"{}\"/>",
+                    l.color,
+                    seg.join(" ")
+                ),
+            }
+            seg.clear();
+        };
+        for (i, v) in l.values.iter().enumerate() {
+            match finite(v) {
+                Some(v) => segment.push(format!(
+                    "{},{}",
+                    f(xpos((i as f64 + 0.5) * c.bucket_s)),
+                    f(ypos(v))
+                )),
+                None => flush(s, &mut segment),
+            }
+        }
+        flush(s, &mut segment);
+        w!(s, "<title>{}</title>\n", esc(&l.name));
+    }
+    s.push_str("</svg></div>\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +641,20 @@ mod tests {
         assert_eq!(tail_x(100.0), None);
         assert!((tail_x(99.0).unwrap() - 2.0).abs() < 1e-9);
         assert_eq!(pct_label(99.9), "p99.9");
+    }
+
+    #[test]
+    fn time_axes() {
+        assert_eq!(time_step(60.0), 10.0);
+        assert_eq!(time_step(300.0), 30.0);
+        assert_eq!(time_step(90_000.0), 14_400.0);
+        assert!(time_step(f64::MAX).is_finite());
+        assert_eq!(axis_s(300.0), "5 min");
+        assert_eq!(axis_s(7200.0), "2 h");
+        assert_eq!(axis_s(90.0), "90 s");
+        assert_eq!(nice_ceil(0.0), 1.0);
+        assert_eq!(nice_ceil(3.2), 5.0);
+        assert_eq!(nice_ceil(1000.0), 1000.0);
+        assert_eq!(nice_ceil(1001.0), 2000.0);
     }
 }
