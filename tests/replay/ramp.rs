@@ -198,6 +198,15 @@ fn a_ramp_stops_at_the_first_step_the_candidate_cannot_keep_up_with() {
     let text = analyze("text");
     assert!(text.contains("load ramp: headroom x1"), "{text}");
     assert!(text.contains("cut short: p99 start lag"), "{text}");
+    let html = analyze("html");
+    assert!(html.contains("id=\"ramp\""), "no ramp section");
+    assert!(html.contains("aria-label=\"throughput against load\""));
+    assert!(
+        html.contains("x1 (headroom)"),
+        "the headroom's step is not marked"
+    );
+    let md = analyze("md");
+    assert!(md.contains("### Load ramp"), "{md}");
 }
 
 #[test]

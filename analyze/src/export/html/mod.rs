@@ -99,6 +99,7 @@ impl Exporter for Html {
         );
         sections::verdict_banner(&mut s, r);
         sections::compared(&mut s, r);
+        sections::ramp(&mut s, r);
         sections::answers(&mut s, r);
         sections::latency(&mut s, r);
         sections::timeline(&mut s, r);

@@ -398,6 +398,39 @@ pub(super) fn latency(s: &mut String, r: &Report) {
 
 /// Both runs over time: throughput, p99 service and since-scheduled time, errors, with the
 /// stalls shaded; then the regressed shapes' mean and max latency over time.
+/// A ramp run: the headroom, throughput and p99 against load, and the steps.
+pub(super) fn ramp(s: &mut String, r: &Report) {
+    let Some(ramp) = &r.ramp else { return };
+    s.push_str("<section class=\"card\" id=\"ramp\">\n<h2>Load ramp</h2>\n");
+    w!(
+        s,
+        "<p><b>{}</b></p>\n",
+        esc(&crate::export::ramp_summary(ramp))
+    );
+    w!(
+        s,
+        "<p class=\"muted\">Throughput: <span style=\"color:{BASE_COLOR}\">- -</span> asked \
+         <span style=\"color:{CAND_COLOR}\">—</span> achieved · p99: \
+         <span style=\"color:{CAND_COLOR}\">—</span> service \
+         <span style=\"color:{CAND_COLOR}\">- -</span> since scheduled · red: the limit</p>\n"
+    );
+    svg::ramp_chart(s, ramp);
+    let (header, rows) = crate::export::ramp_table(ramp);
+    s.push_str("<table><thead><tr>");
+    for h in header {
+        w!(s, "<th>{}</th>", esc(h));
+    }
+    s.push_str("</tr></thead><tbody>\n");
+    for row in rows {
+        s.push_str("<tr>");
+        for c in row {
+            w!(s, "<td>{}</td>", esc(&c));
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody></table>\n</section>\n");
+}
+
 pub(super) fn timeline(s: &mut String, r: &Report) {
     let t = &r.timeline;
     s.push_str("<section class=\"card\" id=\"timeline\">\n<h2>Over time</h2>\n");

@@ -629,6 +629,168 @@ pub(super) fn time_chart(s: &mut String, c: &TimeChart) {
     s.push_str("</svg></div>\n");
 }
 
+/// A ramp run against load: one panel of throughput (asked dashed, achieved solid) from 0,
+/// one of p99 (service, and since scheduled dashed) on a log scale with the latency limit;
+/// the steps equally spaced, the headroom's step marked.
+pub(super) fn ramp_chart(s: &mut String, ramp: &crate::ramp::RampReport) {
+    let steps: Vec<&crate::ramp::RampStep> = ramp.steps.iter().filter(|st| st.ran).collect();
+    if steps.is_empty() {
+        s.push_str("<div class=\"empty\">No step ran.</div>\n");
+        return;
+    }
+    let (width, ml, mr) = (1000.0, 84.0, 24.0);
+    let pw = width - ml - mr;
+    let n = ramp.steps.len().max(2) as f64;
+    let xpos = |i: usize| ml + pw * (i as f64 + 0.5) / n;
+    let panel = |s: &mut String,
+                 title: &str,
+                 series: &[(Vec<Option<f64>>, &str, bool, &str)],
+                 log: bool,
+                 limit: Option<f64>| {
+        let (height, mt, mb) = (200.0, 10.0, 30.0);
+        let ph = height - mt - mb;
+        let values: Vec<f64> = series
+            .iter()
+            .flat_map(|(v, ..)| v.iter().flatten().copied())
+            .chain(limit)
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        let max = values.iter().copied().fold(1.0f64, f64::max);
+        let lg = |v: f64| v.max(1.0).log10();
+        let (lo, hi) = if log {
+            let lo = values
+                .iter()
+                .map(|&v| lg(v))
+                .fold(f64::INFINITY, f64::min)
+                .floor();
+            let lo = if lo.is_finite() { lo } else { 0.0 };
+            (lo, lg(max).ceil().max(lo + 1.0))
+        } else {
+            (0.0, nice_ceil(max))
+        };
+        let ypos = |v: f64| {
+            let r = if log {
+                (lg(v) - lo) / (hi - lo)
+            } else {
+                v / hi
+            };
+            mt + ph - r.clamp(0.0, 1.0) * ph
+        };
+        w!(
+            s,
+            "<div class=\"chart\"><svg viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"{}\">\n",
+            f(width),
+            f(height),
+            esc(title)
+        );
+        let ticks: Vec<f64> = if log {
+            (lo as i32..=hi as i32).map(|d| 10f64.powi(d)).collect()
+        } else {
+            (0..=4).map(|i| hi * f64::from(i) / 4.0).collect()
+        };
+        for t in ticks {
+            let y = ypos(t);
+            let label = if log { axis_us(t as u64) } else { axis_rate(t) };
+            w!(
+                s,
+                "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
+                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+                f(ml),
+                f(ml + pw),
+                f(y),
+                f(y),
+                f(ml - 8.0),
+                f(y + 4.0),
+                esc(&label)
+            );
+        }
+        for (i, st) in ramp.steps.iter().enumerate() {
+            let head = ramp.headroom == Some(st.multiple) && st.within_limit;
+            w!(
+                s,
+                "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\"{}>x{}{}</text>\n",
+                f(xpos(i)),
+                f(mt + ph + 18.0),
+                if head { " font-weight=\"bold\"" } else { "" },
+                f(st.multiple),
+                if head { " (headroom)" } else { "" }
+            );
+        }
+        if let Some(l) = limit {
+            w!(
+                s,
+                "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"{RED}\" stroke-dasharray=\"2 3\">\
+                 <title>latency limit {}</title></line>\n",
+                f(ml),
+                f(ml + pw),
+                f(ypos(l)),
+                f(ypos(l)),
+                esc(&fmt_us(l as u64))
+            );
+        }
+        for (values, color, dashed, name) in series {
+            let points: Vec<String> = values
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.map(|v| format!("{},{}", f(xpos(i)), f(ypos(v)))))
+                .collect();
+            w!(
+                s,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{} points=\"{}\">\
+                 <title>{}</title></polyline>\n",
+                if *dashed {
+                    " stroke-dasharray=\"6 4\""
+                } else {
+                    ""
+                },
+                points.join(" "),
+                esc(name)
+            );
+            for p in &points {
+                let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
+                w!(
+                    s,
+                    "<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{color}\"/>\n"
+                );
+            }
+        }
+        s.push_str("</svg></div>\n");
+    };
+    let of = |g: &dyn Fn(&crate::ramp::RampStep) -> f64| -> Vec<Option<f64>> {
+        ramp.steps.iter().map(|st| st.ran.then(|| g(st))).collect()
+    };
+    panel(
+        s,
+        "throughput against load",
+        &[
+            (of(&|st| st.asked_per_s), BASE_COLOR, true, "asked"),
+            (of(&|st| st.achieved_per_s), CAND_COLOR, false, "achieved"),
+        ],
+        false,
+        None,
+    );
+    panel(
+        s,
+        "p99 against load",
+        &[
+            (
+                of(&|st| st.service.p99_us as f64),
+                CAND_COLOR,
+                false,
+                "p99 service",
+            ),
+            (
+                of(&|st| st.since_scheduled.p99_us as f64),
+                CAND_COLOR,
+                true,
+                "p99 since scheduled",
+            ),
+        ],
+        true,
+        Some(ramp.p99_limit_us as f64),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
