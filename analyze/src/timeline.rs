@@ -32,9 +32,11 @@
 //! Cost, measured with an interleaved A/B of `myrr analyze --baseline X --candidate X`
 //! against the same code without the timeline (release builds, median CPU time of 20–40 runs
 //! each): +1.7 % on a sysbench capture of 83k exchanges, +3.2 % on one of 207k (prepared
-//! statements), +3.7 % on a write workload's capture of 364k; peak RSS +1 MiB. The first
-//! version (HdrHistograms per bucket, a hash map per (shape, bucket), divisions per offset)
-//! cost +7.5 %.
+//! statements), +3.7 % on a write workload's capture of 364k; peak RSS +1 MiB; +3.9 % for
+//! that capture against its paced replay (whose since-scheduled histograms are kept too).
+//! The first version (HdrHistograms per bucket, a hash map per (shape, bucket), divisions per
+//! offset) cost +7.5 %; u32 cells inline in the bucket (half the bytes) measured slower
+//! (+5.7 % against +2.5 % in the same interleaved run) and were not kept.
 
 use myrr_recording::{Exchange, Response};
 

@@ -398,12 +398,12 @@ fn time_step(span_s: f64) -> f64 {
     step
 }
 
-/// A time axis label: `30 s`, `5 min`, `2 h`.
-fn axis_s(t: f64) -> String {
+/// A time axis label in the unit of the axis's step: `30 s`, `5 min`, `2 h`.
+fn axis_s(t: f64, step: f64) -> String {
     let t = t.round().max(0.0) as u64;
-    if t >= 3600 && t % 3600 == 0 {
+    if step >= 3600.0 && t % 3600 == 0 {
         format!("{} h", t / 3600)
-    } else if t >= 60 && t % 60 == 0 {
+    } else if step >= 60.0 && t % 60 == 0 {
         format!("{} min", t / 60)
     } else {
         format!("{t} s")
@@ -546,7 +546,7 @@ pub(super) fn time_chart(s: &mut String, c: &TimeChart) {
             f(mt + ph),
             f(x),
             f(mt + ph + 18.0),
-            esc(&axis_s(t))
+            esc(&axis_s(t, step))
         );
         t += step;
     }
@@ -811,9 +811,11 @@ mod tests {
         assert_eq!(time_step(300.0), 30.0);
         assert_eq!(time_step(90_000.0), 14_400.0);
         assert!(time_step(f64::MAX).is_finite());
-        assert_eq!(axis_s(300.0), "5 min");
-        assert_eq!(axis_s(7200.0), "2 h");
-        assert_eq!(axis_s(90.0), "90 s");
+        assert_eq!(axis_s(300.0, 60.0), "5 min");
+        assert_eq!(axis_s(7200.0, 3600.0), "2 h");
+        assert_eq!(axis_s(90.0, 30.0), "90 s");
+        assert_eq!(axis_s(60.0, 10.0), "60 s");
+        assert_eq!(axis_s(7200.0, 1800.0), "120 min");
         assert_eq!(nice_ceil(0.0), 1.0);
         assert_eq!(nice_ceil(3.2), 5.0);
         assert_eq!(nice_ceil(1000.0), 1000.0);
