@@ -53,6 +53,8 @@ run_step() {
 # Run every step even if an earlier one fails, so one run reports everything.
 run_step "cargo fmt" cargo fmt --all -- --check
 run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+# The replay image's binary (deploy/Dockerfile): built without the capture feature.
+run_step "cargo clippy (replay image: --no-default-features)" cargo clippy --bin myrr --no-default-features -- -D warnings
 run_step "cargo test" cargo test --workspace --no-fail-fast
 
 section "summary"

@@ -32,6 +32,9 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once per process: the variants' sizes do not matter (without `capture`, `replay`'s
+// arguments are by far the largest).
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Record MySQL traffic from pcap/pcapng files or a live interface into a .myrr recording.
