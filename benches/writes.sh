@@ -15,6 +15,9 @@
 #   sync+pin        ... --pin on               (and production's timestamp/insert_id)
 #   sync+pin+views  --sync all                 (the default: commits also wait for the reads that
 #                                               ended before they started)
+#   views+setpins   ... --pin-batch off        (every pin a SET round trip of its own, as
+#                                               before pins rode in the statement; not in the
+#                                               default list)
 #   all             ... --sync-writes on       (writes also wait for the
 #                                               writes that ended before they started)
 # Per mode also: `analyze --reference capture --baseline replay1 --candidate replay2
@@ -97,6 +100,7 @@ declare -A ARGS=(
     [sync]="--speed max --sync all --sync-views off --sync-writes off --pin off"
     [sync+pin]="--speed max --sync all --sync-views off --sync-writes off --pin on"
     [sync+pin+views]="--speed max --sync all"
+    [views+setpins]="--speed max --sync all --pin-batch off"
     [all]="--speed max --sync all --sync-writes on"
 )
 read -r -a MODES <<<"${MYRR_BENCH_MODES:-closed sync sync+pin sync+pin+views all}"

@@ -85,6 +85,11 @@ pub struct Args {
     /// `insert_id` to the AUTO_INCREMENT id it generated. `auto`: on with --sync.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     pin: PinArg,
+    /// With --pin on a MariaDB target: once a session's first pin was taken, a text statement
+    /// carries its pins (`SET STATEMENT timestamp = …, insert_id = … FOR <statement>`)
+    /// instead of a `SET` round trip before it. `off`: always a `SET` of their own.
+    #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
+    pin_batch: OnOff,
     /// Keep no rows: by default the first rows (at most 20 rows, 4 KiB) of the first 10 answers
     /// of each statement shape whose rows differ from the recorded answer's are kept, so that
     /// `analyze` can show them.
@@ -250,6 +255,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     cfg.sync_views = matches!(a.sync_views, OnOff::On);
     cfg.sync_writes = matches!(a.sync_writes, OnOff::On);
     cfg.row_samples = !a.no_row_samples;
+    cfg.pin_batch = matches!(a.pin_batch, OnOff::On);
     cfg.pin = match a.pin {
         PinArg::Auto => !matches!(cfg.sync, SyncMode::None),
         PinArg::On => true,
@@ -463,6 +469,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             },
             "pins": {
                 "statements": s.pins.statements,
+                "batched": s.pins.batched,
                 "refused": s.pins.refused,
             },
             "row_samples": s.row_samples,
@@ -518,9 +525,10 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
     }
     if s.pins.statements + s.pins.refused > 0 {
         eprintln!(
-            "  --pin: {} statements sent with production's timestamp/insert_id; {} sessions' \
-             targets refused a pin (they went on without)",
-            s.pins.statements, s.pins.refused
+            "  --pin: {} statements sent with production's timestamp/insert_id ({} of them \
+             carrying it: SET STATEMENT … FOR); {} sessions' targets refused a pin (they went \
+             on without)",
+            s.pins.statements, s.pins.batched, s.pins.refused
         );
     }
     if s.row_samples > 0 {

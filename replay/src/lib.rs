@@ -129,6 +129,9 @@ pub struct ReplayConfig {
     /// function, the session sets `timestamp` to the statement's recorded start and, when the
     /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
     pub pin: bool,
+    /// `pin` on a MariaDB target: after a session's first pin, a text statement carries its
+    /// pins (`SET STATEMENT … FOR`) instead of a `SET` round trip before it.
+    pub pin_batch: bool,
     /// Keep the first rows (bounded: see `myrr_recording::sample`) of the first
     /// `DIFFERING_PER_SHAPE` answers of each statement shape whose rows differ from the
     /// recorded answer's, as a `RowSample` after its exchange.
@@ -175,6 +178,7 @@ impl ReplayConfig {
             sync_views: true,
             sync_writes: false,
             pin: false,
+            pin_batch: true,
             row_samples: true,
             tls: Tls::default(),
             session_threads: 1,
@@ -286,6 +290,8 @@ pub struct Progress {
     pub backfill_variables_rejected: AtomicU64,
     /// `--pin`: statements sent with pinned values, and sessions whose target refused a pin.
     pub pins: AtomicU64,
+    /// Of `pins`, those carried in the statement itself (`SET STATEMENT … FOR`).
+    pub pins_batched: AtomicU64,
     pub pins_refused: AtomicU64,
     /// Exchanges that started later than the ramp's `max_lag` after they were due, and
     /// those that failed where production's statement had not (`--ramp` judges both).
@@ -579,8 +585,11 @@ pub struct BackfillCounts {
 /// `--pin`: what was pinned, and what the target refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PinCounts {
-    /// Statements sent after a `SET timestamp` (and `insert_id`).
+    /// Statements sent after a `SET timestamp` (and `insert_id`), or with them.
     pub statements: u64,
+    /// Of those, the ones that carried their pins (`SET STATEMENT … FOR`, MariaDB): no round
+    /// trip of their own.
+    pub batched: u64,
     /// Session tasks whose target refused a pin; they went on without pins.
     pub refused: u64,
 }
@@ -989,6 +998,7 @@ pub async fn run(
         },
         pins: PinCounts {
             statements: p.pins.load(Ordering::Relaxed),
+            batched: p.pins_batched.load(Ordering::Relaxed),
             refused: p.pins_refused.load(Ordering::Relaxed),
         },
         elapsed: started.elapsed(),

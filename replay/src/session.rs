@@ -69,6 +69,15 @@ pub(crate) struct Worker {
     deferred: Option<Box<Backfill>>,
     /// `--pin`: the target refused a pin; the session goes on without.
     pins_off: bool,
+    /// `--pin`: a pin of this session was accepted by a `SET` of its own (so the target takes
+    /// such values), and the target is MariaDB: later text statements carry theirs as a
+    /// `SET STATEMENT … FOR` prefix. Turned off when a prefixed statement fails to parse
+    /// where production's did not (it is then sent again, pinned the slow way).
+    pins_batch: bool,
+    /// A prefixed statement failed to parse: no more prefixes in this session.
+    prefix_broke: bool,
+    /// The prefix the next statement is sent with.
+    pin_prefix: Option<String>,
     /// `--sync`: the labels of the current transaction's view point, and its seq (the
     /// transaction's later reads read from its view: they share them).
     view_labels: u8,
@@ -109,9 +118,44 @@ type Handing = (Option<Event>, Event, Option<Event>);
 enum Pinned {
     /// It needs no pin (or pins are off for the replay).
     No,
+    /// Pinned by a `SET` sent before it.
     Sent,
+    /// Pinned in the statement itself (`SET STATEMENT … FOR`): no round trip of its own.
+    Batched,
     /// It needed one, but the target had refused a pin in this session.
     Refused,
+}
+
+/// `timestamp = <recorded start>[, insert_id = <recorded id>]` for a statement that needs a
+/// pin (the insert id only for a write that generated one).
+fn pin_values(x: &Recorded, write: bool) -> String {
+    let mut values = format!(
+        "timestamp = {}.{:06}",
+        x.start_us / 1_000_000,
+        x.start_us % 1_000_000
+    );
+    if write && x.insert_id > 0 {
+        values.push_str(&format!(", insert_id = {}", x.insert_id));
+    }
+    values
+}
+
+/// MySQL's and MariaDB's "You have an error in your SQL syntax".
+const ER_PARSE_ERROR: u16 = 1064;
+
+/// One text statement: a prefix reaches all of it (a multi-statement's later statements
+/// would go unpinned).
+fn one_statement(cmd: &Command) -> bool {
+    match cmd {
+        Command::Query { sql, .. } => {
+            let end = sql
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace() && *b != b';')
+                .map_or(0, |i| i + 1);
+            !sql[..end].contains(&b';')
+        }
+        _ => false,
+    }
 }
 
 /// A session task cancelled after a stop's drain timeout still hands over what it had: its
@@ -153,6 +197,9 @@ impl Worker {
             variables: Vec::new(),
             deferred: None,
             pins_off: false,
+            pins_batch: false,
+            prefix_broke: false,
+            pin_prefix: None,
             view_labels: 0,
             view_seq: 0,
             last_reconnect: None,
@@ -537,9 +584,13 @@ impl Worker {
     /// `--pin`: before a statement whose result depends on them (a write, or a read calling a
     /// time function), what production's statement saw: its recorded start as `timestamp`,
     /// and the AUTO_INCREMENT id it generated as `insert_id` (the server uses it for the next
-    /// INSERT only). One round trip before the statement, outside its timing. A target that
-    /// refuses (another engine) or changes the value (out of its range: it warns) turns pins
-    /// off for this session, counted and noted, never fatal. Whether anything was sent.
+    /// INSERT only). The session's first pin is a round trip of its own before the statement,
+    /// outside its timing; once the target has taken one, a MariaDB target gets the pins of
+    /// a single text statement in the statement itself (`SET STATEMENT timestamp = …,
+    /// insert_id = … FOR …`: the values hold for that statement only, the answer is the
+    /// statement's), with no round trip. A target that refuses (another engine) or changes
+    /// the value (out of its range: it warns) turns pins off for this session, counted and
+    /// noted, never fatal. Whether anything was sent.
     async fn pin(&mut self, x: &Recorded) -> Pinned {
         if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
             return Pinned::No;
@@ -560,24 +611,34 @@ impl Worker {
         if self.conn.is_none() {
             return Pinned::No;
         }
-        let mut q = format!(
-            "SET timestamp = {}.{:06}",
-            x.start_us / 1_000_000,
-            x.start_us % 1_000_000
-        );
-        if write && x.insert_id > 0 {
-            q.push_str(&format!(", insert_id = {}", x.insert_id));
+        let values = pin_values(x, write);
+        if self.pins_batch && one_statement(&x.command) {
+            self.pin_prefix = Some(format!("SET STATEMENT {values} FOR "));
+            self.shared.progress.pins.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .progress
+                .pins_batched
+                .fetch_add(1, Ordering::Relaxed);
+            return Pinned::Batched;
         }
+        self.pin_alone(&values).await
+    }
+
+    /// Pins with a `SET` of its own (see [`Worker::pin`]).
+    async fn pin_alone(&mut self, values: &str) -> Pinned {
+        let q = format!("SET {values}");
         self.buf.clear();
         self.buf.push(command::Code::Query.byte());
         self.buf.extend_from_slice(q.as_bytes());
         let Some(conn) = self.conn.as_mut() else {
             return Pinned::No;
         };
+        let mariadb = conn.server_version.contains("MariaDB");
         let p = &self.shared.progress;
         match conn.command(&self.buf).await {
             Ok((Response::Ok(ok), _)) if ok.warnings == 0 => {
                 p.pins.fetch_add(1, Ordering::Relaxed);
+                self.pins_batch = mariadb && self.shared.config.pin_batch && !self.prefix_broke;
             }
             // An error, or a value the target changed (it warns: "Truncated incorrect
             // timestamp value"): not production's.
@@ -923,7 +984,22 @@ impl Worker {
         if self.conn.is_none() && !matches!(cmd, Command::Quit) && !self.reconnect().await {
             return (Response::Skipped(SkipReason::NotConnected), vec![]);
         }
+        let batched = self.pin_prefix.is_some();
         match self.send(cmd, x.prepared_id).await {
+            Ok((Response::Err(e), _)) if batched && e.code == ER_PARSE_ERROR && !x.recorded_err => {
+                // The prefix made it unparsable (a statement SET STATEMENT cannot carry):
+                // nothing ran. Pinned the slow way, sent again as recorded.
+                self.pins_batch = false;
+                self.prefix_broke = true;
+                let p = &self.shared.progress;
+                p.pins.fetch_sub(1, Ordering::Relaxed);
+                p.pins_batched.fetch_sub(1, Ordering::Relaxed);
+                let write = self
+                    .sql_of(&x.command)
+                    .is_some_and(|sql| !is_read_only(sql));
+                self.pin_alone(&pin_values(x, write)).await;
+                Box::pin(self.execute(x)).await
+            }
             Ok(answer) => answer,
             Err(lost) => {
                 self.lose(lost);
@@ -1092,6 +1168,10 @@ impl Worker {
         if let Err(e) = command::encode(cmd, stmt, sent_types, &mut b) {
             self.buf = b;
             return skipped(SkipReason::Unsupported(e.to_string()));
+        }
+        if let (Some(prefix), Command::Query { .. }) = (self.pin_prefix.take(), cmd) {
+            // After the command byte: `SET STATEMENT … FOR ` then the statement.
+            b.splice(1..1, prefix.into_bytes());
         }
         let sent = match self.conn.as_mut() {
             Some(conn) => conn.send_command(&b).await,

@@ -92,14 +92,29 @@ fn pinned_writes_get_production_s_ids_and_times() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    // The three writes; SELECT 1 calls no time function.
+    // The three writes; SELECT 1 calls no time function. The first pin is a SET of its own;
+    // once the target took it, the other two carry theirs (SET STATEMENT … FOR).
     assert_eq!(s["pins"]["statements"], 3, "{s:#}");
+    assert_eq!(s["pins"]["batched"], 2, "{s:#}");
     assert_eq!(s["pins"]["refused"], 0, "{s:#}");
     let want = format!(
         "777\tc\t{}\n778\tb\t{}\n",
         datetime(T0 + 10),
         datetime(T0 + 1_010)
     );
+    assert_eq!(rows(), want);
+    // The same rows with every pin a SET of its own.
+    fresh();
+    let o = replay_against(
+        &rec,
+        &db().candidate_url,
+        &dir.join("unbatched.myrr"),
+        &["--pin", "on", "--pin-batch", "off", "--json"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["pins"]["statements"], 3, "{s:#}");
+    assert_eq!(s["pins"]["batched"], 0, "{s:#}");
     assert_eq!(rows(), want);
 
     // Without pins the candidate numbers and dates the rows itself.
@@ -159,5 +174,68 @@ fn a_refused_pin_is_counted_and_the_session_goes_on_without() {
     assert_eq!(
         sql(db().candidate_port, "SELECT COUNT(*) FROM myrr_pin.t").trim(),
         "2"
+    );
+}
+
+/// A statement the `SET STATEMENT … FOR` prefix would not parse where production's did: it is
+/// sent again, pinned by a SET of its own, and the session's later pins are SETs too.
+#[test]
+fn a_statement_the_prefix_breaks_is_pinned_the_slow_way() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("unparsable.myrr");
+    let mut r = Recording::default();
+    r.start(1, 0, false, Some("myrr_pin"));
+    r.answered(
+        1,
+        10,
+        query("INSERT INTO t (note) VALUES ('a')"),
+        inserted(777),
+    );
+    // Production's server took it (another dialect); MariaDB does not parse it.
+    r.answered(
+        1,
+        1_010,
+        query("INSERT INTO t (note) VALUE5 ('b')"),
+        inserted(778),
+    );
+    r.answered(
+        1,
+        2_010,
+        query("INSERT INTO t (note) VALUES ('c')"),
+        inserted(779),
+    );
+    r.end(1, 3_000);
+    r.write(&rec);
+    fresh();
+    let o = replay_against(
+        &rec,
+        &db().candidate_url,
+        &dir.join("out.myrr"),
+        &["--pin", "on", "--json"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["pins"]["statements"], 3, "{s:#}");
+    assert_eq!(s["pins"]["batched"], 0, "{s:#}");
+    assert_eq!(s["errors"], 1, "{s:#}");
+    let got = rows();
+    assert!(
+        got.starts_with("777\ta\t") && got.contains("\n779\tc\t"),
+        "{got}"
+    );
+    // The unparsable statement was answered once, with MariaDB's own parse error.
+    let xs: Vec<_> = read_events(&dir.join("out.myrr"))
+        .into_iter()
+        .filter_map(|e| match e {
+            myrr_recording::Event::Exchange(x) => Some(x),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(xs.len(), 3);
+    assert!(
+        matches!(&xs[1].response, Response::Err(e) if e.code == 1064),
+        "{:?}",
+        xs[1].response
     );
 }
