@@ -78,6 +78,11 @@ pub(crate) struct Worker {
     prefix_broke: bool,
     /// The prefix the next statement is sent with.
     pin_prefix: Option<String>,
+    /// The `SET` sent right before the next statement, without waiting for its answer (a
+    /// prepared statement, or more than one statement, which a prefix cannot carry).
+    pin_pipe: Option<String>,
+    /// The target refused the last pipelined `SET` (read after the statement was sent).
+    pipe_refused: bool,
     /// `--sync`: the labels of the current transaction's view point, and its seq (the
     /// transaction's later reads read from its view: they share them).
     view_labels: u8,
@@ -200,6 +205,8 @@ impl Worker {
             pins_batch: false,
             prefix_broke: false,
             pin_prefix: None,
+            pin_pipe: None,
+            pipe_refused: false,
             view_labels: 0,
             view_seq: 0,
             last_reconnect: None,
@@ -612,8 +619,12 @@ impl Worker {
             return Pinned::No;
         }
         let values = pin_values(x, write);
-        if self.pins_batch && one_statement(&x.command) {
-            self.pin_prefix = Some(format!("SET STATEMENT {values} FOR "));
+        if self.pins_batch {
+            if one_statement(&x.command) {
+                self.pin_prefix = Some(format!("SET STATEMENT {values} FOR "));
+            } else {
+                self.pin_pipe = Some(format!("SET {values}"));
+            }
             self.shared.progress.pins.fetch_add(1, Ordering::Relaxed);
             self.shared
                 .progress
@@ -634,37 +645,47 @@ impl Worker {
             return Pinned::No;
         };
         let mariadb = conn.server_version.contains("MariaDB");
-        let p = &self.shared.progress;
         match conn.command(&self.buf).await {
-            Ok((Response::Ok(ok), _)) if ok.warnings == 0 => {
-                p.pins.fetch_add(1, Ordering::Relaxed);
-                self.pins_batch = mariadb && self.shared.config.pin_batch && !self.prefix_broke;
-            }
-            // An error, or a value the target changed (it warns: "Truncated incorrect
-            // timestamp value"): not production's.
-            Ok((refused, _)) => {
-                self.pins_off = true;
-                p.pins_refused.fetch_add(1, Ordering::Relaxed);
-                let why = match &refused {
-                    Response::Err(e) => {
-                        format!("error {}: {}", e.code, String::from_utf8_lossy(&e.message))
-                    }
-                    Response::Ok(ok) => format!(
-                        "accepted with {} warning(s): the value was changed",
-                        ok.warnings
-                    ),
-                    r => r.kind_name().to_string(),
-                };
-                self.shared.note_error(format!(
-                    "session {}: the target refused `{q}` ({why}); the session goes on \
-                     without pins",
-                    self.start.session
-                ));
+            Ok((answer, _)) => {
+                if self.pin_taken(&answer, &q) {
+                    self.shared.progress.pins.fetch_add(1, Ordering::Relaxed);
+                    self.pins_batch = mariadb && self.shared.config.pin_batch && !self.prefix_broke;
+                }
             }
             // The statement finds the connection gone and reconnects.
             Err(_) => self.conn = None,
         }
         Pinned::Sent
+    }
+
+    /// Whether the target took a pin `q` as it was; if not (an error, or a value it changed:
+    /// it warns "Truncated incorrect timestamp value"), pins are off for this session,
+    /// counted and noted.
+    fn pin_taken(&mut self, answer: &Response, q: &str) -> bool {
+        if matches!(answer, Response::Ok(ok) if ok.warnings == 0) {
+            return true;
+        }
+        self.pins_off = true;
+        self.pins_batch = false;
+        self.shared
+            .progress
+            .pins_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let why = match answer {
+            Response::Err(e) => {
+                format!("error {}: {}", e.code, String::from_utf8_lossy(&e.message))
+            }
+            Response::Ok(ok) => format!(
+                "accepted with {} warning(s): the value was changed",
+                ok.warnings
+            ),
+            r => r.kind_name().to_string(),
+        };
+        self.shared.note_error(format!(
+            "session {}: the target refused `{q}` ({why}); the session goes on without pins",
+            self.start.session
+        ));
+        false
     }
 
     /// `--sync`: this commit point / view point has been answered (or never will be).
@@ -799,6 +820,15 @@ impl Worker {
                 c.keep_rows(sample_key.is_some());
             }
             let (response, more) = self.execute(&x).await;
+            if self.pin_prefix.take().is_some() | self.pin_pipe.take().is_some() {
+                // Not sent (skipped, or no connection): nothing was pinned.
+                let p = &shared.progress;
+                p.pins.fetch_sub(1, Ordering::Relaxed);
+                p.pins_batched.fetch_sub(1, Ordering::Relaxed);
+            }
+            if std::mem::take(&mut self.pipe_refused) {
+                labels |= OrderLabel::UNPINNED;
+            }
             let kept = self
                 .conn
                 .as_mut()
@@ -1173,14 +1203,39 @@ impl Worker {
             // After the command byte: `SET STATEMENT … FOR ` then the statement.
             b.splice(1..1, prefix.into_bytes());
         }
+        let pipe = self.pin_pipe.take().map(|q| {
+            let mut set = vec![command::Code::Query.byte()];
+            set.extend_from_slice(q.as_bytes());
+            (q, set)
+        });
         let sent = match self.conn.as_mut() {
-            Some(conn) => conn.send_command(&b).await,
+            Some(conn) => {
+                // The pin and the statement back to back, in one write: the server answers
+                // them in order.
+                match &pipe {
+                    Some((_, set)) => conn.send_commands(&[set, &b]).await,
+                    None => conn.send_command(&b).await,
+                }
+            }
             None => Err(Lost::NotConnected),
         };
         self.buf = b;
         sent?;
         // The server is at work: the previous exchange's bookkeeping costs no latency now.
         self.hand_over().await;
+        if let Some((q, _)) = &pipe {
+            let set = match self.conn.as_mut() {
+                Some(conn) => conn.read_answer().await,
+                None => Err(Lost::NotConnected),
+            }?;
+            if !self.pin_taken(&set.0, q) {
+                // The statement ran unpinned.
+                self.pipe_refused = true;
+                let p = &self.shared.progress;
+                p.pins.fetch_sub(1, Ordering::Relaxed);
+                p.pins_batched.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         let answer = match self.conn.as_mut() {
             Some(conn) => conn.read_answer().await,
             None => Err(Lost::NotConnected),

@@ -420,6 +420,17 @@ impl WireConn {
         self.write_packet(0, payload).await
     }
 
+    /// Sends commands back to back, in one write; their answers are read one by one with
+    /// [`WireConn::read_answer`], in order.
+    pub(crate) async fn send_commands(&mut self, payloads: &[&[u8]]) -> Result<(), Lost> {
+        self.wbuf.clear();
+        for p in payloads {
+            framing::frame(0, p, &mut self.wbuf);
+        }
+        self.feed(Direction::ClientToServer, 0);
+        self.stream.write_all(&self.wbuf).await.map_err(Lost::Io)
+    }
+
     /// Sends one command and reads its whole answer through the decoder.
     pub(crate) async fn command(&mut self, payload: &[u8]) -> Result<Answer, Lost> {
         self.send_command(payload).await?;
@@ -493,18 +504,26 @@ impl WireConn {
     }
 
     /// The decoded answer, if the decoder has finished one.
+    /// The first answer decoded, if one is; later ones stay for the next call (commands sent
+    /// back to back, such as a pin's `SET` and its statement, can be answered in one read).
     fn take_answer(&mut self) -> Option<Answer> {
-        let mut answer = None;
-        for e in self.events.drain(..) {
+        let mut upto = self.events.len();
+        for (i, e) in self.events.iter().enumerate() {
             match e {
-                Event::Exchange(x) => answer = Some((x.response, x.more)),
+                Event::Exchange(_) => {
+                    upto = i + 1;
+                    break;
+                }
                 // The decoder lost its place in the stream (a packet over MAX_PACKET, or bytes
                 // that do not frame): nothing more on this connection can be trusted.
                 Event::Gap(_) => self.broken = true,
                 _ => {}
             }
         }
-        answer
+        self.events.drain(..upto).find_map(|e| match e {
+            Event::Exchange(x) => Some((x.response, x.more)),
+            _ => None,
+        })
     }
 
     /// From now on, this session waits for its answers as `waiting` says (plain connections;

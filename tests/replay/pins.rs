@@ -239,3 +239,77 @@ fn a_statement_the_prefix_breaks_is_pinned_the_slow_way() {
         xs[1].response
     );
 }
+
+/// Prepared statements cannot carry a prefix: their pins go as a `SET` sent right before the
+/// EXECUTE, without waiting for its answer (the server answers both in order).
+#[test]
+fn prepared_writes_get_their_pins_pipelined() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("ps.myrr");
+    let mut r = Recording::default();
+    r.start(1, 0, false, Some("myrr_pin"));
+    r.answered(
+        1,
+        10,
+        myrr_recording::Command::Prepare {
+            sql: b"INSERT INTO t (note) VALUES (?)".to_vec(),
+        },
+        Response::Prepared(myrr_recording::Prepared {
+            stmt_id: 5,
+            params: 1,
+            columns: 0,
+            warnings: 0,
+            param_defs: vec![],
+            column_defs: vec![],
+        }),
+    );
+    let execute = |note: &str| myrr_recording::Command::Execute {
+        stmt_id: 5,
+        flags: 0,
+        params: vec![myrr_recording::Param {
+            column_type: 0xfd,
+            unsigned: false,
+            value: myrr_recording::Value::Bytes(note.as_bytes().to_vec()),
+        }],
+        prepare_seen: true,
+        raw_params: vec![],
+    };
+    for (i, note) in ["a", "b", "c"].iter().enumerate() {
+        let at = 1_000 * (i as u64 + 1);
+        r.answered(1, at, execute(note), inserted(777 + i as u64));
+    }
+    r.end(1, 5_000);
+    r.write(&rec);
+    fresh();
+    let o = replay_against(
+        &rec,
+        &db().candidate_url,
+        &dir.join("out.myrr"),
+        &["--pin", "on", "--json"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["pins"]["statements"], 3, "{s:#}");
+    assert_eq!(s["pins"]["batched"], 2, "{s:#}");
+    assert_eq!(s["errors"], 0, "{s:#}");
+    let want = format!(
+        "777\ta\t{}\n778\tb\t{}\n779\tc\t{}\n",
+        datetime(T0 + 1_000),
+        datetime(T0 + 2_000),
+        datetime(T0 + 3_000)
+    );
+    assert_eq!(rows(), want);
+    // Each EXECUTE's answer is its own (the SET's OK was read first).
+    let ids: Vec<u64> = read_events(&dir.join("out.myrr"))
+        .into_iter()
+        .filter_map(|e| match e {
+            myrr_recording::Event::Exchange(x) => match x.response {
+                Response::Ok(ok) => Some(ok.last_insert_id),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, [777, 778, 779]);
+}
