@@ -46,6 +46,13 @@ fn recording(path: &std::path::Path, t0_offset_us: u64) {
     r.write(path);
 }
 
+/// A replay of `rec` into `out` (closed loop, with `args`, `--json`): its summary.
+fn pinned_replay(rec: &std::path::Path, out: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let o = replay_against(rec, &db().candidate_url, out, &[args, &["--json"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn fresh() {
     sql(
         db().candidate_port,
@@ -84,14 +91,7 @@ fn pinned_writes_get_production_s_ids_and_times() {
     recording(&rec, 0);
 
     fresh();
-    let o = replay_against(
-        &rec,
-        &db().candidate_url,
-        &dir.join("on.myrr"),
-        &["--pin", "on", "--json"],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = pinned_replay(&rec, &dir.join("on.myrr"), &["--pin", "on"]);
     // The three writes; SELECT 1 calls no time function. The first pin is a SET of its own;
     // once the target took it, the other two carry theirs (SET STATEMENT … FOR).
     assert_eq!(s["pins"]["statements"], 3, "{s:#}");
@@ -105,14 +105,11 @@ fn pinned_writes_get_production_s_ids_and_times() {
     assert_eq!(rows(), want);
     // The same rows with every pin a SET of its own.
     fresh();
-    let o = replay_against(
+    let s = pinned_replay(
         &rec,
-        &db().candidate_url,
         &dir.join("unbatched.myrr"),
-        &["--pin", "on", "--pin-batch", "off", "--json"],
+        &["--pin", "on", "--pin-batch", "off"],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["pins"]["statements"], 3, "{s:#}");
     assert_eq!(s["pins"]["batched"], 0, "{s:#}");
     assert_eq!(rows(), want);
@@ -208,14 +205,7 @@ fn a_statement_the_prefix_breaks_is_pinned_the_slow_way() {
     r.end(1, 3_000);
     r.write(&rec);
     fresh();
-    let o = replay_against(
-        &rec,
-        &db().candidate_url,
-        &dir.join("out.myrr"),
-        &["--pin", "on", "--json"],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = pinned_replay(&rec, &dir.join("out.myrr"), &["--pin", "on"]);
     assert_eq!(s["pins"]["statements"], 3, "{s:#}");
     assert_eq!(s["pins"]["batched"], 0, "{s:#}");
     assert_eq!(s["errors"], 1, "{s:#}");
@@ -282,14 +272,7 @@ fn prepared_writes_get_their_pins_pipelined() {
     r.end(1, 5_000);
     r.write(&rec);
     fresh();
-    let o = replay_against(
-        &rec,
-        &db().candidate_url,
-        &dir.join("out.myrr"),
-        &["--pin", "on", "--json"],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = pinned_replay(&rec, &dir.join("out.myrr"), &["--pin", "on"]);
     assert_eq!(s["pins"]["statements"], 3, "{s:#}");
     assert_eq!(s["pins"]["batched"], 2, "{s:#}");
     assert_eq!(s["errors"], 0, "{s:#}");

@@ -27,6 +27,40 @@ pub(super) fn f(v: f64) -> String {
     }
 }
 
+/// A horizontal grid line at `y` across the plot (`ml`: its left margin, `pw`: its width),
+/// labelled on the left.
+fn y_grid(s: &mut String, (ml, pw): (f64, f64), y: f64, label: &str) {
+    w!(
+        s,
+        "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
+         <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+        f(ml),
+        f(ml + pw),
+        f(y),
+        f(y),
+        f(ml - 8.0),
+        f(y + 4.0),
+        esc(label)
+    );
+}
+
+/// The plot's x and y axes (`mt`, `ph`: its top margin and height).
+fn axes(s: &mut String, (ml, pw): (f64, f64), (mt, ph): (f64, f64)) {
+    w!(
+        s,
+        "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\
+         <line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\n",
+        f(ml),
+        f(ml + pw),
+        f(mt + ph),
+        f(mt + ph),
+        f(ml),
+        f(ml),
+        f(mt),
+        f(mt + ph)
+    );
+}
+
 /// Horizontal bars, one per mismatch class.
 pub(super) fn mismatch_chart(s: &mut String, rows: &[(String, u64)]) {
     let (width, label_w, row_h, top) = (1000.0, 380.0, 28.0, 6.0);
@@ -141,18 +175,7 @@ pub(super) fn curve_chart(s: &mut String, curve: &[CurvePoint]) {
     }
     for t in ticks {
         let y = ypos(t);
-        w!(
-            s,
-            "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
-             <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
-            f(ml),
-            f(ml + pw),
-            f(y),
-            f(y),
-            f(ml - 8.0),
-            f(y + 4.0),
-            esc(&axis_us(t))
-        );
+        y_grid(s, (ml, pw), y, &axis_us(t));
     }
     // Vertical grid: the curve's percentiles, labelled where there is room.
     let mut last_label = f64::NEG_INFINITY;
@@ -177,19 +200,7 @@ pub(super) fn curve_chart(s: &mut String, curve: &[CurvePoint]) {
             );
         }
     }
-    w!(
-        s,
-        "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\
-         <line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\n",
-        f(ml),
-        f(ml + pw),
-        f(mt + ph),
-        f(mt + ph),
-        f(ml),
-        f(ml),
-        f(mt),
-        f(mt + ph)
-    );
+    axes(s, (ml, pw), (mt, ph));
     w!(
         s,
         "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile (tail stretched: log scale of 1 / (1 − p))</text>\n\
@@ -518,18 +529,7 @@ pub(super) fn time_chart(s: &mut String, c: &TimeChart) {
             Scale::Rate => axis_rate(t),
             Scale::Latency => axis_us(t as u64),
         };
-        w!(
-            s,
-            "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
-             <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
-            f(ml),
-            f(ml + pw),
-            f(y),
-            f(y),
-            f(ml - 8.0),
-            f(y + 4.0),
-            esc(&label)
-        );
+        y_grid(s, (ml, pw), y, &label);
     }
     // Time axis.
     let step = time_step(span);
@@ -550,19 +550,7 @@ pub(super) fn time_chart(s: &mut String, c: &TimeChart) {
         );
         t += step;
     }
-    w!(
-        s,
-        "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\
-         <line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#8c959f\"/>\n",
-        f(ml),
-        f(ml + pw),
-        f(mt + ph),
-        f(mt + ph),
-        f(ml),
-        f(ml),
-        f(mt),
-        f(mt + ph)
-    );
+    axes(s, (ml, pw), (mt, ph));
     if let Some((start, label)) = &c.marker {
         let (x0, x1) = (xpos(*start), xpos(start + c.bucket_s));
         let (tx, anchor) = if x0 > ml + pw / 2.0 {
@@ -691,18 +679,7 @@ pub(super) fn ramp_chart(s: &mut String, ramp: &crate::ramp::RampReport) {
         for t in ticks {
             let y = ypos(t);
             let label = if log { axis_us(t as u64) } else { axis_rate(t) };
-            w!(
-                s,
-                "<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
-                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
-                f(ml),
-                f(ml + pw),
-                f(y),
-                f(y),
-                f(ml - 8.0),
-                f(y + 4.0),
-                esc(&label)
-            );
+            y_grid(s, (ml, pw), y, &label);
         }
         for (i, st) in ramp.steps.iter().enumerate() {
             let head = ramp.headroom == Some(st.multiple) && st.within_limit;
@@ -754,6 +731,7 @@ pub(super) fn ramp_chart(s: &mut String, ramp: &crate::ramp::RampReport) {
                 );
             }
         }
+        axes(s, (ml, pw), (mt, ph));
         s.push_str("</svg></div>\n");
     };
     let of = |g: &dyn Fn(&crate::ramp::RampStep) -> f64| -> Vec<Option<f64>> {
