@@ -290,18 +290,10 @@ fn a_snapshot_file_backfills_a_pcap_decoded_later() {
     let text = std::fs::read_to_string(&view).unwrap();
     assert!(!text.contains(":myrr@"), "credentials in the view");
     let pcap = dir.join("app.pcap");
-    let mut dump = std::process::Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-w"])
-        .arg(&pcap)
-        .args(["tcp port", &db.source_port.to_string()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let dump = common::Tcpdump::start(db.source_port, &pcap);
     app.work();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    run(std::process::Command::new("kill").args(["-INT", &dump.id().to_string()]));
-    dump.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    dump.stop();
     app.close();
     let out = dir.join("pcap.myrr");
     let res = myrr()

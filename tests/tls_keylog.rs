@@ -7,12 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{db, myrr, read_events, root, tempdir};
+use common::{db, myrr, read_events, root, tempdir, Tcpdump};
 use myrr_recording::{Command as Cmd, Event, Exchange, Login, Response};
 use serde_json::Value;
 
@@ -24,35 +24,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn tls_port() -> u16 {
     db().env["MYRR_TLS_PORT"].parse().unwrap()
-}
-
-/// tcpdump on loopback, writing every packet at once (`--immediate-mode`: nothing is left
-/// in a buffer block when it is stopped).
-struct Dump(Child);
-
-impl Dump {
-    fn start(port: u16, pcap: &Path) -> Self {
-        let mut child = Command::new("tcpdump")
-            .args(["-i", "lo", "--immediate-mode", "-U", "-w"])
-            .arg(pcap)
-            .args(["tcp port", &port.to_string()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump");
-        // Started once it says it is listening.
-        let mut line = String::new();
-        BufReader::new(child.stderr.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("listening"), "tcpdump: {line}");
-        Self(child)
-    }
-
-    fn stop(mut self) {
-        std::thread::sleep(Duration::from_millis(300));
-        common::run(Command::new("kill").args(["-INT", &self.0.id().to_string()]));
-        self.0.wait().unwrap();
-    }
 }
 
 /// `myrr capture -r pcap --port P --json -o out` with `extra`: the JSON summary and events.
@@ -186,7 +157,7 @@ fn tls_sessions_of_a_real_client_decode_with_its_key_log() {
     let dir = tempdir();
     let pcap = dir.join("tls.pcap");
     let keylog = dir.join("keys.log");
-    let dump = Dump::start(port, &pcap);
+    let dump = Tcpdump::start(port, &pcap);
     let client = node_tls_client(port, &keylog);
     dump.stop();
     // What the client negotiated: every variant, and each second connection resumed.
@@ -356,7 +327,7 @@ fn tls13_key_updates_roll_the_traffic_secrets() {
     let dir = tempdir();
     let pcap = dir.join("ku.pcap");
     let keylog = dir.join("ku.log");
-    let dump = Dump::start(port, &pcap);
+    let dump = Tcpdump::start(port, &pcap);
     // s_client does MySQL's SSLRequest itself; `K` on a line of its own sends a KeyUpdate
     // asking the server to update too. Then the login goes under the new keys, and the
     // server's answer under its new keys.

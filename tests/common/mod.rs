@@ -212,6 +212,45 @@ impl LiveCapture {
 }
 
 /// Runs a command to completion, failing the test with its output if it fails.
+/// tcpdump recording `port` on loopback into `pcap`, every packet written at once
+/// (`--immediate-mode`: nothing is left in a buffer block when it is stopped), with a 64 MiB
+/// kernel buffer so that a busy machine does not drop packets under it.
+pub struct Tcpdump(Child);
+
+impl Tcpdump {
+    pub fn start(port: u16, pcap: &Path) -> Self {
+        let mut child = Command::new("tcpdump")
+            .args(["-i", "lo", "--immediate-mode", "-U", "-B", "65536", "-w"])
+            .arg(pcap)
+            .args(["tcp port", &port.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        // Started once it says it is listening.
+        let mut line = String::new();
+        BufReader::new(child.stderr.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("listening"), "tcpdump: {line}");
+        Self(child)
+    }
+
+    /// Stops it (after 300 ms for the last packets) and checks that the kernel dropped none:
+    /// a pcap with holes would make the decoding tests fail for the wrong reason.
+    pub fn stop(mut self) {
+        std::thread::sleep(Duration::from_millis(300));
+        run(Command::new("kill").args(["-INT", &self.0.id().to_string()]));
+        let mut rest = String::new();
+        std::io::Read::read_to_string(self.0.stderr.as_mut().unwrap(), &mut rest).unwrap();
+        self.0.wait().unwrap();
+        assert!(
+            rest.lines()
+                .any(|l| l.trim() == "0 packets dropped by kernel"),
+            "tcpdump dropped packets:\n{rest}"
+        );
+    }
+}
+
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
