@@ -416,7 +416,7 @@ fn run(
     drop(links);
     let _ = rb.consume();
     drop(rb);
-    let mut stats = std::mem::take(&mut reader.borrow_mut().stats);
+    let mut stats = reader.borrow_mut().finish();
     if let Some(c) = obj.maps().find(|m| m.name() == "counters") {
         let sum = |i: u32| -> u64 {
             c.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
@@ -596,6 +596,19 @@ impl Reader {
         }
     }
 
+    /// The probe is detached: chunks still waiting for their socket never find it.
+    fn finish(&mut self) -> ProbeStats {
+        let held: u64 = self
+            .held
+            .drain()
+            .flat_map(|(_, h)| h)
+            .map(|(_, _, d, lost)| d.len() as u64 + lost)
+            .sum();
+        self.held_bytes = 0;
+        self.stats.unattributed_bytes += held;
+        std::mem::take(&mut self.stats)
+    }
+
     /// The connection on the server's `fd`, if it is a client of one of the server ports.
     fn resolve(&mut self, fd: i32) -> Option<(SocketAddr, SocketAddr)> {
         let (local, peer) = self.sockets.addresses(fd)?;
@@ -678,5 +691,19 @@ mod tests {
             let junk: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
             let _ = Record::parse(&junk);
         }
+    }
+
+    #[test]
+    fn chunks_never_given_a_socket_are_counted_when_the_probe_stops() {
+        let sockets = procfs::Sockets::open(std::process::id()).expect("pidfd_open on ourselves");
+        let mut r = Reader::new(sockets, vec![3306], |_| panic!("nothing has a socket"));
+        r.record(&record(-1, 5, 0, b"hello"));
+        r.record(&record(-1, 2, 1, b"ok"));
+        assert_eq!(r.stats.unattributed_bytes, 0, "held, not lost yet");
+        assert_eq!(r.stats.sessions, 1);
+        let stats = r.finish();
+        // The bytes, and the 3 lost before each chunk.
+        assert_eq!(stats.unattributed_bytes, 5 + 3 + 2 + 3);
+        assert_eq!(r.held_bytes, 0);
     }
 }
