@@ -80,6 +80,12 @@ pub struct Args {
     /// Off by default: on sysbench oltp_read_write it made no answer more like production's.
     #[arg(long, value_enum, default_value = "off", value_name = "ON_OFF")]
     sync_writes: OnOff,
+    /// Under --sync, a write or locking read answered while another session's commit was
+    /// finishing (at most 200 µs before it) also waits for that commit: a statement woken by a
+    /// commit's lock release can be answered a few µs before the commit is, and replayed first
+    /// it would take the lock in the other order (the order waits then fight the locks).
+    #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
+    sync_locks: OnOff,
     /// Pin what production's statements saw (deterministic writes): before a write, or a read
     /// calling a time function, set `timestamp` to the statement's recorded start and
     /// `insert_id` to the AUTO_INCREMENT id it generated. `auto`: on with --sync.
@@ -254,6 +260,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     cfg.sync_timeout = a.sync_timeout;
     cfg.sync_views = matches!(a.sync_views, OnOff::On);
     cfg.sync_writes = matches!(a.sync_writes, OnOff::On);
+    cfg.sync_locks = matches!(a.sync_locks, OnOff::On);
     cfg.row_samples = !a.no_row_samples;
     cfg.pin_batch = matches!(a.pin_batch, OnOff::On);
     cfg.pin = match a.pin {

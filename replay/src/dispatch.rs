@@ -419,7 +419,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                 let register = |order: Option<&sync::CommitOrder>, on: bool| match order {
                     Some(o) if on => {
                         for clone in 0..cfg.scale {
-                            o.register(clone, key);
+                            o.register(clone, key, x.start_us);
                         }
                         Some(key)
                     }
@@ -581,7 +581,7 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                     let class = classifier.classify(&x);
                     if class.commit {
                         for clone in 0..cfg.scale {
-                            order.register(clone, (x.end_us, x.session, x.seq));
+                            order.register(clone, (x.end_us, x.session, x.seq), x.start_us);
                         }
                     }
                     ambiguity.exchange(&x, class, &mut found);

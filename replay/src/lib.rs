@@ -125,6 +125,10 @@ pub struct ReplayConfig {
     /// Under `sync`, a write waits for the other sessions' writes that had finished before it
     /// started (row locks are taken in production's order).
     pub sync_writes: bool,
+    /// Under `sync`, a write or locking read answered while another session's commit was
+    /// finishing also waits for that commit (it was most likely woken by its lock release;
+    /// see `sync::CommitOrder::released_by`).
+    pub sync_locks: bool,
     /// Pin what production's statements saw: before a write, or a read calling a time
     /// function, the session sets `timestamp` to the statement's recorded start and, when the
     /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
@@ -177,6 +181,7 @@ impl ReplayConfig {
             sync_timeout: Duration::from_secs(5),
             sync_views: true,
             sync_writes: false,
+            sync_locks: true,
             pin: false,
             pin_batch: true,
             row_samples: true,
@@ -1124,8 +1129,14 @@ async fn pass(
             service: Histogram::new(3).expect("histogram"),
         }),
         errors: Mutex::new(Vec::new()),
-        order: (config.sync != SyncMode::None)
-            .then(|| sync::Order::new(config.scale, config.sync_views, config.sync_writes)),
+        order: (config.sync != SyncMode::None).then(|| {
+            sync::Order::new(
+                config.scale,
+                config.sync_views,
+                config.sync_writes,
+                config.sync_locks,
+            )
+        }),
         samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(
             myrr_wire::conn::DIFFERING_PER_SHAPE,
         )),

@@ -937,14 +937,19 @@ impl Worker {
         self.hand_over().await;
         shared.flush(&mut self.tally);
         let timeout = shared.config.sync_timeout;
-        let stuck = |s| order.stuck_in_server(s, self.clone);
-        let mut waited = order
-            .commits
-            .wait(self.clone, recorded_end_us, timeout, stuck)
-            .await;
+        let session = self.start.session;
+        let stuck = |s| {
+            order.stuck_in_server(s, self.clone) || order.waits_in_circle(session, self.clone, s)
+        };
+        let mut until = recorded_end_us;
+        if order.locks && class.locks {
+            order.commits.wait_read(until, timeout).await;
+            until = order.commits.released_by(self.clone, session, until);
+        }
+        let mut waited = order.commits.wait(self.clone, until, timeout, &stuck).await;
         if let (Some(writes), true) = (&order.writes, class.locks) {
             let w = writes
-                .wait(self.clone, recorded_start_us, timeout, stuck)
+                .wait(self.clone, recorded_start_us, timeout, &stuck)
                 .await;
             if waited == Waited::Ready {
                 waited = w;
@@ -952,7 +957,7 @@ impl Worker {
         }
         if let (Some(views), true) = (&order.views, class.commit) {
             let v = views
-                .wait(self.clone, recorded_start_us, timeout, stuck)
+                .wait(self.clone, recorded_start_us, timeout, &stuck)
                 .await;
             if v != Waited::Ready {
                 order.displace(self.clone, recorded_start_us);
@@ -961,6 +966,7 @@ impl Worker {
                 waited = v;
             }
         }
+        order.done_waiting(session, self.clone);
         let counter = match waited {
             Waited::Ready => return true,
             Waited::TimedOut => &shared.progress.sync_timeouts,

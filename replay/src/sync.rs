@@ -3,8 +3,8 @@
 //! Sessions replayed each in their own send order can commit conflicting transactions in a
 //! different order than production did (two sessions' UPDATEs of one row swap), and from then
 //! on reads, duplicate keys and deadlocks differ. Under `--sync`, an exchange waits until every
-//! *commit point* (an exchange that ended a transaction that wrote — by COMMIT, ROLLBACK or a
-//! deadlock that rolled it back — or an autocommit write)
+//! *commit point* (an exchange that ended a transaction that wrote — by COMMIT or ROLLBACK —
+//! or an autocommit write)
 //! that had finished in the recording before the exchange itself finished has finished in the
 //! replay. `commit` holds writes and commit points so; `all` holds every exchange (reads then
 //! see what they saw).
@@ -49,11 +49,24 @@
 //! `--reference`); with writes too, one pair in four had 16 differences, and the replay took
 //! 4 % longer: it does not pay, and stays an option.
 //!
+//! Lock releases (`--sync-locks`, on by default): a commit releases its row locks just before
+//! its answer leaves, so a statement that waited for one of them can be answered a few µs
+//! *before* that commit: ordered by ends alone it went first in the replay, took the lock,
+//! and the commit's session then waited for it while its own commit waited for that commit
+//! (on the TPC-C-like bench the first of thousands of such fights). A write or locking read
+//! answered while another session's commit point was in flight, at most
+//! [`LOCK_RELEASE_SLACK_US`] before it, waits for that commit too (never past its own
+//! session's next commit). Such a wait points to a later end, so waits can now form a
+//! circle: a waiter whose chain of waited-for sessions leads back to itself gives way at
+//! once ([`Order::waits_in_circle`]) instead of after `sync_timeout`. A deadlock's victim is
+//! no commit point: the survivor's lock request was waiting when the victim failed, so
+//! waiting for the victim would only stall both.
+//!
 //! Pairs whose recorded intervals overlap have no recorded order: [`Ambiguity`] finds the view
 //! points that overlapped a commit point of another session, so that the run labels them (and
 //! the reads of the same transaction after them) `order-ambiguous`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -107,6 +120,10 @@ pub(crate) struct Order {
     pub(crate) writes: Option<CommitOrder>,
     /// (session, clone) → from when its current command, in the server, counts as stuck.
     in_server: Mutex<HashMap<(u64, u32), Instant>>,
+    /// (session, clone) → the session whose commit it waits for now.
+    waiting: Mutex<HashMap<(u64, u32), u64>>,
+    /// `--sync-locks`.
+    pub(crate) locks: bool,
     /// View points found order-ambiguous by the feeder ([`Ambiguity`]): (session, seq) →
     /// clones that have not asked yet.
     ambiguous: Mutex<HashMap<(u64, u64), u32>>,
@@ -116,7 +133,7 @@ pub(crate) struct Order {
 }
 
 impl Order {
-    pub(crate) fn new(clones: u32, views: bool, writes: bool) -> Self {
+    pub(crate) fn new(clones: u32, views: bool, writes: bool, locks: bool) -> Self {
         let registered = |on: bool| {
             on.then(|| {
                 let v = CommitOrder::new(clones);
@@ -129,6 +146,8 @@ impl Order {
             views: registered(views),
             writes: registered(writes),
             in_server: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            locks,
             ambiguous: Mutex::new(HashMap::new()),
             displaced: Mutex::new(HashSet::new()),
         }
@@ -218,6 +237,35 @@ impl Order {
         }
     }
 
+    /// `session` (in `clone`) waits for `blocker`'s commit: whether that wait closes a
+    /// circle of waits back to `session` (each waiting for the next's commit, none in the
+    /// server: nothing would ever move). Waits form no circle when they follow recorded ends,
+    /// but a statement waiting for the commit that released its lock waits for a later end.
+    pub(crate) fn waits_in_circle(&self, session: u64, clone: u32, blocker: u64) -> bool {
+        let Ok(mut w) = self.waiting.lock() else {
+            return false;
+        };
+        w.insert((session, clone), blocker);
+        let mut at = blocker;
+        for _ in 0..w.len() {
+            if at == session {
+                return true;
+            }
+            match w.get(&(at, clone)) {
+                Some(&next) => at = next,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// `session`'s wait is over.
+    pub(crate) fn done_waiting(&self, session: u64, clone: u32) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(&(session, clone));
+        }
+    }
+
     /// The session's current command has been in the server far longer than an answer
     /// takes, and than it took in production (blocked on a lock, most likely).
     pub(crate) fn stuck_in_server(&self, session: u64, clone: u32) -> bool {
@@ -243,17 +291,18 @@ struct State {
 }
 
 struct Pending {
-    keys: Mutex<BTreeSet<CommitKey>>,
+    /// Pending points → their recorded start.
+    keys: Mutex<BTreeMap<CommitKey, u64>>,
     state: watch::Sender<State>,
 }
 
 impl Pending {
-    fn update(&self, f: impl FnOnce(&mut BTreeSet<CommitKey>, &mut State)) {
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<CommitKey, u64>, &mut State)) {
         if let Ok(mut keys) = self.keys.lock() {
             self.state.send_if_modified(|st| {
                 let before = *st;
                 f(&mut keys, st);
-                st.earliest = keys.first().map_or(u64::MAX, |k| k.0);
+                st.earliest = keys.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
                 *st != before
             });
         }
@@ -265,7 +314,7 @@ impl CommitOrder {
         Self {
             clones: (0..clones.max(1))
                 .map(|_| Pending {
-                    keys: Mutex::new(BTreeSet::new()),
+                    keys: Mutex::new(BTreeMap::new()),
                     state: watch::Sender::new(State {
                         read_to: 0,
                         earliest: u64::MAX,
@@ -279,9 +328,10 @@ impl CommitOrder {
         &self.clones[(clone as usize).min(self.clones.len() - 1)]
     }
 
-    pub(crate) fn register(&self, clone: u32, key: CommitKey) {
+    /// A point that started at `start_us` (recorded) is pending.
+    pub(crate) fn register(&self, clone: u32, key: CommitKey, start_us: u64) {
         self.clone_state(clone).update(|keys, _| {
-            keys.insert(key);
+            keys.insert(key, start_us);
         });
     }
 
@@ -311,8 +361,33 @@ impl CommitOrder {
     /// The points of `clone` not answered that ended before `until_us`.
     pub(crate) fn pending_before(&self, clone: u32, until_us: u64) -> Vec<CommitKey> {
         self.clone_state(clone).keys.lock().map_or(Vec::new(), |k| {
-            k.range(..(until_us, 0, 0)).copied().collect()
+            k.range(..(until_us, 0, 0)).map(|(k, _)| *k).collect()
         })
+    }
+
+    /// `--sync-locks`: the end a write or locking read of `session` that ended at `end_us`
+    /// (recorded) should wait up to. A commit releases its locks just before its answer
+    /// leaves, and a statement that waited for one of them can be answered first, by a few
+    /// µs: on the wire it then ended before the commit that let it run, and ordered by ends
+    /// alone it would take the lock first in the replay. So when another session's commit
+    /// point was in flight as it ended, and ended at most [`LOCK_RELEASE_SLACK_US`] later, the
+    /// statement waits for that commit too. Call once the reader has registered every point
+    /// that started before `end_us`.
+    pub(crate) fn released_by(&self, clone: u32, session: u64, end_us: u64) -> u64 {
+        let Ok(keys) = self.clone_state(clone).keys.lock() else {
+            return end_us;
+        };
+        let mut until = end_us;
+        for (k, start) in keys.range((end_us, 0, 0)..(end_us + LOCK_RELEASE_SLACK_US, 0, 0)) {
+            if k.1 == session {
+                // Its own session's next commit: never waited for.
+                break;
+            }
+            if *start < end_us {
+                until = k.0 + 1;
+            }
+        }
+        until
     }
 
     /// Commit points registered and not answered (largest over clones).
@@ -357,7 +432,11 @@ impl CommitOrder {
             if tokio::time::Instant::now() >= deadline {
                 return Waited::TimedOut;
             }
-            let first = p.keys.lock().ok().and_then(|k| k.first().copied());
+            let first = p
+                .keys
+                .lock()
+                .ok()
+                .and_then(|k| k.first_key_value().map(|(k, _)| *k));
             let blocker = first.map(|k| k.1);
             if blocker.is_some_and(&stuck) {
                 return Waited::Cycle;
@@ -365,6 +444,10 @@ impl CommitOrder {
         }
     }
 }
+
+/// How much later than a statement's answer the commit that released its lock can be
+/// answered (see [`CommitOrder::released_by`]).
+pub(crate) const LOCK_RELEASE_SLACK_US: u64 = 200;
 
 /// How often a waiter checks whether the session it waits for is stuck in the server.
 const STUCK_CHECK: Duration = Duration::from_millis(5);
@@ -442,7 +525,13 @@ impl Classifier {
             (None, Response::Err(e)) => e.code == ER_LOCK_DEADLOCK,
             _ => false,
         };
-        let commit = ended && self.dirty.remove(&x.session);
+        // A deadlock's victim ends its transaction but is no commit point: its statement
+        // failed because another session's lock request was already waiting, so that request
+        // (which production answered after the victim's) must be sent before the victim is
+        // answered; waiting for the victim would leave both waiting until one gave way. Its
+        // rollback leaves nothing for anyone to see.
+        let deadlock = matches!(&x.response, Response::Err(e) if e.code == ER_LOCK_DEADLOCK);
+        let commit = ended && self.dirty.remove(&x.session) && !deadlock;
         let read = statement && !write && matches!(x.response, Response::Rows(_));
         let in_view = read && self.viewed.contains(&x.session);
         let view = read && !in_view;
@@ -721,8 +810,8 @@ mod tests {
     async fn waits_for_commits_that_ended_before_it_ended() {
         let order = CommitOrder::new(1);
         let t = Duration::from_millis(50);
-        order.register(0, (100, 1, 0));
-        order.register(0, (300, 2, 0));
+        order.register(0, (100, 1, 0), 50);
+        order.register(0, (300, 2, 0), 250);
         // The reader has not reached 150 yet: a commit ending before it may still come.
         assert!(order.wait(0, 150, t, |_| false).await == Waited::TimedOut);
         order.read_to(1000);
@@ -746,7 +835,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn gives_up_at_once_when_the_earlier_commits_session_is_stuck() {
         let order = CommitOrder::new(1);
-        order.register(0, (100, 7, 3));
+        order.register(0, (100, 7, 3), 50);
         order.read_to(u64::MAX);
         let t = Duration::from_secs(10);
         let started = std::time::Instant::now();
@@ -757,5 +846,76 @@ mod tests {
             order.wait(0, 200, short, |s| s == 8).await,
             Waited::TimedOut
         );
+    }
+
+    #[test]
+    fn a_deadlock_victim_ends_its_transaction_but_is_no_commit_point() {
+        let mut c = Classifier::default();
+        assert!(!c.classify(&ok(1, 0, "BEGIN", 0x0003, (0, 1))).commit);
+        assert!(
+            !c.classify(&ok(1, 1, "UPDATE t SET a=1", 0x0003, (2, 3)))
+                .commit
+        );
+        let mut victim = ok(1, 2, "UPDATE t SET b=1", 0, (4, 9));
+        victim.response = Response::Err(myrr_recording::ErrInfo {
+            code: ER_LOCK_DEADLOCK,
+            state: b"40001".to_vec(),
+            message: Vec::new(),
+        });
+        let v = c.classify(&victim);
+        assert!(v.write && !v.commit);
+        // The transaction is over: the application's ROLLBACK after it commits nothing.
+        assert!(!c.classify(&ok(1, 3, "ROLLBACK", 0x0002, (10, 11))).commit);
+        // Another error ends nothing.
+        assert!(!c.classify(&ok(1, 4, "BEGIN", 0x0003, (12, 13))).commit);
+        assert!(
+            !c.classify(&ok(1, 5, "UPDATE t SET a=2", 0x0003, (14, 15)))
+                .commit
+        );
+        let mut dup = ok(1, 6, "INSERT INTO t VALUES (1)", 0, (16, 17));
+        dup.response = Response::Err(myrr_recording::ErrInfo {
+            code: 1062,
+            state: b"23000".to_vec(),
+            message: Vec::new(),
+        });
+        assert!(!c.classify(&dup).commit);
+        assert!(c.classify(&ok(1, 7, "COMMIT", 0x0002, (18, 19))).commit);
+    }
+
+    #[test]
+    fn a_statement_answered_while_a_commit_finished_waits_for_that_commit() {
+        let order = CommitOrder::new(1);
+        // Session 2's COMMIT ran 900..1014; session 3's 1000..1500 (long).
+        order.register(0, (1014, 2, 5), 900);
+        order.register(0, (1500, 3, 9), 1000);
+        // Session 1's UPDATE, woken by session 2's commit, was answered at 1000: it waits
+        // for that commit too (1014 + 1), not for session 3's, which ended later than the
+        // slack.
+        assert_eq!(order.released_by(0, 1, 1000), 1015);
+        // A commit that started after the statement ended did not release it.
+        order.register(0, (1100, 4, 2), 1050);
+        assert_eq!(order.released_by(0, 1, 1040), 1040);
+        // Never beyond the statement's own session's next commit.
+        let own = CommitOrder::new(1);
+        own.register(0, (1010, 1, 8), 1005);
+        own.register(0, (1014, 2, 5), 900);
+        assert_eq!(own.released_by(0, 1, 1000), 1000);
+        // Nothing in flight: its own end.
+        assert_eq!(CommitOrder::new(1).released_by(0, 1, 1000), 1000);
+    }
+
+    #[test]
+    fn waits_that_close_a_circle_are_found() {
+        let order = Order::new(1, true, false, true);
+        // 1 waits for 2, 2 for 3: no circle yet.
+        assert!(!order.waits_in_circle(1, 0, 2));
+        assert!(!order.waits_in_circle(2, 0, 3));
+        // 3 waits for 1: each waits for the next, none can move.
+        assert!(order.waits_in_circle(3, 0, 1));
+        // Once 2's wait is over, 3 waiting for 1 closes no circle.
+        order.done_waiting(2, 0);
+        assert!(!order.waits_in_circle(3, 0, 1));
+        // Clones are separate copies: the same sessions in another clone are not waiting.
+        assert!(!order.waits_in_circle(2, 1, 3));
     }
 }
