@@ -33,6 +33,7 @@ mod backfill;
 mod dispatch;
 mod follow;
 mod handover;
+mod locks;
 mod outbox;
 mod pacer;
 mod pacing;
@@ -129,6 +130,11 @@ pub struct ReplayConfig {
     /// finishing also waits for that commit (it was most likely woken by its lock release;
     /// see `sync::CommitOrder::released_by`).
     pub sync_locks: bool,
+    /// Under `sync`, ask the candidate for its lock waits to tell an order wait that closes a
+    /// circle with them (give way at once) from a long but legitimate lock wait (keep waiting);
+    /// without it, or when the candidate cannot say, a session long in the server is taken to
+    /// be in such a circle (see `locks`).
+    pub sync_lock_waits: bool,
     /// Pin what production's statements saw: before a write, or a read calling a time
     /// function, the session sets `timestamp` to the statement's recorded start and, when the
     /// recorded statement generated an AUTO_INCREMENT id, `insert_id` to it.
@@ -182,6 +188,7 @@ impl ReplayConfig {
             sync_views: true,
             sync_writes: false,
             sync_locks: true,
+            sync_lock_waits: true,
             pin: false,
             pin_batch: true,
             row_samples: true,
@@ -283,6 +290,8 @@ pub struct Progress {
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
     pub sync_cycles: AtomicU64,
+    /// `--sync`: times the candidate was asked for its lock waits.
+    pub lock_waits_asked: AtomicU64,
     /// Answers whose rows differed from the recorded and were kept (`row_samples`).
     pub row_samples: AtomicU64,
     /// Backfills applied (per session task: each clone applies its session's).
@@ -533,6 +542,10 @@ pub struct Summary {
     pub connect_failures: u64,
     pub sync_timeouts: u64,
     pub sync_cycles: u64,
+    /// `--sync`: times the candidate was asked for its lock waits, and why it could not be
+    /// (circles were then guessed from time).
+    pub lock_waits_asked: u64,
+    pub lock_waits_failure: Option<String>,
     /// `--sync`: exchanges labelled order-ambiguous / out-of-order in the run.
     pub order_ambiguous: u64,
     pub out_of_order: u64,
@@ -814,6 +827,7 @@ pub async fn run(
     let mut service = Histogram::<u64>::new(3).expect("histogram");
     let mut first_errors = Vec::new();
     let (mut interrupted, mut read_damage, mut refused) = (false, None, None);
+    let mut lock_waits_failure: Option<String> = None;
     let mut step_summaries = Vec::new();
     let mut start_late = Duration::ZERO;
     let (mut first_anchor, mut timetable) = (None, Duration::ZERO);
@@ -922,6 +936,7 @@ pub async fn run(
         first_errors.extend(out.errors);
         first_errors.truncate(20);
         read_damage = read_damage.or(out.read_damage);
+        lock_waits_failure = lock_waits_failure.or(out.lock_waits_failure);
         refused = refused.or(out.refused);
         if let (Some(s), Some(judge)) = (step, &judged) {
             let counts = progress.ramp_counts().since(before);
@@ -992,6 +1007,8 @@ pub async fn run(
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
         sync_timeouts: p.sync_timeouts.load(Ordering::Relaxed),
         sync_cycles: p.sync_cycles.load(Ordering::Relaxed),
+        lock_waits_asked: p.lock_waits_asked.load(Ordering::Relaxed),
+        lock_waits_failure: lock_waits_failure.clone(),
         order_ambiguous: p.order_ambiguous.load(Ordering::Relaxed),
         out_of_order: p.out_of_order.load(Ordering::Relaxed),
         backfill: BackfillCounts {
@@ -1089,6 +1106,8 @@ fn anchor(at: SystemTime) -> (tokio::time::Instant, Duration) {
 
 /// What one pass over the recording (the replay, or one ramp step) gave.
 struct Pass {
+    /// Why the candidate could not be asked for its lock waits.
+    lock_waits_failure: Option<String>,
     lag: Histogram<u64>,
     service: Histogram<u64>,
     errors: Vec<String>,
@@ -1135,6 +1154,7 @@ async fn pass(
                 config.sync_views,
                 config.sync_writes,
                 config.sync_locks,
+                config.sync_lock_waits,
             )
         }),
         samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(
@@ -1153,6 +1173,19 @@ async fn pass(
     // over an exchange seldom wakes a thread.
     let pool = pool::Pool::new(shared.config.session_threads);
     let feeder = tokio::spawn(dispatch::feed_commits(shared.clone()));
+    let monitor_done = Arc::new(AtomicBool::new(false));
+    let monitor = shared
+        .order
+        .as_ref()
+        .and_then(|o| o.lock_waits.clone())
+        .map(|l| {
+            let opts = shared.config.target.monitor_opts();
+            let done = monitor_done.clone();
+            tokio::spawn(async move {
+                l.monitor(opts, &done).await;
+                l
+            })
+        });
     let dispatch::Dispatched {
         tasks,
         pool,
@@ -1192,9 +1225,23 @@ async fn pass(
     shared.abandon.store(true, Ordering::Relaxed);
     feeder.abort();
     let _ = feeder.await;
+    monitor_done.store(true, Ordering::Relaxed);
+    let lock_waits_failure = match monitor {
+        Some(m) => match m.await {
+            Ok(l) => {
+                progress
+                    .lock_waits_asked
+                    .fetch_add(l.asked.load(Ordering::Relaxed), Ordering::Relaxed);
+                l.failure.lock().ok().and_then(|f| f.clone())
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
     drop(pool);
     drop(shared);
     Pass {
+        lock_waits_failure,
         lag,
         service,
         errors,

@@ -354,6 +354,14 @@ impl Worker {
         };
         let pair = self.shared.policy == crate::sched::Policy::Pair;
         conn.wait_with(Waiting::new(self.shared.abandon.clone(), pair));
+        if let Some(l) = self
+            .shared
+            .order
+            .as_ref()
+            .and_then(|o| o.lock_waits.as_ref())
+        {
+            l.connected(conn.connection_id, (self.start.session, self.clone));
+        }
         self.conn = Some(conn);
         Ok(())
     }
@@ -938,9 +946,7 @@ impl Worker {
         shared.flush(&mut self.tally);
         let timeout = shared.config.sync_timeout;
         let session = self.start.session;
-        let stuck = |s| {
-            order.stuck_in_server(s, self.clone) || order.waits_in_circle(session, self.clone, s)
-        };
+        let stuck = |s| order.gives_way(session, self.clone, s);
         let mut until = recorded_end_us;
         if order.locks && class.locks {
             order.commits.wait_read(until, timeout).await;

@@ -67,7 +67,7 @@
 //! the reads of the same transaction after them) `order-ambiguous`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use myrr_recording::{Command, Exchange, Response};
@@ -105,8 +105,12 @@ pub(crate) struct Keys {
 pub(crate) const MAX_PENDING: usize = 1 << 20;
 
 /// A command in the server this long (plus twice what it took in production) is taken to be
-/// blocked on a lock.
+/// blocked on a lock, when the candidate's lock waits are not known.
 const STUCK_AFTER: Duration = Duration::from_millis(20);
+
+/// When they are known: a command in the server this long (plus twice …) and in no lock
+/// wait the candidate shows is taken to be stuck all the same.
+const STUCK_LONG: Duration = Duration::from_secs(1);
 
 /// The replay's `--sync` state: the recorded commit order, and since when each session's
 /// current command has been in the server (a wait for a commit whose session is blocked in
@@ -118,8 +122,11 @@ pub(crate) struct Order {
     pub(crate) views: Option<CommitOrder>,
     /// `--sync-writes`: writes not answered yet (registered as view points are).
     pub(crate) writes: Option<CommitOrder>,
-    /// (session, clone) → from when its current command, in the server, counts as stuck.
-    in_server: Mutex<HashMap<(u64, u32), Instant>>,
+    /// (session, clone) → since when its current command is in the server, and how long it
+    /// took in production.
+    in_server: Mutex<HashMap<(u64, u32), (Instant, Duration)>>,
+    /// `--sync-lock-waits`: the candidate's lock waits, asked by a monitor.
+    pub(crate) lock_waits: Option<Arc<crate::locks::LockWaits>>,
     /// (session, clone) → the session whose commit it waits for now.
     waiting: Mutex<HashMap<(u64, u32), u64>>,
     /// `--sync-locks`.
@@ -133,7 +140,13 @@ pub(crate) struct Order {
 }
 
 impl Order {
-    pub(crate) fn new(clones: u32, views: bool, writes: bool, locks: bool) -> Self {
+    pub(crate) fn new(
+        clones: u32,
+        views: bool,
+        writes: bool,
+        locks: bool,
+        lock_waits: bool,
+    ) -> Self {
         let registered = |on: bool| {
             on.then(|| {
                 let v = CommitOrder::new(clones);
@@ -146,6 +159,7 @@ impl Order {
             views: registered(views),
             writes: registered(writes),
             in_server: Mutex::new(HashMap::new()),
+            lock_waits: lock_waits.then(Default::default),
             waiting: Mutex::new(HashMap::new()),
             locks,
             ambiguous: Mutex::new(HashMap::new()),
@@ -231,7 +245,7 @@ impl Order {
             match recorded {
                 // A statement that was long in production (a report, a SLEEP) is not stuck
                 // for being long here.
-                Some(d) => m.insert((session, clone), Instant::now() + STUCK_AFTER + 2 * d),
+                Some(d) => m.insert((session, clone), (Instant::now(), d)),
                 None => m.remove(&(session, clone)),
             };
         }
@@ -266,13 +280,55 @@ impl Order {
         }
     }
 
-    /// The session's current command has been in the server far longer than an answer
-    /// takes, and than it took in production (blocked on a lock, most likely).
-    pub(crate) fn stuck_in_server(&self, session: u64, clone: u32) -> bool {
-        self.in_server.lock().is_ok_and(|m| {
-            m.get(&(session, clone))
-                .is_some_and(|stuck_at| Instant::now() > *stuck_at)
-        })
+    /// `session` (in `clone`) waits for `blocker`'s commit: whether it should stop waiting
+    /// and go ahead, because the waits close a circle that nothing would break. Order waits
+    /// alone ([`Order::waits_in_circle`]); with the candidate's lock waits known (see `locks`),
+    /// when they and the order waits lead from `blocker`, in the server, back to `session`;
+    /// without them, when `blocker`'s command has been in the server far longer than its
+    /// answer took in production ([`STUCK_AFTER`] more than twice as long: blocked on a lock,
+    /// most likely).
+    pub(crate) fn gives_way(&self, session: u64, clone: u32, blocker: u64) -> bool {
+        if self.waits_in_circle(session, clone, blocker) {
+            return true;
+        }
+        let Some((entered, recorded)) = self
+            .in_server
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(blocker, clone)).copied())
+        else {
+            return false;
+        };
+        let inside = entered.elapsed();
+        let asking = self
+            .lock_waits
+            .as_ref()
+            .filter(|l| l.working.load(std::sync::atomic::Ordering::Relaxed));
+        let Some(l) = asking else {
+            return inside > STUCK_AFTER + 2 * recorded;
+        };
+        // Not in a lock wait the candidate shows (a metadata lock, a stalled server): the
+        // time guess, later.
+        if inside > STUCK_LONG + 2 * recorded {
+            return true;
+        }
+        let suspect = crate::locks::SUSPECT_AFTER + 2 * recorded;
+        if inside < suspect {
+            return false;
+        }
+        let Some(lock) = l.ask(entered + suspect) else {
+            return false;
+        };
+        let order: HashMap<_, _> = self.waiting.lock().map_or_else(
+            |_| HashMap::new(),
+            |w| {
+                w.iter()
+                    .filter(|((_, c), _)| *c == clone)
+                    .map(|(&t, &b)| (t, (b, clone)))
+                    .collect()
+            },
+        );
+        crate::locks::leads_back((blocker, clone), (session, clone), &lock, &order)
     }
 }
 
@@ -450,7 +506,7 @@ impl CommitOrder {
 pub(crate) const LOCK_RELEASE_SLACK_US: u64 = 200;
 
 /// How often a waiter checks whether the session it waits for is stuck in the server.
-const STUCK_CHECK: Duration = Duration::from_millis(5);
+const STUCK_CHECK: Duration = Duration::from_millis(2);
 
 /// How a wait for earlier commits ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -906,7 +962,7 @@ mod tests {
 
     #[test]
     fn waits_that_close_a_circle_are_found() {
-        let order = Order::new(1, true, false, true);
+        let order = Order::new(1, true, false, true, false);
         // 1 waits for 2, 2 for 3: no circle yet.
         assert!(!order.waits_in_circle(1, 0, 2));
         assert!(!order.waits_in_circle(2, 0, 3));

@@ -42,6 +42,17 @@ impl Target {
         })
     }
 
+    /// Options for a connection of the replay's own (the `--sync` lock-wait monitor): the
+    /// target URL's credentials, no database.
+    pub(crate) fn monitor_opts(&self) -> Opts {
+        let (user, pass) = self.credentials_for(None);
+        mysql_async::OptsBuilder::from_opts(self.opts.clone())
+            .user(user)
+            .pass(pass)
+            .db_name(None::<String>)
+            .into()
+    }
+
     /// `host:port`, for the run header and reports (no credentials).
     pub fn address(&self) -> String {
         let (host, port) = self.host_port();

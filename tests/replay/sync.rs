@@ -212,3 +212,126 @@ fn a_commit_waits_for_the_reads_that_finished_before_it_started() {
         report["totals"]
     );
 }
+
+/// A synthetic session's command: (offset µs, SQL, in a transaction after it).
+fn stmt(off: u64, sql: &str, in_trans: bool) -> (u64, Cmd, myrr_recording::Response) {
+    let status = if in_trans { 0x0003 } else { 0x0002 };
+    (
+        off,
+        Cmd::Query {
+            sql: sql.as_bytes().to_vec(),
+            attrs: vec![],
+        },
+        myrr_recording::Response::Ok(myrr_recording::OkInfo {
+            status,
+            ..Default::default()
+        }),
+    )
+}
+
+/// `--sync all` of `rec` (paced: each command waits for its recorded time) onto myrr_lw
+/// (rebuilt by `setup`) with `extra`: the JSON summary and the run's events.
+fn replay_lw(
+    rec: &std::path::Path,
+    out: &std::path::Path,
+    setup: &str,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<Event>) {
+    let db = db();
+    sql(db.candidate_port, setup);
+    let mut args = vec!["--sync", "all", "--json"];
+    args.extend(extra);
+    let o = crate::replay_command(rec, &db.candidate_url, out, &args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    (serde_json::from_slice(&o.stdout).unwrap(), read_events(out))
+}
+
+const LW_TABLE: &str = "DROP DATABASE IF EXISTS myrr_lw; CREATE DATABASE myrr_lw; \
+     CREATE TABLE myrr_lw.t (id INT PRIMARY KEY, k INT, v INT, KEY (k)); \
+     INSERT INTO myrr_lw.t VALUES (1, 1, 0), (2, 2, 0), (3, 3, 0), (4, 4, 0)";
+
+/// The candidate's lock waits, asked of it (`--sync-lock-waits`, the default), tell a circle
+/// from a long wait. Circle: session 1 updates k = 1 in a transaction, then waits (the
+/// recorded order) for session 2's autocommit UPDATE of row 2; the candidate lacks the index
+/// on k, so session 1's UPDATE locked every row and session 2 waits for that lock: neither
+/// moves until session 1 goes ahead, which it does (labelled out-of-order). Long wait:
+/// session 1 holds row 1 through a 300 ms SLEEP that production answered at once; session 2
+/// waits for session 1's commit, session 3 for session 2's: nobody waits for anyone in a
+/// circle, so with the candidate's lock waits nobody goes ahead, while the time guess
+/// (`off`) sends session 3 ahead of session 2's commit after 20 ms.
+#[test]
+fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
+    let _serial = serial();
+    let dir = tempdir();
+    let circle = dir.join("circle.myrr");
+    synthetic_commands(
+        &circle,
+        "myrr_lw",
+        &[
+            vec![
+                stmt(0, "BEGIN", true),
+                stmt(10_000, "UPDATE t SET v = v + 1 WHERE k = 1", true),
+                stmt(100_000, "UPDATE t SET v = v + 1 WHERE id = 3", true),
+                stmt(120_000, "COMMIT", false),
+            ],
+            vec![stmt(50_000, "UPDATE t SET v = v + 10 WHERE id = 2", false)],
+        ],
+    );
+    let no_index = format!("{LW_TABLE}; ALTER TABLE myrr_lw.t DROP KEY k");
+    let started = std::time::Instant::now();
+    let (s, events) = replay_lw(&circle, &dir.join("c.myrr"), &no_index, &[]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the circle was broken by a timeout: {s}"
+    );
+    assert_eq!(s["lock_waits"]["failure"], serde_json::Value::Null, "{s}");
+    assert!(s["lock_waits"]["asked"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["sync_timeouts"], 0, "{s}");
+    let ahead: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Label(l) if l.labels & OrderLabel::OUT_OF_ORDER != 0 => Some((l.session, l.seq)),
+            _ => None,
+        })
+        .collect();
+    assert!(ahead.contains(&(1, 2)), "{ahead:?}");
+    assert_eq!(
+        sql(
+            db().candidate_port,
+            "SELECT GROUP_CONCAT(v ORDER BY id) FROM myrr_lw.t"
+        )
+        .trim(),
+        "1,10,1,0"
+    );
+
+    let long = dir.join("long.myrr");
+    synthetic_commands(
+        &long,
+        "myrr_lw",
+        &[
+            vec![
+                stmt(0, "BEGIN", true),
+                stmt(10_000, "UPDATE t SET v = v + 1 WHERE id = 1", true),
+                stmt(15_000, "DO SLEEP(0.3)", true),
+                stmt(17_000, "COMMIT", false),
+            ],
+            vec![stmt(20_000, "UPDATE t SET v = v + 10 WHERE id = 1", false)],
+            vec![stmt(25_000, "UPDATE t SET v = v + 100 WHERE id = 4", false)],
+        ],
+    );
+    let (asked, _) = replay_lw(&long, &dir.join("l-on.myrr"), LW_TABLE, &[]);
+    assert_eq!(asked["sync_cycles"], 0, "{asked}");
+    assert_eq!(asked["out_of_order"], 0, "{asked}");
+    let (guessed, _) = replay_lw(
+        &long,
+        &dir.join("l-off.myrr"),
+        LW_TABLE,
+        &["--sync-lock-waits", "off"],
+    );
+    assert_eq!(guessed["lock_waits"]["asked"], 0, "{guessed}");
+    assert!(guessed["sync_cycles"].as_u64().unwrap() >= 1, "{guessed}");
+}
