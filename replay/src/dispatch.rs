@@ -133,6 +133,9 @@ pub(crate) struct Work {
     pub(crate) class: sync::Class,
     /// Wait for the commits that ended before it started.
     pub(crate) wait: bool,
+    /// A deadlock's victim: the other sessions' locking exchanges (session, seq) in flight
+    /// across it in the recording, sent before it is (see `sync`).
+    pub(crate) survivors: Option<Arc<[(u64, u64)]>>,
 }
 
 /// Which recorded events this replay takes (shard, limits, sessions seen starting). The
@@ -339,6 +342,8 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
     let mut handover = Handover::new(pacing.batch(), FLUSH_EVERY);
     let mut refused = Vec::new();
     let mut classifier = sync::Classifier::default();
+    // `--sync`: each session's last locking exchange handed over (seq, recorded start, end).
+    let mut locking: HashMap<u64, (u64, u64, u64)> = HashMap::new();
     let mut select = Selector::new(cfg, pacing.recorded_origin_us());
     // Backfills not yet handed over, by session: each goes with the session's next exchange.
     let mut backfills: HashMap<u64, Box<Backfill>> = HashMap::new();
@@ -414,6 +419,18 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                     None => sync::Class::default(),
                 };
                 let wait = pacing.waits_for_order(class.locks, class.commit);
+                let survivors: Option<Arc<[(u64, u64)]>> = class.victim.then(|| {
+                    locking
+                        .iter()
+                        .filter(|(&s, &(_, start, end))| {
+                            s != session && start < x.start_us && end > x.end_us
+                        })
+                        .map(|(&s, &(seq, _, _))| (s, seq))
+                        .collect()
+                });
+                if class.locks {
+                    locking.insert(session, (x.seq, x.start_us, x.end_us));
+                }
                 let key = (x.end_us, x.session, x.seq);
                 // Registered before any later exchange is handed over (see `sync`).
                 let register = |order: Option<&sync::CommitOrder>, on: bool| match order {
@@ -496,6 +513,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                         keys,
                         class,
                         wait,
+                        survivors: survivors.clone(),
                     };
                     if !handover.hand(session, clone, work, &mut refused) {
                         break;
@@ -507,6 +525,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                 handover.close(session, &mut refused);
                 give_back(&shared, &mut refused);
                 classifier.session_ended(session);
+                locking.remove(&session);
                 backfills.remove(&session);
                 no_db.end(session);
             }

@@ -173,6 +173,7 @@ mod tests {
             keys: Default::default(),
             class: Default::default(),
             wait: false,
+            survivors: None,
         }
     }
 

@@ -756,6 +756,7 @@ impl Worker {
                 keys,
                 class,
                 wait,
+                survivors,
             } = match inbox.next() {
                 Some(w) => w,
                 None => {
@@ -822,6 +823,15 @@ impl Worker {
             if let Some(order) = &shared.order {
                 let recorded = Duration::from_micros(x.end_us.saturating_sub(x.start_us));
                 order.in_server(session, self.clone, Some(recorded));
+            }
+            if let Some(order) = &shared.order {
+                if let Some(s) = &survivors {
+                    if !order.sent(self.clone, s).await && labels & OrderLabel::OUT_OF_ORDER == 0 {
+                        labels |= OrderLabel::OUT_OF_ORDER;
+                        shared.progress.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                order.sending(session, self.clone, x.seq);
             }
             let sample_key = self.sample_key(&x.command);
             if let Some(c) = self.conn.as_mut() {

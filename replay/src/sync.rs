@@ -3,8 +3,8 @@
 //! Sessions replayed each in their own send order can commit conflicting transactions in a
 //! different order than production did (two sessions' UPDATEs of one row swap), and from then
 //! on reads, duplicate keys and deadlocks differ. Under `--sync`, an exchange waits until every
-//! *commit point* (an exchange that ended a transaction that wrote — by COMMIT or ROLLBACK —
-//! or an autocommit write)
+//! *commit point* (an exchange that ended a transaction that wrote — by COMMIT, ROLLBACK or a
+//! deadlock that rolled it back — or an autocommit write)
 //! that had finished in the recording before the exchange itself finished has finished in the
 //! replay. `commit` holds writes and commit points so; `all` holds every exchange (reads then
 //! see what they saw).
@@ -58,9 +58,13 @@
 //! [`LOCK_RELEASE_SLACK_US`] before it, waits for that commit too (never past its own
 //! session's next commit). Such a wait points to a later end, so waits can now form a
 //! circle: a waiter whose chain of waited-for sessions leads back to itself gives way at
-//! once ([`Order::waits_in_circle`]) instead of after `sync_timeout`. A deadlock's victim is
-//! no commit point: the survivor's lock request was waiting when the victim failed, so
-//! waiting for the victim would only stall both.
+//! once ([`Order::waits_in_circle`]) instead of after `sync_timeout`. A deadlock's victim is no
+//! commit point: it failed because the survivor's lock request was already waiting, and it
+//! is the request that closes the circle that InnoDB picks when the two weigh the same. So
+//! the survivor does not wait for it; the victim waits instead until the other sessions'
+//! locking statements that were in flight across it in the recording have been sent
+//! ([`Order::sent`], at most [`VICTIM_WAIT`]), and the candidate then finds the deadlock
+//! production had, with the same victim.
 //!
 //! Pairs whose recorded intervals overlap have no recorded order: [`Ambiguity`] finds the view
 //! points that overlapped a commit point of another session, so that the run labels them (and
@@ -125,6 +129,8 @@ pub(crate) struct Order {
     /// (session, clone) → since when its current command is in the server, and how long it
     /// took in production.
     in_server: Mutex<HashMap<(u64, u32), (Instant, Duration)>>,
+    /// (session, clone) → the seq of the last exchange it sent.
+    sent: Mutex<HashMap<(u64, u32), u64>>,
     /// `--sync-lock-waits`: the candidate's lock waits, asked by a monitor.
     pub(crate) lock_waits: Option<Arc<crate::locks::LockWaits>>,
     /// (session, clone) → the session whose commit it waits for now.
@@ -159,6 +165,7 @@ impl Order {
             views: registered(views),
             writes: registered(writes),
             in_server: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
             lock_waits: lock_waits.then(Default::default),
             waiting: Mutex::new(HashMap::new()),
             locks,
@@ -248,6 +255,40 @@ impl Order {
                 Some(d) => m.insert((session, clone), (Instant::now(), d)),
                 None => m.remove(&(session, clone)),
             };
+        }
+    }
+
+    /// `session` (in `clone`) sends its exchange `seq`.
+    pub(crate) fn sending(&self, session: u64, clone: u32, seq: u64) {
+        if let Ok(mut m) = self.sent.lock() {
+            m.insert((session, clone), seq);
+        }
+    }
+
+    /// A deadlock's victim waits until each of `survivors` (session, seq) has been sent in
+    /// `clone` and is waiting in the server (in it for [`SURVIVOR_IN_SERVER`], or answered
+    /// already), so that its lock request waits when the victim's arrives; at most
+    /// [`VICTIM_WAIT`]. False: one was not there in time.
+    pub(crate) async fn sent(&self, clone: u32, survivors: &[(u64, u64)]) -> bool {
+        let deadline = tokio::time::Instant::now() + VICTIM_WAIT;
+        loop {
+            let all = self.sent.lock().is_ok_and(|m| {
+                survivors.iter().all(|&(s, q)| match m.get(&(s, clone)) {
+                    Some(&sent) if sent > q => true,
+                    Some(&sent) if sent == q => self.in_server.lock().is_ok_and(|i| {
+                        i.get(&(s, clone))
+                            .is_none_or(|(entered, _)| entered.elapsed() >= SURVIVOR_IN_SERVER)
+                    }),
+                    _ => false,
+                })
+            });
+            if all {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -505,6 +546,13 @@ impl CommitOrder {
 /// answered (see [`CommitOrder::released_by`]).
 pub(crate) const LOCK_RELEASE_SLACK_US: u64 = 200;
 
+/// How long a deadlock's survivor is in the server before its victim is sent (its request
+/// has reached the lock it waits for).
+const SURVIVOR_IN_SERVER: Duration = Duration::from_millis(5);
+
+/// Longest a deadlock's victim waits for its survivors to be sent.
+pub(crate) const VICTIM_WAIT: Duration = Duration::from_millis(200);
+
 /// How often a waiter checks whether the session it waits for is stuck in the server.
 const STUCK_CHECK: Duration = Duration::from_millis(2);
 
@@ -530,6 +578,9 @@ pub(crate) struct Class {
     pub(crate) view: bool,
     /// A read with rows inside a transaction whose view an earlier read took.
     pub(crate) in_view: bool,
+    /// A deadlock's victim: it ends its transaction, but is no commit point (see
+    /// [`Order::sent`]).
+    pub(crate) victim: bool,
 }
 
 /// Finds commit points and view points in recorded exchanges, in the order the dispatcher
@@ -581,13 +632,8 @@ impl Classifier {
             (None, Response::Err(e)) => e.code == ER_LOCK_DEADLOCK,
             _ => false,
         };
-        // A deadlock's victim ends its transaction but is no commit point: its statement
-        // failed because another session's lock request was already waiting, so that request
-        // (which production answered after the victim's) must be sent before the victim is
-        // answered; waiting for the victim would leave both waiting until one gave way. Its
-        // rollback leaves nothing for anyone to see.
-        let deadlock = matches!(&x.response, Response::Err(e) if e.code == ER_LOCK_DEADLOCK);
-        let commit = ended && self.dirty.remove(&x.session) && !deadlock;
+        let victim = matches!(&x.response, Response::Err(e) if e.code == ER_LOCK_DEADLOCK);
+        let commit = ended && self.dirty.remove(&x.session) && !victim;
         let read = statement && !write && matches!(x.response, Response::Rows(_));
         let in_view = read && self.viewed.contains(&x.session);
         let view = read && !in_view;
@@ -602,6 +648,7 @@ impl Classifier {
             commit,
             view,
             in_view,
+            victim,
         }
     }
 
@@ -905,40 +952,6 @@ mod tests {
     }
 
     #[test]
-    fn a_deadlock_victim_ends_its_transaction_but_is_no_commit_point() {
-        let mut c = Classifier::default();
-        assert!(!c.classify(&ok(1, 0, "BEGIN", 0x0003, (0, 1))).commit);
-        assert!(
-            !c.classify(&ok(1, 1, "UPDATE t SET a=1", 0x0003, (2, 3)))
-                .commit
-        );
-        let mut victim = ok(1, 2, "UPDATE t SET b=1", 0, (4, 9));
-        victim.response = Response::Err(myrr_recording::ErrInfo {
-            code: ER_LOCK_DEADLOCK,
-            state: b"40001".to_vec(),
-            message: Vec::new(),
-        });
-        let v = c.classify(&victim);
-        assert!(v.write && !v.commit);
-        // The transaction is over: the application's ROLLBACK after it commits nothing.
-        assert!(!c.classify(&ok(1, 3, "ROLLBACK", 0x0002, (10, 11))).commit);
-        // Another error ends nothing.
-        assert!(!c.classify(&ok(1, 4, "BEGIN", 0x0003, (12, 13))).commit);
-        assert!(
-            !c.classify(&ok(1, 5, "UPDATE t SET a=2", 0x0003, (14, 15)))
-                .commit
-        );
-        let mut dup = ok(1, 6, "INSERT INTO t VALUES (1)", 0, (16, 17));
-        dup.response = Response::Err(myrr_recording::ErrInfo {
-            code: 1062,
-            state: b"23000".to_vec(),
-            message: Vec::new(),
-        });
-        assert!(!c.classify(&dup).commit);
-        assert!(c.classify(&ok(1, 7, "COMMIT", 0x0002, (18, 19))).commit);
-    }
-
-    #[test]
     fn a_statement_answered_while_a_commit_finished_waits_for_that_commit() {
         let order = CommitOrder::new(1);
         // Session 2's COMMIT ran 900..1014; session 3's 1000..1500 (long).
@@ -973,5 +986,38 @@ mod tests {
         assert!(!order.waits_in_circle(3, 0, 1));
         // Clones are separate copies: the same sessions in another clone are not waiting.
         assert!(!order.waits_in_circle(2, 1, 3));
+    }
+
+    #[test]
+    fn a_deadlock_victim_ends_its_transaction_but_is_no_commit_point() {
+        let mut c = Classifier::default();
+        assert!(!c.classify(&ok(1, 0, "BEGIN", 0x0003, (0, 1))).commit);
+        let w = c.classify(&ok(1, 1, "UPDATE t SET a=1", 0x0003, (2, 3)));
+        assert!(!w.commit && !w.victim);
+        let mut victim = ok(1, 2, "UPDATE t SET b=1", 0, (4, 9));
+        victim.response = Response::Err(myrr_recording::ErrInfo {
+            code: ER_LOCK_DEADLOCK,
+            state: b"40001".to_vec(),
+            message: Vec::new(),
+        });
+        let v = c.classify(&victim);
+        assert!(!v.commit && v.victim);
+        // The application's ROLLBACK after it ends nothing more.
+        assert!(!c.classify(&ok(1, 3, "ROLLBACK", 0x0002, (10, 11))).commit);
+        // Another error ends nothing; a COMMIT is no victim.
+        assert!(!c.classify(&ok(1, 4, "BEGIN", 0x0003, (12, 13))).commit);
+        assert!(
+            !c.classify(&ok(1, 5, "UPDATE t SET a=2", 0x0003, (14, 15)))
+                .commit
+        );
+        let mut dup = ok(1, 6, "INSERT INTO t VALUES (1)", 0, (16, 17));
+        dup.response = Response::Err(myrr_recording::ErrInfo {
+            code: 1062,
+            state: b"23000".to_vec(),
+            message: Vec::new(),
+        });
+        assert!(!c.classify(&dup).commit);
+        let commit = c.classify(&ok(1, 7, "COMMIT", 0x0002, (18, 19)));
+        assert!(commit.commit && !commit.victim);
     }
 }

@@ -298,6 +298,26 @@ pub fn synthetic_commands(
     synthetic_sessions(path, db, &starting);
 }
 
+/// A recording of the given commands (start µs, end µs, command, recorded answer) per
+/// session, as user `myrr` on database `db`.
+pub fn synthetic_timed(
+    path: &Path,
+    db: &str,
+    sessions: &[Vec<(u64, u64, myrr_recording::Command, myrr_recording::Response)>],
+) {
+    let starting: Vec<_> = sessions
+        .iter()
+        .map(|xs| {
+            let timed = xs
+                .iter()
+                .map(|(s, e, c, r)| (*s, c.clone(), r.clone(), e.saturating_sub(*s)))
+                .collect();
+            (0, timed)
+        })
+        .collect();
+    timed_sessions(path, db, &starting);
+}
+
 /// Queries (offset µs, SQL) per session, each session starting at its own offset (µs).
 pub fn synthetic_recording_starting(path: &Path, db: &str, sessions: &[(u64, Vec<(u64, String)>)]) {
     use myrr_recording::*;
@@ -321,10 +341,26 @@ pub fn synthetic_recording_starting(path: &Path, db: &str, sessions: &[(u64, Vec
 }
 
 type Commands = Vec<(u64, myrr_recording::Command, myrr_recording::Response)>;
+type Timed = Vec<(u64, myrr_recording::Command, myrr_recording::Response, u64)>;
 
 /// A recording of the given sessions (start offset µs, and per command its offset µs, the
-/// command and its recorded answer), as user `myrr` on database `db`.
+/// command and its recorded answer, each answered 100 µs later), as user `myrr` on `db`.
 fn synthetic_sessions(path: &Path, db: &str, sessions: &[(u64, Commands)]) {
+    let timed: Vec<(u64, Timed)> = sessions
+        .iter()
+        .map(|(start, xs)| {
+            let xs = xs
+                .iter()
+                .map(|(o, c, r)| (*o, c.clone(), r.clone(), 100))
+                .collect();
+            (*start, xs)
+        })
+        .collect();
+    timed_sessions(path, db, &timed);
+}
+
+/// As [`synthetic_sessions`], each command with how long it took (µs).
+fn timed_sessions(path: &Path, db: &str, sessions: &[(u64, Timed)]) {
     use myrr_recording::*;
     let t0 = 1_700_000_000_000_000u64;
     let header = Header {
@@ -347,14 +383,14 @@ fn synthetic_sessions(path: &Path, db: &str, sessions: &[(u64, Commands)]) {
             db: Some(db.as_bytes().to_vec()),
             ..Default::default()
         }));
-        for (seq, (off, command, response)) in xs.iter().enumerate() {
+        for (seq, (off, command, response, took)) in xs.iter().enumerate() {
             events.push(Event::Exchange(Exchange {
                 session,
                 seq: seq as u64,
                 clone: 0,
                 scheduled_us: None,
                 start_us: t0 + off,
-                end_us: t0 + off + 100,
+                end_us: t0 + off + took,
                 command: command.clone(),
                 response: response.clone(),
                 more: vec![],
@@ -362,7 +398,7 @@ fn synthetic_sessions(path: &Path, db: &str, sessions: &[(u64, Commands)]) {
         }
         events.push(Event::SessionEnd(SessionEnd {
             session,
-            end_us: t0 + xs.last().map_or(0, |x| x.0) + 200,
+            end_us: t0 + xs.iter().map(|x| x.0 + x.3).max().unwrap_or(0) + 100,
             reason: EndReason::Closed,
             login: Login::Ok,
             exchanges: xs.len() as u64,

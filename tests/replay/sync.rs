@@ -237,11 +237,20 @@ fn replay_lw(
     setup: &str,
     extra: &[&str],
 ) -> (serde_json::Value, Vec<Event>) {
-    let db = db();
-    sql(db.candidate_port, setup);
+    replay_lw_as(&db().candidate_url, rec, out, setup, extra)
+}
+
+fn replay_lw_as(
+    url: &str,
+    rec: &std::path::Path,
+    out: &std::path::Path,
+    setup: &str,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<Event>) {
+    sql(db().candidate_port, setup);
     let mut args = vec!["--sync", "all", "--json"];
     args.extend(extra);
-    let o = crate::replay_command(rec, &db.candidate_url, out, &args)
+    let o = crate::replay_command(rec, url, out, &args)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -334,4 +343,128 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
     );
     assert_eq!(guessed["lock_waits"]["asked"], 0, "{guessed}");
     assert!(guessed["sync_cycles"].as_u64().unwrap() >= 1, "{guessed}");
+
+    // A candidate user without the PROCESS privilege: the summary says why the lock waits
+    // could not be asked, and the circle is broken by the time guess.
+    let port = db().candidate_port;
+    sql(
+        port,
+        "DROP USER IF EXISTS 'myrr_np'@'127.0.0.1'; \
+         CREATE USER 'myrr_np'@'127.0.0.1' IDENTIFIED BY 'np'; \
+         GRANT ALL ON myrr_lw.* TO 'myrr_np'@'127.0.0.1'",
+    );
+    let url = format!("mysql://myrr_np:np@127.0.0.1:{port}");
+    let (s, _) = replay_lw_as(&url, &circle, &dir.join("np.myrr"), &no_index, &[]);
+    let why = s["lock_waits"]["failure"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("does not show its lock waits") && why.contains("PROCESS"),
+        "{s}"
+    );
+    assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["sync_timeouts"], 0, "{s}");
+}
+
+/// A deadlock replayed with the victim production had. Session 1 locks row 1 and then asks
+/// for row 2, and waits; session 2, holding row 2, asks for row 1 and closes the circle:
+/// InnoDB rolls back the request that closed it when the two transactions weigh the same.
+/// Replayed closed-loop, either request could come first; under `--sync` the victim waits
+/// until the statement that was waiting across it in the recording has been sent (and is in
+/// the server), so session 2 is the victim every time and session 1's UPDATE succeeds.
+/// `--sync-writes on` keeps the first two UPDATEs in production's order (which one takes a
+/// row first is otherwise a race of its own, that this test is not about).
+#[test]
+fn a_deadlock_is_replayed_with_productions_victim() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("deadlock.myrr");
+    let q = |sql: &str| Cmd::Query {
+        sql: sql.as_bytes().to_vec(),
+        attrs: vec![],
+    };
+    let ok = |status: u16| {
+        myrr_recording::Response::Ok(myrr_recording::OkInfo {
+            status,
+            affected_rows: 1,
+            ..Default::default()
+        })
+    };
+    let deadlock = myrr_recording::Response::Err(myrr_recording::ErrInfo {
+        code: 1213,
+        state: b"40001".to_vec(),
+        message: b"Deadlock found when trying to get lock; try restarting transaction".to_vec(),
+    });
+    synthetic_timed(
+        &rec,
+        "myrr_lw",
+        &[
+            vec![
+                (0, 100, q("BEGIN"), ok(3)),
+                (
+                    10_000,
+                    10_100,
+                    q("UPDATE t SET v = v + 1 WHERE id = 1"),
+                    ok(3),
+                ),
+                (
+                    50_000,
+                    61_000,
+                    q("UPDATE t SET v = v + 1 WHERE id = 2"),
+                    ok(3),
+                ),
+                (70_000, 70_100, q("COMMIT"), ok(2)),
+            ],
+            vec![
+                (0, 100, q("BEGIN"), ok(3)),
+                (
+                    20_000,
+                    20_100,
+                    q("UPDATE t SET v = v + 10 WHERE id = 2"),
+                    ok(3),
+                ),
+                (
+                    60_000,
+                    60_500,
+                    q("UPDATE t SET v = v + 10 WHERE id = 1"),
+                    deadlock,
+                ),
+                (65_000, 65_100, q("ROLLBACK"), ok(2)),
+            ],
+        ],
+    );
+    for round in 0..3 {
+        let out = dir.join(format!("d{round}.myrr"));
+        let (s, events) = replay_lw(
+            &rec,
+            &out,
+            LW_TABLE,
+            &["--speed", "max", "--sync-writes", "on"],
+        );
+        let answer = |session: u64, seq: u64| {
+            events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.session == session && x.seq == seq)
+                .map(|x| x.response.clone())
+                .unwrap_or_else(|| panic!("{session}#{seq} not replayed: {s}"))
+        };
+        assert!(
+            matches!(answer(2, 2), myrr_recording::Response::Err(e) if e.code == 1213),
+            "round {round}: session 2 was not the victim: {:?} / {:?}",
+            answer(1, 2),
+            answer(2, 2)
+        );
+        assert!(
+            matches!(answer(1, 2), myrr_recording::Response::Ok(_)),
+            "round {round}: {:?}",
+            answer(1, 2)
+        );
+        assert_eq!(
+            sql(
+                db().candidate_port,
+                "SELECT GROUP_CONCAT(v ORDER BY id) FROM myrr_lw.t"
+            )
+            .trim(),
+            "1,1,0,0"
+        );
+    }
 }
