@@ -94,30 +94,25 @@ impl LockWaits {
             Ok(c) => c,
             Err(e) => return self.failed(format!("could not connect to ask for lock waits: {e}")),
         };
-        let mut query = None;
+        // The first query the candidate answers; else why the last one failed.
+        let mut found = Err(String::new());
         for q in QUERIES {
             match conn.query::<(Option<u64>, Option<u64>), _>(*q).await {
                 Ok(_) => {
-                    query = Some(*q);
+                    found = Ok(*q);
                     break;
                 }
-                Err(e) => {
-                    if let Ok(mut f) = self.failure.lock() {
-                        *f = Some(e.to_string());
-                    }
-                }
+                Err(e) => found = Err(e.to_string()),
             }
         }
-        let Some(query) = query else {
-            let why = self.failure.lock().ok().and_then(|f| f.clone());
-            return self.failed(format!(
-                "the candidate does not show its lock waits ({})",
-                why.unwrap_or_default()
-            ));
+        let query = match found {
+            Ok(q) => q,
+            Err(why) => {
+                return self.failed(format!(
+                    "the candidate does not show its lock waits ({why})"
+                ))
+            }
         };
-        if let Ok(mut f) = self.failure.lock() {
-            *f = None;
-        }
         self.working.store(true, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             if tokio::time::timeout(Duration::from_millis(100), self.wanted.notified())

@@ -377,57 +377,40 @@ fn a_deadlock_is_replayed_with_productions_victim() {
     let _serial = serial();
     let dir = tempdir();
     let rec = dir.join("deadlock.myrr");
-    let q = |sql: &str| Cmd::Query {
-        sql: sql.as_bytes().to_vec(),
-        attrs: vec![],
-    };
-    let ok = |status: u16| {
-        myrr_recording::Response::Ok(myrr_recording::OkInfo {
-            status,
-            affected_rows: 1,
-            ..Default::default()
-        })
+    // (start µs, end µs, SQL, in a transaction after it).
+    let timed = |start: u64, end: u64, sql: &str, in_trans: bool| {
+        let (_, command, answer) = stmt(start, sql, in_trans);
+        (start, end, command, answer)
     };
     let deadlock = myrr_recording::Response::Err(myrr_recording::ErrInfo {
         code: 1213,
         state: b"40001".to_vec(),
         message: b"Deadlock found when trying to get lock; try restarting transaction".to_vec(),
     });
+    let victim = {
+        let (start, end, command, _) = timed(
+            60_000,
+            60_500,
+            "UPDATE t SET v = v + 10 WHERE id = 1",
+            false,
+        );
+        (start, end, command, deadlock)
+    };
     synthetic_timed(
         &rec,
         "myrr_lw",
         &[
             vec![
-                (0, 100, q("BEGIN"), ok(3)),
-                (
-                    10_000,
-                    10_100,
-                    q("UPDATE t SET v = v + 1 WHERE id = 1"),
-                    ok(3),
-                ),
-                (
-                    50_000,
-                    61_000,
-                    q("UPDATE t SET v = v + 1 WHERE id = 2"),
-                    ok(3),
-                ),
-                (70_000, 70_100, q("COMMIT"), ok(2)),
+                timed(0, 100, "BEGIN", true),
+                timed(10_000, 10_100, "UPDATE t SET v = v + 1 WHERE id = 1", true),
+                timed(50_000, 61_000, "UPDATE t SET v = v + 1 WHERE id = 2", true),
+                timed(70_000, 70_100, "COMMIT", false),
             ],
             vec![
-                (0, 100, q("BEGIN"), ok(3)),
-                (
-                    20_000,
-                    20_100,
-                    q("UPDATE t SET v = v + 10 WHERE id = 2"),
-                    ok(3),
-                ),
-                (
-                    60_000,
-                    60_500,
-                    q("UPDATE t SET v = v + 10 WHERE id = 1"),
-                    deadlock,
-                ),
-                (65_000, 65_100, q("ROLLBACK"), ok(2)),
+                timed(0, 100, "BEGIN", true),
+                timed(20_000, 20_100, "UPDATE t SET v = v + 10 WHERE id = 2", true),
+                victim,
+                timed(65_000, 65_100, "ROLLBACK", false),
             ],
         ],
     );
