@@ -488,6 +488,8 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
                 "statements": s.pins.statements,
                 "batched": s.pins.batched,
                 "refused": s.pins.refused,
+                "time_tables": s.pins.time_tables.as_ref().and_then(|t| t.as_ref().ok()),
+                "time_tables_failure": s.pins.time_tables.as_ref().and_then(|t| t.as_ref().err()),
             },
             "row_samples": s.row_samples,
             "elapsed_s": s.elapsed.as_secs_f64(),
@@ -548,6 +550,15 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
              on without)",
             s.pins.statements, s.pins.batched, s.pins.refused
         );
+    }
+    match &s.pins.time_tables {
+        Some(Ok(n)) => eprintln!(
+            "  --pin: {n} of the candidate's tables and views can read the time without a time              function in the statement (defaults, ON UPDATE, triggers, views): only writes to              them, or calling one, got a timestamp pin"
+        ),
+        Some(Err(why)) => eprintln!(
+            "  --pin: could not ask the candidate which tables read the time ({why}): every              write got a timestamp pin"
+        ),
+        None => {}
     }
     if s.row_samples > 0 {
         eprintln!(

@@ -418,7 +418,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                     Some(_) => classifier.classify(&x),
                     None => sync::Class::default(),
                 };
-                let wait = pacing.waits_for_order(class.locks, class.commit);
+                let wait = pacing.waits_for_order(class);
                 let survivors: Option<Arc<[(u64, u64)]>> = class.victim.then(|| {
                     locking
                         .iter()

@@ -41,6 +41,7 @@ mod pool;
 pub mod ramp;
 mod readonly;
 mod sched;
+mod schema;
 mod session;
 mod sync;
 mod tls;
@@ -53,7 +54,7 @@ pub use sched::{Policy, Sched};
 mod wire;
 
 pub use ramp::Ramp;
-pub use readonly::{first_keyword, is_read_only};
+pub use readonly::{first_keyword, is_read_only, write_target};
 pub use target::Target;
 
 use std::path::{Path, PathBuf};
@@ -454,6 +455,9 @@ pub(crate) struct Shared {
     pub(crate) abandon: Arc<AtomicBool>,
     /// An exchange that starts more than this after it was due is late (`--ramp`).
     late_after_us: u64,
+    /// `--pin`: the candidate's tables whose writes can read the session's time (None: not
+    /// known, every write is pinned).
+    pub(crate) time_tables: Option<schema::TimeTables>,
 }
 
 struct Timings {
@@ -601,7 +605,7 @@ pub struct BackfillCounts {
 }
 
 /// `--pin`: what was pinned, and what the target refused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PinCounts {
     /// Statements sent after a `SET timestamp` (and `insert_id`), or with them.
     pub statements: u64,
@@ -610,6 +614,10 @@ pub struct PinCounts {
     pub batched: u64,
     /// Session tasks whose target refused a pin; they went on without pins.
     pub refused: u64,
+    /// The candidate's tables (and views) whose writes can read the session's time: only
+    /// writes to them, or that call a time function, get a `timestamp` pin. An error: why
+    /// the candidate could not be asked (every write was pinned). None: no pins.
+    pub time_tables: Option<Result<u64, String>>,
 }
 
 /// What a pre-scan of the inputs found.
@@ -828,6 +836,7 @@ pub async fn run(
     let mut first_errors = Vec::new();
     let (mut interrupted, mut read_damage, mut refused) = (false, None, None);
     let mut lock_waits_failure: Option<String> = None;
+    let mut time_tables: Option<Result<u64, String>> = None;
     let mut step_summaries = Vec::new();
     let mut start_late = Duration::ZERO;
     let (mut first_anchor, mut timetable) = (None, Duration::ZERO);
@@ -937,6 +946,7 @@ pub async fn run(
         first_errors.truncate(20);
         read_damage = read_damage.or(out.read_damage);
         lock_waits_failure = lock_waits_failure.or(out.lock_waits_failure);
+        time_tables = time_tables.or(out.time_tables);
         refused = refused.or(out.refused);
         if let (Some(s), Some(judge)) = (step, &judged) {
             let counts = progress.ramp_counts().since(before);
@@ -1022,6 +1032,7 @@ pub async fn run(
             statements: p.pins.load(Ordering::Relaxed),
             batched: p.pins_batched.load(Ordering::Relaxed),
             refused: p.pins_refused.load(Ordering::Relaxed),
+            time_tables: time_tables.clone(),
         },
         elapsed: started.elapsed(),
         lag_p50_us: lag.value_at_quantile(0.5),
@@ -1108,6 +1119,9 @@ fn anchor(at: SystemTime) -> (tokio::time::Instant, Duration) {
 struct Pass {
     /// Why the candidate could not be asked for its lock waits.
     lock_waits_failure: Option<String>,
+    /// `--pin`: the tables whose writes can read the time, as many as found, or why the
+    /// candidate could not be asked.
+    time_tables: Option<Result<u64, String>>,
     lag: Histogram<u64>,
     service: Histogram<u64>,
     errors: Vec<String>,
@@ -1133,6 +1147,13 @@ async fn pass(
         tokio::time::sleep_until(start).await;
     }
     let budget = pacing.initial_budget();
+    let time_tables = match config.pin {
+        true => Some(schema::TimeTables::ask(config.target.monitor_opts()).await),
+        false => None,
+    };
+    let time_tables_found = time_tables
+        .as_ref()
+        .map(|t| t.as_ref().map(|t| t.len() as u64).map_err(Clone::clone));
     let late_after_us = config
         .ramp
         .as_ref()
@@ -1165,6 +1186,7 @@ async fn pass(
         abandon: Arc::default(),
         budget: tokio::sync::Semaphore::new(budget),
         late_after_us,
+        time_tables: time_tables.and_then(Result::ok),
         config,
     });
 
@@ -1242,6 +1264,7 @@ async fn pass(
     drop(shared);
     Pass {
         lock_waits_failure,
+        time_tables: time_tables_found,
         lag,
         service,
         errors,

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::sync::Class;
 use crate::{ReplayConfig, Speed, SyncMode};
 
 /// Closed loop: exchanges queued for sessions at first. Short queues keep the exchanges in
@@ -110,13 +111,16 @@ impl Pacing {
         }
     }
 
-    /// `--sync`: does an exchange wait for the commits recorded as ended before it started?
-    /// `write`: it can change data; `commit`: it ends a transaction.
-    pub(crate) fn waits_for_order(&self, write: bool, commit: bool) -> bool {
+    /// `--sync`: does an exchange wait for the commits recorded as ended before it ended?
+    /// `commit`: writes (and locking reads) and commit points; `all`: those and the reads
+    /// that take a view. A read from a view its transaction already took (REPEATABLE READ)
+    /// sees what that view saw whatever commits meanwhile, and a command that reads no data
+    /// (BEGIN, SET, a read-only COMMIT) depends on none: they wait for no other session.
+    pub(crate) fn waits_for_order(&self, class: Class) -> bool {
         match self.sync {
             SyncMode::None => false,
-            SyncMode::Commit => write || commit,
-            SyncMode::All => true,
+            SyncMode::Commit => class.locks || class.commit,
+            SyncMode::All => class.locks || class.commit || class.view,
         }
     }
 }
@@ -186,10 +190,31 @@ mod tests {
         let none = pacing(Speed::Max, SyncMode::None, 1);
         let commit = pacing(Speed::Max, SyncMode::Commit, 1);
         let all = pacing(Speed::Max, SyncMode::All, 1);
-        for (write, c) in [(false, false), (true, false), (false, true), (true, true)] {
-            assert!(!none.waits_for_order(write, c));
-            assert_eq!(commit.waits_for_order(write, c), write || c);
-            assert!(all.waits_for_order(write, c));
+        for (locks, commit_point) in [(false, false), (true, false), (false, true), (true, true)] {
+            let class = Class {
+                locks,
+                commit: commit_point,
+                ..Class::default()
+            };
+            assert!(!none.waits_for_order(class));
+            assert_eq!(commit.waits_for_order(class), locks || commit_point);
+            assert_eq!(all.waits_for_order(class), locks || commit_point);
         }
+        let view = Class {
+            view: true,
+            ..Class::default()
+        };
+        let in_view = Class {
+            in_view: true,
+            ..Class::default()
+        };
+        assert!(all.waits_for_order(view) && !commit.waits_for_order(view));
+        assert!(!all.waits_for_order(in_view));
+        let locking_in_view = Class {
+            locks: true,
+            in_view: true,
+            ..Class::default()
+        };
+        assert!(all.waits_for_order(locking_in_view));
     }
 }

@@ -119,6 +119,180 @@ fn contains_word(sql: &[u8], word: &[u8]) -> bool {
     })
 }
 
+/// The one table a single-table `INSERT`, `REPLACE`, `UPDATE` or `DELETE` writes (its name
+/// lower-cased, without its database). `None` for any other statement, and whenever the
+/// statement may write more than one table or this cannot tell (a join, `USING`, a
+/// partition clause, a version comment, ANSI quotes): callers then assume the worst.
+pub fn write_target(sql: &[u8]) -> Option<String> {
+    let mut t = Tokens { sql, at: 0 };
+    let first = t.word()?.to_ascii_uppercase();
+    let skip = |t: &mut Tokens, words: &[&str]| {
+        while t
+            .peek_word()
+            .is_some_and(|w| words.iter().any(|k| w.eq_ignore_ascii_case(k)))
+        {
+            t.word();
+        }
+    };
+    match first.as_str() {
+        "INSERT" | "REPLACE" => {
+            skip(
+                &mut t,
+                &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"],
+            );
+            t.table()
+        }
+        "UPDATE" => {
+            skip(&mut t, &["LOW_PRIORITY", "IGNORE"]);
+            let table = t.table()?;
+            // An alias, then SET: anything else (a comma, a JOIN) writes more tables.
+            let mut next = t.word()?;
+            if next.eq_ignore_ascii_case("AS") {
+                t.word()?;
+                next = t.word()?;
+            } else if !next.eq_ignore_ascii_case("SET") {
+                next = t.word()?;
+            }
+            next.eq_ignore_ascii_case("SET").then_some(table)
+        }
+        "DELETE" => {
+            skip(&mut t, &["LOW_PRIORITY", "QUICK", "IGNORE"]);
+            if !t.word()?.eq_ignore_ascii_case("FROM") {
+                return None;
+            }
+            let table = t.table()?;
+            // What may follow a single table; else an alias, then that.
+            let ends = |t: &Tokens| match t.peek_word() {
+                None => !t.has_more(),
+                Some(w) => ["WHERE", "ORDER", "LIMIT", "RETURNING"]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k)),
+            };
+            if ends(&t) {
+                return Some(table);
+            }
+            if t.peek_word().is_some_and(|w| w.eq_ignore_ascii_case("AS")) {
+                t.word();
+            }
+            if t.peek_word()
+                .is_some_and(|w| w.eq_ignore_ascii_case("USING"))
+            {
+                return None;
+            }
+            t.word()?;
+            ends(&t).then_some(table)
+        }
+        _ => None,
+    }
+}
+
+/// Words and names of a statement, for [`write_target`].
+struct Tokens<'a> {
+    sql: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Tokens<'a> {
+    /// Skips whitespace and comments; false at a version comment (`/*!`), which may carry SQL.
+    fn skip_space(&mut self) -> bool {
+        let s = self.sql;
+        while let Some(&c) = s.get(self.at) {
+            match c {
+                b' ' | b'\t' | b'\n' | b'\r' => self.at += 1,
+                b'/' if s.get(self.at + 1) == Some(&b'*') => {
+                    if s.get(self.at + 2) == Some(&b'!') {
+                        return false;
+                    }
+                    match s[self.at + 2..].windows(2).position(|w| w == b"*/") {
+                        Some(p) => self.at += p + 4,
+                        None => self.at = s.len(),
+                    }
+                }
+                b'#' => self.skip_line(),
+                b'-' if s.get(self.at + 1) == Some(&b'-') => self.skip_line(),
+                _ => break,
+            }
+        }
+        true
+    }
+
+    fn skip_line(&mut self) {
+        self.at = self.sql[self.at..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(self.sql.len(), |p| self.at + p + 1);
+    }
+
+    /// The next name (a word, or `quoted`), unquoted; None at anything else.
+    fn name(&mut self) -> Option<String> {
+        if !self.skip_space() {
+            return None;
+        }
+        let s = self.sql;
+        if s.get(self.at) == Some(&b'`') {
+            let mut name = Vec::new();
+            let mut i = self.at + 1;
+            loop {
+                match s.get(i) {
+                    Some(b'`') if s.get(i + 1) == Some(&b'`') => {
+                        name.push(b'`');
+                        i += 2;
+                    }
+                    Some(b'`') => break,
+                    Some(&c) => {
+                        name.push(c);
+                        i += 1;
+                    }
+                    None => return None,
+                }
+            }
+            self.at = i + 1;
+            return Some(String::from_utf8_lossy(&name).into_owned());
+        }
+        let len = s[self.at..]
+            .iter()
+            .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80))
+            .unwrap_or(s.len() - self.at);
+        if len == 0 {
+            return None;
+        }
+        let w = String::from_utf8_lossy(&s[self.at..self.at + len]).into_owned();
+        self.at += len;
+        Some(w)
+    }
+
+    /// Whether anything but a final `;` follows.
+    fn has_more(&self) -> bool {
+        let mut c = Tokens {
+            sql: self.sql,
+            at: self.at,
+        };
+        !c.skip_space() || c.sql.get(c.at).is_some_and(|&b| b != b';')
+    }
+
+    fn word(&mut self) -> Option<String> {
+        self.name()
+    }
+
+    fn peek_word(&self) -> Option<String> {
+        Tokens {
+            sql: self.sql,
+            at: self.at,
+        }
+        .name()
+    }
+
+    /// A table: `name` or `db.name`; the name, lower-cased.
+    fn table(&mut self) -> Option<String> {
+        let mut name = self.name()?;
+        if self.sql.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            name = self.name()?;
+        }
+        Some(name.to_lowercase())
+    }
+}
+
 /// `SELECT ... INTO OUTFILE/DUMPFILE` writes files; `INTO @var` does not.
 fn into_writes(sql: &[u8]) -> bool {
     let u = upper(sql);
@@ -177,6 +351,44 @@ mod tests {
             "/* unterminated",
         ] {
             assert!(!is_read_only(rw.as_bytes()), "{rw}");
+        }
+    }
+
+    #[test]
+    fn finds_the_one_table_a_write_writes() {
+        for (sql, want) in [
+            ("INSERT INTO t VALUES (1)", Some("t")),
+            ("insert ignore into `My``T` (a) values (1)", Some("my`t")),
+            ("INSERT shop.orders SET a = 1", Some("orders")),
+            (
+                "REPLACE LOW_PRIORITY INTO `s`.`t` SELECT * FROM u",
+                Some("t"),
+            ),
+            (
+                "/* c */ UPDATE stock SET q = q - 1 WHERE id = ?",
+                Some("stock"),
+            ),
+            ("UPDATE IGNORE t AS a SET a.x = 1", Some("t")),
+            ("UPDATE t a SET a.x = 1", Some("t")),
+            ("DELETE FROM new_order WHERE no_o_pk = ?", Some("new_order")),
+            ("DELETE QUICK FROM t", Some("t")),
+            ("DELETE FROM t;", Some("t")),
+            ("DELETE FROM t x WHERE x.a = 1", Some("t")),
+            ("DELETE FROM t ORDER BY id LIMIT 1", Some("t")),
+            // More than one table, or not sure: None.
+            ("UPDATE t, u SET t.a = u.a", None),
+            ("UPDATE t JOIN u ON t.id = u.id SET t.a = 1", None),
+            ("UPDATE t PARTITION (p0) SET a = 1", None),
+            ("DELETE t FROM t JOIN u ON t.id = u.id", None),
+            ("DELETE FROM t, u USING t JOIN u", None),
+            ("DELETE FROM t USING t JOIN u", None),
+            ("/*!50000 UPDATE t SET a = 1 */", None),
+            ("INSERT INTO \"t\" VALUES (1)", None),
+            ("SELECT 1", None),
+            ("CALL p()", None),
+            ("", None),
+        ] {
+            assert_eq!(write_target(sql.as_bytes()).as_deref(), want, "{sql}");
         }
     }
 

@@ -131,18 +131,21 @@ enum Pinned {
     Refused,
 }
 
-/// `timestamp = <recorded start>[, insert_id = <recorded id>]` for a statement that needs a
-/// pin (the insert id only for a write that generated one).
-fn pin_values(x: &Recorded, write: bool) -> String {
-    let mut values = format!(
-        "timestamp = {}.{:06}",
-        x.start_us / 1_000_000,
-        x.start_us % 1_000_000
-    );
-    if write && x.insert_id > 0 {
-        values.push_str(&format!(", insert_id = {}", x.insert_id));
+/// `timestamp = <recorded start>` (`time`: it may read the session's time) and `insert_id =
+/// <recorded id>` (`id`: a write that generated one), comma-separated.
+fn pin_values(x: &Recorded, time: bool, id: bool) -> String {
+    let mut values = Vec::with_capacity(2);
+    if time {
+        values.push(format!(
+            "timestamp = {}.{:06}",
+            x.start_us / 1_000_000,
+            x.start_us % 1_000_000
+        ));
     }
-    values
+    if id {
+        values.push(format!("insert_id = {}", x.insert_id));
+    }
+    values.join(", ")
 }
 
 /// MySQL's and MariaDB's "You have an error in your SQL syntax".
@@ -607,26 +610,16 @@ impl Worker {
     /// the value (out of its range: it warns) turns pins off for this session, counted and
     /// noted, never fatal. Whether anything was sent.
     async fn pin(&mut self, x: &Recorded) -> Pinned {
-        if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
+        let Some((time, id)) = self.pin_need(x) else {
             return Pinned::No;
-        }
-        let (write, time) = match self.sql_of(&x.command) {
-            Some(sql) => {
-                let write = !is_read_only(sql);
-                (write, write || calls_time_function(sql))
-            }
-            None => return Pinned::No,
         };
-        if !time {
-            return Pinned::No;
-        }
         if self.pins_off {
             return Pinned::Refused;
         }
         if self.conn.is_none() {
             return Pinned::No;
         }
-        let values = pin_values(x, write);
+        let values = pin_values(x, time, id);
         if self.pins_batch {
             if one_statement(&x.command) {
                 self.pin_prefix = Some(format!("SET STATEMENT {values} FOR "));
@@ -641,6 +634,22 @@ impl Worker {
             return Pinned::Batched;
         }
         self.pin_alone(&values).await
+    }
+
+    /// What `x` needs pinned, if anything: (`timestamp`, `insert_id`). The time for a read
+    /// or write calling a time function, and for a write that may read it otherwise (see
+    /// `schema`); the id for a write that generated one.
+    fn pin_need(&self, x: &Recorded) -> Option<(bool, bool)> {
+        if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
+            return None;
+        }
+        let sql = self.sql_of(&x.command)?;
+        let write = !is_read_only(sql);
+        let tables = self.shared.time_tables.as_ref();
+        // Asked first: a schema change it sees counts even when the text calls NOW().
+        let time = write && tables.is_none_or(|t| t.may_read_time(sql)) || calls_time_function(sql);
+        let id = write && x.insert_id > 0;
+        (time || id).then_some((time, id))
     }
 
     /// Pins with a `SET` of its own (see [`Worker::pin`]).
@@ -1046,10 +1055,9 @@ impl Worker {
                 let p = &self.shared.progress;
                 p.pins.fetch_sub(1, Ordering::Relaxed);
                 p.pins_batched.fetch_sub(1, Ordering::Relaxed);
-                let write = self
-                    .sql_of(&x.command)
-                    .is_some_and(|sql| !is_read_only(sql));
-                self.pin_alone(&pin_values(x, write)).await;
+                if let Some((time, id)) = self.pin_need(x) {
+                    self.pin_alone(&pin_values(x, time, id)).await;
+                }
                 Box::pin(self.execute(x)).await
             }
             Ok(answer) => answer,

@@ -6,8 +6,9 @@
 //! *commit point* (an exchange that ended a transaction that wrote — by COMMIT, ROLLBACK or a
 //! deadlock that rolled it back — or an autocommit write)
 //! that had finished in the recording before the exchange itself finished has finished in the
-//! replay. `commit` holds writes and commit points so; `all` holds every exchange (reads then
-//! see what they saw).
+//! replay. `commit` holds writes and commit points so; `all` also holds the reads that take
+//! a view (reads then see what they saw). A read from a view its transaction took already
+//! (InnoDB's REPEATABLE READ), and a command that reads no data, wait for no other session.
 //!
 //! Why "before it finished" rather than "before it started": a statement that waited for a row
 //! lock in production finished after the commit that released it. Holding it only for commits
@@ -85,9 +86,10 @@ pub enum SyncMode {
     /// Each session in its own order only.
     #[default]
     None,
-    /// Commit points wait for the commits that finished before they started.
+    /// Writes and commit points wait for the commits that finished before they did.
     Commit,
-    /// Every exchange waits for the commits that finished before it started.
+    /// Writes, commit points and the reads that take a view wait for the commits that
+    /// finished before they did.
     All,
 }
 

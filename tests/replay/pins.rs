@@ -296,3 +296,60 @@ fn prepared_writes_get_their_pins_pipelined() {
         .collect();
     assert_eq!(ids, [777, 778, 779]);
 }
+
+/// Only writes that can read the session's time get a `timestamp` pin: the candidate is
+/// asked which tables fill a column from the time (a default, ON UPDATE, a trigger), and a
+/// write to one other table goes without — unless the text does not say which table it
+/// writes, or the replay changed the schema.
+#[test]
+fn only_writes_that_can_read_the_time_are_pinned() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("which.myrr");
+    let mut r = Recording::default();
+    r.start(1, 0, false, Some("myrr_pin_which"));
+    let writes = [
+        (10, "INSERT INTO plain VALUES (1, 1)"),
+        (20, "UPDATE plain SET v = 2 WHERE id = 1"),
+        (30, "INSERT INTO logged (id) VALUES (1)"),
+        (40, "INSERT INTO upd (id, v) VALUES (1, 1)"),
+        (50, "UPDATE upd SET v = 2 WHERE id = 1"),
+        (60, "UPDATE plain JOIN upd USING (id) SET plain.v = 3"),
+        (70, "ALTER TABLE plain ADD at DATETIME(6) DEFAULT NOW(6)"),
+        (80, "INSERT INTO plain (id, v) VALUES (2, 2)"),
+    ];
+    for (at, q) in writes {
+        r.answered(1, at * 1_000, query(q), inserted(0));
+    }
+    r.end(1, 100_000);
+    r.write(&rec);
+    sql(
+        db().candidate_port,
+        "DROP DATABASE IF EXISTS myrr_pin_which; CREATE DATABASE myrr_pin_which; \
+         USE myrr_pin_which; \
+         CREATE TABLE plain (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE logged (id INT PRIMARY KEY, at DATETIME(6)); \
+         CREATE TRIGGER logged_at BEFORE INSERT ON logged FOR EACH ROW SET NEW.at = NOW(6); \
+         CREATE TABLE upd (id INT PRIMARY KEY, v INT, \
+            changed TIMESTAMP(6) NULL DEFAULT NULL ON UPDATE CURRENT_TIMESTAMP(6))",
+    );
+    let s = pinned_replay(&rec, &dir.join("out.myrr"), &["--pin", "on"]);
+    // The trigger's table, both writes to the ON UPDATE table, the join, the ALTER and the
+    // write after it; not the first two writes to `plain`.
+    assert_eq!(s["pins"]["statements"], 6, "{s:#}");
+    assert!(s["pins"]["time_tables"].as_u64().unwrap() >= 2, "{s:#}");
+    assert_eq!(s["errors"], 0, "{s:#}");
+    let one = |q: &str| sql(db().candidate_port, q).trim().to_string();
+    assert_eq!(
+        one("SELECT at FROM myrr_pin_which.logged"),
+        datetime(T0 + 30_000)
+    );
+    assert_eq!(
+        one("SELECT changed FROM myrr_pin_which.upd"),
+        datetime(T0 + 50_000)
+    );
+    assert_eq!(
+        one("SELECT at FROM myrr_pin_which.plain WHERE id = 2"),
+        datetime(T0 + 80_000)
+    );
+}

@@ -1,0 +1,121 @@
+//! `--pin`: which writes can read the session's time without calling a time function.
+//!
+//! A write whose text calls `NOW()` (or another time function) gets production's
+//! `timestamp`; so must a write to a table that fills a column from the time itself — a
+//! `DEFAULT CURRENT_TIMESTAMP` or `ON UPDATE CURRENT_TIMESTAMP` column, a default expression
+//! calling a time function, a trigger (its body may call one), a view (its base table may
+//! have such a column). Pinning every write is safe but costs a round trip per prepared
+//! statement (its pin is a `SET` of its own): a quarter of the replay's time on a
+//! TPC-C-like workload. So before a replay with pins the candidate is asked which tables
+//! those are, and a write to one single other table goes without its `timestamp` pin. A
+//! write whose table the text does not tell for sure ([`crate::write_target`]) is pinned;
+//! once the replay changes the schema (`CREATE`, `ALTER`, `RENAME`), every write is.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::readonly::{calls_time_function, first_keyword, write_target};
+
+/// The schemas that are the server's own.
+const SYSTEM: &str = "('mysql', 'information_schema', 'performance_schema', 'sys')";
+
+/// How long the candidate gets to answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The candidate's tables whose writes can read the session's time (names lower-cased).
+pub(crate) struct TimeTables {
+    names: HashSet<String>,
+    /// The replay changed the schema: the names may be out of date.
+    changed: AtomicBool,
+}
+
+impl TimeTables {
+    pub(crate) fn new(names: HashSet<String>) -> Self {
+        Self {
+            names,
+            changed: AtomicBool::new(false),
+        }
+    }
+
+    /// Asks the candidate; the error says why it could not be asked.
+    pub(crate) async fn ask(opts: mysql_async::Opts) -> Result<Self, String> {
+        match tokio::time::timeout(ASK_TIMEOUT, Self::query(opts)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer in {} s", ASK_TIMEOUT.as_secs())),
+        }
+    }
+
+    async fn query(opts: mysql_async::Opts) -> Result<Self, mysql_async::Error> {
+        let mut conn = mysql_async::Conn::new(opts).await?;
+        let columns: Vec<(String, Option<String>, String)> = conn
+            .query(format!(
+                "SELECT TABLE_NAME, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA NOT IN {SYSTEM} AND (COLUMN_DEFAULT IS NOT NULL OR EXTRA <> '')"
+            ))
+            .await?;
+        let mut names: HashSet<String> = columns
+            .into_iter()
+            .filter(|(_, default, extra)| {
+                default
+                    .as_deref()
+                    .is_some_and(|d| calls_time_function(d.as_bytes()))
+                    || extra.to_ascii_lowercase().contains("on update")
+            })
+            .map(|(t, _, _)| t.to_lowercase())
+            .collect();
+        let others: Vec<String> = conn
+            .query(format!(
+                "SELECT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS \
+                 WHERE EVENT_OBJECT_SCHEMA NOT IN {SYSTEM} \
+                 UNION SELECT TABLE_NAME FROM information_schema.VIEWS \
+                 WHERE TABLE_SCHEMA NOT IN {SYSTEM}"
+            ))
+            .await?;
+        names.extend(others.into_iter().map(|t| t.to_lowercase()));
+        let _ = conn.disconnect().await;
+        Ok(Self::new(names))
+    }
+
+    /// How many tables (and views) were found.
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the write `sql`, whose text calls no time function, may read the session's
+    /// time all the same. A schema change makes every later write one.
+    pub(crate) fn may_read_time(&self, sql: &[u8]) -> bool {
+        if self.changed.load(Ordering::Relaxed) {
+            return true;
+        }
+        if matches!(
+            first_keyword(sql).as_str(),
+            "CREATE" | "ALTER" | "RENAME" | "DROP"
+        ) {
+            self.changed.store(true, Ordering::Relaxed);
+            return true;
+        }
+        write_target(sql).is_none_or(|t| self.names.contains(&t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_to_tables_without_time_columns_need_no_time() {
+        let t = TimeTables::new(["orders".to_string()].into());
+        assert!(t.may_read_time(b"INSERT INTO orders (a) VALUES (1)"));
+        assert!(t.may_read_time(b"UPDATE shop.Orders SET a = 1"));
+        assert!(!t.may_read_time(b"UPDATE stock SET q = q - 1 WHERE id = 1"));
+        // A table the text does not name for sure: assume the worst.
+        assert!(t.may_read_time(b"UPDATE stock JOIN orders USING (id) SET q = 1"));
+        assert!(t.may_read_time(b"CALL p()"));
+        // After a schema change every write may.
+        assert!(t.may_read_time(b"ALTER TABLE stock ADD at TIMESTAMP DEFAULT NOW()"));
+        assert!(t.may_read_time(b"UPDATE stock SET q = 1"));
+    }
+}
