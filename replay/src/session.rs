@@ -965,7 +965,7 @@ impl Worker {
         shared.flush(&mut self.tally);
         let timeout = shared.config.sync_timeout;
         let session = self.start.session;
-        let stuck = |s| order.gives_way(session, self.clone, s);
+        let stuck = |s, at_once| order.gives_way(session, self.clone, s, at_once);
         let mut until = recorded_end_us;
         if order.locks && class.locks {
             order.commits.wait_read(until, timeout).await;

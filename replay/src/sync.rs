@@ -137,6 +137,9 @@ pub(crate) struct Order {
     pub(crate) lock_waits: Option<Arc<crate::locks::LockWaits>>,
     /// (session, clone) → the session whose commit it waits for now.
     waiting: Mutex<HashMap<(u64, u32), u64>>,
+    /// (session, clone) → the session it last gave way to, blocked in the server by its
+    /// locks, and since when that one's command is in the server.
+    gave_way: Mutex<HashMap<(u64, u32), (u64, Instant)>>,
     /// `--sync-locks`.
     pub(crate) locks: bool,
     /// View points found order-ambiguous by the feeder ([`Ambiguity`]): (session, seq) →
@@ -170,6 +173,7 @@ impl Order {
             sent: Mutex::new(HashMap::new()),
             lock_waits: lock_waits.then(Default::default),
             waiting: Mutex::new(HashMap::new()),
+            gave_way: Mutex::new(HashMap::new()),
             locks,
             ambiguous: Mutex::new(HashMap::new()),
             displaced: Mutex::new(HashSet::new()),
@@ -330,18 +334,29 @@ impl Order {
     /// without them, when `blocker`'s command has been in the server far longer than its
     /// answer took in production ([`STUCK_AFTER`] more than twice as long: blocked on a lock,
     /// most likely).
-    pub(crate) fn gives_way(&self, session: u64, clone: u32, blocker: u64) -> bool {
-        if self.waits_in_circle(session, clone, blocker) {
-            return true;
-        }
+    ///
+    /// `at_once`, before the waiter has waited at all: only when it gave way to `blocker`
+    /// before, and `blocker` is still blocked in the same command (then this session holds
+    /// what `blocker` waits for, and goes on giving way until its transaction frees it: one
+    /// [`STUCK_CHECK`] per statement made such a transaction crawl).
+    pub(crate) fn gives_way(&self, session: u64, clone: u32, blocker: u64, at_once: bool) -> bool {
         let Some((entered, recorded)) = self
             .in_server
             .lock()
             .ok()
             .and_then(|m| m.get(&(blocker, clone)).copied())
         else {
-            return false;
+            return !at_once && self.waits_in_circle(session, clone, blocker);
         };
+        if at_once {
+            return self
+                .gave_way
+                .lock()
+                .is_ok_and(|g| g.get(&(session, clone)) == Some(&(blocker, entered)));
+        }
+        if self.waits_in_circle(session, clone, blocker) {
+            return true;
+        }
         let inside = entered.elapsed();
         let asking = self
             .lock_waits
@@ -371,7 +386,13 @@ impl Order {
                     .collect()
             },
         );
-        crate::locks::leads_back((blocker, clone), (session, clone), &lock, &order)
+        let r = crate::locks::leads_back((blocker, clone), (session, clone), &lock, &order);
+        if r {
+            if let Ok(mut g) = self.gave_way.lock() {
+                g.insert((session, clone), (blocker, entered));
+            }
+        }
+        r
     }
 }
 
@@ -499,16 +520,17 @@ impl CommitOrder {
     }
 
     /// Waits until every commit point that ended before `until_us` (recorded) has been
-    /// answered, for at most `timeout`. `stuck(session)` tells whether a session has been
-    /// inside the server for long: when the commit waited for belongs to such a session, it
-    /// is most likely blocked on a lock this session holds (the candidate locked differently
-    /// than production did), and waiting longer would only deadlock.
+    /// answered, for at most `timeout`. `stuck(session, at_once)` tells whether a session has
+    /// been inside the server for long: when the commit waited for belongs to such a session,
+    /// it is most likely blocked on a lock this session holds (the candidate locked
+    /// differently than production did), and waiting longer would only deadlock. Asked once
+    /// before waiting at all (`at_once`), then every [`STUCK_CHECK`].
     pub(crate) async fn wait(
         &self,
         clone: u32,
         until_us: u64,
         timeout: Duration,
-        stuck: impl Fn(u64) -> bool,
+        stuck: impl Fn(u64, bool) -> bool,
     ) -> Waited {
         let ready = |st: &State| st.read_to >= until_us && st.earliest >= until_us;
         let p = self.clone_state(clone);
@@ -517,6 +539,17 @@ impl CommitOrder {
             return Waited::Ready;
         }
         let deadline = tokio::time::Instant::now() + timeout;
+        let blocked = |at_once| {
+            let first = p
+                .keys
+                .lock()
+                .ok()
+                .and_then(|k| k.first_key_value().map(|(k, _)| *k));
+            first.is_some_and(|k| stuck(k.1, at_once))
+        };
+        if blocked(true) {
+            return Waited::Cycle;
+        }
         loop {
             let step = deadline
                 .saturating_duration_since(tokio::time::Instant::now())
@@ -531,13 +564,7 @@ impl CommitOrder {
             if tokio::time::Instant::now() >= deadline {
                 return Waited::TimedOut;
             }
-            let first = p
-                .keys
-                .lock()
-                .ok()
-                .and_then(|k| k.first_key_value().map(|(k, _)| *k));
-            let blocker = first.map(|k| k.1);
-            if blocker.is_some_and(&stuck) {
+            if blocked(false) {
                 return Waited::Cycle;
             }
         }
@@ -918,22 +945,22 @@ mod tests {
         order.register(0, (100, 1, 0), 50);
         order.register(0, (300, 2, 0), 250);
         // The reader has not reached 150 yet: a commit ending before it may still come.
-        assert!(order.wait(0, 150, t, |_| false).await == Waited::TimedOut);
+        assert!(order.wait(0, 150, t, |_, _| false).await == Waited::TimedOut);
         order.read_to(1000);
         // Ended at 50: nothing ended before it.
-        assert!(order.wait(0, 50, t, |_| false).await == Waited::Ready);
+        assert!(order.wait(0, 50, t, |_, _| false).await == Waited::Ready);
         // Ended at 200: waits for the commit that ended at 100.
         assert!(
-            order.wait(0, 200, t, |_| false).await == Waited::TimedOut,
+            order.wait(0, 200, t, |_, _| false).await == Waited::TimedOut,
             "times out while 100 is pending"
         );
         order.done(0, (100, 1, 0));
-        assert!(order.wait(0, 200, t, |_| false).await == Waited::Ready);
+        assert!(order.wait(0, 200, t, |_, _| false).await == Waited::Ready);
         // A commit point does not wait for itself.
-        assert!(order.wait(0, 300, t, |_| false).await == Waited::Ready);
-        assert!(order.wait(0, 301, t, |_| false).await == Waited::TimedOut);
+        assert!(order.wait(0, 300, t, |_, _| false).await == Waited::Ready);
+        assert!(order.wait(0, 301, t, |_, _| false).await == Waited::TimedOut);
         order.done(0, (300, 2, 0));
-        assert!(order.wait(0, 301, t, |_| false).await == Waited::Ready);
+        assert!(order.wait(0, 301, t, |_, _| false).await == Waited::Ready);
         assert_eq!(order.pending(), 0);
     }
 
@@ -944,11 +971,11 @@ mod tests {
         order.read_to(u64::MAX);
         let t = Duration::from_secs(10);
         let started = std::time::Instant::now();
-        assert_eq!(order.wait(0, 200, t, |s| s == 7).await, Waited::Cycle);
+        assert_eq!(order.wait(0, 200, t, |s, _| s == 7).await, Waited::Cycle);
         assert!(started.elapsed() < Duration::from_secs(1));
         let short = Duration::from_millis(20);
         assert_eq!(
-            order.wait(0, 200, short, |s| s == 8).await,
+            order.wait(0, 200, short, |s, _| s == 8).await,
             Waited::TimedOut
         );
     }
@@ -973,6 +1000,24 @@ mod tests {
         assert_eq!(own.released_by(0, 1, 1000), 1000);
         // Nothing in flight: its own end.
         assert_eq!(CommitOrder::new(1).released_by(0, 1, 1000), 1000);
+    }
+
+    #[test]
+    fn a_session_that_gave_way_to_a_blocked_one_goes_on_at_once() {
+        let order = Order::new(1, true, false, true, false);
+        order.in_server(2, 0, Some(Duration::from_micros(50)));
+        // Not given way to before: no at-once answer.
+        assert!(!order.gives_way(1, 0, 2, true));
+        let entered = order.in_server.lock().unwrap()[&(2, 0)].0;
+        order.gave_way.lock().unwrap().insert((1, 0), (2, entered));
+        assert!(order.gives_way(1, 0, 2, true));
+        // Nor for another blocker.
+        assert!(!order.gives_way(1, 0, 3, true));
+        // Session 2 was answered and is in the server with its next command: wait again.
+        order.in_server(2, 0, None);
+        std::thread::sleep(Duration::from_millis(1));
+        order.in_server(2, 0, Some(Duration::from_micros(50)));
+        assert!(!order.gives_way(1, 0, 2, true));
     }
 
     #[test]
