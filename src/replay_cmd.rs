@@ -71,8 +71,8 @@ pub struct Args {
     /// Longest a statement waits for earlier commits under --sync before it goes anyway.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]
     sync_timeout: Duration,
-    /// Under --sync, a commit also waits until the reads that had finished before it started
-    /// in the recording have run (they did not see it). `off`: only the other direction.
+    /// Under --sync, a commit also waits until the reads that had finished before it did in
+    /// the recording have run (they did not see it). `off`: only the other direction.
     #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
     sync_views: OnOff,
     /// Under --sync, a write also waits until the other sessions' writes that had finished

@@ -444,10 +444,12 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                 };
                 let keys = sync::Keys {
                     commit: class.commit.then_some(key),
-                    view: register(
-                        shared.order.as_ref().and_then(|o| o.views.as_ref()),
-                        class.view,
-                    ),
+                    // Registered by the commit feeder, which reads ahead (see `sync`).
+                    view: shared
+                        .order
+                        .as_ref()
+                        .and_then(|o| o.views.as_ref())
+                        .and_then(|_| class.view.then_some(key)),
                     write: register(
                         shared.order.as_ref().and_then(|o| o.writes.as_ref()),
                         class.locks,
@@ -603,6 +605,12 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                             order.register(clone, (x.end_us, x.session, x.seq), x.start_us);
                         }
                     }
+                    if let (Some(views), true) = (&all.views, class.view) {
+                        let key = (x.end_us, x.session, x.seq);
+                        for clone in 0..cfg.scale {
+                            views.register(clone, key, x.start_us);
+                        }
+                    }
                     ambiguity.exchange(&x, class, &mut found);
                     if !found.is_empty() {
                         all.mark_ambiguous(&mut found, cfg.scale);
@@ -613,6 +621,9 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
             }
             if n % 256 == 255 {
                 order.read_to(at);
+                if let Some(views) = &all.views {
+                    views.read_to(at);
+                }
                 // Bounded read-ahead; and let the sessions run (one client thread).
                 while order.pending() > sync::MAX_PENDING && !shared.stopping() {
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -622,6 +633,9 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
         }
     }
     order.read_to(u64::MAX);
+    if let Some(views) = &all.views {
+        views.read_to(u64::MAX);
+    }
 }
 
 #[cfg(test)]

@@ -981,11 +981,12 @@ impl Worker {
             }
         }
         if let (Some(views), true) = (&order.views, class.commit) {
+            // The reads answered before this commit was did not see it.
             let v = views
-                .wait(self.clone, recorded_start_us, timeout, &stuck)
+                .wait(self.clone, recorded_end_us, timeout, &stuck)
                 .await;
             if v != Waited::Ready {
-                order.displace(self.clone, recorded_start_us);
+                order.displace(self.clone, recorded_end_us);
             }
             if waited == Waited::Ready {
                 waited = v;

@@ -4,6 +4,84 @@ use crate::common::*;
 use crate::serial;
 use myrr_recording::{Command as Cmd, Event, OrderLabel};
 
+/// A read that ran during a commit and ended before it did had not seen it (a commit becomes
+/// visible as its answer leaves): the commit waits for it in the replay too, even when the
+/// candidate would have finished the commit long before.
+#[test]
+fn a_commit_waits_for_the_reads_that_finished_before_it_did() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let setup = "DROP DATABASE IF EXISTS myrr_views2; CREATE DATABASE myrr_views2; \
+                 CREATE TABLE myrr_views2.t (id INT PRIMARY KEY, v INT); \
+                 INSERT INTO myrr_views2.t VALUES (3, 1)";
+    // Production's B is slow: its UPDATE also finds row 99, and sleeps on it. The
+    // candidate has no row 99: there B's UPDATE is instant.
+    sql(
+        db.source_port,
+        &format!("{setup}; INSERT INTO myrr_views2.t VALUES (99, 0)"),
+    );
+    let rec = dir.join("overlap.myrr");
+    let cap = LiveCapture::start(db.source_port, &rec);
+    // B: 0-0.8 s, the UPDATE (autocommit). A: after 0.3 s of sleep, reads row 3 (old).
+    let b = mariadb_cli(
+        db.source_port,
+        "UPDATE myrr_views2.t SET v = 2 WHERE id = 3 OR (id = 99 AND SLEEP(0.8) = 0)",
+    )
+    .spawn()
+    .unwrap();
+    let a = mariadb_cli(
+        db.source_port,
+        "SELECT SLEEP(0.3); SELECT v FROM myrr_views2.t WHERE id = 3",
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let a = a.wait_with_output().unwrap();
+    assert!(b.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        "0\n1\n",
+        "production's answers"
+    );
+    cap.stop();
+
+    let read = |events: &[Event]| -> myrr_recording::Response {
+        events
+            .iter()
+            .filter_map(Event::as_exchange)
+            .find(|x| matches!(&x.command, Cmd::Query { sql, .. } if sql.starts_with(b"SELECT v")))
+            .expect("the read")
+            .response
+            .clone()
+    };
+    let recorded = read(&read_events(&rec));
+    let replay = |views: &str| {
+        sql(db.candidate_port, setup);
+        let out = dir.join(format!("overlap-{views}.myrr"));
+        let o = myrr()
+            .arg("replay")
+            .arg(&rec)
+            .args([
+                "--target",
+                &db.candidate_url,
+                "--speed",
+                "max",
+                "--sync",
+                "all",
+            ])
+            .args(["--sync-views", views, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read(&read_events(&out))
+    };
+    assert_eq!(replay("on"), recorded, "the read saw production's row 3");
+    // Without the rule B commits at once and the read sees its row.
+    assert_ne!(replay("off"), recorded);
+}
+
 /// A write workload (sysbench oltp_read_write on a small table, so sessions touch the same
 /// rows) replayed on the data it started from: each session in its own order, answers drift
 /// from the recorded ones; with `--sync all` the recorded commit order is kept and most
