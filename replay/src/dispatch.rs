@@ -449,7 +449,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                         .order
                         .as_ref()
                         .and_then(|o| o.views.as_ref())
-                        .and_then(|_| class.view.then_some(key)),
+                        .and_then(|_| class.view.then(|| sync::view_key(&x, class))),
                     write: register(
                         shared.order.as_ref().and_then(|o| o.writes.as_ref()),
                         class.locks,
@@ -606,7 +606,7 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                         }
                     }
                     if let (Some(views), true) = (&all.views, class.view) {
-                        let key = (x.end_us, x.session, x.seq);
+                        let key = sync::view_key(&x, class);
                         for clone in 0..cfg.scale {
                             views.register(clone, key, x.start_us);
                         }

@@ -577,6 +577,20 @@ impl CommitOrder {
     }
 }
 
+/// The key a view point is registered by, for the commits that wait for it: its recorded
+/// end; for a locking read, [`LOCK_RELEASE_SLACK_US`] later. A locking read answered just
+/// before a commit ended may have waited for that commit's lock (`--sync-locks` then holds it
+/// for that commit): the commit must not wait for it in turn. The commits it did not wait
+/// for, its locks order anyway.
+pub(crate) fn view_key(x: &Exchange, class: Class) -> CommitKey {
+    let slack = if class.locks {
+        LOCK_RELEASE_SLACK_US
+    } else {
+        0
+    };
+    (x.end_us.saturating_add(slack), x.session, x.seq)
+}
+
 /// How much later than a statement's answer the commit that released its lock can be
 /// answered (see [`CommitOrder::released_by`]).
 pub(crate) const LOCK_RELEASE_SLACK_US: u64 = 200;
@@ -1006,6 +1020,22 @@ mod tests {
         assert_eq!(own.released_by(0, 1, 1000), 1000);
         // Nothing in flight: its own end.
         assert_eq!(CommitOrder::new(1).released_by(0, 1, 1000), 1000);
+    }
+
+    #[test]
+    fn a_locking_view_point_is_waited_for_only_by_commits_that_ended_well_after_it() {
+        let read = rows(1, 4, "SELECT v FROM t WHERE id = 1", 1, (100, 500));
+        let locking = rows(
+            1,
+            4,
+            "SELECT v FROM t WHERE id = 1 FOR UPDATE",
+            1,
+            (100, 500),
+        );
+        let mut c = Classifier::default();
+        let (r, l) = (c.classify(&read), c.classify(&locking));
+        assert_eq!(view_key(&read, r), (500, 1, 4));
+        assert_eq!(view_key(&locking, l), (500 + LOCK_RELEASE_SLACK_US, 1, 4));
     }
 
     #[test]
