@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value as Json;
@@ -33,36 +33,11 @@ fn tpcc(port: u16, args: &[&str]) -> Command {
     c
 }
 
-fn dump(port: u16) -> Vec<u8> {
-    let out = Command::new("mariadb-dump")
-        .args(["-h127.0.0.1", "--protocol=tcp", "-umyrr", "-pmyrr"])
-        .arg(format!("-P{port}"))
-        .args(["--databases", DB])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// The candidate's copy of the data, as it was before the capture.
 fn restore(data: &[u8]) {
     let port = db().candidate_port;
     sql(port, &format!("DROP DATABASE IF EXISTS {DB}"));
-    let mut load = Command::new("mariadb")
-        .args(["-h127.0.0.1", "--protocol=tcp", "-umyrr", "-pmyrr"])
-        .arg(format!("-P{port}"))
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        load.stdin.take().unwrap().write_all(data).unwrap();
-    }
-    assert!(load.wait().unwrap().success());
+    load_dump(port, data);
 }
 
 fn replay(capture: &Path, out: &Path) {
@@ -156,7 +131,7 @@ fn injected_differences_on_a_write_workload_are_each_caught_on_their_shape() {
              FROM seq_1001_to_30000"
         ),
     );
-    let before = dump(db.source_port);
+    let before = dump_db(db.source_port, DB);
     let capture = dir.join("capture.myrr");
     let cap = LiveCapture::start(db.source_port, &capture);
     run(&mut tpcc(

@@ -423,6 +423,11 @@ pub fn exchanges_by_key(events: &[Event]) -> HashMap<(u64, u64, u32), myrr_recor
 
 /// Copies a database from the source server to the candidate (identical data on both).
 pub fn copy_db(db: &Db, name: &str) {
+    load_dump(db.candidate_port, &dump_db(db.source_port, name));
+}
+
+/// `mariadb-dump --databases name` of a server.
+pub fn dump_db(port: u16, name: &str) -> Vec<u8> {
     let dump = Command::new("mariadb-dump")
         .args([
             "-h127.0.0.1",
@@ -432,7 +437,7 @@ pub fn copy_db(db: &Db, name: &str) {
             "--databases",
             name,
         ])
-        .arg(format!("-P{}", db.source_port))
+        .arg(format!("-P{port}"))
         .output()
         .unwrap();
     assert!(
@@ -440,15 +445,20 @@ pub fn copy_db(db: &Db, name: &str) {
         "{}",
         String::from_utf8_lossy(&dump.stderr)
     );
+    dump.stdout
+}
+
+/// Loads a dump ([`dump_db`]) into a server.
+pub fn load_dump(port: u16, dump: &[u8]) {
     let mut load = Command::new("mariadb")
         .args(["-h127.0.0.1", "--protocol=tcp", "-umyrr", "-pmyrr"])
-        .arg(format!("-P{}", db.candidate_port))
+        .arg(format!("-P{port}"))
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
     {
         use std::io::Write;
-        load.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
+        load.stdin.take().unwrap().write_all(dump).unwrap();
     }
     assert!(load.wait().unwrap().success());
 }

@@ -4,6 +4,32 @@ use crate::common::*;
 use crate::serial;
 use myrr_recording::{Command as Cmd, Event, OrderLabel};
 
+/// `myrr replay rec -o out --speed max --sync all --sync-views views` against the candidate.
+fn replay_views(
+    rec: &std::path::Path,
+    out: &std::path::Path,
+    views: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    myrr()
+        .arg("replay")
+        .arg(rec)
+        .args([
+            "--target",
+            &db().candidate_url,
+            "--speed",
+            "max",
+            "--sync",
+            "all",
+        ])
+        .args(["--sync-views", views])
+        .args(extra)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 /// A read that ran during a commit and ended before it did had not seen it (a commit becomes
 /// visible as its answer leaves): the commit waits for it in the replay too, even when the
 /// candidate would have finished the commit long before.
@@ -59,21 +85,7 @@ fn a_commit_waits_for_the_reads_that_finished_before_it_did() {
     let replay = |views: &str| {
         sql(db.candidate_port, setup);
         let out = dir.join(format!("overlap-{views}.myrr"));
-        let o = myrr()
-            .arg("replay")
-            .arg(&rec)
-            .args([
-                "--target",
-                &db.candidate_url,
-                "--speed",
-                "max",
-                "--sync",
-                "all",
-            ])
-            .args(["--sync-views", views, "-o"])
-            .arg(&out)
-            .output()
-            .unwrap();
+        let o = replay_views(&rec, &out, views, &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         read(&read_events(&out))
     };
@@ -224,21 +236,7 @@ fn a_commit_waits_for_the_reads_that_finished_before_it_started() {
     let replay = |views: &str| -> (serde_json::Value, serde_json::Value, Vec<Event>) {
         sql(db.candidate_port, setup);
         let out = dir.join(format!("views-{views}.myrr"));
-        let o = myrr()
-            .arg("replay")
-            .arg(&rec)
-            .args([
-                "--target",
-                &db.candidate_url,
-                "--speed",
-                "max",
-                "--sync",
-                "all",
-            ])
-            .args(["--sync-views", views, "--json", "-o"])
-            .arg(&out)
-            .output()
-            .unwrap();
+        let o = replay_views(&rec, &out, views, &["--json"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let (_, report) = analyze_json(&rec, &[&out], &[]);
