@@ -220,21 +220,7 @@ fn dropped_index_regresses_only_the_shape_that_used_it() {
     candidate("ALTER TABLE myrr_an.t DROP INDEX idx_a");
     let cand = f.dir.join("noindex.myrr");
     replay_to(&f.capture, db().candidate_port, &cand);
-    let (code, r) = analyze(
-        &f.baseline,
-        &cand,
-        // A full scan of 80,000 rows instead of an index lookup is hundreds of times slower;
-        // 3× is far from it and far from what a shared 2-core machine's noise did to other
-        // shapes (a range count once came out 1.5× slower beside the other tests).
-        &[
-            "--max-p99-regression",
-            "200%",
-            "--min-change",
-            "200%",
-            "--alpha",
-            "0.0001",
-        ],
-    );
+    let (code, r) = analyze(&f.baseline, &cand, SCAN_NOT_LOOKUP);
     let regressed = shapes_with(&r, |s| s["latency"] == "regressed");
     assert!(
         regressed.contains("select id, v from t where a = ?"),

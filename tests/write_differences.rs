@@ -189,14 +189,7 @@ fn injected_differences_on_a_write_workload_are_each_caught_on_their_shape() {
     let r = candidate(
         "index",
         "ALTER TABLE item DROP PRIMARY KEY",
-        &[
-            "--max-p99-regression",
-            "200%",
-            "--min-change",
-            "200%",
-            "--alpha",
-            "0.0001",
-        ],
+        SCAN_NOT_LOOKUP,
     );
     let item = "select i_price from item where i_id = ?";
     assert_eq!(

@@ -463,6 +463,18 @@ pub fn load_dump(port: u16, dump: &[u8]) {
     assert!(load.wait().unwrap().success());
 }
 
+/// `analyze` limits for a dropped index: a full scan instead of an index lookup is tens to
+/// hundreds of times slower; 3× is far from it and far from what a shared 2-core machine's
+/// noise did to other shapes (a range count once came out 1.5× slower beside other tests).
+pub const SCAN_NOT_LOOKUP: &[&str] = &[
+    "--max-p99-regression",
+    "200%",
+    "--min-change",
+    "200%",
+    "--alpha",
+    "0.0001",
+];
+
 /// Runs `myrr analyze --format json` of `base` against the candidate run `cand` (one or more
 /// files); returns (exit code, JSON report).
 pub fn analyze_json<P: AsRef<Path>>(
