@@ -392,6 +392,36 @@ mod tests {
         }
     }
 
+    /// Recorded SQL is whatever a client sent: cut anywhere, bytes changed, the parser answers
+    /// without panicking.
+    #[test]
+    fn write_target_takes_any_bytes() {
+        let whole = [
+            "INSERT IGNORE INTO `s`.`t``x` (a) VALUES (1)",
+            "UPDATE t AS a SET a.x = 1 /* c */ -- d\n",
+            "DELETE QUICK FROM t x WHERE x.a = 1 # e\n",
+            "REPLACE /*!50000 LOW_PRIORITY */ INTO t VALUES (1)",
+            "UPDATE `unterminated SET a = 1",
+            "DELETE FROM t, u USING t JOIN u",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for sql in whole {
+            let bytes = sql.as_bytes();
+            for cut in 0..=bytes.len() {
+                let _ = write_target(&bytes[..cut]);
+                let mut changed = bytes.to_vec();
+                for _ in 0..4 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let i = (seed as usize) % changed.len();
+                    changed[i] = (seed >> 32) as u8;
+                }
+                let _ = write_target(&changed[..cut.min(changed.len())]);
+            }
+        }
+    }
+
     #[test]
     fn use_target_after_comments() {
         assert_eq!(use_target(b"USE shop").as_deref(), Some("shop"));
