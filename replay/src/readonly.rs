@@ -293,6 +293,11 @@ impl<'a> Tokens<'a> {
     }
 }
 
+/// True when the statement calls `RAND()` (its values come from the session's seeds).
+pub fn calls_rand(sql: &[u8]) -> bool {
+    contains_word(sql, b"RAND")
+}
+
 /// `SELECT ... INTO OUTFILE/DUMPFILE` writes files; `INTO @var` does not.
 fn into_writes(sql: &[u8]) -> bool {
     let u = upper(sql);

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
 use crate::pacer::PreciseTimer;
-use crate::readonly::{calls_time_function, is_read_only};
+use crate::readonly::{calls_rand, calls_time_function, is_read_only};
 use crate::sync::{Keys, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
@@ -131,19 +131,39 @@ enum Pinned {
     Refused,
 }
 
-/// `timestamp = <recorded start>` (`time`: it may read the session's time) and `insert_id =
-/// <recorded id>` (`id`: a write that generated one), comma-separated.
-fn pin_values(x: &Recorded, time: bool, id: bool) -> String {
-    let mut values = Vec::with_capacity(2);
-    if time {
+/// What a statement needs pinned (see [`Worker::pin_need`]).
+#[derive(Debug, Clone, Copy)]
+struct PinNeed {
+    /// `timestamp = <recorded start>`: it may read the session's time.
+    time: bool,
+    /// `insert_id = <recorded id>`: a write that generated one.
+    id: bool,
+    /// `rand_seed1`, `rand_seed2` from the statement's place in the recording: it calls
+    /// `RAND()`. Production's seeds are not on the wire, so its values are not reproduced,
+    /// but every replay of it draws the same ones (what a baseline and a candidate write and
+    /// then read agrees).
+    rand: bool,
+}
+
+/// The pins of `x`, comma-separated.
+fn pin_values(x: &Recorded, need: PinNeed, session: u64) -> String {
+    let mut values = Vec::with_capacity(3);
+    if need.time {
         values.push(format!(
             "timestamp = {}.{:06}",
             x.start_us / 1_000_000,
             x.start_us % 1_000_000
         ));
     }
-    if id {
+    if need.id {
         values.push(format!("insert_id = {}", x.insert_id));
+    }
+    if need.rand {
+        // The server takes both modulo 2^30 - 1.
+        const MAX: u64 = 0x3FFF_FFFF;
+        let one = session.wrapping_mul(1_000_003).wrapping_add(x.seq) % MAX;
+        let two = one.wrapping_mul(65_599).wrapping_add(x.seq) % MAX;
+        values.push(format!("rand_seed1 = {one}, rand_seed2 = {two}"));
     }
     values.join(", ")
 }
@@ -610,7 +630,7 @@ impl Worker {
     /// the value (out of its range: it warns) turns pins off for this session, counted and
     /// noted, never fatal. Whether anything was sent.
     async fn pin(&mut self, x: &Recorded) -> Pinned {
-        let Some((time, id)) = self.pin_need(x) else {
+        let Some(need) = self.pin_need(x) else {
             return Pinned::No;
         };
         if self.pins_off {
@@ -619,7 +639,7 @@ impl Worker {
         if self.conn.is_none() {
             return Pinned::No;
         }
-        let values = pin_values(x, time, id);
+        let values = pin_values(x, need, self.start.session);
         if self.pins_batch {
             if one_statement(&x.command) {
                 self.pin_prefix = Some(format!("SET STATEMENT {values} FOR "));
@@ -636,10 +656,10 @@ impl Worker {
         self.pin_alone(&values).await
     }
 
-    /// What `x` needs pinned, if anything: (`timestamp`, `insert_id`). The time for a read
-    /// or write calling a time function, and for a write that may read it otherwise (see
-    /// `schema`); the id for a write that generated one.
-    fn pin_need(&self, x: &Recorded) -> Option<(bool, bool)> {
+    /// What `x` needs pinned, if anything. The time for a read or write calling a time
+    /// function, and for a write that may read it otherwise (see `schema`); the id for a
+    /// write that generated one; the RAND seeds for a statement calling `RAND()`.
+    fn pin_need(&self, x: &Recorded) -> Option<PinNeed> {
         if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
             return None;
         }
@@ -649,7 +669,8 @@ impl Worker {
         // Asked first: a schema change it sees counts even when the text calls NOW().
         let time = write && tables.is_none_or(|t| t.may_read_time(sql)) || calls_time_function(sql);
         let id = write && x.insert_id > 0;
-        (time || id).then_some((time, id))
+        let rand = calls_rand(sql);
+        (time || id || rand).then_some(PinNeed { time, id, rand })
     }
 
     /// Pins with a `SET` of its own (see [`Worker::pin`]).
@@ -1056,8 +1077,9 @@ impl Worker {
                 let p = &self.shared.progress;
                 p.pins.fetch_sub(1, Ordering::Relaxed);
                 p.pins_batched.fetch_sub(1, Ordering::Relaxed);
-                if let Some((time, id)) = self.pin_need(x) {
-                    self.pin_alone(&pin_values(x, time, id)).await;
+                if let Some(need) = self.pin_need(x) {
+                    let values = pin_values(x, need, self.start.session);
+                    self.pin_alone(&values).await;
                 }
                 Box::pin(self.execute(x)).await
             }
