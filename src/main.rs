@@ -1,6 +1,8 @@
 //! `myrr`: MySQL record & replay. This binary only turns arguments into library calls, prints,
 //! and maps outcomes to exit codes.
 
+#![recursion_limit = "256"]
+
 mod analyze_cmd;
 #[cfg(feature = "capture")]
 mod capture_cmd;

@@ -455,6 +455,13 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
     let qps = s.exchanges as f64 / s.elapsed.as_secs_f64().max(1e-9);
     let b = &s.backfill;
     if json {
+        // `--sync`: what the run labelled for rows it left different from production's.
+        let divergence = serde_json::json!({
+            "lock_conflicts": s.lock_conflicts,
+            "after_divergence": s.after_divergence,
+            "primary_keys": s.primary_keys.as_ref().and_then(|t| t.as_ref().ok()),
+            "primary_keys_failure": s.primary_keys.as_ref().and_then(|t| t.as_ref().err()),
+        });
         let skipped_by: serde_json::Map<String, serde_json::Value> = s
             .skipped_by
             .iter()
@@ -477,6 +484,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "sync_cycles": s.sync_cycles,
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
+            "divergence": divergence,
             "backfill": {
                 "sessions": b.sessions,
                 "statements": b.statements,
@@ -553,10 +561,13 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
     }
     match &s.pins.time_tables {
         Some(Ok(n)) => eprintln!(
-            "  --pin: {n} of the candidate's tables and views can read the time without a time              function in the statement (defaults, ON UPDATE, triggers, views): only writes to              them, or calling one, got a timestamp pin"
+            "  --pin: {n} of the candidate's tables and views can read the time without a time \
+             function in the statement (defaults, ON UPDATE, triggers, views): only writes to \
+             them, or calling one, got a timestamp pin"
         ),
         Some(Err(why)) => eprintln!(
-            "  --pin: could not ask the candidate which tables read the time ({why}): every              write got a timestamp pin"
+            "  --pin: could not ask the candidate which tables read the time ({why}): every \
+             write got a timestamp pin"
         ),
         None => {}
     }
@@ -600,6 +611,20 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "  --sync: labelled in the run: {} order-ambiguous reads (they overlapped another \
              session's commit in the recording), {} exchanges out of the recorded order",
             s.order_ambiguous, s.out_of_order
+        );
+    }
+    if s.lock_conflicts + s.after_divergence > 0 {
+        eprintln!(
+            "  --sync: labelled in the run: {} lock conflicts (a deadlock or lock wait timeout \
+             here or in the recording, not both), {} exchanges after a divergence (they touch \
+             rows an earlier write left different from production's)",
+            s.lock_conflicts, s.after_divergence
+        );
+    }
+    if let Some(Err(why)) = &s.primary_keys {
+        eprintln!(
+            "  --sync: could not ask the candidate for its primary keys ({why}): rows an earlier \
+             write left different were told by table only"
         );
     }
     if !s.start_late.is_zero() {

@@ -144,7 +144,8 @@ pub struct Totals {
     /// Same rows in another order where the SQL sets no order: not failures.
     pub order_unspecified: u64,
     /// Differences on exchanges that a replay labelled (`--sync`: order-ambiguous,
-    /// out-of-order, unpinned), by label: the replay's order, not the server, can explain
+    /// out-of-order, unpinned, lock-conflict, after-divergence), by label: the replay's
+    /// order, not the server, can explain
     /// them, so they are not counted as mismatches (nor in the verdict).
     pub order_dependent: BTreeMap<String, u64>,
     /// Joined but not compared, by reason (skipped, missing, incomplete result …).

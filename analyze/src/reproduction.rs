@@ -68,7 +68,8 @@ impl NotReproduced {
             note: "exchanges whose baseline answer differs from the reference's (production) \
                    were not reproduced by the baseline replay: they are kept out of the \
                    comparison and the verdict; a cause is the baseline replay's order label \
-                   for the exchange (order-ambiguous, out-of-order, unpinned) or else the \
+                   for the exchange (order-ambiguous, out-of-order, unpinned, lock-conflict, \
+                   after-divergence) or else the \
                    class of the difference"
                 .into(),
         }

@@ -85,7 +85,8 @@ pub struct OrderLabel {
     pub clone: u32,
     /// Its exchange's start (a run merged from several files keeps it by its exchange).
     pub at_us: u64,
-    /// [`OrderLabel::AMBIGUOUS`], [`OrderLabel::OUT_OF_ORDER`], [`OrderLabel::UNPINNED`].
+    /// [`OrderLabel::AMBIGUOUS`], [`OrderLabel::OUT_OF_ORDER`], [`OrderLabel::UNPINNED`],
+    /// [`OrderLabel::LOCK_CONFLICT`], [`OrderLabel::AFTER_DIVERGENCE`].
     pub labels: u8,
 }
 
@@ -99,6 +100,13 @@ impl OrderLabel {
     /// `--pin` was on but the target had refused a pin in this session: production's
     /// timestamp / insert id were not pinned for it.
     pub const UNPINNED: u8 = 4;
+    /// A deadlock or a lock wait timeout on one side only (the recording's or this run's):
+    /// the engine's choice among transactions that the replay's timing changed.
+    pub const LOCK_CONFLICT: u8 = 8;
+    /// It touches rows that an earlier write of this run left different from production's
+    /// (a write whose outcome differed, or one that went out of the recorded order), or
+    /// follows, in its transaction, a deadlock on one side only.
+    pub const AFTER_DIVERGENCE: u8 = 16;
 
     /// The labels' names, in a fixed order.
     pub fn names(labels: u8) -> Vec<&'static str> {
@@ -106,6 +114,8 @@ impl OrderLabel {
             (Self::AMBIGUOUS, "order-ambiguous"),
             (Self::OUT_OF_ORDER, "out-of-order"),
             (Self::UNPINNED, "unpinned"),
+            (Self::LOCK_CONFLICT, "lock-conflict"),
+            (Self::AFTER_DIVERGENCE, "after-divergence"),
         ]
         .into_iter()
         .filter(|(bit, _)| labels & bit != 0)

@@ -63,6 +63,10 @@ pub(crate) struct Recorded {
     pub(crate) rows_digest: Option<ResultDigest>,
     /// The recorded answer was an error (a replayed error is new only where it was not).
     pub(crate) recorded_err: bool,
+    /// The recorded error's code, 0 for none; the rows a recorded OK said were affected.
+    /// A replayed write whose outcome differs diverged (`crate::divergence`).
+    pub(crate) recorded_code: u16,
+    pub(crate) affected: u64,
     /// What the session held before the recording began, learnt since its previous exchange:
     /// restored before this one is sent.
     pub(crate) backfill: Option<Box<Backfill>>,
@@ -87,6 +91,14 @@ impl From<Exchange> for Recorded {
                 _ => None,
             },
             recorded_err: matches!(x.response, Response::Err(_)),
+            recorded_code: match &x.response {
+                Response::Err(e) => e.code,
+                _ => 0,
+            },
+            affected: match &x.response {
+                Response::Ok(ok) => ok.affected_rows,
+                _ => 0,
+            },
             command: x.command,
             backfill: None,
         }

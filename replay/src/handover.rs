@@ -164,6 +164,8 @@ mod tests {
                 start_us: seq,
                 end_us: seq,
                 recorded_err: false,
+                recorded_code: 0,
+                affected: 0,
                 command: Command::Ping,
                 prepared_id: None,
                 insert_id: 0,

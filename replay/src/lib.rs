@@ -31,7 +31,9 @@
 
 mod backfill;
 mod dispatch;
+mod divergence;
 mod follow;
+mod footprint;
 mod handover;
 mod locks;
 mod outbox;
@@ -288,6 +290,10 @@ pub struct Progress {
     /// commit in the recording, exchanges that ran out of the recorded order.
     pub order_ambiguous: AtomicU64,
     pub out_of_order: AtomicU64,
+    /// `--sync`: exchanges labelled lock-conflict (a deadlock or lock wait timeout on one
+    /// side only) and after-divergence (rows an earlier write left different).
+    pub lock_conflicts: AtomicU64,
+    pub after_divergence: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
     pub sync_cycles: AtomicU64,
@@ -458,6 +464,8 @@ pub(crate) struct Shared {
     /// `--pin`: the candidate's tables whose writes can read the session's time (None: not
     /// known, every write is pinned).
     pub(crate) time_tables: Option<schema::TimeTables>,
+    /// `--sync`: the rows this replay left different from production's.
+    pub(crate) divergence: Option<divergence::Divergence>,
 }
 
 struct Timings {
@@ -553,6 +561,12 @@ pub struct Summary {
     /// `--sync`: exchanges labelled order-ambiguous / out-of-order in the run.
     pub order_ambiguous: u64,
     pub out_of_order: u64,
+    /// `--sync`: exchanges labelled lock-conflict / after-divergence in the run.
+    pub lock_conflicts: u64,
+    pub after_divergence: u64,
+    /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
+    /// write left different are told by it), or why it could not be asked.
+    pub primary_keys: Option<Result<u64, String>>,
     /// Answers whose rows differed from the recorded ones, kept as row samples.
     pub row_samples: u64,
     /// What backfills restored of sessions that began before the recording.
@@ -837,6 +851,7 @@ pub async fn run(
     let (mut interrupted, mut read_damage, mut refused) = (false, None, None);
     let mut lock_waits_failure: Option<String> = None;
     let mut time_tables: Option<Result<u64, String>> = None;
+    let mut primary_keys: Option<Result<u64, String>> = None;
     let mut step_summaries = Vec::new();
     let mut start_late = Duration::ZERO;
     let (mut first_anchor, mut timetable) = (None, Duration::ZERO);
@@ -947,6 +962,7 @@ pub async fn run(
         read_damage = read_damage.or(out.read_damage);
         lock_waits_failure = lock_waits_failure.or(out.lock_waits_failure);
         time_tables = time_tables.or(out.time_tables);
+        primary_keys = primary_keys.or(out.primary_keys);
         refused = refused.or(out.refused);
         if let (Some(s), Some(judge)) = (step, &judged) {
             let counts = progress.ramp_counts().since(before);
@@ -1021,6 +1037,9 @@ pub async fn run(
         lock_waits_failure: lock_waits_failure.clone(),
         order_ambiguous: p.order_ambiguous.load(Ordering::Relaxed),
         out_of_order: p.out_of_order.load(Ordering::Relaxed),
+        lock_conflicts: p.lock_conflicts.load(Ordering::Relaxed),
+        after_divergence: p.after_divergence.load(Ordering::Relaxed),
+        primary_keys: primary_keys.clone(),
         backfill: BackfillCounts {
             sessions: p.backfills.load(Ordering::Relaxed),
             statements: p.backfill_statements.load(Ordering::Relaxed),
@@ -1122,6 +1141,8 @@ struct Pass {
     /// `--pin`: the tables whose writes can read the time, as many as found, or why the
     /// candidate could not be asked.
     time_tables: Option<Result<u64, String>>,
+    /// `--sync`: the tables with a primary key, or why they could not be asked.
+    primary_keys: Option<Result<u64, String>>,
     lag: Histogram<u64>,
     service: Histogram<u64>,
     errors: Vec<String>,
@@ -1151,6 +1172,14 @@ async fn pass(
         true => Some(schema::TimeTables::ask(config.target.monitor_opts()).await),
         false => None,
     };
+    let primary_keys = match config.sync {
+        SyncMode::None => None,
+        _ => Some(schema::primary_keys(config.target.monitor_opts()).await),
+    };
+    let primary_keys_found = primary_keys
+        .as_ref()
+        .map(|k| k.as_ref().map(|k| k.len() as u64).map_err(Clone::clone));
+    let divergence = primary_keys.map(|k| divergence::Divergence::new(k.unwrap_or_default()));
     let time_tables_found = time_tables
         .as_ref()
         .map(|t| t.as_ref().map(|t| t.len() as u64).map_err(Clone::clone));
@@ -1187,6 +1216,7 @@ async fn pass(
         budget: tokio::sync::Semaphore::new(budget),
         late_after_us,
         time_tables: time_tables.and_then(Result::ok),
+        divergence,
         config,
     });
 
@@ -1265,6 +1295,7 @@ async fn pass(
     Pass {
         lock_waits_failure,
         time_tables: time_tables_found,
+        primary_keys: primary_keys_found,
         lag,
         service,
         errors,

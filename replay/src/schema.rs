@@ -11,12 +11,13 @@
 //! write whose table the text does not tell for sure ([`crate::write_target`]) is pinned;
 //! once the replay changes the schema (`CREATE`, `ALTER`, `RENAME`), every write is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
+use crate::footprint::PrimaryKeys;
 use crate::readonly::{calls_time_function, first_keyword, write_target};
 
 /// The schemas that are the server's own.
@@ -101,6 +102,56 @@ impl TimeTables {
     }
 }
 
+/// `--sync`: the candidate's primary keys (see [`crate::footprint`]), or why they could not be
+/// asked. A table name found in several databases with different keys is left out (its
+/// rows are then told by table only).
+pub(crate) async fn primary_keys(opts: mysql_async::Opts) -> Result<PrimaryKeys, String> {
+    let ask = async {
+        let mut conn = mysql_async::Conn::new(opts).await?;
+        let rows: Vec<(String, String, String)> = conn
+            .query(format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+                 WHERE CONSTRAINT_NAME = 'PRIMARY' AND TABLE_SCHEMA NOT IN {SYSTEM} \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
+            ))
+            .await?;
+        let _ = conn.disconnect().await;
+        Ok::<_, mysql_async::Error>(rows)
+    };
+    let rows = match tokio::time::timeout(ASK_TIMEOUT, ask).await {
+        Ok(r) => r.map_err(|e| e.to_string())?,
+        Err(_) => return Err(format!("no answer in {} s", ASK_TIMEOUT.as_secs())),
+    };
+    Ok(fold_keys(rows))
+}
+
+/// (database, table, column) rows, in key order, to keys by table name.
+fn fold_keys(rows: Vec<(String, String, String)>) -> PrimaryKeys {
+    let mut by_table: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for (db, table, column) in rows {
+        by_table
+            .entry((db, table.to_lowercase()))
+            .or_default()
+            .push(column.to_lowercase());
+    }
+    let mut keys = PrimaryKeys::new();
+    let mut clashing = HashSet::new();
+    for ((_, table), columns) in by_table {
+        match keys.get(&table) {
+            Some(k) if *k != columns => {
+                clashing.insert(table);
+            }
+            _ => {
+                keys.insert(table, columns);
+            }
+        }
+    }
+    for t in clashing {
+        keys.remove(&t);
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +168,21 @@ mod tests {
         // After a schema change every write may.
         assert!(t.may_read_time(b"ALTER TABLE stock ADD at TIMESTAMP DEFAULT NOW()"));
         assert!(t.may_read_time(b"UPDATE stock SET q = 1"));
+    }
+
+    #[test]
+    fn keys_by_table_name_unless_two_databases_disagree() {
+        let row = |d: &str, t: &str, c: &str| (d.to_string(), t.to_string(), c.to_string());
+        let keys = fold_keys(vec![
+            row("a", "Stock", "s_w_id"),
+            row("a", "Stock", "s_i_id"),
+            row("a", "t", "id"),
+            row("b", "t", "other"),
+            row("b", "u", "id"),
+            row("c", "u", "ID"),
+        ]);
+        assert_eq!(keys["stock"], ["s_w_id", "s_i_id"]);
+        assert_eq!(keys["u"], ["id"]);
+        assert!(!keys.contains_key("t"));
     }
 }

@@ -87,6 +87,8 @@ pub(crate) struct Worker {
     /// transaction's later reads read from its view: they share them).
     view_labels: u8,
     view_seq: u64,
+    /// `--sync`: this session's part in telling which rows the replay left different.
+    divergence: crate::divergence::SessionDivergence,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -186,6 +188,22 @@ fn one_statement(cmd: &Command) -> bool {
     }
 }
 
+/// The text of a statement or prepared statement (see [`Worker::sql_of`]).
+fn sql_of<'a>(
+    stmts: &'a FxHashMap<u32, Stmt>,
+    stmt_sql: &'a FxHashMap<u32, Vec<u8>>,
+    cmd: &'a Command,
+) -> Option<&'a [u8]> {
+    match cmd {
+        Command::Query { sql, .. } | Command::Prepare { sql } => Some(sql),
+        Command::Execute { stmt_id, .. } => stmts
+            .get(stmt_id)
+            .map(|s| s.sql.as_slice())
+            .or_else(|| stmt_sql.get(stmt_id).map(Vec::as_slice)),
+        _ => None,
+    }
+}
+
 /// A session task cancelled after a stop's drain timeout still hands over what it had: its
 /// last answered exchange (if the output queue has room) and its counts.
 impl Drop for Worker {
@@ -232,6 +250,7 @@ impl Worker {
             pipe_refused: false,
             view_labels: 0,
             view_seq: 0,
+            divergence: Default::default(),
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -886,6 +905,20 @@ impl Worker {
                 order.in_server(session, self.clone, None);
             }
             let end_us = self.now_us();
+            if let Some(d) = shared.divergence.as_ref() {
+                let sql = sql_of(&self.stmts, &self.stmt_sql, &x.command);
+                let added = self
+                    .divergence
+                    .answered(d, &x, sql, class, &response, labels);
+                let p = &shared.progress;
+                if added & OrderLabel::LOCK_CONFLICT != 0 {
+                    p.lock_conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                if added & OrderLabel::AFTER_DIVERGENCE != 0 {
+                    p.after_divergence.fetch_add(1, Ordering::Relaxed);
+                }
+                labels |= added;
+            }
             self.release(keys);
             exchanges += 1;
             let quit = matches!(x.command, Command::Quit);
@@ -1106,15 +1139,7 @@ impl Worker {
 
     /// The SQL a command runs, for filters: its own, or its statement's.
     fn sql_of<'a>(&'a self, cmd: &'a Command) -> Option<&'a [u8]> {
-        match cmd {
-            Command::Query { sql, .. } | Command::Prepare { sql } => Some(sql),
-            Command::Execute { stmt_id, .. } => self
-                .stmts
-                .get(stmt_id)
-                .map(|s| s.sql.as_slice())
-                .or_else(|| self.stmt_sql.get(stmt_id).map(Vec::as_slice)),
-            _ => None,
-        }
+        sql_of(&self.stmts, &self.stmt_sql, cmd)
     }
 
     fn filter(&self, cmd: &Command) -> Option<SkipReason> {

@@ -12,6 +12,7 @@ mod closed_loop;
 mod commands;
 mod connections;
 mod damage;
+mod divergence;
 mod pacing;
 mod pins;
 mod ramp;

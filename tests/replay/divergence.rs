@@ -1,0 +1,128 @@
+//! `--sync`: a write whose outcome differs from production's marks its rows, and the later
+//! statements that touch them are labelled after-divergence (its own answer, a lock conflict
+//! on one side only, lock-conflict); statements on other rows are not.
+
+use crate::common::*;
+use crate::serial;
+use myrr_recording::{Command as Cmd, Event, OrderLabel, Response};
+
+/// Session 1 sets a lock wait timeout of 1 s and updates row 1 (production: at once). In the
+/// replay another transaction holds row 1, so the UPDATE times out: a lock conflict, and row
+/// 1 is not what production had. Session 2 reads rows 1 and 2 two seconds later: the read of
+/// row 1 follows the divergence, that of row 2 does not.
+#[test]
+fn reads_of_rows_a_diverged_write_left_different_are_labelled() {
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let rec = dir.join("diverged.myrr");
+    let ok = |affected| {
+        Response::Ok(myrr_recording::OkInfo {
+            affected_rows: affected,
+            status: 0x0002,
+            ..Default::default()
+        })
+    };
+    let q = |start: u64, sql: &str, answer: Response| {
+        let command = Cmd::Query {
+            sql: sql.as_bytes().to_vec(),
+            attrs: vec![],
+        };
+        (start, start + 100, command, answer)
+    };
+    synthetic_timed(
+        &rec,
+        "myrr_div",
+        &[
+            vec![
+                q(0, "SET innodb_lock_wait_timeout = 1", ok(0)),
+                q(10_000, "UPDATE t SET v = 5 WHERE id = 1", ok(1)),
+            ],
+            vec![
+                q(2_000_000, "SELECT v FROM t WHERE id = 1", ok(0)),
+                q(2_010_000, "SELECT v FROM t WHERE id = 2", ok(0)),
+                q(
+                    2_020_000,
+                    "SELECT SUM(v) FROM t WHERE id BETWEEN 1 AND 3",
+                    ok(0),
+                ),
+                q(2_030_000, "SELECT v FROM t WHERE id > 1", ok(0)),
+            ],
+        ],
+    );
+    sql(
+        db.candidate_port,
+        "DROP DATABASE IF EXISTS myrr_div; CREATE DATABASE myrr_div; \
+         CREATE TABLE myrr_div.t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO myrr_div.t VALUES (1, 0), (2, 0), (3, 0)",
+    );
+    // Holds row 1 for 4 s.
+    let holder = mariadb_cli(
+        db.candidate_port,
+        "BEGIN; SELECT v FROM myrr_div.t WHERE id = 1 FOR UPDATE; SELECT SLEEP(4); ROLLBACK",
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let held = || {
+        sql(
+            db.candidate_port,
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_rows_locked > 0",
+        )
+        .trim()
+            != "0"
+    };
+    let since = std::time::Instant::now();
+    while !held() {
+        if since.elapsed().as_secs() >= 10 {
+            let o = holder.wait_with_output().unwrap();
+            panic!("the lock was never taken: {o:?}");
+        }
+        // InnoDB refreshes INNODB_TRX only when it was not read for 100 ms.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let out = dir.join("diverged-replay.myrr");
+    let o = crate::replay_command(&rec, &db.candidate_url, &out, &["--sync", "all", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(holder.wait_with_output().unwrap().status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let events = read_events(&out);
+    let labels = |session: u64, seq: u64| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Label(l) if l.session == session && l.seq == seq => Some(l.labels),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
+    let update = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == 1 && x.seq == 1)
+        .expect("the update");
+    assert!(
+        matches!(&update.response, Response::Err(e) if e.code == 1205),
+        "the update did not time out: {:?}",
+        update.response
+    );
+    assert_eq!(labels(1, 1), OrderLabel::LOCK_CONFLICT, "{summary}");
+    assert_eq!(
+        labels(2, 0),
+        OrderLabel::AFTER_DIVERGENCE,
+        "row 1: {summary}"
+    );
+    assert_eq!(labels(2, 1), 0, "row 2: {summary}");
+    assert_eq!(
+        labels(2, 2),
+        OrderLabel::AFTER_DIVERGENCE,
+        "rows 1-3: {summary}"
+    );
+    assert_eq!(labels(2, 3), 0, "rows 2-: {summary}");
+    let d = &summary["divergence"];
+    assert_eq!(d["lock_conflicts"], 1, "{summary}");
+    assert_eq!(d["after_divergence"], 2, "{summary}");
+    assert!(d["primary_keys"].as_u64().unwrap() >= 1, "{summary}");
+}
