@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use myrr_recording::{Command, OrderLabel, Response};
 
 use crate::dispatch::Recorded;
-use crate::footprint::{rows_meet, Cond, Footprint, PrimaryKeys, Shape};
+use crate::footprint::{rows_meet, Cond, Footprint, Key, PrimaryKeys, Shape};
 use crate::readonly::first_keyword;
 use crate::sync::Class;
 
@@ -42,7 +42,77 @@ pub(crate) struct Divergence {
 struct Marks {
     /// A write whose table is unknown diverged: every row.
     everything: bool,
-    tables: FxHashMap<String, Vec<Mark>>,
+    tables: FxHashMap<String, TableMarks>,
+}
+
+/// One table's marks: rows marked by one integer key column (the common case: an `id`),
+/// kept by key; the others as they came.
+#[derive(Default)]
+struct TableMarks {
+    /// Key → the latest `before_us` it was marked with.
+    points: std::collections::BTreeMap<i128, u64>,
+    others: Vec<Mark>,
+}
+
+impl TableMarks {
+    /// The strongest touch of the marks on `rows` (`None`: all rows) by a statement recorded
+    /// to start at `start_us`.
+    fn touch(&self, rows: Option<&[Vec<Cond>]>, start_us: u64) -> Touch {
+        let kind = |before_us: u64| match before_us {
+            _ if start_us >= before_us => Touch::No,
+            u64::MAX => Touch::Diverged,
+            _ => Touch::Overtaken,
+        };
+        let strongest = |it: &mut dyn Iterator<Item = u64>| it.map(kind).max().unwrap_or(Touch::No);
+        let all_points = || strongest(&mut self.points.values().copied());
+        let points = match rows {
+            None => all_points(),
+            Some(boxes) => boxes
+                .iter()
+                .map(|b| match b.as_slice() {
+                    [Cond::In(keys)] => keys
+                        .iter()
+                        .map(|k| match k {
+                            Key::Int(i) => self.points.get(i).map_or(Touch::No, |b| kind(*b)),
+                            // A string may equal a number.
+                            Key::Text(_) => all_points(),
+                        })
+                        .max()
+                        .unwrap_or(Touch::No),
+                    [Cond::Range(lo, hi)] => {
+                        strongest(&mut self.points.range(*lo..=*hi).map(|(_, b)| *b))
+                    }
+                    _ => all_points(),
+                })
+                .max()
+                .unwrap_or(Touch::No),
+        };
+        let others = self
+            .others
+            .iter()
+            .filter(|k| rows_meet(k.rows.as_deref(), rows))
+            .map(|k| kind(k.before_us))
+            .max()
+            .unwrap_or(Touch::No);
+        points.max(others)
+    }
+}
+
+/// The integer keys of rows told by one column, if that is all they are.
+fn int_points(rows: &Option<Vec<Vec<Cond>>>) -> Option<Vec<i128>> {
+    let mut out = Vec::new();
+    for b in rows.as_ref()? {
+        let [Cond::In(keys)] = b.as_slice() else {
+            return None;
+        };
+        for k in keys {
+            let Key::Int(i) = k else {
+                return None;
+            };
+            out.push(*i);
+        }
+    }
+    Some(out)
 }
 
 struct Mark {
@@ -74,7 +144,16 @@ impl Divergence {
             Footprint::Nothing => return,
             Footprint::Everything => m.everything = true,
             Footprint::Table(t, rows) => {
-                let marks = m.tables.entry(t.clone()).or_default();
+                let table = m.tables.entry(t.clone()).or_default();
+                if let Some(keys) = int_points(rows) {
+                    for k in keys {
+                        let b = table.points.entry(k).or_insert(before_us);
+                        *b = (*b).max(before_us);
+                    }
+                    self.any.store(true, Ordering::Relaxed);
+                    return;
+                }
+                let marks = &mut table.others;
                 if marks
                     .iter()
                     .any(|k| k.before_us >= before_us && (k.rows.is_none() || k.rows == *rows))
@@ -99,23 +178,43 @@ impl Divergence {
     }
 
     /// Whether `fp`, of a statement recorded to start at `start_us`, may touch marked rows.
-    pub(crate) fn touches(&self, fp: &Footprint, start_us: u64) -> bool {
+    #[cfg(test)]
+    fn touches(&self, fp: &Footprint, start_us: u64) -> bool {
+        self.touch(fp, start_us) != Touch::No
+    }
+
+    /// How `fp`, of a statement recorded to start at `start_us`, may touch marked rows.
+    pub(crate) fn touch(&self, fp: &Footprint, start_us: u64) -> Touch {
         if !self.any() {
-            return false;
+            return Touch::No;
         }
         let m = self.marks.read().unwrap_or_else(|e| e.into_inner());
-        let hit = |marks: &Vec<Mark>, rows: Option<&[Vec<Cond>]>| {
-            marks
-                .iter()
-                .any(|k| start_us < k.before_us && rows_meet(k.rows.as_deref(), rows))
-        };
         match fp {
-            Footprint::Nothing => false,
-            _ if m.everything => true,
-            Footprint::Everything => m.tables.values().any(|marks| hit(marks, None)),
-            Footprint::Table(t, rows) => m.tables.get(t).is_some_and(|k| hit(k, rows.as_deref())),
+            Footprint::Nothing => Touch::No,
+            _ if m.everything => Touch::Diverged,
+            Footprint::Everything => m
+                .tables
+                .values()
+                .map(|t| t.touch(None, start_us))
+                .max()
+                .unwrap_or(Touch::No),
+            Footprint::Table(t, rows) => m
+                .tables
+                .get(t)
+                .map_or(Touch::No, |k| k.touch(rows.as_deref(), start_us)),
         }
     }
+}
+
+/// How a statement touches marked rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Touch {
+    No,
+    /// Only rows a write that went out of order changed before it (it was recorded first):
+    /// if it writes them too, the two wrote in the other order.
+    Overtaken,
+    /// Rows left different from production's.
+    Diverged,
 }
 
 /// Writes an open transaction keeps for a later deadlock; past this its table's rows stand
@@ -173,9 +272,15 @@ impl SessionDivergence {
         }
         let fp = (open_write || differs || out_of_order || self.txn_diverged || d.any())
             .then(|| self.footprint(d, x, sql));
-        if self.txn_diverged || fp.as_ref().is_some_and(|f| d.touches(f, x.start_us)) {
+        let touch = fp.as_ref().map_or(Touch::No, |f| d.touch(f, x.start_us));
+        if self.txn_diverged || touch != Touch::No {
             out |= OrderLabel::AFTER_DIVERGENCE;
         }
+        // It wrote rows after an out-of-order write that production ran after it: unless both
+        // only add to them, the rows end up different.
+        let swapped = touch == Touch::Overtaken
+            && class.write
+            && !sql.is_some_and(crate::footprint::commutative_update);
         if let Some(fp) = fp {
             if deadlock {
                 // One side rolled the whole transaction back, the other did not.
@@ -184,7 +289,7 @@ impl SessionDivergence {
                 }
                 self.txn_diverged = true;
             }
-            if class.write && (differs || self.txn_diverged) {
+            if class.write && (differs || self.txn_diverged || swapped) {
                 d.mark(&fp, u64::MAX);
             } else if class.write && out_of_order {
                 d.mark(&fp, x.start_us);
@@ -202,8 +307,10 @@ impl SessionDivergence {
                 self.txn_writes.push(fp);
             }
         }
-        let ends = class.commit
-            || sql.is_some_and(|s| matches!(first_keyword(s).as_str(), "COMMIT" | "ROLLBACK"));
+        let open = !self.txn_writes.is_empty() || self.txn_diverged;
+        let ends = open
+            && (class.commit
+                || sql.is_some_and(|s| matches!(first_keyword(s).as_str(), "COMMIT" | "ROLLBACK")));
         if ends {
             self.txn_writes.clear();
             self.txn_diverged = false;
@@ -234,7 +341,6 @@ impl SessionDivergence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::footprint::Key;
 
     fn id(t: &str, v: i128) -> Footprint {
         Footprint::Table(t.into(), Some(vec![vec![Cond::In(vec![Key::Int(v)])]]))
@@ -253,8 +359,9 @@ mod tests {
         assert!(!d.touches(&Footprint::Nothing, 5));
         // Out of order: only for what was recorded before the write.
         d.mark(&id("b", 1), 100);
-        assert!(d.touches(&id("b", 1), 99));
-        assert!(!d.touches(&id("b", 1), 100));
+        assert_eq!(d.touch(&id("b", 1), 99), Touch::Overtaken);
+        assert_eq!(d.touch(&id("b", 1), 100), Touch::No);
+        assert_eq!(d.touch(&id("a", 1), 99), Touch::Diverged);
         // A write to an unknown table: everything.
         d.mark(&Footprint::Everything, u64::MAX);
         assert!(d.touches(&id("c", 3), 5));
@@ -266,7 +373,17 @@ mod tests {
         for i in 0..(MARKS_PER_TABLE as i128 + 10) {
             d.mark(&id("a", i), u64::MAX);
         }
-        assert!(d.touches(&id("a", -5), 0));
-        assert!(d.marks.read().unwrap().tables["a"].len() <= MARKS_PER_TABLE);
+        // Keys are kept by key: none folds.
+        assert!(d.touches(&id("a", 5), 0));
+        assert!(!d.touches(&id("a", -5), 0));
+        let ids = |a, b| Footprint::Table("a".into(), Some(vec![vec![Cond::Range(a, b)]]));
+        assert!(d.touches(&ids(-9, 0), 0));
+        assert!(!d.touches(&ids(-9, -1), 0));
+        let range = |a, b| Footprint::Table("c".into(), Some(vec![vec![Cond::Range(a, b)]]));
+        for i in 0..(MARKS_PER_TABLE as i128 + 10) {
+            d.mark(&range(2 * i, 2 * i), u64::MAX);
+        }
+        assert!(d.touches(&range(-5, -4), 0));
+        assert!(d.marks.read().unwrap().tables["c"].others.len() <= MARKS_PER_TABLE);
     }
 }

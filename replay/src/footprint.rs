@@ -247,6 +247,71 @@ fn cond_of(p: &Pred, value: &impl Fn(&Val) -> Option<Key>) -> Option<Cond> {
     }
 }
 
+/// Whether a statement that starts with `WITH` (common table expressions) writes: an
+/// `INSERT`, `REPLACE`, `UPDATE` or `DELETE` at its top level after them (MySQL 8 allows
+/// `WITH … UPDATE` and `WITH … DELETE`). One it cannot read for sure counts as a write.
+pub(crate) fn with_writes(sql: &[u8]) -> bool {
+    let Some(tokens) = lex(sql) else {
+        return true;
+    };
+    let mut depth = 0i32;
+    let mut after_for = false;
+    for t in &tokens {
+        match t {
+            Tok::Punct("(") => depth += 1,
+            Tok::Punct(")") => depth -= 1,
+            Tok::Word(w) if depth == 0 => {
+                let u = w.to_ascii_uppercase();
+                if matches!(u.as_str(), "INSERT" | "REPLACE" | "DELETE")
+                    || (u == "UPDATE" && !after_for)
+                {
+                    return true;
+                }
+                after_for = u == "FOR";
+                continue;
+            }
+            _ => {}
+        }
+        after_for = false;
+    }
+    false
+}
+
+/// Whether `sql` is an `UPDATE` whose every assignment adds to or subtracts from the column
+/// a value (`SET a = a + ?, b = b - 1`): two such updates of a row leave it the same in
+/// either order.
+pub(crate) fn commutative_update(sql: &[u8]) -> bool {
+    let Some(tokens) = lex(sql) else {
+        return false;
+    };
+    let mut p = Parser { t: &tokens, at: 0 };
+    if !p.eat_word("UPDATE") {
+        return false;
+    }
+    p.skip_words(&["LOW_PRIORITY", "IGNORE"]);
+    if p.table().is_none() {
+        return false;
+    }
+    p.alias();
+    if !p.eat_word("SET") {
+        return false;
+    }
+    loop {
+        let (Some(target), true) = (p.column(), p.eat_punct("=")) else {
+            return false;
+        };
+        if p.column().as_ref() != Some(&target) || !(p.eat_punct("+") || p.eat_punct("-")) {
+            return false;
+        }
+        if p.value().is_none() {
+            return false;
+        }
+        if !p.eat_punct(",") {
+            return p.at_end() || p.is_word("WHERE");
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     /// A word or a quoted name, as written (quotes removed).
@@ -261,8 +326,8 @@ enum Tok {
 /// The statement's tokens; `None` when it cannot be read for sure (a version comment, which
 /// may carry SQL; an unclosed quote; ANSI-quoted names).
 fn lex(sql: &[u8]) -> Option<Vec<Tok>> {
-    const PUNCT: [&str; 16] = [
-        "<=>", "<=", ">=", "<>", "!=", "||", "&&", "=", "<", ">", "(", ")", ",", ".", ";", "-",
+    const PUNCT: [&str; 17] = [
+        "<=>", "<=", ">=", "<>", "!=", "||", "&&", "=", "<", ">", "(", ")", ",", ".", ";", "-", "+",
     ];
     let mut out = Vec::new();
     let mut i = 0;
@@ -961,6 +1026,39 @@ mod tests {
     }
 
     #[test]
+    fn a_with_statement_writes_when_its_main_statement_does() {
+        assert!(!with_writes(b"WITH a AS (SELECT 1) SELECT * FROM a"));
+        assert!(!with_writes(
+            b"WITH a AS (SELECT id FROM t) SELECT * FROM a FOR UPDATE"
+        ));
+        assert!(!with_writes(
+            b"WITH a AS (SELECT 'UPDATE t') SELECT * FROM a"
+        ));
+        assert!(with_writes(
+            b"WITH a AS (SELECT id FROM t) UPDATE t JOIN a USING (id) SET k = 1"
+        ));
+        assert!(with_writes(
+            b"WITH a AS (SELECT id FROM t) DELETE t FROM t JOIN a USING (id)"
+        ));
+        assert!(with_writes(b"WITH a AS (SELECT 'unclosed) SELECT 1"));
+    }
+
+    #[test]
+    fn updates_that_add_to_their_columns_commute() {
+        assert!(commutative_update(b"UPDATE t SET k = k + 1 WHERE id = ?"));
+        assert!(commutative_update(
+            b"UPDATE warehouse SET w_ytd = w_ytd + ?, x = t.x - 2 WHERE w_id = 1"
+        ));
+        assert!(!commutative_update(b"UPDATE t SET c = ? WHERE id = ?"));
+        assert!(!commutative_update(b"UPDATE t SET k = k * 2 WHERE id = 1"));
+        assert!(!commutative_update(b"UPDATE t SET k = j + 1 WHERE id = 1"));
+        assert!(!commutative_update(
+            b"UPDATE t SET k = k + 1, c = 'x' WHERE id = 1"
+        ));
+        assert!(!commutative_update(b"DELETE FROM t WHERE id = 1"));
+    }
+
+    #[test]
     fn any_bytes_read_without_panicking() {
         let sql = b"INSERT INTO t (a, `b``c`) VALUES (?, 'x\\'y'), (-1, \"q\") ON DUPLICATE KEY UPDATE a = 1";
         for end in 0..=sql.len() {
@@ -975,6 +1073,8 @@ mod tests {
                 s[i] = (x >> 3) as u8;
             }
             let _ = Shape::of(&s).footprint(&[int(1)], &keys(), 1, 1);
+            let _ = with_writes(&s);
+            let _ = commutative_update(&s);
         }
     }
 }

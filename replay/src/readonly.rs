@@ -61,6 +61,7 @@ fn first_keyword_span(sql: &[u8]) -> (usize, usize) {
 pub fn is_read_only(sql: &[u8]) -> bool {
     let kw = first_keyword(sql);
     match kw.as_str() {
+        "WITH" if crate::footprint::with_writes(sql) => false,
         "SELECT" | "WITH" | "VALUES" | "TABLE" => !contains_word(sql, b"INTO") || !into_writes(sql),
         "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "HELP" | "USE" => true,
         "BEGIN" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" => true,
@@ -352,6 +353,8 @@ mod tests {
             "SELECT * FROM t INTO OUTFILE '/tmp/x'",
             "CALL p()",
             "LOAD DATA INFILE 'x' INTO TABLE t",
+            "WITH x AS (SELECT id FROM t) UPDATE t JOIN x USING (id) SET a = 1",
+            "WITH x AS (SELECT id FROM t) DELETE t FROM t JOIN x USING (id)",
             "",
             "/* unterminated",
         ] {
