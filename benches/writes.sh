@@ -130,12 +130,13 @@ dep = ", ".join(f"{k} {n}" for k, n in t["order_dependent"].items()) or "0"
 share, counted = 100 * x["not_reproduced_share"], t["mismatched"]
 print(f"{verdict} | {share:.3f} ({causes}) | {dep} | {counted}")' "$1"
 }
-# labels FILE: "ambiguous out-of-order" of a replay JSON summary.
+# labels FILE: "ambiguous out-of-order lock-conflict after-divergence" of a replay JSON summary.
 labels() {
     python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
-print(s.get("order_ambiguous", 0), s.get("out_of_order", 0))' "$1"
+d = s.get("divergence") or {}
+print(s.get("order_ambiguous", 0), s.get("out_of_order", 0), d.get("lock_conflicts", 0), d.get("after_divergence", 0))' "$1"
 }
 declare -A TIME SUMS
 for mode in "${MODES[@]}"; do
@@ -163,15 +164,15 @@ done
     grep -E "queries:|transactions:" "$DIR/sysbench.txt" | sed 's/^ *//'
     echo '```'
     echo
-    echo "| mode | replay s (1, 2) | replay vs replay: verdict, app. mismatch %, all % | capture vs replay 1: app. %, all % | tables: replays equal / = production | labels (replay 1): order-ambiguous, out-of-order |"
+    echo "| mode | replay s (1, 2) | replay vs replay: verdict, app. mismatch %, all % | capture vs replay 1: app. %, all % | tables: replays equal / = production | labels (replay 1): order-ambiguous, out-of-order, lock-conflict, after-divergence |"
     echo "|---|---|---|---|---|---|"
     for mode in "${MODES[@]}"; do
         read -r v a e <<<"$(rate "$DIR/$mode-rr.json")"
         read -r _ ca ce <<<"$(rate "$DIR/$mode-cr.json")"
         eq=no; [[ "${SUMS[$mode-1]}" == "${SUMS[$mode-2]}" ]] && eq=yes
         pr=no; [[ "${SUMS[$mode-1]}" == "$PROD" ]] && pr=yes
-        read -r la lo <<<"$(labels "$DIR/$mode-1.json")"
-        echo "| $mode (\`${ARGS[$mode]}\`) | ${TIME[$mode-1]}, ${TIME[$mode-2]} | $v, $a, $e | $ca, $ce | $eq / $pr | $la, $lo |"
+        read -r la lo lc ld <<<"$(labels "$DIR/$mode-1.json")"
+        echo "| $mode (\`${ARGS[$mode]}\`) | ${TIME[$mode-1]}, ${TIME[$mode-2]} | $v, $a, $e | $ca, $ce | $eq / $pr | $la, $lo, $lc, $ld |"
     done
     echo
     echo "With production as the reference (\`analyze --reference capture --baseline replay1 --candidate replay2 --max-mismatch-rate 0\`):"
