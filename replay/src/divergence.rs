@@ -28,11 +28,12 @@ const MARKS_PER_TABLE: usize = 1024;
 pub(crate) const ER_LOCK_DEADLOCK: u16 = 1213;
 pub(crate) const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 
-/// The rows marked in one replay.
+/// The rows marked in one replay (in one of its clones: clones are independent copies of the
+/// workload, as in `sync`).
 pub(crate) struct Divergence {
     /// The candidate's primary keys (empty when they could not be asked: rows are then told
     /// by table only).
-    pub(crate) keys: PrimaryKeys,
+    pub(crate) keys: std::sync::Arc<PrimaryKeys>,
     /// Anything marked yet (most replays mark nothing: then no footprint is worked out).
     any: AtomicBool,
     marks: RwLock<Marks>,
@@ -123,7 +124,7 @@ struct Mark {
 }
 
 impl Divergence {
-    pub(crate) fn new(keys: PrimaryKeys) -> Self {
+    pub(crate) fn new(keys: std::sync::Arc<PrimaryKeys>) -> Self {
         Self {
             keys,
             any: AtomicBool::new(false),
@@ -348,7 +349,7 @@ mod tests {
 
     #[test]
     fn marked_rows_are_touched_by_later_statements_on_them() {
-        let d = Divergence::new(PrimaryKeys::new());
+        let d = Divergence::new(Default::default());
         assert!(!d.touches(&Footprint::Everything, 0));
         d.mark(&id("a", 1), u64::MAX);
         assert!(d.touches(&id("a", 1), 5));
@@ -369,7 +370,7 @@ mod tests {
 
     #[test]
     fn many_marks_fold_into_the_whole_table() {
-        let d = Divergence::new(PrimaryKeys::new());
+        let d = Divergence::new(Default::default());
         for i in 0..(MARKS_PER_TABLE as i128 + 10) {
             d.mark(&id("a", i), u64::MAX);
         }

@@ -464,8 +464,8 @@ pub(crate) struct Shared {
     /// `--pin`: the candidate's tables whose writes can read the session's time (None: not
     /// known, every write is pinned).
     pub(crate) time_tables: Option<schema::TimeTables>,
-    /// `--sync`: the rows this replay left different from production's.
-    pub(crate) divergence: Option<divergence::Divergence>,
+    /// `--sync`: the rows this replay left different from production's, per clone.
+    pub(crate) divergence: Option<Vec<divergence::Divergence>>,
 }
 
 struct Timings {
@@ -1179,7 +1179,12 @@ async fn pass(
     let primary_keys_found = primary_keys
         .as_ref()
         .map(|k| k.as_ref().map(|k| k.len() as u64).map_err(Clone::clone));
-    let divergence = primary_keys.map(|k| divergence::Divergence::new(k.unwrap_or_default()));
+    let divergence = primary_keys.map(|k| {
+        let keys = Arc::new(k.unwrap_or_default());
+        (0..config.scale.max(1))
+            .map(|_| divergence::Divergence::new(keys.clone()))
+            .collect::<Vec<_>>()
+    });
     let time_tables_found = time_tables
         .as_ref()
         .map(|t| t.as_ref().map(|t| t.len() as u64).map_err(Clone::clone));

@@ -905,7 +905,8 @@ impl Worker {
                 order.in_server(session, self.clone, None);
             }
             let end_us = self.now_us();
-            if let Some(d) = shared.divergence.as_ref() {
+            let clone = self.clone as usize;
+            if let Some(d) = shared.divergence.as_ref().and_then(|d| d.get(clone)) {
                 let sql = sql_of(&self.stmts, &self.stmt_sql, &x.command);
                 let added = self
                     .divergence
