@@ -228,10 +228,6 @@ const TXN_WRITES: usize = 1024;
 pub(crate) struct SessionDivergence {
     txn_writes: Vec<Footprint>,
     txn_diverged: bool,
-    /// Production lost the open transaction to a deadlock that the replay did not have
-    /// (then `txn_writes` are its writes up to the deadlock, `after_writes` those since).
-    lost_there: bool,
-    after_writes: Vec<Footprint>,
     /// Recorded statement id → what its text says about its rows.
     shapes: FxHashMap<u32, Shape>,
 }
@@ -267,10 +263,8 @@ impl SessionDivergence {
             _ => x.recorded_err,
         };
         let lock = |c: u16| c == ER_LOCK_DEADLOCK || c == ER_LOCK_WAIT_TIMEOUT;
-        // A deadlock here only: the replay lost a transaction production committed. There
-        // only: production lost it, the replay's goes on.
-        let here = replayed_code == ER_LOCK_DEADLOCK && x.recorded_code != ER_LOCK_DEADLOCK;
-        let there = differs && x.recorded_code == ER_LOCK_DEADLOCK;
+        let deadlock =
+            differs && (replayed_code == ER_LOCK_DEADLOCK || x.recorded_code == ER_LOCK_DEADLOCK);
         let out_of_order = labels & OrderLabel::OUT_OF_ORDER != 0;
         let open_write = class.write && !class.commit;
         let mut out = 0;
@@ -288,79 +282,41 @@ impl SessionDivergence {
         let swapped = touch == Touch::Overtaken
             && class.write
             && !sql.is_some_and(crate::footprint::commutative_update);
-        if there {
-            self.lost_there = true;
-            self.txn_diverged = true;
-        }
         if let Some(fp) = fp {
-            if here {
-                // Everything the transaction wrote is lost here, kept there.
+            if deadlock {
+                // One side rolled the whole transaction back, the other did not.
                 for w in self.txn_writes.drain(..) {
                     d.mark(&w, u64::MAX);
                 }
                 self.txn_diverged = true;
             }
-            if self.lost_there {
-                // Decided at the transaction's end ([`SessionDivergence::lost_there`]).
-                if class.write {
-                    match there {
-                        true => self.txn_writes.push(fp),
-                        false => self.after_writes.push(fp),
-                    }
+            if class.write && (differs || self.txn_diverged || swapped) {
+                d.mark(&fp, u64::MAX);
+            } else if class.write && out_of_order {
+                d.mark(&fp, x.start_us);
+            }
+            if open_write {
+                if self.txn_writes.len() >= TXN_WRITES {
+                    let all = self
+                        .txn_writes
+                        .iter()
+                        .map(Footprint::tables)
+                        .collect::<Vec<_>>();
+                    self.txn_writes = all;
+                    self.txn_writes.dedup();
                 }
-            } else {
-                if class.write && (differs || self.txn_diverged || swapped) {
-                    d.mark(&fp, u64::MAX);
-                } else if class.write && out_of_order {
-                    d.mark(&fp, x.start_us);
-                }
-                if open_write {
-                    if self.txn_writes.len() >= TXN_WRITES {
-                        let all = self
-                            .txn_writes
-                            .iter()
-                            .map(Footprint::tables)
-                            .collect::<Vec<_>>();
-                        self.txn_writes = all;
-                        self.txn_writes.dedup();
-                    }
-                    self.txn_writes.push(fp);
-                }
+                self.txn_writes.push(fp);
             }
         }
         let open = !self.txn_writes.is_empty() || self.txn_diverged;
-        if open {
-            let kw = sql.map(first_keyword).unwrap_or_default();
-            let ends = class.commit
-                || matches!(kw.as_str(), "COMMIT" | "ROLLBACK")
-                // BEGIN commits an open transaction first.
-                || (self.lost_there && matches!(kw.as_str(), "BEGIN" | "START"));
-            if ends {
-                self.end_transaction(d, kw == "ROLLBACK");
-            }
+        let ends = open
+            && (class.commit
+                || sql.is_some_and(|s| matches!(first_keyword(s).as_str(), "COMMIT" | "ROLLBACK")));
+        if ends {
+            self.txn_writes.clear();
+            self.txn_diverged = false;
         }
         out
-    }
-
-    /// The session's transaction ended (`rolled_back`: by a ROLLBACK). When production had
-    /// lost it to a deadlock the replay did not have: production undid what it wrote before
-    /// the deadlock and autocommitted what came after; the replay undoes both on a ROLLBACK,
-    /// commits both otherwise. So the rows that end up different are those written after the
-    /// deadlock, or those written before it.
-    fn end_transaction(&mut self, d: &Divergence, rolled_back: bool) {
-        if self.lost_there {
-            let different = match rolled_back {
-                true => &self.after_writes,
-                false => &self.txn_writes,
-            };
-            for w in different {
-                d.mark(w, u64::MAX);
-            }
-        }
-        self.txn_writes.clear();
-        self.after_writes.clear();
-        self.txn_diverged = false;
-        self.lost_there = false;
     }
 
     fn footprint(&mut self, d: &Divergence, x: &Recorded, sql: Option<&[u8]>) -> Footprint {
