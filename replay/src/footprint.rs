@@ -807,15 +807,7 @@ impl Parser<'_> {
                 if !self.eat_punct("=") {
                     return None;
                 }
-                let start = self.at;
-                let v = self.value();
-                if v.is_none() || !(self.is_punct(",") || self.at_end() || self.is_word("ON")) {
-                    self.at = start;
-                    self.skip_expression();
-                    row.push(None);
-                } else {
-                    row.push(v);
-                }
+                row.push(self.lone_value(|p| p.is_punct(",") || p.at_end() || p.is_word("ON")));
                 if !self.eat_punct(",") {
                     break;
                 }
@@ -845,15 +837,7 @@ impl Parser<'_> {
             }
             let mut row = Vec::new();
             loop {
-                let start = self.at;
-                let v = self.value();
-                if v.is_none() || !(self.is_punct(",") || self.is_punct(")")) {
-                    self.at = start;
-                    self.skip_expression();
-                    row.push(None);
-                } else {
-                    row.push(v);
-                }
+                row.push(self.lone_value(|p| p.is_punct(",") || p.is_punct(")")));
                 if !self.eat_punct(",") {
                     break;
                 }
@@ -871,6 +855,20 @@ impl Parser<'_> {
             return Some(Shape::Table(table));
         }
         Some(Shape::Rows(table, columns, rows))
+    }
+
+    /// A value standing alone up to what `ends` accepts; `None` for an expression, which
+    /// is skipped.
+    fn lone_value(&mut self, ends: impl Fn(&Self) -> bool) -> Option<Val> {
+        let start = self.at;
+        match self.value() {
+            Some(v) if ends(self) => Some(v),
+            _ => {
+                self.at = start;
+                self.skip_expression();
+                None
+            }
+        }
     }
 
     /// Past one expression, to the next `,` or `)` at its level.

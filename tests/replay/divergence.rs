@@ -6,6 +6,80 @@ use crate::common::*;
 use crate::serial;
 use myrr_recording::{Command as Cmd, Event, OrderLabel, Response};
 
+/// An OK answer: rows affected, status flags (0x0002 autocommit, 0x0003 in a transaction).
+fn ok(affected: u64, status: u16) -> Response {
+    Response::Ok(myrr_recording::OkInfo {
+        affected_rows: affected,
+        status,
+        ..Default::default()
+    })
+}
+
+/// Production's deadlock error.
+fn deadlock() -> Response {
+    Response::Err(myrr_recording::ErrInfo {
+        code: 1213,
+        state: b"40001".to_vec(),
+        message: b"Deadlock found when trying to get lock; try restarting transaction".to_vec(),
+    })
+}
+
+/// A recorded text statement at `start` µs, answered in 100 µs.
+fn q(start: u64, sql: &str, answer: Response) -> (u64, u64, Cmd, Response) {
+    let command = Cmd::Query {
+        sql: sql.as_bytes().to_vec(),
+        attrs: vec![],
+    };
+    (start, start + 100, command, answer)
+}
+
+/// Replays `rec` onto the candidate with `--sync all`: the JSON summary and the events.
+fn replay_sync(rec: &std::path::Path) -> (serde_json::Value, Vec<Event>) {
+    let out = rec.with_extension("replay.myrr");
+    let o = crate::replay_command(rec, &db().candidate_url, &out, &["--sync", "all", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (
+        serde_json::from_slice(&o.stdout).unwrap(),
+        read_events(&out),
+    )
+}
+
+/// The order labels the run gave exchange (session, seq), 0 for none.
+fn labels(events: &[Event], session: u64, seq: u64) -> u8 {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Label(l) if l.session == session && l.seq == seq => Some(l.labels),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The answer the run got for exchange (session, seq).
+fn answer(events: &[Event], session: u64, seq: u64) -> Option<Response> {
+    events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == session && x.seq == seq)
+        .map(|x| x.response.clone())
+}
+
+/// Table `myrr_div.t (id, v)` on the candidate, with the rows of `ids` (among 1–200; a list,
+/// or a query of the numbers `s (n)`) at 0.
+fn table(ids: &str) {
+    sql(
+        db().candidate_port,
+        &format!(
+            "DROP DATABASE IF EXISTS myrr_div; CREATE DATABASE myrr_div; \
+             CREATE TABLE myrr_div.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_div.t WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL \
+             SELECT n + 1 FROM s WHERE n < 200) SELECT n, 0 FROM s WHERE n IN ({ids})"
+        ),
+    );
+}
+
 /// Session 1 sets a lock wait timeout of 1 s and updates row 1 (production: at once). In the
 /// replay another transaction holds row 1, so the UPDATE times out: a lock conflict, and row
 /// 1 is not what production had. Session 2 reads rows 1 and 2 two seconds later: the read of
@@ -16,46 +90,27 @@ fn reads_of_rows_a_diverged_write_left_different_are_labelled() {
     let db = db();
     let dir = tempdir();
     let rec = dir.join("diverged.myrr");
-    let ok = |affected| {
-        Response::Ok(myrr_recording::OkInfo {
-            affected_rows: affected,
-            status: 0x0002,
-            ..Default::default()
-        })
-    };
-    let q = |start: u64, sql: &str, answer: Response| {
-        let command = Cmd::Query {
-            sql: sql.as_bytes().to_vec(),
-            attrs: vec![],
-        };
-        (start, start + 100, command, answer)
-    };
     synthetic_timed(
         &rec,
         "myrr_div",
         &[
             vec![
-                q(0, "SET innodb_lock_wait_timeout = 1", ok(0)),
-                q(10_000, "UPDATE t SET v = 5 WHERE id = 1", ok(1)),
+                q(0, "SET innodb_lock_wait_timeout = 1", ok(0, 2)),
+                q(10_000, "UPDATE t SET v = 5 WHERE id = 1", ok(1, 2)),
             ],
             vec![
-                q(2_000_000, "SELECT v FROM t WHERE id = 1", ok(0)),
-                q(2_010_000, "SELECT v FROM t WHERE id = 2", ok(0)),
+                q(2_000_000, "SELECT v FROM t WHERE id = 1", ok(0, 2)),
+                q(2_010_000, "SELECT v FROM t WHERE id = 2", ok(0, 2)),
                 q(
                     2_020_000,
                     "SELECT SUM(v) FROM t WHERE id BETWEEN 1 AND 3",
-                    ok(0),
+                    ok(0, 2),
                 ),
-                q(2_030_000, "SELECT v FROM t WHERE id > 1", ok(0)),
+                q(2_030_000, "SELECT v FROM t WHERE id > 1", ok(0, 2)),
             ],
         ],
     );
-    sql(
-        db.candidate_port,
-        "DROP DATABASE IF EXISTS myrr_div; CREATE DATABASE myrr_div; \
-         CREATE TABLE myrr_div.t (id INT PRIMARY KEY, v INT); \
-         INSERT INTO myrr_div.t VALUES (1, 0), (2, 0), (3, 0)",
-    );
+    table("1, 2, 3");
     // Holds row 1 for 4 s.
     let holder = mariadb_cli(
         db.candidate_port,
@@ -81,32 +136,13 @@ fn reads_of_rows_a_diverged_write_left_different_are_labelled() {
         // InnoDB refreshes INNODB_TRX only when it was not read for 100 ms.
         std::thread::sleep(std::time::Duration::from_millis(150));
     }
-    let out = dir.join("diverged-replay.myrr");
-    let o = crate::replay_command(&rec, &db.candidate_url, &out, &["--sync", "all", "--json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (summary, events) = replay_sync(&rec);
     assert!(holder.wait_with_output().unwrap().status.success());
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let events = read_events(&out);
-    let labels = |session: u64, seq: u64| {
-        events
-            .iter()
-            .find_map(|e| match e {
-                Event::Label(l) if l.session == session && l.seq == seq => Some(l.labels),
-                _ => None,
-            })
-            .unwrap_or(0)
-    };
-    let update = events
-        .iter()
-        .filter_map(Event::as_exchange)
-        .find(|x| x.session == 1 && x.seq == 1)
-        .expect("the update");
+    let labels = |session, seq| labels(&events, session, seq);
+    let update = answer(&events, 1, 1);
     assert!(
-        matches!(&update.response, Response::Err(e) if e.code == 1205),
-        "the update did not time out: {:?}",
-        update.response
+        matches!(&update, Some(Response::Err(e)) if e.code == 1205),
+        "the update did not time out: {update:?}"
     );
     assert_eq!(labels(1, 1), OrderLabel::LOCK_CONFLICT, "{summary}");
     assert_eq!(
@@ -137,28 +173,8 @@ fn reads_of_rows_a_diverged_write_left_different_are_labelled() {
 #[test]
 fn a_deadlock_production_had_marks_its_whole_transaction() {
     let _serial = serial();
-    let db = db();
     let dir = tempdir();
     let rec = dir.join("deadlock-one-side.myrr");
-    let ok = |affected, status| {
-        Response::Ok(myrr_recording::OkInfo {
-            affected_rows: affected,
-            status,
-            ..Default::default()
-        })
-    };
-    let deadlock = Response::Err(myrr_recording::ErrInfo {
-        code: 1213,
-        state: b"40001".to_vec(),
-        message: b"Deadlock found when trying to get lock; try restarting transaction".to_vec(),
-    });
-    let q = |start: u64, sql: &str, answer: Response| {
-        let command = Cmd::Query {
-            sql: sql.as_bytes().to_vec(),
-            attrs: vec![],
-        };
-        (start, start + 100, command, answer)
-    };
     synthetic_timed(
         &rec,
         "myrr_div",
@@ -166,7 +182,7 @@ fn a_deadlock_production_had_marks_its_whole_transaction() {
             vec![
                 q(0, "BEGIN", ok(0, 0x0003)),
                 q(1_000, "UPDATE t SET v = 7 WHERE id = 3", ok(1, 0x0003)),
-                q(2_000, "UPDATE t SET v = 7 WHERE id = 4", deadlock),
+                q(2_000, "UPDATE t SET v = 7 WHERE id = 4", deadlock()),
                 q(3_000, "ROLLBACK", ok(0, 0x0002)),
             ],
             vec![
@@ -175,28 +191,9 @@ fn a_deadlock_production_had_marks_its_whole_transaction() {
             ],
         ],
     );
-    sql(
-        db.candidate_port,
-        "DROP DATABASE IF EXISTS myrr_div; CREATE DATABASE myrr_div; \
-         CREATE TABLE myrr_div.t (id INT PRIMARY KEY, v INT); \
-         INSERT INTO myrr_div.t VALUES (3, 0), (4, 0), (9, 0)",
-    );
-    let out = dir.join("deadlock-one-side-replay.myrr");
-    let o = crate::replay_command(&rec, &db.candidate_url, &out, &["--sync", "all", "--json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let events = read_events(&out);
-    let labels = |session: u64, seq: u64| {
-        events
-            .iter()
-            .find_map(|e| match e {
-                Event::Label(l) if l.session == session && l.seq == seq => Some(l.labels),
-                _ => None,
-            })
-            .unwrap_or(0)
-    };
+    table("3, 4, 9");
+    let (summary, events) = replay_sync(&rec);
+    let labels = |session, seq| labels(&events, session, seq);
     assert_eq!(
         labels(1, 1),
         0,
@@ -226,20 +223,6 @@ fn a_deadlock_the_replay_had_marks_its_whole_transaction() {
     let db = db();
     let dir = tempdir();
     let rec = dir.join("deadlock-here.myrr");
-    let ok = |affected, status| {
-        Response::Ok(myrr_recording::OkInfo {
-            affected_rows: affected,
-            status,
-            ..Default::default()
-        })
-    };
-    let q = |start: u64, sql: &str, answer: Response| {
-        let command = Cmd::Query {
-            sql: sql.as_bytes().to_vec(),
-            attrs: vec![],
-        };
-        (start, start + 100, command, answer)
-    };
     synthetic_timed(
         &rec,
         "myrr_div",
@@ -256,13 +239,7 @@ fn a_deadlock_the_replay_had_marks_its_whole_transaction() {
             ],
         ],
     );
-    sql(
-        db.candidate_port,
-        "DROP DATABASE IF EXISTS myrr_div; CREATE DATABASE myrr_div; \
-         CREATE TABLE myrr_div.t (id INT PRIMARY KEY, v INT); \
-         INSERT INTO myrr_div.t WITH RECURSIVE s (n) AS \
-         (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 200) SELECT n, 0 FROM s",
-    );
+    table("SELECT n FROM s");
     // Holds rows 4-200 from the start; at 2 s (session 1 then waits for row 4 while
     // holding row 3) asks for row 3.
     let other = mariadb_cli(
@@ -273,35 +250,14 @@ fn a_deadlock_the_replay_had_marks_its_whole_transaction() {
     .stdout(std::process::Stdio::null())
     .spawn()
     .unwrap();
-    let out = dir.join("deadlock-here-replay.myrr");
-    let o = crate::replay_command(&rec, &db.candidate_url, &out, &["--sync", "all", "--json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (summary, events) = replay_sync(&rec);
     let _ = other.wait_with_output();
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let events = read_events(&out);
-    let exchange = |session: u64, seq: u64| {
-        events
-            .iter()
-            .filter_map(Event::as_exchange)
-            .find(|x| x.session == session && x.seq == seq)
-            .map(|x| x.response.clone())
-    };
+    let victim = answer(&events, 1, 2);
     assert!(
-        matches!(exchange(1, 2), Some(Response::Err(e)) if e.code == 1213),
-        "the replay's UPDATE of row 4 was not the victim: {:?}",
-        exchange(1, 2)
+        matches!(&victim, Some(Response::Err(e)) if e.code == 1213),
+        "the replay's UPDATE of row 4 was not the victim: {victim:?}"
     );
-    let labels = |session: u64, seq: u64| {
-        events
-            .iter()
-            .find_map(|e| match e {
-                Event::Label(l) if l.session == session && l.seq == seq => Some(l.labels),
-                _ => None,
-            })
-            .unwrap_or(0)
-    };
+    let labels = |session, seq| labels(&events, session, seq);
     assert_eq!(labels(1, 2), OrderLabel::LOCK_CONFLICT, "{summary}");
     assert_eq!(
         labels(1, 3),
