@@ -86,8 +86,8 @@ pub struct Args {
     /// it would take the lock in the other order (the order waits then fight the locks).
     #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
     sync_locks: OnOff,
-    /// Under --sync, ask the candidate for its lock waits (sys.innodb_lock_waits, or InnoDB's
-    /// information_schema tables; needs PROCESS), so that a statement waiting for an earlier
+    /// Under --sync, ask the candidate for its lock waits (InnoDB's status, else
+    /// sys.innodb_lock_waits or InnoDB's information_schema tables; needs PROCESS), so that a statement waiting for an earlier
     /// commit goes ahead only when that wait and the candidate's lock waits close a circle,
     /// not whenever the commit's session is long in the server (`off`, or a candidate that
     /// cannot say: after 20 ms more than twice production's time).
@@ -467,8 +467,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             .iter()
             .map(|(r, n)| (r.name().to_string(), (*n).into()))
             .collect();
-        let lock_waits =
-            serde_json::json!({"asked": s.lock_waits_asked, "failure": s.lock_waits_failure});
+        let lock_waits = serde_json::json!({"asked": s.lock_waits_asked, "failure": s.lock_waits_failure, "source": s.lock_waits_source});
         let mut v = serde_json::json!({
             "output": out.display().to_string(),
             "server_version": s.server_version,
@@ -602,8 +601,9 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
         );
     } else if s.lock_waits_asked > 0 {
         eprintln!(
-            "  --sync: asked the candidate for its lock waits {} times",
-            s.lock_waits_asked
+            "  --sync: asked the candidate for its lock waits {} times ({})",
+            s.lock_waits_asked,
+            s.lock_waits_source.as_deref().unwrap_or("?")
         );
     }
     if s.order_ambiguous + s.out_of_order > 0 {

@@ -558,6 +558,8 @@ pub struct Summary {
     /// (circles were then guessed from time).
     pub lock_waits_asked: u64,
     pub lock_waits_failure: Option<String>,
+    /// Where they were read from: `SHOW ENGINE INNODB STATUS`, or the query used.
+    pub lock_waits_source: Option<String>,
     /// `--sync`: exchanges labelled order-ambiguous / out-of-order in the run.
     pub order_ambiguous: u64,
     pub out_of_order: u64,
@@ -850,6 +852,7 @@ pub async fn run(
     let mut first_errors = Vec::new();
     let (mut interrupted, mut read_damage, mut refused) = (false, None, None);
     let mut lock_waits_failure: Option<String> = None;
+    let mut lock_waits_source: Option<String> = None;
     let mut time_tables: Option<Result<u64, String>> = None;
     let mut primary_keys: Option<Result<u64, String>> = None;
     let mut step_summaries = Vec::new();
@@ -961,6 +964,7 @@ pub async fn run(
         first_errors.truncate(20);
         read_damage = read_damage.or(out.read_damage);
         lock_waits_failure = lock_waits_failure.or(out.lock_waits_failure);
+        lock_waits_source = lock_waits_source.or(out.lock_waits_source);
         time_tables = time_tables.or(out.time_tables);
         primary_keys = primary_keys.or(out.primary_keys);
         refused = refused.or(out.refused);
@@ -1035,6 +1039,7 @@ pub async fn run(
         sync_cycles: p.sync_cycles.load(Ordering::Relaxed),
         lock_waits_asked: p.lock_waits_asked.load(Ordering::Relaxed),
         lock_waits_failure: lock_waits_failure.clone(),
+        lock_waits_source: lock_waits_source.clone(),
         order_ambiguous: p.order_ambiguous.load(Ordering::Relaxed),
         out_of_order: p.out_of_order.load(Ordering::Relaxed),
         lock_conflicts: p.lock_conflicts.load(Ordering::Relaxed),
@@ -1138,6 +1143,8 @@ fn anchor(at: SystemTime) -> (tokio::time::Instant, Duration) {
 struct Pass {
     /// Why the candidate could not be asked for its lock waits.
     lock_waits_failure: Option<String>,
+    /// Where the lock waits were read from.
+    lock_waits_source: Option<String>,
     /// `--pin`: the tables whose writes can read the time, as many as found, or why the
     /// candidate could not be asked.
     time_tables: Option<Result<u64, String>>,
@@ -1283,22 +1290,24 @@ async fn pass(
     feeder.abort();
     let _ = feeder.await;
     monitor_done.store(true, Ordering::Relaxed);
-    let lock_waits_failure = match monitor {
+    let (lock_waits_failure, lock_waits_source) = match monitor {
         Some(m) => match m.await {
             Ok(l) => {
                 progress
                     .lock_waits_asked
                     .fetch_add(l.asked.load(Ordering::Relaxed), Ordering::Relaxed);
-                l.failure.lock().ok().and_then(|f| f.clone())
+                let source = l.source.lock().ok().and_then(|s| s.map(str::to_string));
+                (l.failure.lock().ok().and_then(|f| f.clone()), source)
             }
-            Err(_) => None,
+            Err(_) => (None, None),
         },
-        None => None,
+        None => (None, None),
     };
     drop(pool);
     drop(shared);
     Pass {
         lock_waits_failure,
+        lock_waits_source,
         time_tables: time_tables_found,
         primary_keys: primary_keys_found,
         lag,

@@ -99,6 +99,7 @@ pub enum SyncMode {
 }
 
 const SERVER_STATUS_IN_TRANS: u16 = 0x0001;
+
 const ER_LOCK_DEADLOCK: u16 = 1213;
 
 /// A commit point: (recorded end µs, session, seq).
@@ -376,13 +377,21 @@ impl Order {
         if inside > STUCK_LONG + 2 * recorded {
             return true;
         }
-        let suspect = crate::locks::SUSPECT_AFTER + 2 * recorded;
+        let suspect = if l.current.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::locks::SUSPECT_AFTER
+        } else {
+            crate::locks::SUSPECT_AFTER + 2 * recorded
+        };
         if inside < suspect {
             return false;
         }
-        let Some(lock) = l.ask(entered + suspect) else {
+        let Some(waits) = l.ask(entered + suspect) else {
             return false;
         };
+        let lock = self.in_server.lock().map_or_else(
+            |_| waits.edges.clone(),
+            |in_server| waits.edges(|t| in_server.contains_key(&t)),
+        );
         let order: HashMap<_, _> = self.waiting.lock().map_or_else(
             |_| HashMap::new(),
             |w| {
@@ -392,7 +401,9 @@ impl Order {
                     .collect()
             },
         );
-        let r = crate::locks::leads_back((blocker, clone), (session, clone), &lock, &order);
+        let (from, to) = ((blocker, clone), (session, clone));
+        let r = crate::locks::leads_back(from, to, &waits.edges, &order)
+            || (crate::locks::leads_back(from, to, &lock, &order) && l.guess(waits.at));
         if r {
             if let Ok(mut g) = self.gave_way.lock() {
                 g.insert((session, clone), (blocker, entered));

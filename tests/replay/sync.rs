@@ -373,6 +373,11 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
         "the circle was broken by a timeout: {s}"
     );
     assert_eq!(s["lock_waits"]["failure"], serde_json::Value::Null, "{s}");
+    // InnoDB's status, current at every ask (its information_schema tables lag 100 ms).
+    assert_eq!(
+        s["lock_waits"]["source"], "SHOW ENGINE INNODB STATUS",
+        "{s}"
+    );
     assert!(s["lock_waits"]["asked"].as_u64().unwrap() >= 1, "{s}");
     assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(s["sync_timeouts"], 0, "{s}");
@@ -391,6 +396,42 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
         )
         .trim(),
         "1,10,1,0"
+    );
+
+    // The same circle on a row session 1 changed: InnoDB's status names the holder.
+    let named = dir.join("named.myrr");
+    synthetic_commands(
+        &named,
+        "myrr_lw",
+        &[
+            vec![
+                stmt(0, "BEGIN", true),
+                stmt(10_000, "UPDATE t SET v = v + 1 WHERE id = 2", true),
+                stmt(100_000, "UPDATE t SET v = v + 1 WHERE id = 3", true),
+                stmt(120_000, "COMMIT", false),
+            ],
+            vec![stmt(50_000, "UPDATE t SET v = v + 10 WHERE id = 2", false)],
+        ],
+    );
+    let started = std::time::Instant::now();
+    let (s, events) = replay_lw(&named, &dir.join("n.myrr"), LW_TABLE, &[]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the circle was broken by a timeout: {s}"
+    );
+    assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Label(l)
+            if l.labels & OrderLabel::OUT_OF_ORDER != 0 && (l.session, l.seq) == (1, 2))),
+        "{s}"
+    );
+    assert_eq!(
+        sql(
+            db().candidate_port,
+            "SELECT GROUP_CONCAT(v ORDER BY id) FROM myrr_lw.t"
+        )
+        .trim(),
+        "0,11,1,0"
     );
 
     let long = dir.join("long.myrr");
