@@ -235,7 +235,10 @@ pub(crate) struct SessionDivergence {
 impl SessionDivergence {
     /// The labels an answered exchange gets ([`OrderLabel::LOCK_CONFLICT`],
     /// [`OrderLabel::AFTER_DIVERGENCE`]), and what it marks: `sql` is its statement's text
-    /// (a prepared statement's), `labels` those it has already.
+    /// (a prepared statement's), `labels` those it has already; `overtakes`: it was sent
+    /// while a commit that was in flight as production answered it had not been answered
+    /// here (`sync::CommitOrder::overtakes`), and is marked as an out-of-order write is.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn answered(
         &mut self,
         d: &Divergence,
@@ -244,6 +247,7 @@ impl SessionDivergence {
         class: Class,
         response: &Response,
         labels: u8,
+        overtakes: bool,
     ) -> u8 {
         if let (Command::Prepare { .. }, Some(id)) = (&x.command, x.prepared_id) {
             self.shapes.remove(&id);
@@ -265,7 +269,7 @@ impl SessionDivergence {
         let lock = |c: u16| c == ER_LOCK_DEADLOCK || c == ER_LOCK_WAIT_TIMEOUT;
         let deadlock =
             differs && (replayed_code == ER_LOCK_DEADLOCK || x.recorded_code == ER_LOCK_DEADLOCK);
-        let out_of_order = labels & OrderLabel::OUT_OF_ORDER != 0;
+        let out_of_order = labels & OrderLabel::OUT_OF_ORDER != 0 || overtakes;
         let open_write = class.write && !class.commit;
         let mut out = 0;
         if differs && (lock(replayed_code) || lock(x.recorded_code)) {

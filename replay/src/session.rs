@@ -855,6 +855,14 @@ impl Worker {
             if class.view || class.in_view {
                 labels |= self.view_labels(&x, class, labels).await;
             }
+            // Pending (not answered here yet) commits it may overtake: its rows then differ for
+            // their writes (see `divergence`).
+            let overtakes = class.write
+                && shared.divergence.is_some()
+                && shared
+                    .order
+                    .as_ref()
+                    .is_some_and(|o| o.commits.overtakes(self.clone, session, x.end_us));
             let pinned = if shared.config.pin {
                 self.pin(&x).await
             } else {
@@ -910,7 +918,7 @@ impl Worker {
                 let sql = sql_of(&self.stmts, &self.stmt_sql, &x.command);
                 let added = self
                     .divergence
-                    .answered(d, &x, sql, class, &response, labels);
+                    .answered(d, &x, sql, class, &response, labels, overtakes);
                 let p = &shared.progress;
                 if added & OrderLabel::LOCK_CONFLICT != 0 {
                     p.lock_conflicts.fetch_add(1, Ordering::Relaxed);

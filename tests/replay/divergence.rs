@@ -271,3 +271,70 @@ fn a_deadlock_the_replay_had_marks_its_whole_transaction() {
     );
     assert_eq!(labels(2, 1), 0, "row 9: {summary}");
 }
+
+/// A recorded text statement from `start` to `end` µs.
+fn qd(start: u64, end: u64, sql: &str, answer: Response) -> (u64, u64, Cmd, Response) {
+    let (_, _, command, answer) = q(start, sql, answer);
+    (start, end, command, answer)
+}
+
+/// Session 2's UPDATE of row 5 waited in production for session 1's transaction, which
+/// deleted and re-inserted row 5, and was answered 300 µs before that transaction's COMMIT
+/// was (InnoDB releases the locks before the COMMIT's log flush and answer): it waits for no
+/// commit in the replay. Session 1 first sleeps 300 ms (production: at once), so here the
+/// UPDATE runs before the DELETE, and the re-insert leaves row 5 other than production's.
+/// Nothing differs in what the statements answer (one row each), but the UPDATE went ahead
+/// of a commit that was in flight when production answered it: the read of row 5 a second
+/// later is labelled after-divergence; that of row 4 is not.
+#[test]
+fn a_write_ahead_of_a_commit_in_flight_marks_the_rows_it_overtook() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("overtaken.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_div",
+        &[
+            vec![
+                q(0, "BEGIN", ok(0, 0x0003)),
+                qd(1_000, 1_100, "DO SLEEP(0.3)", ok(0, 0x0003)),
+                qd(2_000, 2_100, "DELETE FROM t WHERE id = 5", ok(1, 0x0003)),
+                qd(2_200, 2_300, "INSERT INTO t VALUES (5, 1)", ok(1, 0x0003)),
+                qd(3_000, 5_000, "COMMIT", ok(0, 0x0002)),
+            ],
+            vec![qd(
+                2_600,
+                4_700,
+                "UPDATE t SET v = 7 WHERE id = 5",
+                ok(1, 0x0002),
+            )],
+            vec![
+                q(1_000_000, "SELECT v FROM t WHERE id = 5", ok(0, 2)),
+                q(1_000_200, "SELECT v FROM t WHERE id = 4", ok(0, 2)),
+            ],
+        ],
+    );
+    table("4, 5");
+    let (summary, events) = replay_sync(&rec);
+    // The replay did run the UPDATE first: row 5 is what session 1 inserted.
+    assert_eq!(
+        sql(db().candidate_port, "SELECT v FROM myrr_div.t WHERE id = 5").trim(),
+        "1",
+        "{summary}"
+    );
+    assert_eq!(
+        labels(&events, 2, 0) & OrderLabel::OUT_OF_ORDER,
+        0,
+        "{summary}"
+    );
+    assert_ne!(
+        labels(&events, 3, 0) & OrderLabel::AFTER_DIVERGENCE,
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        labels(&events, 3, 1) & OrderLabel::AFTER_DIVERGENCE,
+        0,
+        "{summary}"
+    );
+}
