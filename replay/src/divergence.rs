@@ -5,7 +5,11 @@
 //! only, or other affected rows. A deadlock's victim chosen differently rolls back a whole
 //! transaction, so all its writes diverge, and every later statement of that transaction in
 //! its session follows a divergence. A write that went out of the recorded order diverges
-//! only for the statements recorded before it (they ran after it here, before it there).
+//! only for the statements recorded before it (they ran after it here, before it there);
+//! one of those that writes its rows too, and does more than add to them, leaves them
+//! different for good. So does a write sent ahead of a commit that was still in flight when
+//! production answered it (`sync::CommitOrder::overtakes`): InnoDB lets a lock go before
+//! the COMMIT's answer, and production may have run the write after that transaction's.
 //! Rows are told by [`crate::footprint`]; marks are kept for the whole replay.
 
 use std::sync::atomic::{AtomicBool, Ordering};
