@@ -481,6 +481,10 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "connect_failures": s.connect_failures,
             "sync_timeouts": s.sync_timeouts,
             "sync_cycles": s.sync_cycles,
+            "sync_wait_s": {
+                "in_order": s.sync_wait.as_secs_f64(),
+                "gave_way": s.sync_wait_gave_way.as_secs_f64(),
+            },
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
             "divergence": divergence,
@@ -592,6 +596,14 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             s.sync_timeouts + s.sync_cycles,
             s.sync_timeouts,
             s.sync_cycles
+        );
+    }
+    if !(s.sync_wait + s.sync_wait_gave_way).is_zero() {
+        eprintln!(
+            "  --sync: sessions waited {:.1} s in all for the recorded order ({:.1} s of it in \
+             waits that then went ahead)",
+            (s.sync_wait + s.sync_wait_gave_way).as_secs_f64(),
+            s.sync_wait_gave_way.as_secs_f64()
         );
     }
     if let Some(why) = &s.lock_waits_failure {

@@ -297,6 +297,10 @@ pub struct Progress {
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
     pub sync_cycles: AtomicU64,
+    /// `--sync`: µs the sessions spent waiting for earlier commits (and the reads before a
+    /// commit), in waits that ended in order and in waits that gave way or timed out.
+    pub sync_wait_us: AtomicU64,
+    pub sync_wait_gave_way_us: AtomicU64,
     /// `--sync`: times the candidate was asked for its lock waits.
     pub lock_waits_asked: AtomicU64,
     /// Answers whose rows differed from the recorded and were kept (`row_samples`).
@@ -554,6 +558,10 @@ pub struct Summary {
     pub connect_failures: u64,
     pub sync_timeouts: u64,
     pub sync_cycles: u64,
+    /// `--sync`: time the sessions spent waiting for the recorded order, in waits that ended
+    /// in order, and in waits that gave way or timed out (summed over sessions).
+    pub sync_wait: Duration,
+    pub sync_wait_gave_way: Duration,
     /// `--sync`: times the candidate was asked for its lock waits, and why it could not be
     /// (circles were then guessed from time).
     pub lock_waits_asked: u64,
@@ -1037,6 +1045,8 @@ pub async fn run(
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
         sync_timeouts: p.sync_timeouts.load(Ordering::Relaxed),
         sync_cycles: p.sync_cycles.load(Ordering::Relaxed),
+        sync_wait: Duration::from_micros(p.sync_wait_us.load(Ordering::Relaxed)),
+        sync_wait_gave_way: Duration::from_micros(p.sync_wait_gave_way_us.load(Ordering::Relaxed)),
         lock_waits_asked: p.lock_waits_asked.load(Ordering::Relaxed),
         lock_waits_failure: lock_waits_failure.clone(),
         lock_waits_source: lock_waits_source.clone(),

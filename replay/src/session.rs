@@ -1029,6 +1029,7 @@ impl Worker {
         let timeout = shared.config.sync_timeout;
         let session = self.start.session;
         let stuck = |s, at_once| order.gives_way(session, self.clone, s, at_once);
+        let began = Instant::now();
         let mut until = recorded_end_us;
         if order.locks && class.locks {
             order.commits.wait_read(until, timeout).await;
@@ -1056,6 +1057,13 @@ impl Worker {
             }
         }
         order.done_waiting(session, self.clone);
+        let waited_us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let p = &shared.progress;
+        let total = match waited {
+            Waited::Ready => &p.sync_wait_us,
+            Waited::TimedOut | Waited::Cycle => &p.sync_wait_gave_way_us,
+        };
+        total.fetch_add(waited_us, Ordering::Relaxed);
         let counter = match waited {
             Waited::Ready => return true,
             Waited::TimedOut => &shared.progress.sync_timeouts,

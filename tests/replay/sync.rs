@@ -381,6 +381,7 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
     assert!(s["lock_waits"]["asked"].as_u64().unwrap() >= 1, "{s}");
     assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(s["sync_timeouts"], 0, "{s}");
+    assert!(s["sync_wait_s"]["gave_way"].as_f64().unwrap() > 0.0, "{s}");
     let ahead: Vec<(u64, u64)> = events
         .iter()
         .filter_map(|e| match e {
@@ -451,6 +452,10 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
     );
     let (asked, _) = replay_lw(&long, &dir.join("l-on.myrr"), LW_TABLE, &[]);
     assert_eq!(asked["sync_cycles"], 0, "{asked}");
+    // Session 3 waited for session 2's commit through session 1's 300 ms sleep, in order.
+    let waited = &asked["sync_wait_s"];
+    assert!(waited["in_order"].as_f64().unwrap() >= 0.2, "{asked}");
+    assert_eq!(waited["gave_way"].as_f64().unwrap(), 0.0, "{asked}");
     assert_eq!(asked["out_of_order"], 0, "{asked}");
     let (guessed, _) = replay_lw(
         &long,
