@@ -388,10 +388,6 @@ impl Order {
         let Some(waits) = l.ask(entered + suspect) else {
             return false;
         };
-        let lock = self.in_server.lock().map_or_else(
-            |_| waits.edges.clone(),
-            |in_server| waits.edges(|t| in_server.contains_key(&t)),
-        );
         let order: HashMap<_, _> = self.waiting.lock().map_or_else(
             |_| HashMap::new(),
             |w| {
@@ -402,8 +398,16 @@ impl Order {
             },
         );
         let (from, to) = ((blocker, clone), (session, clone));
+        // The holders the candidate named; else, once per answer, the guessed ones too.
+        let guessed = || {
+            let Ok(in_server) = self.in_server.lock() else {
+                return false;
+            };
+            let lock = waits.edges(|t| in_server.contains_key(&t));
+            crate::locks::leads_back(from, to, &lock, &order)
+        };
         let r = crate::locks::leads_back(from, to, &waits.edges, &order)
-            || (crate::locks::leads_back(from, to, &lock, &order) && l.guess(waits.at));
+            || (!waits.maybe.is_empty() && guessed() && l.guess(waits.at));
         if r {
             if let Ok(mut g) = self.gave_way.lock() {
                 g.insert((session, clone), (blocker, entered));
