@@ -86,6 +86,12 @@ pub struct Args {
     /// it would take the lock in the other order (the order waits then fight the locks).
     #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
     sync_locks: OnOff,
+    /// Under --sync, a transaction lost to a deadlock on one side only ends as production's
+    /// did (its rows would stay different for the rest of the replay): rolled back here too
+    /// when production lost it; when the candidate lost it and production did not, its
+    /// statements are sent again (at most 3 times). Both are labelled lock-conflict.
+    #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
+    sync_deadlocks: OnOff,
     /// Under --sync, ask the candidate for its lock waits (InnoDB's status, else
     /// sys.innodb_lock_waits or InnoDB's information_schema tables; needs PROCESS), so that a statement waiting for an earlier
     /// commit goes ahead only when that wait and the candidate's lock waits close a circle,
@@ -268,6 +274,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     cfg.sync_views = matches!(a.sync_views, OnOff::On);
     cfg.sync_writes = matches!(a.sync_writes, OnOff::On);
     cfg.sync_locks = matches!(a.sync_locks, OnOff::On);
+    cfg.sync_deadlocks = matches!(a.sync_deadlocks, OnOff::On);
     cfg.sync_lock_waits = matches!(a.sync_lock_waits, OnOff::On);
     cfg.row_samples = !a.no_row_samples;
     cfg.pin_batch = matches!(a.pin_batch, OnOff::On);
@@ -461,6 +468,11 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "after_divergence": s.after_divergence,
             "primary_keys": s.primary_keys.as_ref().and_then(|t| t.as_ref().ok()),
             "primary_keys_failure": s.primary_keys.as_ref().and_then(|t| t.as_ref().err()),
+            "deadlocks": {
+                "undone": s.deadlocks_undone,
+                "retried": s.deadlocks_retried,
+                "not_retried": s.deadlocks_not_retried,
+            },
         });
         let skipped_by: serde_json::Map<String, serde_json::Value> = s
             .skipped_by
@@ -631,6 +643,14 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
              here or in the recording, not both), {} exchanges after a divergence (they touch \
              rows an earlier write left different from production's)",
             s.lock_conflicts, s.after_divergence
+        );
+    }
+    if s.deadlocks_undone + s.deadlocks_retried + s.deadlocks_not_retried > 0 {
+        eprintln!(
+            "  --sync: transactions lost to a deadlock on one side only: {} rolled back here as \
+             in production, {} sent again and taken, {} could not be sent again (their rows \
+             stay different)",
+            s.deadlocks_undone, s.deadlocks_retried, s.deadlocks_not_retried
         );
     }
     if let Some(Err(why)) = &s.primary_keys {

@@ -4,7 +4,9 @@
 //! A write diverges when its outcome differs from the recorded one: an error on one side
 //! only, or other affected rows. A deadlock's victim chosen differently rolls back a whole
 //! transaction, so all its writes diverge, and every later statement of that transaction in
-//! its session follows a divergence. A write that went out of the recorded order diverges
+//! its session follows a divergence — unless the session made it end as production's did
+//! (`--sync-deadlocks`: rolled back here too, or sent again; see `session`): a transaction
+//! rolled back here as it was there leaves nothing marked. A write that went out of the recorded order diverges
 //! only for the statements recorded before it (they ran after it here, before it there);
 //! one of those that writes its rows too, and does more than add to them, leaves them
 //! different for good. So does a write sent ahead of a commit that was still in flight when
@@ -252,6 +254,7 @@ impl SessionDivergence {
         response: &Response,
         labels: u8,
         overtakes: bool,
+        undone: bool,
     ) -> u8 {
         if let (Command::Prepare { .. }, Some(id)) = (&x.command, x.prepared_id) {
             self.shapes.remove(&id);
@@ -271,8 +274,9 @@ impl SessionDivergence {
             _ => x.recorded_err,
         };
         let lock = |c: u16| c == ER_LOCK_DEADLOCK || c == ER_LOCK_WAIT_TIMEOUT;
-        let deadlock =
-            differs && (replayed_code == ER_LOCK_DEADLOCK || x.recorded_code == ER_LOCK_DEADLOCK);
+        let deadlock = differs
+            && !undone
+            && (replayed_code == ER_LOCK_DEADLOCK || x.recorded_code == ER_LOCK_DEADLOCK);
         let out_of_order = labels & OrderLabel::OUT_OF_ORDER != 0 || overtakes;
         let open_write = class.write && !class.commit;
         let mut out = 0;
@@ -298,7 +302,7 @@ impl SessionDivergence {
                 }
                 self.txn_diverged = true;
             }
-            if class.write && (differs || self.txn_diverged || swapped) {
+            if class.write && (differs && !undone || self.txn_diverged || swapped) {
                 d.mark(&fp, u64::MAX);
             } else if class.write && out_of_order {
                 d.mark(&fp, x.start_us);
@@ -317,9 +321,12 @@ impl SessionDivergence {
             }
         }
         let open = !self.txn_writes.is_empty() || self.txn_diverged;
-        let ends = open
-            && (class.commit
-                || sql.is_some_and(|s| matches!(first_keyword(s).as_str(), "COMMIT" | "ROLLBACK")));
+        let ends = undone
+            || open
+                && (class.commit
+                    || sql.is_some_and(|s| {
+                        matches!(first_keyword(s).as_str(), "COMMIT" | "ROLLBACK")
+                    }));
         if ends {
             self.txn_writes.clear();
             self.txn_diverged = false;

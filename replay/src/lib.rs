@@ -133,6 +133,10 @@ pub struct ReplayConfig {
     /// finishing also waits for that commit (it was most likely woken by its lock release;
     /// see `sync::CommitOrder::released_by`).
     pub sync_locks: bool,
+    /// Under `sync`, a transaction lost to a deadlock on one side only ends as production's
+    /// did: rolled back here too when production lost it, sent again when the target lost it
+    /// and production did not (see `session::Worker::follow_deadlock`).
+    pub sync_deadlocks: bool,
     /// Under `sync`, ask the candidate for its lock waits to tell an order wait that closes a
     /// circle with them (give way at once) from a long but legitimate lock wait (keep waiting);
     /// without it, or when the candidate cannot say, a session long in the server is taken to
@@ -191,6 +195,7 @@ impl ReplayConfig {
             sync_views: true,
             sync_writes: false,
             sync_locks: true,
+            sync_deadlocks: true,
             sync_lock_waits: true,
             pin: false,
             pin_batch: true,
@@ -293,6 +298,12 @@ pub struct Progress {
     /// `--sync`: exchanges labelled lock-conflict (a deadlock or lock wait timeout on one
     /// side only) and after-divergence (rows an earlier write left different).
     pub lock_conflicts: AtomicU64,
+    /// `--sync-deadlocks`: transactions production lost to a deadlock rolled back here too;
+    /// transactions the target lost sent again and taken; and those that could not be (no
+    /// copy of the whole transaction, or lost again every time).
+    pub deadlocks_undone: AtomicU64,
+    pub deadlocks_retried: AtomicU64,
+    pub deadlocks_not_retried: AtomicU64,
     pub after_divergence: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
@@ -573,6 +584,10 @@ pub struct Summary {
     pub out_of_order: u64,
     /// `--sync`: exchanges labelled lock-conflict / after-divergence in the run.
     pub lock_conflicts: u64,
+    /// `--sync-deadlocks` (see [`Progress::deadlocks_undone`]).
+    pub deadlocks_undone: u64,
+    pub deadlocks_retried: u64,
+    pub deadlocks_not_retried: u64,
     pub after_divergence: u64,
     /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
     /// write left different are told by it), or why it could not be asked.
@@ -1053,6 +1068,9 @@ pub async fn run(
         order_ambiguous: p.order_ambiguous.load(Ordering::Relaxed),
         out_of_order: p.out_of_order.load(Ordering::Relaxed),
         lock_conflicts: p.lock_conflicts.load(Ordering::Relaxed),
+        deadlocks_undone: p.deadlocks_undone.load(Ordering::Relaxed),
+        deadlocks_retried: p.deadlocks_retried.load(Ordering::Relaxed),
+        deadlocks_not_retried: p.deadlocks_not_retried.load(Ordering::Relaxed),
         after_divergence: p.after_divergence.load(Ordering::Relaxed),
         primary_keys: primary_keys.clone(),
         backfill: BackfillCounts {

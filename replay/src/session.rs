@@ -30,6 +30,17 @@ use crate::{Batch, Shared, Tally};
 /// forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `--sync-deadlocks`: statements of an open transaction kept to send again; a longer one is
+/// not retried.
+const TXN_KEPT: usize = 1024;
+
+/// `--sync-deadlocks`: times a transaction the target lost to a deadlock is sent again.
+const DEADLOCK_RETRIES: usize = 3;
+
+const SERVER_STATUS_IN_TRANS: u16 = 0x0001;
+
+use crate::divergence::ER_LOCK_DEADLOCK;
+
 /// A statement prepared on the target, under its recorded id.
 struct Stmt {
     target_id: u32,
@@ -89,6 +100,12 @@ pub(crate) struct Worker {
     view_seq: u64,
     /// `--sync`: this session's part in telling which rows the replay left different.
     divergence: crate::divergence::SessionDivergence,
+    /// `--sync-deadlocks`: the statements of the transaction open on the target, from the
+    /// one that opened it (sent again when the target loses it to a deadlock production did
+    /// not have); `None`: none open, or more than [`TXN_KEPT`] statements.
+    txn: Option<Vec<Arc<Recorded>>>,
+    /// A transaction is open on the target (its last answer said so).
+    in_txn: bool,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -119,6 +136,17 @@ struct Answered {
 
 /// An answered exchange's events: its order label, the exchange, its kept rows.
 type Handing = (Option<Event>, Event, Option<Event>);
+
+/// `--sync-deadlocks`: how a transaction lost to a deadlock on one side only was made to end
+/// as production's did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    No,
+    /// Production lost it: rolled back here too.
+    Undone,
+    /// The target lost it: sent again, and taken this time.
+    Retried,
+}
 
 /// Whether `--pin` pinned a statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +279,8 @@ impl Worker {
             view_labels: 0,
             view_seq: 0,
             divergence: Default::default(),
+            txn: None,
+            in_txn: false,
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -894,15 +924,18 @@ impl Worker {
             if let Some(c) = self.conn.as_mut() {
                 c.keep_rows(sample_key.is_some());
             }
-            let (response, more) = self.execute(&x).await;
-            if self.pin_prefix.take().is_some() | self.pin_pipe.take().is_some() {
-                // Not sent (skipped, or no connection): nothing was pinned.
-                let p = &shared.progress;
-                p.pins.fetch_sub(1, Ordering::Relaxed);
-                p.pins_batched.fetch_sub(1, Ordering::Relaxed);
-            }
+            let (mut response, mut more) = self.execute(&x).await;
+            self.unsent_pins();
             if std::mem::take(&mut self.pipe_refused) {
                 labels |= OrderLabel::UNPINNED;
+            }
+            let settled = if shared.order.is_some() && shared.config.sync_deadlocks {
+                self.follow_deadlock(&x, &mut response, &mut more).await
+            } else {
+                Settled::No
+            };
+            if settled == Settled::Retried {
+                labels |= OrderLabel::LOCK_CONFLICT;
             }
             let kept = self
                 .conn
@@ -916,9 +949,16 @@ impl Worker {
             let clone = self.clone as usize;
             if let Some(d) = shared.divergence.as_ref().and_then(|d| d.get(clone)) {
                 let sql = sql_of(&self.stmts, &self.stmt_sql, &x.command);
-                let added = self
-                    .divergence
-                    .answered(d, &x, sql, class, &response, labels, overtakes);
+                let added = self.divergence.answered(
+                    d,
+                    &x,
+                    sql,
+                    class,
+                    &response,
+                    labels,
+                    overtakes,
+                    settled == Settled::Undone,
+                );
                 let p = &shared.progress;
                 if added & OrderLabel::LOCK_CONFLICT != 0 {
                     p.lock_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -931,6 +971,14 @@ impl Worker {
             self.release(keys);
             exchanges += 1;
             let quit = matches!(x.command, Command::Quit);
+            let x = if shared.order.is_some()
+                && shared.config.sync_deadlocks
+                && settled != Settled::Undone
+            {
+                self.keep_txn(x, &response)
+            } else {
+                x
+            };
             // The previous exchange, if sending this one did not already hand it over.
             self.hand_over().await;
             self.answered = Some(Answered {
@@ -1140,6 +1188,157 @@ impl Worker {
                     self.reconnect().await;
                 }
                 (Response::Missing(MissingReason::ConnectionLost), vec![])
+            }
+        }
+    }
+
+    /// Pins set up for a statement that was not sent (skipped, or no connection): nothing
+    /// was pinned.
+    fn unsent_pins(&mut self) {
+        if self.pin_prefix.take().is_some() | self.pin_pipe.take().is_some() {
+            let p = &self.shared.progress;
+            p.pins.fetch_sub(1, Ordering::Relaxed);
+            p.pins_batched.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `--sync-deadlocks`: keeps `x` as a statement of the transaction open on the target,
+    /// as its answer tells.
+    fn keep_txn(&mut self, x: Handed, response: &Response) -> Handed {
+        let status = match response {
+            Response::Ok(ok) => ok.status,
+            Response::Rows(rs) => rs.status,
+            Response::Err(e) if e.code == ER_LOCK_DEADLOCK => 0,
+            // The connection is gone, and the transaction with it.
+            Response::Missing(_) => 0,
+            // A failed statement leaves the transaction as it was.
+            _ => return x,
+        };
+        let was = std::mem::replace(&mut self.in_txn, status & SERVER_STATUS_IN_TRANS != 0);
+        if !self.in_txn {
+            self.txn = None;
+            return x;
+        }
+        if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
+            return x;
+        }
+        if !was {
+            self.txn = Some(Vec::new());
+        }
+        let Some(txn) = self.txn.as_mut() else {
+            return x;
+        };
+        if txn.len() >= TXN_KEPT {
+            self.txn = None;
+            return x;
+        }
+        let shared = match x {
+            Handed::Own(r) => Arc::new(r),
+            Handed::Shared(r) => r,
+        };
+        txn.push(shared.clone());
+        Handed::Shared(shared)
+    }
+
+    /// `--sync-deadlocks`: a transaction lost to a deadlock on one side only ends as it did
+    /// in production. Production's was lost and this one was not: it is rolled back here
+    /// too. This one was lost and production's was not: its statements are sent again from
+    /// the one that opened it (at most [`DEADLOCK_RETRIES`] times), then `x` again, whose
+    /// answer then stands. Either way the rows follow production's instead of staying
+    /// different for the rest of the replay.
+    async fn follow_deadlock(
+        &mut self,
+        x: &Recorded,
+        response: &mut Response,
+        more: &mut Vec<Response>,
+    ) -> Settled {
+        let replayed = match response {
+            Response::Err(e) => e.code,
+            Response::Skipped(_) | Response::Missing(_) => return Settled::No,
+            _ => 0,
+        };
+        let p = self.shared.clone();
+        let p = &p.progress;
+        if x.recorded_code == ER_LOCK_DEADLOCK && replayed != ER_LOCK_DEADLOCK {
+            let open = match response {
+                Response::Ok(ok) => ok.status & SERVER_STATUS_IN_TRANS != 0,
+                Response::Rows(rs) => rs.status & SERVER_STATUS_IN_TRANS != 0,
+                // A failed statement leaves the transaction as it was.
+                _ => self.in_txn,
+            };
+            if !open {
+                // The statement committed on its own: nothing to undo.
+                return Settled::No;
+            }
+            if !self.rollback().await {
+                return Settled::No;
+            }
+            self.txn = None;
+            self.in_txn = false;
+            p.deadlocks_undone.fetch_add(1, Ordering::Relaxed);
+            return Settled::Undone;
+        }
+        if replayed != ER_LOCK_DEADLOCK || x.recorded_err {
+            return Settled::No;
+        }
+        self.in_txn = false;
+        let Some(txn) = self.txn.take() else {
+            p.deadlocks_not_retried.fetch_add(1, Ordering::Relaxed);
+            return Settled::No;
+        };
+        for _ in 0..DEADLOCK_RETRIES {
+            let mut lost = false;
+            for y in &txn {
+                self.pin(y).await;
+                let (r, _) = self.execute(y).await;
+                self.unsent_pins();
+                self.pipe_refused = false;
+                lost = match r {
+                    Response::Err(e) if e.code == ER_LOCK_DEADLOCK => true,
+                    Response::Missing(_) | Response::Skipped(_) => true,
+                    _ => false,
+                };
+                if lost {
+                    break;
+                }
+            }
+            if lost {
+                if self.conn.is_none() {
+                    break;
+                }
+                continue;
+            }
+            self.pin(x).await;
+            let (r, m) = self.execute(x).await;
+            self.unsent_pins();
+            if matches!(&r, Response::Err(e) if e.code == ER_LOCK_DEADLOCK) {
+                continue;
+            }
+            *response = r;
+            *more = m;
+            self.in_txn = true;
+            self.txn = Some(txn);
+            p.deadlocks_retried.fetch_add(1, Ordering::Relaxed);
+            return Settled::Retried;
+        }
+        p.deadlocks_not_retried.fetch_add(1, Ordering::Relaxed);
+        Settled::No
+    }
+
+    /// Sends `ROLLBACK`: whether the target took it.
+    async fn rollback(&mut self) -> bool {
+        self.buf.clear();
+        self.buf.push(command::Code::Query.byte());
+        self.buf.extend_from_slice(b"ROLLBACK");
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        match conn.command(&self.buf).await {
+            Ok((Response::Ok(_), _)) => true,
+            Ok(_) => false,
+            Err(_) => {
+                self.conn = None;
+                false
             }
         }
     }

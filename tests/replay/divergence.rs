@@ -35,8 +35,15 @@ fn q(start: u64, sql: &str, answer: Response) -> (u64, u64, Cmd, Response) {
 
 /// Replays `rec` onto the candidate with `--sync all`: the JSON summary and the events.
 fn replay_sync(rec: &std::path::Path) -> (serde_json::Value, Vec<Event>) {
+    replay_sync_with(rec, &[])
+}
+
+/// [`replay_sync`] with `extra` arguments.
+fn replay_sync_with(rec: &std::path::Path, extra: &[&str]) -> (serde_json::Value, Vec<Event>) {
     let out = rec.with_extension("replay.myrr");
-    let o = crate::replay_command(rec, &db().candidate_url, &out, &["--sync", "all", "--json"])
+    let mut args = vec!["--sync", "all", "--json"];
+    args.extend(extra);
+    let o = crate::replay_command(rec, &db().candidate_url, &out, &args)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -163,15 +170,25 @@ fn reads_of_rows_a_diverged_write_left_different_are_labelled() {
     assert!(d["primary_keys"].as_u64().unwrap() >= 1, "{summary}");
 }
 
-/// A deadlock on one side only rolls back a whole transaction there: every write of it is
-/// marked, and the rest of the transaction follows the divergence. Production's session 1
-/// lost its transaction to a deadlock at its second UPDATE (row 4); replayed alone, that
-/// UPDATE succeeds. Its first UPDATE (row 3) is marked too, so session 2's later read of row 3
-/// is labelled, its read of row 9 is not. (Wider than needed here, where the replay's
-/// ROLLBACK undoes row 3 as production's deadlock did: marking only what ends up different,
-/// decided at the transaction's end, let 9 differences through on sysbench at 32 threads.)
+/// The candidate's value of each of `ids` in `myrr_div.t`, comma-separated.
+fn values(ids: &str) -> String {
+    sql(
+        db().candidate_port,
+        &format!("SELECT GROUP_CONCAT(v ORDER BY id) FROM myrr_div.t WHERE id IN ({ids})"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// Production's session 1 lost its transaction to a deadlock at its second UPDATE (row 4);
+/// replayed alone, that UPDATE succeeds. By default (`--sync-deadlocks on`) the replay rolls
+/// the transaction back there, as production's deadlock did: row 3 keeps its value, and
+/// nothing after it is labelled. With `off`, a deadlock on one side only rolls back a whole
+/// transaction there and not here: every write of it is marked, so session 2's later read of
+/// row 3 is labelled, its read of row 9 is not (marking only what ends up different, decided
+/// at the transaction's end, let 9 differences through on sysbench at 32 threads).
 #[test]
-fn a_deadlock_production_had_marks_its_whole_transaction() {
+fn a_transaction_production_lost_to_a_deadlock_is_rolled_back_here_too() {
     let _serial = serial();
     let dir = tempdir();
     let rec = dir.join("deadlock-one-side.myrr");
@@ -183,7 +200,9 @@ fn a_deadlock_production_had_marks_its_whole_transaction() {
                 q(0, "BEGIN", ok(0, 0x0003)),
                 q(1_000, "UPDATE t SET v = 7 WHERE id = 3", ok(1, 0x0003)),
                 q(2_000, "UPDATE t SET v = 7 WHERE id = 4", deadlock()),
-                q(3_000, "ROLLBACK", ok(0, 0x0002)),
+                // What sysbench sends next: a BEGIN, which commits an open transaction.
+                q(3_000, "BEGIN", ok(0, 0x0003)),
+                q(4_000, "COMMIT", ok(0, 0x0002)),
             ],
             vec![
                 q(50_000, "SELECT v FROM t WHERE id = 3", ok(0, 0x0002)),
@@ -191,34 +210,50 @@ fn a_deadlock_production_had_marks_its_whole_transaction() {
             ],
         ],
     );
-    table("3, 4, 9");
-    let (summary, events) = replay_sync(&rec);
-    let labels = |session, seq| labels(&events, session, seq);
-    assert_eq!(
-        labels(1, 1),
-        0,
-        "the first UPDATE went as recorded: {summary}"
-    );
-    assert_eq!(labels(1, 2), OrderLabel::LOCK_CONFLICT, "{summary}");
-    assert_eq!(
-        labels(1, 3),
-        OrderLabel::AFTER_DIVERGENCE,
-        "the ROLLBACK: {summary}"
-    );
-    assert_eq!(
-        labels(2, 0),
-        OrderLabel::AFTER_DIVERGENCE,
-        "row 3: {summary}"
-    );
-    assert_eq!(labels(2, 1), 0, "row 9: {summary}");
+    for follow in ["on", "off"] {
+        table("3, 4, 9");
+        let (summary, events) = replay_sync_with(&rec, &["--sync-deadlocks", follow]);
+        let labels = |session, seq| labels(&events, session, seq);
+        assert_eq!(
+            labels(1, 1),
+            0,
+            "the first UPDATE went as recorded: {summary}"
+        );
+        assert_eq!(
+            labels(1, 2),
+            OrderLabel::LOCK_CONFLICT,
+            "{follow}: {summary}"
+        );
+        let deadlocks = &summary["divergence"]["deadlocks"];
+        if follow == "on" {
+            assert_eq!(values("3, 4"), "0,0", "rolled back as in production");
+            assert_eq!(deadlocks["undone"], 1, "{summary}");
+            assert_eq!(labels(1, 3), 0, "the BEGIN: {summary}");
+            assert_eq!(labels(2, 0), 0, "row 3 is production's: {summary}");
+        } else {
+            assert_eq!(values("3, 4"), "7,7", "the next BEGIN committed it");
+            assert_eq!(deadlocks["undone"], 0, "{summary}");
+            assert_eq!(labels(1, 3), OrderLabel::AFTER_DIVERGENCE, "{summary}");
+            assert_eq!(
+                labels(2, 0),
+                OrderLabel::AFTER_DIVERGENCE,
+                "row 3: {summary}"
+            );
+        }
+        assert_eq!(labels(2, 1), 0, "row 9: {follow}: {summary}");
+    }
 }
 
 /// The replay loses a transaction that production committed: another transaction on the
 /// candidate (heavier: it changed many rows, so InnoDB picks the replay's as the victim)
-/// closes a deadlock with session 1's second UPDATE. Both of session 1's writes are lost
-/// here and kept there: session 2's later reads of rows 3 and 4 follow the divergence.
+/// closes a deadlock with session 1's second UPDATE. By default the replay sends the
+/// transaction again once the candidate has rolled it back (`BEGIN`, row 3), then the
+/// UPDATE of row 4, which this time is taken: the rows end as production's, and the UPDATE
+/// is labelled lock-conflict (its answer waited for a retry). With `--sync-deadlocks off`
+/// both of session 1's writes are lost here and kept there: session 2's later read of row 3
+/// follows the divergence.
 #[test]
-fn a_deadlock_the_replay_had_marks_its_whole_transaction() {
+fn a_transaction_the_candidate_lost_to_a_deadlock_is_sent_again() {
     let _serial = serial();
     let db = db();
     let dir = tempdir();
@@ -239,37 +274,53 @@ fn a_deadlock_the_replay_had_marks_its_whole_transaction() {
             ],
         ],
     );
-    table("SELECT n FROM s");
-    // Holds rows 4-200 from the start; at 2 s (session 1 then waits for row 4 while
-    // holding row 3) asks for row 3.
-    let other = mariadb_cli(
-        db.candidate_port,
-        "BEGIN; UPDATE myrr_div.t SET v = 1 WHERE id >= 4; SELECT SLEEP(2); \
-         UPDATE myrr_div.t SET v = 1 WHERE id = 3; SELECT SLEEP(1); ROLLBACK",
-    )
-    .stdout(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-    let (summary, events) = replay_sync(&rec);
-    let _ = other.wait_with_output();
-    let victim = answer(&events, 1, 2);
-    assert!(
-        matches!(&victim, Some(Response::Err(e)) if e.code == 1213),
-        "the replay's UPDATE of row 4 was not the victim: {victim:?}"
-    );
-    let labels = |session, seq| labels(&events, session, seq);
-    assert_eq!(labels(1, 2), OrderLabel::LOCK_CONFLICT, "{summary}");
-    assert_eq!(
-        labels(1, 3),
-        OrderLabel::AFTER_DIVERGENCE,
-        "the COMMIT: {summary}"
-    );
-    assert_eq!(
-        labels(2, 0),
-        OrderLabel::AFTER_DIVERGENCE,
-        "row 3: {summary}"
-    );
-    assert_eq!(labels(2, 1), 0, "row 9: {summary}");
+    for follow in ["on", "off"] {
+        table("SELECT n FROM s");
+        // Holds rows 4-200 from the start; at 2 s (session 1 then waits for row 4 while
+        // holding row 3) asks for row 3.
+        let other = mariadb_cli(
+            db.candidate_port,
+            "BEGIN; UPDATE myrr_div.t SET v = 1 WHERE id >= 4; SELECT SLEEP(2); \
+             UPDATE myrr_div.t SET v = 1 WHERE id = 3; SELECT SLEEP(1); ROLLBACK",
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        let (summary, events) = replay_sync_with(&rec, &["--sync-deadlocks", follow]);
+        let _ = other.wait_with_output();
+        let labels = |session, seq| labels(&events, session, seq);
+        assert_eq!(
+            labels(1, 2),
+            OrderLabel::LOCK_CONFLICT,
+            "{follow}: {summary}"
+        );
+        assert_eq!(labels(2, 1), 0, "row 9: {follow}: {summary}");
+        let update = answer(&events, 1, 2);
+        let deadlocks = &summary["divergence"]["deadlocks"];
+        if follow == "on" {
+            assert!(
+                matches!(&update, Some(Response::Ok(_))),
+                "the UPDATE of row 4, sent again: {update:?}"
+            );
+            assert_eq!(deadlocks["retried"], 1, "{summary}");
+            assert_eq!(values("3, 4"), "7,7", "committed as in production");
+            assert_eq!(labels(1, 3), 0, "the COMMIT: {summary}");
+            assert_eq!(labels(2, 0), 0, "row 3 is production's: {summary}");
+        } else {
+            assert!(
+                matches!(&update, Some(Response::Err(e)) if e.code == 1213),
+                "the replay's UPDATE of row 4 was not the victim: {update:?}"
+            );
+            assert_eq!(deadlocks["retried"], 0, "{summary}");
+            assert_eq!(values("3, 4"), "0,0", "lost here");
+            assert_eq!(labels(1, 3), OrderLabel::AFTER_DIVERGENCE, "{summary}");
+            assert_eq!(
+                labels(2, 0),
+                OrderLabel::AFTER_DIVERGENCE,
+                "row 3: {summary}"
+            );
+        }
+    }
 }
 
 /// A recorded text statement from `start` to `end` µs.
