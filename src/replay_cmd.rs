@@ -81,7 +81,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "off", value_name = "ON_OFF")]
     sync_writes: OnOff,
     /// Under --sync, a write or locking read answered while another session's commit was
-    /// finishing (at most 200 µs before it) also waits for that commit: a statement woken by a
+    /// finishing (at most 5 ms before it) also waits for that commit: a statement woken by a
     /// commit's lock release can be answered a few µs before the commit is, and replayed first
     /// it would take the lock in the other order (the order waits then fight the locks).
     #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
