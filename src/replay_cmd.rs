@@ -92,6 +92,13 @@ pub struct Args {
     /// statements are sent again (at most 3 times). Both are labelled lock-conflict.
     #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
     sync_deadlocks: OnOff,
+    /// Under --sync, a read that overlapped other sessions' commits in the recording (no
+    /// recorded order) and ran before them here, whose rows are not production's, is read
+    /// again after them (an autocommit read; or the transaction, while it has only read: rolled
+    /// back and sent again), once per transaction: production's answers tell which order
+    /// production had.
+    #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
+    sync_reread: OnOff,
     /// Under --sync, ask the candidate for its lock waits (InnoDB's status, else
     /// sys.innodb_lock_waits or InnoDB's information_schema tables; needs PROCESS), so that a statement waiting for an earlier
     /// commit goes ahead only when that wait and the candidate's lock waits close a circle,
@@ -275,6 +282,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     cfg.sync_writes = matches!(a.sync_writes, OnOff::On);
     cfg.sync_locks = matches!(a.sync_locks, OnOff::On);
     cfg.sync_deadlocks = matches!(a.sync_deadlocks, OnOff::On);
+    cfg.sync_reread = matches!(a.sync_reread, OnOff::On);
     cfg.sync_lock_waits = matches!(a.sync_lock_waits, OnOff::On);
     cfg.row_samples = !a.no_row_samples;
     cfg.pin_batch = matches!(a.pin_batch, OnOff::On);
@@ -499,6 +507,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             },
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
+            "rereads": {"sent": s.rereads, "reproduced": s.rereads_reproduced},
             "divergence": divergence,
             "backfill": {
                 "sessions": b.sessions,
@@ -643,6 +652,13 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
              here or in the recording, not both), {} exchanges after a divergence (they touch \
              rows an earlier write left different from production's)",
             s.lock_conflicts, s.after_divergence
+        );
+    }
+    if s.rereads > 0 {
+        eprintln!(
+            "  --sync: {} order-ambiguous views read again after the commits they overlapped \
+             (their rows were not production's); {} then were",
+            s.rereads, s.rereads_reproduced
         );
     }
     if s.deadlocks_undone + s.deadlocks_retried + s.deadlocks_not_retried > 0 {

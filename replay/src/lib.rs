@@ -137,6 +137,9 @@ pub struct ReplayConfig {
     /// did: rolled back here too when production lost it, sent again when the target lost it
     /// and production did not (see `session::Worker::follow_deadlock`).
     pub sync_deadlocks: bool,
+    /// Under `sync`, a read of an order-ambiguous view whose rows are not production's is
+    /// read again after the commits it overlapped (see `session::Worker::reread`).
+    pub sync_reread: bool,
     /// Under `sync`, ask the candidate for its lock waits to tell an order wait that closes a
     /// circle with them (give way at once) from a long but legitimate lock wait (keep waiting);
     /// without it, or when the candidate cannot say, a session long in the server is taken to
@@ -196,6 +199,7 @@ impl ReplayConfig {
             sync_writes: false,
             sync_locks: true,
             sync_deadlocks: true,
+            sync_reread: true,
             sync_lock_waits: true,
             pin: false,
             pin_batch: true,
@@ -304,6 +308,9 @@ pub struct Progress {
     pub deadlocks_undone: AtomicU64,
     pub deadlocks_retried: AtomicU64,
     pub deadlocks_not_retried: AtomicU64,
+    /// `--sync-reread`: views read again, and those whose answer was then production's.
+    pub rereads: AtomicU64,
+    pub rereads_reproduced: AtomicU64,
     pub after_divergence: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
@@ -588,6 +595,9 @@ pub struct Summary {
     pub deadlocks_undone: u64,
     pub deadlocks_retried: u64,
     pub deadlocks_not_retried: u64,
+    /// `--sync-reread` (see [`Progress::rereads`]).
+    pub rereads: u64,
+    pub rereads_reproduced: u64,
     pub after_divergence: u64,
     /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
     /// write left different are told by it), or why it could not be asked.
@@ -1071,6 +1081,8 @@ pub async fn run(
         deadlocks_undone: p.deadlocks_undone.load(Ordering::Relaxed),
         deadlocks_retried: p.deadlocks_retried.load(Ordering::Relaxed),
         deadlocks_not_retried: p.deadlocks_not_retried.load(Ordering::Relaxed),
+        rereads: p.rereads.load(Ordering::Relaxed),
+        rereads_reproduced: p.rereads_reproduced.load(Ordering::Relaxed),
         after_divergence: p.after_divergence.load(Ordering::Relaxed),
         primary_keys: primary_keys.clone(),
         backfill: BackfillCounts {

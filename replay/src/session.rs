@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
 use crate::pacer::PreciseTimer;
-use crate::readonly::{calls_rand, calls_time_function, is_read_only};
+use crate::readonly::{calls_rand, calls_time_function, is_read_only, takes_locks};
 use crate::sync::{Keys, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
@@ -106,6 +106,14 @@ pub(crate) struct Worker {
     txn: Option<Vec<Arc<Recorded>>>,
     /// A transaction is open on the target (its last answer said so).
     in_txn: bool,
+    /// `--sync-reread`: the latest recorded end of the commits the current view point
+    /// overlapped (0: none).
+    view_until: u64,
+    /// `--sync-reread`: the answered reads of an order-ambiguous view, held back until its
+    /// transaction stops reading (see [`Worker::settle`]); and whether they are in a
+    /// transaction (else: an autocommit read).
+    held: Vec<Answered>,
+    held_txn: bool,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -281,6 +289,9 @@ impl Worker {
             divergence: Default::default(),
             txn: None,
             in_txn: false,
+            view_until: 0,
+            held: Vec::new(),
+            held_txn: false,
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -856,6 +867,11 @@ impl Worker {
                 }
             };
             self.tally.permits += 1;
+            // Held reads of a view: until its transaction does something else.
+            let statement = matches!(x.command, Command::Query { .. } | Command::Execute { .. });
+            if !self.held.is_empty() && (class.view || statement && !class.in_view) {
+                self.settle().await;
+            }
             if let Some(b) = x.backfill.as_deref() {
                 if !shared.stopping() {
                     self.restore(b).await;
@@ -981,7 +997,9 @@ impl Worker {
             };
             // The previous exchange, if sending this one did not already hand it over.
             self.hand_over().await;
-            self.answered = Some(Answered {
+            let hold = shared.config.sync_reread
+                && (!self.held.is_empty() || class.view && self.holds(&x, &response));
+            let answered = Answered {
                 x,
                 response,
                 more,
@@ -991,12 +1009,23 @@ impl Worker {
                 end_us,
                 labels,
                 view: class.view,
-            });
+            };
+            if hold {
+                let mut answered = answered;
+                if let Handed::Own(r) = answered.x {
+                    // Sent again from here, when an autocommit read.
+                    answered.x = Handed::Shared(Arc::new(r));
+                }
+                self.held.push(answered);
+            } else {
+                self.answered = Some(answered);
+            }
             if quit {
                 reason = EndReason::Quit;
                 break;
             }
         }
+        self.settle().await;
         self.hand_over().await;
         shared.flush(&mut self.tally);
         // Commit points queued behind the end will never be answered: release them.
@@ -1134,9 +1163,15 @@ impl Worker {
         let session = self.start.session;
         if class.view {
             let timeout = self.shared.config.sync_timeout;
-            let ambiguous = order.ambiguous(session, x.seq, x.end_us, timeout).await;
-            self.view_labels = own | if ambiguous { OrderLabel::AMBIGUOUS } else { 0 };
+            let until = order.ambiguous(session, x.seq, x.end_us, timeout).await;
+            self.view_labels = own
+                | if until.is_some() {
+                    OrderLabel::AMBIGUOUS
+                } else {
+                    0
+                };
             self.view_seq = x.seq;
+            self.view_until = until.unwrap_or(0);
         } else if self.view_labels & OrderLabel::OUT_OF_ORDER == 0
             && order.displaced(session, self.view_seq, self.clone)
         {
@@ -1323,6 +1358,120 @@ impl Worker {
         }
         p.deadlocks_not_retried.fetch_add(1, Ordering::Relaxed);
         Settled::No
+    }
+
+    /// `--sync-reread`: whether the answered view point `x` starts holding back answers: it
+    /// overlapped other sessions' commits in the recording and ran before those that ended
+    /// after it (no recorded order: production may have seen them), and its transaction
+    /// (if any) is kept to be sent again.
+    fn holds(&mut self, x: &Recorded, response: &Response) -> bool {
+        let Response::Rows(rs) = response else {
+            return false;
+        };
+        self.held_txn = rs.status & SERVER_STATUS_IN_TRANS != 0;
+        self.view_until > x.end_us
+            && x.rows_digest.is_some()
+            && (!self.held_txn || self.txn.is_some())
+    }
+
+    /// `--sync-reread`: hands over the held reads of an order-ambiguous view. When some of
+    /// their rows are not production's, the view is read again after the commits it
+    /// overlapped (an autocommit read is sent again; a transaction that has only read is
+    /// rolled back and its statements sent again), and the second answers stand if fewer of
+    /// them differ from production's. Production's answers are the oracle for which order
+    /// production had; what decides is the whole view, so every read of it counts.
+    async fn settle(&mut self) {
+        let mut held = std::mem::take(&mut self.held);
+        let differs = |x: &Recorded, r: &Response| match (x.rows_digest, r) {
+            (Some(d), Response::Rows(rs)) => rs.digest != d,
+            (Some(_), _) => true,
+            (None, _) => false,
+        };
+        let first = held.iter().filter(|a| differs(&a.x, &a.response)).count();
+        if first > 0 {
+            if let Some(mut again) = self.read_again(&held).await {
+                let p = &self.shared.progress;
+                p.rereads.fetch_add(1, Ordering::Relaxed);
+                let second = held
+                    .iter()
+                    .filter(|a| {
+                        let r = again.get(&a.x.seq).map_or(&a.response, |(r, ..)| r);
+                        differs(&a.x, r)
+                    })
+                    .count();
+                if second < first {
+                    p.rereads_reproduced.fetch_add(1, Ordering::Relaxed);
+                    for a in &mut held {
+                        if let Some((r, m, sent, end)) = again.remove(&a.x.seq) {
+                            (a.response, a.more, a.sent_us, a.end_us) = (r, m, sent, end);
+                            a.kept = None;
+                        }
+                    }
+                }
+            }
+        }
+        for a in held {
+            self.hand_over().await;
+            self.answered = Some(a);
+        }
+    }
+
+    /// `--sync-reread`: sends the held view's reads again once the commits it overlapped
+    /// have been answered: their answers (and when they were sent and answered) by seq, or
+    /// `None` when that could not be done.
+    #[allow(clippy::type_complexity)]
+    async fn read_again(
+        &mut self,
+        held: &[Answered],
+    ) -> Option<FxHashMap<u64, (Response, Vec<Response>, u64, u64)>> {
+        let shared = self.shared.clone();
+        let order = shared.order.as_ref()?;
+        let view = held.first()?;
+        let again: Vec<Arc<Recorded>> = if self.held_txn {
+            let txn = self.txn.clone()?;
+            let only_reads = txn.iter().all(|y| {
+                self.sql_of(&y.command)
+                    .is_some_and(|s| is_read_only(s) && !takes_locks(s))
+            });
+            if !only_reads || !self.rollback().await {
+                return None;
+            }
+            txn
+        } else {
+            match &view.x {
+                Handed::Shared(r) => vec![r.clone()],
+                Handed::Own(_) => return None,
+            }
+        };
+        let (session, clone) = (self.start.session, self.clone);
+        let until = order
+            .commits
+            .until_own(clone, session, view.x.end_us, self.view_until + 1);
+        let stuck = |s, at_once| order.gives_way(session, clone, s, at_once);
+        order
+            .commits
+            .wait(clone, until, shared.config.sync_timeout, &stuck)
+            .await;
+        order.done_waiting(session, clone);
+        let mut out = FxHashMap::default();
+        for y in &again {
+            self.pin(y).await;
+            let sent = self.now_us();
+            let (r, m) = self.execute(y).await;
+            let end = self.now_us();
+            self.unsent_pins();
+            self.pipe_refused = false;
+            if matches!(
+                r,
+                Response::Err(_) | Response::Missing(_) | Response::Skipped(_)
+            ) {
+                // Not the transaction it was: the first answers stand.
+                self.txn = None;
+                return None;
+            }
+            out.insert(y.seq, (r, m, sent, end));
+        }
+        Some(out)
     }
 
     /// Sends `ROLLBACK`: whether the target took it.

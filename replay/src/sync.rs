@@ -149,8 +149,8 @@ pub(crate) struct Order {
     /// `--sync-locks`.
     pub(crate) locks: bool,
     /// View points found order-ambiguous by the feeder ([`Ambiguity`]): (session, seq) →
-    /// clones that have not asked yet.
-    ambiguous: Mutex<HashMap<(u64, u64), u32>>,
+    /// (clones that have not asked yet, the latest recorded end of a commit it overlapped).
+    ambiguous: Mutex<HashMap<(u64, u64), (u32, u64)>>,
     /// View points a commit went ahead of (its wait for them gave way): (session, seq,
     /// clone). They, and the reads from their view, may have seen that commit.
     displaced: Mutex<HashSet<(u64, u64, u32)>>,
@@ -224,37 +224,40 @@ impl Order {
         }
     }
 
-    /// The feeder found these view points order-ambiguous.
-    pub(crate) fn mark_ambiguous(&self, found: &mut Vec<(u64, u64)>, clones: u32) {
+    /// The feeder found these view points order-ambiguous: (session, seq, the recorded end of
+    /// a commit point it overlapped).
+    pub(crate) fn mark_ambiguous(&self, found: &mut Vec<(u64, u64, u64)>, clones: u32) {
         if let Ok(mut m) = self.ambiguous.lock() {
-            m.extend(found.drain(..).map(|k| (k, clones.max(1))));
+            for (session, seq, end) in found.drain(..) {
+                let e = m.entry((session, seq)).or_insert((clones.max(1), end));
+                e.1 = e.1.max(end);
+            }
         }
     }
 
     /// Whether the view point (session, seq), which ended at `end_us` in the recording, was
-    /// order-ambiguous. Its answer is final once the feeder has read past its end: waits for
-    /// that, at most `timeout` (then: as far as known).
+    /// order-ambiguous: then the latest recorded end of the commit points it overlapped. Its
+    /// answer is final once the feeder has read past its end: waits for that, at most
+    /// `timeout` (then: as far as known).
     pub(crate) async fn ambiguous(
         &self,
         session: u64,
         seq: u64,
         end_us: u64,
         timeout: Duration,
-    ) -> bool {
+    ) -> Option<u64> {
         self.commits.wait_read(end_us, timeout).await;
-        let Ok(mut m) = self.ambiguous.lock() else {
-            return false;
-        };
+        let mut m = self.ambiguous.lock().ok()?;
         match m.get_mut(&(session, seq)) {
-            Some(left) if *left > 1 => {
+            Some((left, end)) if *left > 1 => {
                 *left -= 1;
-                true
+                Some(*end)
             }
-            Some(_) => {
+            Some(&mut (_, end)) => {
                 m.remove(&(session, seq));
-                true
+                Some(end)
             }
-            None => false,
+            None => None,
         }
     }
 
@@ -531,6 +534,17 @@ impl CommitOrder {
         until
     }
 
+    /// `until_us`, or the recorded end of `session`'s own next commit point after `from_us`
+    /// if that comes first (a session never waits for its own commit).
+    pub(crate) fn until_own(&self, clone: u32, session: u64, from_us: u64, until_us: u64) -> u64 {
+        let Ok(keys) = self.clone_state(clone).keys.lock() else {
+            return from_us;
+        };
+        keys.range((from_us, 0, 0)..(until_us, 0, 0))
+            .find(|(k, _)| k.1 == session)
+            .map_or(until_us, |(k, _)| k.0)
+    }
+
     /// Whether a write of `session` answered at `end_us` (recorded) is about to run before
     /// another session's commit point that was in flight as it was answered, and that it does
     /// not wait for: one answered later than [`LOCK_RELEASE_SLACK_US`] after it (InnoDB
@@ -768,8 +782,14 @@ pub(crate) const AMBIGUITY_WINDOW_US: u64 = 10_000_000;
 
 impl Ambiguity {
     /// The next exchange read; the view points found ambiguous on the way go to `found` as
-    /// (session, seq).
-    pub(crate) fn exchange(&mut self, x: &Exchange, class: Class, found: &mut Vec<(u64, u64)>) {
+    /// (session, seq, the recorded end of a commit point it overlapped), once per such commit
+    /// point or more.
+    pub(crate) fn exchange(
+        &mut self,
+        x: &Exchange,
+        class: Class,
+        found: &mut Vec<(u64, u64, u64)>,
+    ) {
         let (start, end) = (x.start_us, x.end_us.max(x.start_us));
         self.latest = self.latest.max(start);
         let horizon = self.latest.saturating_sub(AMBIGUITY_WINDOW_US);
@@ -783,27 +803,25 @@ impl Ambiguity {
         // are ordered by end) and start before it ends.
         let after = |v: u64| (v.saturating_add(1), 0, 0);
         if class.view {
-            let hit = self
+            let latest = self
                 .commits
                 .range(after(start)..)
-                .any(|c| c.1 < end && c.2 != x.session);
-            if hit {
-                found.push((x.session, x.seq));
-            } else {
-                self.views.insert((end, start, x.session, x.seq));
+                .filter(|c| c.1 < end && c.2 != x.session)
+                .map(|c| c.0)
+                .max();
+            if let Some(c) = latest {
+                found.push((x.session, x.seq, c));
             }
+            // Kept either way: a commit read later may overlap it too, and end later.
+            self.views.insert((end, start, x.session, x.seq));
         }
         if class.commit {
-            let hit: Vec<_> = self
-                .views
-                .range((start.saturating_add(1), 0, 0, 0)..)
-                .filter(|v| v.1 < end && v.2 != x.session)
-                .copied()
-                .collect();
-            for v in hit {
-                self.views.remove(&v);
-                found.push((v.2, v.3));
-            }
+            found.extend(
+                self.views
+                    .range((start.saturating_add(1), 0, 0, 0)..)
+                    .filter(|v| v.1 < end && v.2 != x.session)
+                    .map(|v| (v.2, v.3, end)),
+            );
             self.commits.insert((end, start, x.session));
         }
     }
@@ -929,15 +947,43 @@ mod tests {
         );
     }
 
-    /// Runs exchanges (in start order) through a classifier and the ambiguity finder.
-    fn ambiguous(xs: &[Exchange]) -> Vec<(u64, u64)> {
+    /// Runs exchanges (in start order) through a classifier and the ambiguity finder: the
+    /// view points found, with the latest end of the commits each overlapped.
+    fn ambiguous_until(xs: &[Exchange]) -> Vec<(u64, u64, u64)> {
         let (mut c, mut a, mut found) = (Classifier::default(), Ambiguity::default(), vec![]);
         for x in xs {
             let class = c.classify(x);
             a.exchange(x, class, &mut found);
         }
-        found.sort();
-        found
+        let mut latest = BTreeMap::new();
+        for (session, seq, end) in found {
+            let e = latest.entry((session, seq)).or_insert(end);
+            *e = (*e).max(end);
+        }
+        latest.into_iter().map(|((s, q), e)| (s, q, e)).collect()
+    }
+
+    fn ambiguous(xs: &[Exchange]) -> Vec<(u64, u64)> {
+        ambiguous_until(xs)
+            .into_iter()
+            .map(|(s, q, _)| (s, q))
+            .collect()
+    }
+
+    #[test]
+    fn an_ambiguous_read_knows_the_latest_commit_it_overlapped() {
+        let update = |session, s, e| ok(session, 0, "UPDATE t SET a=a+1", 0x0002, (s, e));
+        // The read (100..300) overlaps session 2's commit (50..150), read before it, and
+        // session 3's (250..400), read after it; not session 4's (350..500).
+        assert_eq!(
+            ambiguous_until(&[
+                update(2, 50, 150),
+                rows(1, 5, "SELECT a FROM t", 0x0002, (100, 300)),
+                update(3, 250, 400),
+                update(4, 350, 500),
+            ]),
+            [(1, 5, 400)]
+        );
     }
 
     #[test]

@@ -573,3 +573,127 @@ fn a_deadlock_is_replayed_with_productions_victim() {
         );
     }
 }
+
+/// `--sync-reread`: production's session 1 read row 1 in a transaction while session 2's
+/// COMMIT (of row 1 = 5) was in flight, ended first, and saw the commit (InnoDB makes a
+/// commit visible before its log flush and answer). Ordered by ends, the replay runs the read
+/// first and reads 0: not production's answer. Its transaction has only read, so the replay
+/// rolls it back, waits for session 2's commit, and reads again: production's answer, and
+/// the transaction's second read (row 2) comes from the same view. With `off`, the first
+/// answer stands.
+#[test]
+fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
+    use myrr_recording::Response;
+    let _serial = serial();
+    let db = db();
+    let dir = tempdir();
+    let setup = |row1: u32| {
+        format!(
+            "DROP DATABASE IF EXISTS myrr_reread; CREATE DATABASE myrr_reread; \
+             CREATE TABLE myrr_reread.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_reread.t VALUES (1, {row1}), (2, 0)"
+        )
+    };
+    let timed = |start: u64, end: u64, sql: &str, in_trans: bool| {
+        let (_, command, answer) = stmt(start, sql, in_trans);
+        (start, end, command, answer)
+    };
+    // Production's answers to the two reads: the rows with row 1 = 5, as the candidate
+    // itself answers them in that state.
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    let probe = dir.join("probe.myrr");
+    synthetic_timed(
+        &probe,
+        "myrr_reread",
+        &[reads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| timed(i as u64 * 1_000, i as u64 * 1_000 + 100, r, false))
+            .collect()],
+    );
+    sql(db.candidate_port, &setup(5));
+    let (_, events) = replay_lw(
+        &probe,
+        &dir.join("probe-out.myrr"),
+        "DO 1",
+        &["--speed", "max"],
+    );
+    let production: Vec<Response> = (0..2)
+        .map(|seq| {
+            let x = events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.seq == seq)
+                .expect("probe answer");
+            let mut r = x.response.clone();
+            if let Response::Rows(rs) = &mut r {
+                rs.status = 0x0003;
+            }
+            r
+        })
+        .collect();
+    assert!(matches!(&production[0], Response::Rows(rs) if rs.rows == 1));
+    let read = |start, end, i: usize| {
+        let (s, e, command, _) = timed(start, end, reads[i], true);
+        (s, e, command, production[i].clone())
+    };
+    let rec = dir.join("reread.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_reread",
+        &[
+            vec![
+                timed(0, 100, "BEGIN", true),
+                read(2_000, 2_100, 0),
+                read(3_000, 3_100, 1),
+                timed(4_000, 4_100, "COMMIT", false),
+            ],
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
+                timed(1_000, 10_000, "COMMIT", false),
+            ],
+        ],
+    );
+    for reread in ["on", "off"] {
+        let out = dir.join(format!("reread-{reread}.myrr"));
+        let (summary, events) = replay_lw(
+            &rec,
+            &out,
+            &setup(0),
+            &["--speed", "max", "--sync-reread", reread],
+        );
+        let answer = |seq| {
+            events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.session == 1 && x.seq == seq)
+                .map(|x| x.response.clone())
+                .expect("replayed")
+        };
+        let digest = |r: &Response| match r {
+            Response::Rows(rs) => Some(rs.digest),
+            _ => None,
+        };
+        let labels = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Label(l) if l.session == 1 && l.seq == 1 => Some(l.labels),
+                _ => None,
+            })
+            .unwrap_or(0);
+        assert_ne!(labels & OrderLabel::AMBIGUOUS, 0, "{reread}: {summary}");
+        if reread == "on" {
+            assert_eq!(digest(&answer(1)), digest(&production[0]), "{summary}");
+            assert_eq!(digest(&answer(2)), digest(&production[1]), "{summary}");
+            assert_eq!(summary["rereads"]["sent"], 1, "{summary}");
+            assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
+        } else {
+            assert_ne!(digest(&answer(1)), digest(&production[0]), "{summary}");
+            assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
+        }
+    }
+}
