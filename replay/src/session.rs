@@ -960,6 +960,15 @@ impl Worker {
                 .zip(sample_key);
             if let Some(order) = &shared.order {
                 order.in_server(session, self.clone, None);
+                let open = match &response {
+                    Response::Ok(ok) => ok.status & SERVER_STATUS_IN_TRANS != 0,
+                    Response::Rows(rs) => rs.status & SERVER_STATUS_IN_TRANS != 0,
+                    Response::Err(e) => e.code != ER_LOCK_DEADLOCK,
+                    _ => true,
+                };
+                if !open {
+                    order.txn_ended(session, self.clone);
+                }
             }
             let end_us = self.now_us();
             let clone = self.clone as usize;

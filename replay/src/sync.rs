@@ -330,6 +330,18 @@ impl Order {
         false
     }
 
+    /// `session`'s transaction ended (or it ran outside one): it holds no lock that a
+    /// session it gave way to may wait for, so it no longer goes on at once (see
+    /// [`Order::gives_way`]). Kept past the transaction, a session went on giving way in every
+    /// later transaction while the one it once gave way to stayed blocked in one command (on
+    /// the TPC-C-like bench: bursts of thousands of out-of-order statements, each of them
+    /// free to take locks out of order and block others in turn).
+    pub(crate) fn txn_ended(&self, session: u64, clone: u32) {
+        if let Ok(mut g) = self.gave_way.lock() {
+            g.remove(&(session, clone));
+        }
+    }
+
     /// `session`'s wait is over.
     pub(crate) fn done_waiting(&self, session: u64, clone: u32) {
         if let Ok(mut w) = self.waiting.lock() {
@@ -1138,6 +1150,12 @@ mod tests {
         order.in_server(2, 0, None);
         std::thread::sleep(Duration::from_millis(1));
         order.in_server(2, 0, Some(Duration::from_micros(50)));
+        assert!(!order.gives_way(1, 0, 2, true));
+        // Session 1's transaction ended: it holds nothing session 2 waits for.
+        let entered = order.in_server.lock().unwrap()[&(2, 0)].0;
+        order.gave_way.lock().unwrap().insert((1, 0), (2, entered));
+        assert!(order.gives_way(1, 0, 2, true));
+        order.txn_ended(1, 0);
         assert!(!order.gives_way(1, 0, 2, true));
     }
 
