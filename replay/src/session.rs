@@ -37,9 +37,21 @@ const TXN_KEPT: usize = 1024;
 /// `--sync-deadlocks`: times a transaction the target lost to a deadlock is sent again.
 const DEADLOCK_RETRIES: usize = 3;
 
-const SERVER_STATUS_IN_TRANS: u16 = 0x0001;
-
 use crate::divergence::ER_LOCK_DEADLOCK;
+use crate::sync::SERVER_STATUS_IN_TRANS;
+
+/// Whether a transaction is open on the target after this answer: as its status says; not
+/// after a deadlock (the whole transaction was rolled back) or a lost connection; `None`
+/// for another failure (a failed statement leaves the transaction as it was).
+fn in_transaction(response: &Response) -> Option<bool> {
+    match response {
+        Response::Ok(ok) => Some(ok.status & SERVER_STATUS_IN_TRANS != 0),
+        Response::Rows(rs) => Some(rs.status & SERVER_STATUS_IN_TRANS != 0),
+        Response::Err(e) if e.code == ER_LOCK_DEADLOCK => Some(false),
+        Response::Missing(_) => Some(false),
+        _ => None,
+    }
+}
 
 /// A statement prepared on the target, under its recorded id.
 struct Stmt {
@@ -960,13 +972,7 @@ impl Worker {
                 .zip(sample_key);
             if let Some(order) = &shared.order {
                 order.in_server(session, self.clone, None);
-                let open = match &response {
-                    Response::Ok(ok) => ok.status & SERVER_STATUS_IN_TRANS != 0,
-                    Response::Rows(rs) => rs.status & SERVER_STATUS_IN_TRANS != 0,
-                    Response::Err(e) => e.code != ER_LOCK_DEADLOCK,
-                    _ => true,
-                };
-                if !open {
+                if in_transaction(&response) == Some(false) {
                     order.txn_ended(session, self.clone);
                 }
             }
@@ -1249,16 +1255,10 @@ impl Worker {
     /// `--sync-deadlocks`: keeps `x` as a statement of the transaction open on the target,
     /// as its answer tells.
     fn keep_txn(&mut self, x: Handed, response: &Response) -> Handed {
-        let status = match response {
-            Response::Ok(ok) => ok.status,
-            Response::Rows(rs) => rs.status,
-            Response::Err(e) if e.code == ER_LOCK_DEADLOCK => 0,
-            // The connection is gone, and the transaction with it.
-            Response::Missing(_) => 0,
-            // A failed statement leaves the transaction as it was.
-            _ => return x,
+        let Some(open) = in_transaction(response) else {
+            return x;
         };
-        let was = std::mem::replace(&mut self.in_txn, status & SERVER_STATUS_IN_TRANS != 0);
+        let was = std::mem::replace(&mut self.in_txn, open);
         if !self.in_txn {
             self.txn = None;
             return x;
@@ -1304,13 +1304,7 @@ impl Worker {
         let p = self.shared.clone();
         let p = &p.progress;
         if x.recorded_code == ER_LOCK_DEADLOCK && replayed != ER_LOCK_DEADLOCK {
-            let open = match response {
-                Response::Ok(ok) => ok.status & SERVER_STATUS_IN_TRANS != 0,
-                Response::Rows(rs) => rs.status & SERVER_STATUS_IN_TRANS != 0,
-                // A failed statement leaves the transaction as it was.
-                _ => self.in_txn,
-            };
-            if !open {
+            if !in_transaction(response).unwrap_or(self.in_txn) {
                 // The statement committed on its own: nothing to undo.
                 return Settled::No;
             }

@@ -98,7 +98,7 @@ pub enum SyncMode {
     All,
 }
 
-const SERVER_STATUS_IN_TRANS: u16 = 0x0001;
+pub(crate) const SERVER_STATUS_IN_TRANS: u16 = 0x0001;
 
 const ER_LOCK_DEADLOCK: u16 = 1213;
 
