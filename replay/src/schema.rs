@@ -86,20 +86,45 @@ impl TimeTables {
     }
 
     /// Whether the write `sql`, whose text calls no time function, may read the session's
-    /// time all the same. A schema change makes every later write one.
+    /// time all the same. A schema change makes every later write one. (Sessions keep
+    /// [`TimeTables::time_read`] per prepared statement and ask [`TimeTables::may_read_time_as`].)
+    #[cfg(test)]
     pub(crate) fn may_read_time(&self, sql: &[u8]) -> bool {
+        self.may_read_time_as(self.time_read(sql))
+    }
+
+    /// What [`TimeTables::may_read_time`] reads in a statement's text: kept with a prepared
+    /// statement, whose text every EXECUTE shares.
+    pub(crate) fn time_read(&self, sql: &[u8]) -> TimeRead {
+        let schema_change = matches!(
+            first_keyword(sql).as_str(),
+            "CREATE" | "ALTER" | "RENAME" | "DROP"
+        );
+        TimeRead {
+            schema_change,
+            time_table: schema_change || write_target(sql).is_none_or(|t| self.names.contains(&t)),
+        }
+    }
+
+    /// [`TimeTables::may_read_time`] for a statement read before.
+    pub(crate) fn may_read_time_as(&self, r: TimeRead) -> bool {
         if self.changed.load(Ordering::Relaxed) {
             return true;
         }
-        if matches!(
-            first_keyword(sql).as_str(),
-            "CREATE" | "ALTER" | "RENAME" | "DROP"
-        ) {
+        if r.schema_change {
             self.changed.store(true, Ordering::Relaxed);
-            return true;
         }
-        write_target(sql).is_none_or(|t| self.names.contains(&t))
+        r.time_table
     }
+}
+
+/// A statement's text as [`TimeTables`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeRead {
+    /// It changes the schema: every later write may read the time.
+    schema_change: bool,
+    /// It writes a table the time may reach (or this cannot tell which).
+    time_table: bool,
 }
 
 /// `--sync`: the candidate's primary keys (see [`crate::footprint`]), or why they could not be

@@ -59,6 +59,8 @@ struct Stmt {
     sql: Vec<u8>,
     /// Its shape, for sampling rows (`myrr_wire::sql::shape_key`).
     key: u64,
+    /// What pins its EXECUTEs may need (read from its text once).
+    pins: PinTraits,
     /// Parameters, as the target counts them.
     params: u16,
     /// The parameter types last sent with an EXECUTE of this statement (2 bytes each), empty
@@ -193,6 +195,29 @@ struct PinNeed {
     /// but every replay of it draws the same ones (what a baseline and a candidate write and
     /// then read agrees).
     rand: bool,
+}
+
+/// What a statement's text says about the pins it may need (see [`Worker::pin_need`]).
+#[derive(Debug, Clone, Copy)]
+struct PinTraits {
+    write: bool,
+    /// The text calls a time function.
+    time_call: bool,
+    rand: bool,
+    /// `None`: the target's time tables are not known.
+    time_read: Option<crate::schema::TimeRead>,
+}
+
+impl PinTraits {
+    fn of(sql: &[u8], tables: Option<&crate::schema::TimeTables>) -> Self {
+        let write = !is_read_only(sql);
+        Self {
+            write,
+            time_call: calls_time_function(sql),
+            rand: calls_rand(sql),
+            time_read: tables.filter(|_| write).map(|t| t.time_read(sql)),
+        }
+    }
 }
 
 /// The pins of `x`, comma-separated.
@@ -672,6 +697,7 @@ impl Worker {
                     Stmt {
                         target_id: p.stmt_id,
                         key: myrr_wire::sql::shape_key(sql),
+                        pins: PinTraits::of(sql, self.shared.time_tables.as_ref()),
                         sql: sql.to_vec(),
                         params: p.params,
                         types: Vec::new(),
@@ -735,13 +761,21 @@ impl Worker {
         if !matches!(x.command, Command::Query { .. } | Command::Execute { .. }) {
             return None;
         }
-        let sql = self.sql_of(&x.command)?;
-        let write = !is_read_only(sql);
         let tables = self.shared.time_tables.as_ref();
+        let t = match &x.command {
+            Command::Execute { stmt_id, .. } if self.stmts.contains_key(stmt_id) => {
+                self.stmts[stmt_id].pins
+            }
+            cmd => PinTraits::of(self.sql_of(cmd)?, tables),
+        };
         // Asked first: a schema change it sees counts even when the text calls NOW().
-        let time = write && tables.is_none_or(|t| t.may_read_time(sql)) || calls_time_function(sql);
-        let id = write && x.insert_id > 0;
-        let rand = calls_rand(sql);
+        let time = t.write
+            && tables
+                .zip(t.time_read)
+                .is_none_or(|(tables, r)| tables.may_read_time_as(r))
+            || t.time_call;
+        let id = t.write && x.insert_id > 0;
+        let rand = t.rand;
         (time || id || rand).then_some(PinNeed { time, id, rand })
     }
 

@@ -24,7 +24,8 @@
 //! the replay (per-session queues) — the wait sees every commit that started before X's end
 //! once the dispatcher has read that far; until then the earliest pending end is unknown and
 //! X waits for the dispatcher too (see [`CommitOrder::dispatched_to`]). The earliest pending
-//! end is published on a watch channel; a waiter wakes only when it moves. A wait is bounded
+//! end is kept with the waits registered by the end they wait up to; a commit answered wakes
+//! only the waits it ends. A wait is bounded
 //! (`sync_timeout`) so that whatever the candidate does differently, the replay goes on.
 //!
 //! The other direction (`--sync-views`, on by default): a read that had finished before a
@@ -77,11 +78,12 @@
 //! the reads of the same transaction after them) `order-ambiguous`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use myrr_recording::{Command, Exchange, Response};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::readonly::{is_read_only, takes_locks};
 
@@ -383,7 +385,7 @@ impl Order {
         let asking = self
             .lock_waits
             .as_ref()
-            .filter(|l| l.working.load(std::sync::atomic::Ordering::Relaxed));
+            .filter(|l| l.working.load(Ordering::Relaxed));
         let Some(l) = asking else {
             return inside > STUCK_AFTER + 2 * recorded;
         };
@@ -392,7 +394,7 @@ impl Order {
         if inside > STUCK_LONG + 2 * recorded {
             return true;
         }
-        let suspect = if l.current.load(std::sync::atomic::Ordering::Relaxed) {
+        let suspect = if l.current.load(Ordering::Relaxed) {
             crate::locks::SUSPECT_AFTER
         } else {
             crate::locks::SUSPECT_AFTER + 2 * recorded
@@ -450,17 +452,67 @@ struct Pending {
     /// Pending points → their recorded start.
     keys: Mutex<BTreeMap<CommitKey, u64>>,
     state: watch::Sender<State>,
+    /// Sessions in [`CommitOrder::wait`], by the recorded end they wait up to (and a number
+    /// that tells two waits for one end apart). An update wakes only those whose wait is
+    /// over: waking every waiter on every commit (a watch channel's way) woke each session
+    /// thread several times per commit, and each wake-up of another thread costs both sides
+    /// a context switch.
+    waiters: Mutex<BTreeMap<(u64, u64), Arc<Notify>>>,
+    next_waiter: AtomicU64,
 }
 
 impl Pending {
     fn update(&self, f: impl FnOnce(&mut BTreeMap<CommitKey, u64>, &mut State)) {
-        if let Ok(mut keys) = self.keys.lock() {
-            self.state.send_if_modified(|st| {
-                let before = *st;
-                f(&mut keys, st);
-                st.earliest = keys.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
-                *st != before
-            });
+        let Ok(mut keys) = self.keys.lock() else {
+            return;
+        };
+        let mut over = 0;
+        self.state.send_if_modified(|st| {
+            let before = *st;
+            f(&mut keys, st);
+            st.earliest = keys.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
+            over = st.read_to.min(st.earliest);
+            *st != before
+        });
+        drop(keys);
+        let Ok(mut waiters) = self.waiters.lock() else {
+            return;
+        };
+        while let Some(entry) = waiters.first_entry() {
+            if entry.key().0 > over {
+                break;
+            }
+            entry.remove().notify_one();
+        }
+    }
+
+    /// Registers a wait up to `until_us`: woken (a permit stored) once every point that
+    /// ended before it is answered. Deregistered when dropped.
+    fn waiter(&self, until_us: u64) -> Waiter<'_> {
+        let key = (until_us, self.next_waiter.fetch_add(1, Ordering::Relaxed));
+        let notify = Arc::new(Notify::new());
+        if let Ok(mut w) = self.waiters.lock() {
+            w.insert(key, notify.clone());
+        }
+        Waiter {
+            pending: self,
+            key,
+            notify,
+        }
+    }
+}
+
+/// One registered wait (see [`Pending::waiter`]).
+struct Waiter<'a> {
+    pending: &'a Pending,
+    key: (u64, u64),
+    notify: Arc<Notify>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.pending.waiters.lock() {
+            w.remove(&self.key);
         }
     }
 }
@@ -475,6 +527,8 @@ impl CommitOrder {
                         read_to: 0,
                         earliest: u64::MAX,
                     }),
+                    waiters: Mutex::new(BTreeMap::new()),
+                    next_waiter: AtomicU64::new(0),
                 })
                 .collect(),
         }
@@ -595,8 +649,7 @@ impl CommitOrder {
     ) -> Waited {
         let ready = |st: &State| st.read_to >= until_us && st.earliest >= until_us;
         let p = self.clone_state(clone);
-        let mut rx = p.state.subscribe();
-        if ready(&rx.borrow()) {
+        if ready(&p.state.borrow()) {
             return Waited::Ready;
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -611,16 +664,20 @@ impl CommitOrder {
         if blocked(true) {
             return Waited::Cycle;
         }
+        // Registered before the state is read again: an update in between finds it.
+        let waiter = p.waiter(until_us);
+        if ready(&p.state.borrow()) {
+            return Waited::Ready;
+        }
         loop {
             let step = deadline
                 .saturating_duration_since(tokio::time::Instant::now())
                 .min(STUCK_CHECK);
-            if let Ok(r) = tokio::time::timeout(step, rx.wait_for(ready)).await {
-                return if r.is_ok() {
-                    Waited::Ready
-                } else {
-                    Waited::TimedOut
-                };
+            if tokio::time::timeout(step, waiter.notify.notified())
+                .await
+                .is_ok()
+            {
+                return Waited::Ready;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Waited::TimedOut;
@@ -1079,6 +1136,37 @@ mod tests {
         order.done(0, (300, 2, 0));
         assert!(order.wait(0, 301, t, |_, _| false).await == Waited::Ready);
         assert_eq!(order.pending(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_wakes_only_the_waits_it_ends() {
+        let order = Arc::new(CommitOrder::new(1));
+        order.register(0, (100, 1, 0), 50);
+        order.register(0, (200, 2, 0), 150);
+        order.read_to(1000);
+        let t = Duration::from_secs(10);
+        let wait = |until| {
+            let order = order.clone();
+            tokio::spawn(async move { order.wait(0, until, t, |_, _| false).await })
+        };
+        let (short, long) = (wait(150), wait(250));
+        let registered = |n| {
+            let order = order.clone();
+            async move {
+                while order.clones[0].waiters.lock().unwrap().len() != n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        tokio::time::timeout(t, registered(2)).await.unwrap();
+        order.done(0, (100, 1, 0));
+        assert_eq!(short.await.unwrap(), Waited::Ready);
+        // The wait up to 250 was not woken: still registered, still waiting.
+        assert_eq!(order.clones[0].waiters.lock().unwrap().len(), 1);
+        assert!(!long.is_finished());
+        order.done(0, (200, 2, 0));
+        assert_eq!(long.await.unwrap(), Waited::Ready);
+        assert!(order.clones[0].waiters.lock().unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "current_thread")]
