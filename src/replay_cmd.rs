@@ -507,7 +507,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             },
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
-            "rereads": {"sent": s.rereads, "reproduced": s.rereads_reproduced},
+            "rereads": {"sent": s.rereads, "reproduced": s.rereads_reproduced, "failed": s.rereads_failed},
             "divergence": divergence,
             "backfill": {
                 "sessions": b.sessions,
@@ -654,11 +654,19 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             s.lock_conflicts, s.after_divergence
         );
     }
-    if s.rereads > 0 {
+    if s.rereads + s.rereads_failed > 0 {
         eprintln!(
             "  --sync: {} order-ambiguous views read again after the commits they overlapped \
              (their rows were not production's); {} then were",
             s.rereads, s.rereads_reproduced
+        );
+    }
+    if s.rereads_failed > 0 {
+        eprintln!(
+            "  --sync: {} transactions rolled back to be read again could not be (first errors \
+             above): their first answers stand, and their sessions went on in a transaction \
+             production did not have",
+            s.rereads_failed
         );
     }
     if s.deadlocks_undone + s.deadlocks_retried + s.deadlocks_not_retried > 0 {

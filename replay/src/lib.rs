@@ -308,9 +308,13 @@ pub struct Progress {
     pub deadlocks_undone: AtomicU64,
     pub deadlocks_retried: AtomicU64,
     pub deadlocks_not_retried: AtomicU64,
-    /// `--sync-reread`: views read again, and those whose answer was then production's.
+    /// `--sync-reread`: views read again, and those whose answer was then production's;
+    /// transactions rolled back to be read again that could not be (the target refused the
+    /// `ROLLBACK` or answered a read sent again with an error): the session then goes on in
+    /// a transaction production did not have, and its first answers stand.
     pub rereads: AtomicU64,
     pub rereads_reproduced: AtomicU64,
+    pub rereads_failed: AtomicU64,
     pub after_divergence: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
@@ -598,6 +602,7 @@ pub struct Summary {
     /// `--sync-reread` (see [`Progress::rereads`]).
     pub rereads: u64,
     pub rereads_reproduced: u64,
+    pub rereads_failed: u64,
     pub after_divergence: u64,
     /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
     /// write left different are told by it), or why it could not be asked.
@@ -1083,6 +1088,7 @@ pub async fn run(
         deadlocks_not_retried: p.deadlocks_not_retried.load(Ordering::Relaxed),
         rereads: p.rereads.load(Ordering::Relaxed),
         rereads_reproduced: p.rereads_reproduced.load(Ordering::Relaxed),
+        rereads_failed: p.rereads_failed.load(Ordering::Relaxed),
         after_divergence: p.after_divergence.load(Ordering::Relaxed),
         primary_keys: primary_keys.clone(),
         backfill: BackfillCounts {

@@ -1342,7 +1342,7 @@ impl Worker {
                 // The statement committed on its own: nothing to undo.
                 return Settled::No;
             }
-            if !self.rollback().await {
+            if self.rollback().await.is_err() {
                 return Settled::No;
             }
             self.txn = None;
@@ -1470,7 +1470,11 @@ impl Worker {
                 self.sql_of(&y.command)
                     .is_some_and(|s| is_read_only(s) && !takes_locks(s))
             });
-            if !only_reads || !self.rollback().await {
+            if !only_reads {
+                return None;
+            }
+            if let Err(why) = self.rollback().await {
+                self.reread_failed(&format!("ROLLBACK: {why}"));
                 return None;
             }
             txn
@@ -1504,6 +1508,15 @@ impl Worker {
             ) {
                 // Not the transaction it was: the first answers stand.
                 self.txn = None;
+                if self.held_txn {
+                    let why = match &r {
+                        Response::Err(e) => {
+                            format!("error {}: {}", e.code, String::from_utf8_lossy(&e.message))
+                        }
+                        r => r.kind_name().to_string(),
+                    };
+                    self.reread_failed(&format!("exchange {} sent again: {why}", y.seq));
+                }
                 return None;
             }
             out.insert(y.seq, (r, m, sent, end));
@@ -1511,20 +1524,39 @@ impl Worker {
         Some(out)
     }
 
-    /// Sends `ROLLBACK`: whether the target took it.
-    async fn rollback(&mut self) -> bool {
+    /// A transaction rolled back to be read again could not be (see
+    /// [`crate::Progress::rereads_failed`]): counted, and noted with `why`.
+    fn reread_failed(&self, why: &str) {
+        self.shared
+            .progress
+            .rereads_failed
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.note_error(format!(
+            "session {}: a transaction rolled back to be read again (--sync-reread) could not \
+             be: {why}; its first answers stand",
+            self.start.session
+        ));
+    }
+
+    /// Sends `ROLLBACK`; why not, when the target did not take it.
+    async fn rollback(&mut self) -> Result<(), String> {
         self.buf.clear();
         self.buf.push(command::Code::Query.byte());
         self.buf.extend_from_slice(b"ROLLBACK");
         let Some(conn) = self.conn.as_mut() else {
-            return false;
+            return Err("not connected".into());
         };
         match conn.command(&self.buf).await {
-            Ok((Response::Ok(_), _)) => true,
-            Ok(_) => false,
-            Err(_) => {
+            Ok((Response::Ok(_), _)) => Ok(()),
+            Ok((Response::Err(e), _)) => Err(format!(
+                "error {}: {}",
+                e.code,
+                String::from_utf8_lossy(&e.message)
+            )),
+            Ok((r, _)) => Err(r.kind_name().to_string()),
+            Err(e) => {
                 self.conn = None;
-                false
+                Err(format!("connection lost: {e}"))
             }
         }
     }

@@ -697,3 +697,114 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
         }
     }
 }
+
+#[test]
+fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answers() {
+    use myrr_recording::Response;
+    let _serial = serial();
+    let dir = tempdir();
+    let setup = |row1: u32| {
+        format!(
+            "DROP DATABASE IF EXISTS myrr_rereadfail; CREATE DATABASE myrr_rereadfail; \
+             CREATE TABLE myrr_rereadfail.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_rereadfail.t VALUES (1, {row1}), (2, 0); \
+             CREATE TABLE myrr_rereadfail.u (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_rereadfail.u VALUES (2, 0)"
+        )
+    };
+    let timed = |start: u64, end: u64, sql: &str, in_trans: bool| {
+        let (_, command, answer) = stmt(start, sql, in_trans);
+        (start, end, command, answer)
+    };
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM u WHERE id = 2",
+    ];
+    // Production's answers: row 1 of t = 5.
+    let probe = dir.join("probe.myrr");
+    synthetic_timed(
+        &probe,
+        "myrr_rereadfail",
+        &[reads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| timed(i as u64 * 1_000, i as u64 * 1_000 + 100, r, false))
+            .collect()],
+    );
+    let (_, events) = replay_lw(
+        &probe,
+        &dir.join("probe-out.myrr"),
+        &setup(5),
+        &["--speed", "max"],
+    );
+    let production: Vec<Response> = (0..2)
+        .map(|seq| {
+            let x = events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.seq == seq)
+                .expect("probe answer");
+            let mut r = x.response.clone();
+            if let Response::Rows(rs) = &mut r {
+                rs.status = 0x0003;
+            }
+            r
+        })
+        .collect();
+    let read = |start, end, i: usize| {
+        let (s, e, command, _) = timed(start, end, reads[i], true);
+        (s, e, command, production[i].clone())
+    };
+    // Session 1's view overlapped session 2's DROP TABLE u, which came after it here (the
+    // read of u holds the table until session 1's transaction ends): read again after the
+    // DROP, the read of u fails.
+    let rec = dir.join("rereadfail.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_rereadfail",
+        &[
+            vec![
+                timed(0, 100, "BEGIN", true),
+                read(2_000, 2_100, 0),
+                read(3_000, 3_100, 1),
+                timed(4_000, 4_100, "COMMIT", false),
+            ],
+            vec![timed(1_000, 10_000, "DROP TABLE u", false)],
+        ],
+    );
+    for reread in ["on", "off"] {
+        let out = dir.join(format!("rereadfail-{reread}.myrr"));
+        let (summary, events) = replay_lw(
+            &rec,
+            &out,
+            &setup(0),
+            &["--speed", "max", "--sync-reread", reread],
+        );
+        let answer = |seq| {
+            events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.session == 1 && x.seq == seq)
+                .map(|x| x.response.clone())
+                .expect("replayed")
+        };
+        // The first answers stand: the read of u has its row, the COMMIT went through.
+        assert!(
+            matches!(answer(2), Response::Rows(ref rs) if rs.rows == 1),
+            "{reread}: {summary}"
+        );
+        assert!(matches!(answer(3), Response::Ok(_)), "{reread}: {summary}");
+        let errors = summary["first_errors"].to_string();
+        if reread == "on" {
+            assert_eq!(summary["rereads"]["failed"], 1, "{summary}");
+            assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
+            assert!(
+                errors.contains("could not be") && errors.contains("1146"),
+                "{summary}"
+            );
+        } else {
+            assert_eq!(summary["rereads"]["failed"], 0, "{summary}");
+            assert!(!errors.contains("could not be"), "{summary}");
+        }
+    }
+}
