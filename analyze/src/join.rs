@@ -438,6 +438,11 @@ fn join(
         };
         sh.record_latency(lb, lc);
     }
+    // Production lost this exchange's transaction to a deadlock: its order with the
+    // survivors is not recorded (see `reproduction`).
+    let lost = reference
+        .as_deref()
+        .is_some_and(|r| r.lost_to_deadlock(&bkey));
     // The baseline did not reproduce production here: the candidate cannot be judged by it.
     if reference.is_some_and(|r| r.exclude(&bkey)) {
         *totals
@@ -472,9 +477,10 @@ fn join(
             totals.order_unspecified += 1;
         }
         Outcome::NotCompared(why) => *totals.not_compared.entry(why.into()).or_default() += 1,
-        Outcome::Differs(_) if b.labels | c.labels != 0 => {
+        Outcome::Differs(_) if b.labels | c.labels != 0 || lost => {
             // By the first label (one count per exchange).
-            let name = OrderLabel::names(b.labels | c.labels)[0];
+            let labels = b.labels | c.labels | if lost { OrderLabel::LOCK_CONFLICT } else { 0 };
+            let name = OrderLabel::names(labels)[0];
             *totals.order_dependent.entry(name.into()).or_default() += 1;
         }
         Outcome::Differs(m) => {

@@ -10,15 +10,22 @@
 //! the runs know it: they carry no per-exchange labels of how the replay ordered them). One
 //! whose baseline matches production while the candidate does not is a real difference.
 //!
+//! A transaction production lost to a deadlock has no recorded order with the transactions
+//! that survived it: which statements ran before the deadlock detector chose its victim, and
+//! which of the survivors' waited for the victim's rollback, is not on the wire (a victim is no
+//! commit point for the replay's order either). Its exchanges are labelled lock-conflict from
+//! the reference ([`NotReproduced::lost_to_deadlock`]): a difference there is reported apart,
+//! as the replay's own lock-conflict labels are, not counted.
+//!
 //! Memory: the keys of the exchanges not reproduced, at most [`MAX_NOT_REPRODUCED`] (a
 //! baseline further from production than that is refused: it reproduces too little to judge a
-//! candidate by).
+//! candidate by), and those of transactions production lost to a deadlock.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use myrr_recording::{OrderLabel, Response};
-use rustc_hash::FxHashMap as HashMap;
+use myrr_recording::{Exchange, OrderLabel, Response};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::compare::{compare, Mismatch, Outcome};
 use crate::join::{Item, Key, Side};
@@ -29,15 +36,68 @@ use crate::{AnalyzeError, Options};
 /// Exchanges not reproduced that an analysis keeps track of.
 pub const MAX_NOT_REPRODUCED: usize = 1_000_000;
 
+/// InnoDB chose the transaction as a deadlock's victim and rolled it back.
+const ER_LOCK_DEADLOCK: u16 = 1213;
+
+/// The server's status flag: a transaction is open after this answer.
+const SERVER_STATUS_IN_TRANS: u16 = 0x0001;
+
+/// Most statements of one open transaction kept to label it if production loses it (a longer
+/// transaction keeps its last ones).
+const MAX_TXN_KEPT: usize = 4_096;
+
 /// The exchanges of the baseline whose answers differ from the reference's.
 pub(crate) struct NotReproduced {
     /// By the baseline's key; its cause: the baseline's order label, or else the class of
-    /// the difference.
-    keys: HashMap<Key, &'static str>,
+    /// the difference (and whether it was a label).
+    keys: HashMap<Key, (&'static str, bool)>,
     compared: u64,
     reference: RunInfo,
     /// Joined pairs of the analysis kept out because their exchange was not reproduced.
     pub(crate) excluded: u64,
+    /// The reference's exchanges (clone 0) of transactions production lost to a deadlock.
+    lost: HashSet<Key>,
+}
+
+/// The reference's transactions, read in each session's order: which production lost to a
+/// deadlock.
+#[derive(Default)]
+struct Deadlocks {
+    /// Per session: its open transaction's exchanges.
+    open: HashMap<u64, Vec<Key>>,
+    lost: HashSet<Key>,
+}
+
+impl Deadlocks {
+    fn read(&mut self, x: &Exchange) {
+        let key = (x.session, x.seq, 0);
+        if matches!(&x.response, Response::Err(e) if e.code == ER_LOCK_DEADLOCK) {
+            self.lost
+                .extend(self.open.remove(&x.session).unwrap_or_default());
+            self.lost.insert(key);
+            return;
+        }
+        let status = match x.more.last().unwrap_or(&x.response) {
+            Response::Ok(ok) => Some(ok.status),
+            Response::Rows(rs) => Some(rs.status),
+            _ => None,
+        };
+        match status {
+            Some(s) if s & SERVER_STATUS_IN_TRANS == 0 => {
+                self.open.remove(&x.session);
+            }
+            // In a transaction, or an error inside one (it stays open).
+            Some(_) | None => {
+                let open = self.open.entry(x.session).or_default();
+                if status.is_some() || !open.is_empty() {
+                    if open.len() >= MAX_TXN_KEPT {
+                        open.remove(0);
+                    }
+                    open.push(key);
+                }
+            }
+        }
+    }
 }
 
 impl NotReproduced {
@@ -48,10 +108,22 @@ impl NotReproduced {
         hit
     }
 
+    /// Whether the exchange (a baseline's key: any clone) belongs to a transaction production
+    /// lost to a deadlock.
+    pub(crate) fn lost_to_deadlock(&self, key: &Key) -> bool {
+        self.lost.contains(&(key.0, key.1, 0))
+    }
+
     pub(crate) fn into_report(self) -> Reproduction {
         let mut causes: BTreeMap<String, u64> = BTreeMap::new();
-        for m in self.keys.values() {
-            *causes.entry(m.to_string()).or_default() += 1;
+        for (key, (cause, labelled)) in &self.keys {
+            // Known once the reference's transaction has been read to its end.
+            let cause = if !labelled && self.lost_to_deadlock(key) {
+                OrderLabel::names(OrderLabel::LOCK_CONFLICT)[0]
+            } else {
+                cause
+            };
+            *causes.entry(cause.to_string()).or_default() += 1;
         }
         let n = self.keys.len() as u64;
         Reproduction {
@@ -69,8 +141,8 @@ impl NotReproduced {
                    were not reproduced by the baseline replay: they are kept out of the \
                    comparison and the verdict; a cause is the baseline replay's order label \
                    for the exchange (order-ambiguous, out-of-order, unpinned, lock-conflict, \
-                   after-divergence) or else the \
-                   class of the difference"
+                   after-divergence), lock-conflict in a transaction production lost to a \
+                   deadlock, or else the class of the difference"
                 .into(),
         }
     }
@@ -106,10 +178,11 @@ pub(crate) fn not_reproduced(
     let mut b = Side::open(baseline)?;
     let mut shapes = Shapes::default();
     let (mut wait_r, mut wait_b) = (Waiting::default(), Waiting::default());
-    let mut keys: HashMap<Key, &'static str> = HashMap::default();
+    let mut keys: HashMap<Key, (&'static str, bool)> = HashMap::default();
     // The baseline's order labels, waiting for their exchanges (which follow them).
     let mut labels: HashMap<Key, u8> = HashMap::default();
     let mut compared = 0u64;
+    let mut deadlocks = Deadlocks::default();
     loop {
         let read_ref = match (r.done, b.done) {
             (true, true) => break,
@@ -129,6 +202,9 @@ pub(crate) fn not_reproduced(
             Some(Item::Rows(_)) | None => continue,
         };
         let shape = shapes.of(&x);
+        if read_ref {
+            deadlocks.read(&x);
+        }
         let key = (x.session, x.seq, if read_ref { 0 } else { x.clone });
         let label = if read_ref {
             0
@@ -183,8 +259,8 @@ pub(crate) fn not_reproduced(
                     });
                 }
                 let cause = match bx.3 {
-                    0 => m.name(),
-                    l => OrderLabel::names(l)[0],
+                    0 => (m.name(), false),
+                    l => (OrderLabel::names(l)[0], true),
                 };
                 keys.insert(key, cause);
             }
@@ -208,5 +284,6 @@ pub(crate) fn not_reproduced(
         compared,
         reference: r.info(),
         excluded: 0,
+        lost: deadlocks.lost,
     })
 }
