@@ -23,6 +23,11 @@ fn dir() -> PathBuf {
 }
 
 fn rows(digest: u64) -> Response {
+    rows_in(digest, 2)
+}
+
+/// Rows answered with server status `status`.
+fn rows_in(digest: u64, status: u16) -> Response {
     Response::Rows(ResultSet {
         columns: vec![Column {
             name: b"v".to_vec(),
@@ -35,7 +40,7 @@ fn rows(digest: u64) -> Response {
             ordered: digest,
             unordered: digest,
         },
-        status: 2,
+        status,
         warnings: 0,
         complete: true,
         error: None,
@@ -226,4 +231,108 @@ fn reports_with_and_without_a_reference_match_the_schema() {
         let errs: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
         assert!(errs.is_empty(), "{errs:#?}\n{doc:#}");
     }
+}
+
+/// Session 1 reads a stock row `FOR UPDATE` and loses its transaction to a deadlock (its read
+/// answered `victim_read`); session 2 reads the row `FOR UPDATE` and commits; session 3 reads
+/// a row in autocommit (`other_read`).
+fn write_deadlock_run(path: &Path, victim_read: u64, other_read: u64) {
+    const IN_TRANS: u16 = 3;
+    let ok_in = |status| {
+        Response::Ok(OkInfo {
+            status,
+            ..Default::default()
+        })
+    };
+    let deadlock = Response::Err(ErrInfo {
+        code: 1213,
+        state: b"40001".to_vec(),
+        message: b"Deadlock found when trying to get lock; try restarting transaction".to_vec(),
+    });
+    let read = "SELECT s FROM stock WHERE id = 925 FOR UPDATE";
+    let sessions: [&[(u64, &str, Response)]; 3] = [
+        &[
+            (0, "BEGIN", ok_in(IN_TRANS)),
+            (1_000, read, rows_in(victim_read, IN_TRANS)),
+            (2_000, "UPDATE stock SET s = s - 1 WHERE id = 926", deadlock),
+        ],
+        &[
+            (500, "BEGIN", ok_in(IN_TRANS)),
+            (8_000, read, rows_in(7, IN_TRANS)),
+            (9_000, "COMMIT", ok_in(2)),
+        ],
+        &[(3_000, "SELECT s FROM stock WHERE id = 1", rows(other_read))],
+    ];
+    let header = Header {
+        kind: RunKind::Capture,
+        tool_version: "test".into(),
+        source: "synthetic".into(),
+        started_us: T0,
+        options: vec![],
+    };
+    let mut w = RecordingWriter::create(path, &header).unwrap();
+    for (i, xs) in sessions.iter().enumerate() {
+        let session = i as u64 + 1;
+        w.push(&Event::SessionStart(SessionStart {
+            session,
+            start_us: T0,
+            ..Default::default()
+        }))
+        .unwrap();
+        for (seq, (at, sql, answer)) in xs.iter().enumerate() {
+            w.push(&Event::Exchange(Exchange {
+                session,
+                seq: seq as u64,
+                clone: 0,
+                scheduled_us: None,
+                start_us: T0 + at,
+                end_us: T0 + at + 100,
+                command: Command::Query {
+                    sql: sql.as_bytes().to_vec(),
+                    attrs: vec![],
+                },
+                response: answer.clone(),
+                more: vec![],
+            }))
+            .unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn a_difference_in_a_transaction_production_lost_to_a_deadlock_is_labelled_not_counted() {
+    let d = dir();
+    let (prod, base, cand) = (
+        d.join("prod.myrr"),
+        d.join("base.myrr"),
+        d.join("cand.myrr"),
+    );
+    write_deadlock_run(&prod, 1, 2);
+    // The candidate read the victim's row after the survivor had changed it, and differs
+    // in session 3 as well.
+    write_deadlock_run(&cand, 5, 9);
+    let report = |baseline_victim_read: u64, reference: bool| {
+        write_deadlock_run(&base, baseline_victim_read, 2);
+        let opts = Options {
+            reference: reference.then(|| vec![prod.clone()]),
+            ..Options::default()
+        };
+        let r = analyze(&[base.clone()], &[cand.clone()], &opts).expect("analyze");
+        let mut out = Vec::new();
+        Json.write(&r, &mut out).unwrap();
+        serde_json::from_slice::<J>(&out).unwrap()
+    };
+    let r = report(1, true);
+    let t = &r["totals"];
+    assert_eq!(t["mismatched"], 1, "{t:#}");
+    assert_eq!(t["order_dependent"], json!({"lock-conflict": 1}), "{t:#}");
+    // Where the baseline did not reproduce the victim's read, the cause says why.
+    let r = report(4, true);
+    let x = &r["reproduction"];
+    assert_eq!(x["causes"], json!({"lock-conflict": 1}), "{x:#}");
+    // Without the reference nothing tells the victim's transaction apart: both count.
+    let r = report(1, false);
+    assert_eq!(r["totals"]["mismatched"], 2, "{:#}", r["totals"]);
+    let _ = std::fs::remove_dir_all(&d);
 }

@@ -581,11 +581,54 @@ fn a_deadlock_is_replayed_with_productions_victim() {
 /// rolls it back, waits for session 2's commit, and reads again: production's answer, and
 /// the transaction's second read (row 2) comes from the same view. With `off`, the first
 /// answer stands.
+/// Production's answers to `reads` (one session, in autocommit, on `db`), as the candidate
+/// itself gives them once `setup` has run, with the status of an open transaction: the
+/// answers a recording's reads inside a transaction carry.
+fn answers_of(
+    dir: &std::path::Path,
+    db: &str,
+    setup: &str,
+    reads: &[&str],
+) -> Vec<myrr_recording::Response> {
+    let probe = dir.join("probe.myrr");
+    synthetic_timed(
+        &probe,
+        db,
+        &[reads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (_, command, answer) = stmt(0, r, false);
+                (i as u64 * 1_000, i as u64 * 1_000 + 100, command, answer)
+            })
+            .collect()],
+    );
+    let (_, events) = replay_lw(
+        &probe,
+        &dir.join("probe-out.myrr"),
+        setup,
+        &["--speed", "max"],
+    );
+    (0..reads.len() as u64)
+        .map(|seq| {
+            let x = events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.seq == seq)
+                .expect("probe answer");
+            let mut r = x.response.clone();
+            if let myrr_recording::Response::Rows(rs) = &mut r {
+                rs.status = 0x0003;
+            }
+            r
+        })
+        .collect()
+}
+
 #[test]
 fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
     use myrr_recording::Response;
     let _serial = serial();
-    let db = db();
     let dir = tempdir();
     let setup = |row1: u32| {
         format!(
@@ -604,37 +647,7 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
         "SELECT v FROM t WHERE id = 1",
         "SELECT v FROM t WHERE id = 2",
     ];
-    let probe = dir.join("probe.myrr");
-    synthetic_timed(
-        &probe,
-        "myrr_reread",
-        &[reads
-            .iter()
-            .enumerate()
-            .map(|(i, r)| timed(i as u64 * 1_000, i as u64 * 1_000 + 100, r, false))
-            .collect()],
-    );
-    sql(db.candidate_port, &setup(5));
-    let (_, events) = replay_lw(
-        &probe,
-        &dir.join("probe-out.myrr"),
-        "DO 1",
-        &["--speed", "max"],
-    );
-    let production: Vec<Response> = (0..2)
-        .map(|seq| {
-            let x = events
-                .iter()
-                .filter_map(Event::as_exchange)
-                .find(|x| x.seq == seq)
-                .expect("probe answer");
-            let mut r = x.response.clone();
-            if let Response::Rows(rs) = &mut r {
-                rs.status = 0x0003;
-            }
-            r
-        })
-        .collect();
+    let production = answers_of(&dir, "myrr_reread", &setup(5), &reads);
     assert!(matches!(&production[0], Response::Rows(rs) if rs.rows == 1));
     let read = |start, end, i: usize| {
         let (s, e, command, _) = timed(start, end, reads[i], true);
@@ -721,36 +734,7 @@ fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answer
         "SELECT v FROM u WHERE id = 2",
     ];
     // Production's answers: row 1 of t = 5.
-    let probe = dir.join("probe.myrr");
-    synthetic_timed(
-        &probe,
-        "myrr_rereadfail",
-        &[reads
-            .iter()
-            .enumerate()
-            .map(|(i, r)| timed(i as u64 * 1_000, i as u64 * 1_000 + 100, r, false))
-            .collect()],
-    );
-    let (_, events) = replay_lw(
-        &probe,
-        &dir.join("probe-out.myrr"),
-        &setup(5),
-        &["--speed", "max"],
-    );
-    let production: Vec<Response> = (0..2)
-        .map(|seq| {
-            let x = events
-                .iter()
-                .filter_map(Event::as_exchange)
-                .find(|x| x.seq == seq)
-                .expect("probe answer");
-            let mut r = x.response.clone();
-            if let Response::Rows(rs) = &mut r {
-                rs.status = 0x0003;
-            }
-            r
-        })
-        .collect();
+    let production = answers_of(&dir, "myrr_rereadfail", &setup(5), &reads);
     let read = |start, end, i: usize| {
         let (s, e, command, _) = timed(start, end, reads[i], true);
         (s, e, command, production[i].clone())
