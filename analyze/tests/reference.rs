@@ -318,7 +318,12 @@ fn a_difference_in_a_transaction_production_lost_to_a_deadlock_is_labelled_not_c
             reference: reference.then(|| vec![prod.clone()]),
             ..Options::default()
         };
-        let r = analyze(&[base.clone()], &[cand.clone()], &opts).expect("analyze");
+        let r = analyze(
+            std::slice::from_ref(&base),
+            std::slice::from_ref(&cand),
+            &opts,
+        )
+        .expect("analyze");
         let mut out = Vec::new();
         Json.write(&r, &mut out).unwrap();
         serde_json::from_slice::<J>(&out).unwrap()
