@@ -26,7 +26,9 @@ use myrr_recording::{
 };
 use tokio::sync::mpsc;
 
+use crate::footprint::Rows;
 use crate::handover::{self, Handover};
+use crate::txn_rows::{TxnRows, View};
 use crate::{pool, session, sync, ReplayConfig, ReplayError, Shared};
 
 /// Closed loop: when no session takes an exchange for this long, the queue budget grows (the
@@ -447,8 +449,9 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                 // Registered before any later exchange is handed over (see `sync`).
                 let register = |order: Option<&sync::CommitOrder>, on: bool| match order {
                     Some(o) if on => {
+                        let every = Arc::new(Rows::everything());
                         for clone in 0..cfg.scale {
-                            o.register(clone, key, x.start_us);
+                            o.register(clone, key, x.start_us, every.clone());
                         }
                         Some(key)
                     }
@@ -600,6 +603,22 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
     let cfg = &shared.config;
     if let Ok(merged) = RunReader::open(&cfg.inputs) {
         let mut classifier = sync::Classifier::default();
+        let mut txn_rows = TxnRows::new(
+            shared
+                .divergence
+                .as_ref()
+                .and_then(|d| d.first())
+                .and_then(|d| Some((d.keys.clone(), d.reach.clone()?)))
+                .filter(|_| cfg.sync_rows),
+        );
+        let register_view = |v: View| {
+            if let Some(views) = &all.views {
+                let rows = Arc::new(v.rows);
+                for clone in 0..cfg.scale {
+                    views.register(clone, v.key, v.start_us, rows.clone());
+                }
+            }
+        };
         let mut ambiguity = sync::Ambiguity::default();
         let mut found = Vec::new();
         let mut select = Selector::new(cfg, shared.pacing.recorded_origin_us());
@@ -612,29 +631,37 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                 Pick::Stop => break,
                 Pick::Exchange(x) => {
                     let class = classifier.classify(&x);
-                    if class.commit {
+                    let (commit, view) = txn_rows.exchange(&x, class, sync::view_key(&x, class));
+                    if let Some(rows) = commit {
                         for clone in 0..cfg.scale {
-                            order.register(clone, (x.end_us, x.session, x.seq), x.start_us);
+                            let key = (x.end_us, x.session, x.seq);
+                            order.register(clone, key, x.start_us, rows.clone());
                         }
                     }
-                    if let (Some(views), true) = (&all.views, class.view) {
-                        let key = sync::view_key(&x, class);
-                        for clone in 0..cfg.scale {
-                            views.register(clone, key, x.start_us);
-                        }
+                    if let Some(v) = view {
+                        register_view(v);
                     }
                     ambiguity.exchange(&x, class, &mut found);
                     if !found.is_empty() {
                         all.mark_ambiguous(&mut found, cfg.scale);
                     }
                 }
-                Pick::End(session) => classifier.session_ended(session),
+                Pick::End(session) => {
+                    classifier.session_ended(session);
+                    if let Some(v) = txn_rows.session_ended(session) {
+                        register_view(v);
+                    }
+                }
                 Pick::Start(_) | Pick::Backfill(_) | Pick::Skip => {}
             }
             if n % 256 == 255 {
                 order.read_to(at);
                 if let Some(views) = &all.views {
-                    views.read_to(at);
+                    for v in txn_rows.overdue(at) {
+                        register_view(v);
+                    }
+                    // Not past a view point held until its transaction ends.
+                    views.read_to(txn_rows.holding_since().map_or(at, |s| s.min(at)));
                 }
                 // Bounded read-ahead; and let the sessions run (one client thread).
                 while order.pending() > sync::MAX_PENDING && !shared.stopping() {
@@ -642,6 +669,10 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                 }
                 tokio::task::yield_now().await;
             }
+        }
+        // Held when the reading stopped: every row.
+        for v in txn_rows.overdue(u64::MAX) {
+            register_view(v);
         }
     }
     order.read_to(u64::MAX);

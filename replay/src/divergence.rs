@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use myrr_recording::{Command, OrderLabel, Response};
 
 use crate::dispatch::Recorded;
-use crate::footprint::{rows_meet, Cond, Footprint, Key, PrimaryKeys, Shape};
+use crate::footprint::{rows_meet, Cond, Footprint, Key, PrimaryKeys, Reach, Rows, Shape};
 use crate::readonly::first_keyword;
 use crate::sync::Class;
 
@@ -40,6 +40,9 @@ pub(crate) struct Divergence {
     /// The candidate's primary keys (empty when they could not be asked: rows are then told
     /// by table only).
     pub(crate) keys: std::sync::Arc<PrimaryKeys>,
+    /// The tables a statement reaches through others (`None`: not known; `--sync-rows`
+    /// then orders every statement against every other).
+    pub(crate) reach: Option<std::sync::Arc<Reach>>,
     /// Anything marked yet (most replays mark nothing: then no footprint is worked out).
     any: AtomicBool,
     marks: RwLock<Marks>,
@@ -130,9 +133,13 @@ struct Mark {
 }
 
 impl Divergence {
-    pub(crate) fn new(keys: std::sync::Arc<PrimaryKeys>) -> Self {
+    pub(crate) fn new(
+        keys: std::sync::Arc<PrimaryKeys>,
+        reach: Option<std::sync::Arc<Reach>>,
+    ) -> Self {
         Self {
             keys,
+            reach,
             any: AtomicBool::new(false),
             marks: RwLock::default(),
         }
@@ -335,22 +342,53 @@ impl SessionDivergence {
     }
 
     fn footprint(&mut self, d: &Divergence, x: &Recorded, sql: Option<&[u8]>) -> Footprint {
-        let rows = x.affected;
-        match &x.command {
-            Command::Query { sql, .. } => Shape::of(sql).footprint(&[], &d.keys, x.insert_id, rows),
-            Command::Execute {
-                stmt_id, params, ..
-            } => {
-                let Some(sql) = sql else {
-                    return Footprint::Everything;
-                };
-                self.shapes
-                    .entry(*stmt_id)
-                    .or_insert_with(|| Shape::of(sql))
-                    .footprint(params, &d.keys, x.insert_id, rows)
-            }
-            _ => Footprint::Nothing,
+        let fp = footprint(
+            &mut self.shapes,
+            &d.keys,
+            &x.command,
+            (x.insert_id, x.affected),
+            sql,
+        );
+        match &d.reach {
+            Some(reach) => reach.widen(fp),
+            None => fp,
         }
+    }
+
+    /// `--sync-rows`: the rows a write waits for the earlier commits of (every row when the
+    /// tables a statement reaches through others are not known).
+    pub(crate) fn rows(&mut self, d: &Divergence, x: &Recorded, sql: Option<&[u8]>) -> Rows {
+        match &d.reach {
+            Some(_) => Rows::of(self.footprint(d, x, sql)),
+            None => Rows::everything(),
+        }
+    }
+}
+
+/// The rows an exchange's statement may touch, as its text tells: `sql` is a prepared
+/// statement's text (its shape is kept in `shapes` by statement id); `(insert_id, rows)` what
+/// its recorded OK said.
+pub(crate) fn footprint(
+    shapes: &mut FxHashMap<u32, Shape>,
+    keys: &PrimaryKeys,
+    command: &Command,
+    (insert_id, rows): (u64, u64),
+    sql: Option<&[u8]>,
+) -> Footprint {
+    match command {
+        Command::Query { sql, .. } => Shape::of(sql).footprint(&[], keys, insert_id, rows),
+        Command::Execute {
+            stmt_id, params, ..
+        } => {
+            let Some(sql) = sql else {
+                return Footprint::Everything;
+            };
+            shapes
+                .entry(*stmt_id)
+                .or_insert_with(|| Shape::of(sql))
+                .footprint(params, keys, insert_id, rows)
+        }
+        _ => Footprint::Nothing,
     }
 }
 
@@ -364,7 +402,7 @@ mod tests {
 
     #[test]
     fn marked_rows_are_touched_by_later_statements_on_them() {
-        let d = Divergence::new(Default::default());
+        let d = Divergence::new(Default::default(), None);
         assert!(!d.touches(&Footprint::Everything, 0));
         d.mark(&id("a", 1), u64::MAX);
         assert!(d.touches(&id("a", 1), 5));
@@ -385,7 +423,7 @@ mod tests {
 
     #[test]
     fn many_marks_fold_into_the_whole_table() {
-        let d = Divergence::new(Default::default());
+        let d = Divergence::new(Default::default(), None);
         for i in 0..(MARKS_PER_TABLE as i128 + 10) {
             d.mark(&id("a", i), u64::MAX);
         }

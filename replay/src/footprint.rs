@@ -94,6 +94,123 @@ pub(crate) fn rows_meet(a: Option<&[Vec<Cond>]>, b: Option<&[Vec<Cond>]>) -> boo
     }
 }
 
+/// Boxes kept per table in [`Rows`] before they fold into "all its rows".
+const BOXES_PER_TABLE: usize = 64;
+
+/// The rows several statements may touch (a transaction's): the union of their footprints,
+/// by table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Rows {
+    everything: bool,
+    /// Table → its boxes (`None`: all its rows).
+    tables: Vec<(String, Option<Vec<Vec<Cond>>>)>,
+}
+
+impl Rows {
+    /// Any row of any table.
+    pub(crate) fn everything() -> Self {
+        Self {
+            everything: true,
+            tables: Vec::new(),
+        }
+    }
+
+    pub(crate) fn of(fp: Footprint) -> Self {
+        let mut rows = Self::default();
+        rows.add(fp);
+        rows
+    }
+
+    /// No row at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.everything && self.tables.is_empty()
+    }
+
+    pub(crate) fn add(&mut self, fp: Footprint) {
+        let (t, boxes) = match fp {
+            Footprint::Nothing => return,
+            Footprint::Everything => {
+                *self = Self::everything();
+                return;
+            }
+            _ if self.everything => return,
+            Footprint::Table(t, boxes) => (t, boxes),
+        };
+        let Some((_, have)) = self.tables.iter_mut().find(|(name, _)| *name == t) else {
+            self.tables.push((t, boxes));
+            return;
+        };
+        match (have.as_mut(), boxes) {
+            (Some(have_boxes), Some(more)) => {
+                for b in more {
+                    if !have_boxes.contains(&b) {
+                        have_boxes.push(b);
+                    }
+                }
+                if have_boxes.len() > BOXES_PER_TABLE {
+                    *have = None;
+                }
+            }
+            (Some(_), None) => *have = None,
+            (None, _) => {}
+        }
+    }
+
+    /// Whether the two may share a row.
+    pub(crate) fn meets(&self, other: &Rows) -> bool {
+        if self.is_empty() || other.is_empty() {
+            return false;
+        }
+        if self.everything || other.everything {
+            return true;
+        }
+        self.tables.iter().any(|(t, a)| {
+            other
+                .tables
+                .iter()
+                .any(|(u, b)| t == u && rows_meet(a.as_deref(), b.as_deref()))
+        })
+    }
+}
+
+/// Tables whose rows a statement reaches through others (names lower-cased): views, tables
+/// with triggers, and both sides of a foreign key. A footprint naming one is every row.
+#[derive(Debug, Default)]
+pub(crate) struct Reach {
+    names: std::collections::HashSet<String>,
+    /// The replay changed the schema: from then on every footprint is every row.
+    changed: std::sync::atomic::AtomicBool,
+}
+
+impl Reach {
+    pub(crate) fn new(names: std::collections::HashSet<String>) -> Self {
+        Self {
+            names,
+            changed: Default::default(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub(crate) fn widen(&self, fp: Footprint) -> Footprint {
+        use std::sync::atomic::Ordering;
+        match fp {
+            Footprint::Table(t, _) if self.names.contains(&t) => Footprint::Everything,
+            Footprint::Table(..) if self.changed.load(Ordering::Relaxed) => Footprint::Everything,
+            other => other,
+        }
+    }
+
+    /// A statement changed the schema (`CREATE`, `ALTER`, `DROP`, `RENAME`): the names may
+    /// be out of date.
+    pub(crate) fn schema_changed(&self) {
+        self.changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A value in a statement's text: a literal, or a placeholder's parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Val {
@@ -594,8 +711,10 @@ impl Parser<'_> {
             "DELETE" => self.delete(),
             "INSERT" | "REPLACE" => self.insert(),
             // No rows of any table.
-            "SET" | "BEGIN" | "START" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "USE"
-            | "SHOW" | "DO" | "XA" => return Shape::Nothing,
+            "BEGIN" | "START" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "USE"
+            | "SHOW" | "XA" => return Shape::Nothing,
+            // `SET @a = (SELECT …)` reads rows.
+            "SET" | "DO" if self.count_word("SELECT") == 0 => return Shape::Nothing,
             _ => None,
         };
         shape.unwrap_or(Shape::Everything)
@@ -890,6 +1009,64 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(name: &str, boxes: Option<Vec<Vec<Cond>>>) -> Footprint {
+        Footprint::Table(name.into(), boxes)
+    }
+
+    fn id(i: i128) -> Option<Vec<Vec<Cond>>> {
+        Some(vec![vec![Cond::In(vec![Key::Int(i)])]])
+    }
+
+    #[test]
+    fn a_transactions_rows_meet_another_where_one_of_its_statements_does() {
+        let mut txn = Rows::of(t("a", id(1)));
+        txn.add(t("a", id(2)));
+        txn.add(Footprint::Nothing);
+        txn.add(t("b", None));
+        assert!(txn.meets(&Rows::of(t("a", id(2)))));
+        assert!(!txn.meets(&Rows::of(t("a", id(3)))));
+        assert!(txn.meets(&Rows::of(t("b", id(3)))));
+        assert!(!txn.meets(&Rows::of(t("c", None))));
+        // Every row meets any row, and no row meets nothing.
+        assert!(txn.meets(&Rows::everything()));
+        assert!(!Rows::default().meets(&Rows::everything()));
+        assert!(!Rows::everything().meets(&Rows::default()));
+        let mut all = txn.clone();
+        all.add(Footprint::Everything);
+        assert!(all.meets(&Rows::of(t("z", id(9)))));
+        // Past BOXES_PER_TABLE boxes: the whole table.
+        let mut many = Rows::default();
+        for i in 0..=BOXES_PER_TABLE as i128 {
+            many.add(t("a", id(i * 10)));
+        }
+        assert!(many.meets(&Rows::of(t("a", id(5)))));
+        let mut few = Rows::default();
+        for i in 0..BOXES_PER_TABLE as i128 {
+            few.add(t("a", id(i * 10)));
+        }
+        assert!(!few.meets(&Rows::of(t("a", id(5)))));
+    }
+
+    #[test]
+    fn a_table_reached_through_others_is_every_row_and_so_is_any_after_a_schema_change() {
+        let reach = Reach::new(["v".to_string()].into_iter().collect());
+        assert_eq!(reach.widen(t("v", id(1))), Footprint::Everything);
+        assert_eq!(reach.widen(t("a", id(1))), t("a", id(1)));
+        assert_eq!(reach.widen(Footprint::Nothing), Footprint::Nothing);
+        reach.schema_changed();
+        assert_eq!(reach.widen(t("a", id(1))), Footprint::Everything);
+    }
+
+    #[test]
+    fn a_set_or_do_that_reads_a_table_is_not_nothing() {
+        assert_eq!(Shape::of(b"SET @a = 1"), Shape::Nothing);
+        assert_eq!(
+            Shape::of(b"SET @a = (SELECT v FROM t WHERE id = 1)"),
+            Shape::Everything
+        );
+        assert_eq!(Shape::of(b"DO (SELECT COUNT(*) FROM t)"), Shape::Everything);
+    }
 
     fn keys() -> PrimaryKeys {
         [

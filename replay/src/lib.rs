@@ -47,6 +47,7 @@ mod schema;
 mod session;
 mod sync;
 mod tls;
+mod txn_rows;
 mod waiting;
 pub use sync::SyncMode;
 pub use tls::{Tls, TlsMode};
@@ -126,6 +127,9 @@ pub struct ReplayConfig {
     /// Under `sync`, the other direction too: a commit waits for the reads that had finished
     /// before it started (they must not see it; see `sync`).
     pub sync_views: bool,
+    /// Under `sync`, an exchange waits only for the earlier commits (and a commit only for
+    /// the earlier reads) whose rows it may share (see `txn_rows`).
+    pub sync_rows: bool,
     /// Under `sync`, a write waits for the other sessions' writes that had finished before it
     /// started (row locks are taken in production's order).
     pub sync_writes: bool,
@@ -196,6 +200,7 @@ impl ReplayConfig {
             sync: SyncMode::None,
             sync_timeout: Duration::from_secs(5),
             sync_views: true,
+            sync_rows: false,
             sync_writes: false,
             sync_locks: true,
             sync_deadlocks: true,
@@ -607,6 +612,10 @@ pub struct Summary {
     /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
     /// write left different are told by it), or why it could not be asked.
     pub primary_keys: Option<Result<u64, String>>,
+    /// `--sync-rows`: how many of the candidate's tables a statement reaches through others
+    /// (views, tables with triggers or foreign keys), or why it could not be asked (every
+    /// statement then waits for every earlier commit).
+    pub reach_tables: Option<Result<u64, String>>,
     /// Answers whose rows differed from the recorded ones, kept as row samples.
     pub row_samples: u64,
     /// What backfills restored of sessions that began before the recording.
@@ -893,6 +902,7 @@ pub async fn run(
     let mut lock_waits_source: Option<String> = None;
     let mut time_tables: Option<Result<u64, String>> = None;
     let mut primary_keys: Option<Result<u64, String>> = None;
+    let mut reach_tables: Option<Result<u64, String>> = None;
     let mut step_summaries = Vec::new();
     let mut start_late = Duration::ZERO;
     let (mut first_anchor, mut timetable) = (None, Duration::ZERO);
@@ -1005,6 +1015,7 @@ pub async fn run(
         lock_waits_source = lock_waits_source.or(out.lock_waits_source);
         time_tables = time_tables.or(out.time_tables);
         primary_keys = primary_keys.or(out.primary_keys);
+        reach_tables = reach_tables.or(out.reach_tables);
         refused = refused.or(out.refused);
         if let (Some(s), Some(judge)) = (step, &judged) {
             let counts = progress.ramp_counts().since(before);
@@ -1091,6 +1102,7 @@ pub async fn run(
         rereads_failed: p.rereads_failed.load(Ordering::Relaxed),
         after_divergence: p.after_divergence.load(Ordering::Relaxed),
         primary_keys: primary_keys.clone(),
+        reach_tables: reach_tables.clone(),
         backfill: BackfillCounts {
             sessions: p.backfills.load(Ordering::Relaxed),
             statements: p.backfill_statements.load(Ordering::Relaxed),
@@ -1196,6 +1208,8 @@ struct Pass {
     time_tables: Option<Result<u64, String>>,
     /// `--sync`: the tables with a primary key, or why they could not be asked.
     primary_keys: Option<Result<u64, String>>,
+    /// `--sync-rows`: the tables reached through others, or why they could not be asked.
+    reach_tables: Option<Result<u64, String>>,
     lag: Histogram<u64>,
     service: Histogram<u64>,
     errors: Vec<String>,
@@ -1232,10 +1246,19 @@ async fn pass(
     let primary_keys_found = primary_keys
         .as_ref()
         .map(|k| k.as_ref().map(|k| k.len() as u64).map_err(Clone::clone));
+    let reach = match config.sync {
+        SyncMode::None => None,
+        _ if !config.sync_rows => None,
+        _ => Some(schema::reach(config.target.monitor_opts()).await),
+    };
+    let reach_found = reach
+        .as_ref()
+        .map(|r| r.as_ref().map(|r| r.len() as u64).map_err(Clone::clone));
+    let reach = reach.and_then(Result::ok).map(Arc::new);
     let divergence = primary_keys.map(|k| {
         let keys = Arc::new(k.unwrap_or_default());
         (0..config.scale.max(1))
-            .map(|_| divergence::Divergence::new(keys.clone()))
+            .map(|_| divergence::Divergence::new(keys.clone(), reach.clone()))
             .collect::<Vec<_>>()
     });
     let time_tables_found = time_tables
@@ -1356,6 +1379,7 @@ async fn pass(
         lock_waits_source,
         time_tables: time_tables_found,
         primary_keys: primary_keys_found,
+        reach_tables: reach_found,
         lag,
         service,
         errors,

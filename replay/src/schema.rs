@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::footprint::PrimaryKeys;
+use crate::footprint::{PrimaryKeys, Reach};
 use crate::readonly::{calls_time_function, first_keyword, write_target};
 
 /// The schemas that are the server's own.
@@ -148,6 +148,37 @@ pub(crate) async fn primary_keys(opts: mysql_async::Opts) -> Result<PrimaryKeys,
         Err(_) => return Err(format!("no answer in {} s", ASK_TIMEOUT.as_secs())),
     };
     Ok(fold_keys(rows))
+}
+
+/// `--sync-rows`: the tables whose rows a statement can reach through others (see
+/// [`Reach`]), or why they could not be asked.
+pub(crate) async fn reach(opts: mysql_async::Opts) -> Result<Reach, String> {
+    let ask = async {
+        let mut conn = mysql_async::Conn::new(opts).await?;
+        let names: Vec<String> = conn
+            .query(format!(
+                "SELECT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS \
+                 WHERE EVENT_OBJECT_SCHEMA NOT IN {SYSTEM} \
+                 UNION SELECT TABLE_NAME FROM information_schema.VIEWS \
+                 WHERE TABLE_SCHEMA NOT IN {SYSTEM} \
+                 UNION SELECT TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA NOT IN {SYSTEM} \
+                 UNION SELECT REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA NOT IN {SYSTEM}"
+            ))
+            .await?;
+        let _ = conn.disconnect().await;
+        Ok::<_, mysql_async::Error>(names)
+    };
+    match tokio::time::timeout(ASK_TIMEOUT, ask).await {
+        Ok(r) => Ok(Reach::new(
+            r.map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| t.to_lowercase())
+                .collect(),
+        )),
+        Err(_) => Err(format!("no answer in {} s", ASK_TIMEOUT.as_secs())),
+    }
 }
 
 /// (database, table, column) rows, in key order, to keys by table name.

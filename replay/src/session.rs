@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 
 use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
+use crate::footprint::Rows;
 use crate::pacer::PreciseTimer;
 use crate::readonly::{calls_rand, calls_time_function, is_read_only, takes_locks};
-use crate::sync::{Keys, Waited};
+use crate::sync::{Class, Keys, Order, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::{Batch, Shared, Tally};
@@ -123,6 +124,8 @@ pub(crate) struct Worker {
     /// `--sync-reread`: the latest recorded end of the commits the current view point
     /// overlapped (0: none).
     view_until: u64,
+    /// `--sync-rows`: the rows of its transaction's view point (see `txn_rows`).
+    view_rows: Arc<Rows>,
     /// `--sync-reread`: the answered reads of an order-ambiguous view, held back until its
     /// transaction stops reading (see [`Worker::settle`]); and whether they are in a
     /// transaction (else: an autocommit read).
@@ -327,6 +330,7 @@ impl Worker {
             txn: None,
             in_txn: false,
             view_until: 0,
+            view_rows: Arc::new(Rows::everything()),
             held: Vec::new(),
             held_txn: false,
             last_reconnect: None,
@@ -938,8 +942,7 @@ impl Worker {
             };
             let mut labels = 0u8;
             let waited = wait && {
-                let (start, end) = (x.start_us, x.end_us);
-                if !self.wait_for_order(end, start, class).await {
+                if !self.wait_for_order(&x, keys, class).await {
                     labels |= OrderLabel::OUT_OF_ORDER;
                 }
                 true
@@ -1140,19 +1143,19 @@ impl Worker {
     /// the view points that ended before it started (`recorded_start_us`); a write, under
     /// `--sync-writes`, for the other sessions' writes that ended before it started. Or
     /// until a wait gives way (counted). False: it went out of the recorded order.
-    async fn wait_for_order(
-        &mut self,
-        recorded_end_us: u64,
-        recorded_start_us: u64,
-        class: crate::sync::Class,
-    ) -> bool {
+    async fn wait_for_order(&mut self, x: &Recorded, keys: Keys, class: Class) -> bool {
         let shared = self.shared.clone();
         let Some(order) = &shared.order else {
             return true;
         };
+        let (recorded_end_us, recorded_start_us) = (x.end_us, x.start_us);
         self.hand_over().await;
         shared.flush(&mut self.tally);
         let timeout = shared.config.sync_timeout;
+        let rows = self.order_rows(order, x, keys, class).await;
+        if class.view {
+            self.view_rows = rows.clone();
+        }
         let session = self.start.session;
         let stuck = |s, at_once| order.gives_way(session, self.clone, s, at_once);
         let began = Instant::now();
@@ -1161,10 +1164,13 @@ impl Worker {
             order.commits.wait_read(until, timeout).await;
             until = order.commits.released_by(self.clone, session, until);
         }
-        let mut waited = order.commits.wait(self.clone, until, timeout, &stuck).await;
+        let mut waited = order
+            .commits
+            .wait(self.clone, until, &rows, timeout, &stuck)
+            .await;
         if let (Some(writes), true) = (&order.writes, class.locks) {
             let w = writes
-                .wait(self.clone, recorded_start_us, timeout, &stuck)
+                .wait(self.clone, recorded_start_us, &rows, timeout, &stuck)
                 .await;
             if waited == Waited::Ready {
                 waited = w;
@@ -1173,10 +1179,10 @@ impl Worker {
         if let (Some(views), true) = (&order.views, class.commit) {
             // The reads answered before this commit was did not see it.
             let v = views
-                .wait(self.clone, recorded_end_us, timeout, &stuck)
+                .wait(self.clone, recorded_end_us, &rows, timeout, &stuck)
                 .await;
             if v != Waited::Ready {
-                order.displace(self.clone, recorded_end_us);
+                order.displace(self.clone, recorded_end_us, &rows);
             }
             if waited == Waited::Ready {
                 waited = v;
@@ -1198,6 +1204,47 @@ impl Worker {
         counter.fetch_add(1, Ordering::Relaxed);
         shared.progress.out_of_order.fetch_add(1, Ordering::Relaxed);
         false
+    }
+
+    /// `--sync-rows`: the rows an exchange waits for the earlier points of: a commit point's
+    /// and a view point's as the feeder registered them (its transaction's, see `txn_rows`),
+    /// a write's own; every row for anything else, or with `--sync-rows off`.
+    async fn order_rows(
+        &mut self,
+        order: &Order,
+        x: &Recorded,
+        keys: Keys,
+        class: Class,
+    ) -> Arc<Rows> {
+        let shared = &self.shared;
+        let timeout = shared.config.sync_timeout;
+        if !shared.config.sync_rows {
+            return order.every_row.clone();
+        }
+        if let Some(key) = keys.commit {
+            order.commits.wait_read(x.start_us + 1, timeout).await;
+            return order
+                .commits
+                .rows(self.clone, key)
+                .unwrap_or_else(|| order.every_row.clone());
+        }
+        if let (Some(key), Some(views)) = (keys.view, &order.views) {
+            views.wait_read(x.start_us + 1, timeout).await;
+            return views
+                .rows(self.clone, key)
+                .unwrap_or_else(|| order.every_row.clone());
+        }
+        match shared
+            .divergence
+            .as_ref()
+            .and_then(|d| d.get(self.clone as usize))
+        {
+            Some(d) if class.locks => {
+                let sql = sql_of(&self.stmts, &self.stmt_sql, &x.command);
+                Arc::new(self.divergence.rows(d, x, sql))
+            }
+            _ => order.every_row.clone(),
+        }
     }
 
     /// `--sync`: the labels a read shares with its transaction's view: a view point is
@@ -1489,9 +1536,10 @@ impl Worker {
             .commits
             .until_own(clone, session, view.x.end_us, self.view_until + 1);
         let stuck = |s, at_once| order.gives_way(session, clone, s, at_once);
+        let rows = self.view_rows.clone();
         order
             .commits
-            .wait(clone, until, shared.config.sync_timeout, &stuck)
+            .wait(clone, until, &rows, shared.config.sync_timeout, &stuck)
             .await;
         order.done_waiting(session, clone);
         let mut out = FxHashMap::default();

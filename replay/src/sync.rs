@@ -85,6 +85,8 @@ use std::time::{Duration, Instant};
 use myrr_recording::{Command, Exchange, Response};
 use tokio::sync::{watch, Notify};
 
+use crate::footprint::Rows;
+
 use crate::readonly::{is_read_only, takes_locks};
 
 /// Which exchanges wait for earlier commits.
@@ -156,6 +158,8 @@ pub(crate) struct Order {
     /// View points a commit went ahead of (its wait for them gave way): (session, seq,
     /// clone). They, and the reads from their view, may have seen that commit.
     displaced: Mutex<HashSet<(u64, u64, u32)>>,
+    /// Every row (what an exchange waits for when its rows are not told).
+    pub(crate) every_row: Arc<Rows>,
 }
 
 impl Order {
@@ -186,16 +190,17 @@ impl Order {
             locks,
             ambiguous: Mutex::new(HashMap::new()),
             displaced: Mutex::new(HashSet::new()),
+            every_row: Arc::new(Rows::everything()),
         }
     }
 
-    /// A commit that ended at `end_us` (recorded) went ahead of the view points still
-    /// pending that ended before it: they are out of order.
-    pub(crate) fn displace(&self, clone: u32, end_us: u64) {
+    /// A commit that ended at `end_us` (recorded), writing `rows`, went ahead of the view
+    /// points still pending that ended before it and read them: they are out of order.
+    pub(crate) fn displace(&self, clone: u32, end_us: u64, rows: &Rows) {
         let Some(views) = &self.views else {
             return;
         };
-        let keys = views.pending_before(clone, end_us);
+        let keys = views.pending_before(clone, end_us, rows);
         if let Ok(mut d) = self.displaced.lock() {
             if d.len() < MAX_PENDING {
                 d.extend(
@@ -440,59 +445,110 @@ pub(crate) struct CommitOrder {
     clones: Vec<Pending>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct State {
-    /// Every commit point that started before this recorded instant is registered.
-    read_to: u64,
-    /// The earliest recorded end among pending commit points (`u64::MAX`: none).
-    earliest: u64,
+/// Points scanned at most for one wait's check: past that many pending points before its end,
+/// a wait counts the rest as points it must wait for (it waits longer, never less).
+const SCAN_LIMIT: usize = 4096;
+
+/// A registered point: its recorded start, and the rows its transaction may touch (for a
+/// commit point its writes and locking reads; for a view point its transaction's statements
+/// from the view on; every row unless `--sync-rows`).
+struct Point {
+    start_us: u64,
+    rows: Arc<Rows>,
 }
 
 struct Pending {
-    /// Pending points → their recorded start.
-    keys: Mutex<BTreeMap<CommitKey, u64>>,
-    state: watch::Sender<State>,
+    /// Pending points.
+    keys: Mutex<BTreeMap<CommitKey, Point>>,
+    /// Every point that started before this recorded instant is registered.
+    read_to: watch::Sender<u64>,
     /// Sessions in [`CommitOrder::wait`], by the recorded end they wait up to (and a number
-    /// that tells two waits for one end apart). An update wakes only those whose wait is
-    /// over: waking every waiter on every commit (a watch channel's way) woke each session
-    /// thread several times per commit, and each wake-up of another thread costs both sides
-    /// a context switch.
-    waiters: Mutex<BTreeMap<(u64, u64), Arc<Notify>>>,
+    /// that tells two waits for one end apart), with the rows they wait for. An update wakes
+    /// only those whose wait is over: waking every waiter on every commit (a watch channel's
+    /// way) woke each session thread several times per commit, and each wake-up of another
+    /// thread costs both sides a context switch.
+    waiters: Mutex<BTreeMap<(u64, u64), WaitFor>>,
     next_waiter: AtomicU64,
 }
 
+/// A registered wait: the rows it waits for, and how to wake it.
+type WaitFor = (Arc<Rows>, Arc<Notify>);
+
+/// The first point that ended before `until_us` and may share a row with `rows`.
+fn first_in_way(
+    keys: &BTreeMap<CommitKey, Point>,
+    until_us: u64,
+    rows: &Rows,
+) -> Option<CommitKey> {
+    keys.range(..(until_us, 0, 0))
+        .enumerate()
+        .find(|(i, (_, p))| *i >= SCAN_LIMIT || p.rows.meets(rows))
+        .map(|(_, (k, _))| *k)
+}
+
 impl Pending {
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<CommitKey, u64>, &mut State)) {
-        let Ok(mut keys) = self.keys.lock() else {
-            return;
-        };
-        let mut over = 0;
-        self.state.send_if_modified(|st| {
-            let before = *st;
-            f(&mut keys, st);
-            st.earliest = keys.first_key_value().map_or(u64::MAX, |(k, _)| k.0);
-            over = st.read_to.min(st.earliest);
-            *st != before
-        });
-        drop(keys);
-        let Ok(mut waiters) = self.waiters.lock() else {
-            return;
-        };
-        while let Some(entry) = waiters.first_entry() {
-            if entry.key().0 > over {
-                break;
-            }
-            entry.remove().notify_one();
+    fn new() -> Self {
+        Self {
+            keys: Mutex::new(BTreeMap::new()),
+            read_to: watch::Sender::new(0),
+            waiters: Mutex::new(BTreeMap::new()),
+            next_waiter: AtomicU64::new(0),
         }
     }
 
-    /// Registers a wait up to `until_us`: woken (a permit stored) once every point that
-    /// ended before it is answered. Deregistered when dropped.
-    fn waiter(&self, until_us: u64) -> Waiter<'_> {
+    /// Whether a wait up to `until_us` for `rows` is over.
+    fn ready(&self, until_us: u64, rows: &Rows) -> bool {
+        let read_to = *self.read_to.borrow();
+        read_to >= until_us
+            && self
+                .keys
+                .lock()
+                .map_or(true, |k| first_in_way(&k, until_us, rows).is_none())
+    }
+
+    /// Wakes the waits `affected` names that are over.
+    fn wake(&self, affected: impl Fn(u64, &Rows) -> bool) {
+        let read_to = *self.read_to.borrow();
+        let (Ok(keys), Ok(mut waiters)) = (self.keys.lock(), self.waiters.lock()) else {
+            return;
+        };
+        waiters.retain(|&(until, _), (rows, notify)| {
+            let over = until <= read_to
+                && affected(until, rows)
+                && first_in_way(&keys, until, rows).is_none();
+            if over {
+                notify.notify_one();
+            }
+            !over
+        });
+    }
+
+    fn done(&self, key: CommitKey) {
+        let Some(point) = self.keys.lock().ok().and_then(|mut k| k.remove(&key)) else {
+            return;
+        };
+        self.wake(|until, rows| until > key.0 && rows.meets(&point.rows));
+    }
+
+    fn read_to(&self, us: u64) {
+        let mut before = 0;
+        let moved = self.read_to.send_if_modified(|r| {
+            before = *r;
+            *r = (*r).max(us);
+            *r != before
+        });
+        if moved {
+            self.wake(|until, _| until > before);
+        }
+    }
+
+    /// Registers a wait up to `until_us` for `rows`: woken (a permit stored) once every
+    /// point in its way is answered. Deregistered when dropped.
+    fn waiter(&self, until_us: u64, rows: Arc<Rows>) -> Waiter<'_> {
         let key = (until_us, self.next_waiter.fetch_add(1, Ordering::Relaxed));
         let notify = Arc::new(Notify::new());
         if let Ok(mut w) = self.waiters.lock() {
-            w.insert(key, notify.clone());
+            w.insert(key, (rows, notify.clone()));
         }
         Waiter {
             pending: self,
@@ -520,17 +576,7 @@ impl Drop for Waiter<'_> {
 impl CommitOrder {
     pub(crate) fn new(clones: u32) -> Self {
         Self {
-            clones: (0..clones.max(1))
-                .map(|_| Pending {
-                    keys: Mutex::new(BTreeMap::new()),
-                    state: watch::Sender::new(State {
-                        read_to: 0,
-                        earliest: u64::MAX,
-                    }),
-                    waiters: Mutex::new(BTreeMap::new()),
-                    next_waiter: AtomicU64::new(0),
-                })
-                .collect(),
+            clones: (0..clones.max(1)).map(|_| Pending::new()).collect(),
         }
     }
 
@@ -538,40 +584,49 @@ impl CommitOrder {
         &self.clones[(clone as usize).min(self.clones.len() - 1)]
     }
 
-    /// A point that started at `start_us` (recorded) is pending.
-    pub(crate) fn register(&self, clone: u32, key: CommitKey, start_us: u64) {
-        self.clone_state(clone).update(|keys, _| {
-            keys.insert(key, start_us);
-        });
+    /// A point that started at `start_us` (recorded), whose transaction may touch `rows`, is
+    /// pending.
+    pub(crate) fn register(&self, clone: u32, key: CommitKey, start_us: u64, rows: Arc<Rows>) {
+        if let Ok(mut k) = self.clone_state(clone).keys.lock() {
+            k.insert(key, Point { start_us, rows });
+        }
     }
 
     pub(crate) fn done(&self, clone: u32, key: CommitKey) {
-        self.clone_state(clone).update(|keys, _| {
-            keys.remove(&key);
-        });
+        self.clone_state(clone).done(key);
+    }
+
+    /// The rows a pending point was registered with.
+    pub(crate) fn rows(&self, clone: u32, key: CommitKey) -> Option<Arc<Rows>> {
+        let keys = self.clone_state(clone).keys.lock().ok()?;
+        keys.get(&key).map(|p| p.rows.clone())
     }
 
     /// The reader has registered every commit point that started before `us`.
     pub(crate) fn read_to(&self, us: u64) {
         for p in &self.clones {
-            p.update(|_, st| st.read_to = st.read_to.max(us));
+            p.read_to(us);
         }
     }
 
     /// Waits until the reader has registered every commit point that started before
     /// `until_us`, at most `timeout`.
     pub(crate) async fn wait_read(&self, until_us: u64, timeout: Duration) {
-        let mut rx = self.clones[0].state.subscribe();
-        if rx.borrow().read_to >= until_us {
+        let mut rx = self.clones[0].read_to.subscribe();
+        if *rx.borrow() >= until_us {
             return;
         }
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|st| st.read_to >= until_us)).await;
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= until_us)).await;
     }
 
-    /// The points of `clone` not answered that ended before `until_us`.
-    pub(crate) fn pending_before(&self, clone: u32, until_us: u64) -> Vec<CommitKey> {
+    /// The points of `clone` not answered that ended before `until_us` and may share a row
+    /// with `rows`.
+    pub(crate) fn pending_before(&self, clone: u32, until_us: u64, rows: &Rows) -> Vec<CommitKey> {
         self.clone_state(clone).keys.lock().map_or(Vec::new(), |k| {
-            k.range(..(until_us, 0, 0)).map(|(k, _)| *k).collect()
+            k.range(..(until_us, 0, 0))
+                .filter(|(_, p)| p.rows.meets(rows))
+                .map(|(k, _)| *k)
+                .collect()
         })
     }
 
@@ -588,12 +643,12 @@ impl CommitOrder {
             return end_us;
         };
         let mut until = end_us;
-        for (k, start) in keys.range((end_us, 0, 0)..(end_us + LOCK_RELEASE_SLACK_US, 0, 0)) {
+        for (k, p) in keys.range((end_us, 0, 0)..(end_us + LOCK_RELEASE_SLACK_US, 0, 0)) {
             if k.1 == session {
                 // Its own session's next commit: never waited for.
                 break;
             }
-            if *start < end_us {
+            if p.start_us < end_us {
                 until = k.0 + 1;
             }
         }
@@ -622,7 +677,7 @@ impl CommitOrder {
             return false;
         };
         keys.range((end_us, 0, 0)..(end_us + OVERTAKE_WINDOW_US, 0, 0))
-            .any(|(k, start)| k.1 != session && *start < end_us)
+            .any(|(k, p)| k.1 != session && p.start_us < end_us)
     }
 
     /// Commit points registered and not answered (largest over clones).
@@ -634,22 +689,22 @@ impl CommitOrder {
             .unwrap_or(0)
     }
 
-    /// Waits until every commit point that ended before `until_us` (recorded) has been
-    /// answered, for at most `timeout`. `stuck(session, at_once)` tells whether a session has
-    /// been inside the server for long: when the commit waited for belongs to such a session,
-    /// it is most likely blocked on a lock this session holds (the candidate locked
-    /// differently than production did), and waiting longer would only deadlock. Asked once
-    /// before waiting at all (`at_once`), then every [`STUCK_CHECK`].
+    /// Waits until every commit point that ended before `until_us` (recorded) and may share a
+    /// row with `rows` has been answered, for at most `timeout`. `stuck(session, at_once)`
+    /// tells whether a session has been inside the server for long: when the commit waited
+    /// for belongs to such a session, it is most likely blocked on a lock this session holds
+    /// (the candidate locked differently than production did), and waiting longer would only
+    /// deadlock. Asked once before waiting at all (`at_once`), then every [`STUCK_CHECK`].
     pub(crate) async fn wait(
         &self,
         clone: u32,
         until_us: u64,
+        rows: &Arc<Rows>,
         timeout: Duration,
         stuck: impl Fn(u64, bool) -> bool,
     ) -> Waited {
-        let ready = |st: &State| st.read_to >= until_us && st.earliest >= until_us;
         let p = self.clone_state(clone);
-        if ready(&p.state.borrow()) {
+        if p.ready(until_us, rows) {
             return Waited::Ready;
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -658,15 +713,15 @@ impl CommitOrder {
                 .keys
                 .lock()
                 .ok()
-                .and_then(|k| k.first_key_value().map(|(k, _)| *k));
+                .and_then(|k| first_in_way(&k, until_us, rows));
             first.is_some_and(|k| stuck(k.1, at_once))
         };
         if blocked(true) {
             return Waited::Cycle;
         }
         // Registered before the state is read again: an update in between finds it.
-        let waiter = p.waiter(until_us);
-        if ready(&p.state.borrow()) {
+        let waiter = p.waiter(until_us, rows.clone());
+        if p.ready(until_us, rows) {
             return Waited::Ready;
         }
         loop {
@@ -752,6 +807,8 @@ pub(crate) struct Class {
     /// A deadlock's victim: it ends its transaction, but is no commit point (see
     /// [`Order::sent`]).
     pub(crate) victim: bool,
+    /// It ended its transaction (or ran outside one).
+    pub(crate) ended: bool,
 }
 
 /// Finds commit points and view points in recorded exchanges, in the order the dispatcher
@@ -820,6 +877,7 @@ impl Classifier {
             view,
             in_view,
             victim,
+            ended,
         }
     }
 
@@ -897,9 +955,20 @@ impl Ambiguity {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::footprint::{Cond, Footprint, Key};
     use myrr_recording::{OkInfo, Prepared};
+
+    fn all() -> Arc<Rows> {
+        Arc::new(Rows::everything())
+    }
+
+    /// Rows `ids` of table `t`.
+    pub(crate) fn ids(t: &str, ids: &[i128]) -> Rows {
+        let keys = ids.iter().map(|&i| Key::Int(i)).collect();
+        Rows::of(Footprint::Table(t.into(), Some(vec![vec![Cond::In(keys)]])))
+    }
 
     fn x(session: u64, command: Command, status: u16) -> Exchange {
         Exchange {
@@ -970,7 +1039,13 @@ mod tests {
         assert!(c.classify(&x(3, exec, 0x0002)).commit);
     }
 
-    fn rows(session: u64, seq: u64, sql: &str, status: u16, (start, end): (u64, u64)) -> Exchange {
+    pub(crate) fn rows(
+        session: u64,
+        seq: u64,
+        sql: &str,
+        status: u16,
+        (start, end): (u64, u64),
+    ) -> Exchange {
         let mut e = x(session, q(sql), status);
         e.seq = seq;
         e.start_us = start;
@@ -988,7 +1063,13 @@ mod tests {
         e
     }
 
-    fn ok(session: u64, seq: u64, sql: &str, status: u16, (start, end): (u64, u64)) -> Exchange {
+    pub(crate) fn ok(
+        session: u64,
+        seq: u64,
+        sql: &str,
+        status: u16,
+        (start, end): (u64, u64),
+    ) -> Exchange {
         let mut e = x(session, q(sql), status);
         e.seq = seq;
         e.start_us = start;
@@ -1116,38 +1197,38 @@ mod tests {
     async fn waits_for_commits_that_ended_before_it_ended() {
         let order = CommitOrder::new(1);
         let t = Duration::from_millis(50);
-        order.register(0, (100, 1, 0), 50);
-        order.register(0, (300, 2, 0), 250);
+        order.register(0, (100, 1, 0), 50, all());
+        order.register(0, (300, 2, 0), 250, all());
         // The reader has not reached 150 yet: a commit ending before it may still come.
-        assert!(order.wait(0, 150, t, |_, _| false).await == Waited::TimedOut);
+        assert!(order.wait(0, 150, &all(), t, |_, _| false).await == Waited::TimedOut);
         order.read_to(1000);
         // Ended at 50: nothing ended before it.
-        assert!(order.wait(0, 50, t, |_, _| false).await == Waited::Ready);
+        assert!(order.wait(0, 50, &all(), t, |_, _| false).await == Waited::Ready);
         // Ended at 200: waits for the commit that ended at 100.
         assert!(
-            order.wait(0, 200, t, |_, _| false).await == Waited::TimedOut,
+            order.wait(0, 200, &all(), t, |_, _| false).await == Waited::TimedOut,
             "times out while 100 is pending"
         );
         order.done(0, (100, 1, 0));
-        assert!(order.wait(0, 200, t, |_, _| false).await == Waited::Ready);
+        assert!(order.wait(0, 200, &all(), t, |_, _| false).await == Waited::Ready);
         // A commit point does not wait for itself.
-        assert!(order.wait(0, 300, t, |_, _| false).await == Waited::Ready);
-        assert!(order.wait(0, 301, t, |_, _| false).await == Waited::TimedOut);
+        assert!(order.wait(0, 300, &all(), t, |_, _| false).await == Waited::Ready);
+        assert!(order.wait(0, 301, &all(), t, |_, _| false).await == Waited::TimedOut);
         order.done(0, (300, 2, 0));
-        assert!(order.wait(0, 301, t, |_, _| false).await == Waited::Ready);
+        assert!(order.wait(0, 301, &all(), t, |_, _| false).await == Waited::Ready);
         assert_eq!(order.pending(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_wakes_only_the_waits_it_ends() {
         let order = Arc::new(CommitOrder::new(1));
-        order.register(0, (100, 1, 0), 50);
-        order.register(0, (200, 2, 0), 150);
+        order.register(0, (100, 1, 0), 50, all());
+        order.register(0, (200, 2, 0), 150, all());
         order.read_to(1000);
         let t = Duration::from_secs(10);
         let wait = |until| {
             let order = order.clone();
-            tokio::spawn(async move { order.wait(0, until, t, |_, _| false).await })
+            tokio::spawn(async move { order.wait(0, until, &all(), t, |_, _| false).await })
         };
         let (short, long) = (wait(150), wait(250));
         let registered = |n| {
@@ -1170,17 +1251,85 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_wait_holds_only_for_the_commits_that_may_share_its_rows() {
+        let order = Arc::new(CommitOrder::new(1));
+        order.register(0, (100, 1, 0), 50, Arc::new(ids("t", &[1])));
+        order.register(0, (200, 2, 0), 150, Arc::new(ids("t", &[2])));
+        order.register(0, (250, 3, 0), 240, Arc::new(ids("u", &[2])));
+        order.read_to(1000);
+        let short = Duration::from_millis(30);
+        // Row 3 of t, or another table's rows: no earlier commit in the way.
+        let t3 = Arc::new(ids("t", &[3]));
+        assert_eq!(
+            order.wait(0, 300, &t3, short, |_, _| false).await,
+            Waited::Ready
+        );
+        let v = Arc::new(ids("v", &[1, 2]));
+        assert_eq!(
+            order.wait(0, 300, &v, short, |_, _| false).await,
+            Waited::Ready
+        );
+        // Nothing at all (`SELECT NOW()`): neither.
+        let none = Arc::new(Rows::default());
+        assert_eq!(
+            order.wait(0, 300, &none, short, |_, _| false).await,
+            Waited::Ready
+        );
+        // Row 2 of t: the second commit; every row: the first.
+        let t2 = Arc::new(ids("t", &[2]));
+        assert_eq!(
+            order.wait(0, 300, &t2, short, |_, _| false).await,
+            Waited::TimedOut
+        );
+        // The session it waits for is the one whose commit is in its way.
+        assert_eq!(
+            order.wait(0, 300, &t2, short, |s, _| s == 2).await,
+            Waited::Cycle
+        );
+        assert_eq!(
+            order.wait(0, 300, &t2, short, |s, _| s == 1).await,
+            Waited::TimedOut
+        );
+        let t = Duration::from_secs(10);
+        let waiting = {
+            let (order, t2) = (order.clone(), t2.clone());
+            tokio::spawn(async move { order.wait(0, 300, &t2, t, |_, _| false).await })
+        };
+        while order.clones[0].waiters.lock().unwrap().len() != 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Commits of other rows do not end it.
+        order.done(0, (100, 1, 0));
+        order.done(0, (250, 3, 0));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!waiting.is_finished());
+        order.done(0, (200, 2, 0));
+        assert_eq!(waiting.await.unwrap(), Waited::Ready);
+        // The view points of its rows a commit went ahead of.
+        order.register(0, (400, 4, 0), 350, Arc::new(ids("t", &[5])));
+        order.register(0, (410, 5, 0), 350, Arc::new(ids("t", &[6])));
+        assert_eq!(
+            order.pending_before(0, 500, &ids("t", &[6, 7])),
+            vec![(410, 5, 0)]
+        );
+        assert_eq!(order.pending_before(0, 500, &all()).len(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn gives_up_at_once_when_the_earlier_commits_session_is_stuck() {
         let order = CommitOrder::new(1);
-        order.register(0, (100, 7, 3), 50);
+        order.register(0, (100, 7, 3), 50, all());
         order.read_to(u64::MAX);
         let t = Duration::from_secs(10);
         let started = std::time::Instant::now();
-        assert_eq!(order.wait(0, 200, t, |s, _| s == 7).await, Waited::Cycle);
+        assert_eq!(
+            order.wait(0, 200, &all(), t, |s, _| s == 7).await,
+            Waited::Cycle
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
         let short = Duration::from_millis(20);
         assert_eq!(
-            order.wait(0, 200, short, |s, _| s == 8).await,
+            order.wait(0, 200, &all(), short, |s, _| s == 8).await,
             Waited::TimedOut
         );
     }
@@ -1189,19 +1338,19 @@ mod tests {
     fn a_statement_answered_while_a_commit_finished_waits_for_that_commit() {
         let order = CommitOrder::new(1);
         // Session 2's COMMIT ran 900..1014; session 3's 1000..7000 (long).
-        order.register(0, (1014, 2, 5), 900);
-        order.register(0, (1000 + LOCK_RELEASE_SLACK_US + 1000, 3, 9), 1000);
+        order.register(0, (1014, 2, 5), 900, all());
+        order.register(0, (1000 + LOCK_RELEASE_SLACK_US + 1000, 3, 9), 1000, all());
         // Session 1's UPDATE, woken by session 2's commit, was answered at 1000: it waits
         // for that commit too (1014 + 1), not for session 3's, which ended later than the
         // slack.
         assert_eq!(order.released_by(0, 1, 1000), 1015);
         // A commit that started after the statement ended did not release it.
-        order.register(0, (1100, 4, 2), 1050);
+        order.register(0, (1100, 4, 2), 1050, all());
         assert_eq!(order.released_by(0, 1, 1040), 1040);
         // Never beyond the statement's own session's next commit.
         let own = CommitOrder::new(1);
-        own.register(0, (1010, 1, 8), 1005);
-        own.register(0, (1014, 2, 5), 900);
+        own.register(0, (1010, 1, 8), 1005, all());
+        own.register(0, (1014, 2, 5), 900, all());
         assert_eq!(own.released_by(0, 1, 1000), 1000);
         // Nothing in flight: its own end.
         assert_eq!(CommitOrder::new(1).released_by(0, 1, 1000), 1000);

@@ -435,6 +435,55 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
         "0,11,1,0"
     );
 
+    // `--sync-rows on`: session 1's UPDATE of row 3 shares no row with session 2's commit
+    // and goes at once, in order; its COMMIT, which stands for row 2 too, waits for session
+    // 2 and closes the circle. The candidate's table has no view, trigger or foreign key
+    // (with one, every statement would wait as without the option).
+    let (s, events) = replay_lw(
+        &named,
+        &dir.join("r.myrr"),
+        LW_TABLE,
+        &["--sync-rows", "on"],
+    );
+    // (Other tests' databases on the candidate may have some.)
+    let reached = s["divergence"]["reach_tables"].as_u64().expect("asked");
+    assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
+    let ahead: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Label(l) if l.labels & OrderLabel::OUT_OF_ORDER != 0 => Some((l.session, l.seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ahead, vec![(1, 3)], "{s}");
+    assert_eq!(
+        sql(
+            db().candidate_port,
+            "SELECT GROUP_CONCAT(v ORDER BY id) FROM myrr_lw.t"
+        )
+        .trim(),
+        "0,11,1,0"
+    );
+    // A trigger on the table (it may write other tables' rows): its statements stand for
+    // every row, and the UPDATE of row 3 waits again (the circle closes at it, as without
+    // the option).
+    let with_trigger = format!(
+        "{LW_TABLE}; CREATE TRIGGER myrr_lw.keep BEFORE UPDATE ON myrr_lw.t \
+         FOR EACH ROW SET NEW.v = NEW.v"
+    );
+    let (s, events) = replay_lw(
+        &named,
+        &dir.join("rt.myrr"),
+        &with_trigger,
+        &["--sync-rows", "on"],
+    );
+    assert_eq!(s["divergence"]["reach_tables"], reached + 1, "{s}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Label(l)
+            if l.labels & OrderLabel::OUT_OF_ORDER != 0 && (l.session, l.seq) == (1, 2))),
+        "{s}"
+    );
+
     let long = dir.join("long.myrr");
     synthetic_commands(
         &long,
