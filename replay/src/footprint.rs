@@ -121,6 +121,11 @@ impl Rows {
         rows
     }
 
+    /// Any row of any table.
+    pub(crate) fn is_everything(&self) -> bool {
+        self.everything
+    }
+
     /// No row at all.
     pub(crate) fn is_empty(&self) -> bool {
         !self.everything && self.tables.is_empty()

@@ -512,12 +512,20 @@ impl Pending {
         let (Ok(keys), Ok(mut waiters)) = (self.keys.lock(), self.waiters.lock()) else {
             return;
         };
+        // Waits for every row are over in the order of their ends: past the first that is
+        // not, none is (without `--sync-rows`, every wait is one).
+        let mut every_row_blocked = false;
         waiters.retain(|&(until, _), (rows, notify)| {
+            let every_row = rows.is_everything();
             let over = until <= read_to
+                && !(every_row && every_row_blocked)
                 && affected(until, rows)
                 && first_in_way(&keys, until, rows).is_none();
             if over {
                 notify.notify_one();
+            } else if every_row && until <= read_to {
+                // Registered and not over: a point before its end is in its way.
+                every_row_blocked = true;
             }
             !over
         });
@@ -1046,10 +1054,7 @@ pub(crate) mod tests {
         status: u16,
         (start, end): (u64, u64),
     ) -> Exchange {
-        let mut e = x(session, q(sql), status);
-        e.seq = seq;
-        e.start_us = start;
-        e.end_us = end;
+        let mut e = ok(session, seq, sql, status, (start, end));
         e.response = Response::Rows(myrr_recording::ResultSet {
             columns: Vec::new().into(),
             rows: 1,

@@ -305,6 +305,17 @@ fn stmt(off: u64, sql: &str, in_trans: bool) -> (u64, Cmd, myrr_recording::Respo
     )
 }
 
+/// The (session, seq) of the exchanges a run labelled out-of-order.
+fn out_of_order(events: &[Event]) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Label(l) if l.labels & OrderLabel::OUT_OF_ORDER != 0 => Some((l.session, l.seq)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `--sync all` of `rec` (paced: each command waits for its recorded time) onto myrr_lw
 /// (rebuilt by `setup`) with `extra`: the JSON summary and the run's events.
 fn replay_lw(
@@ -382,13 +393,7 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
     assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(s["sync_timeouts"], 0, "{s}");
     assert!(s["sync_wait_s"]["gave_way"].as_f64().unwrap() > 0.0, "{s}");
-    let ahead: Vec<(u64, u64)> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Label(l) if l.labels & OrderLabel::OUT_OF_ORDER != 0 => Some((l.session, l.seq)),
-            _ => None,
-        })
-        .collect();
+    let ahead = out_of_order(&events);
     assert!(ahead.contains(&(1, 2)), "{ahead:?}");
     assert_eq!(
         sql(
@@ -421,11 +426,7 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
         "the circle was broken by a timeout: {s}"
     );
     assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
-    assert!(
-        events.iter().any(|e| matches!(e, Event::Label(l)
-            if l.labels & OrderLabel::OUT_OF_ORDER != 0 && (l.session, l.seq) == (1, 2))),
-        "{s}"
-    );
+    assert!(out_of_order(&events).contains(&(1, 2)), "{s}");
     assert_eq!(
         sql(
             db().candidate_port,
@@ -448,13 +449,7 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
     // (Other tests' databases on the candidate may have some.)
     let reached = s["divergence"]["reach_tables"].as_u64().expect("asked");
     assert!(s["sync_cycles"].as_u64().unwrap() >= 1, "{s}");
-    let ahead: Vec<(u64, u64)> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Label(l) if l.labels & OrderLabel::OUT_OF_ORDER != 0 => Some((l.session, l.seq)),
-            _ => None,
-        })
-        .collect();
+    let ahead = out_of_order(&events);
     assert_eq!(ahead, vec![(1, 3)], "{s}");
     assert_eq!(
         sql(
@@ -478,11 +473,7 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
         &["--sync-rows", "on"],
     );
     assert_eq!(s["divergence"]["reach_tables"], reached + 1, "{s}");
-    assert!(
-        events.iter().any(|e| matches!(e, Event::Label(l)
-            if l.labels & OrderLabel::OUT_OF_ORDER != 0 && (l.session, l.seq) == (1, 2))),
-        "{s}"
-    );
+    assert!(out_of_order(&events).contains(&(1, 2)), "{s}");
 
     let long = dir.join("long.myrr");
     synthetic_commands(
