@@ -79,7 +79,9 @@ impl TxnRows {
         class: Class,
         view_key: CommitKey,
     ) -> (Option<Arc<Rows>>, Option<View>) {
-        if let (Command::Prepare { sql }, Response::Prepared(p)) = (&x.command, &x.response) {
+        if let (Command::Prepare { sql }, Response::Prepared(p), Some(_)) =
+            (&x.command, &x.response, &self.tables)
+        {
             self.prepared.insert((x.session, p.stmt_id), sql.clone());
             if let Some(s) = self.shapes.get_mut(&x.session) {
                 s.remove(&p.stmt_id);

@@ -540,10 +540,6 @@ fn a_deadlock_is_replayed_with_productions_victim() {
     let dir = tempdir();
     let rec = dir.join("deadlock.myrr");
     // (start µs, end µs, SQL, in a transaction after it).
-    let timed = |start: u64, end: u64, sql: &str, in_trans: bool| {
-        let (_, command, answer) = stmt(start, sql, in_trans);
-        (start, end, command, answer)
-    };
     let deadlock = myrr_recording::Response::Err(myrr_recording::ErrInfo {
         code: 1213,
         state: b"40001".to_vec(),
@@ -665,6 +661,35 @@ fn answers_of(
         .collect()
 }
 
+/// A recorded statement from `start` to `end` µs, answered OK (in a transaction or not).
+fn timed(
+    start: u64,
+    end: u64,
+    sql: &str,
+    in_trans: bool,
+) -> (u64, u64, myrr_recording::Command, myrr_recording::Response) {
+    let (_, command, answer) = stmt(start, sql, in_trans);
+    (start, end, command, answer)
+}
+
+/// Session 1 of the re-read tests: a transaction that reads `reads` (answered as
+/// `production` did) at 2 and 3 ms, then commits.
+fn reading_txn(
+    reads: &[&str],
+    production: &[myrr_recording::Response],
+) -> Vec<(u64, u64, myrr_recording::Command, myrr_recording::Response)> {
+    let read = |start, end, i: usize| {
+        let (s, e, command, _) = timed(start, end, reads[i], true);
+        (s, e, command, production[i].clone())
+    };
+    vec![
+        timed(0, 100, "BEGIN", true),
+        read(2_000, 2_100, 0),
+        read(3_000, 3_100, 1),
+        timed(4_000, 4_100, "COMMIT", false),
+    ]
+}
+
 #[test]
 fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
     use myrr_recording::Response;
@@ -677,10 +702,6 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
              INSERT INTO myrr_reread.t VALUES (1, {row1}), (2, 0)"
         )
     };
-    let timed = |start: u64, end: u64, sql: &str, in_trans: bool| {
-        let (_, command, answer) = stmt(start, sql, in_trans);
-        (start, end, command, answer)
-    };
     // Production's answers to the two reads: the rows with row 1 = 5, as the candidate
     // itself answers them in that state.
     let reads = [
@@ -689,21 +710,12 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
     ];
     let production = answers_of(&dir, "myrr_reread", &setup(5), &reads);
     assert!(matches!(&production[0], Response::Rows(rs) if rs.rows == 1));
-    let read = |start, end, i: usize| {
-        let (s, e, command, _) = timed(start, end, reads[i], true);
-        (s, e, command, production[i].clone())
-    };
     let rec = dir.join("reread.myrr");
     synthetic_timed(
         &rec,
         "myrr_reread",
         &[
-            vec![
-                timed(0, 100, "BEGIN", true),
-                read(2_000, 2_100, 0),
-                read(3_000, 3_100, 1),
-                timed(4_000, 4_100, "COMMIT", false),
-            ],
+            reading_txn(&reads, &production),
             vec![
                 timed(0, 100, "BEGIN", true),
                 timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
@@ -765,20 +777,12 @@ fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answer
              INSERT INTO myrr_rereadfail.u VALUES (2, 0)"
         )
     };
-    let timed = |start: u64, end: u64, sql: &str, in_trans: bool| {
-        let (_, command, answer) = stmt(start, sql, in_trans);
-        (start, end, command, answer)
-    };
     let reads = [
         "SELECT v FROM t WHERE id = 1",
         "SELECT v FROM u WHERE id = 2",
     ];
     // Production's answers: row 1 of t = 5.
     let production = answers_of(&dir, "myrr_rereadfail", &setup(5), &reads);
-    let read = |start, end, i: usize| {
-        let (s, e, command, _) = timed(start, end, reads[i], true);
-        (s, e, command, production[i].clone())
-    };
     // Session 1's view overlapped session 2's DROP TABLE u, which came after it here (the
     // read of u holds the table until session 1's transaction ends): read again after the
     // DROP, the read of u fails.
@@ -787,12 +791,7 @@ fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answer
         &rec,
         "myrr_rereadfail",
         &[
-            vec![
-                timed(0, 100, "BEGIN", true),
-                read(2_000, 2_100, 0),
-                read(3_000, 3_100, 1),
-                timed(4_000, 4_100, "COMMIT", false),
-            ],
+            reading_txn(&reads, &production),
             vec![timed(1_000, 10_000, "DROP TABLE u", false)],
         ],
     );
