@@ -228,6 +228,38 @@ def tls_session_seeds(name, fl):
         write("tls_session", f"{name}-{i}", bytes(out))
 
 
+def tls_keylog_seeds(pcap, keylog, port):
+    """tls_session seeds from a capture of our own TLS server with its client's key log
+    (AEAD suites, which the wireshark-notes captures lack): per connection, flags 3 (SYN
+    seen, key log lines first) with that session's key log lines, its ops up to CAP; and the
+    same with the second statement's client data segment turned into a gap, so that the reader
+    passes over a gap (Session::resync)."""
+    SERVER_PORTS.add(port)
+    lines = open(keylog, "rb").read().splitlines()
+    for i, f in enumerate(flows(pcap).values()):
+        client = b"".join(o[2] for o in f["ops"] if o[0] == "d" and o[1] == 0)
+        # The SSLRequest (4 + 32 bytes), then the ClientHello: its random at 11..43.
+        random = client[36 + 11:36 + 43].hex().upper().encode()
+        keys = b"\n".join(l for l in lines if random in l.upper()) + b"\n"
+        if len(keys) < 60:
+            continue
+        ops = [o for o in f["ops"] if o[0] == "d"]
+        client_ops = [k for k, o in enumerate(ops) if o[1] == 0]
+        for gap in (None, client_ops[5] if len(client_ops) > 6 else None):
+            out = bytearray([3]) + struct.pack("<H", len(keys)) + keys
+            for k, o in enumerate(ops):
+                if k == gap:
+                    out += bytes([2 | (o[1] << 2)]) + struct.pack("<H", min(len(o[2]), 0xFFFF))
+                    continue
+                part = o[2][:0xFFFF]
+                out += bytes([o[1]]) + struct.pack("<H", len(part)) + part
+                if len(out) > CAP:
+                    break
+            write("tls_session", f"aead-{i}{'-gap' if gap is not None else ''}", bytes(out))
+            if gap is None and len(client_ops) <= 6:
+                break
+
+
 def capture_seeds(name, path):
     cap = CAP // 2
     out = bytearray([0])
@@ -332,6 +364,11 @@ def main():
         i = args.index("--myrr")
         myrr = args[i + 1]
         del args[i:i + 2]
+    tls = None
+    if "--tls" in args:
+        i = args.index("--tls")
+        tls = (args[i + 1], args[i + 2], int(args[i + 3]))
+        del args[i:i + 4]
     src = args[0] if args else "/work/shared/corpus/pcaps"
     for t in ("framing", "conn", "reassembly", "recording_reader", "capture_packets",
               "tls_session"):
@@ -357,6 +394,8 @@ def main():
                     streams.append(s)
     reassembly_seeds(streams)
     recording_seeds(pcaps, myrr)
+    if tls:
+        tls_keylog_seeds(*tls)
     for t in sorted(os.listdir(SEEDS)):
         d = os.path.join(SEEDS, t)
         files = os.listdir(d)

@@ -91,6 +91,8 @@ struct ProbeReport {
     attached: Option<String>,
     note: Option<String>,
     stats: Option<myrr_tlsprobe::ProbeStats>,
+    /// How sessions are read: with their secrets, or by the data probes.
+    keys: Option<String>,
 }
 
 /// Starts the TLS probe for `--tls-probe`: a feed of plaintext for the capture. Missing
@@ -100,7 +102,7 @@ fn tls_probe(
     a: &Args,
     report: &Arc<Mutex<ProbeReport>>,
 ) -> anyhow::Result<Option<myrr_capture::PlaintextFeed>> {
-    use myrr_tlsprobe::{Dir, Probe, ProbeError};
+    use myrr_tlsprobe::{Dir, Probe, ProbeError, SecretKind, Seen};
     let Some(pid) = a.tls_probe else {
         return Ok(None);
     };
@@ -125,17 +127,35 @@ fn tls_probe(
     };
     let (tx, rx) = std::sync::mpsc::sync_channel(1 << 16);
     let started = pid.and_then(|pid| {
-        Probe::start(pid, a.ports.clone(), move |c| {
-            let _ = tx.send(myrr_capture::Plaintext {
-                ts_us: c.ts_us,
-                client: c.client,
-                server: c.server,
-                direction: match c.dir {
-                    Dir::ToServer => myrr_recording::Direction::ClientToServer,
-                    Dir::ToClient => myrr_recording::Direction::ServerToClient,
-                },
-                data: c.data,
-                lost_before: c.lost_before,
+        Probe::start(pid, a.ports.clone(), move |seen| {
+            use myrr_capture::tls::SecretKind as K;
+            let _ = tx.send(match seen {
+                Seen::Plaintext(c) => {
+                    myrr_capture::FromServer::Plaintext(myrr_capture::Plaintext {
+                        ts_us: c.ts_us,
+                        client: c.client,
+                        server: c.server,
+                        direction: match c.dir {
+                            Dir::ToServer => myrr_recording::Direction::ClientToServer,
+                            Dir::ToClient => myrr_recording::Direction::ServerToClient,
+                        },
+                        data: c.data,
+                        lost_before: c.lost_before,
+                    })
+                }
+                Seen::Secret(s) => myrr_capture::FromServer::Secret(myrr_capture::Secret {
+                    ts_us: s.ts_us,
+                    client: s.client,
+                    server: s.server,
+                    kind: match s.kind {
+                        SecretKind::ClientHandshake => K::ClientHandshake,
+                        SecretKind::ServerHandshake => K::ServerHandshake,
+                        SecretKind::ClientTraffic => K::ClientTraffic,
+                        SecretKind::ServerTraffic => K::ServerTraffic,
+                        SecretKind::Master => K::Master,
+                    },
+                    secret: s.secret,
+                }),
             });
         })
     });
@@ -153,9 +173,22 @@ fn tls_probe(
                 probe.library.display(),
                 probe.functions.join(", ")
             ));
+            let secrets = probe.keys.is_ok();
+            r.keys =
+                Some(match &probe.keys {
+                    Ok(lib) => format!(
+                    "secrets of new sessions from EVP_KDF_derive in {}; data probes for the {} \
+                     connections open at the start{}",
+                    lib.display(),
+                    probe.existing,
+                    if probe.existing == 0 { " (not attached)" } else { ", until they close" }
+                ),
+                    Err(why) => format!("{why}: every TLS session is read by the data probes"),
+                });
             let report = report.clone();
             Ok(Some(myrr_capture::PlaintextFeed {
                 chunks: rx,
+                secrets,
                 stop: Box::new(move || {
                     let stats = probe.stop();
                     report.lock().unwrap_or_else(|p| p.into_inner()).stats = Some(stats);
@@ -451,6 +484,8 @@ fn print_summary(
                 "records_skipped": t.records_skipped,
                 "plaintext_bytes": t.plaintext_bytes,
                 "key_updates": t.key_updates,
+                "gaps_passed": t.gaps_passed,
+                "records_lost_in_gaps": t.records_lost_in_gaps,
             },
             "executes_unprepared": d.executes_unprepared,
             "inferred": {
@@ -476,6 +511,14 @@ fn print_summary(
             "tls_probe": {
                 "attached": probe.attached,
                 "note": probe.note,
+                "keys": probe.keys,
+                "secrets": s.tls_secrets,
+                "secrets_unused": s.tls_secrets_unused,
+                "secrets_unattributed": ps.secrets_unattributed,
+                "sessions_keyed": t.sessions_keyed_live,
+                "sessions_keys_late": t.sessions_keys_late,
+                "existing_connections": ps.existing_connections,
+                "data_probes_detached_after_s": ps.data_probes_detached_after_s,
                 "tls_sessions": ps.sessions,
                 "chunks": s.tls_plaintext_chunks,
                 "bytes": s.tls_plaintext_bytes,
@@ -537,6 +580,12 @@ fn print_summary(
         }
         if t.key_updates > 0 {
             eprintln!("    key updates followed: {}", t.key_updates);
+        }
+        if t.gaps_passed > 0 {
+            eprintln!(
+                "    TCP gaps passed over: {} ({} records lost in them)",
+                t.gaps_passed, t.records_lost_in_gaps
+            );
         }
     }
     if d.handshakes_aborted > 0 {
@@ -611,6 +660,36 @@ fn print_summary(
             "  tls probe ({at}): {} TLS sessions, {} plaintext bytes decoded",
             ps.sessions, s.tls_plaintext_bytes
         );
+        if let Some(k) = &probe.keys {
+            eprintln!("    {k}");
+        }
+        if s.tls_secrets + s.tls_secrets_unused + ps.secrets_unattributed > 0 {
+            eprintln!(
+                "    read with their secrets: {} sessions ({} decrypted, {} whose secrets came \
+                 late, {} without keys, {} failed); secrets not used: {} (no handshake in the \
+                 capture), {} (socket not found or not the server's port)",
+                t.sessions_keyed_live + t.sessions_keys_late,
+                t.sessions_decrypted,
+                t.sessions_keys_late,
+                t.sessions_without_keys,
+                t.sessions_failed,
+                s.tls_secrets_unused,
+                ps.secrets_unattributed
+            );
+        }
+        if t.gaps_passed > 0 {
+            eprintln!(
+                "    TCP gaps passed over in TLS sessions: {} ({} records lost in them)",
+                t.gaps_passed, t.records_lost_in_gaps
+            );
+        }
+        if let Some(after) = ps.data_probes_detached_after_s {
+            eprintln!(
+                "    data probes detached after {after:.1} s (the {} connections open at the \
+                 start had closed)",
+                ps.existing_connections
+            );
+        }
         let lost = ps.lost_bytes + ps.unattributed_bytes + s.tls_plaintext_unused;
         if lost > 0 || ps.lost_records > 0 {
             eprintln!(

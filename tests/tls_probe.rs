@@ -106,6 +106,24 @@ fn sysbench_tls(test: &str, port: u16, dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// From a capture's summary: (sessions read with their secrets, decrypted, whose secrets came
+/// late, without keys, failed); all 0 when none was.
+fn read_with_secrets(summary: &str) -> [u64; 5] {
+    let Some(line) = summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("read with their secrets: "))
+    else {
+        return [0; 5];
+    };
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .take(5)
+        .map(|w| w.parse().unwrap())
+        .collect();
+    n.try_into().unwrap_or_else(|_| panic!("{line}"))
+}
+
 fn sessions(events: &[Event]) -> Vec<&myrr_recording::SessionStart> {
     events
         .iter()
@@ -193,6 +211,17 @@ fn tls_clients_are_recorded_as_the_server_logged_them() {
     let tls = starts.iter().filter(|s| s.encrypted).count();
     // CLI ×2, sysbench 2 + 2 (and their main connections), the Python app's 2.
     assert!(tls >= 8, "{tls} TLS sessions: {starts:?}");
+    // All set up under the probe: read from the packets with the secrets the server derived
+    // (TLS 1.3 and 1.2), no data probe attached.
+    assert_eq!(
+        read_with_secrets(&summary),
+        [tls as u64, tls as u64, 0, 0, 0],
+        "{summary}"
+    );
+    assert!(
+        summary.contains("data probes for the 0 connections open at the start (not attached)"),
+        "{summary}"
+    );
     assert!(
         starts.iter().any(|s| !s.encrypted),
         "the client in the clear"
@@ -280,6 +309,11 @@ fn tls_sessions_open_before_the_capture_are_recorded_from_then_on() {
     let counts = app.run();
     let summary = cap.stop();
     assert!(summary.contains("tls probe drops 0"), "{summary}");
+    // The pool's connections were open at the start: the data probes read them.
+    assert!(
+        summary.contains("connections open at the start, until they close"),
+        "{summary}"
+    );
     let events = read_events(&dir.join("mid.myrr"));
     let mid: Vec<u64> = sessions(&events)
         .iter()
@@ -357,6 +391,13 @@ fn sixteen_tls_sessions_at_full_speed_lose_nothing() {
     assert_eq!(
         queries, total,
         "every statement sysbench sent, with its answer: {summary}"
+    );
+    let tls = sessions(&events).iter().filter(|s| s.encrypted).count() as u64;
+    assert!(tls >= 16, "{summary}");
+    assert_eq!(
+        read_with_secrets(&summary),
+        [tls, tls, 0, 0, 0],
+        "{summary}"
     );
     assert!(!events.iter().any(|e| matches!(e, Event::Gap(_))));
     assert_no_probe_left();

@@ -75,6 +75,42 @@ pub struct Stats {
     /// Plaintext of a connection already decoded in the clear or counted encrypted, or held
     /// too long for a handshake that never came: not decoded.
     pub tls_plaintext_unused: u64,
+    /// Secrets the server derived (`--tls-probe`) for a connection whose handshake the
+    /// capture is reading, and those for one it is not (its SYN was not captured, or it is
+    /// not TLS any more): not used.
+    pub tls_secrets: u64,
+    pub tls_secrets_unused: u64,
+}
+
+/// A secret of one TLS connection's handshake, as the server derived it (`--tls-probe`): the
+/// connection's packets are read with it.
+#[derive(Debug, Clone)]
+pub struct Secret {
+    /// When the server derived it, µs since the Unix epoch (as packet times).
+    pub ts_us: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub kind: tls::SecretKind,
+    pub secret: Vec<u8>,
+}
+
+/// What the server's TLS library told (`--tls-probe`).
+#[derive(Debug, Clone)]
+pub enum FromServer {
+    /// Plaintext of a session whose handshake was not seen.
+    Plaintext(Plaintext),
+    /// A secret of a session whose handshake was seen.
+    Secret(Secret),
+}
+
+impl FromServer {
+    /// When the server had it.
+    pub fn ts_us(&self) -> u64 {
+        match self {
+            FromServer::Plaintext(p) => p.ts_us,
+            FromServer::Secret(s) => s.ts_us,
+        }
+    }
 }
 
 /// Plaintext of one TLS connection, read inside the server (`--tls-probe`).
@@ -114,6 +150,9 @@ pub struct CaptureConfig {
     /// TLS sessions' plaintext comes from inside the server ([`Capture::plaintext`]): a
     /// connection's SSLRequest waits for it instead of counting the session encrypted.
     pub tls_plaintext: bool,
+    /// The server tells the secrets of the TLS sessions it sets up ([`Capture::secret`]): a
+    /// new connection's TLS is read from its packets with them.
+    pub tls_secrets: bool,
     /// Secrets to read TLS sessions with (`--keylog`, pcapng secrets blocks). Without it, TLS
     /// sessions are counted encrypted and no TLS code runs.
     pub keylog: Option<Arc<tls::KeyLog>>,
@@ -131,6 +170,7 @@ impl Default for CaptureConfig {
             own_clients: Vec::new(),
             row_samples: true,
             tls_plaintext: false,
+            tls_secrets: false,
             keylog: None,
         }
     }
@@ -338,6 +378,9 @@ impl Capture {
             if self.config.tls_plaintext {
                 self.end_closing(self.now_us);
             }
+            if self.config.tls_secrets {
+                self.expire_key_waits(self.now_us);
+            }
         }
     }
 
@@ -347,6 +390,9 @@ impl Capture {
         if self.config.tls_plaintext && now_us.saturating_sub(self.last_tick_us) >= 100_000 {
             self.last_tick_us = now_us;
             self.end_closing(now_us);
+            if self.config.tls_secrets {
+                self.expire_key_waits(now_us);
+            }
         }
     }
 
@@ -544,6 +590,7 @@ impl Capture {
         }
         let tls = match &self.config.keylog {
             Some(k) if syn => Some(Box::new(tls::TlsFlow::new(k.clone(), &mut conn))),
+            None if syn && self.config.tls_secrets => Some(Box::new(tls::TlsFlow::live(&mut conn))),
             _ => None,
         };
         if !syn {
@@ -596,6 +643,11 @@ impl Capture {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
+        if flow.tls.as_ref().is_some_and(|t| t.takes_secrets()) {
+            // Read from its packets with its secrets.
+            self.stats.tls_plaintext_unused += p.data.len() as u64;
+            return;
+        }
         flow.probed = true;
         flow.last_us = flow.last_us.max(p.ts_us);
         let mut ctx = Ctx {
@@ -656,6 +708,53 @@ impl Capture {
         flow.conn.data(p.direction, &p.data, p.ts_us, &mut ctx);
     }
 
+    /// A secret the server derived for one of its TLS sessions: read with it, as
+    /// [`Capture::plaintext`] (give it in time order with the packets).
+    pub fn secret(&mut self, s: Secret) {
+        let key = FlowKey {
+            client: s.client,
+            server: s.server,
+        };
+        let Some(flow) = self.flows.get_mut(&key) else {
+            self.stats.tls_secrets_unused += 1;
+            return;
+        };
+        let Some(t) = flow.tls.as_mut().filter(|t| t.wants_secrets()) else {
+            self.stats.tls_secrets_unused += 1;
+            return;
+        };
+        self.stats.tls_secrets += 1;
+        let mut ctx = Ctx {
+            events: &mut self.events,
+            stats: &mut self.stats.decode,
+            next_session: &mut self.next_session,
+            samples: self.samples.as_mut(),
+        };
+        t.secret(
+            s.kind,
+            &s.secret,
+            &mut flow.conn,
+            &mut ctx,
+            &mut self.stats.tls,
+        );
+    }
+
+    /// TLS sessions whose bytes waited [`tls::KEYS_WAIT_US`] for their secrets are read with
+    /// what came.
+    fn expire_key_waits(&mut self, now: u64) {
+        let mut ctx = Ctx {
+            events: &mut self.events,
+            stats: &mut self.stats.decode,
+            next_session: &mut self.next_session,
+            samples: self.samples.as_mut(),
+        };
+        for flow in self.flows.values_mut() {
+            if let Some(t) = flow.tls.as_mut().filter(|t| t.waiting()) {
+                t.expire(now, &mut flow.conn, &mut ctx, &mut self.stats.tls);
+            }
+        }
+    }
+
     /// Probed flows whose FIN/RST is older than [`PLAINTEXT_LATE_US`] end now.
     fn end_closing(&mut self, now: u64) {
         let due: Vec<(FlowKey, EndReason, u64)> = self
@@ -704,7 +803,7 @@ impl Capture {
             }
         }
         if let Some(t) = &mut flow.tls {
-            t.finish(&mut flow.conn, now, &mut ctx);
+            t.finish(&mut flow.conn, now, &mut ctx, &mut self.stats.tls);
         }
         flow.conn.end(reason, now, &mut ctx);
     }

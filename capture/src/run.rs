@@ -14,12 +14,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use myrr_recording::{Event, RecordingWriter, WriteError};
 
 use crate::source::{Next, PacketSource, SourceError};
-use crate::{Capture, CaptureConfig, Plaintext, Stats};
+use crate::{Capture, CaptureConfig, FromServer, Stats};
 
 /// TLS plaintext read inside the server, beside a live packet source (`--tls-probe`).
 pub struct PlaintextFeed {
-    /// The plaintext, in time order per connection.
-    pub chunks: Receiver<Plaintext>,
+    /// The plaintext and secrets, in time order per connection.
+    pub chunks: Receiver<FromServer>,
+    /// The server tells the secrets of the sessions it sets up (else every TLS session's
+    /// plaintext comes in `chunks`).
+    pub secrets: bool,
     /// Called when the packet source has ended: stops whatever sends `chunks` (the senders
     /// are dropped), after which the rest is decoded.
     pub stop: Box<dyn FnOnce() + Send>,
@@ -31,9 +34,9 @@ const PLAINTEXT_HOLD: Duration = Duration::from_millis(200);
 
 /// What the run loop holds of a [`PlaintextFeed`].
 struct Feed {
-    chunks: Receiver<Plaintext>,
+    chunks: Receiver<FromServer>,
     stop: Option<Box<dyn FnOnce() + Send>>,
-    held: VecDeque<Plaintext>,
+    held: VecDeque<FromServer>,
     open: bool,
 }
 
@@ -54,11 +57,14 @@ impl Feed {
             .unwrap_or(0);
         let hold = PLAINTEXT_HOLD.as_micros() as u64;
         while let Some(c) = self.held.front() {
-            if !(end || c.ts_us <= cap.now_us() || c.ts_us + hold <= wall_us) {
+            let ts_us = c.ts_us();
+            if !(end || ts_us <= cap.now_us() || ts_us + hold <= wall_us) {
                 break;
             }
-            if let Some(c) = self.held.pop_front() {
-                cap.plaintext(c);
+            match self.held.pop_front() {
+                Some(FromServer::Plaintext(p)) => cap.plaintext(p),
+                Some(FromServer::Secret(s)) => cap.secret(s),
+                None => {}
             }
         }
         cap.tick(wall_us.saturating_sub(hold).max(cap.now_us()));
@@ -161,6 +167,7 @@ where
     K: EventSink + ?Sized,
 {
     config.tls_plaintext |= feed.is_some();
+    config.tls_secrets |= feed.as_ref().is_some_and(|f| f.secrets);
     let mut feed = feed.map(|f| Feed {
         chunks: f.chunks,
         stop: Some(f.stop),

@@ -508,6 +508,106 @@ fn tls_sessions_decode_with_their_key_log() {
     assert_eq!(stats.tls.records_decrypted, 20);
 }
 
+/// `--tls-probe`'s way: the server tells the session's secret while the capture reads it.
+/// mysql-ssl-larger's master secret given at `when` (None: never; Some(0): before the
+/// first frame; Some(n): after frame n); frames from `shift_from` on come `shift_us` later.
+fn decode_with_live_secret(
+    when: Option<usize>,
+    shift_from: usize,
+    shift_us: u64,
+) -> (Vec<Event>, Stats) {
+    let file = "wireshark-notes__mysql-ssl-larger.pcapng";
+    let keylog =
+        std::fs::read_to_string(corpus().join("keys").join(format!("{file}.keylog"))).unwrap();
+    let hex = keylog.split_whitespace().nth(2).unwrap();
+    let master: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(master.len(), 48);
+    let mut frames = Vec::new();
+    source::read_file(
+        &corpus().join("pcaps").join(file),
+        None,
+        |ts, link, frame| frames.push((ts, link, frame.to_vec())),
+    )
+    .unwrap();
+    let (events, _) = decode_named_with(file, corpus_keylog(file));
+    let Event::SessionStart(start) = &events[0] else {
+        panic!("{:?}", events[0])
+    };
+    let secret = || myrr_capture::Secret {
+        ts_us: frames[0].0,
+        client: start.client.parse().unwrap(),
+        server: start.server.parse().unwrap(),
+        kind: myrr_capture::tls::SecretKind::Master,
+        secret: master.clone(),
+    };
+    let mut cap = Capture::new(CaptureConfig {
+        server_ports: vec![3306],
+        tls_plaintext: true,
+        tls_secrets: true,
+        ..CaptureConfig::default()
+    });
+    let mut events = Vec::new();
+    for (n, (ts, link, frame)) in frames.iter().enumerate() {
+        if when == Some(n) {
+            cap.secret(secret());
+        }
+        let ts = if n >= shift_from { ts + shift_us } else { *ts };
+        cap.packet(ts, *link, frame);
+        events.extend(cap.drain_events());
+    }
+    if when == Some(frames.len()) {
+        cap.secret(secret());
+    }
+    cap.finish();
+    events.extend(cap.drain_events());
+    (events, cap.stats().clone())
+}
+
+#[test]
+fn a_session_read_with_the_secret_the_server_tells_waits_for_it() {
+    let rows = |events: &[Event]| -> Vec<u64> {
+        exchanges(events).iter().map(|x| x.total_rows()).collect()
+    };
+    // Told after the SYN, or only after the last frame: the bytes wait, then read whole.
+    for when in [1, 42] {
+        let (events, stats) = decode_with_live_secret(Some(when), usize::MAX, 0);
+        assert_eq!(rows(&events), [1, 14, 431, 0], "secret after frame {when}");
+        assert_eq!(
+            (stats.tls.sessions_keyed_live, stats.tls.sessions_keys_late),
+            (1, 0)
+        );
+        assert_eq!((stats.tls_secrets, stats.tls_secrets_unused), (1, 0));
+        assert_eq!(stats.tls.records_decrypted, 20);
+    }
+    // Never told, or told before its connection was seen: counted without keys, nothing read.
+    for when in [None, Some(0)] {
+        let (events, stats) = decode_with_live_secret(when, usize::MAX, 0);
+        assert!(exchanges(&events).is_empty(), "{when:?}");
+        assert_eq!(
+            (
+                stats.tls.sessions_keys_late,
+                stats.tls.sessions_without_keys
+            ),
+            (1, 1)
+        );
+        assert_eq!(stats.decode.sessions_encrypted, 1);
+        assert_eq!(stats.tls_secrets_unused, u64::from(when.is_some()));
+    }
+    // Told 3 s (of capture time) after TLS began: the wait was over; the secret is not used.
+    let (events, stats) = decode_with_live_secret(Some(30), 20, 3_000_000);
+    assert!(exchanges(&events).is_empty());
+    assert_eq!(
+        (
+            stats.tls.sessions_keys_late,
+            stats.tls.sessions_without_keys
+        ),
+        (1, 1)
+    );
+    assert_eq!((stats.tls_secrets, stats.tls_secrets_unused), (0, 1));
+}
+
 #[test]
 fn tls_sessions_with_wrong_or_missing_keys_stay_encrypted() {
     let file = "wireshark-notes__mysql-ssl.pcapng";

@@ -5,7 +5,10 @@
 //!
 //! Input: `flags:u8 [keylog_len:u16le keylog[keylog_len]] op*`
 //!   flags bit 0: syn_seen (only then is TLS read, as in a capture);
-//!   bit 1: the key log lines come first in the input
+//!   bit 1: the key log lines come first in the input;
+//!   bit 2: the secrets come from the server (`TlsFlow::live`, `--tls-probe`): tag 0xFF
+//!   gives the first corpus capture's master secret, 0xFB the second's, and a time jump
+//!   expires the wait for them
 //!   op := tag:u8 ...   (the `conn` target's ops)
 //!     tag & 3 == 0 | 1 : data, direction = tag & 1 (0 = client→server); `len:u16le bytes[len]`
 //!     tag & 3 == 2     : gap, direction = (tag >> 2) & 1; `n:u16le` bytes lost
@@ -21,7 +24,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use myrr_capture::tls::record::{HEADER_LEN, MAX_BODY, MAX_KEPT};
-use myrr_capture::tls::{KeyLog, TlsFlow, TlsStats};
+use myrr_capture::tls::session::RESYNC_MAX;
+use myrr_capture::tls::{KeyLog, SecretKind, TlsFlow, TlsStats, KEYS_WAIT_BYTES};
 use myrr_recording::{Direction, EndReason, Event};
 use myrr_wire::conn::{Conn, Ctx};
 use myrr_wire::DecodeStats;
@@ -79,7 +83,14 @@ fn one(data: &[u8]) {
     let mut tls_stats = TlsStats::default();
     let mut next = 1;
     let mut conn = Conn::new("c:1".into(), "s:2".into(), now, syn, 1 << 20);
-    let mut flow = syn.then(|| TlsFlow::new(keylog, &mut conn));
+    let live = flags & 4 != 0;
+    let mut flow = syn.then(|| {
+        if live {
+            TlsFlow::live(&mut conn)
+        } else {
+            TlsFlow::new(keylog, &mut conn)
+        }
+    });
     let mut ctx = Ctx {
         events: &mut events,
         stats: &mut stats,
@@ -115,14 +126,33 @@ fn one(data: &[u8]) {
                     None => conn.gap(dir, n, now, &mut ctx),
                 }
             }
-            _ => now += u64::from(tag >> 2) * 1_000_000,
+            _ if live && (tag == 0xFF || tag == 0xFB) => {
+                if let Some(f) = &mut flow {
+                    let line = CORPUS_KEYS.lines().nth(usize::from(tag == 0xFB)).unwrap_or("");
+                    let hex = line.rsplit(' ').next().unwrap_or("");
+                    let secret: Vec<u8> = (0..hex.len() / 2)
+                        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                        .collect();
+                    f.secret(SecretKind::Master, &secret, &mut conn, &mut ctx, &mut tls_stats);
+                }
+            }
+            _ => {
+                now += u64::from(tag >> 2) * 1_000_000;
+                if let Some(f) = &mut flow {
+                    f.expire(now, &mut conn, &mut ctx, &mut tls_stats);
+                }
+            }
         }
         if let Some(f) = &flow {
-            assert!(f.buffered() <= 4 * (HEADER_LEN + MAX_BODY) + 4 * MAX_KEPT);
+            assert!(
+                f.buffered()
+                    <= 4 * (HEADER_LEN + MAX_BODY) + 4 * MAX_KEPT + 2 * (RESYNC_MAX + 65_536)
+                        + KEYS_WAIT_BYTES + 65_536
+            );
         }
     }
     if let Some(f) = &mut flow {
-        f.finish(&mut conn, now, &mut ctx);
+        f.finish(&mut conn, now, &mut ctx, &mut tls_stats);
     }
     conn.end(EndReason::EndOfRun, now, &mut ctx);
 

@@ -1,5 +1,14 @@
-//! myrr-tlsprobe: the plaintext of a MySQL server's TLS sessions, read inside the server's TLS
-//! library by eBPF uprobes (`myrr capture --tls-probe`).
+//! myrr-tlsprobe: a MySQL server's TLS sessions, read inside the server's TLS library by eBPF
+//! uprobes (`myrr capture --tls-probe`).
+//!
+//! Sessions set up while the probe runs: their handshake secrets ([`Seen::Secret`]), from
+//! OpenSSL 3's public `EVP_KDF_derive` in the server's libcrypto (the labels in its
+//! `OSSL_PARAM` array tell TLS 1.3's traffic secrets and TLS 1.2's master secret from the
+//! rest), tied to the socket the thread gave `SSL_set_fd` just before: a few hits per
+//! handshake and none per query; the capture decrypts their packets. Sessions open before the
+//! probe started: their plaintext ([`Seen::Plaintext`]) through the data probes below, which
+//! are attached only while such connections are open (the BPF side passes over the sessions
+//! it has secrets for).
 //!
 //! The eBPF program (`src/bpf/tlsprobe.bpf.c`, built by `build.rs` with clang, loaded with
 //! libbpf-rs) probes `SSL_read`/`SSL_read_ex` (what the server decrypted: the client's bytes)
@@ -34,7 +43,9 @@ use std::time::Duration;
 
 use libbpf_rs::{MapCore, MapFlags, ObjectBuilder, UprobeOpts};
 
-pub use procfs::{find_listener, missing_capabilities, tls_library_candidates};
+pub use procfs::{
+    crypto_library_candidates, find_listener, missing_capabilities, tls_library_candidates,
+};
 
 static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tlsprobe.bpf.o"));
 /// The same program keeping each thread's call in a hash by thread id, for kernels that do
@@ -65,13 +76,46 @@ pub struct Chunk {
     pub lost_before: u64,
 }
 
+/// A secret of one TLS session's handshake, as the server derived it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// TLS 1.3: the handshake traffic secrets.
+    ClientHandshake,
+    ServerHandshake,
+    /// TLS 1.3: the first application traffic secrets.
+    ClientTraffic,
+    ServerTraffic,
+    /// TLS 1.0–1.2: the master secret.
+    Master,
+}
+
+/// The secret of one TLS connection of the server: its packets can then be decrypted.
+#[derive(Debug, Clone)]
+pub struct Secret {
+    /// When the server derived it, µs since the Unix epoch.
+    pub ts_us: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub kind: SecretKind,
+    pub secret: Vec<u8>,
+}
+
+/// What the probe hands on.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// Plaintext of a session that began before the probe (its keys were never seen).
+    Plaintext(Chunk),
+    /// A secret of a session whose handshake the probe saw.
+    Secret(Secret),
+}
+
 /// What a probe saw and lost.
 #[derive(Debug, Default, Clone)]
 pub struct ProbeStats {
     /// Chunks handed on, and their bytes.
     pub chunks: u64,
     pub bytes: u64,
-    /// TLS sessions (SSL objects) seen.
+    /// TLS sessions seen: handshakes whose secrets came, and SSL objects whose data came.
     pub sessions: u64,
     /// Kernel side: ring buffer records that could not be written, and the bytes they held
     /// (the ring buffer was full, or one call moved more than the probe copies).
@@ -83,6 +127,17 @@ pub struct ProbeStats {
     pub other_sockets_bytes: u64,
     /// `*_ex` calls whose byte count could not be read.
     pub unreadable_counts: u64,
+    /// Secrets handed on, and those of sockets that are not a client of the server's port or
+    /// whose socket could not be found.
+    pub secrets: u64,
+    pub secrets_unattributed: u64,
+    /// Connections to the server's port open when the probe started: only for them are the
+    /// data probes (`SSL_read`/`SSL_write`, a trap per call) attached, until they are all
+    /// closed.
+    pub existing_connections: u64,
+    /// When the data probes were detached, seconds after the start (None: never attached, or
+    /// attached to the end).
+    pub data_probes_detached_after_s: Option<f64>,
 }
 
 /// Why the probe could not start.
@@ -129,6 +184,13 @@ pub struct Probe {
     /// Functions probed through the internal function they share (`SSL_read/SSL_read_ex at
     /// +0x35290`), not at their own first instruction.
     pub shared: Vec<String>,
+    /// Where the key derivation is probed (sessions set up from the start on are read from
+    /// the packets with their secrets), or why it is not (every session is then read by the
+    /// data probes).
+    pub keys: Result<PathBuf, String>,
+    /// Connections to the server's port open at the start: the data probes stay attached
+    /// for them (all of them, without keys), until they are closed.
+    pub existing: usize,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<ProbeStats>>,
 }
@@ -137,15 +199,18 @@ struct Attached {
     library: PathBuf,
     functions: Vec<&'static str>,
     shared: Vec<String>,
+    keys: Result<PathBuf, String>,
+    existing: usize,
 }
 
 impl Probe {
     /// Probes the TLS library of process `pid` (its sockets on `server_ports` are the MySQL
-    /// connections); every chunk of plaintext goes to `sink`, on the probe's own thread.
+    /// connections); every secret and chunk of plaintext goes to `sink`, on the probe's own
+    /// thread.
     pub fn start(
         pid: u32,
         server_ports: Vec<u16>,
-        sink: impl FnMut(Chunk) + Send + 'static,
+        sink: impl FnMut(Seen) + Send + 'static,
     ) -> Result<Probe, ProbeError> {
         let missing = missing_capabilities();
         if !missing.is_empty() {
@@ -154,6 +219,7 @@ impl Probe {
             });
         }
         let candidates = tls_library_candidates(pid)?;
+        let crypto = crypto_library_candidates(pid)?;
         let sockets = procfs::Sockets::open(pid)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -163,7 +229,7 @@ impl Probe {
             .spawn(move || {
                 run(
                     pid,
-                    candidates,
+                    (candidates, crypto),
                     Reader::new(sockets, server_ports, sink),
                     thread_stop,
                     ready_tx,
@@ -176,6 +242,8 @@ impl Probe {
                 library: a.library,
                 functions: a.functions,
                 shared: a.shared,
+                keys: a.keys,
+                existing: a.existing,
                 stop,
                 thread: Some(thread),
             }),
@@ -262,9 +330,52 @@ fn plan(lib: &std::path::Path) -> Vec<(&'static str, At, bool, bool, Vec<&'stati
     plan
 }
 
+/// Attaches the key derivation's probes (`EVP_KDF_derive`, entry and return) to the first of
+/// `candidates` that has it; the library, or why none.
+fn attach_kdf(
+    obj: &libbpf_rs::Object,
+    pid: u32,
+    candidates: &[PathBuf],
+    links: &mut Vec<libbpf_rs::Link>,
+) -> Result<PathBuf, String> {
+    let prog = |name: &str| obj.progs_mut().find(|p| p.name() == name);
+    let mut tried = Vec::new();
+    for lib in candidates {
+        let attach = |name: &str, retprobe: bool| {
+            let p = prog(name).ok_or_else(|| format!("no program {name}"))?;
+            p.attach_uprobe_with_opts(
+                pid as i32,
+                lib,
+                0,
+                UprobeOpts {
+                    func_name: Some("EVP_KDF_derive".into()),
+                    retprobe,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| e.to_string())
+        };
+        match attach("myrr_kdf_in", false).and_then(|a| Ok((a, attach("myrr_kdf_out", true)?))) {
+            Ok((a, b)) => {
+                links.extend([a, b]);
+                return Ok(lib.clone());
+            }
+            Err(e) => tried.push(format!("{}: {e}", lib.display())),
+        }
+    }
+    Err(format!(
+        "no EVP_KDF_derive (OpenSSL 3's key derivation) to probe: {}",
+        if tried.is_empty() {
+            "no libcrypto mapped".into()
+        } else {
+            tried.join("; ")
+        }
+    ))
+}
+
 fn run(
     pid: u32,
-    candidates: Vec<PathBuf>,
+    (candidates, crypto): (Vec<PathBuf>, Vec<PathBuf>),
     mut reader: Reader,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<Attached, ProbeError>>,
@@ -293,8 +404,22 @@ fn run(
             return ProbeStats::default();
         }
     };
-    let prog = |name: &str| obj.progs_mut().find(|p| p.name() == name);
+    // The key derivation first: a session set up once SSL_set_fd is probed is read with its
+    // secrets, so they must be seen from then on.
     let mut links = Vec::new();
+    let keys = attach_kdf(&obj, pid, &crypto, &mut links);
+    if keys.is_ok() {
+        if let Some(target) = obj.maps().find(|m| m.name() == "target") {
+            if let Err(e) = target.update(&1u32.to_ne_bytes(), &1u32.to_ne_bytes(), MapFlags::ANY) {
+                let _ = ready.send(Err(ProbeError::Load(e.to_string())));
+                return ProbeStats::default();
+            }
+        }
+    }
+    let prog = |name: &str| obj.progs_mut().find(|p| p.name() == name);
+    // The data probes (SSL_read/SSL_write: a trap per call) and the sys_enter tracepoint,
+    // kept only while sessions without keys may be open.
+    let mut data_links = Vec::new();
     let mut attached: Option<Attached> = None;
     let mut tried = Vec::new();
     for lib in &candidates {
@@ -327,13 +452,14 @@ fn run(
                     },
                 )
             };
+            let data = ret;
             match attach(&p, false) {
                 Ok(l) => {
-                    lib_links.push(l);
+                    lib_links.push((data, l));
                     functions.extend(covers);
                     if ret {
                         match prog("myrr_ssl_out").map(|o| attach(&o, true)) {
-                            Some(Ok(l)) => lib_links.push(l),
+                            Some(Ok(l)) => lib_links.push((data, l)),
                             Some(Err(e)) => {
                                 failed = Some(format!("{what} (return): {e}"));
                                 break;
@@ -351,18 +477,26 @@ fn run(
         }
         match failed {
             None => {
-                links.extend(lib_links);
+                for (data, l) in lib_links {
+                    if data {
+                        data_links.push(l);
+                    } else {
+                        links.push(l);
+                    }
+                }
                 attached = Some(Attached {
                     library: lib.clone(),
                     functions,
                     shared,
+                    keys: keys.clone(),
+                    existing: 0,
                 });
                 break;
             }
             Some(why) => tried.push(format!("{} ({why})", lib.display())),
         }
     }
-    let Some(attached) = attached else {
+    let Some(mut attached) = attached else {
         let _ = ready.send(Err(ProbeError::NoTlsLibrary {
             pid,
             searched: candidates
@@ -375,7 +509,7 @@ fn run(
         return ProbeStats::default();
     };
     match prog("myrr_sys_enter").map(|p| p.attach_raw_tracepoint("sys_enter")) {
-        Some(Ok(l)) => links.push(l),
+        Some(Ok(l)) => data_links.push(l),
         Some(Err(e)) => {
             let _ = ready.send(Err(ProbeError::Attach {
                 what: "the sys_enter raw tracepoint".into(),
@@ -405,14 +539,54 @@ fn run(
             return ProbeStats::default();
         }
     };
+    // Sessions that began before the probe have no secrets to read them with: the data probes
+    // stay for them (the probe's BPF side passes over the sessions it has keys for). With
+    // keys and no connection open, they go now; else once the last of those connections is
+    // closed.
+    let existing: Vec<(SocketAddr, SocketAddr)> = {
+        let mut r = reader.borrow_mut();
+        let found = r.sockets.connections(pid, &r.server_ports);
+        // Their sockets may be closed before their data is read from the ring buffer.
+        r.fd_at_start = found.iter().map(|&(fd, c, s)| (fd, (c, s))).collect();
+        found.into_iter().map(|(_, c, s)| (c, s)).collect()
+    };
+    attached.existing = existing.len();
+    reader.borrow_mut().stats.existing_connections = existing.len() as u64;
+    let started = std::time::Instant::now();
+    let mut detached = false;
+    let mut detach_if_done = |data_links: &mut Vec<libbpf_rs::Link>, reader: &mut Reader| {
+        if detached || keys.is_err() {
+            return;
+        }
+        let open: Vec<_> = reader
+            .sockets
+            .connections(pid, &reader.server_ports)
+            .into_iter()
+            .map(|(_, c, s)| (c, s))
+            .collect();
+        if existing.iter().all(|c| !open.contains(c)) {
+            data_links.clear();
+            detached = true;
+            if !existing.is_empty() {
+                reader.stats.data_probes_detached_after_s = Some(started.elapsed().as_secs_f64());
+            }
+        }
+    };
+    detach_if_done(&mut data_links, &mut reader.borrow_mut());
     let _ = ready.send(Ok(attached));
     // The kernel side writes without waking us (BPF_RB_NO_WAKEUP): a wakeup per record cost
     // the server more than the copy. Every few milliseconds, what came is handed on.
+    let mut polls = 0u32;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(POLL_EVERY);
         let _ = rb.consume();
+        polls += 1;
+        if polls % CHECK_EXISTING_EVERY == 0 && !data_links.is_empty() {
+            detach_if_done(&mut data_links, &mut reader.borrow_mut());
+        }
     }
     // Detach first, then hand on what is left in the ring buffer.
+    drop(data_links);
     drop(links);
     let _ = rb.consume();
     drop(rb);
@@ -438,6 +612,8 @@ fn run(
 
 /// How often the ring buffer is read (the 64 MiB ring holds seconds of a busy server).
 const POLL_EVERY: Duration = Duration::from_millis(5);
+/// Every this many polls (1 s), whether the connections open at the start are all closed.
+const CHECK_EXISTING_EVERY: u32 = 200;
 
 /// The ring buffer record's header (`struct event` in the C program).
 const HEADER: usize = 56;
@@ -451,6 +627,8 @@ struct Record<'a> {
     fd: i32,
     kind: u8,
     dir: Dir,
+    /// SECRET records: which secret (the C program's `enum secret`).
+    which: u8,
     data: &'a [u8],
 }
 
@@ -472,6 +650,7 @@ impl<'a> Record<'a> {
             } else {
                 Dir::ToClient
             },
+            which: header[49],
             data: &b[HEADER..HEADER + len],
         })
     }
@@ -479,6 +658,7 @@ impl<'a> Record<'a> {
 const DATA: u8 = 0;
 const SET_FD: u8 = 1;
 const FREE: u8 = 2;
+const SECRET: u8 = 3;
 /// Chunks of a session whose fd is not known yet are held, up to this many bytes in all.
 const HELD_MAX: usize = 4 << 20;
 
@@ -488,7 +668,7 @@ type Held = (u64, Dir, Vec<u8>, u64);
 struct Reader {
     sockets: procfs::Sockets,
     server_ports: Vec<u16>,
-    sink: Box<dyn FnMut(Chunk) + Send>,
+    sink: Box<dyn FnMut(Seen) + Send>,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, ns.
     clock_offset_ns: i128,
     /// fd → (SSL object, client, server), or None for a socket that is not a MySQL client's.
@@ -496,6 +676,9 @@ struct Reader {
     /// Chunks of SSL objects whose fd is not known yet.
     held: HashMap<u64, Vec<Held>>,
     held_bytes: usize,
+    /// The connections open at the start, by fd: a session's first data may be read after
+    /// its socket is closed.
+    fd_at_start: HashMap<i32, (SocketAddr, SocketAddr)>,
     seen: std::collections::HashSet<u64>,
     stats: ProbeStats,
 }
@@ -514,7 +697,7 @@ impl Reader {
     fn new(
         sockets: procfs::Sockets,
         server_ports: Vec<u16>,
-        sink: impl FnMut(Chunk) + Send + 'static,
+        sink: impl FnMut(Seen) + Send + 'static,
     ) -> Self {
         let offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
         Self {
@@ -525,6 +708,7 @@ impl Reader {
             by_fd: HashMap::new(),
             held: HashMap::new(),
             held_bytes: 0,
+            fd_at_start: HashMap::new(),
             seen: Default::default(),
             stats: ProbeStats::default(),
         }
@@ -538,6 +722,7 @@ impl Reader {
             fd,
             kind,
             dir,
+            which,
             data,
         }) = Record::parse(b)
         else {
@@ -558,6 +743,41 @@ impl Reader {
                     }
                 }
                 self.by_fd.retain(|_, (s, _)| *s != ssl);
+                self.seen.remove(&ssl);
+            }
+            SECRET => {
+                let kind = match which {
+                    0 => SecretKind::ClientHandshake,
+                    1 => SecretKind::ServerHandshake,
+                    2 => SecretKind::ClientTraffic,
+                    3 => SecretKind::ServerTraffic,
+                    _ => SecretKind::Master,
+                };
+                // One per handshake (an SSL object's address may be reused).
+                if matches!(kind, SecretKind::ServerTraffic | SecretKind::Master) {
+                    self.stats.sessions += 1;
+                }
+                let addrs = match self.by_fd.get(&fd) {
+                    Some((s, a)) if *s == ssl => *a,
+                    _ => {
+                        let a = self.resolve(fd);
+                        self.by_fd.insert(fd, (ssl, a));
+                        a
+                    }
+                };
+                match addrs {
+                    Some((client, server)) if self.server_ports.contains(&server.port()) => {
+                        self.stats.secrets += 1;
+                        (self.sink)(Seen::Secret(Secret {
+                            ts_us,
+                            client,
+                            server,
+                            kind,
+                            secret: data.to_vec(),
+                        }));
+                    }
+                    _ => self.stats.secrets_unattributed += 1,
+                }
             }
             DATA => {
                 if self.seen.insert(ssl) {
@@ -611,8 +831,10 @@ impl Reader {
 
     /// The connection on the server's `fd`, if it is a client of one of the server ports.
     fn resolve(&mut self, fd: i32) -> Option<(SocketAddr, SocketAddr)> {
-        let (local, peer) = self.sockets.addresses(fd)?;
-        Some((peer, local))
+        match self.sockets.addresses(fd) {
+            Some((local, peer)) => Some((peer, local)),
+            None => self.fd_at_start.get(&fd).copied(),
+        }
     }
 
     fn deliver(
@@ -633,14 +855,14 @@ impl Reader {
         }
         self.stats.chunks += 1;
         self.stats.bytes += data.len() as u64;
-        (self.sink)(Chunk {
+        (self.sink)(Seen::Plaintext(Chunk {
             ts_us,
             client,
             server,
             dir,
             data,
             lost_before,
-        });
+        }));
     }
 }
 
@@ -677,6 +899,7 @@ mod tests {
                 fd: 9,
                 kind: DATA,
                 dir: Dir::ToClient,
+                which: 1,
                 data: b"hello",
             })
         );

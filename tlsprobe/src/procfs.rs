@@ -62,10 +62,22 @@ pub fn find_listener(port: u16) -> Result<u32, ProbeError> {
     }
 }
 
+/// Where the key derivation of process `pid` is (`EVP_KDF_derive`): the `libcrypto` it maps,
+/// else its executable, as [`tls_library_candidates`].
+pub fn crypto_library_candidates(pid: u32) -> Result<Vec<PathBuf>, ProbeError> {
+    library_candidates(pid, &["libcrypto.so"])
+}
+
 /// Where the TLS functions of process `pid` are: the `libssl` it maps, else its executable
 /// (a server linked statically); paths through `/proc/PID/root`, so a server in a container
 /// is probed in its own files. Also returns what was searched, for messages.
 pub fn tls_library_candidates(pid: u32) -> Result<Vec<PathBuf>, ProbeError> {
+    library_candidates(pid, &["libssl.so", "libssl3.so"])
+}
+
+/// The libraries process `pid` maps whose file names start with one of `prefixes`, then its
+/// executable.
+fn library_candidates(pid: u32, prefixes: &[&str]) -> Result<Vec<PathBuf>, ProbeError> {
     let maps_path = format!("/proc/{pid}/maps");
     let maps = fs::read_to_string(&maps_path).map_err(|e| ProbeError::Proc {
         what: maps_path.clone(),
@@ -81,7 +93,7 @@ pub fn tls_library_candidates(pid: u32) -> Result<Vec<PathBuf>, ProbeError> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("");
-        if name.starts_with("libssl.so") || name.starts_with("libssl3.so") {
+        if prefixes.iter().any(|p| name.starts_with(p)) {
             let full = root.join(path.trim_start_matches('/'));
             if !found.contains(&full) {
                 found.push(full);
@@ -144,6 +156,33 @@ impl Sockets {
         // SAFETY: a descriptor we own from here.
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         Ok(Self { pidfd })
+    }
+
+    /// The server's connections to one of `ports` (fd, client, server), as they are now:
+    /// every socket descriptor of process `pid` whose local port is one of them and that has a
+    /// peer.
+    pub fn connections(&self, pid: u32, ports: &[u16]) -> Vec<(i32, SocketAddr, SocketAddr)> {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for fd in fds.flatten() {
+            let is_socket = fs::read_link(fd.path())
+                .map(|t| t.to_string_lossy().starts_with("socket:"))
+                .unwrap_or(false);
+            let Some(n) = fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if !is_socket {
+                continue;
+            }
+            if let Some((local, peer)) = self.addresses(n) {
+                if ports.contains(&local.port()) && peer.port() != 0 {
+                    found.push((n, peer, local));
+                }
+            }
+        }
+        found
     }
 
     /// (local, peer) of the server's descriptor `fd`; None if it is not a TCP socket (any

@@ -446,6 +446,22 @@ pub struct Opened {
 impl RecordKeys {
     /// Decrypts one record (`content_type`, `version` and `body` as on the wire) into
     /// `scratch`; the sequence number advances when it authenticates.
+    /// Whether a record can be opened without knowing how many records came before it: the
+    /// AEAD suites, whose tag tells a right sequence number from a wrong one, and which carry no
+    /// state from one record to the next but it. (CBC is not tried.)
+    pub fn resyncable(&self) -> bool {
+        matches!(self.mode, Mode::Gcm12 | Mode::Chacha12 | Mode::Tls13)
+    }
+
+    /// TLS 1.2 AES-GCM: the record's explicit nonce, which most implementations (OpenSSL
+    /// among them) set to the record's sequence number: where to look first after a gap.
+    pub fn seq_hint(&self, body: &[u8]) -> Option<u64> {
+        if self.mode != Mode::Gcm12 {
+            return None;
+        }
+        Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
+    }
+
     pub fn open(
         &mut self,
         content_type: u8,

@@ -190,6 +190,16 @@ impl KeyLog {
     }
 
     /// The TLS 1.0–1.2 master secret of the session that sent `random`.
+    /// A session's master secret (TLS 1.0–1.2), as a `CLIENT_RANDOM` line gives it.
+    pub fn add_master(&mut self, random: ClientRandom, master: [u8; 48]) {
+        self.master.insert(random, master);
+    }
+
+    /// A session's TLS 1.3 secrets, as its lines give them.
+    pub fn add_tls13(&mut self, random: ClientRandom, secrets: Tls13Secrets) {
+        self.tls13.insert(random, secrets);
+    }
+
     pub fn master_secret(&self, random: &ClientRandom) -> Option<&[u8; 48]> {
         self.master.get(random)
     }

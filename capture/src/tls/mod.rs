@@ -31,6 +31,7 @@ use std::sync::Arc;
 use myrr_recording::Direction;
 use myrr_wire::conn::{Conn, Ctx};
 
+use keylog::ClientRandom;
 pub use keylog::KeyLog;
 use session::{Out, Session};
 
@@ -57,6 +58,78 @@ pub struct TlsStats {
     pub plaintext_bytes: u64,
     /// TLS 1.3 KeyUpdates followed.
     pub key_updates: u64,
+    /// `--tls-probe`: sessions read with the secrets the server derived, and those whose
+    /// secrets had not all come when their bytes stopped waiting for them (read with what had
+    /// come, else counted without keys).
+    pub sessions_keyed_live: u64,
+    pub sessions_keys_late: u64,
+    /// TCP gaps passed over in a readable direction (the next record found after it), and
+    /// the records they held.
+    pub gaps_passed: u64,
+    pub records_lost_in_gaps: u64,
+}
+
+/// A secret of a TLS session, as the server derived it (`--tls-probe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    ClientHandshake,
+    ServerHandshake,
+    ClientTraffic,
+    ServerTraffic,
+    Master,
+}
+
+/// How long a session's bytes wait for its secrets (capture time), and how many bytes.
+pub const KEYS_WAIT_US: u64 = 2_000_000;
+pub const KEYS_WAIT_BYTES: usize = 1 << 20;
+
+/// Bytes of a session waiting for its secrets.
+enum Held {
+    Data(Direction, Vec<u8>, u64),
+    Gap(Direction, u64, u64),
+}
+
+/// The secrets of one session as the probe hands them in, and its bytes waiting for them.
+#[derive(Default)]
+struct Live {
+    tls13: keylog::Tls13Secrets,
+    master: Option<[u8; 48]>,
+    held: Vec<Held>,
+    held_bytes: usize,
+    since_us: Option<u64>,
+}
+
+impl Live {
+    /// Enough to read both directions' application data.
+    fn complete(&self) -> bool {
+        self.master.is_some()
+            || (self.tls13.client_traffic.is_some() && self.tls13.server_traffic.is_some())
+    }
+
+    /// The client random of the ClientHello at the start of the client's `held` bytes.
+    fn client_random_of(&self, held: &[Held]) -> Option<ClientRandom> {
+        let mut first = Vec::new();
+        for h in held {
+            if let Held::Data(Direction::ClientToServer, b, _) = h {
+                first.extend_from_slice(b);
+                if first.len() >= 43 {
+                    break;
+                }
+            }
+        }
+        // A handshake record whose first message is a ClientHello: type, length, version,
+        // then the random.
+        if first.len() < 43 || first[0] != 22 || first[5] != 1 {
+            return None;
+        }
+        first[11..43].try_into().ok()
+    }
+}
+
+/// Where a flow's secrets come from.
+enum Keys {
+    Log(Arc<KeyLog>),
+    Live(Box<Live>),
 }
 
 /// Cuts the client's bytes at MySQL packet ends until TLS starts.
@@ -99,6 +172,8 @@ impl PacketEnds {
 enum Phase {
     /// Before TLS: the client's packets are watched for the SSLRequest.
     Watching(PacketEnds),
+    /// `--tls-probe`: TLS began; its bytes wait for the secrets.
+    Waiting,
     Tls(Box<Session>),
     /// Plaintext, or TLS that is not read.
     Off,
@@ -106,7 +181,7 @@ enum Phase {
 
 /// A flow's TLS reading (see the module doc).
 pub struct TlsFlow {
-    keylog: Arc<KeyLog>,
+    keys: Keys,
     phase: Phase,
 }
 
@@ -115,16 +190,115 @@ impl TlsFlow {
     pub fn new(keylog: Arc<KeyLog>, conn: &mut Conn) -> Self {
         conn.expect_tls_plaintext();
         Self {
-            keylog,
+            keys: Keys::Log(keylog),
             phase: Phase::Watching(PacketEnds::default()),
         }
     }
 
-    /// Bytes held (partial records, buffers).
+    /// For a flow whose SYN was captured, whose secrets the server will tell
+    /// ([`TlsFlow::secret`], `--tls-probe`): once TLS begins, its bytes wait for them.
+    pub fn live(conn: &mut Conn) -> Self {
+        conn.expect_tls_plaintext();
+        Self {
+            keys: Keys::Live(Box::default()),
+            phase: Phase::Watching(PacketEnds::default()),
+        }
+    }
+
+    /// Whether this flow is read with secrets from the server (not with plaintext from it).
+    pub fn takes_secrets(&self) -> bool {
+        matches!(self.keys, Keys::Live(_))
+    }
+
+    /// Whether a secret from the server can still be used: its reading has not begun.
+    pub fn wants_secrets(&self) -> bool {
+        self.takes_secrets() && matches!(self.phase, Phase::Watching(_) | Phase::Waiting)
+    }
+
+    /// Bytes held (partial records, buffers, bytes waiting for secrets).
     pub fn buffered(&self) -> usize {
-        match &self.phase {
-            Phase::Tls(s) => s.buffered(),
+        match (&self.phase, &self.keys) {
+            (Phase::Tls(s), _) => s.buffered(),
+            (Phase::Waiting, Keys::Live(l)) => l.held_bytes,
             _ => 0,
+        }
+    }
+
+    /// A secret the server derived for this session: once there are enough, the bytes that
+    /// waited are read.
+    pub fn secret(
+        &mut self,
+        kind: SecretKind,
+        secret: &[u8],
+        conn: &mut Conn,
+        ctx: &mut Ctx<'_>,
+        stats: &mut TlsStats,
+    ) {
+        let Keys::Live(live) = &mut self.keys else {
+            return;
+        };
+        let t = &mut live.tls13;
+        match kind {
+            SecretKind::ClientHandshake => t.client_handshake = Some(secret.to_vec()),
+            SecretKind::ServerHandshake => t.server_handshake = Some(secret.to_vec()),
+            SecretKind::ClientTraffic => t.client_traffic = Some(secret.to_vec()),
+            SecretKind::ServerTraffic => t.server_traffic = Some(secret.to_vec()),
+            SecretKind::Master => live.master = secret.try_into().ok(),
+        }
+        if matches!(self.phase, Phase::Waiting) && live.complete() {
+            self.read_held(conn, ctx, stats);
+        }
+    }
+
+    /// Bytes that waited for their secrets since before `now_us` - [`KEYS_WAIT_US`] are read
+    /// with what came.
+    pub fn expire(
+        &mut self,
+        now_us: u64,
+        conn: &mut Conn,
+        ctx: &mut Ctx<'_>,
+        stats: &mut TlsStats,
+    ) {
+        if let (Phase::Waiting, Keys::Live(l)) = (&self.phase, &self.keys) {
+            if l.since_us
+                .is_some_and(|t| now_us.saturating_sub(t) >= KEYS_WAIT_US)
+            {
+                self.read_held(conn, ctx, stats);
+            }
+        }
+    }
+
+    /// Whether bytes wait for secrets.
+    pub fn waiting(&self) -> bool {
+        matches!(self.phase, Phase::Waiting)
+    }
+
+    /// The session's reader starts with the secrets that came; the bytes that waited go
+    /// through it.
+    fn read_held(&mut self, conn: &mut Conn, ctx: &mut Ctx<'_>, stats: &mut TlsStats) {
+        let Keys::Live(live) = &mut self.keys else {
+            return;
+        };
+        let held = std::mem::take(&mut live.held);
+        live.held_bytes = 0;
+        let mut log = KeyLog::default();
+        if let Some(random) = live.client_random_of(&held) {
+            if let Some(m) = live.master {
+                log.add_master(random, m);
+            }
+            log.add_tls13(random, live.tls13.clone());
+        }
+        if live.complete() {
+            stats.sessions_keyed_live += 1;
+        } else {
+            stats.sessions_keys_late += 1;
+        }
+        self.phase = Phase::Tls(Box::new(Session::new(Arc::new(log))));
+        for h in held {
+            match h {
+                Held::Data(d, b, at) => self.data(conn, d, &b, at, ctx, stats),
+                Held::Gap(d, n, at) => self.gap(conn, d, n, at, ctx, stats),
+            }
         }
     }
 
@@ -156,8 +330,10 @@ impl TlsFlow {
                     conn.data(dir, &rest[..n], at_us, ctx);
                     rest = &rest[n..];
                     if packet_end && conn.awaits_tls() {
-                        let session = Box::new(Session::new(self.keylog.clone()));
-                        self.phase = Phase::Tls(session);
+                        self.phase = match &self.keys {
+                            Keys::Log(k) => Phase::Tls(Box::new(Session::new(k.clone()))),
+                            Keys::Live(_) => Phase::Waiting,
+                        };
                         if !rest.is_empty() {
                             self.data(conn, dir, rest, at_us, ctx, stats);
                         }
@@ -165,6 +341,17 @@ impl TlsFlow {
                     }
                 }
                 self.check_plain(conn);
+            }
+            Phase::Waiting => {
+                let Keys::Live(live) = &mut self.keys else {
+                    return;
+                };
+                live.since_us.get_or_insert(at_us);
+                live.held_bytes += data.len();
+                live.held.push(Held::Data(dir, data.to_vec(), at_us));
+                if live.complete() || live.held_bytes > KEYS_WAIT_BYTES {
+                    self.read_held(conn, ctx, stats);
+                }
             }
             Phase::Tls(s) => {
                 s.feed(dir, data, stats, &mut |o| tell(conn, o, at_us, ctx));
@@ -186,6 +373,11 @@ impl TlsFlow {
         stats: &mut TlsStats,
     ) {
         match &mut self.phase {
+            Phase::Waiting => {
+                if let Keys::Live(live) = &mut self.keys {
+                    live.held.push(Held::Gap(dir, bytes, at_us));
+                }
+            }
             Phase::Tls(s) => {
                 s.gap(dir, bytes, stats, &mut |o| tell(conn, o, at_us, ctx));
                 if s.is_unreadable() {
@@ -201,7 +393,10 @@ impl TlsFlow {
     }
 
     /// The flow ends: what was left in partial records is lost.
-    pub fn finish(&mut self, conn: &mut Conn, at_us: u64, ctx: &mut Ctx<'_>) {
+    pub fn finish(&mut self, conn: &mut Conn, at_us: u64, ctx: &mut Ctx<'_>, stats: &mut TlsStats) {
+        if matches!(self.phase, Phase::Waiting) {
+            self.read_held(conn, ctx, stats);
+        }
         if let Phase::Tls(s) = &mut self.phase {
             s.finish(&mut |o| tell(conn, o, at_us, ctx));
         }

@@ -15,9 +15,12 @@
 //!
 //! Not read, and said so (counted by the caller): sessions without keys, versions and suites
 //! [`super::cipher::suite`] does not know, renegotiation (TLS 1.2), 0-RTT early data.
-//! A record that does not open, or a TCP gap, ends the reading of that direction (its later
-//! bytes are reported [`Out::Lost`]); before the session was readable, it makes the session
-//! unreadable.
+//! A record that does not open ends the reading of that direction (its later bytes are
+//! reported [`Out::Lost`]); before the session was readable, it makes the session unreadable.
+//! A TCP gap in a direction read with an AEAD suite is passed over ([`Resync`]): the next
+//! record is found after it by its header, and the number of records lost by trying the
+//! sequence numbers the gap's size allows until one authenticates (the tag is the proof);
+//! with CBC, or when none is found, the gap ends that direction's reading.
 
 use std::sync::Arc;
 
@@ -130,9 +133,32 @@ struct Dir {
     skipped: u32,
     /// Reading stopped; later bytes are lost.
     dead: bool,
+    /// After a gap: bytes waiting for a record that opens.
+    resync: Option<Box<Resync>>,
+    /// Protected records opened and their bytes (headers included): the mean record size
+    /// that guesses how many records a gap held.
+    opened: u64,
+    opened_bytes: u64,
     /// Lost bytes not reported yet.
     lost: u64,
 }
+
+/// A direction's bytes after a TCP gap, until a record is found that opens.
+#[derive(Debug, Default)]
+struct Resync {
+    buf: Vec<u8>,
+    /// Bytes lost: the gap, and the partial record before it.
+    lost: u64,
+    /// Offsets of `buf` already tried as a record start.
+    tried_to: usize,
+}
+
+/// Bytes of a direction kept to find a record after a gap, at most.
+pub const RESYNC_MAX: usize = 1 << 20;
+/// Decryptions tried for one candidate record: sequence numbers around the estimate.
+const RESYNC_TRIES: u64 = 200_000;
+/// The shortest protected record: header, TLS 1.3's content type, a 16-byte tag.
+const MIN_RECORD: u64 = 22;
 
 /// One TLS session's reader (see the module doc).
 pub struct Session {
@@ -197,7 +223,11 @@ impl Session {
     pub fn buffered(&self) -> usize {
         self.dirs
             .iter()
-            .map(|d| d.records.buffered() + d.handshakes.buffered())
+            .map(|d| {
+                d.records.buffered()
+                    + d.handshakes.buffered()
+                    + d.resync.as_ref().map_or(0, |r| r.buf.len())
+            })
             .sum::<usize>()
             + self.scratch.capacity()
     }
@@ -217,6 +247,23 @@ impl Session {
         if self.dirs[i].dead {
             self.dirs[i].lost += data.len() as u64;
             return;
+        }
+        if let Some(r) = &mut self.dirs[i].resync {
+            r.buf.extend_from_slice(data);
+            match self.resync(i, stats) {
+                Some(rest) => return self.feed(dir, &rest, stats, out),
+                None => {
+                    if self.dirs[i]
+                        .resync
+                        .as_ref()
+                        .is_some_and(|r| r.buf.len() > RESYNC_MAX)
+                    {
+                        let r = self.dirs[i].resync.take().unwrap_or_default();
+                        self.fail(i, Failure::Gap, r.lost + r.buf.len() as u64, stats, out);
+                    }
+                    return;
+                }
+            }
         }
         let before = self.dirs[i].records.buffered();
         let mut records = std::mem::take(&mut self.dirs[i].records);
@@ -250,11 +297,109 @@ impl Session {
         let i = index(dir);
         let buffered = self.dirs[i].records.buffered() as u64;
         self.dirs[i].records.clear();
-        if self.dirs[i].dead {
-            self.dirs[i].lost += bytes + buffered;
+        let d = &mut self.dirs[i];
+        let resyncable = self.state == State::Reading
+            && !d.dead
+            && !d.handshakes.in_message()
+            && d.keys.as_ref().is_some_and(|k| k.resyncable());
+        if d.dead {
+            d.lost += bytes + buffered;
+        } else if let Some(r) = &mut d.resync {
+            // Another gap while looking: what was kept is lost too.
+            r.lost += r.buf.len() as u64 + bytes;
+            r.buf.clear();
+            r.tried_to = 0;
+        } else if resyncable {
+            d.resync = Some(Box::new(Resync {
+                lost: bytes + buffered,
+                ..Resync::default()
+            }));
         } else {
             self.fail(i, Failure::Gap, bytes + buffered, stats, out);
         }
+    }
+
+    /// After a gap in direction `i`: the first record of the bytes kept that opens with a
+    /// sequence number the gap allows. Found: the keys go on from there, the bytes before it
+    /// are lost, and the bytes from it on are returned to be read.
+    fn resync(&mut self, i: usize, stats: &mut TlsStats) -> Option<Vec<u8>> {
+        let d = &mut self.dirs[i];
+        let keys = d.keys.as_mut()?;
+        let r = d.resync.as_mut()?;
+        let base = keys.seq;
+        let mean = d
+            .opened_bytes
+            .checked_div(d.opened)
+            .unwrap_or(MIN_RECORD)
+            .max(MIN_RECORD);
+        let mut p = r.tried_to;
+        while p + HEADER_LEN <= r.buf.len() {
+            let b = &r.buf;
+            let len = usize::from(u16::from_be_bytes([b[p + 3], b[p + 4]]));
+            let header = b[p] == APPLICATION_DATA && b[p + 1] == 3 && b[p + 2] == 3;
+            if !header || !(17..=(1 << 14) + 256).contains(&len) {
+                p += 1;
+                continue;
+            }
+            let end = p + HEADER_LEN + len;
+            if end > b.len() {
+                break; // wait for the whole record
+            }
+            // Records lost: the gap's bytes and those before p, at most one per shortest record.
+            let lost_bytes = r.lost + p as u64;
+            let max = lost_bytes / MIN_RECORD + 1;
+            let body = &b[p + HEADER_LEN..end];
+            let guess = keys
+                .seq_hint(body)
+                .and_then(|h| h.checked_sub(base))
+                .filter(|&n| n <= max)
+                .unwrap_or((lost_bytes / mean).min(max));
+            let mut found = None;
+            for k in 0..RESYNC_TRIES.min(2 * max + 2) {
+                // guess, guess+1, guess-1, guess+2, …
+                let step = k.div_ceil(2);
+                let n = if k % 2 == 1 {
+                    guess + step
+                } else if step <= guess {
+                    guess - step
+                } else {
+                    continue;
+                };
+                if n > max {
+                    continue;
+                }
+                keys.seq = base.wrapping_add(n);
+                if keys
+                    .open(
+                        b[p],
+                        u16::from_be_bytes([b[p + 1], b[p + 2]]),
+                        body,
+                        &mut self.scratch,
+                    )
+                    .is_ok()
+                {
+                    found = Some(n);
+                    break;
+                }
+            }
+            match found {
+                Some(n) => {
+                    // Read again from p, at the sequence number found.
+                    keys.seq = base.wrapping_add(n);
+                    let r = d.resync.take()?;
+                    d.lost += r.lost + p as u64;
+                    stats.gaps_passed += 1;
+                    stats.records_lost_in_gaps += n;
+                    return Some(r.buf[p..].to_vec());
+                }
+                None => {
+                    keys.seq = base;
+                    p += 1;
+                }
+            }
+        }
+        r.tried_to = p;
+        None
     }
 
     /// The connection is over: bytes left in partial records are lost.
@@ -501,6 +646,8 @@ impl Session {
             Err(e) => return self.fail(i, Failure::Open(e), lost, stats, out),
         };
         stats.records_decrypted += 1;
+        self.dirs[i].opened += 1;
+        self.dirs[i].opened_bytes += lost;
         if self.state == State::Keyed {
             self.state = State::Reading;
             stats.sessions_decrypted += 1;

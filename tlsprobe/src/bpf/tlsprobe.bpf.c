@@ -12,7 +12,12 @@
 //   ssl_read_internal; the same for writes), the *_ex programs are attached there instead of
 //   to the two exported functions: it starts with an instruction the kernel emulates, while
 //   SSL_read's first one must be single-stepped out of line, a second trap per call.
-// - SSL_set_fd: a new TLS session on a socket (its fd); SSL_free: the session is over.
+// - SSL_set_fd: a new TLS session on a socket (its fd): with the key derivation probed, its
+//   SSL object is `keyed` (the data probes pass over it) and the thread's next derivations
+//   are its handshake's; SSL_free: the session is over.
+// - EVP_KDF_derive (libcrypto), entry and return: the secrets of a handshake (see below).
+//   The data probes above are attached by user space only while sessions that began before
+//   the probe are open.
 // - raw tracepoint sys_enter: a read/write-family syscall on a thread inside an SSL_* call
 //   gives the fd of the SSL object (OpenSSL's own structures are never read). Data served from
 //   OpenSSL's buffer without a syscall takes the fd learnt for that SSL object before.
@@ -37,7 +42,9 @@ struct regs {
 #define CHUNK 16384
 #define MAX_CHUNKS 16
 
-enum kind { DATA = 0, SET_FD = 1, FREE = 2 };
+enum kind { DATA = 0, SET_FD = 1, FREE = 2, SECRET = 3 };
+// SECRET records: `dir` says which secret.
+enum secret { C_HS = 0, S_HS = 1, C_AP = 2, S_AP = 3, MASTER = 4 };
 enum dir { READ = 0, WRITE = 1 };
 
 // One ring buffer record; `data` holds `len` bytes.
@@ -76,10 +83,26 @@ struct loss_key {
     __u32 pad;
 };
 
-// [0]: the process probed (tgid).
+struct handshake {
+    __u64 ssl;
+    __s32 fd;
+    __u32 pad;
+};
+
+struct derivation {
+    __u64 out;
+    __u64 ssl;
+    __u32 outlen;
+    __s32 fd;
+    __u8 which;
+    __u8 pad[7];
+};
+
+// [0]: the process probed (tgid); [1]: 1 when the key derivations are probed (sessions set
+// up from then on are read with their secrets, not by the data probes).
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
+    __uint(max_entries, 2);
     __type(key, __u32);
     __type(value, __u32);
 } target SEC(".maps");
@@ -145,6 +168,32 @@ struct {
     __type(value, __s32);
 } ssl_fd SEC(".maps");
 
+// SSL objects given their socket while the probe ran: their handshake's secrets are read
+// (see the key derivation below), so the data probes pass them over.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, __u8);
+} keyed SEC(".maps");
+
+// Thread → the socket of the TLS session it set up last (SSL_set_fd): the handshake that
+// follows on the thread derives that session's secrets.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct handshake);
+} handshaking SEC(".maps");
+
+// Thread → a key derivation in progress whose output is a secret we want.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct derivation);
+} deriving SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 65536);
@@ -179,6 +228,12 @@ static __always_inline int ours(void) {
     return t && *t == (__u32)(bpf_get_current_pid_tgid() >> 32);
 }
 
+static __always_inline int keys_on(void) {
+    __u32 one = 1;
+    __u32 *k = bpf_map_lookup_elem(&target, &one);
+    return k && *k;
+}
+
 static __always_inline void count(__u32 i, __u64 n) {
     __u64 *c = bpf_map_lookup_elem(&counters, &i);
     if (c)
@@ -200,6 +255,9 @@ static __always_inline void lose(__u64 ssl, __u8 dir, __u64 bytes) {
 static __always_inline int enter(struct regs *ctx, __u8 dir, __u8 ex) {
     if (!ours())
         return 0;
+    __u64 ssl = ctx->di;
+    if (bpf_map_lookup_elem(&keyed, &ssl))
+        return 0; // read from the packets with its secrets
     struct call n = {
         .ssl = ctx->di,
         .buf = ctx->si,
@@ -332,6 +390,13 @@ int myrr_set_fd(struct regs *ctx) {
     __u64 ssl = ctx->di;
     __s32 fd = (__s32)ctx->si;
     bpf_map_update_elem(&ssl_fd, &ssl, &fd, BPF_ANY);
+    if (keys_on()) {
+        __u8 one = 1;
+        bpf_map_update_elem(&keyed, &ssl, &one, BPF_ANY);
+        __u32 tid = (__u32)bpf_get_current_pid_tgid();
+        struct handshake h = {.ssl = ssl, .fd = fd};
+        bpf_map_update_elem(&handshaking, &tid, &h, BPF_ANY);
+    }
     notice(ssl, fd, SET_FD);
     return 0;
 }
@@ -345,6 +410,7 @@ int myrr_free(struct regs *ctx) {
     __s32 *fd = bpf_map_lookup_elem(&ssl_fd, &ssl);
     notice(ssl, fd ? *fd : -1, FREE);
     bpf_map_delete_elem(&ssl_fd, &ssl);
+    bpf_map_delete_elem(&keyed, &ssl);
     struct loss_key k = {.ssl = ssl, .dir = READ};
     bpf_map_delete_elem(&pending_loss, &k);
     k.dir = WRITE;
@@ -378,5 +444,143 @@ int myrr_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     if (bpf_probe_read_kernel(&di, sizeof(di), &regs->di))
         return 0;
     c->fd = (__s32)di;
+    return 0;
+}
+
+// The key derivations of a handshake (OpenSSL 3 derives every TLS secret through the public
+// EVP_KDF_derive(ctx, out, outlen, params), its inputs named in an OSSL_PARAM array, a public
+// and stable layout): on a thread that set up a session (SSL_set_fd), TLS 1.3's four traffic
+// secrets are the outputs of the derivations labelled "c hs traffic", "s hs traffic",
+// "c ap traffic" and "s ap traffic"; TLS 1.2's master secret is the input of the derivation
+// whose first seed is "key expansion" (also on a resumed session, which derives no new master
+// secret). A handful of derivations per handshake, none per query.
+struct ossl_param {
+    __u64 key;
+    __u32 data_type;
+    __u32 pad;
+    __u64 data;
+    __u64 data_size;
+    __u64 return_size;
+};
+
+#define MAX_PARAMS 10
+#define MAX_SECRET 64
+
+static __always_inline int name_is(__u64 word, __u64 name, int len) {
+    __u64 mask = len >= 8 ? ~0ULL : ((1ULL << (8 * len)) - 1);
+    return (word & mask) == name;
+}
+
+// Little-endian names, NUL included.
+#define NAME_LABEL 0x006c6562616cULL     // "label"
+#define NAME_SEED 0x0064656573ULL        // "seed"
+#define NAME_SECRET 0x00746572636573ULL  // "secret"
+
+static __always_inline void emit_secret(__u64 ssl, __s32 fd, __u8 which, __u64 from, __u32 len) {
+    __u32 zero = 0;
+    struct event *e = bpf_map_lookup_elem(&scratch, &zero);
+    if (!e)
+        return;
+    if (len > MAX_SECRET)
+        return;
+    if (bpf_probe_read_user(e->data, len, (void *)from))
+        return;
+    __u64 id = bpf_get_current_pid_tgid();
+    e->ts_ns = bpf_ktime_get_ns();
+    e->ssl = ssl;
+    e->tgid = id >> 32;
+    e->tid = (__u32)id;
+    e->fd = fd;
+    e->len = len;
+    e->offset = 0;
+    e->total = len;
+    e->kind = SECRET;
+    e->dir = which;
+    e->lost_before = 0;
+    if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + MAX_SECRET, BPF_RB_NO_WAKEUP))
+        count(0, 1);
+    else
+        count(2, 1);
+}
+
+SEC("uprobe")
+int myrr_kdf_in(struct regs *ctx) {
+    if (!ours())
+        return 0;
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct handshake *h = bpf_map_lookup_elem(&handshaking, &tid);
+    if (!h)
+        return 0;
+    struct handshake hs = *h;
+    __u64 params = ctx->cx;
+    int which = -1;
+    int first_seed = 1, key_expansion = 0;
+    __u64 secret = 0, secret_len = 0;
+    for (int i = 0; i < MAX_PARAMS; i++) {
+        struct ossl_param p;
+        if (bpf_probe_read_user(&p, sizeof(p), (void *)(params + i * sizeof(p))))
+            return 0;
+        if (!p.key)
+            break;
+        __u64 name = 0;
+        if (bpf_probe_read_user(&name, sizeof(name), (void *)p.key))
+            continue;
+        if (name_is(name, NAME_LABEL, 6) && p.data_size == 12) {
+            char l[12];
+            if (bpf_probe_read_user(l, sizeof(l), (void *)p.data))
+                continue;
+            // "c hs traffic", "s hs traffic", "c ap traffic", "s ap traffic"
+            if (l[1] != ' ' || l[4] != ' ' || l[5] != 't' || l[6] != 'r' || l[7] != 'a' ||
+                l[8] != 'f' || l[9] != 'f' || l[10] != 'i' || l[11] != 'c')
+                continue;
+            int client = l[0] == 'c', server = l[0] == 's';
+            int hs = l[2] == 'h' && l[3] == 's', ap = l[2] == 'a' && l[3] == 'p';
+            if ((client || server) && (hs || ap))
+                which = (ap ? 2 : 0) + (server ? 1 : 0);
+        } else if (name_is(name, NAME_SEED, 5)) {
+            if (first_seed && p.data_size == 13) {
+                char l[13];
+                if (!bpf_probe_read_user(l, sizeof(l), (void *)p.data) && l[0] == 'k' &&
+                    l[1] == 'e' && l[2] == 'y' && l[3] == ' ' && l[4] == 'e' && l[5] == 'x' &&
+                    l[6] == 'p' && l[7] == 'a' && l[8] == 'n' && l[9] == 's' && l[10] == 'i' &&
+                    l[11] == 'o' && l[12] == 'n')
+                    key_expansion = 1;
+            }
+            first_seed = 0;
+        } else if (name_is(name, NAME_SECRET, 7)) {
+            secret = p.data;
+            secret_len = p.data_size;
+        }
+    }
+    if (key_expansion && secret && secret_len == 48) {
+        emit_secret(hs.ssl, hs.fd, MASTER, secret, 48);
+        return 0;
+    }
+    if (which < 0)
+        return 0;
+    struct derivation d = {
+        .out = ctx->si,
+        .ssl = hs.ssl,
+        .outlen = (__u32)ctx->dx,
+        .fd = hs.fd,
+        .which = (__u8)which,
+    };
+    bpf_map_update_elem(&deriving, &tid, &d, BPF_ANY);
+    return 0;
+}
+
+SEC("uretprobe")
+int myrr_kdf_out(struct regs *ctx) {
+    if (!ours())
+        return 0;
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct derivation *p = bpf_map_lookup_elem(&deriving, &tid);
+    if (!p)
+        return 0;
+    struct derivation d = *p;
+    bpf_map_delete_elem(&deriving, &tid);
+    if ((int)ctx->ax != 1 || d.outlen == 0 || d.outlen > MAX_SECRET)
+        return 0;
+    emit_secret(d.ssl, d.fd, d.which, d.out, d.outlen);
     return 0;
 }
