@@ -81,18 +81,17 @@ const COARSE_CELLS: usize = ((32 - 3) * SUB) as usize;
 #[derive(Clone)]
 struct Coarse {
     counts: Box<[u64; COARSE_CELLS]>,
-    total: u64,
 }
 
 impl Coarse {
     fn new() -> Self {
         Self {
             counts: Box::new([0; COARSE_CELLS]),
-            total: 0,
         }
     }
 
     /// The cell of `us`: values under 16 exactly, then 16 cells per power of two.
+    #[inline]
     fn cell(us: u64) -> usize {
         let v = us.clamp(1, u64::from(u32::MAX));
         let exp = 63 - v.leading_zeros();
@@ -114,22 +113,27 @@ impl Coarse {
         }
     }
 
+    /// Values recorded (summed when asked: a second counter to bump per value cost more
+    /// than the sum, which is asked once per bucket).
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
     fn record(&mut self, us: u64) {
         self.counts[Self::cell(us)] += 1;
-        self.total += 1;
     }
 
     fn add(&mut self, other: &Coarse) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
-        self.total += other.total;
     }
 
     /// The value at quantile `q` (the highest of its cell, as HdrHistogram answers); 0 when
     /// empty.
     fn quantile(&self, q: f64) -> u64 {
-        let want = ((q * self.total as f64).ceil() as u64).clamp(1, self.total.max(1));
+        let total = self.total();
+        let want = ((q * total as f64).ceil() as u64).clamp(1, total.max(1));
         let mut seen = 0;
         for (i, &n) in self.counts.iter().enumerate() {
             seen += n;
@@ -162,6 +166,7 @@ impl Grid {
         }
     }
 
+    #[inline]
     fn index(&mut self, offset: u64) -> u64 {
         if offset >= self.lo && offset < self.hi {
             return self.at as u64;
@@ -301,10 +306,12 @@ impl Slots {
 
     /// The slot of `offset_us`, made room for.
     fn slot(&mut self, offset_us: u64) -> usize {
-        while self.grid.index(offset_us) >= MAX_SLOTS as u64 {
+        let mut i = self.grid.index(offset_us);
+        while i >= MAX_SLOTS as u64 {
             self.halve();
+            i = self.grid.index(offset_us);
         }
-        let i = self.grid.index(offset_us) as usize;
+        let i = i as usize;
         if i >= self.completed.len() {
             self.completed.resize(i + 1, 0);
             self.in_flight.resize(i + 1, 0);
@@ -463,10 +470,12 @@ impl RunSeries {
 
     /// The bucket of `offset_us`, made room for (widening the buckets if need be).
     fn bucket(&mut self, offset_us: u64) -> usize {
-        while self.grid.index(offset_us) >= MAX_BUCKETS as u64 {
+        let mut i = self.grid.index(offset_us);
+        while i >= MAX_BUCKETS as u64 {
             self.widen(wider(self.width_us));
+            i = self.grid.index(offset_us);
         }
-        let i = self.grid.index(offset_us) as usize;
+        let i = i as usize;
         if i >= self.buckets.len() {
             self.buckets.resize_with(i + 1, Bucket::default);
         }
@@ -914,8 +923,8 @@ mod tests {
         assert!(near(m0.0, 7_000) && near(m0.1, 7_000), "{m0:?}");
         assert!(near(m1.0, 300) && near(m1.1, 9_000), "{m1:?}");
         let l = s.buckets[0].latencies.as_ref().unwrap();
-        assert_eq!(l.sched.as_ref().unwrap().total, 12);
-        assert_eq!(l.service.total, 12);
+        assert_eq!(l.sched.as_ref().unwrap().total(), 12);
+        assert_eq!(l.service.total(), 12);
     }
 
     /// A shape's cells stay in bucket order when an exchange comes after a later bucket's.
@@ -968,7 +977,7 @@ mod tests {
         }
         let mut twice = h.clone();
         twice.add(&h);
-        assert_eq!(twice.total, 2_000);
+        assert_eq!(twice.total(), 2_000);
         assert_eq!(twice.quantile(0.99), h.quantile(0.99));
     }
 
