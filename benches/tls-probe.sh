@@ -3,10 +3,15 @@
 # throughput under sysbench oltp_read_only over TLS (16 threads, text protocol), in
 # interleaved rounds of
 #   none      nothing capturing
-#   probe     myrr capture -i lo --tls-probe (packets + the eBPF probe in libssl)
+#   probe     myrr capture -i lo --tls-probe: sysbench's sessions are set up under the probe,
+#             so they are read from the packets with their handshake secrets (EVP_KDF_derive)
+#   probe+old the same with one TLS connection opened before the capture and kept open: the
+#             SSL_read/SSL_write probes stay attached (a trap per call of every session; the
+#             keyed sessions are passed over in the BPF program)
 #   tcpdump   tcpdump -i lo -w FILE (the encrypted packets only)
 # Per mode: queries per second (median of the rounds) and the ratio to `none`; for the probe,
-# its drops (ring buffer, sockets not found) and the statements recorded vs sysbench's count.
+# its drops (ring buffer, sockets not found, kernel packet drops, TCP gaps passed over in TLS
+# sessions) and the statements recorded vs sysbench's count.
 # Results are printed and appended to benches/RESULTS.md.
 #
 # Usage: benches/tls-probe.sh [--build-only]
@@ -47,8 +52,16 @@ SB=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-por
 # run MODE ROUND: one sysbench run; prints qps, and for probe the recorded/expected counts.
 run() {
     local mode=$1 r=$2 pid="" out="$DIR/$1-$2"
+    local old=""
+    if [[ "$mode" == probe+old ]]; then
+        # Logged in over TLS, then idle, waiting for statements on a stdin that stays open.
+        mariadb --no-defaults --protocol=tcp -h127.0.0.1 -P"$PORT" -umyrr -pmyrr --ssl \
+            < <(sleep $((T + 60))) >/dev/null 2>&1 &
+        old=$!
+        sleep 1
+    fi
     case "$mode" in
-        probe)
+        probe|probe+old)
             "$MYRR" capture -i lo --port "$PORT" --tls-probe --json -o "$out.myrr" 2>"$out.log" &
             pid=$!
             until grep -q "capturing on" "$out.log" 2>/dev/null; do
@@ -64,6 +77,8 @@ run() {
     (cd "$DIR" && "${SB[@]}" --mysql-ssl=on --threads="$THREADS" --time="$T" --db-ps-mode=disable run) >"$out.sysbench"
     sleep 0.5
     if [[ -n "$pid" ]]; then kill -INT $pid; wait $pid || true; fi
+    if [[ -n "$old" ]]; then kill $old; wait $old 2>/dev/null || true; sleep 1; fi
+
     local qps total
     qps=$(awk '/queries:/ {gsub(/[()]/, "", $3); print $3}' "$out.sysbench")
     total=$(awk '$1 == "total:" {print $2; exit}' "$out.sysbench")
@@ -72,16 +87,21 @@ run() {
 
 declare -A QPS
 PROBE_NOTES=""
+TCPDUMP_DROPS=""
 for ((r = 1; r <= ROUNDS; r++)); do
-    for mode in none probe tcpdump; do
+    for mode in none probe probe+old tcpdump; do
         read -r qps total < <(run "$mode" "$r")
         QPS[$mode]+="$qps "
-        if [[ "$mode" == probe ]]; then
-            json=$(tail -n 1 "$DIR/probe-$r.log")
-            rec=$("$MYRR" inspect --format jsonl "$DIR/probe-$r.myrr" 2>/dev/null | grep -c '"command":"query"' || true)
-            drops=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); t=j["tls_probe"]; print(t["lost_records"], t["lost_bytes"], t["unattributed_bytes"], j["kernel_drops"])' "$json")
-            log "round $r probe: $qps qps; sysbench statements $total, recorded queries $rec; probe lost records/bytes, unattributed bytes, kernel drops: $drops"
-            PROBE_NOTES+="round $r: sysbench $total statements, recorded $rec; lost records/bytes/unattributed/kernel drops $drops; "
+        if [[ "$mode" == probe* ]]; then
+            json=$(tail -n 1 "$DIR/$mode-$r.log")
+            rec=$("$MYRR" inspect --format jsonl "$DIR/$mode-$r.myrr" 2>/dev/null | grep -c '"command":"query"' || true)
+            drops=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); t=j["tls_probe"]; print(t["lost_records"], t["lost_bytes"], t["unattributed_bytes"], j["kernel_drops"], j["tls"]["gaps_passed"], t["sessions_keyed"])' "$json")
+            log "round $r $mode: $qps qps; sysbench statements $total, recorded queries $rec; probe lost records/bytes, unattributed bytes, kernel drops, TLS gaps passed, sessions read with secrets: $drops"
+            PROBE_NOTES+="round $r $mode: sysbench $total statements, recorded $rec; lost records/bytes/unattributed/kernel drops/gaps passed/keyed sessions $drops; "
+        elif [[ "$mode" == tcpdump ]]; then
+            d=$(awk '/dropped by kernel/ {print $1}' "$DIR/tcpdump-$r.log")
+            TCPDUMP_DROPS+="$d "
+            log "round $r $mode: $qps qps; kernel drops $d"
         else
             log "round $r $mode: $qps qps"
         fi
@@ -93,9 +113,9 @@ NONE=$(echo "${QPS[none]}" | median)
     printf '\n## %s tls-probe.sh: server QPS, sysbench oltp_read_only over TLS, %s threads, %s s x %s rounds (interleaved)\n\n' \
         "$(date -u '+%F %H:%M')" "$THREADS" "$T" "$ROUNDS"
     printf '| mode | QPS (median) | runs | vs none |\n|---|---|---|---|\n'
-    for mode in none probe tcpdump; do
+    for mode in none probe probe+old tcpdump; do
         m=$(echo "${QPS[$mode]}" | median)
         printf '| %s | %s | %s| %s |\n' "$mode" "$m" "${QPS[$mode]}" "$(python3 -c "print(f'{$m/$NONE:.3f}')")"
     done
-    printf '\nprobe: %s\n' "$PROBE_NOTES"
+    printf '\nprobe: %s\n\ntcpdump kernel drops per round: %s\n' "$PROBE_NOTES" "$TCPDUMP_DROPS"
 } | tee -a benches/RESULTS.md

@@ -34,6 +34,11 @@
 //! each): +1.7 % on a sysbench capture of 83k exchanges, +3.2 % on one of 207k (prepared
 //! statements), +3.7 % on a write workload's capture of 364k; peak RSS +1 MiB; +3.9 % for
 //! that capture against its paced replay (whose since-scheduled histograms are kept too).
+//! Measured again on 2026-12-07 (`/tmp`-built A/B, 30–40 interleaved runs per input, CPU
+//! time): +4.1 to +6.5 % with a total counted per value; summing a histogram's total when
+//! asked instead, +3.6 to +5.6 % (median +4.3 % over 12 measurements: ro-16, rw-all and a
+//! paced replay against its recording). analyze itself got faster since the first figures,
+//! so the same cost is a larger share.
 //! The first version (HdrHistograms per bucket, a hash map per (shape, bucket), divisions per
 //! offset) cost +7.5 %; u32 cells inline in the bucket (half the bytes) measured slower
 //! (+5.7 % against +2.5 % in the same interleaved run) and were not kept.
