@@ -15,18 +15,24 @@ fn tls_port() -> u16 {
         .expect("MYRR_TLS_PORT is a port")
 }
 
+/// The mariadb CLI as user myrr on 127.0.0.1:`port`, running `sql`.
+fn mariadb_command(port: u16, extra: &[&str], sql: &str) -> Command {
+    let mut c = Command::new("mariadb");
+    c.args([
+        "--no-defaults",
+        "--protocol=tcp",
+        "-h127.0.0.1",
+        "-umyrr",
+        "-pmyrr",
+    ])
+    .arg(format!("-P{port}"))
+    .args(extra)
+    .args(["-e", sql]);
+    c
+}
+
 fn mariadb(port: u16, extra: &[&str], sql: &str) {
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=tcp",
-            "-h127.0.0.1",
-            "-umyrr",
-            "-pmyrr",
-        ])
-        .arg(format!("-P{port}"))
-        .args(extra)
-        .args(["-e", sql])
+    let out = mariadb_command(port, extra, sql)
         .output()
         .expect("mariadb client");
     assert!(
@@ -157,23 +163,14 @@ fn new_sessions_give_their_secrets_and_an_older_one_its_plaintext() {
 
     // 2. A TLS connection open before the probe: read by the data probes, which go once it is
     // closed.
-    let older = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=tcp",
-            "-h127.0.0.1",
-            "-umyrr",
-            "-pmyrr",
-            "--ssl",
-        ])
-        .arg(format!("-P{port}"))
-        .args([
-            "-e",
-            "SELECT SLEEP(2); SELECT 'probe-marker-older', REPEAT('x', 40000)",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("mariadb client");
+    let older = mariadb_command(
+        port,
+        &["--ssl"],
+        "SELECT SLEEP(2); SELECT 'probe-marker-older', REPEAT('x', 40000)",
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("mariadb client");
     std::thread::sleep(std::time::Duration::from_millis(800));
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
