@@ -398,7 +398,7 @@ impl TlsFlow {
             self.read_held(conn, ctx, stats);
         }
         if let Phase::Tls(s) = &mut self.phase {
-            s.finish(&mut |o| tell(conn, o, at_us, ctx));
+            s.finish(stats, &mut |o| tell(conn, o, at_us, ctx));
         }
         self.phase = Phase::Off;
     }

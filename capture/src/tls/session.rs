@@ -151,12 +151,17 @@ struct Resync {
     lost: u64,
     /// Offsets of `buf` already tried as a record start.
     tried_to: usize,
+    /// Decryptions tried since the gap.
+    tries: u64,
 }
 
 /// Bytes of a direction kept to find a record after a gap, at most.
 pub const RESYNC_MAX: usize = 1 << 20;
 /// Decryptions tried for one candidate record: sequence numbers around the estimate.
 const RESYNC_TRIES: u64 = 200_000;
+/// Decryptions tried after one gap, at most (a fraction of a second of CPU): past it, the
+/// gap ends the direction's reading, as when no record is found in [`RESYNC_MAX`] bytes.
+pub const RESYNC_BUDGET: u64 = 1_000_000;
 /// The shortest protected record: header, TLS 1.3's content type, a 16-byte tag.
 const MIN_RECORD: u64 = 22;
 
@@ -256,7 +261,7 @@ impl Session {
                     if self.dirs[i]
                         .resync
                         .as_ref()
-                        .is_some_and(|r| r.buf.len() > RESYNC_MAX)
+                        .is_some_and(|r| r.buf.len() > RESYNC_MAX || r.tries >= RESYNC_BUDGET)
                     {
                         let r = self.dirs[i].resync.take().unwrap_or_default();
                         self.fail(i, Failure::Gap, r.lost + r.buf.len() as u64, stats, out);
@@ -368,6 +373,10 @@ impl Session {
                 if n > max {
                     continue;
                 }
+                if r.tries >= RESYNC_BUDGET {
+                    break;
+                }
+                r.tries += 1;
                 keys.seq = base.wrapping_add(n);
                 if keys
                     .open(
@@ -392,6 +401,10 @@ impl Session {
                     stats.records_lost_in_gaps += n;
                     return Some(r.buf[p..].to_vec());
                 }
+                None if r.tries >= RESYNC_BUDGET => {
+                    keys.seq = base;
+                    break;
+                }
                 None => {
                     keys.seq = base;
                     p += 1;
@@ -402,14 +415,20 @@ impl Session {
         None
     }
 
-    /// The connection is over: bytes left in partial records are lost.
-    pub fn finish(&mut self, out: &mut dyn FnMut(Out<'_>)) {
+    /// The connection is over: bytes left in partial records, and a gap not passed over, are
+    /// lost.
+    pub fn finish(&mut self, stats: &mut TlsStats, out: &mut dyn FnMut(Out<'_>)) {
         if self.state != State::Reading {
             return;
         }
         for d in &mut self.dirs {
             d.lost += d.records.buffered() as u64;
             d.records.clear();
+            if let Some(r) = d.resync.take() {
+                // A gap still not passed over: it, and what came after it, are lost.
+                d.lost += r.lost + r.buf.len() as u64;
+                *stats.failures.entry(Failure::Gap.name()).or_default() += 1;
+            }
         }
         self.flush_lost(out);
     }
@@ -877,6 +896,124 @@ mod tests {
             }
         }
         (said, stats)
+    }
+
+    /// A TLS 1.3 TLS_AES_128_GCM_SHA256 application record of `plain` under `secret` at
+    /// sequence number `seq`, sealed by ring.
+    fn sealed(secret: &[u8], seq: u64, plain: &[u8]) -> Vec<u8> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+        let suite = cipher::suite(0x1301, Version::Tls13).unwrap();
+        let (mut key, mut iv) = ([0u8; 16], [0u8; 12]);
+        cipher::hkdf_expand_label(suite.hash, secret, b"key", b"", &mut key).unwrap();
+        cipher::hkdf_expand_label(suite.hash, secret, b"iv", b"", &mut iv).unwrap();
+        for (a, b) in iv[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *a ^= b;
+        }
+        let mut buf = plain.to_vec();
+        buf.push(APPLICATION_DATA);
+        let len = buf.len() + 16;
+        let head = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &key).unwrap())
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(head), &mut buf)
+            .unwrap();
+        let mut r = head.to_vec();
+        r.extend_from_slice(&buf);
+        r
+    }
+
+    /// A TLS 1.3 session whose key log has the application secrets, after its hellos.
+    fn tls13_session(secret: &[u8]) -> (Session, TlsStats) {
+        let r: String = RANDOM.iter().map(|b| format!("{b:02x}")).collect();
+        let s: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let mut k = KeyLog::default();
+        k.parse(
+            format!("CLIENT_TRAFFIC_SECRET_0 {r} {s}\nSERVER_TRAFFIC_SECRET_0 {r} {s}\n")
+                .as_bytes(),
+            "test",
+        );
+        let mut session = Session::new(Arc::new(k));
+        let mut stats = TlsStats::default();
+        let mut none = |_: Out<'_>| {};
+        session.feed(
+            Direction::ClientToServer,
+            &client_hello(),
+            &mut stats,
+            &mut none,
+        );
+        let sh = server_hello([7; 32], 0x1301, true);
+        session.feed(Direction::ServerToClient, &sh, &mut stats, &mut none);
+        (session, stats)
+    }
+
+    #[test]
+    fn a_gap_in_an_aead_direction_is_passed_over_and_a_hopeless_one_given_up() {
+        let secret = [0xab; 32];
+        let c = Direction::ClientToServer;
+        let (mut s, mut stats) = tls13_session(&secret);
+        let mut said = Vec::new();
+        let recs: Vec<Vec<u8>> = (0..8)
+            .map(|i| sealed(&secret, i, format!("statement {i}").as_bytes()))
+            .collect();
+        for r in &recs[..2] {
+            s.feed(c, r, &mut stats, &mut |o| said.push(format!("{o:?}")));
+        }
+        // Records 2, 3 and 4 lost; 5 and 6 come in pieces that do not follow their bounds.
+        let lost: usize = recs[2..5].iter().map(Vec::len).sum();
+        s.gap(c, lost as u64, &mut stats, &mut |o| {
+            said.push(format!("{o:?}"))
+        });
+        let after: Vec<u8> = recs[5..7].concat();
+        for part in after.chunks(7) {
+            s.feed(c, part, &mut stats, &mut |o| said.push(format!("{o:?}")));
+        }
+        let text = |o: &str| o.contains("Plaintext(ClientToServer");
+        assert_eq!(said.iter().filter(|o| text(o)).count(), 4, "{said:?}");
+        assert!(
+            said[3].ends_with(&format!("Lost(ClientToServer, {lost})")),
+            "{said:?}"
+        );
+        assert_eq!((stats.gaps_passed, stats.records_lost_in_gaps), (1, 3));
+        assert!(stats.failures.is_empty(), "{:?}", stats.failures);
+
+        // A gap after which nothing opens (another session's records): given up within the
+        // budget of decryptions, and everything from the gap on is lost, not silent.
+        s.gap(c, 1_000_000_000, &mut stats, &mut |o| {
+            said.push(format!("{o:?}"))
+        });
+        let wrong: Vec<u8> = (0..6).flat_map(|i| sealed(&[0xcd; 32], i, b"x")).collect();
+        let before = said.len();
+        s.feed(c, &wrong, &mut stats, &mut |o| said.push(format!("{o:?}")));
+        assert_eq!(
+            stats.failures.get("capture_gap"),
+            Some(&1),
+            "{:?}",
+            stats.failures
+        );
+        assert_eq!(stats.gaps_passed, 1);
+        assert!(
+            said[before..]
+                .iter()
+                .any(|o| o.contains("Lost(ClientToServer, 1000000")),
+            "{:?}",
+            &said[before..]
+        );
+
+        // A gap still not passed over when the connection ends: lost, and counted.
+        let (mut s, mut stats) = tls13_session(&secret);
+        let mut said = Vec::new();
+        s.feed(c, &recs[0], &mut stats, &mut |o| {
+            said.push(format!("{o:?}"))
+        });
+        s.gap(c, 100, &mut stats, &mut |o| said.push(format!("{o:?}")));
+        s.feed(c, &recs[3][..10], &mut stats, &mut |o| {
+            said.push(format!("{o:?}"))
+        });
+        s.finish(&mut stats, &mut |o| said.push(format!("{o:?}")));
+        assert_eq!(
+            said.last().map(String::as_str),
+            Some("Lost(ClientToServer, 110)")
+        );
+        assert_eq!(stats.failures.get("capture_gap"), Some(&1));
     }
 
     #[test]
