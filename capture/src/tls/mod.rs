@@ -105,25 +105,25 @@ impl Live {
         self.master.is_some()
             || (self.tls13.client_traffic.is_some() && self.tls13.server_traffic.is_some())
     }
+}
 
-    /// The client random of the ClientHello at the start of the client's `held` bytes.
-    fn client_random_of(&self, held: &[Held]) -> Option<ClientRandom> {
-        let mut first = Vec::new();
-        for h in held {
-            if let Held::Data(Direction::ClientToServer, b, _) = h {
-                first.extend_from_slice(b);
-                if first.len() >= 43 {
-                    break;
-                }
+/// The client random of the ClientHello at the start of the client's `held` bytes.
+fn client_random(held: &[Held]) -> Option<ClientRandom> {
+    let mut first = Vec::new();
+    for h in held {
+        if let Held::Data(Direction::ClientToServer, b, _) = h {
+            first.extend_from_slice(b);
+            if first.len() >= 43 {
+                break;
             }
         }
-        // A handshake record whose first message is a ClientHello: type, length, version,
-        // then the random.
-        if first.len() < 43 || first[0] != 22 || first[5] != 1 {
-            return None;
-        }
-        first[11..43].try_into().ok()
     }
+    // A handshake record whose first message is a ClientHello: type, length, version,
+    // then the random.
+    if first.len() < 43 || first[0] != 22 || first[5] != 1 {
+        return None;
+    }
+    first[11..43].try_into().ok()
 }
 
 /// Where a flow's secrets come from.
@@ -282,7 +282,7 @@ impl TlsFlow {
         let held = std::mem::take(&mut live.held);
         live.held_bytes = 0;
         let mut log = KeyLog::default();
-        if let Some(random) = live.client_random_of(&held) {
+        if let Some(random) = client_random(&held) {
             if let Some(m) = live.master {
                 log.add_master(random, m);
             }
