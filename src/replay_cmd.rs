@@ -506,6 +506,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "skipped": s.skipped,
             "skipped_by_reason": skipped_by,
             "connection_lost": s.lost,
+            "internal_errors": {"sessions": s.sessions_failed, "exchanges_abandoned": s.abandoned},
             "reconnects": s.reconnects,
             "connect_failures": s.connect_failures,
             "sync_timeouts": s.sync_timeouts,
@@ -516,7 +517,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             },
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
-            "rereads": {"sent": s.rereads, "reproduced": s.rereads_reproduced, "failed": s.rereads_failed},
+            "rereads": {"sent": s.rereads, "rounds": s.reread_rounds, "reproduced": s.rereads_reproduced, "failed": s.rereads_failed},
             "divergence": divergence,
             "backfill": {
                 "sessions": b.sessions,
@@ -576,6 +577,13 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
     );
     for (reason, n) in s.skipped_by.iter().filter(|(_, n)| *n > 0) {
         eprintln!("    {n} {}: {}", reason.name(), reason.explain());
+    }
+    if s.sessions_failed > 0 {
+        eprintln!(
+            "  internal errors (bugs in myrr, first ones above; please report them): {} sessions \
+             abandoned, {} exchanges handed to them afterwards not replayed",
+            s.sessions_failed, s.abandoned
+        );
     }
     if b.sessions > 0 {
         eprintln!(
@@ -666,8 +674,9 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
     if s.rereads + s.rereads_failed > 0 {
         eprintln!(
             "  --sync: {} order-ambiguous views read again after the commits they overlapped \
-             (their rows were not production's); {} then were",
-            s.rereads, s.rereads_reproduced
+             (their rows were not production's; {} rounds); {} then were closer to \
+             production's",
+            s.rereads, s.reread_rounds, s.rereads_reproduced
         );
     }
     if s.rereads_failed > 0 {

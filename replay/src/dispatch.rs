@@ -394,7 +394,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                 for clone in 0..cfg.scale {
                     let (tx, rx) = mpsc::unbounded_channel();
                     let worker = session::Worker::new(shared.clone(), s.clone(), clone);
-                    tasks.push(pool.spawn(worker.run(rx)));
+                    tasks.push(pool.spawn(session::supervised(worker, rx)));
                     txs.push(tx);
                 }
                 handover.open(s.session, txs);

@@ -289,6 +289,10 @@ pub struct Progress {
     /// `skipped` by reason, in the order of [`skip_reasons`].
     pub skipped_by: [AtomicU64; SKIP_REASONS],
     pub lost: AtomicU64,
+    /// Session tasks that ended on an internal error (a panic: a bug in myrr), and the
+    /// exchanges handed to them afterwards, not replayed (see `session::supervised`).
+    pub sessions_failed: AtomicU64,
+    pub abandoned: AtomicU64,
     pub reconnects: AtomicU64,
     pub connect_failures: AtomicU64,
     /// Latest recorded timestamp reached (µs since the epoch).
@@ -319,6 +323,8 @@ pub struct Progress {
     /// a transaction production did not have, and its first answers stand.
     pub rereads: AtomicU64,
     pub rereads_reproduced: AtomicU64,
+    /// `--sync-reread`: rounds of reads sent again (a view may take several).
+    pub reread_rounds: AtomicU64,
     pub rereads_failed: AtomicU64,
     pub after_divergence: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
@@ -581,6 +587,9 @@ pub struct Summary {
     /// `skipped` by reason: every reason of [`skip_reasons`], in that order, zeros included.
     pub skipped_by: Vec<(SkipReason, u64)>,
     pub lost: u64,
+    /// See [`Progress::sessions_failed`].
+    pub sessions_failed: u64,
+    pub abandoned: u64,
     pub reconnects: u64,
     pub connect_failures: u64,
     pub sync_timeouts: u64,
@@ -607,6 +616,7 @@ pub struct Summary {
     /// `--sync-reread` (see [`Progress::rereads`]).
     pub rereads: u64,
     pub rereads_reproduced: u64,
+    pub reread_rounds: u64,
     pub rereads_failed: u64,
     pub after_divergence: u64,
     /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
@@ -1081,6 +1091,8 @@ pub async fn run(
             .map(|(r, n)| (r, n.load(Ordering::Relaxed)))
             .collect(),
         lost: p.lost.load(Ordering::Relaxed),
+        sessions_failed: p.sessions_failed.load(Ordering::Relaxed),
+        abandoned: p.abandoned.load(Ordering::Relaxed),
         row_samples: p.row_samples.load(Ordering::Relaxed),
         reconnects: p.reconnects.load(Ordering::Relaxed),
         connect_failures: p.connect_failures.load(Ordering::Relaxed),
@@ -1099,6 +1111,7 @@ pub async fn run(
         deadlocks_not_retried: p.deadlocks_not_retried.load(Ordering::Relaxed),
         rereads: p.rereads.load(Ordering::Relaxed),
         rereads_reproduced: p.rereads_reproduced.load(Ordering::Relaxed),
+        reread_rounds: p.reread_rounds.load(Ordering::Relaxed),
         rereads_failed: p.rereads_failed.load(Ordering::Relaxed),
         after_divergence: p.after_divergence.load(Ordering::Relaxed),
         primary_keys: primary_keys.clone(),

@@ -121,9 +121,9 @@ pub(crate) struct Worker {
     txn: Option<Vec<Arc<Recorded>>>,
     /// A transaction is open on the target (its last answer said so).
     in_txn: bool,
-    /// `--sync-reread`: the latest recorded end of the commits the current view point
-    /// overlapped (0: none).
-    view_until: u64,
+    /// `--sync-reread`: the recorded ends of the commits the current view point overlapped,
+    /// ascending (empty: none).
+    view_overlapped: Vec<u64>,
     /// `--sync-rows`: the rows of its transaction's view point (see `txn_rows`).
     view_rows: Arc<Rows>,
     /// `--sync-reread`: the answered reads of an order-ambiguous view, held back until its
@@ -329,7 +329,7 @@ impl Worker {
             divergence: Default::default(),
             txn: None,
             in_txn: false,
-            view_until: 0,
+            view_overlapped: Vec::new(),
             view_rows: Arc::new(Rows::everything()),
             held: Vec::new(),
             held_txn: false,
@@ -847,7 +847,7 @@ impl Worker {
         self.shared.clock.now_us()
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Batch>) {
+    pub(crate) async fn run(mut self, rx: &mut mpsc::UnboundedReceiver<Batch>) {
         let shared = self.shared.clone();
         let session = self.start.session;
         // Open the connection at the session's recorded offset.
@@ -917,6 +917,9 @@ impl Worker {
                 }
             };
             self.tally.permits += 1;
+            if failpoint_panics(self.start.session, x.seq) {
+                panic!("failpoint {FAILPOINT_PANIC} at exchange {}", x.seq);
+            }
             // Held reads of a view: until its transaction does something else.
             let statement = matches!(x.command, Command::Query { .. } | Command::Execute { .. });
             if !self.held.is_empty() && (class.view || statement && !class.in_view) {
@@ -1267,7 +1270,7 @@ impl Worker {
                     0
                 };
             self.view_seq = x.seq;
-            self.view_until = until.unwrap_or(0);
+            self.view_overlapped = until.unwrap_or_default();
         } else if self.view_labels & OrderLabel::OUT_OF_ORDER == 0
             && order.displaced(session, self.view_seq, self.clone)
         {
@@ -1453,7 +1456,7 @@ impl Worker {
             return false;
         };
         self.held_txn = rs.status & SERVER_STATUS_IN_TRANS != 0;
-        self.view_until > x.end_us
+        self.view_overlapped.last().is_some_and(|&e| e > x.end_us)
             && x.rows_digest.is_some()
             && (!self.held_txn || self.txn.is_some())
     }
@@ -1461,9 +1464,13 @@ impl Worker {
     /// `--sync-reread`: hands over the held reads of an order-ambiguous view. When some of
     /// their rows are not production's, the view is read again after the commits it
     /// overlapped (an autocommit read is sent again; a transaction that has only read is
-    /// rolled back and its statements sent again), and the second answers stand if fewer of
-    /// them differ from production's. Production's answers are the oracle for which order
-    /// production had; what decides is the whole view, so every read of it counts.
+    /// rolled back and its statements sent again), one more of them each round, in their
+    /// recorded order, at most [`REREAD_ROUNDS`] rounds: production's view held some prefix
+    /// of them. The answers of the round with the fewest differences from production's
+    /// stand; the rounds stop once one has none, or has more than the best so far (the
+    /// commits past it only take the view further away). Production's answers are the oracle
+    /// for which order production had; what decides is the whole view, so every read of it
+    /// counts.
     async fn settle(&mut self) {
         let mut held = std::mem::take(&mut self.held);
         let differs = |x: &Recorded, r: &Response| match (x.rows_digest, r) {
@@ -1471,20 +1478,30 @@ impl Worker {
             (Some(_), _) => true,
             (None, _) => false,
         };
-        let first = held.iter().filter(|a| differs(&a.x, &a.response)).count();
-        if first > 0 {
-            if let Some(mut again) = self.read_again(&held).await {
-                let p = &self.shared.progress;
-                p.rereads.fetch_add(1, Ordering::Relaxed);
-                let second = held
+        let mut best = held.iter().filter(|a| differs(&a.x, &a.response)).count();
+        if best > 0 {
+            let view_end = held.first().map_or(0, |a| a.x.end_us);
+            let steps = reread_steps(&self.view_overlapped, view_end);
+            let p = self.shared.progress.clone();
+            let mut improved = false;
+            for (round, until) in steps.into_iter().enumerate() {
+                let Some((mut again, reached)) = self.read_again(&held, until).await else {
+                    break;
+                };
+                if round == 0 {
+                    p.rereads.fetch_add(1, Ordering::Relaxed);
+                }
+                p.reread_rounds.fetch_add(1, Ordering::Relaxed);
+                let n = held
                     .iter()
                     .filter(|a| {
                         let r = again.get(&a.x.seq).map_or(&a.response, |(r, ..)| r);
                         differs(&a.x, r)
                     })
                     .count();
-                if second < first {
-                    p.rereads_reproduced.fetch_add(1, Ordering::Relaxed);
+                if n < best {
+                    best = n;
+                    improved = true;
                     for a in &mut held {
                         if let Some((r, m, sent, end)) = again.remove(&a.x.seq) {
                             (a.response, a.more, a.sent_us, a.end_us) = (r, m, sent, end);
@@ -1492,6 +1509,12 @@ impl Worker {
                         }
                     }
                 }
+                if best == 0 || n > best || !reached {
+                    break;
+                }
+            }
+            if improved {
+                p.rereads_reproduced.fetch_add(1, Ordering::Relaxed);
             }
         }
         for a in held {
@@ -1501,13 +1524,15 @@ impl Worker {
     }
 
     /// `--sync-reread`: sends the held view's reads again once the commits it overlapped
-    /// have been answered: their answers (and when they were sent and answered) by seq, or
-    /// `None` when that could not be done.
+    /// that ended before `until_us` (recorded) have been answered: their answers (and when
+    /// they were sent and answered) by seq, and whether the wait reached `until_us` (it stops
+    /// at this session's own next commit point); or `None` when that could not be done.
     #[allow(clippy::type_complexity)]
     async fn read_again(
         &mut self,
         held: &[Answered],
-    ) -> Option<FxHashMap<u64, (Response, Vec<Response>, u64, u64)>> {
+        until_us: u64,
+    ) -> Option<(FxHashMap<u64, (Response, Vec<Response>, u64, u64)>, bool)> {
         let shared = self.shared.clone();
         let order = shared.order.as_ref()?;
         let view = held.first()?;
@@ -1534,7 +1559,8 @@ impl Worker {
         let (session, clone) = (self.start.session, self.clone);
         let until = order
             .commits
-            .until_own(clone, session, view.x.end_us, self.view_until + 1);
+            .until_own(clone, session, view.x.end_us, until_us);
+        let reached = until >= until_us;
         let stuck = |s, at_once| order.gives_way(session, clone, s, at_once);
         let rows = self.view_rows.clone();
         order
@@ -1569,7 +1595,7 @@ impl Worker {
             }
             out.insert(y.seq, (r, m, sent, end));
         }
-        Some(out)
+        Some((out, reached))
     }
 
     /// A transaction rolled back to be read again could not be (see
@@ -1852,5 +1878,94 @@ impl Worker {
             self.deferred = None;
         }
         Ok(answer)
+    }
+}
+
+/// A fault injected for tests: `MYRR_FAILPOINT_PANIC=SESSION:SEQ` makes that session's task
+/// panic as it takes exchange SEQ (see [`supervised`]). Read once per run.
+pub(crate) const FAILPOINT_PANIC: &str = "MYRR_FAILPOINT_PANIC";
+
+fn failpoint_panics(session: u64, seq: u64) -> bool {
+    static AT: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        let v = std::env::var(FAILPOINT_PANIC).ok()?;
+        let (s, q) = v.split_once(':')?;
+        Some((s.parse().ok()?, q.parse().ok()?))
+    });
+    *at == Some((session, seq))
+}
+
+/// Runs a session task. A panic in it (a bug in myrr) ends that session only: the replay
+/// goes on without it instead of losing the thread's other sessions or waiting, at every
+/// turn, for commit points that will never be answered. Its points are released, the
+/// exchanges handed to it afterwards are drained and counted (`Progress::abandoned`), and the
+/// panic's message becomes one of the run's errors. What it had answered and not yet handed
+/// to the writer is missing from the run's recording, where analyze counts it as not
+/// replayed.
+pub(crate) async fn supervised(worker: Worker, mut rx: mpsc::UnboundedReceiver<Batch>) {
+    use futures_util::FutureExt;
+    let (shared, session, clone) = (worker.shared.clone(), worker.start.session, worker.clone);
+    let run = std::panic::AssertUnwindSafe(worker.run(&mut rx));
+    let Err(panic) = run.catch_unwind().await else {
+        return;
+    };
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    if let Some(order) = &shared.order {
+        order.session_lost(session, clone);
+    }
+    let p = &shared.progress;
+    p.sessions_failed.fetch_add(1, Ordering::Relaxed);
+    shared.note_error(format!(
+        "session {session}: internal error, please report it (a bug in myrr: {what}); the \
+         session was abandoned, and its exchanges from there on are not replayed"
+    ));
+    while let Some(batch) = rx.recv().await {
+        shared.budget.add_permits(batch.len());
+        p.abandoned.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if let Some(order) = &shared.order {
+            for w in batch {
+                order.release(clone, w.keys);
+            }
+        }
+    }
+}
+
+/// `--sync-reread`: most rounds of reading an order-ambiguous view again.
+pub(crate) const REREAD_ROUNDS: usize = 4;
+
+/// `--sync-reread`: up to where each round of reading a view again waits (recorded µs,
+/// exclusive): just past each overlapped commit that ended after the view point did
+/// (`view_end`), in order — the nearest [`REREAD_ROUNDS`] − 1 of them, and the last.
+pub(crate) fn reread_steps(overlapped: &[u64], view_end: u64) -> Vec<u64> {
+    let later: Vec<u64> = overlapped
+        .iter()
+        .filter(|&&e| e > view_end)
+        .map(|&e| e + 1)
+        .collect();
+    if later.len() <= REREAD_ROUNDS {
+        return later;
+    }
+    let mut steps = later[..REREAD_ROUNDS - 1].to_vec();
+    steps.extend(later.last());
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_is_read_again_past_each_later_commit_it_overlapped_up_to_the_last() {
+        assert_eq!(reread_steps(&[], 10), Vec::<u64>::new());
+        assert_eq!(reread_steps(&[5, 9], 10), Vec::<u64>::new());
+        assert_eq!(reread_steps(&[5, 12, 20], 10), vec![13, 21]);
+        assert_eq!(
+            reread_steps(&[11, 12, 13, 14, 15, 16], 10),
+            vec![12, 13, 14, 17]
+        );
     }
 }

@@ -153,8 +153,8 @@ pub(crate) struct Order {
     /// `--sync-locks`.
     pub(crate) locks: bool,
     /// View points found order-ambiguous by the feeder ([`Ambiguity`]): (session, seq) →
-    /// (clones that have not asked yet, the latest recorded end of a commit it overlapped).
-    ambiguous: Mutex<HashMap<(u64, u64), (u32, u64)>>,
+    /// (clones that have not asked yet, the recorded ends of the commits it overlapped).
+    ambiguous: Mutex<HashMap<(u64, u64), Overlapped>>,
     /// View points a commit went ahead of (its wait for them gave way): (session, seq,
     /// clone). They, and the reads from their view, may have seen that commit.
     displaced: Mutex<HashSet<(u64, u64, u32)>>,
@@ -231,20 +231,50 @@ impl Order {
         }
     }
 
+    /// A session task ended abruptly (see `session::supervised`): every point of it registered
+    /// in `clone` is released, as if answered.
+    pub(crate) fn session_lost(&self, session: u64, clone: u32) {
+        for order in [
+            Some(&self.commits),
+            self.views.as_ref(),
+            self.writes.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let state = order.clone_state(clone);
+            let keys: Vec<CommitKey> = state
+                .keys
+                .lock()
+                .map(|k| k.keys().filter(|k| k.1 == session).copied().collect())
+                .unwrap_or_default();
+            for key in keys {
+                state.done(key);
+            }
+        }
+        self.done_waiting(session, clone);
+    }
+
     /// The feeder found these view points order-ambiguous: (session, seq, the recorded end of
     /// a commit point it overlapped).
     pub(crate) fn mark_ambiguous(&self, found: &mut Vec<(u64, u64, u64)>, clones: u32) {
         if let Ok(mut m) = self.ambiguous.lock() {
             for (session, seq, end) in found.drain(..) {
-                let e = m.entry((session, seq)).or_insert((clones.max(1), end));
-                e.1 = e.1.max(end);
+                let ends = &mut m.entry((session, seq)).or_insert((clones.max(1), vec![])).1;
+                if let Err(at) = ends.binary_search(&end) {
+                    ends.insert(at, end);
+                    // Bounded (a long report overlaps thousands): the earliest and the last.
+                    if ends.len() > AMBIGUOUS_ENDS_KEPT {
+                        ends.remove(AMBIGUOUS_ENDS_KEPT - 1);
+                    }
+                }
             }
         }
     }
 
     /// Whether the view point (session, seq), which ended at `end_us` in the recording, was
-    /// order-ambiguous: then the latest recorded end of the commit points it overlapped. Its
-    /// answer is final once the feeder has read past its end: waits for that, at most
+    /// order-ambiguous: then the recorded ends of the commit points it overlapped, ascending.
+    /// Its answer is final once the feeder has read past its end: waits for that, at most
     /// `timeout` (then: as far as known).
     pub(crate) async fn ambiguous(
         &self,
@@ -252,18 +282,15 @@ impl Order {
         seq: u64,
         end_us: u64,
         timeout: Duration,
-    ) -> Option<u64> {
+    ) -> Option<Vec<u64>> {
         self.commits.wait_read(end_us, timeout).await;
         let mut m = self.ambiguous.lock().ok()?;
         match m.get_mut(&(session, seq)) {
-            Some((left, end)) if *left > 1 => {
+            Some((left, ends)) if *left > 1 => {
                 *left -= 1;
-                Some(*end)
+                Some(ends.clone())
             }
-            Some(&mut (_, end)) => {
-                m.remove(&(session, seq));
-                Some(end)
-            }
+            Some(_) => m.remove(&(session, seq)).map(|(_, ends)| ends),
             None => None,
         }
     }
@@ -669,7 +696,7 @@ impl CommitOrder {
         let Ok(keys) = self.clone_state(clone).keys.lock() else {
             return from_us;
         };
-        keys.range((from_us, 0, 0)..(until_us, 0, 0))
+        keys.range((from_us.min(until_us), 0, 0)..(until_us, 0, 0))
             .find(|(k, _)| k.1 == session)
             .map_or(until_us, |(k, _)| k.0)
     }
@@ -911,6 +938,13 @@ pub(crate) struct Ambiguity {
     latest: u64,
 }
 
+/// An order-ambiguous view point: the clones that have not asked for it yet, and the recorded
+/// ends of the commits it overlapped, ascending.
+type Overlapped = (u32, Vec<u64>);
+
+/// Most recorded ends of overlapped commits kept per order-ambiguous view point.
+const AMBIGUOUS_ENDS_KEPT: usize = 64;
+
 /// How far back in recorded time a new exchange is tested against earlier ones: a view
 /// point longer than this may miss a commit that ran (and ended) early in it.
 pub(crate) const AMBIGUITY_WINDOW_US: u64 = 10_000_000;
@@ -938,15 +972,12 @@ impl Ambiguity {
         // are ordered by end) and start before it ends.
         let after = |v: u64| (v.saturating_add(1), 0, 0);
         if class.view {
-            let latest = self
-                .commits
-                .range(after(start)..)
-                .filter(|c| c.1 < end && c.2 != x.session)
-                .map(|c| c.0)
-                .max();
-            if let Some(c) = latest {
-                found.push((x.session, x.seq, c));
-            }
+            found.extend(
+                self.commits
+                    .range(after(start)..)
+                    .filter(|c| c.1 < end && c.2 != x.session)
+                    .map(|c| (x.session, x.seq, c.0)),
+            );
             // Kept either way: a commit read later may overlap it too, and end later.
             self.views.insert((end, start, x.session, x.seq));
         }

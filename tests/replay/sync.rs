@@ -763,6 +763,70 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
     }
 }
 
+/// `--sync-reread` in rounds: production's session 1 read while two commits were in flight,
+/// and saw the one that ended first (session 2's, row 1 = 5) but not the other (session 3's,
+/// row 2 = 7). Reading again after every commit it overlapped gives neither order; the first
+/// round, after session 2's commit only, gives production's (session 3's commit is still held
+/// back by its session's 200 ms `DO SLEEP` then). The round stops there.
+#[test]
+fn a_view_is_read_again_in_rounds_until_it_is_productions() {
+    use myrr_recording::Response;
+    let _serial = serial();
+    let dir = tempdir();
+    let setup = |row1: u32, row2: u32| {
+        format!(
+            "DROP DATABASE IF EXISTS myrr_rounds; CREATE DATABASE myrr_rounds; \
+             CREATE TABLE myrr_rounds.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_rounds.t VALUES (1, {row1}), (2, {row2})"
+        )
+    };
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    let production = answers_of(&dir, "myrr_rounds", &setup(5, 0), &reads);
+    let rec = dir.join("rounds.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_rounds",
+        &[
+            reading_txn(&reads, &production),
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
+                timed(1_000, 10_000, "COMMIT", false),
+            ],
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(500, 600, "UPDATE t SET v = 7 WHERE id = 2", true),
+                timed(1_200, 1_300, "DO SLEEP(0.2)", true),
+                timed(1_500, 20_000, "COMMIT", false),
+            ],
+        ],
+    );
+    let out = dir.join("rounds-out.myrr");
+    let (summary, events) = replay_lw(&rec, &out, &setup(0, 0), &["--speed", "max"]);
+    let digest = |seq| {
+        events
+            .iter()
+            .filter_map(Event::as_exchange)
+            .find(|x| x.session == 1 && x.seq == seq)
+            .and_then(|x| match &x.response {
+                Response::Rows(rs) => Some(rs.digest),
+                _ => None,
+            })
+    };
+    let want = |i: usize| match &production[i] {
+        Response::Rows(rs) => Some(rs.digest),
+        _ => None,
+    };
+    assert_eq!(digest(1), want(0), "{summary}");
+    assert_eq!(digest(2), want(1), "{summary}");
+    assert_eq!(summary["rereads"]["sent"], 1, "{summary}");
+    assert_eq!(summary["rereads"]["rounds"], 1, "{summary}");
+    assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
+}
+
 #[test]
 fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answers() {
     use myrr_recording::Response;
@@ -830,4 +894,75 @@ fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answer
             assert!(!errors.contains("could not be"), "{summary}");
         }
     }
+}
+
+/// A session task that panics (a bug in myrr, injected here with the failpoint) ends that
+/// session only: its commit points are released, so the session that waits for its COMMIT
+/// goes on at once instead of timing out, the exchanges handed to it afterwards are counted,
+/// and the panic is one of the run's errors.
+#[test]
+fn a_session_that_panics_is_abandoned_and_the_others_do_not_wait_for_it() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("panic.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_lw",
+        &[
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(200, 300, "UPDATE t SET v = 1 WHERE id = 1", true),
+                timed(400, 500, "COMMIT", false),
+                timed(600, 700, "UPDATE t SET v = 2 WHERE id = 2", false),
+            ],
+            vec![
+                timed(1_000, 1_100, "SELECT v FROM t WHERE id = 1", false),
+                timed(1_200, 1_300, "UPDATE t SET v = 3 WHERE id = 3", false),
+            ],
+        ],
+    );
+    let out = dir.join("panic-out.myrr");
+    sql(db().candidate_port, LW_TABLE);
+    let o = crate::replay_command(
+        &rec,
+        &db().candidate_url,
+        &out,
+        &["--sync", "all", "--json", "--speed", "max"],
+    )
+    .env("MYRR_FAILPOINT_PANIC", "1:1")
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["internal_errors"]["sessions"], 1, "{summary}");
+    assert!(err.contains("internal error"), "{err}");
+    assert!(
+        summary["first_errors"].to_string().contains("failpoint"),
+        "{summary}"
+    );
+    // Session 2 did not wait out --sync's timeout for session 1's COMMIT.
+    assert_eq!(summary["sync_timeouts"], 0, "{summary}");
+    let events = read_events(&out);
+    let replayed = |s| {
+        events
+            .iter()
+            .filter_map(Event::as_exchange)
+            .filter(|x| x.session == s)
+            .count()
+    };
+    assert_eq!(replayed(2), 2, "{summary}");
+    // Session 1's BEGIN was answered; what it held then is missing or counted, never sent.
+    let abandoned = summary["internal_errors"]["exchanges_abandoned"]
+        .as_u64()
+        .unwrap();
+    assert!(replayed(1) <= 1 && abandoned <= 2, "{summary}");
+    assert_eq!(
+        sql(
+            db().candidate_port,
+            "SELECT GROUP_CONCAT(v ORDER BY id) FROM myrr_lw.t"
+        )
+        .trim(),
+        "0,0,3,0"
+    );
 }

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""benches/ambiguity.py — which commits did production's reads see? (sysbench oltp_read_write)
+
+For every read inside a transaction of a sysbench oltp_read_write capture, finds the other
+sessions' transactions that wrote a row the read reads and whose COMMIT overlapped the
+transaction's view point (its first SELECT) in the recording, and tells, for reads with
+exactly one such commit, how often the replay's answer differs from production's, binned by
+where that commit ended: before the view point ended (`B`, by fifths of the view point's
+interval: the replay's rule says the read saw it) or after (`A`, by 100 µs past its end,
+and whether the commit had started before the view point did: the rule says it did not).
+A bin whose difference share stays under 50 % is one where the rule already takes
+production's majority: no cut by these times does better there.
+
+Usage: myrr inspect --format jsonl capture.myrr > cap.jsonl
+       myrr inspect --format jsonl replay.myrr > rep.jsonl
+       benches/ambiguity.py cap.jsonl rep.jsonl
+"""
+import bisect
+import collections
+import json
+import re
+import sys
+
+
+def main(capture, replay):
+    sql, evs = {}, collections.defaultdict(list)
+    for line in open(capture):
+        e = json.loads(line)
+        if e.get("event") != "exchange":
+            continue
+        if e["command"] == "prepare":
+            sql[(e["session"], e["prepared_id"])] = e["sql"]
+        evs[e["session"]].append(e)
+    rep = {}
+    for line in open(replay):
+        e = json.loads(line)
+        if e.get("event") == "exchange" and e["command"] == "execute":
+            rep[(e["session"], e["seq"])] = e
+    commits, reads = [], []
+    for s, xs in evs.items():
+        txn = None
+        for e in xs:
+            if e["command"] != "execute":
+                continue
+            q, p = sql.get((s, e["stmt_id"]), ""), e.get("params") or []
+            if q == "BEGIN":
+                txn = {"view": None, "writes": set(), "reads": []}
+            elif q == "COMMIT":
+                if txn is not None:
+                    commits.append((e["end_us"], e["start_us"], s, frozenset(txn["writes"])))
+                    reads.extend(r + (txn["view"],) for r in txn["reads"])
+                txn = None
+            elif txn is not None:
+                m = re.search(r"(sbtest\d+)", q)
+                t = m.group(1) if m else None
+                if q.startswith("SELECT"):
+                    if txn["view"] is None:
+                        txn["view"] = (e["start_us"], e["end_us"])
+                    rng = (p[0], p[1]) if "BETWEEN" in q else (p[0], p[0])
+                    txn["reads"].append((s, e["seq"], t, rng))
+                elif q.startswith("UPDATE"):
+                    txn["writes"].add((t, p[-1]))
+                elif q.startswith(("DELETE", "INSERT")):
+                    txn["writes"].add((t, p[0]))
+    commits.sort()
+    ends = [c[0] for c in commits]
+    byseq = {(e["session"], e["seq"]): e for xs in evs.values() for e in xs}
+    stats = collections.Counter()
+    for s, seq, t, rng, (vs, ve) in reads:
+        c, r = byseq.get((s, seq)), rep.get((s, seq))
+        if r is None or c is None or "digest" not in c:
+            continue
+        conf = []
+        for C in commits[bisect.bisect_right(ends, vs):]:
+            if C[1] >= ve:
+                if C[0] > ve + 50_000:
+                    break
+                continue
+            if C[2] != s and any(w[0] == t and rng[0] <= w[1] <= rng[1] for w in C[3]):
+                conf.append(C)
+        if len(conf) != 1:
+            stats[("overlapped commits", min(len(conf), 3), c["digest"] == r.get("digest"))] += 1
+            continue
+        C = conf[0]
+        if C[0] < ve:
+            b = ("B", f"ended in fifth {min(int((C[0] - vs) / max(ve - vs, 1) * 5), 4) + 1}")
+        else:
+            started = "started before" if C[1] < vs else "started during"
+            b = ("A", started, f"ended +{min((C[0] - ve) // 100, 10) * 100} µs")
+        stats[(b, c["digest"] == r.get("digest"))] += 1
+    for b in sorted({k[0] for k in stats if k[0] != "overlapped commits"}, key=str):
+        same, diff = stats[(b, True)], stats[(b, False)]
+        print(" ".join(b), f"| same {same} | differ {diff} | {100 * diff / max(same + diff, 1):.1f} %")
+    for n in range(4):
+        same, diff = stats[("overlapped commits", n, True)], stats[("overlapped commits", n, False)]
+        if same + diff:
+            label = f"{n}+" if n == 3 else str(n)
+            print(f"reads with {label} such commits | same {same} | differ {diff}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
