@@ -1071,7 +1071,13 @@ impl Worker {
                     // Sent again from here, when an autocommit read.
                     answered.x = Handed::Shared(Arc::new(r));
                 }
+                let differs = differs_from_recorded(&answered.x, &answered.response);
                 self.held.push(answered);
+                // Settled at the first read that differs, while fewer of the commits that
+                // ended after the view have run: the rounds can still find its prefix.
+                if differs {
+                    self.settle().await;
+                }
             } else {
                 self.answered = Some(answered);
             }
@@ -1461,7 +1467,9 @@ impl Worker {
             && (!self.held_txn || self.txn.is_some())
     }
 
-    /// `--sync-reread`: hands over the held reads of an order-ambiguous view. When some of
+    /// `--sync-reread`: hands over the held reads of an order-ambiguous view, at its first read
+    /// whose rows are not production's (the later reads of the view then come from the view
+    /// it was settled on), or when its transaction stops reading. When some of
     /// their rows are not production's, the view is read again after the commits it
     /// overlapped (an autocommit read is sent again; a transaction that has only read is
     /// rolled back and its statements sent again), one more of them each round, in their
@@ -1473,11 +1481,7 @@ impl Worker {
     /// counts.
     async fn settle(&mut self) {
         let mut held = std::mem::take(&mut self.held);
-        let differs = |x: &Recorded, r: &Response| match (x.rows_digest, r) {
-            (Some(d), Response::Rows(rs)) => rs.digest != d,
-            (Some(_), _) => true,
-            (None, _) => false,
-        };
+        let differs = differs_from_recorded;
         let mut best = held.iter().filter(|a| differs(&a.x, &a.response)).count();
         if best > 0 {
             let view_end = held.first().map_or(0, |a| a.x.end_us);
@@ -1931,6 +1935,15 @@ pub(crate) async fn supervised(worker: Worker, mut rx: mpsc::UnboundedReceiver<B
                 order.release(clone, w.keys);
             }
         }
+    }
+}
+
+/// Whether an answer's rows are not the recorded ones (a read recorded with rows).
+fn differs_from_recorded(x: &Recorded, r: &Response) -> bool {
+    match (x.rows_digest, r) {
+        (Some(d), Response::Rows(rs)) => rs.digest != d,
+        (Some(_), _) => true,
+        (None, _) => false,
     }
 }
 

@@ -827,6 +827,81 @@ fn a_view_is_read_again_in_rounds_until_it_is_productions() {
     assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
 }
 
+/// `--sync-reread` settles a view at its first read that differs: session 1's transaction
+/// reads row 1 (production saw session 2's commit: 5), then a 300 ms `SELECT SLEEP`, then
+/// row 2 (production had not seen session 3's commit: 0). Session 3's commit is sent 200 ms
+/// into the replay. Read again right after the first read, the view is taken before it, and
+/// both rows are production's; read again only after the transaction's last read, row 2 would
+/// come with session 3's commit whatever the round.
+#[test]
+fn a_view_is_read_again_at_its_first_read_that_differs() {
+    use myrr_recording::Response;
+    let _serial = serial();
+    let dir = tempdir();
+    let setup = |row1: u32, row2: u32| {
+        format!(
+            "DROP DATABASE IF EXISTS myrr_early; CREATE DATABASE myrr_early; \
+             CREATE TABLE myrr_early.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_early.t VALUES (1, {row1}), (2, {row2})"
+        )
+    };
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT SLEEP(0.3)",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    let production = answers_of(&dir, "myrr_early", &setup(5, 0), &reads);
+    let read = |start, end, i: usize| {
+        let (s, e, command, _) = timed(start, end, reads[i], true);
+        (s, e, command, production[i].clone())
+    };
+    let rec = dir.join("early.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_early",
+        &[
+            vec![
+                timed(0, 100, "BEGIN", true),
+                read(2_000, 2_100, 0),
+                read(2_500, 2_600, 1),
+                read(3_000, 3_100, 2),
+                timed(4_000, 4_100, "COMMIT", false),
+            ],
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
+                timed(1_000, 10_000, "COMMIT", false),
+            ],
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(500, 600, "UPDATE t SET v = 7 WHERE id = 2", true),
+                timed(1_200, 1_300, "DO SLEEP(0.2)", true),
+                timed(1_500, 20_000, "COMMIT", false),
+            ],
+        ],
+    );
+    let out = dir.join("early-out.myrr");
+    let (summary, events) = replay_lw(&rec, &out, &setup(0, 0), &["--speed", "max"]);
+    let digest = |seq| {
+        events
+            .iter()
+            .filter_map(Event::as_exchange)
+            .find(|x| x.session == 1 && x.seq == seq)
+            .and_then(|x| match &x.response {
+                Response::Rows(rs) => Some(rs.digest),
+                _ => None,
+            })
+    };
+    let want = |i: usize| match &production[i] {
+        Response::Rows(rs) => Some(rs.digest),
+        _ => None,
+    };
+    assert_eq!(digest(1), want(0), "{summary}");
+    assert_eq!(digest(3), want(2), "{summary}");
+    assert_eq!(summary["rereads"]["sent"], 1, "{summary}");
+    assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
+}
+
 #[test]
 fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answers() {
     use myrr_recording::Response;
@@ -842,14 +917,14 @@ fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answer
         )
     };
     let reads = [
-        "SELECT v FROM t WHERE id = 1",
         "SELECT v FROM u WHERE id = 2",
+        "SELECT v FROM t WHERE id = 1",
     ];
     // Production's answers: row 1 of t = 5.
     let production = answers_of(&dir, "myrr_rereadfail", &setup(5), &reads);
     // Session 1's view overlapped session 2's DROP TABLE u, which came after it here (the
     // read of u holds the table until session 1's transaction ends): read again after the
-    // DROP, the read of u fails.
+    // DROP (at the read of t, the first that differs), the read of u fails.
     let rec = dir.join("rereadfail.myrr");
     synthetic_timed(
         &rec,
@@ -877,7 +952,7 @@ fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answer
         };
         // The first answers stand: the read of u has its row, the COMMIT went through.
         assert!(
-            matches!(answer(2), Response::Rows(ref rs) if rs.rows == 1),
+            matches!(answer(1), Response::Rows(ref rs) if rs.rows == 1),
             "{reread}: {summary}"
         );
         assert!(matches!(answer(3), Response::Ok(_)), "{reread}: {summary}");
