@@ -763,34 +763,40 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
     }
 }
 
-/// `--sync-reread` in rounds: production's session 1 read while two commits were in flight,
-/// and saw the one that ended first (session 2's, row 1 = 5) but not the other (session 3's,
-/// row 2 = 7). Reading again after every commit it overlapped gives neither order; the first
-/// round, after session 2's commit only, gives production's (session 3's commit is still held
-/// back by its session's 200 ms `DO SLEEP` then). The round stops there.
-#[test]
-fn a_view_is_read_again_in_rounds_until_it_is_productions() {
+/// The re-read tests with two later commits: session 1's transaction (built by `session1`
+/// from production's answers to `reads`) reads table `t` of `db` while session 2's commit
+/// (row 1 = 5, ended at 10 ms) and session 3's (row 2 = 7, ended at 20 ms, sent 200 ms into the
+/// replay after its `DO SLEEP`) are in flight; production saw session 2's only. Replays it
+/// onto rows (0, 0): the summary, and session 1's answers' digests by seq beside production's
+/// by read.
+#[allow(clippy::type_complexity)]
+fn reread_against_two_commits(
+    db: &str,
+    reads: &[&str],
+    session1: impl Fn(
+        &[myrr_recording::Response],
+    ) -> Vec<(u64, u64, myrr_recording::Command, myrr_recording::Response)>,
+) -> (
+    serde_json::Value,
+    impl Fn(u64) -> Option<myrr_recording::ResultDigest>,
+    Vec<Option<myrr_recording::ResultDigest>>,
+) {
     use myrr_recording::Response;
-    let _serial = serial();
     let dir = tempdir();
     let setup = |row1: u32, row2: u32| {
         format!(
-            "DROP DATABASE IF EXISTS myrr_rounds; CREATE DATABASE myrr_rounds; \
-             CREATE TABLE myrr_rounds.t (id INT PRIMARY KEY, v INT); \
-             INSERT INTO myrr_rounds.t VALUES (1, {row1}), (2, {row2})"
+            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; \
+             CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO {db}.t VALUES (1, {row1}), (2, {row2})"
         )
     };
-    let reads = [
-        "SELECT v FROM t WHERE id = 1",
-        "SELECT v FROM t WHERE id = 2",
-    ];
-    let production = answers_of(&dir, "myrr_rounds", &setup(5, 0), &reads);
-    let rec = dir.join("rounds.myrr");
+    let production = answers_of(&dir, db, &setup(5, 0), reads);
+    let rec = dir.join("two-commits.myrr");
     synthetic_timed(
         &rec,
-        "myrr_rounds",
+        db,
         &[
-            reading_txn(&reads, &production),
+            session1(&production),
             vec![
                 timed(0, 100, "BEGIN", true),
                 timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
@@ -804,24 +810,42 @@ fn a_view_is_read_again_in_rounds_until_it_is_productions() {
             ],
         ],
     );
-    let out = dir.join("rounds-out.myrr");
+    let out = dir.join("two-commits-out.myrr");
     let (summary, events) = replay_lw(&rec, &out, &setup(0, 0), &["--speed", "max"]);
-    let digest = |seq| {
-        events
-            .iter()
-            .filter_map(Event::as_exchange)
-            .find(|x| x.session == 1 && x.seq == seq)
-            .and_then(|x| match &x.response {
-                Response::Rows(rs) => Some(rs.digest),
-                _ => None,
-            })
-    };
-    let want = |i: usize| match &production[i] {
+    let digest = |r: &Response| match r {
         Response::Rows(rs) => Some(rs.digest),
         _ => None,
     };
-    assert_eq!(digest(1), want(0), "{summary}");
-    assert_eq!(digest(2), want(1), "{summary}");
+    let answers: std::collections::HashMap<u64, _> = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .filter(|x| x.session == 1)
+        .map(|x| (x.seq, digest(&x.response)))
+        .collect();
+    let wanted = production.iter().map(digest).collect();
+    (
+        summary,
+        move |seq| answers.get(&seq).copied().flatten(),
+        wanted,
+    )
+}
+
+/// `--sync-reread` in rounds: production's session 1 read while two commits were in flight,
+/// and saw the one that ended first (session 2's, row 1 = 5) but not the other (session 3's,
+/// row 2 = 7). Reading again after every commit it overlapped gives neither order; the first
+/// round, after session 2's commit only, gives production's (session 3's commit is still held
+/// back by its session's 200 ms `DO SLEEP` then). The round stops there.
+#[test]
+fn a_view_is_read_again_in_rounds_until_it_is_productions() {
+    let _serial = serial();
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    let (summary, answer, production) =
+        reread_against_two_commits("myrr_rounds", &reads, |p| reading_txn(&reads, p));
+    assert_eq!(answer(1), production[0], "{summary}");
+    assert_eq!(answer(2), production[1], "{summary}");
     assert_eq!(summary["rereads"]["sent"], 1, "{summary}");
     assert_eq!(summary["rereads"]["rounds"], 1, "{summary}");
     assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
@@ -835,69 +859,27 @@ fn a_view_is_read_again_in_rounds_until_it_is_productions() {
 /// come with session 3's commit whatever the round.
 #[test]
 fn a_view_is_read_again_at_its_first_read_that_differs() {
-    use myrr_recording::Response;
     let _serial = serial();
-    let dir = tempdir();
-    let setup = |row1: u32, row2: u32| {
-        format!(
-            "DROP DATABASE IF EXISTS myrr_early; CREATE DATABASE myrr_early; \
-             CREATE TABLE myrr_early.t (id INT PRIMARY KEY, v INT); \
-             INSERT INTO myrr_early.t VALUES (1, {row1}), (2, {row2})"
-        )
-    };
     let reads = [
         "SELECT v FROM t WHERE id = 1",
         "SELECT SLEEP(0.3)",
         "SELECT v FROM t WHERE id = 2",
     ];
-    let production = answers_of(&dir, "myrr_early", &setup(5, 0), &reads);
-    let read = |start, end, i: usize| {
-        let (s, e, command, _) = timed(start, end, reads[i], true);
-        (s, e, command, production[i].clone())
-    };
-    let rec = dir.join("early.myrr");
-    synthetic_timed(
-        &rec,
-        "myrr_early",
-        &[
-            vec![
-                timed(0, 100, "BEGIN", true),
-                read(2_000, 2_100, 0),
-                read(2_500, 2_600, 1),
-                read(3_000, 3_100, 2),
-                timed(4_000, 4_100, "COMMIT", false),
-            ],
-            vec![
-                timed(0, 100, "BEGIN", true),
-                timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
-                timed(1_000, 10_000, "COMMIT", false),
-            ],
-            vec![
-                timed(0, 100, "BEGIN", true),
-                timed(500, 600, "UPDATE t SET v = 7 WHERE id = 2", true),
-                timed(1_200, 1_300, "DO SLEEP(0.2)", true),
-                timed(1_500, 20_000, "COMMIT", false),
-            ],
-        ],
-    );
-    let out = dir.join("early-out.myrr");
-    let (summary, events) = replay_lw(&rec, &out, &setup(0, 0), &["--speed", "max"]);
-    let digest = |seq| {
-        events
-            .iter()
-            .filter_map(Event::as_exchange)
-            .find(|x| x.session == 1 && x.seq == seq)
-            .and_then(|x| match &x.response {
-                Response::Rows(rs) => Some(rs.digest),
-                _ => None,
-            })
-    };
-    let want = |i: usize| match &production[i] {
-        Response::Rows(rs) => Some(rs.digest),
-        _ => None,
-    };
-    assert_eq!(digest(1), want(0), "{summary}");
-    assert_eq!(digest(3), want(2), "{summary}");
+    let (summary, answer, production) = reread_against_two_commits("myrr_early", &reads, |p| {
+        let read = |start, end, i: usize| {
+            let (s, e, command, _) = timed(start, end, reads[i], true);
+            (s, e, command, p[i].clone())
+        };
+        vec![
+            timed(0, 100, "BEGIN", true),
+            read(2_000, 2_100, 0),
+            read(2_500, 2_600, 1),
+            read(3_000, 3_100, 2),
+            timed(4_000, 4_100, "COMMIT", false),
+        ]
+    });
+    assert_eq!(answer(1), production[0], "{summary}");
+    assert_eq!(answer(3), production[2], "{summary}");
     assert_eq!(summary["rereads"]["sent"], 1, "{summary}");
     assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
 }
