@@ -295,7 +295,8 @@ pub enum EndReason {
     Idle,
     /// The capture (or replay) ended with the session still open.
     EndOfRun,
-    /// Replay: the server went away and the session could not go on.
+    /// Replay: the session could not go on (the server went away, or its task failed: see
+    /// the run's errors).
     Lost,
 }
 

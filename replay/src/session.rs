@@ -282,14 +282,43 @@ fn sql_of<'a>(
 
 /// A session task cancelled after a stop's drain timeout still hands over what it had: its
 /// last answered exchange (if the output queue has room) and its counts.
+/// So does one that panicked: its held reads too, answered as they are.
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some((label, e, rows)) = self.take_answered() {
-            for e in label.into_iter().chain([e]).chain(rows) {
-                self.shared.events.try_send(e);
+        let held = std::mem::take(&mut self.held);
+        let last = self.answered.take();
+        for a in held.into_iter().chain(last) {
+            self.answered = Some(a);
+            if let Some((label, e, rows)) = self.take_answered() {
+                for e in label.into_iter().chain([e]).chain(rows) {
+                    self.shared.events.try_send(e);
+                }
             }
         }
         self.shared.flush(&mut self.tally);
+    }
+}
+
+/// What [`supervised`] knows of its session's task when the task panicked.
+pub(crate) struct Task {
+    /// The rest of the batch being worked through.
+    inbox: smallvec::IntoIter<[Work; 1]>,
+    /// An exchange was taken from the inbox and is not answered yet.
+    in_flight: bool,
+    /// Counted as open in the progress (`Progress::sessions_active`).
+    active: bool,
+    /// Exchanges answered.
+    exchanges: u64,
+}
+
+impl Task {
+    pub(crate) fn new() -> Self {
+        Self {
+            inbox: Batch::new().into_iter(),
+            in_flight: false,
+            active: false,
+            exchanges: 0,
+        }
     }
 }
 
@@ -847,7 +876,7 @@ impl Worker {
         self.shared.clock.now_us()
     }
 
-    pub(crate) async fn run(mut self, rx: &mut mpsc::UnboundedReceiver<Batch>) {
+    pub(crate) async fn run(mut self, rx: &mut mpsc::UnboundedReceiver<Batch>, task: &mut Task) {
         let shared = self.shared.clone();
         let session = self.start.session;
         // Open the connection at the session's recorded offset.
@@ -863,6 +892,7 @@ impl Worker {
             .progress
             .sessions_active
             .fetch_add(1, Ordering::Relaxed);
+        task.active = true;
         let connected = self.connect().await;
         let mut start = self.start.clone();
         start.clone = self.out_clone;
@@ -886,10 +916,7 @@ impl Worker {
                 .fetch_add(1, Ordering::Relaxed);
             shared.note_error(format!("session {session}: cannot connect: {e}"));
         }
-        let mut exchanges = 0u64;
         let mut reason = EndReason::EndOfRun;
-        // The batch being worked through.
-        let mut inbox = Batch::new().into_iter();
         loop {
             let Work {
                 x,
@@ -897,8 +924,11 @@ impl Worker {
                 class,
                 wait,
                 survivors,
-            } = match inbox.next() {
-                Some(w) => w,
+            } = match task.inbox.next() {
+                Some(w) => {
+                    task.in_flight = true;
+                    w
+                }
                 None => {
                     let batch = match rx.try_recv() {
                         Ok(b) => b,
@@ -912,7 +942,7 @@ impl Worker {
                             }
                         }
                     };
-                    inbox = batch.into_iter();
+                    task.inbox = batch.into_iter();
                     continue;
                 }
             };
@@ -937,6 +967,7 @@ impl Worker {
             // Stopped, before or while this exchange waited for its time: it is not sent.
             if shared.stopping() {
                 self.release(keys);
+                task.in_flight = false;
                 break;
             }
             let scheduled_us = match scheduled {
@@ -1040,7 +1071,8 @@ impl Worker {
                 labels |= added;
             }
             self.release(keys);
-            exchanges += 1;
+            task.exchanges += 1;
+            task.in_flight = false;
             let quit = matches!(x.command, Command::Quit);
             let x = if shared.order.is_some()
                 && shared.config.sync_deadlocks
@@ -1091,7 +1123,7 @@ impl Worker {
         shared.flush(&mut self.tally);
         // Commit points queued behind the end will never be answered: release them.
         rx.close();
-        let mut left: Vec<Work> = inbox.collect();
+        let mut left: Vec<Work> = task.inbox.by_ref().collect();
         while let Ok(b) = rx.try_recv() {
             left.extend(b);
         }
@@ -1109,6 +1141,7 @@ impl Worker {
             .progress
             .sessions_active
             .fetch_sub(1, Ordering::Relaxed);
+        task.active = false;
         shared
             .progress
             .sessions_done
@@ -1123,7 +1156,7 @@ impl Worker {
             } else {
                 Login::Unknown
             },
-            exchanges,
+            exchanges: task.exchanges,
         }))
         .await;
     }
@@ -1901,15 +1934,16 @@ fn failpoint_panics(session: u64, seq: u64) -> bool {
 
 /// Runs a session task. A panic in it (a bug in myrr) ends that session only: the replay
 /// goes on without it instead of losing the thread's other sessions or waiting, at every
-/// turn, for commit points that will never be answered. Its points are released, the
-/// exchanges handed to it afterwards are drained and counted (`Progress::abandoned`), and the
-/// panic's message becomes one of the run's errors. What it had answered and not yet handed
-/// to the writer is missing from the run's recording, where analyze counts it as not
-/// replayed.
+/// turn, for commit points that will never be answered. Its points are released; what it
+/// had answered is written (see `Worker`'s `Drop`); the exchange it was working on and the
+/// ones handed to it afterwards are counted (`Progress::abandoned`), so that every exchange
+/// of the session is either in the run or counted; the session ends as
+/// [`EndReason::Lost`]; and the panic's message becomes one of the run's errors.
 pub(crate) async fn supervised(worker: Worker, mut rx: mpsc::UnboundedReceiver<Batch>) {
     use futures_util::FutureExt;
     let (shared, session, clone) = (worker.shared.clone(), worker.start.session, worker.clone);
-    let run = std::panic::AssertUnwindSafe(worker.run(&mut rx));
+    let mut task = Task::new();
+    let run = std::panic::AssertUnwindSafe(worker.run(&mut rx, &mut task));
     let Err(panic) = run.catch_unwind().await else {
         return;
     };
@@ -1923,6 +1957,30 @@ pub(crate) async fn supervised(worker: Worker, mut rx: mpsc::UnboundedReceiver<B
     }
     let p = &shared.progress;
     p.sessions_failed.fetch_add(1, Ordering::Relaxed);
+    let left: Vec<Work> = task.inbox.by_ref().collect();
+    shared.budget.add_permits(left.len());
+    p.abandoned.fetch_add(
+        left.len() as u64 + u64::from(task.in_flight),
+        Ordering::Relaxed,
+    );
+    if let Some(order) = &shared.order {
+        for w in left {
+            order.release(clone, w.keys);
+        }
+    }
+    if task.active {
+        p.sessions_active.fetch_sub(1, Ordering::Relaxed);
+        shared
+            .events
+            .send(Event::SessionEnd(SessionEnd {
+                session,
+                end_us: shared.clock.now_us(),
+                reason: EndReason::Lost,
+                login: Login::Unknown,
+                exchanges: task.exchanges,
+            }))
+            .await;
+    }
     shared.note_error(format!(
         "session {session}: internal error, please report it (a bug in myrr: {what}); the \
          session was abandoned, and its exchanges from there on are not replayed"
