@@ -11,6 +11,14 @@ and whether the commit had started before the view point did: the rule says it d
 A bin whose difference share stays under 50 % is one where the rule already takes
 production's majority: no cut by these times does better there.
 
+Then, for the reads that differ with exactly one such commit: did the replay's view see that
+commit (it ran before the view was taken here, so production's view was *earlier*: no re-read
+can reach it, as re-reads only go forward) or not (production's was later: a re-read round
+can reach it while that state lasts)? For the earlier ones, whether a snapshot taken as the
+view's session reached it and the commits that ended before the view started had run here
+(`START TRANSACTION WITH CONSISTENT SNAPSHOT` on a spare connection, with no wait added to any
+commit) would not have seen it: production's state, for that read.
+
 Usage: myrr inspect --format jsonl capture.myrr > cap.jsonl
        myrr inspect --format jsonl replay.myrr > rep.jsonl
        benches/ambiguity.py cap.jsonl rep.jsonl
@@ -34,7 +42,7 @@ def main(capture, replay):
     rep = {}
     for line in open(replay):
         e = json.loads(line)
-        if e.get("event") == "exchange" and e["command"] == "execute":
+        if e.get("event") == "exchange" and e["command"] in ("execute", "query"):
             rep[(e["session"], e["seq"])] = e
     commits, reads = [], []
     for s, xs in evs.items():
@@ -47,7 +55,8 @@ def main(capture, replay):
                 txn = {"view": None, "writes": set(), "reads": []}
             elif q == "COMMIT":
                 if txn is not None:
-                    commits.append((e["end_us"], e["start_us"], s, frozenset(txn["writes"])))
+                    done = rep.get((s, e["seq"]), {}).get("end_us")
+                    commits.append((e["end_us"], e["start_us"], s, frozenset(txn["writes"]), done))
                     reads.extend(r + (txn["view"],) for r in txn["reads"])
                 txn = None
             elif txn is not None:
@@ -55,7 +64,7 @@ def main(capture, replay):
                 t = m.group(1) if m else None
                 if q.startswith("SELECT"):
                     if txn["view"] is None:
-                        txn["view"] = (e["start_us"], e["end_us"])
+                        txn["view"] = (e["start_us"], e["end_us"], s, e["seq"])
                     rng = (p[0], p[1]) if "BETWEEN" in q else (p[0], p[0])
                     txn["reads"].append((s, e["seq"], t, rng))
                 elif q.startswith("UPDATE"):
@@ -65,8 +74,13 @@ def main(capture, replay):
     commits.sort()
     ends = [c[0] for c in commits]
     byseq = {(e["session"], e["seq"]): e for xs in evs.values() for e in xs}
-    stats = collections.Counter()
-    for s, seq, t, rng, (vs, ve) in reads:
+    # The replay's latest answer among the commits that ended (recorded) up to each one.
+    done_by, latest = [], 0
+    for C in commits:
+        latest = max(latest, C[4] or 0)
+        done_by.append(latest)
+    stats, where = collections.Counter(), collections.Counter()
+    for s, seq, t, rng, (vs, ve, vsession, vseq) in reads:
         c, r = byseq.get((s, seq)), rep.get((s, seq))
         if r is None or c is None or "digest" not in c:
             continue
@@ -82,6 +96,14 @@ def main(capture, replay):
             stats[("overlapped commits", min(len(conf), 3), c["digest"] == r.get("digest"))] += 1
             continue
         C = conf[0]
+        view = rep.get((vsession, vseq))
+        if c["digest"] != r.get("digest") and view is not None and C[4] is not None:
+            if C[4] < view["start_us"]:
+                i = bisect.bisect_left(ends, vs)
+                lower = max(view["scheduled_us"], done_by[i - 1] if i else 0)
+                where[("earlier", C[4] > lower)] += 1
+            else:
+                where[("later", None)] += 1
         if C[0] < ve:
             b = ("B", f"ended in fifth {min(int((C[0] - vs) / max(ve - vs, 1) * 5), 4) + 1}")
         else:
@@ -91,6 +113,10 @@ def main(capture, replay):
     for b in sorted({k[0] for k in stats if k[0] != "overlapped commits"}, key=str):
         same, diff = stats[(b, True)], stats[(b, False)]
         print(" ".join(b), f"| same {same} | differ {diff} | {100 * diff / max(same + diff, 1):.1f} %")
+    earlier = where[("earlier", True)] + where[("earlier", False)]
+    print(f"differing with one such commit: production's view earlier {earlier} (a snapshot at "
+          f"the view's lower bound had not seen that commit: {where[('earlier', True)]}), "
+          f"later {where[('later', None)]}")
     for n in range(4):
         same, diff = stats[("overlapped commits", n, True)], stats[("overlapped commits", n, False)]
         if same + diff:
