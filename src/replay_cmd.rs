@@ -105,6 +105,15 @@ pub struct Args {
     /// production had.
     #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
     sync_reread: OnOff,
+    /// Under --sync-reread, an order-ambiguous read that runs after commits it overlapped in
+    /// the recording (production may not have seen them) is also taken, on a spare connection
+    /// of its session, as soon as the commits that ended before it started have run
+    /// (`START TRANSACTION WITH CONSISTENT SNAPSHOT`, no commit waits for it); when its rows
+    /// are not production's, it is read there first, and the earlier view stands if it is
+    /// closer to production's (the transaction then goes on on that connection). Costs a
+    /// second connection per session and a statement per such view.
+    #[arg(long, value_enum, default_value = "on", value_name = "ON_OFF")]
+    sync_spare: OnOff,
     /// Under --sync, ask the candidate for its lock waits (InnoDB's status, else
     /// sys.innodb_lock_waits or InnoDB's information_schema tables; needs PROCESS), so that a statement waiting for an earlier
     /// commit goes ahead only when that wait and the candidate's lock waits close a circle,
@@ -290,6 +299,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     cfg.sync_locks = matches!(a.sync_locks, OnOff::On);
     cfg.sync_deadlocks = matches!(a.sync_deadlocks, OnOff::On);
     cfg.sync_reread = matches!(a.sync_reread, OnOff::On);
+    cfg.sync_spare = matches!(a.sync_spare, OnOff::On);
     cfg.sync_lock_waits = matches!(a.sync_lock_waits, OnOff::On);
     cfg.row_samples = !a.no_row_samples;
     cfg.pin_batch = matches!(a.pin_batch, OnOff::On);
@@ -518,6 +528,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
             "rereads": {"sent": s.rereads, "rounds": s.reread_rounds, "reproduced": s.rereads_reproduced, "failed": s.rereads_failed},
+            "spare_views": {"taken": s.spare_snapshots, "read": s.spare_reads, "reproduced": s.spare_reproduced, "failed_sessions": s.spare_failed},
             "divergence": divergence,
             "backfill": {
                 "sessions": b.sessions,
@@ -677,6 +688,24 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
              (their rows were not production's; {} rounds); {} then were closer to \
              production's",
             s.rereads, s.reread_rounds, s.rereads_reproduced
+        );
+    }
+    if s.spare_snapshots + s.spare_failed > 0 {
+        eprintln!(
+            "  --sync: {} order-ambiguous views also taken on a spare connection before the \
+             commits they overlapped; {} read there (their rows were not production's), {} \
+             then closer to production's{}",
+            s.spare_snapshots,
+            s.spare_reads,
+            s.spare_reproduced,
+            if s.spare_failed > 0 {
+                format!(
+                    "; {} sessions' spare connections failed (first errors above)",
+                    s.spare_failed
+                )
+            } else {
+                String::new()
+            }
         );
     }
     if s.rereads_failed > 0 {

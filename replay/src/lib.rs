@@ -144,6 +144,10 @@ pub struct ReplayConfig {
     /// Under `sync`, a read of an order-ambiguous view whose rows are not production's is
     /// read again after the commits it overlapped (see `session::Worker::reread`).
     pub sync_reread: bool,
+    /// Under `sync_reread`, an order-ambiguous view that ran after commits it overlapped is
+    /// also taken on a spare connection before them, to be read there when its rows are not
+    /// production's (see `session::Worker::snapshot_early`).
+    pub sync_spare: bool,
     /// Under `sync`, ask the candidate for its lock waits to tell an order wait that closes a
     /// circle with them (give way at once) from a long but legitimate lock wait (keep waiting);
     /// without it, or when the candidate cannot say, a session long in the server is taken to
@@ -205,6 +209,7 @@ impl ReplayConfig {
             sync_locks: true,
             sync_deadlocks: true,
             sync_reread: true,
+            sync_spare: true,
             sync_lock_waits: true,
             pin: false,
             pin_batch: true,
@@ -326,6 +331,13 @@ pub struct Progress {
     /// `--sync-reread`: rounds of reads sent again (a view may take several).
     pub reread_rounds: AtomicU64,
     pub rereads_failed: AtomicU64,
+    /// `--sync-spare`: views also taken on a spare connection, those of them read there,
+    /// and those whose answers were then production's (or closer to them); sessions whose
+    /// spare connection failed (it is then not used again).
+    pub spare_snapshots: AtomicU64,
+    pub spare_reads: AtomicU64,
+    pub spare_reproduced: AtomicU64,
+    pub spare_failed: AtomicU64,
     pub after_divergence: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
@@ -618,6 +630,11 @@ pub struct Summary {
     pub rereads_reproduced: u64,
     pub reread_rounds: u64,
     pub rereads_failed: u64,
+    /// `--sync-spare` (see [`Progress::spare_snapshots`]).
+    pub spare_snapshots: u64,
+    pub spare_reads: u64,
+    pub spare_reproduced: u64,
+    pub spare_failed: u64,
     pub after_divergence: u64,
     /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
     /// write left different are told by it), or why it could not be asked.
@@ -1112,6 +1129,10 @@ pub async fn run(
         rereads: p.rereads.load(Ordering::Relaxed),
         rereads_reproduced: p.rereads_reproduced.load(Ordering::Relaxed),
         reread_rounds: p.reread_rounds.load(Ordering::Relaxed),
+        spare_snapshots: p.spare_snapshots.load(Ordering::Relaxed),
+        spare_reads: p.spare_reads.load(Ordering::Relaxed),
+        spare_reproduced: p.spare_reproduced.load(Ordering::Relaxed),
+        spare_failed: p.spare_failed.load(Ordering::Relaxed),
         rereads_failed: p.rereads_failed.load(Ordering::Relaxed),
         after_divergence: p.after_divergence.load(Ordering::Relaxed),
         primary_keys: primary_keys.clone(),

@@ -112,7 +112,7 @@ fn upper(sql: &[u8]) -> String {
 /// Whether `word` (upper case) is in `sql` in any case, not as part of a longer name (no
 /// letter, digit, `_` or `$` right before or after it). Called many times per statement:
 /// reads `sql` in place.
-fn contains_word(sql: &[u8], word: &[u8]) -> bool {
+pub(crate) fn contains_word(sql: &[u8], word: &[u8]) -> bool {
     let name = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$';
     sql.windows(word.len()).enumerate().any(|(i, w)| {
         w.eq_ignore_ascii_case(word)

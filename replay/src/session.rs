@@ -21,7 +21,7 @@ use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
 use crate::footprint::Rows;
 use crate::pacer::PreciseTimer;
-use crate::readonly::{calls_rand, calls_time_function, is_read_only, takes_locks};
+use crate::readonly::{calls_rand, calls_time_function, contains_word, is_read_only, takes_locks};
 use crate::sync::{Class, Keys, Order, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
@@ -73,6 +73,71 @@ struct Stmt {
     bound: bool,
 }
 
+/// `--sync-spare`: a session's second connection to the target, with its own prepared
+/// statements, kept in step with the session's database and `SET`s.
+struct Spare {
+    conn: Option<WireConn>,
+    /// Recorded statement id → statement on this connection.
+    stmts: FxHashMap<u32, Stmt>,
+    /// The database it uses.
+    db: Option<String>,
+    /// How many of the session's `SET`s it was given.
+    sets: usize,
+    /// The view point (seq) whose earlier view it holds in a transaction, if any.
+    view: Option<u64>,
+    /// Statements sent on it (`START TRANSACTION WITH CONSISTENT SNAPSHOT`, `ROLLBACK`)
+    /// whose answers are not read yet (read before the connection is used again).
+    unanswered: u8,
+    /// A transaction with an earlier view is open on it (closed once the view is settled:
+    /// an open view would hold back the candidate's purge).
+    open: bool,
+}
+
+impl Spare {
+    /// Sends the text statement `q` without reading its answer (see [`Spare::answered`]).
+    async fn send(&mut self, q: &[u8], buf: &mut Vec<u8>) -> Result<(), String> {
+        buf.clear();
+        buf.push(command::Code::Query.byte());
+        buf.extend_from_slice(q);
+        let conn = self.conn.as_mut().ok_or("not connected")?;
+        match conn.send_command(buf).await {
+            Ok(()) => {
+                self.unanswered += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(format!("connection lost: {e}"))
+            }
+        }
+    }
+
+    /// Reads the answers to the statements sent and not read yet; why not, when one was not
+    /// an OK.
+    async fn answered(&mut self) -> Result<(), String> {
+        while self.unanswered > 0 {
+            self.unanswered -= 1;
+            let conn = self.conn.as_mut().ok_or("not connected")?;
+            match conn.read_answer().await {
+                Ok((Response::Ok(_), _)) => {}
+                Ok((Response::Err(e), _)) => {
+                    return Err(format!(
+                        "error {}: {}",
+                        e.code,
+                        String::from_utf8_lossy(&e.message)
+                    ))
+                }
+                Ok((r, _)) => return Err(format!("answered {}", r.kind_name())),
+                Err(e) => {
+                    self.conn = None;
+                    return Err(format!("connection lost: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) struct Worker {
     shared: Arc<Shared>,
     start: SessionStart,
@@ -113,6 +178,8 @@ pub(crate) struct Worker {
     /// transaction's later reads read from its view: they share them).
     view_labels: u8,
     view_seq: u64,
+    /// The current view point overlapped other sessions' commits in the recording.
+    view_ambiguous: bool,
     /// `--sync`: this session's part in telling which rows the replay left different.
     divergence: crate::divergence::SessionDivergence,
     /// `--sync-deadlocks`: the statements of the transaction open on the target, from the
@@ -131,6 +198,15 @@ pub(crate) struct Worker {
     /// transaction (else: an autocommit read).
     held: Vec<Answered>,
     held_txn: bool,
+    /// `--sync-spare`: the session's second connection (see [`Worker::snapshot_early`]).
+    spare: Option<Spare>,
+    /// The spare connection is not used (it failed, or the session keeps state on its
+    /// connection that a second one would not have: temporary tables, user variables, named
+    /// locks, a changed user, a reset).
+    spare_off: bool,
+    /// The session's own `SET` statements (text), in order: a spare connection is given them
+    /// before it takes a view.
+    sets: Vec<Vec<u8>>,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -299,6 +375,25 @@ impl Drop for Worker {
     }
 }
 
+/// Answers of reads sent again, by seq: the answer, what followed it, when it was sent and
+/// answered.
+type Rereads = FxHashMap<u64, (Response, Vec<Response>, u64, u64)>;
+
+/// Whether `sql` opens a transaction (`BEGIN`, `START TRANSACTION`).
+fn opens_transaction(sql: &[u8]) -> bool {
+    starts_with_word(sql, b"BEGIN") || starts_with_word(sql, b"START")
+}
+
+/// Whether `sql`'s first word is `word` (upper case), past blanks and comments' absence.
+fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
+    let sql = sql.trim_ascii_start();
+    sql.len() >= word.len()
+        && sql[..word.len()].eq_ignore_ascii_case(word)
+        && sql
+            .get(word.len())
+            .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'_')
+}
+
 /// What [`supervised`] knows of its session's task when the task panicked.
 pub(crate) struct Task {
     /// The rest of the batch being worked through.
@@ -355,6 +450,7 @@ impl Worker {
             pipe_refused: false,
             view_labels: 0,
             view_seq: 0,
+            view_ambiguous: false,
             divergence: Default::default(),
             txn: None,
             in_txn: false,
@@ -362,6 +458,9 @@ impl Worker {
             view_rows: Arc::new(Rows::everything()),
             held: Vec::new(),
             held_txn: false,
+            spare: None,
+            spare_off: false,
+            sets: Vec::new(),
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -975,6 +1074,9 @@ impl Worker {
                 None => self.now_us(),
             };
             let mut labels = 0u8;
+            if class.view {
+                self.view_ambiguity(&x).await;
+            }
             let waited = wait && {
                 if !self.wait_for_order(&x, keys, class).await {
                     labels |= OrderLabel::OUT_OF_ORDER;
@@ -982,7 +1084,7 @@ impl Worker {
                 true
             };
             if class.view || class.in_view {
-                labels |= self.view_labels(&x, class, labels).await;
+                labels |= self.view_labels(class, labels).await;
             }
             // Pending (not answered here yet) commits it may overtake: its rows then differ for
             // their writes (see `divergence`).
@@ -1134,6 +1236,9 @@ impl Worker {
         if let Some(conn) = self.conn.take() {
             conn.quit().await;
         }
+        if let Some(conn) = self.spare.take().and_then(|s| s.conn) {
+            conn.quit().await;
+        }
         if shared.stopping() && reason != EndReason::Quit {
             reason = EndReason::EndOfRun;
         }
@@ -1197,6 +1302,9 @@ impl Worker {
         let rows = self.order_rows(order, x, keys, class).await;
         if class.view {
             self.view_rows = rows.clone();
+        }
+        if self.takes_spare_view(x, class) {
+            self.snapshot_early(x, &rows).await;
         }
         let session = self.start.session;
         let stuck = |s, at_once| order.gives_way(session, self.clone, s, at_once);
@@ -1289,27 +1397,38 @@ impl Worker {
         }
     }
 
+    /// `--sync`: whether the view point `x` is order-ambiguous, and the commits it overlapped
+    /// (asked of the feeder once per view point, before it waits for the order).
+    async fn view_ambiguity(&mut self, x: &Recorded) {
+        let Some(order) = &self.shared.order else {
+            return;
+        };
+        let timeout = self.shared.config.sync_timeout;
+        let until = order
+            .ambiguous(self.start.session, x.seq, x.end_us, timeout)
+            .await;
+        self.view_ambiguous = until.is_some();
+        self.view_seq = x.seq;
+        self.view_overlapped = until.unwrap_or_default();
+    }
+
     /// `--sync`: the labels a read shares with its transaction's view: a view point is
     /// [`OrderLabel::AMBIGUOUS`] when it took its view while another session's commit ran (in
     /// the recording), out of order when it went ahead of an earlier commit (`own`); a read
     /// from its view inherits those, and is out of order too when a commit went ahead of the
     /// view point meanwhile.
-    async fn view_labels(&mut self, x: &Recorded, class: crate::sync::Class, own: u8) -> u8 {
+    async fn view_labels(&mut self, class: crate::sync::Class, own: u8) -> u8 {
         let Some(order) = &self.shared.order else {
             return 0;
         };
         let session = self.start.session;
         if class.view {
-            let timeout = self.shared.config.sync_timeout;
-            let until = order.ambiguous(session, x.seq, x.end_us, timeout).await;
             self.view_labels = own
-                | if until.is_some() {
+                | if self.view_ambiguous {
                     OrderLabel::AMBIGUOUS
                 } else {
                     0
                 };
-            self.view_seq = x.seq;
-            self.view_overlapped = until.unwrap_or_default();
         } else if self.view_labels & OrderLabel::OUT_OF_ORDER == 0
             && order.displaced(session, self.view_seq, self.clone)
         {
@@ -1495,7 +1614,8 @@ impl Worker {
             return false;
         };
         self.held_txn = rs.status & SERVER_STATUS_IN_TRANS != 0;
-        self.view_overlapped.last().is_some_and(|&e| e > x.end_us)
+        let spare_view = self.spare.as_ref().is_some_and(|s| s.view == Some(x.seq));
+        (spare_view || self.view_overlapped.last().is_some_and(|&e| e > x.end_us))
             && x.rows_digest.is_some()
             && (!self.held_txn || self.txn.is_some())
     }
@@ -1516,6 +1636,42 @@ impl Worker {
         let mut held = std::mem::take(&mut self.held);
         let differs = differs_from_recorded;
         let mut best = held.iter().filter(|a| differs(&a.x, &a.response)).count();
+        if best > 0 {
+            if let Some(mut again) = self.read_on_spare(&held).await {
+                let n = held
+                    .iter()
+                    .filter(|a| {
+                        let r = again.get(&a.x.seq).map_or(&a.response, |(r, ..)| r);
+                        differs(&a.x, r)
+                    })
+                    .count();
+                if n < best {
+                    for a in &mut held {
+                        if let Some((r, m, sent, end)) = again.remove(&a.x.seq) {
+                            (a.response, a.more, a.sent_us, a.end_us) = (r, m, sent, end);
+                            a.kept = None;
+                        }
+                    }
+                    self.shared
+                        .progress
+                        .spare_reproduced
+                        .fetch_add(1, Ordering::Relaxed);
+                    if self.held_txn {
+                        self.adopt_spare().await;
+                    }
+                    // Production's view was earlier than the replay's: the later rounds
+                    // would only take it further away.
+                    self.close_spare_view().await;
+                    for a in held {
+                        self.hand_over().await;
+                        self.answered = Some(a);
+                    }
+                    return;
+                }
+            } else if let Some(s) = self.spare.as_mut() {
+                s.view = None;
+            }
+        }
         if best > 0 {
             let view_end = held.first().map_or(0, |a| a.x.end_us);
             let steps = reread_steps(&self.view_overlapped, view_end);
@@ -1554,6 +1710,7 @@ impl Worker {
                 p.rereads_reproduced.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.close_spare_view().await;
         for a in held {
             self.hand_over().await;
             self.answered = Some(a);
@@ -1564,35 +1721,17 @@ impl Worker {
     /// that ended before `until_us` (recorded) have been answered: their answers (and when
     /// they were sent and answered) by seq, and whether the wait reached `until_us` (it stops
     /// at this session's own next commit point); or `None` when that could not be done.
-    #[allow(clippy::type_complexity)]
-    async fn read_again(
-        &mut self,
-        held: &[Answered],
-        until_us: u64,
-    ) -> Option<(FxHashMap<u64, (Response, Vec<Response>, u64, u64)>, bool)> {
+    async fn read_again(&mut self, held: &[Answered], until_us: u64) -> Option<(Rereads, bool)> {
         let shared = self.shared.clone();
         let order = shared.order.as_ref()?;
         let view = held.first()?;
-        let again: Vec<Arc<Recorded>> = if self.held_txn {
-            let txn = self.txn.clone()?;
-            let only_reads = txn.iter().all(|y| {
-                self.sql_of(&y.command)
-                    .is_some_and(|s| is_read_only(s) && !takes_locks(s))
-            });
-            if !only_reads {
-                return None;
-            }
+        let again = self.view_statements(held)?;
+        if self.held_txn {
             if let Err(why) = self.rollback().await {
                 self.reread_failed(&format!("ROLLBACK: {why}"));
                 return None;
             }
-            txn
-        } else {
-            match &view.x {
-                Handed::Shared(r) => vec![r.clone()],
-                Handed::Own(_) => return None,
-            }
-        };
+        }
         let (session, clone) = (self.start.session, self.clone);
         let until = order
             .commits
@@ -1635,6 +1774,335 @@ impl Worker {
         Some((out, reached))
     }
 
+    /// What reads the held view again: its transaction's statements so far, when they only
+    /// read; or the autocommit read.
+    fn view_statements(&self, held: &[Answered]) -> Option<Vec<Arc<Recorded>>> {
+        let view = held.first()?;
+        if self.held_txn {
+            let txn = self.txn.clone()?;
+            let only_reads = txn.iter().all(|y| {
+                self.sql_of(&y.command)
+                    .is_some_and(|s| is_read_only(s) && !takes_locks(s))
+            });
+            only_reads.then_some(txn)
+        } else {
+            match &view.x {
+                Handed::Shared(r) => Some(vec![r.clone()]),
+                Handed::Own(_) => None,
+            }
+        }
+    }
+
+    /// `--sync-spare`: whether the view point `x` is also taken on the spare connection: an
+    /// order-ambiguous plain read that runs after a commit it overlapped (one that ended
+    /// before it did in the recording).
+    fn takes_spare_view(&self, x: &Recorded, class: Class) -> bool {
+        let cfg = &self.shared.config;
+        cfg.sync_spare
+            && cfg.sync_reread
+            && class.view
+            && !class.locks
+            && !self.spare_off
+            && x.rows_digest.is_some()
+            && self.view_overlapped.first().is_some_and(|&e| e < x.end_us)
+    }
+
+    /// `--sync-spare`: before the view point `x`, which the replay runs after commits it
+    /// overlapped in the recording, the view as it was before them, on the spare connection:
+    /// once the commits that ended before `x` started have run here, `START TRANSACTION WITH
+    /// CONSISTENT SNAPSHOT` there. No commit waits for it, so the view it gets lies between
+    /// that lower bound and the one the replay's rule gives `x`: where production's lay when
+    /// production did not see some of those commits (re-read rounds only go later). Read
+    /// there only when `x`'s view turns out not to be production's (see [`Worker::settle`]).
+    async fn snapshot_early(&mut self, x: &Recorded, rows: &Arc<Rows>) {
+        let shared = self.shared.clone();
+        let Some(order) = &shared.order else {
+            return;
+        };
+        let (session, clone) = (self.start.session, self.clone);
+        let stuck = |s, at_once| order.gives_way(session, clone, s, at_once);
+        let waited = order
+            .commits
+            .wait(clone, x.start_us, rows, shared.config.sync_timeout, &stuck)
+            .await;
+        order.done_waiting(session, clone);
+        // Once the commits it overlapped that ended before it have all run here, an earlier
+        // view is the replay's own.
+        if waited != Waited::Ready
+            || !order
+                .commits
+                .pending_between(clone, session, x.start_us, x.end_us)
+        {
+            return;
+        }
+        let Some(mut spare) = self.ready_spare().await else {
+            return;
+        };
+        // Sent without waiting for the answer (read when the connection is used next): the
+        // server takes the view as it reads the command, and the session goes on to its
+        // own view meanwhile.
+        let sent = spare
+            .send(b"START TRANSACTION WITH CONSISTENT SNAPSHOT", &mut self.buf)
+            .await;
+        self.spare = Some(spare);
+        match sent {
+            Ok(()) => {
+                if let Some(s) = self.spare.as_mut() {
+                    (s.view, s.open) = (Some(x.seq), true);
+                }
+                shared
+                    .progress
+                    .spare_snapshots
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(why) => self.spare_failed(&format!(
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT: {why}"
+            )),
+        }
+    }
+
+    /// The spare connection, connected, and given the session's database, `SET`s and
+    /// prepared statements; `None` when that cannot be (then it is not used again).
+    async fn ready_spare(&mut self) -> Option<Spare> {
+        if self.spare_off || self.conn.is_none() {
+            return None;
+        }
+        let (mut spare, fresh) = match self.spare.take() {
+            Some(mut s) if s.conn.is_some() => {
+                if let Err(why) = s.answered().await {
+                    self.spare_failed(&why);
+                    return None;
+                }
+                (s, false)
+            }
+            _ => {
+                let own = (self.conn.take(), std::mem::take(&mut self.stmts));
+                let connected = self.connect().await;
+                let conn = self.conn.take();
+                (self.conn, self.stmts) = own;
+                self.lock_conn();
+                if let Err(e) = connected {
+                    self.spare_failed(&format!("could not connect: {e}"));
+                    return None;
+                }
+                let spare = Spare {
+                    conn,
+                    stmts: FxHashMap::default(),
+                    db: self.current_db.clone(),
+                    sets: 0,
+                    view: None,
+                    unanswered: 0,
+                    open: false,
+                };
+                (spare, true)
+            }
+        };
+        let variables = if fresh {
+            self.variables.clone()
+        } else {
+            Vec::new()
+        };
+        let db = self.current_db.clone();
+        let use_db = (spare.db != db).then(|| db.clone()).flatten();
+        let sets = self.sets[spare.sets.min(self.sets.len())..].to_vec();
+        let stmts: Vec<(u32, Vec<u8>)> = self
+            .stmts
+            .iter()
+            .filter(|(id, _)| !spare.stmts.contains_key(id))
+            .map(|(id, st)| (*id, st.sql.clone()))
+            .collect();
+        self.swap_spare(&mut spare);
+        let brought = self
+            .bring_up(&variables, use_db.as_deref(), &sets, &stmts)
+            .await;
+        self.swap_spare(&mut spare);
+        for (id, _) in &stmts {
+            // Prepared on the session's own connection whatever the spare answered.
+            self.stmt_sql.remove(id);
+        }
+        match brought {
+            Ok(()) => {
+                spare.db = db;
+                spare.sets = self.sets.len();
+                Some(spare)
+            }
+            Err(why) => {
+                self.spare_failed(&why);
+                None
+            }
+        }
+    }
+
+    /// On the connection in use (the spare's, swapped in): backfilled `variables`, the
+    /// database `db`, the session's `sets`, then its statements `stmts`.
+    async fn bring_up(
+        &mut self,
+        variables: &[(Vec<u8>, Vec<u8>)],
+        db: Option<&str>,
+        sets: &[Vec<u8>],
+        stmts: &[(u32, Vec<u8>)],
+    ) -> Result<(), String> {
+        self.set_variables(variables, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(db) = db {
+            let q = format!("USE `{}`", db.replace('`', "``"));
+            self.simple(q.as_bytes())
+                .await
+                .map_err(|e| format!("{q}: {e}"))?;
+        }
+        for q in sets {
+            self.simple(q)
+                .await
+                .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(q)))?;
+        }
+        for (id, sql) in stmts {
+            match self.prepare(Some(*id), sql).await {
+                Ok((Response::Prepared(_), _)) => {}
+                Ok((r, _)) => return Err(format!("PREPARE answered {}", r.kind_name())),
+                Err(e) => return Err(format!("PREPARE: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Swaps the connection in use (and its statements) with the spare's.
+    fn swap_spare(&mut self, spare: &mut Spare) {
+        std::mem::swap(&mut self.conn, &mut spare.conn);
+        std::mem::swap(&mut self.stmts, &mut spare.stmts);
+    }
+
+    /// The candidate's lock waits name this session by the connection it uses now.
+    fn lock_conn(&self) {
+        let waits = self
+            .shared
+            .order
+            .as_ref()
+            .and_then(|o| o.lock_waits.as_ref());
+        if let (Some(l), Some(c)) = (waits, &self.conn) {
+            l.connected(c.connection_id, (self.start.session, self.clone));
+        }
+    }
+
+    /// The spare connection failed: counted, noted, and not used again by this session.
+    fn spare_failed(&mut self, why: &str) {
+        self.spare_off = true;
+        self.spare = None;
+        self.shared
+            .progress
+            .spare_failed
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.note_error(format!(
+            "session {}: its spare connection (--sync-spare) failed: {why}; it is not used \
+             again",
+            self.start.session
+        ));
+    }
+
+    /// `--sync-spare`: the held view's reads sent again on the spare connection, in the
+    /// earlier view it took for them (see [`Worker::snapshot_early`]); `None` when it holds
+    /// none for this view, or they could not be read there.
+    async fn read_on_spare(&mut self, held: &[Answered]) -> Option<Rereads> {
+        let view = held.first()?;
+        if self.spare.as_ref()?.view != Some(view.x.seq) {
+            return None;
+        }
+        let again = self.view_statements(held)?;
+        let mut spare = self.spare.take()?;
+        spare.view = None;
+        if let Err(why) = spare.answered().await {
+            self.spare_failed(&why);
+            return None;
+        }
+        self.shared
+            .progress
+            .spare_reads
+            .fetch_add(1, Ordering::Relaxed);
+        self.swap_spare(&mut spare);
+        let mut out = FxHashMap::default();
+        let mut read = true;
+        for y in &again {
+            // The spare's transaction is the view: a BEGIN would end it.
+            if self.sql_of(&y.command).is_some_and(opens_transaction) {
+                continue;
+            }
+            self.pin(y).await;
+            let sent = self.now_us();
+            let (r, m) = self.execute(y).await;
+            let end = self.now_us();
+            self.unsent_pins();
+            self.pipe_refused = false;
+            if matches!(
+                r,
+                Response::Err(_) | Response::Missing(_) | Response::Skipped(_)
+            ) {
+                read = false;
+                break;
+            }
+            out.insert(y.seq, (r, m, sent, end));
+        }
+        self.swap_spare(&mut spare);
+        self.spare = Some(spare);
+        read.then_some(out)
+    }
+
+    /// `--sync-spare`: ends the spare connection's transaction, if one is open (a `ROLLBACK`
+    /// whose answer is read when the connection is used next).
+    async fn close_spare_view(&mut self) {
+        let Some(mut spare) = self.spare.take() else {
+            return;
+        };
+        spare.view = None;
+        if std::mem::take(&mut spare.open) {
+            if let Err(why) = spare.send(b"ROLLBACK", &mut self.buf).await {
+                self.spare_failed(&format!("ROLLBACK: {why}"));
+                return;
+            }
+        }
+        self.spare = Some(spare);
+    }
+
+    /// `--sync-spare`: the earlier view on the spare connection stands for the held
+    /// transaction: its transaction on the session's connection is rolled back, and the
+    /// session goes on on the spare connection (the other one becomes its spare).
+    async fn adopt_spare(&mut self) {
+        if let Err(why) = self.rollback().await {
+            self.reread_failed(&format!("ROLLBACK: {why}"));
+        }
+        let Some(mut spare) = self.spare.take() else {
+            return;
+        };
+        self.swap_spare(&mut spare);
+        spare.db = self.current_db.clone();
+        spare.sets = self.sets.len();
+        spare.open = false;
+        self.spare = Some(spare);
+        self.lock_conn();
+    }
+
+    /// Keeps what a second connection of the session would need to answer as this one does
+    /// after `sql` ran on it: its `SET`s are given to the spare connection; state a second
+    /// connection cannot share (temporary tables, user variables, named locks) turns the
+    /// spare off. `prepared`: a statement's text, not run yet.
+    fn session_state(&mut self, sql: &[u8], prepared: bool) {
+        if self.spare_off || !self.shared.config.sync_spare {
+            return;
+        }
+        let user_variable = sql
+            .windows(2)
+            .enumerate()
+            .any(|(i, w)| w[0] == b'@' && w[1] != b'@' && (i == 0 || sql[i - 1] != b'@'));
+        if user_variable || contains_word(sql, b"TEMPORARY") || contains_word(sql, b"GET_LOCK") {
+            self.spare_off = true;
+        } else if starts_with_word(sql, b"SET") {
+            if prepared {
+                self.spare_off = true;
+            } else {
+                self.sets.push(sql.to_vec());
+            }
+        }
+    }
+
     /// A transaction rolled back to be read again could not be (see
     /// [`crate::Progress::rereads_failed`]): counted, and noted with `why`.
     fn reread_failed(&self, why: &str) {
@@ -1651,9 +2119,14 @@ impl Worker {
 
     /// Sends `ROLLBACK`; why not, when the target did not take it.
     async fn rollback(&mut self) -> Result<(), String> {
+        self.simple(b"ROLLBACK").await
+    }
+
+    /// Sends the text statement `q`; why not, when the target did not answer OK.
+    async fn simple(&mut self, q: &[u8]) -> Result<(), String> {
         self.buf.clear();
         self.buf.push(command::Code::Query.byte());
-        self.buf.extend_from_slice(b"ROLLBACK");
+        self.buf.extend_from_slice(q);
         let Some(conn) = self.conn.as_mut() else {
             return Err("not connected".into());
         };
@@ -1886,8 +2359,12 @@ impl Worker {
                 if let Some(db) = crate::readonly::use_target(sql) {
                     self.current_db = Some(db);
                 }
+                self.session_state(sql, false);
             }
+            Command::Prepare { sql } => self.session_state(sql, true),
+            Command::ChangeUser { .. } => self.spare_off = true,
             Command::ResetConnection => {
+                self.spare_off = true;
                 // The server forgets the session's statements and variables.
                 self.stmts.clear();
                 self.variables.clear();

@@ -665,6 +665,21 @@ impl CommitOrder {
         })
     }
 
+    /// Whether a point of another session than `session` that ended in `from_us..until_us`
+    /// (recorded) is still pending in `clone`.
+    pub(crate) fn pending_between(
+        &self,
+        clone: u32,
+        session: u64,
+        from_us: u64,
+        until_us: u64,
+    ) -> bool {
+        self.clone_state(clone).keys.lock().is_ok_and(|k| {
+            k.range((from_us, 0, 0)..(until_us, 0, 0))
+                .any(|(k, _)| k.1 != session)
+        })
+    }
+
     /// `--sync-locks`: the end a write or locking read of `session` that ended at `end_us`
     /// (recorded) should wait up to. A commit releases its locks just before its answer
     /// leaves, and a statement that waited for one of them can be answered first, by a few

@@ -763,6 +763,105 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
     }
 }
 
+/// `--sync-spare`: production's view was earlier than the replay's. Session 1's transaction
+/// read row 1 while session 2's COMMIT (row 1 = 5) was in flight, ending before its read
+/// did, and did not see it (0). The replay's rule runs the read after that commit (5), and no
+/// re-read round goes back; the view session 1 also took on its spare connection before
+/// session 2's COMMIT (sent 300 ms into the replay, after its `DO SLEEP`) is production's:
+/// both reads come from it, the transaction goes on there, and nothing else changes.
+#[test]
+fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_spare() {
+    use myrr_recording::Response;
+    let _serial = serial();
+    let dir = tempdir();
+    let setup = |row1: u32| {
+        format!(
+            "DROP DATABASE IF EXISTS myrr_spare; CREATE DATABASE myrr_spare; \
+             CREATE TABLE myrr_spare.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_spare.t VALUES (1, {row1}), (2, 0)"
+        )
+    };
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    let production = answers_of(&dir, "myrr_spare", &setup(0), &reads);
+    let read = |start, end, i: usize| {
+        let (s, e, command, _) = timed(start, end, reads[i], true);
+        (s, e, command, production[i].clone())
+    };
+    let rec = dir.join("spare.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_spare",
+        &[
+            vec![
+                timed(0, 100, "BEGIN", true),
+                read(900, 1_100, 0),
+                read(1_200, 1_300, 1),
+                timed(1_400, 1_500, "COMMIT", false),
+            ],
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(200, 300, "UPDATE t SET v = 5 WHERE id = 1", true),
+                timed(400, 700, "DO SLEEP(0.3)", true),
+                timed(800, 1_000, "COMMIT", false),
+            ],
+        ],
+    );
+    let digest = |r: &Response| match r {
+        Response::Rows(rs) => Some(rs.digest),
+        _ => None,
+    };
+    for spare in ["on", "off"] {
+        let out = dir.join(format!("spare-{spare}.myrr"));
+        let (summary, events) = replay_lw(
+            &rec,
+            &out,
+            &setup(0),
+            &["--speed", "max", "--sync-spare", spare],
+        );
+        let answer = |seq| {
+            events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.session == 1 && x.seq == seq)
+                .map(|x| digest(&x.response))
+                .expect("replayed")
+        };
+        let ok = |seq| {
+            events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.session == 1 && x.seq == seq)
+                .is_some_and(|x| matches!(x.response, Response::Ok(_)))
+        };
+        assert!(ok(3), "{spare}: the COMMIT: {summary}");
+        let views = &summary["spare_views"];
+        if spare == "on" {
+            assert_eq!(answer(1), digest(&production[0]), "{summary}");
+            assert_eq!(answer(2), digest(&production[1]), "{summary}");
+            assert_eq!(views["taken"], 1, "{summary}");
+            assert_eq!(views["read"], 1, "{summary}");
+            assert_eq!(views["reproduced"], 1, "{summary}");
+            assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
+        } else {
+            assert_ne!(answer(1), digest(&production[0]), "{summary}");
+            assert_eq!(views["taken"], 0, "{summary}");
+        }
+        assert_eq!(summary["errors"], 0, "{spare}: {summary}");
+        assert_eq!(
+            sql(
+                db().candidate_port,
+                "SELECT v FROM myrr_spare.t WHERE id = 1"
+            )
+            .trim(),
+            "5",
+            "{spare}: session 2's write stands"
+        );
+    }
+}
+
 /// The re-read tests with two later commits: session 1's transaction (built by `session1`
 /// from production's answers to `reads`) reads table `t` of `db` while session 2's commit
 /// (row 1 = 5, ended at 10 ms) and session 3's (row 2 = 7, ended at 20 ms, sent 200 ms into the
