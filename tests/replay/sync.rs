@@ -774,41 +774,8 @@ fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_sp
     use myrr_recording::Response;
     let _serial = serial();
     let dir = tempdir();
-    let setup = |row1: u32| {
-        format!(
-            "DROP DATABASE IF EXISTS myrr_spare; CREATE DATABASE myrr_spare; \
-             CREATE TABLE myrr_spare.t (id INT PRIMARY KEY, v INT); \
-             INSERT INTO myrr_spare.t VALUES (1, {row1}), (2, 0)"
-        )
-    };
-    let reads = [
-        "SELECT v FROM t WHERE id = 1",
-        "SELECT v FROM t WHERE id = 2",
-    ];
-    let production = answers_of(&dir, "myrr_spare", &setup(0), &reads);
-    let read = |start, end, i: usize| {
-        let (s, e, command, _) = timed(start, end, reads[i], true);
-        (s, e, command, production[i].clone())
-    };
-    let rec = dir.join("spare.myrr");
-    synthetic_timed(
-        &rec,
-        "myrr_spare",
-        &[
-            vec![
-                timed(0, 100, "BEGIN", true),
-                read(900, 1_100, 0),
-                read(1_200, 1_300, 1),
-                timed(1_400, 1_500, "COMMIT", false),
-            ],
-            vec![
-                timed(0, 100, "BEGIN", true),
-                timed(200, 300, "UPDATE t SET v = 5 WHERE id = 1", true),
-                timed(400, 700, "DO SLEEP(0.3)", true),
-                timed(800, 1_000, "COMMIT", false),
-            ],
-        ],
-    );
+    let (rec, production) = spare_recording(&dir, 0, &[]);
+    let setup = spare_setup();
     let digest = |r: &Response| match r {
         Response::Rows(rs) => Some(rs.digest),
         _ => None,
@@ -818,7 +785,7 @@ fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_sp
         let (summary, events) = replay_lw(
             &rec,
             &out,
-            &setup(0),
+            &setup,
             &["--speed", "max", "--sync-spare", spare],
         );
         let answer = |seq| {
@@ -860,6 +827,100 @@ fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_sp
             "{spare}: session 2's write stands"
         );
     }
+}
+
+/// Table `t` of `myrr_spare` with rows (1, 0), (2, 0).
+fn spare_setup() -> String {
+    "DROP DATABASE IF EXISTS myrr_spare; CREATE DATABASE myrr_spare; \
+     CREATE TABLE myrr_spare.t (id INT PRIMARY KEY, v INT); \
+     INSERT INTO myrr_spare.t VALUES (1, 0), (2, 0)"
+        .into()
+}
+
+/// The `--sync-spare` recording: session 1's transaction reads rows 1 and 2 from 0.9 ms on
+/// (answered as the candidate answers them with row 1 = `row1`), then runs `then`; session
+/// 2's transaction sets row 1 to 5 and commits from 0.8 to 1 ms, after a 300 ms `DO SLEEP`
+/// (so that in the replay it commits well after session 1 reached its view). The recording,
+/// and production's answers to the two reads.
+fn spare_recording(
+    dir: &std::path::Path,
+    row1: u32,
+    then: &[(u64, u64, &str)],
+) -> (std::path::PathBuf, Vec<myrr_recording::Response>) {
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    let state = spare_setup().replace("(1, 0)", &format!("(1, {row1})"));
+    let production = answers_of(dir, "myrr_spare", &state, &reads);
+    let read = |start, end, i: usize| {
+        let (s, e, command, _) = timed(start, end, reads[i], true);
+        (s, e, command, production[i].clone())
+    };
+    let mut session1 = vec![
+        timed(0, 100, "BEGIN", true),
+        read(900, 1_100, 0),
+        read(1_200, 1_300, 1),
+        timed(1_400, 1_500, "COMMIT", false),
+    ];
+    session1.extend(then.iter().map(|&(s, e, q)| timed(s, e, q, false)));
+    let rec = dir.join("spare.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_spare",
+        &[
+            session1,
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(200, 300, "UPDATE t SET v = 5 WHERE id = 1", true),
+                timed(400, 700, "DO SLEEP(0.3)", true),
+                timed(800, 1_000, "COMMIT", false),
+            ],
+        ],
+    );
+    (rec, production)
+}
+
+/// `--sync-spare` leaves the earlier view open on the spare connection after its
+/// transaction (the next view ends it) unless the session is to wait long: an open view holds
+/// back the candidate's purge. Production saw session 2's commit here (the replay's own view
+/// is production's: the spare's is not read), and session 1 runs a last statement 2 s later;
+/// paced, the replay waits for it, and meanwhile no transaction of session 1 is open.
+#[test]
+fn a_spare_connection_ends_its_view_while_its_session_waits() {
+    let _serial = serial();
+    let dir = tempdir();
+    let (rec, _) = spare_recording(&dir, 5, &[(2_000_000, 2_000_100, "SELECT 1")]);
+    sql(db().candidate_port, &spare_setup());
+    let out = dir.join("spare-idle.myrr");
+    let child = crate::replay_command(
+        &rec,
+        &db().candidate_url,
+        &out,
+        &["--sync", "all", "--json"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Session 2 commits 300 ms in; session 1 then reads and commits, and waits until 2 s.
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    let open = sql(
+        db().candidate_port,
+        "SELECT COUNT(*) FROM information_schema.innodb_trx \
+         WHERE trx_mysql_thread_id <> CONNECTION_ID()",
+    );
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["spare_views"]["taken"], 1, "{summary}");
+    assert_eq!(summary["spare_views"]["read"], 0, "{summary}");
+    assert_eq!(
+        open.trim(),
+        "0",
+        "transactions open while session 1 waits: {summary}"
+    );
 }
 
 /// The re-read tests with two later commits: session 1's transaction (built by `session1`
