@@ -463,14 +463,15 @@ pub fn load_dump(port: u16, dump: &[u8]) {
     assert!(load.wait().unwrap().success());
 }
 
-/// `analyze` limits for a dropped index: a full scan instead of an index lookup is tens to
-/// hundreds of times slower; 3× is far from it and far from what a shared 2-core machine's
-/// noise did to other shapes (a range count once came out 1.5× slower beside other tests).
+/// `analyze` limits for a dropped index: a full scan instead of an index lookup is hundreds of
+/// times slower on the tests' tables (30,000 and 80,000 rows); 10× is far from it and from
+/// what a shared 2-core machine's noise did to other shapes (a range count once came out 1.5×
+/// slower beside other tests, and once over 3× in a CI run).
 pub const SCAN_NOT_LOOKUP: &[&str] = &[
     "--max-p99-regression",
-    "200%",
+    "900%",
     "--min-change",
-    "200%",
+    "900%",
     "--alpha",
     "0.0001",
 ];
