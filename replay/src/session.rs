@@ -1758,32 +1758,45 @@ impl Worker {
         order.done_waiting(session, clone);
         let mut out = FxHashMap::default();
         for y in &again {
-            self.pin(y).await;
-            let sent = self.now_us();
-            let (r, m) = self.execute(y).await;
-            let end = self.now_us();
-            self.unsent_pins();
-            self.pipe_refused = false;
-            if matches!(
-                r,
-                Response::Err(_) | Response::Missing(_) | Response::Skipped(_)
-            ) {
-                // Not the transaction it was: the first answers stand.
-                self.txn = None;
-                if self.held_txn {
-                    let why = match &r {
-                        Response::Err(e) => {
-                            format!("error {}: {}", e.code, String::from_utf8_lossy(&e.message))
-                        }
-                        r => r.kind_name().to_string(),
-                    };
-                    self.reread_failed(&format!("exchange {} sent again: {why}", y.seq));
+            let r = match self.send_again(y).await {
+                Ok(answer) => {
+                    out.insert(y.seq, answer);
+                    continue;
                 }
-                return None;
+                Err(r) => r,
+            };
+            // Not the transaction it was: the first answers stand.
+            self.txn = None;
+            if self.held_txn {
+                let why = match &r {
+                    Response::Err(e) => {
+                        format!("error {}: {}", e.code, String::from_utf8_lossy(&e.message))
+                    }
+                    r => r.kind_name().to_string(),
+                };
+                self.reread_failed(&format!("exchange {} sent again: {why}", y.seq));
             }
-            out.insert(y.seq, (r, m, sent, end));
+            return None;
         }
         Some((out, reached))
+    }
+
+    /// Sends a read of a held view again (pinned as before): its answer, what followed it, when
+    /// it was sent and answered; or the answer when it is an error or none.
+    async fn send_again(
+        &mut self,
+        y: &Recorded,
+    ) -> Result<(Response, Vec<Response>, u64, u64), Response> {
+        self.pin(y).await;
+        let sent = self.now_us();
+        let (r, m) = self.execute(y).await;
+        let end = self.now_us();
+        self.unsent_pins();
+        self.pipe_refused = false;
+        match r {
+            Response::Err(_) | Response::Missing(_) | Response::Skipped(_) => Err(r),
+            r => Ok((r, m, sent, end)),
+        }
     }
 
     /// What reads the held view again: its transaction's statements so far, when they only
@@ -2038,20 +2051,13 @@ impl Worker {
             if self.sql_of(&y.command).is_some_and(opens_transaction) {
                 continue;
             }
-            self.pin(y).await;
-            let sent = self.now_us();
-            let (r, m) = self.execute(y).await;
-            let end = self.now_us();
-            self.unsent_pins();
-            self.pipe_refused = false;
-            if matches!(
-                r,
-                Response::Err(_) | Response::Missing(_) | Response::Skipped(_)
-            ) {
-                read = false;
-                break;
-            }
-            out.insert(y.seq, (r, m, sent, end));
+            match self.send_again(y).await {
+                Ok(answer) => out.insert(y.seq, answer),
+                Err(_) => {
+                    read = false;
+                    break;
+                }
+            };
         }
         self.swap_spare(&mut spare);
         self.spare = Some(spare);
@@ -2100,7 +2106,7 @@ impl Worker {
     /// connection cannot share (temporary tables, user variables, named locks) turns the
     /// spare off. `prepared`: a statement's text, not run yet.
     fn session_state(&mut self, sql: &[u8], prepared: bool) {
-        if self.spare_off || !self.shared.config.sync_spare {
+        if self.spare_off || !self.shared.config.sync_spare || self.shared.order.is_none() {
             return;
         }
         let user_variable = sql
