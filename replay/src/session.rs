@@ -383,6 +383,27 @@ const SPARE_IDLE: Duration = Duration::from_millis(100);
 /// answered.
 type Rereads = FxHashMap<u64, (Response, Vec<Response>, u64, u64)>;
 
+/// How many of the held reads differ from production's, with the answers `again` has for
+/// them in place of theirs.
+fn differing(held: &[Answered], again: &Rereads) -> usize {
+    held.iter()
+        .filter(|a| {
+            let r = again.get(&a.x.seq).map_or(&a.response, |(r, ..)| r);
+            differs_from_recorded(&a.x, r)
+        })
+        .count()
+}
+
+/// Puts the answers `again` has for the held reads in place of theirs.
+fn take_rereads(held: &mut [Answered], again: &mut Rereads) {
+    for a in held {
+        if let Some((r, m, sent, end)) = again.remove(&a.x.seq) {
+            (a.response, a.more, a.sent_us, a.end_us) = (r, m, sent, end);
+            a.kept = None;
+        }
+    }
+}
+
 /// Whether `sql` opens a transaction (`BEGIN`, `START TRANSACTION`).
 fn opens_transaction(sql: &[u8]) -> bool {
     starts_with_word(sql, b"BEGIN") || starts_with_word(sql, b"START")
@@ -1646,20 +1667,9 @@ impl Worker {
         let mut best = held.iter().filter(|a| differs(&a.x, &a.response)).count();
         if best > 0 {
             if let Some(mut again) = self.read_on_spare(&held).await {
-                let n = held
-                    .iter()
-                    .filter(|a| {
-                        let r = again.get(&a.x.seq).map_or(&a.response, |(r, ..)| r);
-                        differs(&a.x, r)
-                    })
-                    .count();
+                let n = differing(&held, &again);
                 if n < best {
-                    for a in &mut held {
-                        if let Some((r, m, sent, end)) = again.remove(&a.x.seq) {
-                            (a.response, a.more, a.sent_us, a.end_us) = (r, m, sent, end);
-                            a.kept = None;
-                        }
-                    }
+                    take_rereads(&mut held, &mut again);
                     self.shared
                         .progress
                         .spare_reproduced
@@ -1695,22 +1705,11 @@ impl Worker {
                     p.rereads.fetch_add(1, Ordering::Relaxed);
                 }
                 p.reread_rounds.fetch_add(1, Ordering::Relaxed);
-                let n = held
-                    .iter()
-                    .filter(|a| {
-                        let r = again.get(&a.x.seq).map_or(&a.response, |(r, ..)| r);
-                        differs(&a.x, r)
-                    })
-                    .count();
+                let n = differing(&held, &again);
                 if n < best {
                     best = n;
                     improved = true;
-                    for a in &mut held {
-                        if let Some((r, m, sent, end)) = again.remove(&a.x.seq) {
-                            (a.response, a.more, a.sent_us, a.end_us) = (r, m, sent, end);
-                            a.kept = None;
-                        }
-                    }
+                    take_rereads(&mut held, &mut again);
                 }
                 if best == 0 || n > best || !reached {
                     break;
