@@ -528,7 +528,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
             "rereads": {"sent": s.rereads, "rounds": s.reread_rounds, "reproduced": s.rereads_reproduced, "failed": s.rereads_failed},
-            "spare_views": {"taken": s.spare_snapshots, "read": s.spare_reads, "reproduced": s.spare_reproduced, "failed_sessions": s.spare_failed},
+            "spare_views": {"taken": s.spare_snapshots, "read": s.spare_reads, "reproduced": s.spare_reproduced, "failed_sessions": s.spare_failed, "unshared_sessions": s.spare_unshared},
             "divergence": divergence,
             "backfill": {
                 "sessions": b.sessions,
@@ -706,6 +706,14 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             } else {
                 String::new()
             }
+        );
+    }
+    if s.spare_unshared > 0 {
+        eprintln!(
+            "  --sync: {} sessions kept no spare connection: they keep state a second \
+             connection would not share (temporary tables, user variables, named locks, a \
+             prepared SET, over 64 distinct SETs, a changed user or a reset)",
+            s.spare_unshared
         );
     }
     if s.rereads_failed > 0 {

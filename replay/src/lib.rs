@@ -45,6 +45,7 @@ mod readonly;
 mod sched;
 mod schema;
 mod session;
+mod spare;
 mod sync;
 mod tls;
 mod txn_rows;
@@ -333,11 +334,14 @@ pub struct Progress {
     pub rereads_failed: AtomicU64,
     /// `--sync-spare`: views also taken on a spare connection, those of them read there,
     /// and those whose answers were then production's (or closer to them); sessions whose
-    /// spare connection failed (it is then not used again).
+    /// spare connection failed (it is then not used again); sessions that kept no spare as
+    /// they keep state a second connection cannot share (temporary tables, user variables,
+    /// named locks, a prepared `SET`, over 64 distinct `SET`s, a changed user, a reset).
     pub spare_snapshots: AtomicU64,
     pub spare_reads: AtomicU64,
     pub spare_reproduced: AtomicU64,
     pub spare_failed: AtomicU64,
+    pub spare_unshared: AtomicU64,
     pub after_divergence: AtomicU64,
     /// `--sync`: exchanges that stopped waiting because the earlier commit's session was
     /// blocked in the server (on a lock the waiting session most likely holds).
@@ -635,6 +639,7 @@ pub struct Summary {
     pub spare_reads: u64,
     pub spare_reproduced: u64,
     pub spare_failed: u64,
+    pub spare_unshared: u64,
     pub after_divergence: u64,
     /// `--sync`: how many of the candidate's tables have a primary key (rows that an earlier
     /// write left different are told by it), or why it could not be asked.
@@ -1133,6 +1138,7 @@ pub async fn run(
         spare_reads: p.spare_reads.load(Ordering::Relaxed),
         spare_reproduced: p.spare_reproduced.load(Ordering::Relaxed),
         spare_failed: p.spare_failed.load(Ordering::Relaxed),
+        spare_unshared: p.spare_unshared.load(Ordering::Relaxed),
         rereads_failed: p.rereads_failed.load(Ordering::Relaxed),
         after_divergence: p.after_divergence.load(Ordering::Relaxed),
         primary_keys: primary_keys.clone(),

@@ -21,7 +21,8 @@ use crate::backfill;
 use crate::dispatch::{Handed, Recorded, Work};
 use crate::footprint::Rows;
 use crate::pacer::PreciseTimer;
-use crate::readonly::{calls_rand, calls_time_function, contains_word, is_read_only, takes_locks};
+use crate::readonly::{calls_rand, calls_time_function, is_read_only, takes_locks};
+use crate::spare::{Carried, Spare};
 use crate::sync::{Class, Keys, Order, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
@@ -55,7 +56,7 @@ fn in_transaction(response: &Response) -> Option<bool> {
 }
 
 /// A statement prepared on the target, under its recorded id.
-struct Stmt {
+pub(crate) struct Stmt {
     target_id: u32,
     sql: Vec<u8>,
     /// Its shape, for sampling rows (`myrr_wire::sql::shape_key`).
@@ -71,71 +72,6 @@ struct Stmt {
     /// The target holds parameter types for it: an EXECUTE sent some (a reset or a refused
     /// EXECUTE clears `types`, not what the server holds).
     bound: bool,
-}
-
-/// `--sync-spare`: a session's second connection to the target, with its own prepared
-/// statements, kept in step with the session's database and `SET`s.
-struct Spare {
-    conn: Option<WireConn>,
-    /// Recorded statement id → statement on this connection.
-    stmts: FxHashMap<u32, Stmt>,
-    /// The database it uses.
-    db: Option<String>,
-    /// How many of the session's `SET`s it was given.
-    sets: usize,
-    /// The view point (seq) whose earlier view it holds in a transaction, if any.
-    view: Option<u64>,
-    /// Statements sent on it (`START TRANSACTION WITH CONSISTENT SNAPSHOT`, `ROLLBACK`)
-    /// whose answers are not read yet (read before the connection is used again).
-    unanswered: u8,
-    /// A transaction with an earlier view is open on it (closed once the view is settled:
-    /// an open view would hold back the candidate's purge).
-    open: bool,
-}
-
-impl Spare {
-    /// Sends the text statement `q` without reading its answer (see [`Spare::answered`]).
-    async fn send(&mut self, q: &[u8], buf: &mut Vec<u8>) -> Result<(), String> {
-        buf.clear();
-        buf.push(command::Code::Query.byte());
-        buf.extend_from_slice(q);
-        let conn = self.conn.as_mut().ok_or("not connected")?;
-        match conn.send_command(buf).await {
-            Ok(()) => {
-                self.unanswered += 1;
-                Ok(())
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(format!("connection lost: {e}"))
-            }
-        }
-    }
-
-    /// Reads the answers to the statements sent and not read yet; why not, when one was not
-    /// an OK.
-    async fn answered(&mut self) -> Result<(), String> {
-        while self.unanswered > 0 {
-            self.unanswered -= 1;
-            let conn = self.conn.as_mut().ok_or("not connected")?;
-            match conn.read_answer().await {
-                Ok((Response::Ok(_), _)) => {}
-                Ok((Response::Err(e), _)) => {
-                    return Err(format!(
-                        "error {}: {}",
-                        e.code,
-                        String::from_utf8_lossy(&e.message)
-                    ))
-                }
-                Ok((r, _)) => return Err(format!("answered {}", r.kind_name())),
-                Err(e) => {
-                    self.conn = None;
-                    return Err(format!("connection lost: {e}"));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 pub(crate) struct Worker {
@@ -200,13 +136,10 @@ pub(crate) struct Worker {
     held_txn: bool,
     /// `--sync-spare`: the session's second connection (see [`Worker::snapshot_early`]).
     spare: Option<Spare>,
-    /// The spare connection is not used (it failed, or the session keeps state on its
-    /// connection that a second one would not have: temporary tables, user variables, named
-    /// locks, a changed user, a reset).
-    spare_off: bool,
-    /// The session's own `SET` statements (text), in order: a spare connection is given them
-    /// before it takes a view.
-    sets: Vec<Vec<u8>>,
+    /// What the spare connection must be given of the session's state, and whether it is
+    /// not used (it failed, or the session keeps state on its connection that a second one
+    /// would not have).
+    carried: Carried,
     last_reconnect: Option<Instant>,
     /// Reused for every command's bytes.
     buf: Vec<u8>,
@@ -410,7 +343,7 @@ fn opens_transaction(sql: &[u8]) -> bool {
 }
 
 /// Whether `sql`'s first word is `word` (upper case), past blanks and comments' absence.
-fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
+pub(crate) fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
     let sql = sql.trim_ascii_start();
     sql.len() >= word.len()
         && sql[..word.len()].eq_ignore_ascii_case(word)
@@ -484,8 +417,7 @@ impl Worker {
             held: Vec::new(),
             held_txn: false,
             spare: None,
-            spare_off: false,
-            sets: Vec::new(),
+            carried: Carried::default(),
             last_reconnect: None,
             buf: Vec::with_capacity(256),
             tally: Tally::default(),
@@ -1826,7 +1758,7 @@ impl Worker {
             && cfg.sync_reread
             && class.view
             && !class.locks
-            && !self.spare_off
+            && !self.carried.is_off()
             && x.rows_digest.is_some()
             && self.view_overlapped.first().is_some_and(|&e| e < x.end_us)
     }
@@ -1888,7 +1820,7 @@ impl Worker {
     /// The spare connection, connected, and given the session's database, `SET`s and
     /// prepared statements; `None` when that cannot be (then it is not used again).
     async fn ready_spare(&mut self) -> Option<Spare> {
-        if self.spare_off || self.conn.is_none() {
+        if self.carried.is_off() || self.conn.is_none() {
             return None;
         }
         let (mut spare, fresh) = match self.spare.take() {
@@ -1909,16 +1841,7 @@ impl Worker {
                     self.spare_failed(&format!("could not connect: {e}"));
                     return None;
                 }
-                let spare = Spare {
-                    conn,
-                    stmts: FxHashMap::default(),
-                    db: self.current_db.clone(),
-                    sets: 0,
-                    view: None,
-                    unanswered: 0,
-                    open: false,
-                };
-                (spare, true)
+                (Spare::new(conn, self.current_db.clone()), true)
             }
         };
         let variables = if fresh {
@@ -1928,7 +1851,7 @@ impl Worker {
         };
         let db = self.current_db.clone();
         let use_db = (spare.db != db).then(|| db.clone()).flatten();
-        let sets = self.sets[spare.sets.min(self.sets.len())..].to_vec();
+        let sets = self.carried.take_ungiven(fresh);
         let stmts: Vec<(u32, Vec<u8>)> = self
             .stmts
             .iter()
@@ -1947,7 +1870,6 @@ impl Worker {
         match brought {
             Ok(()) => {
                 spare.db = db;
-                spare.sets = self.sets.len();
                 Some(spare)
             }
             Err(why) => {
@@ -2010,7 +1932,7 @@ impl Worker {
 
     /// The spare connection failed: counted, noted, and not used again by this session.
     fn spare_failed(&mut self, why: &str) {
-        self.spare_off = true;
+        self.carried.turn_off();
         self.spare = None;
         self.shared
             .progress
@@ -2094,33 +2016,42 @@ impl Worker {
         };
         self.swap_spare(&mut spare);
         spare.db = self.current_db.clone();
-        spare.sets = self.sets.len();
+        self.carried.all_given();
         spare.open = false;
         self.spare = Some(spare);
         self.lock_conn();
     }
 
     /// Keeps what a second connection of the session would need to answer as this one does
-    /// after `sql` ran on it: its `SET`s are given to the spare connection; state a second
-    /// connection cannot share (temporary tables, user variables, named locks) turns the
-    /// spare off. `prepared`: a statement's text, not run yet.
+    /// after `sql` ran on it (see [`Carried::note`]). `prepared`: a statement's text, not run
+    /// yet.
     fn session_state(&mut self, sql: &[u8], prepared: bool) {
-        if self.spare_off || !self.shared.config.sync_spare || self.shared.order.is_none() {
-            return;
+        if self.keeps_spare() && self.carried.note(sql, prepared).is_some() {
+            self.unshared();
         }
-        let user_variable = sql
-            .windows(2)
-            .enumerate()
-            .any(|(i, w)| w[0] == b'@' && w[1] != b'@' && (i == 0 || sql[i - 1] != b'@'));
-        if user_variable || contains_word(sql, b"TEMPORARY") || contains_word(sql, b"GET_LOCK") {
-            self.spare_off = true;
-        } else if starts_with_word(sql, b"SET") {
-            if prepared {
-                self.spare_off = true;
-            } else {
-                self.sets.push(sql.to_vec());
-            }
+    }
+
+    /// The session keeps state a spare connection cannot share (a changed user, a reset
+    /// connection).
+    fn unshare(&mut self) {
+        if self.keeps_spare() && !self.carried.is_off() {
+            self.carried.turn_off();
+            self.unshared();
         }
+    }
+
+    /// Whether the replay keeps a spare connection per session (`--sync` with `--sync-spare`).
+    fn keeps_spare(&self) -> bool {
+        self.shared.config.sync_spare && self.shared.order.is_some()
+    }
+
+    /// The session's spare was turned off by state it cannot share: closed, and counted.
+    fn unshared(&mut self) {
+        self.spare = None;
+        self.shared
+            .progress
+            .spare_unshared
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A transaction rolled back to be read again could not be (see
@@ -2382,9 +2313,9 @@ impl Worker {
                 self.session_state(sql, false);
             }
             Command::Prepare { sql } => self.session_state(sql, true),
-            Command::ChangeUser { .. } => self.spare_off = true,
+            Command::ChangeUser { .. } => self.unshare(),
             Command::ResetConnection => {
-                self.spare_off = true;
+                self.unshare();
                 // The server forgets the session's statements and variables.
                 self.stmts.clear();
                 self.variables.clear();

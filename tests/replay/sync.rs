@@ -811,6 +811,7 @@ fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_sp
             assert_eq!(views["taken"], 1, "{summary}");
             assert_eq!(views["read"], 1, "{summary}");
             assert_eq!(views["reproduced"], 1, "{summary}");
+            assert_eq!(views["unshared_sessions"], 0, "{summary}");
             assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
         } else {
             assert_ne!(answer(1), digest(&production[0]), "{summary}");
@@ -826,6 +827,127 @@ fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_sp
             "5",
             "{spare}: session 2's write stands"
         );
+    }
+}
+
+/// The spare connection is given the session's `SET`s: here one that changes how the reads'
+/// rows are written (`div_precision_increment`), among the SETs a pool repeats at every
+/// checkout. Production's view is the spare's, read as production read it.
+#[test]
+fn a_spare_connection_is_given_the_sessions_sets() {
+    let _serial = serial();
+    let dir = tempdir();
+    let sets: Vec<String> = (0..20)
+        .flat_map(|_| ["SET NAMES utf8mb4", "SET div_precision_increment = 9"])
+        .map(String::from)
+        .collect();
+    let reads = [
+        "SELECT v / 7 FROM t WHERE id = 1",
+        "SELECT v / 7 FROM t WHERE id = 2",
+    ];
+    let (rec, production) = spare_recording_with(&dir, 0, &sets, &reads, &[]);
+    let out = dir.join("spare-sets.myrr");
+    let (summary, events) = replay_lw(&rec, &out, &spare_setup(), &["--speed", "max"]);
+    let views = &summary["spare_views"];
+    assert_eq!(views["taken"], 1, "{summary}");
+    assert_eq!(views["reproduced"], 1, "{summary}");
+    assert_eq!(views["failed_sessions"], 0, "{summary}");
+    assert_eq!(views["unshared_sessions"], 0, "{summary}");
+    let n = sets.len() as u64;
+    for (i, p) in production.iter().enumerate() {
+        let x = events
+            .iter()
+            .filter_map(Event::as_exchange)
+            .find(|x| x.session == 1 && x.seq == n + 1 + i as u64)
+            .expect("replayed");
+        assert_eq!(
+            rows_digest(&x.response),
+            rows_digest(p),
+            "read {i}: {summary}"
+        );
+    }
+}
+
+/// A session that sends more distinct `SET`s than a spare connection would be worth
+/// replaying keeps no spare, and says so: its view is the replay's own.
+#[test]
+fn a_session_with_too_many_distinct_sets_keeps_no_spare() {
+    let _serial = serial();
+    let dir = tempdir();
+    let sets: Vec<String> = (0..65)
+        .map(|i| format!("SET max_sort_length = {}", 1_024 + i))
+        .collect();
+    let (rec, production) = spare_recording_with(&dir, 0, &sets, &SPARE_READS, &[]);
+    let out = dir.join("spare-many-sets.myrr");
+    let (summary, events) = replay_lw(&rec, &out, &spare_setup(), &["--speed", "max"]);
+    let views = &summary["spare_views"];
+    assert_eq!(views["taken"], 0, "{summary}");
+    assert_eq!(views["unshared_sessions"], 1, "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    let first = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == 1 && x.seq == 66)
+        .expect("replayed");
+    assert_ne!(
+        rows_digest(&first.response),
+        rows_digest(&production[0]),
+        "{summary}"
+    );
+}
+
+/// A candidate that refuses the spare connection (the user's connection limit): the session
+/// goes on without it, every exchange is replayed, and the failure is counted and named.
+#[test]
+fn a_candidate_refusing_the_spare_connection_costs_the_session_nothing() {
+    let _serial = serial();
+    let dir = tempdir();
+    let (rec, production) = spare_recording(&dir, 0, &[]);
+    let port = db().candidate_port;
+    sql(
+        port,
+        "DROP USER IF EXISTS 'myrr_two'@'127.0.0.1'; \
+         CREATE USER 'myrr_two'@'127.0.0.1' IDENTIFIED BY 'two' \
+         WITH MAX_USER_CONNECTIONS 3; \
+         GRANT ALL ON myrr_spare.* TO 'myrr_two'@'127.0.0.1'; \
+         GRANT PROCESS ON *.* TO 'myrr_two'@'127.0.0.1'",
+    );
+    let url = format!("mysql://myrr_two:two@127.0.0.1:{port}");
+    let out = dir.join("spare-refused.myrr");
+    let (summary, events) = replay_lw_as(&url, &rec, &out, &spare_setup(), &["--speed", "max"]);
+    sql(port, "DROP USER 'myrr_two'@'127.0.0.1'");
+    let views = &summary["spare_views"];
+    assert_eq!(views["failed_sessions"], 1, "{summary}");
+    assert_eq!(views["taken"], 0, "{summary}");
+    assert!(
+        summary["first_errors"]
+            .to_string()
+            .contains("spare connection"),
+        "{summary}"
+    );
+    let replayed = events.iter().filter_map(Event::as_exchange).count();
+    assert_eq!(replayed, 9, "{summary}");
+    let read = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == 1 && x.seq == 1)
+        .expect("replayed");
+    assert_ne!(
+        rows_digest(&read.response),
+        rows_digest(&production[0]),
+        "{summary}"
+    );
+    assert_eq!(
+        sql(port, "SELECT v FROM myrr_spare.t WHERE id = 1").trim(),
+        "5"
+    );
+}
+
+/// The digest of an answer's rows, if it has rows.
+fn rows_digest(r: &myrr_recording::Response) -> Option<myrr_recording::ResultDigest> {
+    match r {
+        myrr_recording::Response::Rows(rs) => Some(rs.digest),
+        _ => None,
     }
 }
 
@@ -847,22 +969,41 @@ fn spare_recording(
     row1: u32,
     then: &[(u64, u64, &str)],
 ) -> (std::path::PathBuf, Vec<myrr_recording::Response>) {
-    let reads = [
-        "SELECT v FROM t WHERE id = 1",
-        "SELECT v FROM t WHERE id = 2",
-    ];
+    spare_recording_with(dir, row1, &[], &SPARE_READS, then)
+}
+
+const SPARE_READS: [&str; 2] = [
+    "SELECT v FROM t WHERE id = 1",
+    "SELECT v FROM t WHERE id = 2",
+];
+
+/// [`spare_recording`] whose session 1 first sends `sets` (1 µs each) and reads with `reads`.
+fn spare_recording_with(
+    dir: &std::path::Path,
+    row1: u32,
+    sets: &[String],
+    reads: &[&str; 2],
+    then: &[(u64, u64, &str)],
+) -> (std::path::PathBuf, Vec<myrr_recording::Response>) {
     let state = spare_setup().replace("(1, 0)", &format!("(1, {row1})"));
-    let production = answers_of(dir, "myrr_spare", &state, &reads);
+    let probe: Vec<&str> = sets.iter().map(String::as_str).chain(*reads).collect();
+    let production = answers_of(dir, "myrr_spare", &state, &probe)[sets.len()..].to_vec();
     let read = |start, end, i: usize| {
         let (s, e, command, _) = timed(start, end, reads[i], true);
         (s, e, command, production[i].clone())
     };
-    let mut session1 = vec![
-        timed(0, 100, "BEGIN", true),
+    let mut session1: Vec<_> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, q)| timed(60 + i as u64, 61 + i as u64, q, false))
+        .collect();
+    let begin = 60 + sets.len() as u64;
+    session1.extend([
+        timed(begin, begin + 100, "BEGIN", true),
         read(900, 1_100, 0),
         read(1_200, 1_300, 1),
         timed(1_400, 1_500, "COMMIT", false),
-    ];
+    ]);
     session1.extend(then.iter().map(|&(s, e, q)| timed(s, e, q, false)));
     let rec = dir.join("spare.myrr");
     synthetic_timed(
@@ -871,7 +1012,9 @@ fn spare_recording(
         &[
             session1,
             vec![
-                timed(0, 100, "BEGIN", true),
+                // Session 1 starts after this commit, so waits for session 2 to connect.
+                timed(0, 50, "UPDATE t SET v = 0 WHERE id = 2", false),
+                timed(60, 100, "BEGIN", true),
                 timed(200, 300, "UPDATE t SET v = 5 WHERE id = 1", true),
                 timed(400, 700, "DO SLEEP(0.3)", true),
                 timed(800, 1_000, "COMMIT", false),
