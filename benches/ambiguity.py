@@ -19,6 +19,13 @@ view's session reached it and the commits that ended before the view started had
 (`START TRANSACTION WITH CONSISTENT SNAPSHOT` on a spare connection, with no wait added to any
 commit) would not have seen it: production's state, for that read.
 
+Last, the reads that differ with no such commit (their rows were not written by any commit
+they overlapped), split by what the replay did with the rows' writers: the last one that
+ended before the view began had not been answered when the view was sent (`missed an
+earlier writer`), the first one that began after it ended had (`saw a later writer`), or
+neither (the rows already differed: an earlier write's order or result); and the replay's
+labels of all the differing reads, by how many such commits they had.
+
 Usage: myrr inspect --format jsonl capture.myrr > cap.jsonl
        myrr inspect --format jsonl replay.myrr > rep.jsonl
        benches/ambiguity.py cap.jsonl rep.jsonl
@@ -39,11 +46,13 @@ def main(capture, replay):
         if e["command"] == "prepare":
             sql[(e["session"], e["prepared_id"])] = e["sql"]
         evs[e["session"]].append(e)
-    rep = {}
+    rep, labels = {}, {}
     for line in open(replay):
         e = json.loads(line)
         if e.get("event") == "exchange" and e["command"] in ("execute", "query"):
             rep[(e["session"], e["seq"])] = e
+        elif e.get("event") == "order_label":
+            labels[(e["session"], e["seq"])] = tuple(e["labels"])
     commits, reads = [], []
     for s, xs in evs.items():
         txn = None
@@ -80,6 +89,7 @@ def main(capture, replay):
         latest = max(latest, C[4] or 0)
         done_by.append(latest)
     stats, where = collections.Counter(), collections.Counter()
+    by_labels, unwritten = collections.Counter(), collections.Counter()
     for s, seq, t, rng, (vs, ve, vsession, vseq) in reads:
         c, r = byseq.get((s, seq)), rep.get((s, seq))
         if r is None or c is None or "digest" not in c:
@@ -92,8 +102,13 @@ def main(capture, replay):
                 continue
             if C[2] != s and any(w[0] == t and rng[0] <= w[1] <= rng[1] for w in C[3]):
                 conf.append(C)
+        differs = c["digest"] != r.get("digest")
+        if differs:
+            by_labels[(min(len(conf), 3), labels.get((s, seq), ()))] += 1
+        if differs and not conf:
+            unwritten[unwritten_kind(commits, ends, rep.get((vsession, vseq)), s, t, rng, vs, ve)] += 1
         if len(conf) != 1:
-            stats[("overlapped commits", min(len(conf), 3), c["digest"] == r.get("digest"))] += 1
+            stats[("overlapped commits", min(len(conf), 3), not differs)] += 1
             continue
         C = conf[0]
         view = rep.get((vsession, vseq))
@@ -122,6 +137,25 @@ def main(capture, replay):
         if same + diff:
             label = f"{n}+" if n == 3 else str(n)
             print(f"reads with {label} such commits | same {same} | differ {diff}")
+    print("differing with no such commit:", ", ".join(f"{k} {v}" for k, v in unwritten.most_common()))
+    for (n, ls), v in by_labels.most_common(12):
+        print(f"differing with {n}{'+' if n == 3 else ''} such commits, labelled {', '.join(ls) or 'nothing'}: {v}")
+
+
+def unwritten_kind(commits, ends, view, s, t, rng, vs, ve):
+    """What the replay did with the writers of a read's rows that no overlapped commit wrote."""
+    if view is None:
+        return "view not replayed"
+    writes = lambda C: C[2] != s and any(w[0] == t and rng[0] <= w[1] <= rng[1] for w in C[3])
+    i = bisect.bisect_right(ends, vs)
+    before = next((C for C in reversed(commits[max(0, i - 3000):i]) if writes(C)), None)
+    after = next((C for C in commits[i:i + 20000] if C[1] >= ve and writes(C)), None)
+    kinds = []
+    if before is not None and before[4] is not None and before[4] > view["start_us"]:
+        kinds.append("missed an earlier writer")
+    if after is not None and after[4] is not None and after[4] < view["start_us"]:
+        kinds.append("saw a later writer")
+    return " and ".join(kinds) or "neither"
 
 
 if __name__ == "__main__":

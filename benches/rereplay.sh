@@ -4,7 +4,7 @@
 #
 # Replays the capture that benches/writes.sh left (target/bench/writes, or writes-tpcc with
 # MYRR_BENCH_WORKLOAD=tpcc) twice with the given binary and replay arguments (after
-# `--speed max --sync all`), each onto the candidate restored to the state before the
+# `--speed max --sync all` by default), each onto the candidate restored to the state before the
 # capture, then runs `analyze --reference capture --baseline 1 --candidate 2
 # --max-mismatch-rate 0`. Prints per replay: wall, user and system CPU seconds, the re-read
 # counts, order-ambiguous and out-of-order labels, circles; then the verdict, the share not
@@ -12,7 +12,8 @@
 #
 # Usage: benches/rereplay.sh LABEL [BINARY [replay args...]]
 #   BINARY: a myrr executable (default, or `-`: this checkout's, built here).
-# Environment: MYRR_BENCH_WORKLOAD (sysbench|tpcc), MYRR_BENCH_DIR.
+# Environment: MYRR_BENCH_WORKLOAD (sysbench|tpcc), MYRR_BENCH_DIR, MYRR_BENCH_SYNC (the
+#   `--sync` mode, `all`; `none` for the closed loop the time target is measured against).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/benches/lib/build.sh"
@@ -51,7 +52,7 @@ for i in 1 2; do
     "${M[@]}" -P"$MYRR_CANDIDATE_PORT" <"$DIR/before.sql"
     /usr/bin/time -f '%e %U %S' -o "$DIR/$L-$i.time" "$BIN" replay "$DIR/capture.myrr" \
         --target "$MYRR_CANDIDATE_URL" --default-db $DB -o "$DIR/$L-$i.myrr" --speed max \
-        --sync all "$@" --json >"$DIR/$L-$i.json" 2>"$DIR/$L-$i.err"
+        --sync "${MYRR_BENCH_SYNC:-all}" "$@" --json >"$DIR/$L-$i.json" 2>"$DIR/$L-$i.err"
     python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
