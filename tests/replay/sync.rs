@@ -855,11 +855,7 @@ fn a_spare_connection_is_given_the_sessions_sets() {
     assert_eq!(views["unshared_sessions"], 0, "{summary}");
     let n = sets.len() as u64;
     for (i, p) in production.iter().enumerate() {
-        let x = events
-            .iter()
-            .filter_map(Event::as_exchange)
-            .find(|x| x.session == 1 && x.seq == n + 1 + i as u64)
-            .expect("replayed");
+        let x = session1_exchange(&events, n + 1 + i as u64);
         assert_eq!(
             rows_digest(&x.response),
             rows_digest(p),
@@ -884,11 +880,7 @@ fn a_session_with_too_many_distinct_sets_keeps_no_spare() {
     assert_eq!(views["taken"], 0, "{summary}");
     assert_eq!(views["unshared_sessions"], 1, "{summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
-    let first = events
-        .iter()
-        .filter_map(Event::as_exchange)
-        .find(|x| x.session == 1 && x.seq == 66)
-        .expect("replayed");
+    let first = session1_exchange(&events, 66);
     assert_ne!(
         rows_digest(&first.response),
         rows_digest(&production[0]),
@@ -927,11 +919,7 @@ fn a_candidate_refusing_the_spare_connection_costs_the_session_nothing() {
     );
     let replayed = events.iter().filter_map(Event::as_exchange).count();
     assert_eq!(replayed, 9, "{summary}");
-    let read = events
-        .iter()
-        .filter_map(Event::as_exchange)
-        .find(|x| x.session == 1 && x.seq == 1)
-        .expect("replayed");
+    let read = session1_exchange(&events, 1);
     assert_ne!(
         rows_digest(&read.response),
         rows_digest(&production[0]),
@@ -941,6 +929,15 @@ fn a_candidate_refusing_the_spare_connection_costs_the_session_nothing() {
         sql(port, "SELECT v FROM myrr_spare.t WHERE id = 1").trim(),
         "5"
     );
+}
+
+/// Session 1's exchange `seq` in a replay's `events`.
+fn session1_exchange(events: &[Event], seq: u64) -> &myrr_recording::Exchange {
+    events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == 1 && x.seq == seq)
+        .expect("replayed")
 }
 
 /// The digest of an answer's rows, if it has rows.
