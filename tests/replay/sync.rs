@@ -776,10 +776,6 @@ fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_sp
     let dir = tempdir();
     let (rec, production) = spare_recording(&dir, 0, &[]);
     let setup = spare_setup();
-    let digest = |r: &Response| match r {
-        Response::Rows(rs) => Some(rs.digest),
-        _ => None,
-    };
     for spare in ["on", "off"] {
         let out = dir.join(format!("spare-{spare}.myrr"));
         let (summary, events) = replay_lw(
@@ -788,33 +784,22 @@ fn a_view_production_took_before_a_commit_the_replay_ran_first_is_read_on_the_sp
             &setup,
             &["--speed", "max", "--sync-spare", spare],
         );
-        let answer = |seq| {
-            events
-                .iter()
-                .filter_map(Event::as_exchange)
-                .find(|x| x.session == 1 && x.seq == seq)
-                .map(|x| digest(&x.response))
-                .expect("replayed")
-        };
-        let ok = |seq| {
-            events
-                .iter()
-                .filter_map(Event::as_exchange)
-                .find(|x| x.session == 1 && x.seq == seq)
-                .is_some_and(|x| matches!(x.response, Response::Ok(_)))
-        };
-        assert!(ok(3), "{spare}: the COMMIT: {summary}");
+        let answer = |seq| rows_digest(&session1_exchange(&events, seq).response);
+        assert!(
+            matches!(session1_exchange(&events, 3).response, Response::Ok(_)),
+            "{spare}: the COMMIT: {summary}"
+        );
         let views = &summary["spare_views"];
         if spare == "on" {
-            assert_eq!(answer(1), digest(&production[0]), "{summary}");
-            assert_eq!(answer(2), digest(&production[1]), "{summary}");
+            assert_eq!(answer(1), rows_digest(&production[0]), "{summary}");
+            assert_eq!(answer(2), rows_digest(&production[1]), "{summary}");
             assert_eq!(views["taken"], 1, "{summary}");
             assert_eq!(views["read"], 1, "{summary}");
             assert_eq!(views["reproduced"], 1, "{summary}");
             assert_eq!(views["unshared_sessions"], 0, "{summary}");
             assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
         } else {
-            assert_ne!(answer(1), digest(&production[0]), "{summary}");
+            assert_ne!(answer(1), rows_digest(&production[0]), "{summary}");
             assert_eq!(views["taken"], 0, "{summary}");
         }
         assert_eq!(summary["errors"], 0, "{spare}: {summary}");
