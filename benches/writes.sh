@@ -13,8 +13,11 @@
 #   sync            --sync all --sync-views off --sync-writes off --pin off
 #                                              (statements wait for earlier commits)
 #   sync+pin        ... --pin on               (and production's timestamp/insert_id)
-#   sync+pin+views  --sync all                 (the default: commits also wait for the reads that
-#                                               ended before they started)
+#   sync+pin+views  --sync all --sync-writes off
+#                                              (commits also wait for the reads that ended
+#                                               before they started)
+#   default         --sync all                 (the default: writes also wait for the writes
+#                                               of their rows that ended before they started)
 #   views+setpins   ... --pin-batch off        (every pin a SET round trip of its own, as
 #                                               before pins rode in the statement; not in the
 #                                               default list)
@@ -27,7 +30,7 @@
 #
 # Usage: benches/writes.sh [--build-only]
 # Environment: MYRR_BENCH_TIME (10 s of sysbench), MYRR_BENCH_THREADS (8),
-#   MYRR_BENCH_MODES (all five, space-separated), MYRR_BENCH_WORKLOAD (sysbench|tpcc),
+#   MYRR_BENCH_MODES (all six, space-separated), MYRR_BENCH_WORKLOAD (sysbench|tpcc),
 #   MYRR_BENCH_DIR,
 #   MYRR_BENCH_CARGO_PROFILE (release).
 set -euo pipefail
@@ -99,11 +102,12 @@ declare -A ARGS=(
     [closed]="--speed max --pin off"
     [sync]="--speed max --sync all --sync-views off --sync-writes off --pin off"
     [sync+pin]="--speed max --sync all --sync-views off --sync-writes off --pin on"
-    [sync+pin+views]="--speed max --sync all"
+    [sync+pin+views]="--speed max --sync all --sync-writes off"
+    [default]="--speed max --sync all"
     [views+setpins]="--speed max --sync all --pin-batch off"
     [all]="--speed max --sync all --sync-writes on"
 )
-read -r -a MODES <<<"${MYRR_BENCH_MODES:-closed sync sync+pin sync+pin+views all}"
+read -r -a MODES <<<"${MYRR_BENCH_MODES:-closed sync sync+pin sync+pin+views default all}"
 restore() {
     "${M[@]}" -P"$MYRR_CANDIDATE_PORT" -e "DROP DATABASE IF EXISTS $DB"
     "${M[@]}" -P"$MYRR_CANDIDATE_PORT" <"$DIR/before.sql"

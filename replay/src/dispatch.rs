@@ -26,7 +26,6 @@ use myrr_recording::{
 };
 use tokio::sync::mpsc;
 
-use crate::footprint::Rows;
 use crate::handover::{self, Handover};
 use crate::txn_rows::{TxnRows, View};
 use crate::{pool, session, sync, ReplayConfig, ReplayError, Shared};
@@ -446,29 +445,16 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut pool: pool::Pool) -> Dispa
                     locking.insert(session, (x.seq, x.start_us, x.end_us));
                 }
                 let key = (x.end_us, x.session, x.seq);
-                // Registered before any later exchange is handed over (see `sync`).
-                let register = |order: Option<&sync::CommitOrder>, on: bool| match order {
-                    Some(o) if on => {
-                        let every = Arc::new(Rows::everything());
-                        for clone in 0..cfg.scale {
-                            o.register(clone, key, x.start_us, every.clone());
-                        }
-                        Some(key)
-                    }
-                    _ => None,
-                };
+                // Registered by the commit feeder, which reads ahead (see `sync`).
+                let order = shared.order.as_ref();
                 let keys = sync::Keys {
                     commit: class.commit.then_some(key),
-                    // Registered by the commit feeder, which reads ahead (see `sync`).
-                    view: shared
-                        .order
-                        .as_ref()
+                    view: order
                         .and_then(|o| o.views.as_ref())
                         .and_then(|_| class.view.then(|| sync::view_key(&x, class))),
-                    write: register(
-                        shared.order.as_ref().and_then(|o| o.writes.as_ref()),
-                        class.locks,
-                    ),
+                    write: order
+                        .and_then(|o| o.writes.as_ref())
+                        .and_then(|_| class.locks.then_some(key)),
                 };
                 let mut recorded = Recorded::from(x);
                 if !backfills.is_empty() {
@@ -608,8 +594,9 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                 .divergence
                 .as_ref()
                 .and_then(|d| d.first())
-                .and_then(|d| Some((d.keys.clone(), d.reach.clone()?)))
-                .filter(|_| cfg.sync_rows),
+                .and_then(|d| Some((d.keys.clone(), d.reach.clone()?))),
+            cfg.sync_rows,
+            cfg.sync_writes == crate::WriteOrder::Rows,
         );
         let register_view = |v: View| {
             if let Some(views) = &all.views {
@@ -631,14 +618,19 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
                 Pick::Stop => break,
                 Pick::Exchange(x) => {
                     let class = classifier.classify(&x);
-                    let (commit, view) = txn_rows.exchange(&x, class, sync::view_key(&x, class));
-                    if let Some(rows) = commit {
+                    let points = txn_rows.exchange(&x, class, sync::view_key(&x, class));
+                    let key = (x.end_us, x.session, x.seq);
+                    if let Some(rows) = points.commit {
                         for clone in 0..cfg.scale {
-                            let key = (x.end_us, x.session, x.seq);
                             order.register(clone, key, x.start_us, rows.clone());
                         }
                     }
-                    if let Some(v) = view {
+                    if let (Some(writes), Some(rows)) = (&all.writes, points.write) {
+                        for clone in 0..cfg.scale {
+                            writes.register(clone, key, x.start_us, rows.clone());
+                        }
+                    }
+                    if let Some(v) = points.view {
                         register_view(v);
                     }
                     ambiguity.exchange(&x, class, &mut found);
@@ -656,6 +648,9 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
             }
             if n % 256 == 255 {
                 order.read_to(at);
+                if let Some(writes) = &all.writes {
+                    writes.read_to(at);
+                }
                 if let Some(views) = &all.views {
                     for v in txn_rows.overdue(at) {
                         register_view(v);
@@ -675,9 +670,11 @@ pub(crate) async fn feed_commits(shared: Arc<Shared>) {
             register_view(v);
         }
     }
-    order.read_to(u64::MAX);
-    if let Some(views) = &all.views {
-        views.read_to(u64::MAX);
+    for o in [Some(order), all.views.as_ref(), all.writes.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        o.read_to(u64::MAX);
     }
 }
 

@@ -50,7 +50,7 @@ mod sync;
 mod tls;
 mod txn_rows;
 mod waiting;
-pub use sync::SyncMode;
+pub use sync::{SyncMode, WriteOrder};
 pub use tls::{Tls, TlsMode};
 pub mod target;
 pub(crate) use handover::Batch;
@@ -132,8 +132,8 @@ pub struct ReplayConfig {
     /// the earlier reads) whose rows it may share (see `txn_rows`).
     pub sync_rows: bool,
     /// Under `sync`, a write waits for the other sessions' writes that had finished before it
-    /// started (row locks are taken in production's order).
-    pub sync_writes: bool,
+    /// started (each row's, or all: row locks are taken in production's order).
+    pub sync_writes: WriteOrder,
     /// Under `sync`, a write or locking read answered while another session's commit was
     /// finishing also waits for that commit (it was most likely woken by its lock release;
     /// see `sync::CommitOrder::released_by`).
@@ -206,7 +206,7 @@ impl ReplayConfig {
             sync_timeout: Duration::from_secs(5),
             sync_views: true,
             sync_rows: false,
-            sync_writes: false,
+            sync_writes: WriteOrder::Rows,
             sync_locks: true,
             sync_deadlocks: true,
             sync_reread: true,
@@ -1288,7 +1288,7 @@ async fn pass(
         .map(|k| k.as_ref().map(|k| k.len() as u64).map_err(Clone::clone));
     let reach = match config.sync {
         SyncMode::None => None,
-        _ if !config.sync_rows => None,
+        _ if !config.sync_rows && config.sync_writes != WriteOrder::Rows => None,
         _ => Some(schema::reach(config.target.monitor_opts()).await),
     };
     let reach_found = reach
@@ -1323,7 +1323,7 @@ async fn pass(
             sync::Order::new(
                 config.scale,
                 config.sync_views,
-                config.sync_writes,
+                config.sync_writes != WriteOrder::Off,
                 config.sync_locks,
                 config.sync_lock_waits,
             )

@@ -102,6 +102,20 @@ pub enum SyncMode {
     All,
 }
 
+/// `--sync-writes`: which earlier writes of other sessions a write waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteOrder {
+    /// None (commits order the writes).
+    Off,
+    /// Those that ended before it started in the recording and may have written a row it
+    /// writes (told by the statements' texts and the candidate's primary keys, as
+    /// `--sync-rows` tells them): each row is written in production's order.
+    #[default]
+    Rows,
+    /// Every one that ended before it started in the recording.
+    All,
+}
+
 pub(crate) const SERVER_STATUS_IN_TRANS: u16 = 0x0001;
 
 const ER_LOCK_DEADLOCK: u16 = 1213;
@@ -136,7 +150,8 @@ pub(crate) struct Order {
     /// `--sync-views`: view points not answered yet (registered by the commit feeder, as
     /// commit points are).
     pub(crate) views: Option<CommitOrder>,
-    /// `--sync-writes`: writes not answered yet (registered as view points are).
+    /// `--sync-writes`: writes and locking reads not answered yet (registered by the commit
+    /// feeder, as commit points are, with the rows each may write).
     pub(crate) writes: Option<CommitOrder>,
     /// (session, clone) → since when its current command is in the server, and how long it
     /// took in production.
@@ -170,18 +185,11 @@ impl Order {
         locks: bool,
         lock_waits: bool,
     ) -> Self {
-        let registered = |on: bool| {
-            on.then(|| {
-                let v = CommitOrder::new(clones);
-                v.read_to(u64::MAX);
-                v
-            })
-        };
         Self {
             commits: CommitOrder::new(clones),
             // Registered by the commit feeder, which reads ahead.
             views: views.then(|| CommitOrder::new(clones)),
-            writes: registered(writes),
+            writes: writes.then(|| CommitOrder::new(clones)),
             in_server: Mutex::new(HashMap::new()),
             sent: Mutex::new(HashMap::new()),
             lock_waits: lock_waits.then(Default::default),

@@ -50,10 +50,29 @@ struct Open {
     view: Option<View>,
 }
 
+/// The points an exchange is, as the feeder registers them.
+#[derive(Debug, Default)]
+pub(crate) struct Points {
+    /// Its commit point's rows (`class.commit`).
+    pub(crate) commit: Option<Arc<Rows>>,
+    /// The view point to register now: its own when it is an autocommit read, or its
+    /// session's held one when it ends the transaction.
+    pub(crate) view: Option<View>,
+    /// Its write point's rows (`class.locks`, for `--sync-writes`): what its own statement
+    /// may write or lock.
+    pub(crate) write: Option<Arc<Rows>>,
+}
+
 /// Works out the rows of each point, in the order the feeder reads the recording.
 pub(crate) struct TxnRows {
     /// `None`: every point stands for every row.
     tables: Option<(Arc<PrimaryKeys>, Arc<Reach>)>,
+    /// Commit and view points stand for their transaction's rows (`--sync-rows`); else for
+    /// every row.
+    transactions: bool,
+    /// Write points stand for their statement's rows (`--sync-writes rows`); else for every
+    /// row.
+    statements: bool,
     shapes: HashMap<u64, FxHashMap<u32, Shape>>,
     /// (session, recorded statement id) → the prepared statement's text.
     prepared: HashMap<(u64, u32), Vec<u8>>,
@@ -61,24 +80,25 @@ pub(crate) struct TxnRows {
 }
 
 impl TxnRows {
-    pub(crate) fn new(tables: Option<(Arc<PrimaryKeys>, Arc<Reach>)>) -> Self {
+    /// `tables`: the candidate's primary keys and the tables reached through others (`None`:
+    /// every point stands for every row); which points have rows of their own.
+    pub(crate) fn new(
+        tables: Option<(Arc<PrimaryKeys>, Arc<Reach>)>,
+        transactions: bool,
+        statements: bool,
+    ) -> Self {
         Self {
-            tables,
+            tables: tables.filter(|_| transactions || statements),
+            transactions,
+            statements,
             shapes: HashMap::new(),
             prepared: HashMap::new(),
             open: HashMap::new(),
         }
     }
 
-    /// An exchange read: the rows of the commit point it is (`class.commit`), and the view
-    /// point to register now, if any (its own when it is an autocommit read, or its
-    /// session's held one when it ends the transaction).
-    pub(crate) fn exchange(
-        &mut self,
-        x: &Exchange,
-        class: Class,
-        view_key: CommitKey,
-    ) -> (Option<Arc<Rows>>, Option<View>) {
+    /// An exchange read: the points it is, with their rows.
+    pub(crate) fn exchange(&mut self, x: &Exchange, class: Class, view_key: CommitKey) -> Points {
         if let (Command::Prepare { sql }, Response::Prepared(p), Some(_)) =
             (&x.command, &x.response, &self.tables)
         {
@@ -87,14 +107,44 @@ impl TxnRows {
                 s.remove(&p.stmt_id);
             }
         }
-        let Some(fp) = self.footprint(x) else {
-            let view = class.view.then(|| View {
-                key: view_key,
-                start_us: x.start_us,
-                rows: Rows::everything(),
-            });
-            return (class.commit.then(|| Arc::new(Rows::everything())), view);
+        // Worked out only for the points that use it.
+        let fp = match self.transactions || (self.statements && class.locks) {
+            true => self.footprint(x),
+            false => None,
         };
+        let write = class.locks.then(|| {
+            Arc::new(match &fp {
+                Some(fp) if self.statements => told(Rows::of(fp.clone())),
+                _ => Rows::everything(),
+            })
+        });
+        let (commit, view) = match fp.filter(|_| self.transactions) {
+            Some(fp) => self.transaction(x, class, view_key, fp),
+            None => {
+                let view = class.view.then(|| View {
+                    key: view_key,
+                    start_us: x.start_us,
+                    rows: Rows::everything(),
+                });
+                (class.commit.then(|| Arc::new(Rows::everything())), view)
+            }
+        };
+        Points {
+            commit,
+            view,
+            write,
+        }
+    }
+
+    /// `--sync-rows`: the rows of the commit point `x` is (`class.commit`), and the view
+    /// point to register now, if any.
+    fn transaction(
+        &mut self,
+        x: &Exchange,
+        class: Class,
+        view_key: CommitKey,
+        fp: Footprint,
+    ) -> (Option<Arc<Rows>>, Option<View>) {
         let open = self.open.entry(x.session).or_default();
         if let Some(v) = &mut open.view {
             v.rows.add(fp.clone());
@@ -102,14 +152,9 @@ impl TxnRows {
         if class.write || class.locks {
             open.writes.add(fp.clone());
         }
-        let commit = class.commit.then(|| {
-            let writes = std::mem::take(&mut open.writes);
-            // A write whose rows its text does not tell at all (no table named).
-            Arc::new(match writes.is_empty() {
-                true => Rows::everything(),
-                false => writes,
-            })
-        });
+        let commit = class
+            .commit
+            .then(|| Arc::new(told(std::mem::take(&mut open.writes))));
         let mut done = None;
         if class.view {
             let view = View {
@@ -195,6 +240,14 @@ impl TxnRows {
     }
 }
 
+/// Rows a statement's text told: none at all (no table named) is every row.
+fn told(rows: Rows) -> Rows {
+    match rows.is_empty() {
+        true => Rows::everything(),
+        false => rows,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +262,7 @@ mod tests {
             .into_iter()
             .collect();
         let reach = Reach::new(["v".to_string()].into_iter().collect());
-        TxnRows::new(Some((Arc::new(keys), Arc::new(reach))))
+        TxnRows::new(Some((Arc::new(keys), Arc::new(reach))), true, true)
     }
 
     /// Reads `xs` as the feeder does: the commit points' rows and the view points
@@ -218,9 +271,9 @@ mod tests {
         let (mut c, mut commits, mut views) = (Classifier::default(), vec![], vec![]);
         for (i, x) in xs.iter().enumerate() {
             let class = c.classify(x);
-            let (commit, view) = t.exchange(x, class, view_key(x, class));
-            commits.extend(commit.map(|r| (*r).clone()));
-            views.extend(view.map(|v| (i, v)));
+            let points = t.exchange(x, class, view_key(x, class));
+            commits.extend(points.commit.map(|r| (*r).clone()));
+            views.extend(points.view.map(|v| (i, v)));
         }
         (commits, views)
     }
@@ -330,7 +383,7 @@ mod tests {
         );
         assert_eq!(commits, vec![Rows::everything(), Rows::everything()]);
         // Without the candidate's tables: every point stands for every row.
-        let mut blind = TxnRows::new(None);
+        let mut blind = TxnRows::new(None, true, true);
         let (commits, views) = feed(
             &mut blind,
             &[
@@ -340,5 +393,57 @@ mod tests {
         );
         assert_eq!(commits, vec![Rows::everything()]);
         assert_eq!(views[0].1.rows, Rows::everything());
+    }
+
+    #[test]
+    fn a_write_point_stands_for_its_own_statements_rows() {
+        let keys: PrimaryKeys = [("t".to_string(), vec!["id".to_string()])]
+            .into_iter()
+            .collect();
+        let tables = Some((Arc::new(keys), Arc::new(Reach::new(Default::default()))));
+        let xs = [
+            ok(1, 0, "BEGIN", IN_TRANS, (0, 1)),
+            ok(1, 1, "UPDATE t SET v = 1 WHERE id = 3", IN_TRANS, (2, 3)),
+            rows(
+                1,
+                2,
+                "SELECT v FROM t WHERE id = 4 FOR UPDATE",
+                IN_TRANS,
+                (4, 5),
+            ),
+            ok(1, 3, "UPDATE t SET v = 2 WHERE v > 9", IN_TRANS, (6, 7)),
+            ok(1, 4, "COMMIT", AUTO, (8, 9)),
+        ];
+        let writes = |t: &mut TxnRows| {
+            let mut c = Classifier::default();
+            let mut out = vec![];
+            for x in &xs {
+                let class = c.classify(x);
+                let p = t.exchange(x, class, view_key(x, class));
+                out.push((
+                    p.write.map(|r| (*r).clone()),
+                    p.commit.map(|r| (*r).clone()),
+                ));
+            }
+            out
+        };
+        // Statements' rows only: the commit stands for every row, each write for its own.
+        let got = writes(&mut TxnRows::new(tables.clone(), false, true));
+        let mut all_t = Rows::default();
+        all_t.add(Footprint::Table("t".into(), None));
+        assert_eq!(
+            got,
+            vec![
+                (None, None),
+                (Some(ids("t", &[3])), None),
+                (Some(ids("t", &[4])), None),
+                (Some(all_t), None),
+                (None, Some(Rows::everything())),
+            ]
+        );
+        // Neither: every write point is every row.
+        let got = writes(&mut TxnRows::new(tables, false, false));
+        assert_eq!(got[1].0, Some(Rows::everything()));
+        assert_eq!(got[2].0, Some(Rows::everything()));
     }
 }

@@ -332,11 +332,14 @@ fn qd(start: u64, end: u64, sql: &str, answer: Response) -> (u64, u64, Cmd, Resp
 /// Session 2's UPDATE of row 5 waited in production for session 1's transaction, which
 /// deleted and re-inserted row 5, and was answered 7.3 ms before that transaction's COMMIT
 /// was (InnoDB releases the locks before the COMMIT's log flush and answer; a flush that slow
-/// is beyond `--sync-locks`' 5 ms): it waits for no commit in the replay. Session 1 first sleeps 300 ms (production: at once), so here the
-/// UPDATE runs before the DELETE, and the re-insert leaves row 5 other than production's.
-/// Nothing differs in what the statements answer (one row each), but the UPDATE went ahead
-/// of a commit that was in flight when production answered it: the read of row 5 a second
-/// later is labelled after-divergence; that of row 4 is not.
+/// is beyond `--sync-locks`' 5 ms): it waits for no commit in the replay. Session 1 first
+/// sleeps 300 ms (production: at once), so with `--sync-writes off` the UPDATE runs before
+/// the DELETE, and the re-insert leaves row 5 other than production's. Nothing differs in
+/// what the statements answer (one row each), but the UPDATE went ahead of a commit that was
+/// in flight when production answered it: the read of row 5 a second later is labelled
+/// after-divergence; that of row 4 is not. With `--sync-writes rows` (the default) the
+/// UPDATE waits for the DELETE and INSERT of its row, which ended before it began: row 5 is
+/// production's, and nothing is labelled.
 #[test]
 fn a_write_ahead_of_a_commit_in_flight_marks_the_rows_it_overtook() {
     let _serial = serial();
@@ -367,6 +370,20 @@ fn a_write_ahead_of_a_commit_in_flight_marks_the_rows_it_overtook() {
     );
     table("4, 5");
     let (summary, events) = replay_sync(&rec);
+    assert_eq!(
+        sql(db().candidate_port, "SELECT v FROM myrr_div.t WHERE id = 5").trim(),
+        "7",
+        "{summary}"
+    );
+    for (session, seq) in [(2, 0), (3, 0), (3, 1)] {
+        assert_eq!(
+            labels(&events, session, seq),
+            0,
+            "{session}#{seq}: {summary}"
+        );
+    }
+    table("4, 5");
+    let (summary, events) = replay_sync_with(&rec, &["--sync-writes", "off"]);
     // The replay did run the UPDATE first: row 5 is what session 1 inserted.
     assert_eq!(
         sql(db().candidate_port, "SELECT v FROM myrr_div.t WHERE id = 5").trim(),

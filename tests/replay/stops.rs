@@ -12,18 +12,19 @@ fn interrupt(child: std::process::Child, after_ms: u64) -> std::process::Output 
 }
 
 /// As [`interrupt`], also giving the wall-clock time of the signal in µs since the epoch
-/// (the clock of a run's timings).
+/// (the clock of a run's timings): when `kill` has sent it (taken before `kill` starts, a
+/// loaded machine's fork and exec could put the signal tens of ms later than that time).
 fn interrupt_at(child: std::process::Child, after_ms: u64) -> (std::process::Output, u64) {
     std::thread::sleep(std::time::Duration::from_millis(after_ms));
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64;
     assert!(Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap()
         .success());
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
     (child.wait_with_output().unwrap(), at)
 }
 

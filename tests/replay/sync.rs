@@ -140,7 +140,7 @@ fn sync_keeps_the_recorded_commit_order() {
              CREATE TABLE myrr_sync.sbtest1 LIKE myrr_sync_init.sbtest1; \
              INSERT INTO myrr_sync.sbtest1 SELECT * FROM myrr_sync_init.sbtest1",
         );
-        let out = dir.join(format!("{mode}.myrr"));
+        let out = dir.join(format!("out-{mode}.myrr"));
         let started = std::time::Instant::now();
         let o = myrr()
             .arg("replay")
@@ -526,14 +526,75 @@ fn the_candidates_lock_waits_tell_a_circle_from_a_long_wait() {
     assert_eq!(s["sync_timeouts"], 0, "{s}");
 }
 
+/// `--sync-writes rows` (the default): a write waits for the other sessions' earlier writes
+/// of its own rows only. Session 1's UPDATE of row 1 comes after a 400 ms `SLEEP` that
+/// production answered at once; session 2's autocommit UPDATE of row 2, recorded after it,
+/// goes at once, while `on` holds it until session 1's UPDATE has run.
+#[test]
+fn a_write_waits_only_for_earlier_writes_of_its_rows() {
+    let _serial = serial();
+    let dir = tempdir();
+    let rec = dir.join("rows.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_lw",
+        &[
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(200, 300, "DO SLEEP(0.4)", true),
+                timed(1_000, 1_100, "UPDATE t SET v = 1 WHERE id = 1", true),
+                timed(5_000, 5_100, "COMMIT", false),
+            ],
+            vec![timed(
+                2_000,
+                2_100,
+                "UPDATE t SET v = 2 WHERE id = 2",
+                false,
+            )],
+        ],
+    );
+    for mode in ["rows", "on"] {
+        let out = dir.join(format!("out-{mode}.myrr"));
+        let (s, events) = replay_lw(
+            &rec,
+            &out,
+            LW_TABLE,
+            &["--speed", "max", "--sync-writes", mode],
+        );
+        let at = |session: u64, seq: u64| {
+            events
+                .iter()
+                .filter_map(Event::as_exchange)
+                .find(|x| x.session == session && x.seq == seq)
+                .map(|x| (x.start_us, x.end_us))
+                .unwrap_or_else(|| panic!("{session}#{seq} not replayed: {s}"))
+        };
+        let (row1, row2) = (at(1, 2), at(2, 0));
+        match mode {
+            "rows" => assert!(row2.1 < row1.0, "{mode}: row 2 waited for row 1: {s}"),
+            _ => assert!(row2.0 >= row1.1, "{mode}: row 2 went ahead of row 1: {s}"),
+        }
+        assert_eq!(s["out_of_order"], 0, "{mode}: {s}");
+        assert_eq!(
+            sql(
+                db().candidate_port,
+                "SELECT GROUP_CONCAT(v ORDER BY id) FROM myrr_lw.t"
+            )
+            .trim(),
+            "1,2,0,0"
+        );
+    }
+}
+
 /// A deadlock replayed with the victim production had. Session 1 locks row 1 and then asks
 /// for row 2, and waits; session 2, holding row 2, asks for row 1 and closes the circle:
 /// InnoDB rolls back the request that closed it when the two transactions weigh the same.
 /// Replayed closed-loop, either request could come first; under `--sync` the victim waits
 /// until the statement that was waiting across it in the recording has been sent (and is in
 /// the server), so session 2 is the victim every time and session 1's UPDATE succeeds.
-/// `--sync-writes on` keeps the first two UPDATEs in production's order (which one takes a
-/// row first is otherwise a race of its own, that this test is not about).
+/// `--sync-writes rows` (the default) keeps the first UPDATE of each row before the other
+/// session's second (which one takes a row first is otherwise a race of its own, that this
+/// test is not about).
 #[test]
 fn a_deadlock_is_replayed_with_productions_victim() {
     let _serial = serial();
@@ -574,12 +635,7 @@ fn a_deadlock_is_replayed_with_productions_victim() {
     );
     for round in 0..3 {
         let out = dir.join(format!("d{round}.myrr"));
-        let (s, events) = replay_lw(
-            &rec,
-            &out,
-            LW_TABLE,
-            &["--speed", "max", "--sync-writes", "on"],
-        );
+        let (s, events) = replay_lw(&rec, &out, LW_TABLE, &["--speed", "max"]);
         let answer = |session: u64, seq: u64| {
             events
                 .iter()
