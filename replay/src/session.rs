@@ -23,7 +23,7 @@ use crate::footprint::Rows;
 use crate::pacer::PreciseTimer;
 use crate::readonly::{calls_rand, calls_time_function, is_read_only, takes_locks};
 use crate::spare::{Carried, Spare};
-use crate::sync::{Class, Keys, Order, Waited, WriteOrder};
+use crate::sync::{Class, Keys, Order, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::{Batch, Shared, Tally};
@@ -1282,10 +1282,8 @@ impl Worker {
         if let (Some(writes), true) = (&order.writes, class.locks) {
             // Its own point is registered (the feeder reads ahead) before it can be answered.
             writes.wait_read(recorded_start_us + 1, timeout).await;
-            let own = match (shared.config.sync_writes, keys.write) {
-                (WriteOrder::Rows, Some(key)) => writes.rows(self.clone, key),
-                _ => None,
-            };
+            // The rows it was registered with: its statement's, or every row (`on`).
+            let own = keys.write.and_then(|key| writes.rows(self.clone, key));
             let w = writes
                 .wait(
                     self.clone,
