@@ -1326,6 +1326,7 @@ async fn pass(
                 config.sync_writes != WriteOrder::Off,
                 config.sync_locks,
                 config.sync_lock_waits,
+                config.sync_views && config.sync_reread,
             )
         }),
         samples: std::sync::Mutex::new(myrr_wire::conn::ShapeSampler::with_per_shape(

@@ -23,7 +23,7 @@ use crate::footprint::Rows;
 use crate::pacer::PreciseTimer;
 use crate::readonly::{calls_rand, calls_time_function, is_read_only, takes_locks};
 use crate::spare::{Carried, Spare};
-use crate::sync::{Class, Keys, Order, Waited};
+use crate::sync::{Class, CommitKey, Keys, Order, Waited};
 use crate::waiting::Waiting;
 use crate::wire::{Answer, LoginOpts, Lost, WireConn};
 use crate::{Batch, Shared, Tally};
@@ -134,6 +134,9 @@ pub(crate) struct Worker {
     /// transaction (else: an autocommit read).
     held: Vec<Answered>,
     held_txn: bool,
+    /// `--sync-reread`: the held view's point in `Order::held`, while the commits that
+    /// started after it ended wait for it (see [`Worker::hold_view`]).
+    hold_key: Option<CommitKey>,
     /// `--sync-spare`: the session's second connection (see [`Worker::snapshot_early`]).
     spare: Option<Spare>,
     /// What the spare connection must be given of the session's state, and whether it is
@@ -416,6 +419,7 @@ impl Worker {
             view_rows: Arc::new(Rows::everything()),
             held: Vec::new(),
             held_txn: false,
+            hold_key: None,
             spare: None,
             carried: Carried::default(),
             last_reconnect: None,
@@ -921,6 +925,31 @@ impl Worker {
         false
     }
 
+    /// `--sync-reread`: the answers of the view point `key` are held back: until they are
+    /// settled, the commits that started after it ended (in the recording) wait, so that a
+    /// round of reading it again sees none of them (production's view did not).
+    fn hold_view(&mut self, key: Option<CommitKey>, start_us: u64) {
+        let (Some(order), Some(key)) = (&self.shared.order, key) else {
+            return;
+        };
+        if let Some(held) = &order.held {
+            held.register(self.clone, key, start_us, self.view_rows.clone());
+            self.hold_key = Some(key);
+        }
+    }
+
+    /// `--sync-reread`: the commits that wait for the held view (see
+    /// [`Worker::hold_view`]) go on: it is settled, or this session is about to wait for
+    /// something else than its own reads (its time, its next exchanges), which must not
+    /// hold up the other sessions.
+    fn unhold(&mut self) {
+        if let (Some(key), Some(order)) = (self.hold_key.take(), &self.shared.order) {
+            if let Some(held) = &order.held {
+                held.done(self.clone, key);
+            }
+        }
+    }
+
     /// `--sync`: this commit point / view point has been answered (or never will be).
     fn release(&self, keys: Keys) {
         if let Some(order) = &self.shared.order {
@@ -990,6 +1019,7 @@ impl Worker {
                         Ok(b) => b,
                         Err(mpsc::error::TryRecvError::Disconnected) => break,
                         Err(mpsc::error::TryRecvError::Empty) => {
+                            self.unhold();
                             self.hand_over().await;
                             shared.flush(&mut self.tally);
                             match rx.recv().await {
@@ -1018,6 +1048,9 @@ impl Worker {
             }
             let scheduled = shared.pacing.due(x.start_us, self.clone);
             if let Some(at) = scheduled {
+                if at > tokio::time::Instant::now() {
+                    self.unhold();
+                }
                 self.wait_for_time(at, &mut timer).await;
             }
             // Stopped, before or while this exchange waited for its time: it is not sent.
@@ -1129,7 +1162,6 @@ impl Worker {
                 }
                 labels |= added;
             }
-            self.release(keys);
             task.exchanges += 1;
             task.in_flight = false;
             let quit = matches!(x.command, Command::Quit);
@@ -1141,10 +1173,18 @@ impl Worker {
             } else {
                 x
             };
+            let holds = shared.config.sync_reread
+                && self.held.is_empty()
+                && class.view
+                && self.holds(&x, &response);
+            if holds {
+                // Before its point is released: a commit that waited for it then finds it.
+                self.hold_view(keys.view, x.start_us);
+            }
+            self.release(keys);
             // The previous exchange, if sending this one did not already hand it over.
             self.hand_over().await;
-            let hold = shared.config.sync_reread
-                && (!self.held.is_empty() || class.view && self.holds(&x, &response));
+            let hold = shared.config.sync_reread && (!self.held.is_empty() || holds);
             let answered = Answered {
                 x,
                 response,
@@ -1307,6 +1347,15 @@ impl Worker {
             }
             if waited == Waited::Ready {
                 waited = v;
+            }
+        }
+        if let (Some(held), true) = (&order.held, class.commit) {
+            // Nor did the views that ended before it started, held to be read again.
+            let h = held
+                .wait(self.clone, recorded_start_us, &rows, timeout, &stuck)
+                .await;
+            if waited == Waited::Ready {
+                waited = h;
             }
         }
         order.done_waiting(session, self.clone);
@@ -1604,6 +1653,12 @@ impl Worker {
     /// for which order production had; what decides is the whole view, so every read of it
     /// counts.
     async fn settle(&mut self) {
+        self.settle_held().await;
+        self.unhold();
+    }
+
+    /// [`Worker::settle`], but for the held view's point.
+    async fn settle_held(&mut self) {
         let mut held = std::mem::take(&mut self.held);
         let differs = differs_from_recorded;
         let mut best = held.iter().filter(|a| differs(&a.x, &a.response)).count();
@@ -1692,9 +1747,17 @@ impl Worker {
         let reached = until >= until_us;
         let stuck = |s, at_once| order.gives_way(session, clone, s, at_once);
         let rows = self.view_rows.clone();
+        // The commits that started after the view ended wait for it (see `hold_view`).
         order
             .commits
-            .wait(clone, until, &rows, shared.config.sync_timeout, &stuck)
+            .wait_started_before(
+                clone,
+                until,
+                view.x.end_us,
+                &rows,
+                shared.config.sync_timeout,
+                &stuck,
+            )
             .await;
         order.done_waiting(session, clone);
         let mut out = FxHashMap::default();

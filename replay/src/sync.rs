@@ -158,6 +158,11 @@ pub(crate) struct Order {
     in_server: Mutex<HashMap<(u64, u32), (Instant, Duration)>>,
     /// (session, clone) → the seq of the last exchange it sent.
     sent: Mutex<HashMap<(u64, u32), u64>>,
+    /// `--sync-reread`: view points whose answers a session holds back, to read the view
+    /// again past commits it overlapped (registered when first answered, done when settled).
+    /// A commit that started after such a view point ended waits for it: production's view
+    /// did not see that commit, and a re-read round must not either.
+    pub(crate) held: Option<CommitOrder>,
     /// `--sync-lock-waits`: the candidate's lock waits, asked by a monitor.
     pub(crate) lock_waits: Option<Arc<crate::locks::LockWaits>>,
     /// (session, clone) → the session whose commit it waits for now.
@@ -184,12 +189,19 @@ impl Order {
         writes: bool,
         locks: bool,
         lock_waits: bool,
+        held: bool,
     ) -> Self {
         Self {
             commits: CommitOrder::new(clones),
             // Registered by the commit feeder, which reads ahead.
             views: views.then(|| CommitOrder::new(clones)),
             writes: writes.then(|| CommitOrder::new(clones)),
+            held: held.then(|| {
+                // Registered by the sessions themselves, as they answer: nothing to read.
+                let held = CommitOrder::new(clones);
+                held.read_to(u64::MAX);
+                held
+            }),
             in_server: Mutex::new(HashMap::new()),
             sent: Mutex::new(HashMap::new()),
             lock_waits: lock_waits.then(Default::default),
@@ -246,6 +258,7 @@ impl Order {
             Some(&self.commits),
             self.views.as_ref(),
             self.writes.as_ref(),
+            self.held.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -506,18 +519,30 @@ struct Pending {
     next_waiter: AtomicU64,
 }
 
-/// A registered wait: the rows it waits for, and how to wake it.
-type WaitFor = (Arc<Rows>, Arc<Notify>);
+/// A registered wait: what it waits for, and how to wake it.
+struct WaitFor {
+    rows: Arc<Rows>,
+    /// Only the points that started before this (recorded µs).
+    started_before: u64,
+    notify: Arc<Notify>,
+}
 
-/// The first point that ended before `until_us` and may share a row with `rows`.
-fn first_in_way(
-    keys: &BTreeMap<CommitKey, Point>,
-    until_us: u64,
-    rows: &Rows,
-) -> Option<CommitKey> {
-    keys.range(..(until_us, 0, 0))
+/// What a wait waits for: the points that ended before `until`, started before
+/// `started_before` and may share a row with `rows`.
+#[derive(Clone, Copy)]
+struct Span<'a> {
+    until: u64,
+    started_before: u64,
+    rows: &'a Rows,
+}
+
+/// The first point in the way of a wait.
+fn first_in_way(keys: &BTreeMap<CommitKey, Point>, span: Span<'_>) -> Option<CommitKey> {
+    keys.range(..(span.until, 0, 0))
         .enumerate()
-        .find(|(i, (_, p))| *i >= SCAN_LIMIT || p.rows.meets(rows))
+        .find(|(i, (_, p))| {
+            *i >= SCAN_LIMIT || p.start_us < span.started_before && p.rows.meets(span.rows)
+        })
         .map(|(_, (k, _))| *k)
 }
 
@@ -531,14 +556,14 @@ impl Pending {
         }
     }
 
-    /// Whether a wait up to `until_us` for `rows` is over.
-    fn ready(&self, until_us: u64, rows: &Rows) -> bool {
+    /// Whether a wait is over.
+    fn ready(&self, span: Span<'_>) -> bool {
         let read_to = *self.read_to.borrow();
-        read_to >= until_us
+        read_to >= span.until
             && self
                 .keys
                 .lock()
-                .map_or(true, |k| first_in_way(&k, until_us, rows).is_none())
+                .map_or(true, |k| first_in_way(&k, span).is_none())
     }
 
     /// Wakes the waits `affected` names that are over.
@@ -550,14 +575,19 @@ impl Pending {
         // Waits for every row are over in the order of their ends: past the first that is
         // not, none is (without `--sync-rows`, every wait is one).
         let mut every_row_blocked = false;
-        waiters.retain(|&(until, _), (rows, notify)| {
-            let every_row = rows.is_everything();
+        waiters.retain(|&(until, _), w| {
+            let every_row = w.rows.is_everything() && w.started_before == u64::MAX;
+            let span = Span {
+                until,
+                started_before: w.started_before,
+                rows: &w.rows,
+            };
             let over = until <= read_to
                 && !(every_row && every_row_blocked)
-                && affected(until, rows)
-                && first_in_way(&keys, until, rows).is_none();
+                && affected(until, &w.rows)
+                && first_in_way(&keys, span).is_none();
             if over {
-                notify.notify_one();
+                w.notify.notify_one();
             } else if every_row && until <= read_to {
                 // Registered and not over: a point before its end is in its way.
                 every_row_blocked = true;
@@ -585,13 +615,23 @@ impl Pending {
         }
     }
 
-    /// Registers a wait up to `until_us` for `rows`: woken (a permit stored) once every
-    /// point in its way is answered. Deregistered when dropped.
-    fn waiter(&self, until_us: u64, rows: Arc<Rows>) -> Waiter<'_> {
-        let key = (until_us, self.next_waiter.fetch_add(1, Ordering::Relaxed));
+    /// Registers a wait: woken (a permit stored) once every point in its way is answered.
+    /// Deregistered when dropped.
+    fn waiter(&self, span: Span<'_>, rows: &Arc<Rows>) -> Waiter<'_> {
+        let key = (span.until, self.next_waiter.fetch_add(1, Ordering::Relaxed));
         let notify = Arc::new(Notify::new());
         if let Ok(mut w) = self.waiters.lock() {
-            w.insert(key, (rows, notify.clone()));
+            let started_before = span.started_before;
+            let rows = rows.clone();
+            let notify = notify.clone();
+            w.insert(
+                key,
+                WaitFor {
+                    rows,
+                    started_before,
+                    notify,
+                },
+            );
         }
         Waiter {
             pending: self,
@@ -761,25 +801,41 @@ impl CommitOrder {
         timeout: Duration,
         stuck: impl Fn(u64, bool) -> bool,
     ) -> Waited {
+        self.wait_started_before(clone, until_us, u64::MAX, rows, timeout, stuck)
+            .await
+    }
+
+    /// [`CommitOrder::wait`], for only the points that started before `started_before`
+    /// (recorded).
+    pub(crate) async fn wait_started_before(
+        &self,
+        clone: u32,
+        until_us: u64,
+        started_before: u64,
+        rows: &Arc<Rows>,
+        timeout: Duration,
+        stuck: impl Fn(u64, bool) -> bool,
+    ) -> Waited {
         let p = self.clone_state(clone);
-        if p.ready(until_us, rows) {
+        let span = Span {
+            until: until_us,
+            started_before,
+            rows,
+        };
+        if p.ready(span) {
             return Waited::Ready;
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let blocked = |at_once| {
-            let first = p
-                .keys
-                .lock()
-                .ok()
-                .and_then(|k| first_in_way(&k, until_us, rows));
+            let first = p.keys.lock().ok().and_then(|k| first_in_way(&k, span));
             first.is_some_and(|k| stuck(k.1, at_once))
         };
         if blocked(true) {
             return Waited::Cycle;
         }
         // Registered before the state is read again: an update in between finds it.
-        let waiter = p.waiter(until_us, rows.clone());
-        if p.ready(until_us, rows) {
+        let waiter = p.waiter(span, rows);
+        if p.ready(span) {
             return Waited::Ready;
         }
         loop {
@@ -1309,6 +1365,52 @@ pub(crate) mod tests {
         assert!(order.clones[0].waiters.lock().unwrap().is_empty());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_for_the_points_that_started_before_a_time_passes_the_later_ones() {
+        let order = Arc::new(CommitOrder::new(1));
+        // A commit that overlapped a view ending at 100, and one that started after it.
+        order.register(0, (300, 1, 0), 50, all());
+        order.register(0, (200, 2, 0), 150, all());
+        order.read_to(1000);
+        let short = Duration::from_millis(30);
+        let before = |until| {
+            let order = order.clone();
+            async move {
+                order
+                    .wait_started_before(0, until, 100, &all(), short, |_, _| false)
+                    .await
+            }
+        };
+        // Up to 250: only the later one ended before, and it is passed.
+        assert_eq!(before(250).await, Waited::Ready);
+        assert_eq!(
+            order.wait(0, 250, &all(), short, |_, _| false).await,
+            Waited::TimedOut
+        );
+        // Up to 301: the one that started before 100, even behind a pending later one.
+        assert_eq!(before(301).await, Waited::TimedOut);
+        let t = Duration::from_secs(10);
+        let waiting = {
+            let order = order.clone();
+            tokio::spawn(async move {
+                order
+                    .wait_started_before(0, 301, 100, &all(), t, |_, _| false)
+                    .await
+            })
+        };
+        while order.clones[0].waiters.lock().unwrap().len() != 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // A wait for every row past the pending later point is woken all the same.
+        order.done(0, (300, 1, 0));
+        assert_eq!(waiting.await.unwrap(), Waited::Ready);
+        assert!(!order.clone_state(0).ready(Span {
+            until: 301,
+            started_before: u64::MAX,
+            rows: &Rows::everything(),
+        }));
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_wait_holds_only_for_the_commits_that_may_share_its_rows() {
         let order = Arc::new(CommitOrder::new(1));
@@ -1433,7 +1535,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_session_that_gave_way_to_a_blocked_one_goes_on_at_once() {
-        let order = Order::new(1, true, false, true, false);
+        let order = Order::new(1, true, false, true, false, false);
         order.in_server(2, 0, Some(Duration::from_micros(50)));
         // Not given way to before: no at-once answer.
         assert!(!order.gives_way(1, 0, 2, true));
@@ -1457,7 +1559,7 @@ pub(crate) mod tests {
 
     #[test]
     fn waits_that_close_a_circle_are_found() {
-        let order = Order::new(1, true, false, true, false);
+        let order = Order::new(1, true, false, true, false, false);
         // 1 waits for 2, 2 for 3: no circle yet.
         assert!(!order.waits_in_circle(1, 0, 2));
         assert!(!order.waits_in_circle(2, 0, 3));

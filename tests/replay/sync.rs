@@ -1225,6 +1225,76 @@ fn a_view_is_read_again_at_its_first_read_that_differs() {
     assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
 }
 
+/// `--sync-reread` holds back the commits that started after a held view ended: production's
+/// session 1 read row 1 while session 2's COMMIT (row 1 = 5) was in flight and saw it, then
+/// read row 2 (0). Session 3's autocommit UPDATE of row 2 started after that view ended, so
+/// production's view had not seen it. The replay takes the view before session 2's COMMIT
+/// (which is sent 200 ms in, after its `DO SLEEP`), and reads it again after that COMMIT;
+/// session 3's UPDATE waits until then, so the view read again has row 1 = 5 and row 2 = 0,
+/// as production's. Were it let go when the view was first answered, the view read again
+/// would have row 2 = 7. (Session 2's COMMIT, which waits for session 3's UPDATE by the
+/// recorded ends, goes ahead of it once the waits close a circle: production's view saw it,
+/// so it had committed before that UPDATE started.)
+#[test]
+fn a_commit_after_a_held_view_waits_until_the_view_is_read_again() {
+    use myrr_recording::Response;
+    let _serial = serial();
+    let dir = tempdir();
+    let setup = |row1: u32| {
+        format!(
+            "DROP DATABASE IF EXISTS myrr_hold; CREATE DATABASE myrr_hold; \
+             CREATE TABLE myrr_hold.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO myrr_hold.t VALUES (1, {row1}), (2, 0)"
+        )
+    };
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    let production = answers_of(&dir, "myrr_hold", &setup(5), &reads);
+    let rec = dir.join("hold.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_hold",
+        &[
+            reading_txn(&reads, &production),
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
+                timed(1_200, 1_300, "DO SLEEP(0.2)", true),
+                timed(1_500, 10_000, "COMMIT", false),
+            ],
+            vec![timed(
+                2_500,
+                2_600,
+                "UPDATE t SET v = 7 WHERE id = 2",
+                false,
+            )],
+        ],
+    );
+    let (summary, events) = replay_lw(
+        &rec,
+        &dir.join("hold-out.myrr"),
+        &setup(0),
+        &["--speed", "max"],
+    );
+    let digest = |r: &Response| match r {
+        Response::Rows(rs) => Some(rs.digest),
+        _ => None,
+    };
+    let answer = |seq| {
+        events
+            .iter()
+            .filter_map(Event::as_exchange)
+            .find(|x| x.session == 1 && x.seq == seq)
+            .map(|x| digest(&x.response))
+            .expect("replayed")
+    };
+    assert_eq!(answer(1), digest(&production[0]), "{summary}");
+    assert_eq!(answer(2), digest(&production[1]), "{summary}");
+    assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
+}
+
 #[test]
 fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answers() {
     use myrr_recording::Response;
