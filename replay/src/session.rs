@@ -124,9 +124,9 @@ pub(crate) struct Worker {
     txn: Option<Vec<Arc<Recorded>>>,
     /// A transaction is open on the target (its last answer said so).
     in_txn: bool,
-    /// `--sync-reread`: the recorded ends of the commits the current view point overlapped,
-    /// ascending (empty: none).
-    view_overlapped: Vec<u64>,
+    /// `--sync-reread`: the commits the current view point overlapped (recorded end and
+    /// start), by end (empty: none).
+    view_overlapped: Vec<crate::sync::Overlap>,
     /// `--sync-rows`: the rows of its transaction's view point (see `txn_rows`).
     view_rows: Arc<Rows>,
     /// `--sync-reread`: the answered reads of an order-ambiguous view, held back until its
@@ -1635,7 +1635,11 @@ impl Worker {
         };
         self.held_txn = rs.status & SERVER_STATUS_IN_TRANS != 0;
         let spare_view = self.spare.as_ref().is_some_and(|s| s.view == Some(x.seq));
-        (spare_view || self.view_overlapped.last().is_some_and(|&e| e > x.end_us))
+        (spare_view
+            || self
+                .view_overlapped
+                .last()
+                .is_some_and(|&(e, _)| e > x.end_us))
             && x.rows_digest.is_some()
             && (!self.held_txn || self.txn.is_some())
     }
@@ -1645,8 +1649,8 @@ impl Worker {
     /// it was settled on), or when its transaction stops reading. When some of
     /// their rows are not production's, the view is read again after the commits it
     /// overlapped (an autocommit read is sent again; a transaction that has only read is
-    /// rolled back and its statements sent again), one more of them each round, in their
-    /// recorded order, at most [`REREAD_ROUNDS`] rounds: production's view held some prefix
+    /// rolled back and its statements sent again), one more of them each round, in the
+    /// order they started in the recording (see [`reread_steps`]), at most [`REREAD_ROUNDS`] rounds: production's view held some prefix
     /// of them. The answers of the round with the fewest differences from production's
     /// stand; the rounds stop once one has none, or has more than the best so far (the
     /// commits past it only take the view further away). Production's answers are the oracle
@@ -1694,8 +1698,8 @@ impl Worker {
             let steps = reread_steps(&self.view_overlapped, view_end);
             let p = self.shared.progress.clone();
             let mut improved = false;
-            for (round, until) in steps.into_iter().enumerate() {
-                let Some((mut again, reached)) = self.read_again(&held, until).await else {
+            for (round, step) in steps.into_iter().enumerate() {
+                let Some((mut again, reached)) = self.read_again(&held, step).await else {
                     break;
                 };
                 if round == 0 {
@@ -1726,10 +1730,11 @@ impl Worker {
     }
 
     /// `--sync-reread`: sends the held view's reads again once the commits it overlapped
-    /// that ended before `until_us` (recorded) have been answered: their answers (and when
-    /// they were sent and answered) by seq, and whether the wait reached `until_us` (it stops
-    /// at this session's own next commit point); or `None` when that could not be done.
-    async fn read_again(&mut self, held: &[Answered], until_us: u64) -> Option<(Rereads, bool)> {
+    /// that the round `step` takes in have been answered: their answers (and when they were
+    /// sent and answered) by seq, and whether the wait reached the round's end (it stops at
+    /// this session's own next commit point); or `None` when that could not be done.
+    async fn read_again(&mut self, held: &[Answered], step: Round) -> Option<(Rereads, bool)> {
+        let until_us = step.until_us;
         let shared = self.shared.clone();
         let order = shared.order.as_ref()?;
         let view = held.first()?;
@@ -1753,7 +1758,7 @@ impl Worker {
             .wait_started_before(
                 clone,
                 until,
-                view.x.end_us,
+                step.started_before_us.min(view.x.end_us),
                 &rows,
                 shared.config.sync_timeout,
                 &stuck,
@@ -1833,7 +1838,10 @@ impl Worker {
             && !class.locks
             && !self.carried.is_off()
             && x.rows_digest.is_some()
-            && self.view_overlapped.first().is_some_and(|&e| e < x.end_us)
+            && self
+                .view_overlapped
+                .first()
+                .is_some_and(|&(e, _)| e < x.end_us)
     }
 
     /// `--sync-spare`: before the view point `x`, which the replay runs after commits it
@@ -2509,21 +2517,41 @@ fn differs_from_recorded(x: &Recorded, r: &Response) -> bool {
 /// `--sync-reread`: most rounds of reading an order-ambiguous view again.
 pub(crate) const REREAD_ROUNDS: usize = 4;
 
-/// `--sync-reread`: up to where each round of reading a view again waits (recorded µs,
-/// exclusive): just past each overlapped commit that ended after the view point did
-/// (`view_end`), in order — the nearest [`REREAD_ROUNDS`] − 1 of them, and the last.
-pub(crate) fn reread_steps(overlapped: &[u64], view_end: u64) -> Vec<u64> {
-    let later: Vec<u64> = overlapped
-        .iter()
-        .filter(|&&e| e > view_end)
-        .map(|&e| e + 1)
-        .collect();
-    if later.len() <= REREAD_ROUNDS {
-        return later;
+/// `--sync-reread`: what a round of reading a view again waits for: the commits that ended
+/// before `until_us` and started before `started_before_us` (recorded µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Round {
+    pub(crate) until_us: u64,
+    pub(crate) started_before_us: u64,
+}
+
+/// `--sync-reread`: the rounds of reading a view again: each takes in one more of the commits
+/// it overlapped that ended after the view point did (`view_end`), by their recorded starts
+/// — the nearest [`REREAD_ROUNDS`] − 1 of them, and the last. By starts, not ends: a commit
+/// is visible once InnoDB has committed it in memory, before its log flush and its answer,
+/// so the commits production's view saw are those that had *started* early enough; under
+/// load the flush (group commit) puts their answers out of that order.
+pub(crate) fn reread_steps(overlapped: &[crate::sync::Overlap], view_end: u64) -> Vec<Round> {
+    let later: Vec<_> = overlapped.iter().filter(|&&(e, _)| e > view_end).collect();
+    let mut starts: Vec<u64> = later.iter().map(|&&(_, s)| s + 1).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    if starts.len() > REREAD_ROUNDS {
+        starts.drain(REREAD_ROUNDS - 1..starts.len() - 1);
     }
-    let mut steps = later[..REREAD_ROUNDS - 1].to_vec();
-    steps.extend(later.last());
-    steps
+    starts
+        .into_iter()
+        .map(|started_before_us| Round {
+            // Past the last to end of those it takes in.
+            until_us: later
+                .iter()
+                .filter(|&&&(_, s)| s < started_before_us)
+                .map(|&&(e, _)| e + 1)
+                .max()
+                .unwrap_or(view_end),
+            started_before_us,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -2531,13 +2559,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_view_is_read_again_past_each_later_commit_it_overlapped_up_to_the_last() {
-        assert_eq!(reread_steps(&[], 10), Vec::<u64>::new());
-        assert_eq!(reread_steps(&[5, 9], 10), Vec::<u64>::new());
-        assert_eq!(reread_steps(&[5, 12, 20], 10), vec![13, 21]);
+    fn a_view_is_read_again_past_each_later_commit_it_overlapped_by_start_up_to_the_last() {
+        let rounds = |o: &[(u64, u64)]| -> Vec<(u64, u64)> {
+            reread_steps(o, 10)
+                .into_iter()
+                .map(|r| (r.until_us, r.started_before_us))
+                .collect()
+        };
+        assert_eq!(rounds(&[]), vec![]);
+        // Ended before the view did: the view saw them already.
+        assert_eq!(rounds(&[(5, 1), (9, 2)]), vec![]);
+        // The one that ended last started first.
+        assert_eq!(rounds(&[(5, 1), (12, 7), (20, 3)]), vec![(21, 4), (21, 8)]);
         assert_eq!(
-            reread_steps(&[11, 12, 13, 14, 15, 16], 10),
-            vec![12, 13, 14, 17]
+            rounds(&[(11, 6), (12, 5), (13, 4), (14, 3), (15, 2), (16, 1)]),
+            vec![(17, 2), (17, 3), (17, 4), (17, 7)]
+        );
+        assert_eq!(
+            rounds(&[(11, 1), (12, 2), (30, 3), (14, 4)]),
+            vec![(12, 2), (13, 3), (31, 4), (31, 5)]
         );
     }
 }

@@ -276,14 +276,14 @@ impl Order {
         self.done_waiting(session, clone);
     }
 
-    /// The feeder found these view points order-ambiguous: (session, seq, the recorded end of
-    /// a commit point it overlapped).
-    pub(crate) fn mark_ambiguous(&self, found: &mut Vec<(u64, u64, u64)>, clones: u32) {
+    /// The feeder found these view points order-ambiguous: (session, seq, a commit point it
+    /// overlapped).
+    pub(crate) fn mark_ambiguous(&self, found: &mut Vec<(u64, u64, Overlap)>, clones: u32) {
         if let Ok(mut m) = self.ambiguous.lock() {
-            for (session, seq, end) in found.drain(..) {
+            for (session, seq, commit) in found.drain(..) {
                 let ends = &mut m.entry((session, seq)).or_insert((clones.max(1), vec![])).1;
-                if let Err(at) = ends.binary_search(&end) {
-                    ends.insert(at, end);
+                if let Err(at) = ends.binary_search(&commit) {
+                    ends.insert(at, commit);
                     // Bounded (a long report overlaps thousands): the earliest and the last.
                     if ends.len() > AMBIGUOUS_ENDS_KEPT {
                         ends.remove(AMBIGUOUS_ENDS_KEPT - 1);
@@ -294,7 +294,7 @@ impl Order {
     }
 
     /// Whether the view point (session, seq), which ended at `end_us` in the recording, was
-    /// order-ambiguous: then the recorded ends of the commit points it overlapped, ascending.
+    /// order-ambiguous: then the commit points it overlapped, by recorded end.
     /// Its answer is final once the feeder has read past its end: waits for that, at most
     /// `timeout` (then: as far as known).
     pub(crate) async fn ambiguous(
@@ -303,7 +303,7 @@ impl Order {
         seq: u64,
         end_us: u64,
         timeout: Duration,
-    ) -> Option<Vec<u64>> {
+    ) -> Option<Vec<Overlap>> {
         self.commits.wait_read(end_us, timeout).await;
         let mut m = self.ambiguous.lock().ok()?;
         match m.get_mut(&(session, seq)) {
@@ -1017,9 +1017,12 @@ pub(crate) struct Ambiguity {
     latest: u64,
 }
 
-/// An order-ambiguous view point: the clones that have not asked for it yet, and the recorded
-/// ends of the commits it overlapped, ascending.
-type Overlapped = (u32, Vec<u64>);
+/// An order-ambiguous view point: the clones that have not asked for it yet, and the commits
+/// it overlapped, by recorded end.
+type Overlapped = (u32, Vec<Overlap>);
+
+/// A commit point an order-ambiguous view point overlapped: its recorded end and start.
+pub(crate) type Overlap = (u64, u64);
 
 /// Most recorded ends of overlapped commits kept per order-ambiguous view point.
 const AMBIGUOUS_ENDS_KEPT: usize = 64;
@@ -1030,13 +1033,12 @@ pub(crate) const AMBIGUITY_WINDOW_US: u64 = 10_000_000;
 
 impl Ambiguity {
     /// The next exchange read; the view points found ambiguous on the way go to `found` as
-    /// (session, seq, the recorded end of a commit point it overlapped), once per such commit
-    /// point or more.
+    /// (session, seq, a commit point it overlapped), once per such commit point or more.
     pub(crate) fn exchange(
         &mut self,
         x: &Exchange,
         class: Class,
-        found: &mut Vec<(u64, u64, u64)>,
+        found: &mut Vec<(u64, u64, Overlap)>,
     ) {
         let (start, end) = (x.start_us, x.end_us.max(x.start_us));
         self.latest = self.latest.max(start);
@@ -1055,7 +1057,7 @@ impl Ambiguity {
                 self.commits
                     .range(after(start)..)
                     .filter(|c| c.1 < end && c.2 != x.session)
-                    .map(|c| (x.session, x.seq, c.0)),
+                    .map(|c| (x.session, x.seq, (c.0, c.1))),
             );
             // Kept either way: a commit read later may overlap it too, and end later.
             self.views.insert((end, start, x.session, x.seq));
@@ -1065,7 +1067,7 @@ impl Ambiguity {
                 self.views
                     .range((start.saturating_add(1), 0, 0, 0)..)
                     .filter(|v| v.1 < end && v.2 != x.session)
-                    .map(|v| (v.2, v.3, end)),
+                    .map(|v| (v.2, v.3, (end, start))),
             );
             self.commits.insert((end, start, x.session));
         }
@@ -1221,7 +1223,7 @@ pub(crate) mod tests {
             a.exchange(x, class, &mut found);
         }
         let mut latest = BTreeMap::new();
-        for (session, seq, end) in found {
+        for (session, seq, (end, _)) in found {
             let e = latest.entry((session, seq)).or_insert(end);
             *e = (*e).max(end);
         }
