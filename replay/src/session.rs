@@ -1019,10 +1019,20 @@ impl Worker {
                         Ok(b) => b,
                         Err(mpsc::error::TryRecvError::Disconnected) => break,
                         Err(mpsc::error::TryRecvError::Empty) => {
-                            self.unhold();
                             self.hand_over().await;
                             shared.flush(&mut self.tally);
-                            match rx.recv().await {
+                            let next = if self.hold_key.is_some() {
+                                match tokio::time::timeout(HOLD_IDLE, rx.recv()).await {
+                                    Ok(b) => b,
+                                    Err(_) => {
+                                        self.unhold();
+                                        rx.recv().await
+                                    }
+                                }
+                            } else {
+                                rx.recv().await
+                            };
+                            match next {
                                 Some(b) => b,
                                 None => break,
                             }
@@ -2513,6 +2523,10 @@ fn differs_from_recorded(x: &Recorded, r: &Response) -> bool {
         (None, _) => false,
     }
 }
+
+/// `--sync-reread`: how long a session that holds a view's answers waits for its next
+/// exchanges before the commits held for it go on.
+const HOLD_IDLE: Duration = Duration::from_millis(2);
 
 /// `--sync-reread`: most rounds of reading an order-ambiguous view again.
 pub(crate) const REREAD_ROUNDS: usize = 4;

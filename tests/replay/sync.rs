@@ -1295,6 +1295,68 @@ fn a_commit_after_a_held_view_waits_until_the_view_is_read_again() {
     assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
 }
 
+/// A held view does not hold the later commits while its session waits for its time: at the
+/// recorded pace, session 1's view (held: it overlapped session 2's COMMIT, which ended after
+/// it) reads again only 300 ms later, and session 3's UPDATE, due 10 ms in, goes when due.
+#[test]
+fn a_held_view_lets_the_later_commits_go_while_its_session_waits_for_its_time() {
+    use myrr_recording::Response;
+    let _serial = serial();
+    let dir = tempdir();
+    let setup = "DROP DATABASE IF EXISTS myrr_paced; CREATE DATABASE myrr_paced; \
+         CREATE TABLE myrr_paced.t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO myrr_paced.t VALUES (1, 0), (2, 0)";
+    let reads = [
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 2",
+    ];
+    // Production did not see session 2's COMMIT: the replay's first answers are its own.
+    let production = answers_of(&dir, "myrr_paced", setup, &reads);
+    let read = |start, end, i: usize| {
+        let (s, e, command, _) = timed(start, end, reads[i], true);
+        (s, e, command, production[i].clone())
+    };
+    let rec = dir.join("paced.myrr");
+    synthetic_timed(
+        &rec,
+        "myrr_paced",
+        &[
+            vec![
+                timed(0, 100, "BEGIN", true),
+                read(2_000, 2_100, 0),
+                read(300_000, 300_100, 1),
+                timed(301_000, 301_100, "COMMIT", false),
+            ],
+            vec![
+                timed(0, 100, "BEGIN", true),
+                timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
+                timed(1_500, 9_000, "COMMIT", false),
+            ],
+            vec![timed(10_000, 10_100, "UPDATE t SET v = 7 WHERE id = 2", false)],
+        ],
+    );
+    let (summary, events) = replay_lw(&rec, &dir.join("paced-out.myrr"), setup, &[]);
+    let update = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == 3)
+        .expect("replayed");
+    let late = update.start_us - update.scheduled_us.expect("paced");
+    assert!(late < 100_000, "{late} µs late: {summary}");
+    // It did hold the view: its first read, production's, stands.
+    let answer = events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == 1 && x.seq == 1)
+        .expect("replayed");
+    let digest = |r: &Response| match r {
+        Response::Rows(rs) => Some(rs.digest),
+        _ => None,
+    };
+    assert_eq!(digest(&answer.response), digest(&production[0]), "{summary}");
+    assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
+}
+
 #[test]
 fn a_transaction_that_cannot_be_read_again_is_counted_and_keeps_its_first_answers() {
     use myrr_recording::Response;
