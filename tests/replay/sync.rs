@@ -1332,7 +1332,12 @@ fn a_held_view_lets_the_later_commits_go_while_its_session_waits_for_its_time() 
                 timed(500, 600, "UPDATE t SET v = 5 WHERE id = 1", true),
                 timed(1_500, 9_000, "COMMIT", false),
             ],
-            vec![timed(10_000, 10_100, "UPDATE t SET v = 7 WHERE id = 2", false)],
+            vec![timed(
+                10_000,
+                10_100,
+                "UPDATE t SET v = 7 WHERE id = 2",
+                false,
+            )],
         ],
     );
     let (summary, events) = replay_lw(&rec, &dir.join("paced-out.myrr"), setup, &[]);
@@ -1353,7 +1358,11 @@ fn a_held_view_lets_the_later_commits_go_while_its_session_waits_for_its_time() 
         Response::Rows(rs) => Some(rs.digest),
         _ => None,
     };
-    assert_eq!(digest(&answer.response), digest(&production[0]), "{summary}");
+    assert_eq!(
+        digest(&answer.response),
+        digest(&production[0]),
+        "{summary}"
+    );
     assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
 }
 
