@@ -751,13 +751,7 @@ fn a_read_that_missed_a_commit_production_saw_is_read_again_after_it() {
     use myrr_recording::Response;
     let _serial = serial();
     let dir = tempdir();
-    let setup = |row1: u32| {
-        format!(
-            "DROP DATABASE IF EXISTS myrr_reread; CREATE DATABASE myrr_reread; \
-             CREATE TABLE myrr_reread.t (id INT PRIMARY KEY, v INT); \
-             INSERT INTO myrr_reread.t VALUES (1, {row1}), (2, 0)"
-        )
-    };
+    let setup = |row1| two_rows("myrr_reread", row1);
     // Production's answers to the two reads: the rows with row 1 = 5, as the candidate
     // itself answers them in that state.
     let reads = [
@@ -982,6 +976,25 @@ fn session1_exchange(events: &[Event], seq: u64) -> &myrr_recording::Exchange {
 }
 
 /// The digest of an answer's rows, if it has rows.
+/// Database `db` with table t: rows (1, `row1`) and (2, 0).
+fn two_rows(db: &str, row1: u32) -> String {
+    format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; \
+         CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO {db}.t VALUES (1, {row1}), (2, 0)"
+    )
+}
+
+/// The digest of session `session`'s answer to exchange `seq` in a replay's events.
+fn answer_digest(events: &[Event], session: u64, seq: u64) -> Option<myrr_recording::ResultDigest> {
+    events
+        .iter()
+        .filter_map(Event::as_exchange)
+        .find(|x| x.session == session && x.seq == seq)
+        .map(|x| rows_digest(&x.response))
+        .expect("replayed")
+}
+
 fn rows_digest(r: &myrr_recording::Response) -> Option<myrr_recording::ResultDigest> {
     match r {
         myrr_recording::Response::Rows(rs) => Some(rs.digest),
@@ -1237,16 +1250,9 @@ fn a_view_is_read_again_at_its_first_read_that_differs() {
 /// so it had committed before that UPDATE started.)
 #[test]
 fn a_commit_after_a_held_view_waits_until_the_view_is_read_again() {
-    use myrr_recording::Response;
     let _serial = serial();
     let dir = tempdir();
-    let setup = |row1: u32| {
-        format!(
-            "DROP DATABASE IF EXISTS myrr_hold; CREATE DATABASE myrr_hold; \
-             CREATE TABLE myrr_hold.t (id INT PRIMARY KEY, v INT); \
-             INSERT INTO myrr_hold.t VALUES (1, {row1}), (2, 0)"
-        )
-    };
+    let setup = |row1| two_rows("myrr_hold", row1);
     let reads = [
         "SELECT v FROM t WHERE id = 1",
         "SELECT v FROM t WHERE id = 2",
@@ -1278,20 +1284,10 @@ fn a_commit_after_a_held_view_waits_until_the_view_is_read_again() {
         &setup(0),
         &["--speed", "max"],
     );
-    let digest = |r: &Response| match r {
-        Response::Rows(rs) => Some(rs.digest),
-        _ => None,
-    };
-    let answer = |seq| {
-        events
-            .iter()
-            .filter_map(Event::as_exchange)
-            .find(|x| x.session == 1 && x.seq == seq)
-            .map(|x| digest(&x.response))
-            .expect("replayed")
-    };
-    assert_eq!(answer(1), digest(&production[0]), "{summary}");
-    assert_eq!(answer(2), digest(&production[1]), "{summary}");
+    for (seq, production) in [(1, &production[0]), (2, &production[1])] {
+        let answer = answer_digest(&events, 1, seq);
+        assert_eq!(answer, rows_digest(production), "{seq}: {summary}");
+    }
     assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
 }
 
@@ -1300,12 +1296,9 @@ fn a_commit_after_a_held_view_waits_until_the_view_is_read_again() {
 /// it) reads again only 300 ms later, and session 3's UPDATE, due 10 ms in, goes when due.
 #[test]
 fn a_held_view_lets_the_later_commits_go_while_its_session_waits_for_its_time() {
-    use myrr_recording::Response;
     let _serial = serial();
     let dir = tempdir();
-    let setup = "DROP DATABASE IF EXISTS myrr_paced; CREATE DATABASE myrr_paced; \
-         CREATE TABLE myrr_paced.t (id INT PRIMARY KEY, v INT); \
-         INSERT INTO myrr_paced.t VALUES (1, 0), (2, 0)";
+    let setup = &two_rows("myrr_paced", 0);
     let reads = [
         "SELECT v FROM t WHERE id = 1",
         "SELECT v FROM t WHERE id = 2",
@@ -1348,21 +1341,9 @@ fn a_held_view_lets_the_later_commits_go_while_its_session_waits_for_its_time() 
         .expect("replayed");
     let late = update.start_us - update.scheduled_us.expect("paced");
     assert!(late < 100_000, "{late} µs late: {summary}");
-    // It did hold the view: its first read, production's, stands.
-    let answer = events
-        .iter()
-        .filter_map(Event::as_exchange)
-        .find(|x| x.session == 1 && x.seq == 1)
-        .expect("replayed");
-    let digest = |r: &Response| match r {
-        Response::Rows(rs) => Some(rs.digest),
-        _ => None,
-    };
-    assert_eq!(
-        digest(&answer.response),
-        digest(&production[0]),
-        "{summary}"
-    );
+    // Its first read, production's, stands.
+    let answer = answer_digest(&events, 1, 1);
+    assert_eq!(answer, rows_digest(&production[0]), "{summary}");
     assert_eq!(summary["rereads"]["sent"], 0, "{summary}");
 }
 
