@@ -541,10 +541,11 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
             "sync_wait_s": {
                 "in_order": s.sync_wait.as_secs_f64(),
                 "gave_way": s.sync_wait_gave_way.as_secs_f64(),
+                "held_views": s.sync_wait_held.as_secs_f64(),
             },
             "order_ambiguous": s.order_ambiguous,
             "out_of_order": s.out_of_order,
-            "rereads": {"sent": s.rereads, "rounds": s.reread_rounds, "reproduced": s.rereads_reproduced, "failed": s.rereads_failed},
+            "rereads": {"held": s.views_held, "sent": s.rereads, "rounds": s.reread_rounds, "reproduced": s.rereads_reproduced, "failed": s.rereads_failed},
             "spare_views": {"taken": s.spare_snapshots, "read": s.spare_reads, "reproduced": s.spare_reproduced, "failed_sessions": s.spare_failed, "unshared_sessions": s.spare_unshared},
             "divergence": divergence,
             "backfill": {
@@ -697,6 +698,14 @@ fn print_summary(s: &Summary, out: &std::path::Path, json: bool) {
              here or in the recording, not both), {} exchanges after a divergence (they touch \
              rows an earlier write left different from production's)",
             s.lock_conflicts, s.after_divergence
+        );
+    }
+    if s.views_held > 0 {
+        eprintln!(
+            "  --sync: {} order-ambiguous views held back their answers to be read again if \
+             need be; commits that started after them waited {:.1} s for them in all",
+            s.views_held,
+            s.sync_wait_held.as_secs_f64()
         );
     }
     if s.rereads + s.rereads_failed > 0 {

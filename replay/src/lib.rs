@@ -332,6 +332,10 @@ pub struct Progress {
     /// `--sync-reread`: rounds of reads sent again (a view may take several).
     pub reread_rounds: AtomicU64,
     pub rereads_failed: AtomicU64,
+    /// `--sync-reread`: views whose answers were held back (the commits that started after
+    /// them waited), and the time commits waited for such views (part of the sync waits).
+    pub views_held: AtomicU64,
+    pub held_wait_us: AtomicU64,
     /// `--sync-spare`: views also taken on a spare connection, those of them read there,
     /// and those whose answers were then production's (or closer to them); sessions whose
     /// spare connection failed (it is then not used again); sessions that kept no spare as
@@ -614,6 +618,8 @@ pub struct Summary {
     /// in order, and in waits that gave way or timed out (summed over sessions).
     pub sync_wait: Duration,
     pub sync_wait_gave_way: Duration,
+    /// `--sync-reread`: of those, time commits waited for views held to be read again.
+    pub sync_wait_held: Duration,
     /// `--sync`: times the candidate was asked for its lock waits, and why it could not be
     /// (circles were then guessed from time).
     pub lock_waits_asked: u64,
@@ -634,6 +640,7 @@ pub struct Summary {
     pub rereads_reproduced: u64,
     pub reread_rounds: u64,
     pub rereads_failed: u64,
+    pub views_held: u64,
     /// `--sync-spare` (see [`Progress::spare_snapshots`]).
     pub spare_snapshots: u64,
     pub spare_reads: u64,
@@ -1122,6 +1129,7 @@ pub async fn run(
         sync_cycles: p.sync_cycles.load(Ordering::Relaxed),
         sync_wait: Duration::from_micros(p.sync_wait_us.load(Ordering::Relaxed)),
         sync_wait_gave_way: Duration::from_micros(p.sync_wait_gave_way_us.load(Ordering::Relaxed)),
+        sync_wait_held: Duration::from_micros(p.held_wait_us.load(Ordering::Relaxed)),
         lock_waits_asked: p.lock_waits_asked.load(Ordering::Relaxed),
         lock_waits_failure: lock_waits_failure.clone(),
         lock_waits_source: lock_waits_source.clone(),
@@ -1133,6 +1141,7 @@ pub async fn run(
         deadlocks_not_retried: p.deadlocks_not_retried.load(Ordering::Relaxed),
         rereads: p.rereads.load(Ordering::Relaxed),
         rereads_reproduced: p.rereads_reproduced.load(Ordering::Relaxed),
+        views_held: p.views_held.load(Ordering::Relaxed),
         reread_rounds: p.reread_rounds.load(Ordering::Relaxed),
         spare_snapshots: p.spare_snapshots.load(Ordering::Relaxed),
         spare_reads: p.spare_reads.load(Ordering::Relaxed),

@@ -935,6 +935,8 @@ impl Worker {
         if let Some(held) = &order.held {
             held.register(self.clone, key, start_us, self.view_rows.clone());
             self.hold_key = Some(key);
+            let p = &self.shared.progress;
+            p.views_held.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -1361,9 +1363,15 @@ impl Worker {
         }
         if let (Some(held), true) = (&order.held, class.commit) {
             // Nor did the views that ended before it started, held to be read again.
+            let held_since = Instant::now();
             let h = held
                 .wait(self.clone, recorded_start_us, &rows, timeout, &stuck)
                 .await;
+            let us = u64::try_from(held_since.elapsed().as_micros()).unwrap_or(u64::MAX);
+            shared
+                .progress
+                .held_wait_us
+                .fetch_add(us, Ordering::Relaxed);
             if waited == Waited::Ready {
                 waited = h;
             }

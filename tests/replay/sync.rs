@@ -1289,6 +1289,10 @@ fn a_commit_after_a_held_view_waits_until_the_view_is_read_again() {
         assert_eq!(answer, rows_digest(production), "{seq}: {summary}");
     }
     assert_eq!(summary["rereads"]["reproduced"], 1, "{summary}");
+    assert_eq!(summary["rereads"]["held"], 1, "{summary}");
+    // Session 3's UPDATE waited for it through session 2's 200 ms `DO SLEEP`.
+    let held = summary["sync_wait_s"]["held_views"].as_f64().unwrap();
+    assert!(held > 0.1, "{summary}");
 }
 
 /// A held view does not hold the later commits while its session waits for its time: at the
