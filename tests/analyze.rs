@@ -220,7 +220,17 @@ fn dropped_index_regresses_only_the_shape_that_used_it() {
     candidate("ALTER TABLE myrr_an.t DROP INDEX idx_a");
     let cand = f.dir.join("noindex.myrr");
     replay_to(&f.capture, db().candidate_port, &cand);
-    let (code, r) = analyze(&f.baseline, &cand, SCAN_NOT_LOOKUP);
+    // The verdict fails on a regressed shape whose p99 rose past the limit: 2×, not the 10×
+    // of SCAN_NOT_LOOKUP (what is labelled regressed still takes a 10× shift there). A
+    // baseline p99 spike on a loaded machine once left the scan's p99 ratio under 10× in a
+    // clean-clone CI, labelled regressed and passing.
+    let at = SCAN_NOT_LOOKUP
+        .iter()
+        .position(|a| *a == "--max-p99-regression")
+        .unwrap();
+    let mut limits = SCAN_NOT_LOOKUP.to_vec();
+    limits[at + 1] = "100%";
+    let (code, r) = analyze(&f.baseline, &cand, &limits);
     let regressed = shapes_with(&r, |s| s["latency"] == "regressed");
     assert!(
         regressed.contains("select id, v from t where a = ?"),
